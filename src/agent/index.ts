@@ -1,0 +1,254 @@
+/**
+ * The agent: registers its node, long-polls the head for assignments, runs them as workers, and
+ * delivers their events and output exactly once, through head restarts and network drops.
+ */
+import os from 'node:os';
+import { agentProcessEnv, RAYSUB_VERSION, type AgentOptions } from '../shared/config.js';
+import { RaysubError, toRaysubError } from '../shared/errors.js';
+import { createLogger, type Logger } from '../shared/log.js';
+import type { Assignment, PollResponse, TaskRef } from '../shared/protocol/index.js';
+import { detectGpus } from './detect.js';
+import { HeadLink } from './headLink.js';
+import type { Launcher } from './launcher.js';
+import { Outbox } from './outbox.js';
+import { chooseLauncher } from './sandbox/index.js';
+import { TaskRun } from './taskRun.js';
+import { Workspace } from './workspace.js';
+
+export interface RunningAgent {
+  readonly nodeName: string;
+  readonly launcher: Launcher;
+  nodeId(): string;
+  /** Kill every worker, tell the head this node is leaving, and stop. */
+  close(): Promise<void>;
+}
+
+type AgentState = 'starting' | 'running' | 'closing' | 'closed';
+
+const MAX_REPORT_BYTES = 4 * 1024 * 1024;
+const refKey = (r: TaskRef): string => `${r.task_id}#${r.attempt}`;
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done);
+  });
+}
+
+class Agent implements RunningAgent {
+  private state: AgentState = 'starting';
+  private id = '';
+  private heartbeatMs = 1000;
+  private pollWaitMs = 20_000;
+  private readonly runs = new Map<string, TaskRun>();
+  private readonly stop = new AbortController();
+  private reportWake: (() => void) | null = null;
+  private reportTimer: NodeJS.Timeout | null = null;
+  private reregistering: Promise<void> | null = null;
+  private loops: Promise<void>[] = [];
+
+  constructor(
+    private readonly opts: AgentOptions,
+    private readonly totals: { num_cpus: number; num_gpus: number; memory: number; resources: Record<string, number> },
+    readonly launcher: Launcher,
+    private readonly head: HeadLink,
+    private readonly workspace: Workspace,
+    private readonly outbox: Outbox,
+    private readonly log: Logger,
+  ) {
+    outbox.onChange = (urgent) => this.wakeReporter(urgent ? 0 : 20);
+  }
+
+  get nodeName(): string {
+    return this.opts.nodeName;
+  }
+
+  nodeId(): string {
+    return this.id;
+  }
+
+  async start(): Promise<void> {
+    await this.register();
+    this.state = 'running';
+    this.loops = [this.pollLoop(), this.reportLoop()];
+  }
+
+  private async register(previous?: string): Promise<void> {
+    for (let attempt = 0; !this.stop.signal.aborted; attempt++) {
+      try {
+        const res = await this.head.register(
+          {
+            node_name: this.opts.nodeName,
+            hostname: os.hostname(),
+            pid: process.pid,
+            version: RAYSUB_VERSION,
+            totals: this.totals,
+            sandbox: { mode: this.launcher.mode, detail: this.launcher.detail, cgroups: this.launcher.cgroups },
+            previous_node_id: previous,
+          },
+          this.stop.signal,
+        );
+        this.id = res.node_id;
+        this.heartbeatMs = res.heartbeat_interval_ms;
+        this.pollWaitMs = res.poll_wait_ms;
+        this.log.info({ nodeId: this.id, name: this.opts.nodeName, totals: this.totals }, 'registered with the head');
+        return;
+      } catch (err) {
+        const e = toRaysubError(err);
+        if (e.code === 'UNAUTHORIZED') throw e;
+        this.log.warn({ err: e.message, attempt }, 'cannot register with the head yet; retrying');
+        await sleep(Math.min(10_000, 200 * 2 ** Math.min(attempt, 6)), this.stop.signal);
+      }
+    }
+  }
+
+  private known(): TaskRef[] {
+    return [...this.runs.values()].map((r) => r.ref);
+  }
+
+  private async pollLoop(): Promise<void> {
+    let failures = 0;
+    while (this.state === 'running') {
+      try {
+        await this.reregistering;
+        const res = await this.head.poll(this.id, { known: this.known(), wait_ms: this.pollWaitMs }, this.stop.signal);
+        failures = 0;
+        this.handlePoll(res);
+      } catch (err) {
+        if (this.state !== 'running') break;
+        failures = await this.onError(err, failures, 'poll');
+      }
+    }
+  }
+
+  private handlePoll(res: PollResponse): void {
+    for (const a of res.assignments) this.accept(a);
+    this.applyKills(res.kills);
+  }
+
+  private accept(a: Assignment): void {
+    const k = refKey({ task_id: a.task_id, attempt: a.attempt });
+    if (this.runs.has(k)) return;
+    const run = new TaskRun(a, {
+      workspace: this.workspace,
+      launcher: this.launcher,
+      outbox: this.outbox,
+      log: this.log.child({ task: a.task_id, attempt: a.attempt }),
+      killGraceMs: this.opts.killGraceMs,
+      headAddress: this.head.address,
+      nodeId: () => this.id,
+      nodeName: this.opts.nodeName,
+      runtimeEnv: { agentEnv: agentProcessEnv() },
+    });
+    this.runs.set(k, run);
+  }
+
+  private applyKills(kills: readonly TaskRef[]): void {
+    for (const ref of kills) this.runs.get(refKey(ref))?.kill('head');
+  }
+
+  private wakeReporter(delayMs: number): void {
+    if (this.reportTimer) {
+      if (delayMs > 0) return;
+      clearTimeout(this.reportTimer);
+    }
+    this.reportTimer = setTimeout(() => {
+      this.reportTimer = null;
+      this.reportWake?.();
+    }, delayMs);
+  }
+
+  private async reportLoop(): Promise<void> {
+    let failures = 0;
+    while (this.state === 'running') {
+      if (!this.outbox.hasWork() || failures > 0) {
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(done, failures > 0 ? Math.min(5000, 100 * 2 ** failures) : this.heartbeatMs);
+          const self = this;
+          function done(): void {
+            clearTimeout(t);
+            self.reportWake = null;
+            resolve();
+          }
+          this.reportWake = failures > 0 ? null : done;
+          this.stop.signal.addEventListener('abort', done, { once: true });
+        });
+        if (this.state !== 'running') break;
+      }
+      try {
+        await this.reregistering;
+        const req = this.outbox.build(MAX_REPORT_BYTES, this.known());
+        const res = await this.head.report(this.id, req, this.stop.signal);
+        failures = 0;
+        for (const ref of this.outbox.ack(res)) this.runs.delete(refKey(ref));
+        this.applyKills(res.kills);
+      } catch (err) {
+        if (this.state !== 'running') break;
+        failures = await this.onError(err, failures, 'report');
+      }
+    }
+  }
+
+  private async onError(err: unknown, failures: number, what: string): Promise<number> {
+    const e = toRaysubError(err);
+    if (e.code === 'NODE_LOST') {
+      await this.handleLost();
+      return 0;
+    }
+    if (failures === 0 || failures % 20 === 0) this.log.warn({ err: e.message, code: e.code }, `${what} failed; retrying`);
+    if (what === 'poll') await sleep(Math.min(5000, 100 * 2 ** Math.min(failures, 6)), this.stop.signal);
+    return failures + 1;
+  }
+
+  /** The head declared this node lost: everything it ran has been fenced. Kill it all, register anew. */
+  private handleLost(): Promise<void> {
+    this.reregistering ??= (async () => {
+      this.log.warn({ nodeId: this.id }, 'the head declared this node lost; killing its workers and registering again');
+      const runs = [...this.runs.values()];
+      for (const r of runs) r.kill('head');
+      await Promise.all(runs.map((r) => r.done));
+      this.runs.clear();
+      this.outbox.reset();
+      await this.register(this.id);
+    })().finally(() => {
+      this.reregistering = null;
+    });
+    return this.reregistering;
+  }
+
+  async close(): Promise<void> {
+    if (this.state === 'closing' || this.state === 'closed') return;
+    this.state = 'closing';
+    const runs = [...this.runs.values()];
+    for (const r of runs) r.kill('head');
+    await Promise.all(runs.map((r) => r.done));
+    this.stop.abort();
+    if (this.reportTimer) clearTimeout(this.reportTimer);
+    await Promise.allSettled(this.loops);
+    await this.head.leave(this.id).catch(() => undefined);
+    await this.launcher.close?.();
+    await this.head.close();
+    this.state = 'closed';
+    this.log.info('agent stopped');
+  }
+}
+
+export async function startAgent(opts: AgentOptions, logger?: Logger): Promise<RunningAgent> {
+  const log = logger ?? createLogger('raysub-agent', opts.logLevel);
+  if (opts.token === '') throw new RaysubError('USAGE', 'the agent needs a token');
+  const gpus = opts.numGpus ?? (await detectGpus()).length;
+  const launcher = await chooseLauncher(opts, log);
+  log.info({ sandbox: launcher.mode, detail: launcher.detail }, 'sandbox');
+  const head = new HeadLink(opts.address, opts.token);
+  const workspace = new Workspace(opts.workDir, head);
+  const outbox = new Outbox(workspace.spoolDir, opts.maxBufferedLogBytes);
+  const totals = { num_cpus: opts.numCpus, num_gpus: gpus, memory: opts.memory, resources: { ...opts.resources } };
+  const agent = new Agent(opts, totals, launcher, head, workspace, outbox, log);
+  await agent.start();
+  return agent;
+}

@@ -1,0 +1,104 @@
+/**
+ * How a worker process is started. The agent asks a Launcher for a worker; the launcher decides
+ * how strongly it is isolated (a plain process group here; bubblewrap and cgroups in sandbox/).
+ */
+import { spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
+import type { SandboxMode } from '../shared/protocol/index.js';
+import type { TaskRequest } from '../shared/resources.js';
+
+export interface LaunchSpec {
+  /** Unique per attempt; names cgroups and scratch dirs. */
+  key: string;
+  argv: string[];
+  /** The task's private working directory (writable). */
+  cwd: string;
+  env: Record<string, string>;
+  resources: TaskRequest;
+  gpuIds: number[];
+  network: 'host' | 'none';
+  /** Extra directories the worker may read (runtime envs, caches). */
+  readOnlyPaths: string[];
+}
+
+export interface WorkerExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** The kernel killed it for exceeding its memory limit. */
+  oom: boolean;
+}
+
+export interface WorkerHandle {
+  pid: number;
+  stdout: Readable;
+  stderr: Readable;
+  /** Resolves once the worker and everything it started are gone. */
+  exited: Promise<WorkerExit>;
+  /** SIGTERM to the whole tree, SIGKILL after `graceMs`; resolves when all are gone. */
+  terminate(graceMs: number): Promise<void>;
+}
+
+export interface Launcher {
+  readonly mode: SandboxMode;
+  /** One line for `raysub nodes` and the agent's start-up log. */
+  readonly detail: string;
+  readonly cgroups: boolean;
+  launch(spec: LaunchSpec): Promise<WorkerHandle>;
+  /** Remove what the launcher created at start-up (cgroup roots). */
+  close?(): Promise<void>;
+}
+
+export function killGroup(pgid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pgid, signal);
+  } catch {
+    // the group is already gone
+  }
+}
+
+/**
+ * Start `argv` in its own process group and supervise it: terminate() signals the group,
+ * and when the leader exits any process it left behind in its group is killed too.
+ */
+export function spawnGroup(argv: string[], opts: { cwd: string; env: Record<string, string> }, hooks: { onExit?: () => void; oom?: () => boolean } = {}): Promise<WorkerHandle> {
+  const [cmd, ...args] = argv;
+  if (!cmd) return Promise.reject(new Error('empty command'));
+  const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('spawn', () => {
+      const pid = child.pid;
+      if (pid === undefined) return reject(new Error('spawn gave no pid'));
+      const exited = new Promise<WorkerExit>((res) => {
+        child.once('exit', (code, signal) => {
+          killGroup(pid, 'SIGKILL');
+          hooks.onExit?.();
+          res({ code, signal, oom: hooks.oom?.() ?? false });
+        });
+      });
+      resolve({
+        pid,
+        stdout: child.stdout,
+        stderr: child.stderr,
+        exited,
+        async terminate(graceMs: number) {
+          killGroup(pid, 'SIGTERM');
+          const timer = setTimeout(() => killGroup(pid, 'SIGKILL'), graceMs);
+          await exited;
+          clearTimeout(timer);
+        },
+      });
+    });
+  });
+}
+
+/** No isolation beyond a process group: the fallback where nothing stronger exists. */
+export class ProcessLauncher implements Launcher {
+  readonly mode = 'process' as const;
+  readonly cgroups = false;
+  constructor(readonly detail = 'process group only: no filesystem isolation or resource limits') {}
+
+  launch(spec: LaunchSpec): Promise<WorkerHandle> {
+    return spawnGroup(spec.argv, { cwd: spec.cwd, env: spec.env });
+  }
+}

@@ -1,0 +1,168 @@
+/**
+ * One attempt of one task on this agent: prepare (package, runtime env), launch in the sandbox,
+ * ship output, enforce the timeout, obey kill orders, report the exit.
+ */
+import type { Logger } from '../shared/log.js';
+import type { Assignment, ExitOutcome, TaskRef } from '../shared/protocol/index.js';
+import { toRaysubError } from '../shared/errors.js';
+import type { Launcher, WorkerHandle } from './launcher.js';
+import type { Outbox } from './outbox.js';
+import { buildTaskEnv, prepareRuntimeEnv, type RuntimeEnvContext } from './runtimeEnv.js';
+import type { Workspace } from './workspace.js';
+
+export type RunState = 'preparing' | 'running' | 'exited';
+
+export interface TaskRunDeps {
+  workspace: Workspace;
+  launcher: Launcher;
+  outbox: Outbox;
+  log: Logger;
+  killGraceMs: number;
+  headAddress: string;
+  nodeId: () => string;
+  nodeName: string;
+  runtimeEnv: RuntimeEnvContext;
+}
+
+const STRENGTH = { none: 0, process: 1, bwrap: 2 } as const;
+
+class SetupError extends Error {
+  constructor(
+    readonly outcome: Extract<ExitOutcome, 'setup_failed' | 'sandbox_unavailable' | 'spawn_failed'>,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class TaskRun {
+  readonly ref: TaskRef;
+  state: RunState = 'preparing';
+  private readonly abort = new AbortController();
+  private worker: WorkerHandle | null = null;
+  private killReason: 'head' | 'timeout' | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  readonly done: Promise<void>;
+
+  constructor(
+    readonly assignment: Assignment,
+    private readonly deps: TaskRunDeps,
+  ) {
+    this.ref = { task_id: assignment.task_id, attempt: assignment.attempt };
+    this.done = this.run();
+  }
+
+  get key(): string {
+    const a = this.assignment;
+    return `${a.job_id}.${a.task_index}.${a.attempt}`;
+  }
+
+  private system(text: string): void {
+    this.deps.outbox.output(this.ref, 'system', Buffer.from(`[raysub] ${text}\n`));
+  }
+
+  /** Kill on the head's order (stop, fenced attempt) or at the deadline. Idempotent. */
+  kill(reason: 'head' | 'timeout'): void {
+    if (this.killReason || this.state === 'exited') return;
+    this.killReason = reason;
+    this.abort.abort();
+    void this.worker?.terminate(this.deps.killGraceMs);
+  }
+
+  private async run(): Promise<void> {
+    const a = this.assignment;
+    const { outbox, workspace, launcher, log } = this.deps;
+    let taskDir: string | null = null;
+    try {
+      if (a.attempt > 1) this.system(`attempt ${a.attempt} on ${this.deps.nodeName}`);
+      const required = a.sandbox.require;
+      if (required && STRENGTH[required] > STRENGTH[launcher.mode]) {
+        throw new SetupError('sandbox_unavailable', `job requires a "${required}" sandbox; node ${this.deps.nodeName} provides "${launcher.mode}" (${launcher.detail})`);
+      }
+      if (a.timeout_s) {
+        this.timer = setTimeout(() => this.kill('timeout'), a.timeout_s * 1000);
+      }
+      let source: string | null = null;
+      if (a.working_dir_package) {
+        try {
+          source = await workspace.unpacked(a.working_dir_package, this.abort.signal);
+        } catch (err) {
+          throw new SetupError('setup_failed', `could not fetch working dir ${a.working_dir_package}: ${toRaysubError(err).message}`);
+        }
+      }
+      this.checkAborted();
+      taskDir = workspace.createTaskDir(this.key, source);
+      const env = buildTaskEnv(a, this.deps.headAddress, this.deps.nodeId(), this.deps.runtimeEnv.agentEnv);
+      const prepared = await prepareRuntimeEnv(a, env, {
+        ...this.deps.runtimeEnv,
+        signal: this.abort.signal,
+        taskDir,
+        output: (text) => outbox.output(this.ref, 'system', Buffer.from(text)),
+      }).catch((err: unknown) => {
+        if (this.abort.signal.aborted) throw err;
+        throw new SetupError('setup_failed', toRaysubError(err).message);
+      });
+      this.checkAborted();
+      try {
+        this.worker = await launcher.launch({
+          key: this.key,
+          argv: prepared.argv ?? ['/bin/sh', '-c', a.entrypoint],
+          cwd: taskDir,
+          env: prepared.env,
+          resources: a.resources,
+          gpuIds: a.gpu_ids,
+          network: a.sandbox.network ?? 'host',
+          readOnlyPaths: prepared.readOnlyPaths,
+        });
+      } catch (err) {
+        throw new SetupError('spawn_failed', `could not start the worker: ${toRaysubError(err).message}`);
+      }
+      this.state = 'running';
+      outbox.started(this.ref, Date.now());
+      if (this.killReason) void this.worker.terminate(this.deps.killGraceMs);
+      const streams = Promise.all([
+        pump(this.worker.stdout, (b) => outbox.output(this.ref, 'stdout', b)),
+        pump(this.worker.stderr, (b) => outbox.output(this.ref, 'stderr', b)),
+      ]);
+      const exit = await this.worker.exited;
+      // Output still in the pipes belongs to this attempt; a stray holder of the pipe is not waited for.
+      await Promise.race([streams, new Promise((r) => setTimeout(r, 2000).unref())]);
+      this.finish(this.outcomeOf(exit), exit.code, exit.signal, exit.oom ? 'killed by the kernel for exceeding its memory limit' : null);
+    } catch (err) {
+      if (this.killReason) {
+        this.finish(this.killReason === 'timeout' ? 'timeout' : 'killed', null, null, this.killReason === 'timeout' ? `timed out after ${a.timeout_s}s during setup` : 'stopped during setup');
+      } else if (err instanceof SetupError) {
+        this.system(`${err.outcome === 'setup_failed' ? 'runtime env setup failed' : 'could not start'}: ${err.message}`);
+        this.finish(err.outcome, null, null, err.message);
+      } else {
+        log.error({ err, task: a.task_id }, 'task failed inside the agent');
+        this.system(`internal error: ${toRaysubError(err).message}`);
+        this.finish('spawn_failed', null, null, toRaysubError(err).message);
+      }
+    } finally {
+      if (this.timer) clearTimeout(this.timer);
+      if (taskDir) workspace.removeTaskDir(taskDir);
+    }
+  }
+
+  private checkAborted(): void {
+    if (this.abort.signal.aborted) throw new Error('aborted');
+  }
+
+  private outcomeOf(exit: { code: number | null; signal: NodeJS.Signals | null; oom: boolean }): ExitOutcome {
+    if (this.killReason === 'head') return 'killed';
+    if (this.killReason === 'timeout') return 'timeout';
+    if (exit.oom) return 'oom';
+    if (exit.signal) return 'signaled';
+    return 'exited';
+  }
+
+  private finish(outcome: ExitOutcome, code: number | null, signal: string | null, message: string | null): void {
+    this.state = 'exited';
+    this.deps.outbox.exited(this.ref, { at: Date.now(), outcome, exit_code: code, signal, message });
+  }
+}
+
+async function pump(stream: NodeJS.ReadableStream, sink: (b: Buffer) => void): Promise<void> {
+  for await (const chunk of stream) sink(chunk as Buffer);
+}

@@ -1,0 +1,142 @@
+import { RaysubError } from '../../shared/errors.js';
+import { jobStatusSchema, type JobDetails, type JobStatus } from '../../shared/protocol/index.js';
+import { statusColor } from '../../ui/color.js';
+import { formatAge, renderTable, truncate } from '../../ui/table.js';
+import type { CliContext } from '../context.js';
+import { EXIT, exitCodeForJob } from '../exitCodes.js';
+import { describeOutcome, printLogs } from '../follow.js';
+
+function json(ctx: CliContext, value: unknown): void {
+  ctx.out.write(JSON.stringify(value, null, 2) + '\n');
+}
+
+function time(ms: number | null): string {
+  return ms === null ? '-' : new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+}
+
+export function renderJobStatus(ctx: CliContext, job: JobDetails): string {
+  const c = ctx.color;
+  const lines: string[] = [];
+  lines.push(`${c.bold('Job')}        ${job.submission_id}`);
+  lines.push(`${c.bold('Status')}     ${statusColor(c, job.status)}${job.error_type ? ` (${job.error_type})` : ''}`);
+  lines.push(`${c.bold('Entrypoint')} ${job.entrypoint}`);
+  if (job.message) lines.push(`${c.bold('Message')}    ${job.message.split('\n').join('\n           ')}`);
+  if (job.driver_exit_code !== null) lines.push(`${c.bold('Exit code')}  ${job.driver_exit_code}`);
+  const r = job.raysub;
+  if (r.queue) lines.push(`${c.bold('Queue')}      position ${r.queue.position}: ${r.queue.reason}`);
+  lines.push(`${c.bold('Submitted')}  ${time(r.created_at)}   started ${time(job.start_time)}   ended ${time(job.end_time)}`);
+  const res = [`${job.entrypoint_num_cpus} CPU`, job.entrypoint_num_gpus ? `${job.entrypoint_num_gpus} GPU` : '', job.entrypoint_memory ? `${job.entrypoint_memory} B memory` : '']
+    .filter(Boolean)
+    .join(', ');
+  lines.push(`${c.bold('Resources')}  ${res} per task${r.parallel > 1 ? ` × ${r.parallel} tasks` : ''}${r.max_retries ? `, up to ${r.max_retries} retries` : ''}${r.timeout_s ? `, timeout ${r.timeout_s}s` : ''}`);
+  if (r.schedule) lines.push(`${c.bold('Schedule')}   ${r.schedule}`);
+  const tasks = r.tasks ?? [];
+  const showTasks = tasks.length > 1 || tasks.some((t) => t.attempts.length > 1);
+  if (showTasks) {
+    lines.push('');
+    const rows: string[][] = [];
+    for (const t of tasks) {
+      for (const a of t.attempts.length ? t.attempts : [null]) {
+        rows.push([
+          String(t.index),
+          a ? String(a.attempt) : '-',
+          a && a.attempt !== t.attempt ? (a.outcome ?? '-') : statusColor(c, t.state),
+          a?.node_name ?? '-',
+          a?.exit_code !== null && a?.exit_code !== undefined ? String(a.exit_code) : '-',
+          truncate(a?.error_type ? `${a.error_type}: ${a.message ?? ''}` : (a?.message ?? ''), 60),
+        ]);
+      }
+    }
+    lines.push(renderTable(['TASK', 'ATTEMPT', 'STATE', 'NODE', 'EXIT', 'DETAIL'], rows).trimEnd());
+  }
+  return lines.join('\n') + '\n';
+}
+
+export async function statusCommand(ctx: CliContext, id: string, flags: { json?: boolean }): Promise<number> {
+  const job = await ctx.client.getJob(id);
+  if (flags.json) json(ctx, job);
+  else ctx.out.write(renderJobStatus(ctx, job));
+  return EXIT.OK;
+}
+
+export async function logsCommand(ctx: CliContext, id: string, flags: { follow?: boolean; quiet?: boolean }): Promise<number> {
+  const job = await ctx.client.getJob(id);
+  await printLogs(ctx, id, { follow: Boolean(flags.follow), prefix: job.raysub.parallel > 1, quiet: flags.quiet });
+  if (!flags.follow) return EXIT.OK;
+  const final = await ctx.client.waitForJob(id);
+  if (!flags.quiet) ctx.err.write(describeOutcome(ctx, final) + '\n');
+  return exitCodeForJob(final);
+}
+
+export async function stopCommand(ctx: CliContext, id: string, flags: { wait?: boolean; json?: boolean }): Promise<number> {
+  const stopped = await ctx.client.stopJob(id);
+  if (flags.wait === false) {
+    if (flags.json) json(ctx, { submission_id: id, stopped });
+    else ctx.err.write(stopped ? `Stop requested for job '${id}'.\n` : `Job '${id}' had already finished.\n`);
+    return EXIT.OK;
+  }
+  const job = await ctx.client.waitForJob(id);
+  if (flags.json) json(ctx, job);
+  else ctx.err.write(describeOutcome(ctx, job) + '\n');
+  return EXIT.OK;
+}
+
+export async function waitCommand(ctx: CliContext, id: string, flags: { timeout?: string; json?: boolean }): Promise<number> {
+  let timeoutMs: number | undefined;
+  if (flags.timeout !== undefined) {
+    const s = Number(flags.timeout);
+    if (!Number.isFinite(s) || s < 0) throw new RaysubError('USAGE', `--timeout must be seconds >= 0, got "${flags.timeout}"`);
+    timeoutMs = s * 1000;
+  }
+  try {
+    const job = await ctx.client.waitForJob(id, { timeoutMs });
+    if (flags.json) json(ctx, job);
+    else ctx.err.write(describeOutcome(ctx, job) + '\n');
+    return exitCodeForJob(job);
+  } catch (err) {
+    if (err instanceof RaysubError && err.code === 'WAIT_TIMEOUT' && flags.json) {
+      json(ctx, await ctx.client.getJob(id));
+      return EXIT.WAIT_TIMEOUT;
+    }
+    throw err;
+  }
+}
+
+export async function listCommand(ctx: CliContext, flags: { limit?: string; cursor?: string; status?: string; json?: boolean }): Promise<number> {
+  const limit = flags.limit === undefined ? 50 : Number(flags.limit);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new RaysubError('USAGE', '--limit must be a whole number from 1 to 10000');
+  let status: JobStatus[] | undefined;
+  if (flags.status) {
+    status = flags.status.split(',').map((s) => {
+      const r = jobStatusSchema.safeParse(s.trim().toUpperCase());
+      if (!r.success) throw new RaysubError('USAGE', `--status: "${s}" is not one of ${jobStatusSchema.options.join(', ')}`);
+      return r.data;
+    });
+  }
+  const { jobs, nextCursor } = await ctx.client.listJobs({ limit, cursor: flags.cursor, status });
+  if (flags.json) {
+    json(ctx, { jobs, next_cursor: nextCursor });
+    return EXIT.OK;
+  }
+  const now = Date.now();
+  const rows = jobs.map((j) => [
+    j.submission_id,
+    statusColor(ctx.color, j.status),
+    formatAge(now - j.raysub.created_at) + ' ago',
+    j.start_time ? formatAge((j.end_time ?? now) - j.start_time) : '-',
+    j.raysub.parallel > 1 ? String(j.raysub.parallel) : '1',
+    truncate(j.entrypoint, 48),
+    truncate(j.status === 'FAILED' ? `${j.error_type ?? ''} ${(j.message ?? '').split('\n')[0]}` : j.status === 'PENDING' ? (j.message ?? '') : '', 50),
+  ]);
+  if (rows.length === 0) ctx.out.write('No jobs.\n');
+  else ctx.out.write(renderTable(['ID', 'STATUS', 'SUBMITTED', 'DURATION', 'TASKS', 'ENTRYPOINT', 'DETAIL'], rows));
+  if (nextCursor) ctx.err.write(`More jobs: raysub job list --cursor ${nextCursor}\n`);
+  return EXIT.OK;
+}
+
+export async function deleteCommand(ctx: CliContext, id: string, flags: { json?: boolean }): Promise<number> {
+  await ctx.client.deleteJob(id);
+  if (flags.json) json(ctx, { submission_id: id, deleted: true });
+  else ctx.err.write(`Job '${id}' deleted.\n`);
+  return EXIT.OK;
+}

@@ -1,0 +1,87 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { agentOptionsFrom, headOptionsFrom, type StartFlags } from '../../shared/config.js';
+import { RaysubError } from '../../shared/errors.js';
+import { EXIT } from '../exitCodes.js';
+
+export interface StartCommandFlags extends StartFlags {
+  head?: boolean;
+  detach?: boolean;
+}
+
+/** Resolve after the first SIGINT/SIGTERM has drained `close`; a second signal exits at once. */
+function runUntilSignalled(close: () => Promise<void>): Promise<number> {
+  return new Promise((resolve) => {
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        process.stderr.write(`raysub: ${signal} again; exiting now\n`);
+        process.exit(EXIT.STOPPED);
+      }
+      stopping = true;
+      process.stderr.write(`raysub: ${signal} received; shutting down (send it again to exit now)\n`);
+      close().then(
+        () => resolve(EXIT.OK),
+        (err: unknown) => {
+          process.stderr.write(`raysub: error while shutting down: ${(err as Error).message}\n`);
+          resolve(EXIT.INTERNAL);
+        },
+      );
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}
+
+async function waitForHeadFile(dataDir: string, pid: number, logFile: string, timeoutMs: number): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  const file = path.join(dataDir, 'head.json');
+  while (Date.now() < deadline) {
+    try {
+      const info = JSON.parse(fs.readFileSync(file, 'utf8')) as { url: string; pid: number };
+      if (info.pid === pid) return info.url;
+    } catch {
+      // not written yet
+    }
+    try {
+      process.kill(pid, 0);
+    } catch {
+      throw new RaysubError('INTERNAL', `the head exited during start-up; see ${logFile}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new RaysubError('INTERNAL', `the head did not start within ${timeoutMs / 1000}s; see ${logFile}`);
+}
+
+export async function startCommand(flags: StartCommandFlags, argv: string[]): Promise<number> {
+  if (flags.head && flags.address) throw new RaysubError('USAGE', 'use --head to start a head, or --address to start an agent, not both');
+  if (!flags.head && !flags.address) throw new RaysubError('USAGE', 'say what to start: --head, or --address URL --token T for an agent');
+  if (flags.head) {
+    const opts = headOptionsFrom(flags);
+    if (flags.detach) {
+      fs.mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+      const logFile = path.join(opts.dataDir, 'head.log');
+      const out = fs.openSync(logFile, 'a', 0o600);
+      const args = argv.slice(1).filter((a) => a !== '--detach');
+      const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', out, out] });
+      child.unref();
+      const url = await waitForHeadFile(opts.dataDir, child.pid ?? -1, logFile, 60_000);
+      process.stdout.write(`raysub head started in the background at ${url} (pid ${child.pid}); logs: ${logFile}\n`);
+      process.stdout.write(`Token: ${path.join(opts.dataDir, 'token')}. Stop it with: raysub stop${flags.dataDir ? ` --data-dir ${flags.dataDir}` : ''}\n`);
+      return EXIT.OK;
+    }
+    const { startHead } = await import('../../head/index.js');
+    const head = await startHead(opts);
+    process.stderr.write(`raysub head listening at ${head.url}\n`);
+    process.stderr.write(`  data dir: ${head.dataDir} (token in ${path.join(head.dataDir, 'token')})\n`);
+    if (head.agent) process.stderr.write(`  local agent: ${head.agent.nodeName} (sandbox: ${head.agent.launcher.mode})\n`);
+    return runUntilSignalled(() => head.close());
+  }
+  if (flags.detach) throw new RaysubError('USAGE', '--detach is only for --head; run agents under your service manager');
+  const opts = agentOptionsFrom(flags);
+  const { startAgent } = await import('../../agent/index.js');
+  const agent = await startAgent(opts);
+  process.stderr.write(`raysub agent ${agent.nodeName} connected to ${opts.address} (sandbox: ${agent.launcher.mode})\n`);
+  return runUntilSignalled(() => agent.close());
+}

@@ -1,0 +1,156 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import { archiveAsPackage, packDirectory, type PackedDir } from '../../client/index.js';
+import { DEFAULT_MAX_PACKAGE_BYTES, parseBytes } from '../../shared/config.js';
+import { RaysubError } from '../../shared/errors.js';
+import { newSubmissionId } from '../../shared/ids.js';
+import { parseRuntimeEnv, type JobSubmitRequest, type RuntimeEnv } from '../../shared/protocol/index.js';
+import { ProgressBar } from '../../ui/progress.js';
+import type { CliContext } from '../context.js';
+import { EXIT, exitCodeForJob } from '../exitCodes.js';
+import { describeOutcome, printLogs } from '../follow.js';
+
+export interface SubmitFlags {
+  submissionId?: string;
+  jobId?: string;
+  workingDir?: string;
+  runtimeEnv?: string;
+  runtimeEnvJson?: string;
+  metadataJson?: string;
+  entrypointNumCpus?: string;
+  entrypointNumGpus?: string;
+  entrypointMemory?: string;
+  entrypointResources?: string;
+  wait?: boolean;
+  parallel?: string;
+  maxRetries?: string;
+  retryBackoff?: string;
+  timeout?: string;
+  priority?: string;
+  waitForCapacity?: boolean;
+  maxPackageSize?: string;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+/** Join argv as a shell command line (as Ray does with shlex.join); one argument is taken as-is. */
+export function joinEntrypoint(args: readonly string[]): string {
+  if (args.length === 1) return args[0] ?? '';
+  return args.map((a) => (/^[A-Za-z0-9_\-+=.,:/@%^]+$/.test(a) ? a : `'${a.replace(/'/g, `'"'"'`)}'`)).join(' ');
+}
+
+function parseJsonFlag(name: string, value: string | undefined): unknown {
+  if (value === undefined) return undefined;
+  try {
+    return JSON.parse(value);
+  } catch (err) {
+    throw new RaysubError('USAGE', `${name} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+function num(name: string, value: string | undefined, opts: { int?: boolean; min?: number } = {}): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n) || (opts.int && !Number.isInteger(n)) || n < (opts.min ?? 0)) {
+    throw new RaysubError('USAGE', `${name} must be ${opts.int ? 'a whole number' : 'a number'} >= ${opts.min ?? 0}, got "${value}"`);
+  }
+  return n;
+}
+
+/** The runtime env from --runtime-env (JSON or YAML file) or --runtime-env-json, then --working-dir. */
+export function loadRuntimeEnv(flags: Pick<SubmitFlags, 'runtimeEnv' | 'runtimeEnvJson' | 'workingDir'>): RuntimeEnv {
+  if (flags.runtimeEnv && flags.runtimeEnvJson) throw new RaysubError('USAGE', 'use either --runtime-env or --runtime-env-json, not both');
+  let raw: unknown = {};
+  if (flags.runtimeEnv) {
+    let text: string;
+    try {
+      text = fs.readFileSync(flags.runtimeEnv, 'utf8');
+    } catch {
+      throw new RaysubError('USAGE', `cannot read runtime env file ${flags.runtimeEnv}`);
+    }
+    try {
+      raw = YAML.parse(text) ?? {};
+    } catch (err) {
+      throw new RaysubError('USAGE', `${flags.runtimeEnv} is neither JSON nor YAML: ${(err as Error).message}`);
+    }
+  } else if (flags.runtimeEnvJson) {
+    raw = parseJsonFlag('--runtime-env-json', flags.runtimeEnvJson);
+  }
+  const env = parseRuntimeEnv(raw);
+  if (flags.workingDir) env.working_dir = flags.workingDir;
+  return env;
+}
+
+/** Turn a local working_dir (directory or archive) into an uploaded package URI. */
+export async function uploadWorkingDir(ctx: CliContext, env: RuntimeEnv, maxBytes: number, quiet: boolean): Promise<RuntimeEnv> {
+  const wd = env.working_dir;
+  if (!wd || /^[a-z][a-z0-9+.-]*:\/\//i.test(wd)) return env;
+  const local = path.resolve(wd);
+  let packed: PackedDir;
+  if (fs.existsSync(local) && fs.statSync(local).isFile() && /\.(zip|tar\.gz|tgz)$/.test(local)) packed = archiveAsPackage(local);
+  else packed = await packDirectory(local, { excludes: env.excludes, maxBytes });
+  try {
+    if (await ctx.client.hasPackage(packed.name)) {
+      if (!quiet) ctx.err.write(`Working dir unchanged (${packed.sha256.slice(0, 12)}); not uploading.\n`);
+    } else {
+      const bar = new ProgressBar(ctx.err, 'Uploading', Boolean(ctx.err.isTTY) && !quiet);
+      await ctx.client.uploadPackage(packed.name, packed.file, (sent, total) => bar.update(sent, total));
+      bar.finish();
+      if (!quiet) ctx.err.write(`Uploaded working dir: ${packed.fileCount} files, ${(packed.size / 1024).toFixed(1)} KiB (${packed.sha256.slice(0, 12)}).\n`);
+    }
+  } finally {
+    packed.cleanup();
+  }
+  return { ...env, working_dir: packed.uri };
+}
+
+export function buildSubmitRequest(flags: SubmitFlags, entrypoint: string, runtimeEnv: RuntimeEnv): JobSubmitRequest & { submission_id: string } {
+  const metadata = parseJsonFlag('--metadata-json', flags.metadataJson) as Record<string, string> | undefined;
+  const resources = parseJsonFlag('--entrypoint-resources', flags.entrypointResources) as Record<string, number> | undefined;
+  const raysub = {
+    parallel: num('--parallel', flags.parallel, { int: true, min: 1 }),
+    max_retries: num('--max-retries', flags.maxRetries, { int: true }),
+    retry_backoff_s: num('--retry-backoff', flags.retryBackoff),
+    timeout_s: num('--timeout', flags.timeout),
+    priority: num('--priority', flags.priority, { int: true, min: -1000 }),
+    wait_for_capacity: flags.waitForCapacity || undefined,
+  };
+  const hasRaysub = Object.values(raysub).some((v) => v !== undefined);
+  return {
+    entrypoint,
+    submission_id: flags.submissionId ?? flags.jobId ?? newSubmissionId(),
+    runtime_env: runtimeEnv as Record<string, unknown>,
+    metadata,
+    entrypoint_num_cpus: num('--entrypoint-num-cpus', flags.entrypointNumCpus),
+    entrypoint_num_gpus: num('--entrypoint-num-gpus', flags.entrypointNumGpus),
+    entrypoint_memory: parseBytes('entrypoint-memory', flags.entrypointMemory),
+    entrypoint_resources: resources,
+    ...(hasRaysub ? { raysub } : {}),
+  };
+}
+
+export async function submitCommand(ctx: CliContext, args: string[], flags: SubmitFlags): Promise<number> {
+  if (args.length === 0) throw new RaysubError('USAGE', 'missing entrypoint: raysub job submit [options] -- <command...>');
+  const quiet = Boolean(flags.quiet || flags.json);
+  const maxBytes = parseBytes('max-package-size', flags.maxPackageSize) ?? DEFAULT_MAX_PACKAGE_BYTES;
+  const env = await uploadWorkingDir(ctx, loadRuntimeEnv(flags), maxBytes, quiet);
+  const req = buildSubmitRequest(flags, joinEntrypoint(args), env);
+  const { submission_id: id } = await ctx.client.submitJob(req);
+  if (flags.wait === false) {
+    if (flags.json) ctx.out.write(JSON.stringify({ submission_id: id }) + '\n');
+    else {
+      ctx.err.write(`Job '${id}' submitted.\n`);
+      ctx.err.write(`  Status:  raysub job status ${id}\n  Logs:    raysub job logs ${id} --follow\n  Stop:    raysub job stop ${id}\n`);
+      ctx.out.write(id + '\n');
+    }
+    return EXIT.OK;
+  }
+  if (!quiet) ctx.err.write(`Job '${id}' submitted; following its logs (Ctrl-C stops following, not the job).\n`);
+  const first = await ctx.client.getJob(id);
+  if (!flags.json) await printLogs(ctx, id, { follow: true, prefix: first.raysub.parallel > 1, quiet: flags.quiet });
+  const job = await ctx.client.waitForJob(id);
+  if (flags.json) ctx.out.write(JSON.stringify(job) + '\n');
+  else if (!flags.quiet) ctx.err.write(describeOutcome(ctx, job) + '\n');
+  return exitCodeForJob(job);
+}

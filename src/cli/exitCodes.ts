@@ -1,0 +1,51 @@
+import type { ErrorCode } from '../shared/errors.js';
+import type { JobDetails } from '../shared/protocol/index.js';
+
+/** The CLI's exit codes: a contract, documented in the README. */
+export const EXIT = {
+  OK: 0,
+  JOB_FAILED: 1,
+  USAGE: 64,
+  REJECTED: 65,
+  INTERNAL: 70,
+  UNREACHABLE: 69,
+  UNAUTHORIZED: 77,
+  WAIT_TIMEOUT: 124,
+  STOPPED: 130,
+} as const;
+
+/** A finished job's exit code: 0, its own code when it failed with one, 1 otherwise, 130 if stopped. */
+export function exitCodeForJob(job: Pick<JobDetails, 'status' | 'driver_exit_code'>): number {
+  switch (job.status) {
+    case 'SUCCEEDED':
+      return EXIT.OK;
+    case 'STOPPED':
+      return EXIT.STOPPED;
+    case 'FAILED': {
+      const code = job.driver_exit_code;
+      return code !== null && code > 0 && code < 256 ? code : EXIT.JOB_FAILED;
+    }
+    default:
+      return EXIT.JOB_FAILED;
+  }
+}
+
+export function exitCodeForError(code: ErrorCode): number {
+  switch (code) {
+    case 'USAGE':
+    case 'PACKAGE_LIMIT_EXCEEDED':
+      return EXIT.USAGE;
+    case 'HEAD_UNREACHABLE':
+      return EXIT.UNREACHABLE;
+    case 'UNAUTHORIZED':
+      return EXIT.UNAUTHORIZED;
+    case 'WAIT_TIMEOUT':
+      return EXIT.WAIT_TIMEOUT;
+    case 'INTERNAL':
+    case 'BAD_RESPONSE':
+    case 'SHUTTING_DOWN':
+      return EXIT.INTERNAL;
+    default:
+      return EXIT.REJECTED;
+  }
+}

@@ -1,0 +1,187 @@
+/**
+ * The raysub CLI. Commands load their modules lazily so `raysub --help` stays fast; one error
+ * boundary turns known errors into a one-line message and a documented exit code.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { RAYSUB_VERSION } from '../shared/config.js';
+import { RaysubError, toRaysubError } from '../shared/errors.js';
+import type { CliContext, GlobalFlags } from './context.js';
+import { EXIT, exitCodeForError } from './exitCodes.js';
+
+type Flags = Record<string, unknown>;
+
+function withConnection(cmd: Command): Command {
+  return cmd
+    .option('--address <url>', 'head address (default: $RAYSUB_ADDRESS, $RAY_ADDRESS, the local head, http://127.0.0.1:8265)')
+    .option('--token <token>', 'cluster token (default: $RAYSUB_TOKEN, or the local head\'s token file)')
+    .option('--headers <json>', 'extra HTTP headers as JSON (Ray\'s --headers; default: $RAY_JOB_HEADERS)')
+    .option('--data-dir <dir>', 'data dir of the local head (default: ~/.raysub)')
+    .option('--no-color', 'never colour output (also: NO_COLOR)');
+}
+
+async function context(flags: Flags): Promise<CliContext> {
+  const { createContext } = await import('./context.js');
+  return createContext(flags as GlobalFlags);
+}
+
+/** Run a command body and remember its exit code. */
+function action(run: (...args: never[]) => Promise<number>) {
+  return async (...args: unknown[]) => {
+    process.exitCode = await (run as (...a: unknown[]) => Promise<number>)(...args);
+  };
+}
+
+export function buildProgram(): Command {
+  const program = new Command('raysub')
+    .description('Submit Python and Node.js jobs to a raysub cluster (speaks Ray\'s Job Submission API).')
+    .version(RAYSUB_VERSION)
+    .enablePositionalOptions()
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+
+  program
+    .command('start')
+    .description('start a head (--head) or an agent that joins one (--address URL --token T)')
+    .option('--head', 'start a head server (with an embedded local agent unless --no-local-agent)')
+    .option('--address <url>', 'head to join, for an agent')
+    .option('--token <token>', 'cluster token, for an agent (default: $RAYSUB_TOKEN)')
+    .option('--port <port>', 'head port', '8265')
+    .option('--host <host>', 'head listen address', '127.0.0.1')
+    .option('--data-dir <dir>', 'data dir (default: ~/.raysub)')
+    .option('--num-cpus <n>', 'CPUs this node offers (default: all)')
+    .option('--num-gpus <n>', 'GPUs this node offers (default: detected with nvidia-smi)')
+    .option('--memory <bytes>', 'memory this node offers, e.g. 16G (default: all)')
+    .option('--resources <json>', 'custom resources, e.g. \'{"tpu": 4}\'')
+    .option('--node-name <name>', 'node name (default: hostname)')
+    .option('--work-dir <dir>', 'agent work dir (default: <data-dir>/agents/<node-name>)')
+    .option('--no-local-agent', 'run the head without its embedded agent')
+    .option('--detach', 'run the head in the background (stop it with `raysub stop`)')
+    .option('--kill-grace <seconds>', 'time between SIGTERM and SIGKILL when stopping a task', '3')
+    .addOption(new Option('--sandbox <mode>', 'worker isolation').choices(['auto', 'bwrap', 'process', 'none']).default('auto'))
+    .option('--max-package-size <bytes>', 'largest package the head accepts (default: 512M)')
+    .option('--heartbeat-ms <ms>', 'agent heartbeat interval (head option)')
+    .option('--lease-ms <ms>', 'how long a silent agent keeps its lease (head option)')
+    .option('--cache-limit <bytes>', 'agent cache size limit (default: 10G)')
+    .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+    .action(
+      action(async (flags: Flags) => {
+        const { startCommand } = await import('./commands/start.js');
+        return startCommand(flags, process.argv);
+      }),
+    );
+
+  program
+    .command('stop')
+    .description('stop the head running on this machine\'s data dir')
+    .option('--data-dir <dir>', 'data dir of the head (default: ~/.raysub)')
+    .option('--timeout <seconds>', 'how long to wait before killing it', '30')
+    .action(
+      action(async (flags: Flags) => {
+        const { stopCommand } = await import('./commands/stop.js');
+        return stopCommand(flags as { dataDir?: string; timeout?: string });
+      }),
+    );
+
+  const job = program.command('job').description('submit and manage jobs');
+
+  withConnection(
+    job
+      .command('submit')
+      .description('pack the working dir, submit a job, and follow its logs until it ends')
+      .argument('[entrypoint...]', 'the command to run (after --); one argument is run as a shell command line')
+      .passThroughOptions()
+      .option('--submission-id <id>', 'job id (default: generated); resubmitting the same id and spec returns the same job')
+      .addOption(new Option('--job-id <id>').hideHelp())
+      .option('--working-dir <dir>', 'directory (or .zip/.tar.gz) to ship as the job\'s working dir')
+      .option('--runtime-env <file>', 'runtime env as a JSON or YAML file')
+      .option('--runtime-env-json <json>', 'runtime env as JSON')
+      .option('--metadata-json <json>', 'metadata (string to string) as JSON')
+      .option('--entrypoint-num-cpus <n>', 'CPUs per task (default: 1)')
+      .option('--entrypoint-num-gpus <n>', 'GPUs per task (default: 0)')
+      .option('--entrypoint-memory <bytes>', 'memory per task, e.g. 2G (the task is killed above it)')
+      .option('--entrypoint-resources <json>', 'custom resources per task as JSON')
+      .option('--parallel <n>', 'run N tasks (an array job); each sees RAYSUB_TASK_INDEX')
+      .option('--max-retries <n>', 'retry a failed task up to N times')
+      .option('--retry-backoff <seconds>', 'first retry delay, doubled each retry (default: 1)')
+      .option('--timeout <seconds>', 'kill a task after this long (the job fails as TIMEOUT)')
+      .option('--priority <n>', 'higher runs first (default: 0)')
+      .option('--wait-for-capacity', 'queue even if no node could ever fit the request')
+      .option('--max-package-size <bytes>', 'largest working dir to upload (default: 512M)')
+      .option('--no-wait', 'submit and return without following the logs')
+      .option('--json', 'print the final job as JSON (with --no-wait: its id)')
+      .option('-q, --quiet', 'print only the job\'s own output'),
+  ).action(
+    action(async (args: string[], flags: Flags) => {
+      const { submitCommand } = await import('./commands/submit.js');
+      return submitCommand(await context(flags), args, flags);
+    }),
+  );
+
+  const byId = (name: string, description: string, configure: (c: Command) => Command, run: (ctx: CliContext, id: string, flags: Flags) => Promise<number>) =>
+    withConnection(configure(job.command(name).description(description).argument('<id>', 'submission id'))).action(
+      action(async (id: string, flags: Flags) => run(await context(flags), id, flags)),
+    );
+
+  byId('status', 'show a job\'s status, tasks, attempts and queue position', (c) => c.option('--json', 'print JSON'), async (ctx, id, f) =>
+    (await import('./commands/job.js')).statusCommand(ctx, id, f),
+  );
+  byId(
+    'logs',
+    'print a job\'s logs; with --follow, until it ends (then exit with its code)',
+    (c) => c.option('-f, --follow', 'follow until the job ends').option('-q, --quiet', 'only the job\'s own output'),
+    async (ctx, id, f) => (await import('./commands/job.js')).logsCommand(ctx, id, f),
+  );
+  byId(
+    'stop',
+    'stop a job (a pending one leaves the queue at once) and wait until it has stopped',
+    (c) => c.option('--no-wait', 'return once the stop is requested').option('--json', 'print JSON'),
+    async (ctx, id, f) => (await import('./commands/job.js')).stopCommand(ctx, id, f),
+  );
+  byId('delete', 'delete a finished job and its logs', (c) => c.option('--json', 'print JSON'), async (ctx, id, f) =>
+    (await import('./commands/job.js')).deleteCommand(ctx, id, f),
+  );
+  byId(
+    'wait',
+    'wait for a job to end and exit with its code (see the README\'s exit codes)',
+    (c) => c.option('--timeout <seconds>', 'give up after this long (exit 124)').option('--json', 'print the final job as JSON'),
+    async (ctx, id, f) => (await import('./commands/job.js')).waitCommand(ctx, id, f),
+  );
+
+  withConnection(
+    job
+      .command('list')
+      .description('list jobs, newest first')
+      .option('--limit <n>', 'page size', '50')
+      .option('--cursor <cursor>', 'continue after a previous page')
+      .option('--status <list>', 'only these statuses, e.g. RUNNING,PENDING')
+      .option('--json', 'print JSON: {"jobs": [...], "next_cursor": ...}'),
+  ).action(
+    action(async (flags: Flags) => (await import('./commands/job.js')).listCommand(await context(flags), flags)),
+  );
+
+  withConnection(program.command('nodes').description('list the cluster\'s nodes and their resources').option('--json', 'print JSON')).action(
+    action(async (flags: Flags) => (await import('./commands/nodes.js')).nodesCommand(await context(flags), flags)),
+  );
+
+  return program;
+}
+
+/** The error boundary: expected failures print one line; anything else prints its stack. */
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode === 0 ? 0 : EXIT.USAGE;
+      return;
+    }
+    const e = toRaysubError(err);
+    if (err instanceof RaysubError) {
+      process.stderr.write(`raysub: error: ${e.message}\n`);
+    } else {
+      process.stderr.write(`raysub: internal error: ${e.message}\n${err instanceof Error ? err.stack : ''}\n`);
+    }
+    process.exitCode = exitCodeForError(e.code);
+  }
+}

@@ -1,0 +1,206 @@
+/**
+ * The raysub SDK: a typed client for a head's HTTP API. The CLI is built on it.
+ */
+import fs from 'node:fs';
+import { Transform } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import { z } from 'zod';
+import { RaysubError, toRaysubError } from '../shared/errors.js';
+import { call, callJson, createDispatcher, errorFrom } from '../shared/http.js';
+import {
+  isTerminal,
+  jobDetailsSchema,
+  jobListSchema,
+  jobSubmitResponseSchema,
+  logStreamLineSchema,
+  nodeListSchema,
+  versionResponseSchema,
+  type JobDetails,
+  type JobStatus,
+  type JobSubmitRequest,
+  type LogStreamLine,
+  type NodeInfo,
+} from '../shared/protocol/index.js';
+
+export { packDirectory, archiveAsPackage, listPackageFiles, DEFAULT_EXCLUDES, type PackedDir } from './packer.js';
+
+export interface ClientOptions {
+  address: string;
+  token?: string;
+  /** Extra headers for every request (Ray's `--headers`). */
+  headers?: Record<string, string>;
+  /** How many times to retry a safe request when the head cannot be reached. */
+  retries?: number;
+  /** Told about each retry, so a CLI can say what it is doing. */
+  onRetry?: (info: { attempt: number; delayMs: number; error: RaysubError }) => void;
+}
+
+export interface ListJobsOptions {
+  limit?: number;
+  cursor?: string;
+  status?: JobStatus[];
+  schedule?: string;
+}
+
+const uploadResponseSchema = z.object({ uploaded: z.boolean(), size: z.number() });
+
+export class RaysubClient {
+  readonly address: string;
+  private readonly dispatcher: Dispatcher = createDispatcher();
+
+  constructor(private readonly opts: ClientOptions) {
+    this.address = opts.address.replace(/\/+$/, '');
+  }
+
+  private url(path: string): string {
+    return `${this.address}${path}`;
+  }
+
+  /** Retry `fn` with back-off while the head is unreachable (only for idempotent calls). */
+  private async retrying<T>(fn: () => Promise<T>): Promise<T> {
+    const retries = this.opts.retries ?? 5;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        const e = toRaysubError(err);
+        if (!e.retryable || attempt > retries) throw e;
+        const delayMs = Math.min(8000, 250 * 2 ** (attempt - 1));
+        this.opts.onRetry?.({ attempt, delayMs, error: e });
+        await new Promise((r) => setTimeout(r, delayMs));
+      }
+    }
+  }
+
+  private json<T extends z.ZodType>(method: Dispatcher.HttpMethod, path: string, schema: T, body?: unknown, timeoutMs?: number): Promise<z.infer<T>> {
+    return callJson(this.dispatcher, method, this.url(path), this.opts.token, schema, { body, headers: this.opts.headers, timeoutMs });
+  }
+
+  /** The head's version handshake (also checks the token). */
+  version() {
+    return this.retrying(() => this.json('GET', '/api/version', versionResponseSchema));
+  }
+
+  /** Submit a job. Safe to retry: the submission id makes it idempotent. */
+  submitJob(req: JobSubmitRequest & { submission_id: string }) {
+    return this.retrying(() => this.json('POST', '/api/jobs/', jobSubmitResponseSchema, req));
+  }
+
+  /** A job's details; with `waitS`, the head answers when the job is terminal or the time is up. */
+  getJob(id: string, waitS?: number): Promise<JobDetails> {
+    const q = waitS ? `?wait_s=${waitS}` : '';
+    return this.retrying(() => this.json('GET', `/api/jobs/${encodeURIComponent(id)}${q}`, jobDetailsSchema, undefined, (waitS ?? 0) * 1000 + 30_000));
+  }
+
+  /** Jobs, newest first, one page at a time. */
+  async listJobs(opts: ListJobsOptions = {}): Promise<{ jobs: JobDetails[]; nextCursor: string | null }> {
+    const q = new URLSearchParams();
+    if (opts.limit) q.set('limit', String(opts.limit));
+    if (opts.cursor) q.set('cursor', opts.cursor);
+    if (opts.status?.length) q.set('status', opts.status.join(','));
+    if (opts.schedule) q.set('schedule', opts.schedule);
+    return this.retrying(async () => {
+      const res = await call(this.dispatcher, 'GET', this.url(`/api/jobs/?${q}`), this.opts.token, { headers: this.opts.headers });
+      if (res.statusCode !== 200) throw await errorFrom(res);
+      const jobs = jobListSchema.parse(await res.body.json());
+      const cursor = res.headers['x-next-cursor'];
+      return { jobs, nextCursor: typeof cursor === 'string' ? cursor : null };
+    });
+  }
+
+  /** Ask the head to stop a job; returns false if it had already finished. */
+  async stopJob(id: string): Promise<boolean> {
+    const r = await this.retrying(() => this.json('POST', `/api/jobs/${encodeURIComponent(id)}/stop`, z.object({ stopped: z.boolean() })));
+    return r.stopped;
+  }
+
+  /** Delete a finished job and its logs. */
+  async deleteJob(id: string): Promise<void> {
+    await this.json('DELETE', `/api/jobs/${encodeURIComponent(id)}`, z.object({ deleted: z.boolean() }));
+  }
+
+  /** The whole log so far, as one string. */
+  async getLogs(id: string): Promise<string> {
+    const r = await this.retrying(() => this.json('GET', `/api/jobs/${encodeURIComponent(id)}/logs`, z.object({ logs: z.string() })));
+    return r.logs;
+  }
+
+  /** Stream a job's log from the start, piece by piece; with `follow`, until the job ends. */
+  async *streamLogs(id: string, opts: { follow: boolean; signal?: AbortSignal }): AsyncGenerator<LogStreamLine> {
+    const res = await call(this.dispatcher, 'GET', this.url(`/api/jobs/${encodeURIComponent(id)}/logs/stream?follow=${opts.follow}`), this.opts.token, {
+      headers: this.opts.headers,
+      signal: opts.signal,
+    });
+    if (res.statusCode !== 200) throw await errorFrom(res);
+    let buffer = '';
+    try {
+      for await (const chunk of res.body) {
+        buffer += (chunk as Buffer).toString('utf8');
+        let nl: number;
+        while ((nl = buffer.indexOf('\n')) >= 0) {
+          const line = buffer.slice(0, nl);
+          buffer = buffer.slice(nl + 1);
+          if (line) yield logStreamLineSchema.parse(JSON.parse(line));
+        }
+      }
+    } catch (err) {
+      if (opts.signal?.aborted) return;
+      throw new RaysubError('HEAD_UNREACHABLE', `log stream interrupted: ${toRaysubError(err).message}`, { cause: err, retryable: true });
+    }
+  }
+
+  /** Wait until the job is terminal (or `timeoutMs` passes) and return its details. */
+  async waitForJob(id: string, opts: { timeoutMs?: number } = {}): Promise<JobDetails> {
+    const deadline = opts.timeoutMs === undefined ? Infinity : Date.now() + opts.timeoutMs;
+    for (;;) {
+      const left = deadline - Date.now();
+      const waitS = Math.max(0, Math.min(60, Math.ceil(left / 1000)));
+      const job = await this.getJob(id, Number.isFinite(left) ? waitS : 60);
+      if (isTerminal(job.status)) return job;
+      if (Date.now() >= deadline) throw new RaysubError('WAIT_TIMEOUT', `job ${id} is still ${job.status} after the wait timeout`);
+    }
+  }
+
+  async hasPackage(name: string): Promise<boolean> {
+    return this.retrying(async () => {
+      const res = await call(this.dispatcher, 'GET', this.url(`/api/packages/gcs/${encodeURIComponent(name)}`), this.opts.token, { headers: this.opts.headers });
+      await res.body.dump();
+      if (res.statusCode === 200) return true;
+      if (res.statusCode === 404) return false;
+      throw new RaysubError(res.statusCode === 401 ? 'UNAUTHORIZED' : 'INTERNAL', `checking package ${name}: HTTP ${res.statusCode}`);
+    });
+  }
+
+  /** Upload an archive file, reporting bytes sent. */
+  async uploadPackage(name: string, file: string, onProgress?: (sent: number, total: number) => void): Promise<void> {
+    const total = fs.statSync(file).size;
+    await this.retrying(async () => {
+      let sent = 0;
+      const counter = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          sent += chunk.length;
+          onProgress?.(sent, total);
+          cb(null, chunk);
+        },
+      });
+      const body = fs.createReadStream(file).pipe(counter);
+      const res = await call(this.dispatcher, 'PUT', this.url(`/api/packages/gcs/${encodeURIComponent(name)}`), this.opts.token, {
+        rawBody: body,
+        contentLength: total,
+        headers: { ...this.opts.headers, 'content-type': 'application/octet-stream' },
+        timeoutMs: 600_000,
+      });
+      if (res.statusCode !== 200) throw await errorFrom(res);
+      uploadResponseSchema.parse(await res.body.json());
+    });
+  }
+
+  async nodes(): Promise<NodeInfo[]> {
+    const r = await this.retrying(() => this.json('GET', '/api/nodes', nodeListSchema));
+    return r.nodes;
+  }
+
+  async close(): Promise<void> {
+    await this.dispatcher.close();
+  }
+}

@@ -1,0 +1,30 @@
+import type BetterSqlite3 from 'better-sqlite3';
+import { openDatabase, type Db } from './open.js';
+import { jobsRepo } from './jobsRepo.js';
+import { tasksRepo } from './tasksRepo.js';
+import { nodesRepo } from './nodesRepo.js';
+
+export type { Db } from './open.js';
+export type { JobRow, NewJob, ListJobsQuery } from './jobsRepo.js';
+export type { TaskRow, AttemptRow } from './tasksRepo.js';
+export type { NodeRow } from './nodesRepo.js';
+
+/** The head's store: one SQLite database and its statements grouped by concern. */
+export function openStore(file: string) {
+  const db: BetterSqlite3.Database = openDatabase(file);
+  return {
+    db,
+    jobs: jobsRepo(db),
+    tasks: tasksRepo(db),
+    nodes: nodesRepo(db),
+    /** Run `fn` as one transaction: every state change is all-or-nothing. */
+    tx<T>(fn: () => T): T {
+      return db.transaction(fn)();
+    },
+    close: () => db.close(),
+  };
+}
+
+export type Store = ReturnType<typeof openStore>;
+export { openDatabase };
+export type { Db as Database };

@@ -1,0 +1,95 @@
+import type { Db } from './open.js';
+import type { JobErrorType, JobStatus } from '../../shared/protocol/index.js';
+
+export interface JobRow {
+  seq: number;
+  id: string;
+  spec_hash: string;
+  entrypoint: string;
+  runtime_env: string;
+  metadata: string;
+  request: string;
+  parallel: number;
+  max_retries: number;
+  retry_backoff_s: number;
+  timeout_s: number | null;
+  priority: number;
+  wait_for_capacity: number;
+  schedule: string | null;
+  status: JobStatus;
+  stop_requested: number;
+  failed_task: number | null;
+  message: string | null;
+  error_type: JobErrorType | null;
+  exit_code: number | null;
+  created_at: number;
+  start_time: number | null;
+  end_time: number | null;
+  driver_node_id: string | null;
+}
+
+export type NewJob = Omit<JobRow, 'seq' | 'stop_requested' | 'failed_task' | 'message' | 'error_type' | 'exit_code' | 'start_time' | 'end_time' | 'driver_node_id'>;
+
+export interface ListJobsQuery {
+  limit: number;
+  /** Only jobs with seq below this (newest first). */
+  beforeSeq?: number;
+  statuses?: readonly JobStatus[];
+  schedule?: string;
+}
+
+/** Prepared statements for jobs, grouped in one place. */
+export function jobsRepo(db: Db) {
+  const insert = db.prepare(`
+    INSERT INTO jobs (id, spec_hash, entrypoint, runtime_env, metadata, request, parallel, max_retries,
+      retry_backoff_s, timeout_s, priority, wait_for_capacity, schedule, status, created_at)
+    VALUES (@id, @spec_hash, @entrypoint, @runtime_env, @metadata, @request, @parallel, @max_retries,
+      @retry_backoff_s, @timeout_s, @priority, @wait_for_capacity, @schedule, @status, @created_at)`);
+  const byId = db.prepare('SELECT * FROM jobs WHERE id = ?');
+  const setRunning = db.prepare(
+    "UPDATE jobs SET status = 'RUNNING', start_time = ?, driver_node_id = ? WHERE id = ? AND status = 'PENDING'",
+  );
+  const finish = db.prepare(`
+    UPDATE jobs SET status = @status, message = @message, error_type = @error_type, exit_code = @exit_code,
+      end_time = @end_time, start_time = COALESCE(start_time, @end_time)
+    WHERE id = @id AND status IN ('PENDING', 'RUNNING')`);
+  const requestStop = db.prepare('UPDATE jobs SET stop_requested = 1 WHERE id = ?');
+  const setFailedTask = db.prepare('UPDATE jobs SET failed_task = ?, message = ?, error_type = ?, exit_code = ? WHERE id = ? AND failed_task IS NULL');
+  const remove = db.prepare('DELETE FROM jobs WHERE id = ?');
+  const active = db.prepare("SELECT * FROM jobs WHERE status IN ('PENDING', 'RUNNING')");
+  const countsByStatus = db.prepare('SELECT status, COUNT(*) AS n FROM jobs GROUP BY status');
+
+  return {
+    insert: (job: NewJob) => insert.run(job),
+    get: (id: string) => byId.get(id) as JobRow | undefined,
+    setRunning: (id: string, at: number, nodeId: string) => setRunning.run(at, nodeId, id).changes > 0,
+    finish: (f: { id: string; status: JobStatus; message: string | null; error_type: JobErrorType | null; exit_code: number | null; end_time: number }) =>
+      finish.run(f).changes > 0,
+    requestStop: (id: string) => requestStop.run(id),
+    setFailedTask: (id: string, idx: number, message: string, errorType: JobErrorType, exitCode: number | null) =>
+      setFailedTask.run(idx, message, errorType, exitCode, id).changes > 0,
+    remove: (id: string) => remove.run(id),
+    active: () => active.all() as JobRow[],
+    countsByStatus: () => countsByStatus.all() as { status: JobStatus; n: number }[],
+    list(q: ListJobsQuery): JobRow[] {
+      const where: string[] = [];
+      const params: unknown[] = [];
+      if (q.beforeSeq !== undefined) {
+        where.push('seq < ?');
+        params.push(q.beforeSeq);
+      }
+      if (q.statuses?.length) {
+        where.push(`status IN (${q.statuses.map(() => '?').join(',')})`);
+        params.push(...q.statuses);
+      }
+      if (q.schedule !== undefined) {
+        where.push('schedule = ?');
+        params.push(q.schedule);
+      }
+      const sql = `SELECT * FROM jobs ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq DESC LIMIT ?`;
+      return db.prepare(sql).all(...params, q.limit) as JobRow[];
+    },
+  };
+}
+
+export type JobsRepo = ReturnType<typeof jobsRepo>;

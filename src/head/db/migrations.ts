@@ -1,0 +1,87 @@
+/**
+ * Numbered migrations. Each runs once, in its own transaction, and is recorded in
+ * `schema_migrations`. Never edit a migration that has shipped: add the next number.
+ */
+export const migrations: readonly { version: number; name: string; sql: string }[] = [
+  {
+    version: 1,
+    name: 'jobs, tasks, attempts, nodes',
+    sql: `
+      CREATE TABLE jobs (
+        seq               INTEGER PRIMARY KEY AUTOINCREMENT,
+        id                TEXT NOT NULL UNIQUE,
+        spec_hash         TEXT NOT NULL,
+        entrypoint        TEXT NOT NULL,
+        runtime_env       TEXT NOT NULL,
+        metadata          TEXT NOT NULL,
+        request           TEXT NOT NULL,
+        parallel          INTEGER NOT NULL,
+        max_retries       INTEGER NOT NULL,
+        retry_backoff_s   REAL NOT NULL,
+        timeout_s         REAL,
+        priority          INTEGER NOT NULL,
+        wait_for_capacity INTEGER NOT NULL,
+        schedule          TEXT,
+        status            TEXT NOT NULL,
+        stop_requested    INTEGER NOT NULL DEFAULT 0,
+        failed_task       INTEGER,
+        message           TEXT,
+        error_type        TEXT,
+        exit_code         INTEGER,
+        created_at        INTEGER NOT NULL,
+        start_time        INTEGER,
+        end_time          INTEGER,
+        driver_node_id    TEXT
+      );
+      CREATE INDEX jobs_by_status ON jobs(status, seq);
+      CREATE INDEX jobs_by_schedule ON jobs(schedule, seq) WHERE schedule IS NOT NULL;
+
+      CREATE TABLE tasks (
+        job_id      TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        idx         INTEGER NOT NULL,
+        state       TEXT NOT NULL,
+        attempt     INTEGER NOT NULL DEFAULT 0,
+        node_id     TEXT,
+        gpu_ids     TEXT NOT NULL DEFAULT '[]',
+        not_before  INTEGER NOT NULL DEFAULT 0,
+        log_start   INTEGER NOT NULL DEFAULT 0,
+        exit_code   INTEGER,
+        error_type  TEXT,
+        message     TEXT,
+        started_at  INTEGER,
+        ended_at    INTEGER,
+        PRIMARY KEY (job_id, idx)
+      ) WITHOUT ROWID;
+      CREATE INDEX tasks_active ON tasks(state) WHERE state IN ('PENDING', 'ASSIGNED', 'RUNNING');
+
+      CREATE TABLE attempts (
+        job_id      TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        idx         INTEGER NOT NULL,
+        attempt     INTEGER NOT NULL,
+        node_id     TEXT,
+        assigned_at INTEGER NOT NULL,
+        started_at  INTEGER,
+        ended_at    INTEGER,
+        outcome     TEXT,
+        exit_code   INTEGER,
+        error_type  TEXT,
+        message     TEXT,
+        PRIMARY KEY (job_id, idx, attempt)
+      ) WITHOUT ROWID;
+
+      CREATE TABLE nodes (
+        id            TEXT PRIMARY KEY,
+        name          TEXT NOT NULL,
+        hostname      TEXT NOT NULL,
+        state         TEXT NOT NULL,
+        totals        TEXT NOT NULL,
+        sandbox       TEXT NOT NULL,
+        registered_at INTEGER NOT NULL,
+        last_seen_at  INTEGER NOT NULL,
+        last_seq      INTEGER NOT NULL DEFAULT 0,
+        usage         TEXT NOT NULL DEFAULT '{}'
+      );
+      CREATE INDEX nodes_by_state ON nodes(state);
+    `,
+  },
+];

@@ -1,0 +1,42 @@
+import type { Db } from './open.js';
+import type { NodeState } from '../../shared/protocol/index.js';
+
+export interface NodeRow {
+  id: string;
+  name: string;
+  hostname: string;
+  state: NodeState;
+  totals: string;
+  sandbox: string;
+  registered_at: number;
+  last_seen_at: number;
+  last_seq: number;
+  usage: string;
+}
+
+export function nodesRepo(db: Db) {
+  const insert = db.prepare(`
+    INSERT INTO nodes (id, name, hostname, state, totals, sandbox, registered_at, last_seen_at)
+    VALUES (@id, @name, @hostname, 'ALIVE', @totals, @sandbox, @registered_at, @registered_at)`);
+  const get = db.prepare('SELECT * FROM nodes WHERE id = ?');
+  const all = db.prepare("SELECT * FROM nodes WHERE state != 'GONE' ORDER BY name, registered_at");
+  const alive = db.prepare("SELECT * FROM nodes WHERE state IN ('ALIVE', 'DRAINING')");
+  const setState = db.prepare('UPDATE nodes SET state = ? WHERE id = ?');
+  const setSeq = db.prepare('UPDATE nodes SET last_seq = ? WHERE id = ?');
+  const touch = db.prepare('UPDATE nodes SET last_seen_at = ?, usage = COALESCE(?, usage) WHERE id = ?');
+  // Lost nodes are kept for a while so `raysub nodes` can show them, then forgotten.
+  const forgetLost = db.prepare("UPDATE nodes SET state = 'GONE' WHERE state = 'LOST' AND last_seen_at < ?");
+
+  return {
+    insert: (n: { id: string; name: string; hostname: string; totals: string; sandbox: string; registered_at: number }) => insert.run(n),
+    get: (id: string) => get.get(id) as NodeRow | undefined,
+    all: () => all.all() as NodeRow[],
+    alive: () => alive.all() as NodeRow[],
+    setState: (id: string, state: NodeState) => setState.run(state, id),
+    setSeq: (id: string, seq: number) => setSeq.run(seq, id),
+    touch: (id: string, at: number, usage: string | null) => touch.run(at, usage, id),
+    forgetLost: (before: number) => forgetLost.run(before),
+  };
+}
+
+export type NodesRepo = ReturnType<typeof nodesRepo>;

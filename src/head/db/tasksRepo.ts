@@ -1,0 +1,95 @@
+import type { Db } from './open.js';
+import type { TaskState } from '../../shared/protocol/index.js';
+
+export interface TaskRow {
+  job_id: string;
+  idx: number;
+  state: TaskState;
+  attempt: number;
+  node_id: string | null;
+  gpu_ids: string;
+  not_before: number;
+  log_start: number;
+  exit_code: number | null;
+  error_type: string | null;
+  message: string | null;
+  started_at: number | null;
+  ended_at: number | null;
+}
+
+export interface AttemptRow {
+  job_id: string;
+  idx: number;
+  attempt: number;
+  node_id: string | null;
+  assigned_at: number;
+  started_at: number | null;
+  ended_at: number | null;
+  outcome: string | null;
+  exit_code: number | null;
+  error_type: string | null;
+  message: string | null;
+}
+
+export interface TaskEnd {
+  job_id: string;
+  idx: number;
+  state: TaskState;
+  exit_code: number | null;
+  error_type: string | null;
+  message: string | null;
+  ended_at: number;
+}
+
+export function tasksRepo(db: Db) {
+  const insert = db.prepare("INSERT INTO tasks (job_id, idx, state) VALUES (?, ?, 'PENDING')");
+  const get = db.prepare('SELECT * FROM tasks WHERE job_id = ? AND idx = ?');
+  const ofJob = db.prepare('SELECT * FROM tasks WHERE job_id = ? ORDER BY idx');
+  const active = db.prepare("SELECT * FROM tasks WHERE state IN ('PENDING', 'ASSIGNED', 'RUNNING')");
+  const countsOfJob = db.prepare('SELECT state, COUNT(*) AS n FROM tasks WHERE job_id = ? GROUP BY state');
+  const assign = db.prepare(`
+    UPDATE tasks SET state = 'ASSIGNED', attempt = attempt + 1, node_id = ?, gpu_ids = ?, log_start = ?,
+      started_at = NULL, exit_code = NULL, error_type = NULL, message = NULL
+    WHERE job_id = ? AND idx = ? AND state = 'PENDING'`);
+  const start = db.prepare("UPDATE tasks SET state = 'RUNNING', started_at = ? WHERE job_id = ? AND idx = ? AND attempt = ? AND state = 'ASSIGNED'");
+  const end = db.prepare(`
+    UPDATE tasks SET state = @state, exit_code = @exit_code, error_type = @error_type, message = @message, ended_at = @ended_at
+    WHERE job_id = @job_id AND idx = @idx AND state IN ('PENDING', 'ASSIGNED', 'RUNNING')`);
+  const requeue = db.prepare(`
+    UPDATE tasks SET state = 'PENDING', node_id = NULL, gpu_ids = '[]', not_before = ?, exit_code = ?, error_type = ?, message = ?
+    WHERE job_id = ? AND idx = ?`);
+  const insertAttempt = db.prepare(
+    'INSERT INTO attempts (job_id, idx, attempt, node_id, assigned_at) VALUES (?, ?, ?, ?, ?)',
+  );
+  const startAttempt = db.prepare('UPDATE attempts SET started_at = ? WHERE job_id = ? AND idx = ? AND attempt = ?');
+  const endAttempt = db.prepare(`
+    UPDATE attempts SET ended_at = @ended_at, outcome = @outcome, exit_code = @exit_code, error_type = @error_type, message = @message
+    WHERE job_id = @job_id AND idx = @idx AND attempt = @attempt AND ended_at IS NULL`);
+  const attemptsOfJob = db.prepare('SELECT * FROM attempts WHERE job_id = ? ORDER BY idx, attempt');
+
+  return {
+    insert: (jobId: string, idx: number) => insert.run(jobId, idx),
+    get: (jobId: string, idx: number) => get.get(jobId, idx) as TaskRow | undefined,
+    ofJob: (jobId: string) => ofJob.all(jobId) as TaskRow[],
+    active: () => active.all() as TaskRow[],
+    countsOfJob: (jobId: string) => countsOfJob.all(jobId) as { state: TaskState; n: number }[],
+    assign(jobId: string, idx: number, attempt: number, nodeId: string, gpuIds: readonly number[], logStart: number, at: number): boolean {
+      const ok = assign.run(nodeId, JSON.stringify(gpuIds), logStart, jobId, idx).changes > 0;
+      if (ok) insertAttempt.run(jobId, idx, attempt, nodeId, at);
+      return ok;
+    },
+    start(jobId: string, idx: number, attempt: number, at: number): boolean {
+      const ok = start.run(at, jobId, idx, attempt).changes > 0;
+      if (ok) startAttempt.run(at, jobId, idx, attempt);
+      return ok;
+    },
+    end: (e: TaskEnd) => end.run(e).changes > 0,
+    requeue: (jobId: string, idx: number, notBefore: number, exitCode: number | null, errorType: string | null, message: string | null) =>
+      requeue.run(notBefore, exitCode, errorType, message, jobId, idx),
+    endAttempt: (a: { job_id: string; idx: number; attempt: number; ended_at: number; outcome: string; exit_code: number | null; error_type: string | null; message: string | null }) =>
+      endAttempt.run(a),
+    attemptsOfJob: (jobId: string) => attemptsOfJob.all(jobId) as AttemptRow[],
+  };
+}
+
+export type TasksRepo = ReturnType<typeof tasksRepo>;

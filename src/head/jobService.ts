@@ -1,0 +1,319 @@
+/**
+ * Jobs as the API sees them: submission (idempotent by submission id), reading, listing,
+ * stopping and deleting. State changes go through the Engine.
+ */
+import { RaysubError } from '../shared/errors.js';
+import { canonicalJson, newSubmissionId, sha256 } from '../shared/ids.js';
+import {
+  isTerminal,
+  jobSubmitRequestSchema,
+  parseRuntimeEnv,
+  parseWith,
+  type Assignment,
+  type JobDetails,
+  type JobStatus,
+  type RuntimeEnv,
+  type TaskInfo,
+} from '../shared/protocol/index.js';
+import type { TaskRequest } from '../shared/resources.js';
+import type { JobRow, NewJob } from './db/index.js';
+import type { Engine } from './engine.js';
+import type { PackageStore } from './packageStore.js';
+import { queueOrder, unschedulableReason } from './scheduler.js';
+import type { LiveTask } from './state.js';
+
+export interface SubmitResult {
+  submissionId: string;
+  created: boolean;
+}
+
+export interface ListOptions {
+  limit?: number;
+  cursor?: string;
+  statuses?: JobStatus[];
+  schedule?: string;
+}
+
+const PACKAGE_URI = /^gcs:\/\/(.+)$/;
+
+function stripNulls(value: unknown): unknown {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) return value;
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== null));
+}
+
+export function packageNameOf(uri: string | undefined): string | null {
+  if (!uri) return null;
+  const m = PACKAGE_URI.exec(uri);
+  return m ? (m[1] ?? null) : null;
+}
+
+export class JobService {
+  constructor(
+    private readonly engine: Engine,
+    private readonly packages: PackageStore,
+  ) {}
+
+  submit(body: unknown, extra: { schedule?: string } = {}): SubmitResult {
+    const req = parseWith(jobSubmitRequestSchema, stripNulls(body));
+    const runtimeEnv = parseRuntimeEnv(req.runtime_env);
+    this.checkPackages(runtimeEnv);
+    const gpus = req.entrypoint_num_gpus ?? 0;
+    if (gpus > 1 && !Number.isInteger(gpus)) {
+      throw new RaysubError('INVALID_REQUEST', 'entrypoint_num_gpus above 1 must be a whole number');
+    }
+    const request: TaskRequest = {
+      cpus: req.entrypoint_num_cpus ?? 1,
+      gpus,
+      memory: req.entrypoint_memory ?? 0,
+      custom: req.entrypoint_resources ?? {},
+    };
+    const o = req.raysub ?? {};
+    const options = {
+      parallel: o.parallel ?? 1,
+      max_retries: o.max_retries ?? 0,
+      retry_backoff_s: o.retry_backoff_s ?? 1,
+      timeout_s: o.timeout_s ?? null,
+      priority: o.priority ?? 0,
+      wait_for_capacity: o.wait_for_capacity ?? false,
+    };
+    const userMetadata = req.metadata ?? {};
+    const specHash = sha256(
+      canonicalJson({ entrypoint: req.entrypoint, runtimeEnv, metadata: userMetadata, request, options, schedule: extra.schedule ?? null }),
+    );
+    const id = req.submission_id ?? req.job_id ?? newSubmissionId();
+    const now = Date.now();
+    const metadata = { job_submission_id: id, job_name: id, ...userMetadata };
+    const row: NewJob = {
+      id,
+      spec_hash: specHash,
+      entrypoint: req.entrypoint,
+      runtime_env: JSON.stringify(runtimeEnv),
+      metadata: JSON.stringify(metadata),
+      request: JSON.stringify(request),
+      parallel: options.parallel,
+      max_retries: options.max_retries,
+      retry_backoff_s: options.retry_backoff_s,
+      timeout_s: options.timeout_s,
+      priority: options.priority,
+      wait_for_capacity: options.wait_for_capacity ? 1 : 0,
+      schedule: extra.schedule ?? null,
+      status: 'PENDING',
+      created_at: now,
+    };
+    const { engine } = this;
+    const created = engine.transact(() => {
+      const existing = engine.store.jobs.get(id);
+      if (existing) {
+        if (existing.spec_hash === specHash) return false;
+        throw new RaysubError('JOB_ALREADY_EXISTS', `a job with submission id "${id}" already exists with a different spec`);
+      }
+      engine.store.jobs.insert(row);
+      for (let i = 0; i < options.parallel; i++) engine.store.tasks.insert(id, i);
+      const stored = engine.store.jobs.get(id);
+      if (!stored) throw new RaysubError('INTERNAL', `job ${id} vanished after insert`);
+      const job = engine.live.addJob(stored);
+      for (const t of engine.store.tasks.ofJob(id)) engine.live.addTask(t, now);
+      const never = options.wait_for_capacity ? null : unschedulableReason(engine.live, job);
+      if (never) engine.failUnstarted(job, 'UNSCHEDULABLE', never, now);
+      return true;
+    });
+    if (created) engine.requestSchedule();
+    return { submissionId: id, created };
+  }
+
+  private checkPackages(env: RuntimeEnv): void {
+    const uris = [env.working_dir, ...(env.py_modules ?? [])].filter((u): u is string => Boolean(u));
+    for (const uri of uris) {
+      const name = packageNameOf(uri);
+      if (!name) {
+        throw new RaysubError('INVALID_RUNTIME_ENV', `"${uri}" is not a package URI the head can serve; upload local directories with \`raysub job submit --working-dir\``);
+      }
+      if (!this.packages.has(name)) throw new RaysubError('INVALID_RUNTIME_ENV', `package ${uri} was not uploaded to this head`);
+    }
+  }
+
+  row(id: string): JobRow {
+    const row = this.engine.store.jobs.get(id);
+    if (!row) throw new RaysubError('JOB_NOT_FOUND', `no job with submission id "${id}"`);
+    return row;
+  }
+
+  details(id: string, withTasks = true): JobDetails {
+    return this.view(this.row(id), withTasks);
+  }
+
+  list(opts: ListOptions): { jobs: JobDetails[]; nextCursor: string | null } {
+    const limit = Math.min(Math.max(opts.limit ?? 1_000_000, 1), 1_000_000);
+    let beforeSeq: number | undefined;
+    if (opts.cursor) {
+      beforeSeq = Number(Buffer.from(opts.cursor, 'base64url').toString('utf8'));
+      if (!Number.isInteger(beforeSeq)) throw new RaysubError('INVALID_CURSOR', 'invalid cursor');
+    }
+    const rows = this.engine.store.jobs.list({ limit: limit + 1, beforeSeq, statuses: opts.statuses, schedule: opts.schedule });
+    const page = rows.slice(0, limit);
+    const last = page[page.length - 1];
+    const nextCursor = rows.length > limit && last ? Buffer.from(String(last.seq)).toString('base64url') : null;
+    return { jobs: page.map((r) => this.view(r, false)), nextCursor };
+  }
+
+  stop(id: string): boolean {
+    const row = this.row(id);
+    if (isTerminal(row.status)) return false;
+    return this.engine.stopJob(id);
+  }
+
+  delete(id: string): void {
+    const row = this.row(id);
+    if (!isTerminal(row.status)) {
+      throw new RaysubError('JOB_NOT_TERMINAL', `job "${id}" is ${row.status}; stop it before deleting it`);
+    }
+    this.engine.transact(() => this.engine.store.jobs.remove(id));
+    this.engine.logs.removeJob(id);
+  }
+
+  /** Resolve when the job is terminal or `timeoutMs` passes. */
+  async waitTerminal(id: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    if (isTerminal(this.row(id).status) || timeoutMs <= 0) return;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.engine.off('job', onJob);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const onJob = (jobId: string, status: JobStatus): void => {
+        if (jobId === id && isTerminal(status)) done();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.engine.on('job', onJob);
+      signal?.addEventListener('abort', done);
+    });
+  }
+
+  /** The whole log as one string (Ray's `GET /logs`); array jobs get a task prefix per line. */
+  logsText(id: string): string {
+    const row = this.row(id);
+    if (row.parallel === 1) return this.engine.logs.readAll(id, 0).toString('utf8');
+    const parts: string[] = [];
+    for (let i = 0; i < row.parallel; i++) {
+      const text = this.engine.logs.readAll(id, i).toString('utf8');
+      if (!text) continue;
+      const lines = text.endsWith('\n') ? text.slice(0, -1).split('\n') : text.split('\n');
+      parts.push(lines.map((l) => `[task ${i}] ${l}\n`).join(''));
+    }
+    return parts.join('');
+  }
+
+  assignmentOf(task: LiveTask): Assignment {
+    const job = this.engine.live.jobs.get(task.jobId);
+    if (!job) throw new RaysubError('INTERNAL', `no live job for task ${task.id}`);
+    return {
+      task_id: task.id,
+      attempt: task.attempt,
+      job_id: job.id,
+      task_index: task.idx,
+      task_count: job.parallel,
+      entrypoint: job.entrypoint,
+      working_dir_package: packageNameOf(job.runtimeEnv.working_dir),
+      runtime_env: job.runtimeEnv as Record<string, unknown>,
+      env_vars: job.runtimeEnv.env_vars ?? {},
+      resources: job.request,
+      gpu_ids: task.gpuIds,
+      timeout_s: job.timeoutS,
+      sandbox: job.runtimeEnv.sandbox ?? {},
+    };
+  }
+
+  private view(row: JobRow, withTasks: boolean): JobDetails {
+    const { store, live } = this.engine;
+    const request = JSON.parse(row.request) as TaskRequest;
+    const counts: Record<string, number> = {};
+    for (const c of store.tasks.countsOfJob(row.id)) counts[c.state] = c.n;
+    let tasks: TaskInfo[] | undefined;
+    if (withTasks) {
+      const nodeNames = new Map(store.nodes.all().map((n) => [n.id, n.name]));
+      const attempts = store.tasks.attemptsOfJob(row.id);
+      tasks = store.tasks.ofJob(row.id).map((t) => ({
+        index: t.idx,
+        state: t.state,
+        attempt: t.attempt,
+        node_id: t.node_id,
+        node_name: t.node_id ? (nodeNames.get(t.node_id) ?? null) : null,
+        gpu_ids: JSON.parse(t.gpu_ids) as number[],
+        exit_code: t.exit_code,
+        error_type: t.error_type,
+        message: t.message,
+        started_at: t.started_at,
+        ended_at: t.ended_at,
+        attempts: attempts
+          .filter((a) => a.idx === t.idx)
+          .map((a) => ({
+            attempt: a.attempt,
+            node_id: a.node_id,
+            node_name: a.node_id ? (nodeNames.get(a.node_id) ?? null) : null,
+            started_at: a.started_at,
+            ended_at: a.ended_at,
+            outcome: a.outcome,
+            exit_code: a.exit_code,
+            error_type: a.error_type,
+            message: a.message,
+          })),
+      }));
+    }
+    return {
+      type: 'SUBMISSION',
+      job_id: null,
+      submission_id: row.id,
+      driver_info: null,
+      status: row.status,
+      entrypoint: row.entrypoint,
+      message: row.status === 'PENDING' || row.status === 'RUNNING' ? this.progressMessage(row) : row.message,
+      error_type: isTerminal(row.status) ? row.error_type : null,
+      start_time: row.start_time,
+      end_time: row.end_time,
+      metadata: JSON.parse(row.metadata) as Record<string, string>,
+      runtime_env: JSON.parse(row.runtime_env) as Record<string, unknown>,
+      driver_agent_http_address: null,
+      driver_node_id: row.driver_node_id,
+      driver_exit_code: row.exit_code,
+      entrypoint_num_cpus: request.cpus,
+      entrypoint_num_gpus: request.gpus,
+      entrypoint_memory: request.memory,
+      entrypoint_resources: request.custom,
+      raysub: {
+        created_at: row.created_at,
+        parallel: row.parallel,
+        max_retries: row.max_retries,
+        retry_backoff_s: row.retry_backoff_s,
+        timeout_s: row.timeout_s,
+        priority: row.priority,
+        wait_for_capacity: row.wait_for_capacity === 1,
+        schedule: row.schedule,
+        task_counts: counts,
+        queue: row.status === 'PENDING' ? this.queueInfo(row.id) : null,
+        ...(tasks ? { tasks } : {}),
+      },
+    };
+  }
+
+  private progressMessage(row: JobRow): string {
+    if (row.stop_requested) return 'Stopping: waiting for its processes to end.';
+    if (row.failed_task !== null) return 'Failing: waiting for the remaining tasks to stop.';
+    if (row.status === 'RUNNING') return 'Job is currently running.';
+    return this.queueInfo(row.id)?.reason ?? 'Job is waiting to be scheduled.';
+  }
+
+  private queueInfo(jobId: string): { position: number; reason: string } | null {
+    const order = queueOrder(this.engine.live);
+    const seen = new Set<string>();
+    for (const t of order) {
+      seen.add(t.jobId);
+      if (t.jobId === jobId) {
+        return { position: seen.size, reason: t.reason ?? 'waiting for the scheduler' };
+      }
+    }
+    const live = this.engine.live.tasksOfJob(jobId);
+    if (live.some((t) => t.state !== 'PENDING')) return { position: 0, reason: 'assigned; preparing to start' };
+    return null;
+  }
+}

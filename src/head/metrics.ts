@@ -1,0 +1,74 @@
+import { Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { fromUnits } from '../shared/resources.js';
+import type { Engine } from './engine.js';
+
+/** Prometheus metrics for the head, computed from live state when scraped. */
+export class HeadMetrics {
+  readonly registry = new Registry();
+  private readonly schedulingLatency: Histogram;
+
+  constructor(engine: Engine) {
+    const registry = this.registry;
+    collectDefaultMetrics({ register: registry, prefix: 'raysub_head_' });
+    new Gauge({
+      name: 'raysub_jobs',
+      help: 'Jobs by status',
+      labelNames: ['status'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const s of ['PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED', 'STOPPED']) this.set({ status: s }, 0);
+        for (const c of engine.store.jobs.countsByStatus()) this.set({ status: c.status }, c.n);
+      },
+    });
+    new Gauge({
+      name: 'raysub_queue_length',
+      help: 'Tasks waiting to be placed',
+      registers: [registry],
+      collect() {
+        this.set(engine.live.pending.size);
+      },
+    });
+    const nodeGauge = (name: string, help: string, pick: (n: ReturnType<Engine['live']['nodes']['get']> & object) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['node'],
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const n of engine.live.nodes.values()) this.set({ node: n.name }, pick(n));
+        },
+      });
+    nodeGauge('raysub_node_cpus_total', 'CPUs a node offers', (n) => fromUnits(n.capacity.cpus));
+    nodeGauge('raysub_node_cpus_free', 'CPUs free on a node', (n) => fromUnits(n.free.cpus));
+    nodeGauge('raysub_node_gpus_total', 'GPUs a node offers', (n) => n.capacity.gpus.length);
+    nodeGauge('raysub_node_gpus_free', 'GPU capacity free on a node', (n) => fromUnits(n.free.gpus.reduce((a, b) => a + b, 0)));
+    nodeGauge('raysub_node_memory_bytes_total', 'Memory a node offers', (n) => n.capacity.memory);
+    nodeGauge('raysub_node_memory_bytes_free', 'Memory free on a node', (n) => n.free.memory);
+    nodeGauge('raysub_node_running_tasks', 'Tasks assigned to or running on a node', (n) => n.running.size);
+    new Gauge({
+      name: 'raysub_nodes_alive',
+      help: 'Nodes holding a lease',
+      registers: [registry],
+      collect() {
+        this.set(engine.live.nodes.size);
+      },
+    });
+    this.schedulingLatency = new Histogram({
+      name: 'raysub_scheduling_latency_seconds',
+      help: 'Time from a task becoming eligible to its placement on a node',
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 600],
+      registers: [registry],
+    });
+    engine.onPlaced = (ms) => this.schedulingLatency.observe(ms / 1000);
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+}

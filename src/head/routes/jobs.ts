@@ -1,0 +1,57 @@
+import type { FastifyPluginAsync } from 'fastify';
+import { z } from 'zod';
+import { jobStatusSchema, parseWith } from '../../shared/protocol/index.js';
+import type { HeadContext } from '../server.js';
+
+const listQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(10_000).optional(),
+  cursor: z.string().max(200).optional(),
+  status: z
+    .string()
+    .transform((s) => s.split(',').map((x) => x.trim().toUpperCase()))
+    .pipe(z.array(jobStatusSchema))
+    .optional(),
+  schedule: z.string().max(200).optional(),
+});
+
+const getQuery = z.object({ wait_s: z.coerce.number().min(0).max(300).optional() });
+const idParams = z.object({ id: z.string().min(1).max(200) });
+
+/** Ray's job endpoints (API v4), with raysub's paging, filters and long-poll beside them. */
+export function jobRoutes(ctx: HeadContext): FastifyPluginAsync {
+  return async (app) => {
+    app.post('/api/jobs/', async (req) => {
+      const { submissionId } = ctx.jobs.submit(req.body);
+      return { job_id: submissionId, submission_id: submissionId };
+    });
+
+    app.get('/api/jobs/', async (req, reply) => {
+      const q = parseWith(listQuery, req.query);
+      const { jobs, nextCursor } = ctx.jobs.list({ limit: q.limit, cursor: q.cursor, statuses: q.status, schedule: q.schedule });
+      if (nextCursor) void reply.header('x-next-cursor', nextCursor);
+      return jobs;
+    });
+
+    app.get('/api/jobs/:id', async (req) => {
+      const { id } = parseWith(idParams, req.params);
+      const q = parseWith(getQuery, req.query);
+      if (q.wait_s) {
+        const ac = new AbortController();
+        req.raw.once('close', () => ac.abort());
+        await ctx.jobs.waitTerminal(id, q.wait_s * 1000, ac.signal);
+      }
+      return ctx.jobs.details(id);
+    });
+
+    app.post('/api/jobs/:id/stop', async (req) => {
+      const { id } = parseWith(idParams, req.params);
+      return { stopped: ctx.jobs.stop(id) };
+    });
+
+    app.delete('/api/jobs/:id', async (req) => {
+      const { id } = parseWith(idParams, req.params);
+      ctx.jobs.delete(id);
+      return { deleted: true };
+    });
+  };
+}

@@ -1,0 +1,81 @@
+import websocket from '@fastify/websocket';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import { RaysubError, toRaysubError } from '../shared/errors.js';
+import type { Logger } from '../shared/log.js';
+import type { AgentHub } from './agentHub.js';
+import type { Authenticator, Principal } from './auth.js';
+import type { Engine } from './engine.js';
+import type { JobService } from './jobService.js';
+import type { HeadMetrics } from './metrics.js';
+import type { PackageStore } from './packageStore.js';
+import { agentRoutes } from './routes/agents.js';
+import { clusterRoutes } from './routes/cluster.js';
+import { jobRoutes } from './routes/jobs.js';
+import { logRoutes } from './routes/logs.js';
+import { packageRoutes } from './routes/packages.js';
+
+export interface HeadContext {
+  engine: Engine;
+  jobs: JobService;
+  hub: AgentHub;
+  packages: PackageStore;
+  auth: Authenticator;
+  metrics: HeadMetrics;
+  log: Logger;
+  sessionName: string;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+}
+
+/** Map framework errors (bad JSON, body too large...) onto raysub's stable codes. */
+export function normaliseHttpError(err: unknown): RaysubError {
+  if (err instanceof RaysubError) return err;
+  const e = err as Partial<FastifyError> & { statusCode?: number };
+  const status = e.statusCode ?? 500;
+  if (status === 413) return new RaysubError('PAYLOAD_TOO_LARGE', 'request body is too large');
+  if (status === 415) return new RaysubError('UNSUPPORTED_MEDIA_TYPE', e.message ?? 'unsupported content type');
+  if (status === 400 && (e instanceof SyntaxError || /JSON/i.test(e.message ?? '') || e.code?.startsWith('FST_ERR_CTP'))) {
+    return new RaysubError('INVALID_JSON', `request body is not valid JSON: ${e.message ?? ''}`.trim());
+  }
+  if (status >= 400 && status < 500) return new RaysubError('INVALID_REQUEST', e.message ?? 'bad request', { httpStatus: status });
+  return toRaysubError(err);
+}
+
+export async function buildServer(ctx: HeadContext): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: ctx.log.child({ component: 'http' }) as FastifyBaseLogger,
+    disableRequestLogging: true,
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 500 },
+    bodyLimit: 8 * 1024 * 1024,
+    forceCloseConnections: true,
+  });
+  app.decorateRequest('principal', null);
+  await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
+
+  app.addHook('onRequest', async (req) => {
+    req.principal = ctx.auth.authenticate(req.headers);
+    if (!req.principal) {
+      throw new RaysubError('UNAUTHORIZED', 'missing or invalid token: send "Authorization: Bearer <token>"');
+    }
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    const e = normaliseHttpError(err);
+    if (e.httpStatus >= 500) req.log.error({ err }, 'request failed');
+    void reply.status(e.httpStatus).type('application/json').send(e.toJSON());
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.status(404).send(new RaysubError('NOT_FOUND', `no route for ${req.method} ${req.url.split('?')[0]}`).toJSON());
+  });
+
+  await app.register(clusterRoutes(ctx));
+  await app.register(jobRoutes(ctx));
+  await app.register(logRoutes(ctx));
+  await app.register(packageRoutes(ctx));
+  await app.register(agentRoutes(ctx));
+  return app;
+}

@@ -1,0 +1,221 @@
+/**
+ * Options compiled once at start-up from flags, environment and defaults. This is the only module
+ * that reads `process.env`; everything else receives an immutable options object.
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { RaysubError } from './errors.js';
+import type { ResourceMap } from './resources.js';
+
+export const RAYSUB_VERSION = '0.1.0';
+/** The Ray version the head reports, so Ray's clients enable every feature of API v4. */
+export const COMPATIBLE_RAY_VERSION = '2.58.0';
+export const DEFAULT_PORT = 8265;
+export const DEFAULT_MAX_PACKAGE_BYTES = 512 * 1024 * 1024;
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+function env(name: string): string | undefined {
+  const value = process.env[name];
+  return value === undefined || value === '' ? undefined : value;
+}
+
+function envNumber(name: string): number | undefined {
+  const value = env(name);
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n)) throw new RaysubError('USAGE', `${name} must be a number, got "${value}"`);
+  return n;
+}
+
+export function defaultDataDir(): string {
+  return env('RAYSUB_DATA_DIR') ?? path.join(os.homedir(), '.raysub');
+}
+
+export function logLevelFromEnv(fallback: LogLevel = 'info'): LogLevel {
+  return (env('RAYSUB_LOG_LEVEL') as LogLevel | undefined) ?? fallback;
+}
+
+export interface AgentOptions {
+  readonly address: string;
+  readonly token: string;
+  readonly workDir: string;
+  readonly nodeName: string;
+  readonly numCpus: number;
+  readonly numGpus: number | undefined; // undefined: detect with nvidia-smi
+  readonly memory: number;
+  readonly resources: ResourceMap;
+  readonly killGraceMs: number;
+  readonly sandbox: 'auto' | 'bwrap' | 'process' | 'none';
+  readonly logLevel: LogLevel;
+  /** Bytes of undelivered output kept in memory per task before spilling to disk. */
+  readonly maxBufferedLogBytes: number;
+  /** Directories the head must never expose to a worker (its data dir, for the embedded agent). */
+  readonly hiddenPaths: readonly string[];
+  readonly cacheLimitBytes: number;
+}
+
+export interface HeadOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly dataDir: string;
+  readonly logLevel: LogLevel;
+  readonly maxPackageBytes: number;
+  readonly heartbeatIntervalMs: number;
+  readonly leaseMs: number;
+  readonly pollWaitMs: number;
+  /** How long a task may wait before it reserves a node against smaller ones behind it. */
+  readonly starvationMs: number;
+  readonly killGraceMs: number;
+  readonly localAgent: Omit<AgentOptions, 'address' | 'token'> | null;
+}
+
+export interface StartFlags {
+  port?: string;
+  host?: string;
+  dataDir?: string;
+  numCpus?: string;
+  numGpus?: string;
+  memory?: string;
+  resources?: string;
+  nodeName?: string;
+  localAgent?: boolean;
+  address?: string;
+  token?: string;
+  workDir?: string;
+  killGrace?: string;
+  sandbox?: string;
+  logLevel?: string;
+  maxPackageSize?: string;
+  heartbeatMs?: string;
+  leaseMs?: string;
+  cacheLimit?: string;
+}
+
+function parseNumberFlag(name: string, value: string | undefined, min = 0): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < min) throw new RaysubError('USAGE', `--${name} must be a number >= ${min}, got "${value}"`);
+  return n;
+}
+
+/** Parse sizes such as "512M", "2GiB", "1000000". */
+export function parseBytes(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)$/i.exec(value.trim());
+  if (!m) throw new RaysubError('USAGE', `--${name} must be a size such as 512M or 2G, got "${value}"`);
+  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[(m[2] ?? '').toLowerCase()] ?? 1;
+  return Math.floor(Number(m[1]) * mult);
+}
+
+function parseResources(value: string | undefined): ResourceMap {
+  if (!value) return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    throw new RaysubError('USAGE', `--resources must be JSON such as '{"tpu": 4}'`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new RaysubError('USAGE', '--resources must be a JSON object of numbers');
+  }
+  const out: ResourceMap = {};
+  for (const [k, v] of Object.entries(parsed)) {
+    if (typeof v !== 'number' || v < 0) throw new RaysubError('USAGE', `--resources: "${k}" must be a number >= 0`);
+    if (k === 'CPU' || k === 'GPU' || k === 'memory') throw new RaysubError('USAGE', `--resources: use --num-cpus, --num-gpus or --memory for "${k}"`);
+    out[k] = v;
+  }
+  return out;
+}
+
+function agentBase(flags: StartFlags, workDir: string, hiddenPaths: string[]): Omit<AgentOptions, 'address' | 'token'> {
+  const sandbox = flags.sandbox ?? env('RAYSUB_SANDBOX') ?? 'auto';
+  if (!['auto', 'bwrap', 'process', 'none'].includes(sandbox)) {
+    throw new RaysubError('USAGE', `--sandbox must be auto, bwrap, process or none, got "${sandbox}"`);
+  }
+  const numGpus = parseNumberFlag('num-gpus', flags.numGpus);
+  if (numGpus !== undefined && !Number.isInteger(numGpus)) throw new RaysubError('USAGE', '--num-gpus must be a whole number');
+  return {
+    workDir,
+    nodeName: flags.nodeName ?? os.hostname(),
+    numCpus: parseNumberFlag('num-cpus', flags.numCpus) ?? os.availableParallelism(),
+    numGpus,
+    memory: parseBytes('memory', flags.memory) ?? os.totalmem(),
+    resources: parseResources(flags.resources),
+    killGraceMs: (parseNumberFlag('kill-grace', flags.killGrace) ?? envNumber('RAYSUB_KILL_GRACE_S') ?? 3) * 1000,
+    sandbox: sandbox as AgentOptions['sandbox'],
+    logLevel: (flags.logLevel as LogLevel | undefined) ?? logLevelFromEnv(),
+    maxBufferedLogBytes: 8 * 1024 * 1024,
+    hiddenPaths,
+    cacheLimitBytes: parseBytes('cache-limit', flags.cacheLimit) ?? envNumber('RAYSUB_CACHE_LIMIT') ?? 10 * 1024 ** 3,
+  };
+}
+
+export function headOptionsFrom(flags: StartFlags): HeadOptions {
+  const dataDir = path.resolve(flags.dataDir ?? defaultDataDir());
+  const heartbeatIntervalMs = parseNumberFlag('heartbeat-ms', flags.heartbeatMs, 10) ?? envNumber('RAYSUB_HEARTBEAT_MS') ?? 1000;
+  const leaseMs = parseNumberFlag('lease-ms', flags.leaseMs, 100) ?? envNumber('RAYSUB_LEASE_MS') ?? 15_000;
+  return {
+    host: flags.host ?? '127.0.0.1',
+    port: parseNumberFlag('port', flags.port) ?? 8265,
+    dataDir,
+    logLevel: (flags.logLevel as LogLevel | undefined) ?? logLevelFromEnv(),
+    maxPackageBytes: parseBytes('max-package-size', flags.maxPackageSize) ?? envNumber('RAYSUB_MAX_PACKAGE_BYTES') ?? DEFAULT_MAX_PACKAGE_BYTES,
+    heartbeatIntervalMs,
+    leaseMs: Math.max(leaseMs, heartbeatIntervalMs * 3),
+    pollWaitMs: 20_000,
+    starvationMs: (envNumber('RAYSUB_STARVATION_S') ?? 60) * 1000,
+    killGraceMs: (parseNumberFlag('kill-grace', flags.killGrace) ?? envNumber('RAYSUB_KILL_GRACE_S') ?? 3) * 1000,
+    localAgent: flags.localAgent === false ? null : agentBase(flags, path.join(dataDir, 'agent'), [dataDir]),
+  };
+}
+
+export function agentOptionsFrom(flags: StartFlags): AgentOptions {
+  const address = flags.address ?? env('RAYSUB_ADDRESS');
+  if (!address) throw new RaysubError('USAGE', 'an agent needs the head\'s address: --address URL');
+  const token = flags.token ?? env('RAYSUB_TOKEN');
+  if (!token) throw new RaysubError('USAGE', 'an agent needs the cluster token: --token T (or RAYSUB_TOKEN)');
+  const dataDir = path.resolve(flags.dataDir ?? defaultDataDir());
+  const workDir = path.resolve(flags.workDir ?? path.join(dataDir, 'agents', sanitize(flags.nodeName ?? os.hostname())));
+  return { ...agentBase(flags, workDir, []), address: normaliseAddress(address), token };
+}
+
+function sanitize(name: string): string {
+  return name.replace(/[^A-Za-z0-9_.-]/g, '_');
+}
+
+/** "host:port" and "ray://host:port" become http URLs, as Ray's clients do. */
+export function normaliseAddress(address: string): string {
+  let a = address.trim();
+  if (a.startsWith('ray://')) a = 'http://' + a.slice('ray://'.length).replace(/:10001$/, ':8265');
+  if (!/^[a-z]+:\/\//i.test(a)) a = 'http://' + a;
+  return a.replace(/\/+$/, '');
+}
+
+export interface ClientEnv {
+  address: string | undefined;
+  token: string | undefined;
+  dataDir: string;
+  noColor: boolean;
+  isTTY: boolean;
+  rayJobHeaders: string | undefined;
+}
+
+/** What the CLI takes from its environment. */
+export function clientEnv(): ClientEnv {
+  return {
+    address: env('RAYSUB_ADDRESS') ?? env('RAY_ADDRESS'),
+    token: env('RAYSUB_TOKEN'),
+    dataDir: defaultDataDir(),
+    noColor: env('NO_COLOR') !== undefined || env('TERM') === 'dumb',
+    isTTY: Boolean(process.stdout.isTTY),
+    rayJobHeaders: env('RAY_JOB_HEADERS'),
+  };
+}
+
+/** The agent's own environment, for `${VAR}` expansion in env_vars and for passing PATH on. */
+export function agentProcessEnv(): Readonly<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) out[k] = v;
+  return out;
+}

@@ -1,0 +1,71 @@
+/**
+ * Errors with stable codes. A code is part of the public contract: it travels over HTTP as
+ * `{"error": {"code", "message"}}`, and the CLI maps it to an exit code.
+ */
+
+export const errorCodes = {
+  // client mistakes
+  INVALID_REQUEST: 400,
+  INVALID_JSON: 400,
+  INVALID_SUBMISSION_ID: 400,
+  INVALID_RUNTIME_ENV: 400,
+  INVALID_PACKAGE: 400,
+  INVALID_CURSOR: 400,
+  UNAUTHORIZED: 401,
+  JOB_NOT_FOUND: 404,
+  PACKAGE_NOT_FOUND: 404,
+  NODE_NOT_FOUND: 404,
+  SCHEDULE_NOT_FOUND: 404,
+  NOT_FOUND: 404,
+  JOB_ALREADY_EXISTS: 409,
+  JOB_NOT_TERMINAL: 409,
+  SCHEDULE_ALREADY_EXISTS: 409,
+  NODE_LOST: 410,
+  PACKAGE_TOO_LARGE: 413,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  // server side
+  INTERNAL: 500,
+  SHUTTING_DOWN: 503,
+  // client side only (never sent by the head)
+  HEAD_UNREACHABLE: 0,
+  USAGE: 0,
+  WAIT_TIMEOUT: 0,
+  PACKAGE_LIMIT_EXCEEDED: 0,
+  BAD_RESPONSE: 0,
+} as const;
+
+export type ErrorCode = keyof typeof errorCodes;
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(errorCodes, value);
+}
+
+export class RaysubError extends Error {
+  readonly code: ErrorCode;
+  readonly httpStatus: number;
+  readonly retryable: boolean;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { cause?: unknown; retryable?: boolean; httpStatus?: number } = {},
+  ) {
+    super(message, { cause: options.cause });
+    this.name = 'RaysubError';
+    this.code = code;
+    this.httpStatus = options.httpStatus ?? (errorCodes[code] || 500);
+    this.retryable = options.retryable ?? (code === 'HEAD_UNREACHABLE' || code === 'SHUTTING_DOWN');
+  }
+
+  toJSON(): { error: { code: ErrorCode; message: string } } {
+    return { error: { code: this.code, message: this.message } };
+  }
+}
+
+/** Normalise anything thrown into a RaysubError (unknown errors become INTERNAL). */
+export function toRaysubError(err: unknown): RaysubError {
+  if (err instanceof RaysubError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new RaysubError('INTERNAL', message, { cause: err });
+}

@@ -1,0 +1,153 @@
+import { z } from 'zod';
+import { resourceMapSchema } from './common.js';
+import { sandboxRequestSchema } from './runtimeEnv.js';
+
+/**
+ * The agent <-> head protocol. Assignments are fenced by (task_id, attempt); events carry a
+ * per-agent sequence number and are applied at most once; logs are addressed by byte offset.
+ */
+
+export const taskRefSchema = z.object({ task_id: z.string(), attempt: z.number().int().min(1) });
+export type TaskRef = z.infer<typeof taskRefSchema>;
+
+export const sandboxModeSchema = z.enum(['bwrap', 'process', 'none']);
+export type SandboxMode = z.infer<typeof sandboxModeSchema>;
+
+export const nodeTotalsSchema = z.object({
+  num_cpus: z.number().min(0),
+  num_gpus: z.number().int().min(0),
+  memory: z.number().int().min(0),
+  resources: resourceMapSchema,
+});
+export type NodeTotals = z.infer<typeof nodeTotalsSchema>;
+
+export const registerRequestSchema = z.object({
+  node_name: z.string().min(1).max(128),
+  hostname: z.string().max(256),
+  pid: z.number().int(),
+  version: z.string(),
+  totals: nodeTotalsSchema,
+  sandbox: z.object({ mode: sandboxModeSchema, detail: z.string(), cgroups: z.boolean() }),
+  /** A previous node id, when the agent re-registers after the head declared it lost. */
+  previous_node_id: z.string().optional(),
+});
+export type RegisterRequest = z.infer<typeof registerRequestSchema>;
+
+export const registerResponseSchema = z.object({
+  node_id: z.string(),
+  heartbeat_interval_ms: z.number(),
+  lease_ms: z.number(),
+  poll_wait_ms: z.number(),
+});
+export type RegisterResponse = z.infer<typeof registerResponseSchema>;
+
+export const taskResourcesSchema = z.object({
+  cpus: z.number(),
+  gpus: z.number(),
+  memory: z.number(),
+  custom: resourceMapSchema,
+});
+
+export const assignmentSchema = z.object({
+  task_id: z.string(),
+  attempt: z.number().int(),
+  job_id: z.string(),
+  task_index: z.number().int(),
+  task_count: z.number().int(),
+  entrypoint: z.string(),
+  /** Package name in the head's store for the working dir, or null for none. */
+  working_dir_package: z.string().nullable(),
+  runtime_env: z.record(z.string(), z.unknown()),
+  env_vars: z.record(z.string(), z.string()),
+  resources: taskResourcesSchema,
+  gpu_ids: z.array(z.number().int()),
+  timeout_s: z.number().nullable(),
+  sandbox: sandboxRequestSchema,
+});
+export type Assignment = z.infer<typeof assignmentSchema>;
+
+export const exitOutcomeSchema = z.enum([
+  'exited', // the process ended by itself (exit code may be 0 or not)
+  'signaled', // killed by a signal nobody on our side sent
+  'oom', // killed by the kernel for exceeding its memory limit
+  'timeout', // killed by the agent at its deadline
+  'killed', // killed on the head's order (stop, or fenced)
+  'setup_failed', // runtime env or package could not be prepared
+  'spawn_failed', // the sandbox or process could not be started
+  'sandbox_unavailable', // the node cannot provide the isolation the job requires
+]);
+export type ExitOutcome = z.infer<typeof exitOutcomeSchema>;
+
+export const agentEventSchema = z.discriminatedUnion('type', [
+  z.object({
+    seq: z.number().int().min(1),
+    type: z.literal('started'),
+    task_id: z.string(),
+    attempt: z.number().int(),
+    at: z.number(),
+  }),
+  z.object({
+    seq: z.number().int().min(1),
+    type: z.literal('exited'),
+    task_id: z.string(),
+    attempt: z.number().int(),
+    at: z.number(),
+    outcome: exitOutcomeSchema,
+    exit_code: z.number().int().nullable(),
+    signal: z.string().nullable(),
+    message: z.string().max(20_000).nullable(),
+    /** Total bytes of output this attempt produced; the head checks it holds them all. */
+    log_bytes: z.number().int().min(0),
+  }),
+]);
+export type AgentEvent = z.infer<typeof agentEventSchema>;
+
+export const logStreamSchema = z.enum(['stdout', 'stderr', 'system']);
+export type LogStream = z.infer<typeof logStreamSchema>;
+
+export const logChunkSchema = z.object({
+  task_id: z.string(),
+  attempt: z.number().int(),
+  offset: z.number().int().min(0),
+  stream: logStreamSchema,
+  /** base64: output is bytes, not necessarily UTF-8 */
+  data: z.string(),
+});
+export type LogChunk = z.infer<typeof logChunkSchema>;
+
+export const reportRequestSchema = z.object({
+  events: z.array(agentEventSchema).max(10_000),
+  logs: z.array(logChunkSchema).max(10_000),
+  running: z.array(taskRefSchema),
+  usage: z.object({ cache_bytes: z.number().optional() }).passthrough().optional(),
+});
+export type ReportRequest = z.infer<typeof reportRequestSchema>;
+
+export const logAckSchema = z.object({
+  task_id: z.string(),
+  attempt: z.number().int(),
+  /** Where the head stands in this attempt's output; the agent resends from here. */
+  offset: z.number().int(),
+  /** The attempt is no longer current: drop its buffered output. */
+  stale: z.boolean(),
+});
+export type LogAck = z.infer<typeof logAckSchema>;
+
+export const reportResponseSchema = z.object({
+  acked_seq: z.number().int(),
+  logs: z.array(logAckSchema),
+  kills: z.array(taskRefSchema),
+});
+export type ReportResponse = z.infer<typeof reportResponseSchema>;
+
+export const pollRequestSchema = z.object({
+  known: z.array(taskRefSchema),
+  wait_ms: z.number().int().min(0).max(60_000),
+});
+export type PollRequest = z.infer<typeof pollRequestSchema>;
+
+export const pollResponseSchema = z.object({
+  assignments: z.array(assignmentSchema),
+  kills: z.array(taskRefSchema),
+});
+export type PollResponse = z.infer<typeof pollResponseSchema>;

@@ -1,0 +1,48 @@
+import { z } from 'zod';
+import { RaysubError, type ErrorCode } from '../errors.js';
+
+/** Submission ids end up in file names on the head, so they are restricted to a safe alphabet. */
+export const submissionIdSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'must be 1-128 characters of letters, digits, "_", "." or "-"');
+
+export const jobStatusSchema = z.enum(['PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED', 'STOPPED']);
+export type JobStatus = z.infer<typeof jobStatusSchema>;
+export const terminalStatuses: readonly JobStatus[] = ['SUCCEEDED', 'FAILED', 'STOPPED'];
+export function isTerminal(status: JobStatus): boolean {
+  return terminalStatuses.includes(status);
+}
+
+/** Stable failure codes carried in `error_type`. */
+export const jobErrorTypeSchema = z.enum([
+  'ENTRYPOINT_FAILED',
+  'RUNTIME_ENV_SETUP_FAILED',
+  'UNSCHEDULABLE',
+  'TIMEOUT',
+  'OOM_KILLED',
+  'NODE_LOST',
+  'STOPPED_BY_USER',
+  'SANDBOX_UNAVAILABLE',
+  'INTERNAL',
+]);
+export type JobErrorType = z.infer<typeof jobErrorTypeSchema>;
+
+export const resourceMapSchema = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$/), z.number().min(0));
+
+/** Render a zod error as one line naming the field. */
+export function describeZodError(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 3)
+    .map((issue) => {
+      const path = issue.path.length ? issue.path.join('.') : 'body';
+      return `${path}: ${issue.message}`;
+    })
+    .join('; ');
+}
+
+/** Parse a value that crossed a process boundary; a failure becomes a RaysubError with `code`. */
+export function parseWith<T extends z.ZodType>(schema: T, value: unknown, code: ErrorCode = 'INVALID_REQUEST'): z.infer<T> {
+  const result = schema.safeParse(value);
+  if (!result.success) throw new RaysubError(code, describeZodError(result.error));
+  return result.data;
+}

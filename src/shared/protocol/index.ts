@@ -1,0 +1,5 @@
+export * from './common.js';
+export * from './runtimeEnv.js';
+export * from './jobs.js';
+export * from './agents.js';
+export * from './nodes.js';

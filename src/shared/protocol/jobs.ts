@@ -1,0 +1,124 @@
+import { z } from 'zod';
+import { jobErrorTypeSchema, jobStatusSchema, resourceMapSchema, submissionIdSchema } from './common.js';
+
+/** raysub's own submission options, namespaced so they never collide with Ray's fields. */
+export const jobOptionsSchema = z.strictObject({
+  parallel: z.number().int().min(1).max(10_000).optional(),
+  max_retries: z.number().int().min(0).max(100).optional(),
+  retry_backoff_s: z.number().min(0).max(3600).optional(),
+  timeout_s: z.number().positive().max(365 * 24 * 3600).optional(),
+  priority: z.number().int().min(-1000).max(1000).optional(),
+  wait_for_capacity: z.boolean().optional(),
+});
+export type JobOptions = z.infer<typeof jobOptionsSchema>;
+
+/**
+ * Ray's JobSubmitRequest plus raysub's `raysub` block. `runtime_env` is validated separately
+ * (see runtimeEnv.ts) so that its errors carry their own code.
+ */
+export const jobSubmitRequestSchema = z.strictObject({
+  entrypoint: z.string().trim().min(1, 'entrypoint must not be empty').max(65_536),
+  submission_id: submissionIdSchema.optional(),
+  job_id: submissionIdSchema.optional(),
+  runtime_env: z.record(z.string(), z.unknown()).optional(),
+  metadata: z.record(z.string(), z.string()).optional(),
+  entrypoint_num_cpus: z.number().min(0).max(100_000).optional(),
+  entrypoint_num_gpus: z.number().min(0).max(1024).optional(),
+  entrypoint_memory: z.number().int().min(0).optional(),
+  entrypoint_resources: resourceMapSchema.optional(),
+  entrypoint_label_selector: z.record(z.string(), z.string()).optional(),
+  raysub: jobOptionsSchema.optional(),
+});
+export type JobSubmitRequest = z.infer<typeof jobSubmitRequestSchema>;
+
+export const jobSubmitResponseSchema = z.object({ job_id: z.string(), submission_id: z.string() });
+
+export const taskStateSchema = z.enum(['PENDING', 'ASSIGNED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'STOPPED']);
+export type TaskState = z.infer<typeof taskStateSchema>;
+
+export const attemptInfoSchema = z.object({
+  attempt: z.number(),
+  node_id: z.string().nullable(),
+  node_name: z.string().nullable(),
+  started_at: z.number().nullable(),
+  ended_at: z.number().nullable(),
+  outcome: z.string().nullable(),
+  exit_code: z.number().nullable(),
+  error_type: z.string().nullable(),
+  message: z.string().nullable(),
+});
+export type AttemptInfo = z.infer<typeof attemptInfoSchema>;
+
+export const taskInfoSchema = z.object({
+  index: z.number(),
+  state: taskStateSchema,
+  attempt: z.number(),
+  node_id: z.string().nullable(),
+  node_name: z.string().nullable(),
+  gpu_ids: z.array(z.number()),
+  exit_code: z.number().nullable(),
+  error_type: z.string().nullable(),
+  message: z.string().nullable(),
+  started_at: z.number().nullable(),
+  ended_at: z.number().nullable(),
+  attempts: z.array(attemptInfoSchema),
+});
+export type TaskInfo = z.infer<typeof taskInfoSchema>;
+
+export const queueInfoSchema = z.object({ position: z.number(), reason: z.string() });
+
+export const raysubJobInfoSchema = z.object({
+  created_at: z.number(),
+  parallel: z.number(),
+  max_retries: z.number(),
+  retry_backoff_s: z.number(),
+  timeout_s: z.number().nullable(),
+  priority: z.number(),
+  wait_for_capacity: z.boolean(),
+  schedule: z.string().nullable(),
+  task_counts: z.record(z.string(), z.number()),
+  queue: queueInfoSchema.nullable(),
+  tasks: z.array(taskInfoSchema).optional(),
+});
+
+/** Ray's JobDetails, with raysub's additions under `raysub`. */
+export const jobDetailsSchema = z.object({
+  type: z.literal('SUBMISSION'),
+  job_id: z.string().nullable(),
+  submission_id: z.string(),
+  driver_info: z.null(),
+  status: jobStatusSchema,
+  entrypoint: z.string(),
+  message: z.string().nullable(),
+  error_type: jobErrorTypeSchema.nullable(),
+  start_time: z.number().nullable(),
+  end_time: z.number().nullable(),
+  metadata: z.record(z.string(), z.string()),
+  runtime_env: z.record(z.string(), z.unknown()),
+  driver_agent_http_address: z.null(),
+  driver_node_id: z.string().nullable(),
+  driver_exit_code: z.number().nullable(),
+  entrypoint_num_cpus: z.number(),
+  entrypoint_num_gpus: z.number(),
+  entrypoint_memory: z.number(),
+  entrypoint_resources: z.record(z.string(), z.number()),
+  raysub: raysubJobInfoSchema,
+});
+export type JobDetails = z.infer<typeof jobDetailsSchema>;
+
+export const jobListSchema = z.array(jobDetailsSchema);
+
+/** One line of the NDJSON log stream (`GET /api/jobs/:id/logs/stream`). */
+export const logStreamLineSchema = z.union([
+  z.object({ task: z.number(), stream: z.enum(['stdout', 'stderr', 'system']), data: z.string() }),
+  z.object({ end: z.literal(true), status: jobStatusSchema }),
+]);
+export type LogStreamLine = z.infer<typeof logStreamLineSchema>;
+
+export const versionResponseSchema = z.object({
+  version: z.string(),
+  ray_version: z.string(),
+  ray_commit: z.string(),
+  session_name: z.string(),
+  raysub_version: z.string().optional(),
+});

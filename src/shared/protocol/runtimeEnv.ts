@@ -1,0 +1,81 @@
+import { z } from 'zod';
+import { RaysubError } from '../errors.js';
+import { describeZodError } from './common.js';
+
+/**
+ * The runtime_env a job may carry. Field names follow Ray's where Ray has them; `npm` and
+ * `sandbox` are raysub's own. Unknown fields are refused with the list of known ones.
+ */
+const pipSchema = z.union([
+  z.array(z.string().min(1)),
+  z.string().min(1), // a requirements file inside the working dir
+  z.strictObject({
+    packages: z.union([z.array(z.string().min(1)), z.string().min(1)]),
+    pip_install_options: z.array(z.string()).optional(),
+    pip_check: z.boolean().optional(),
+    pip_version: z.string().optional(),
+  }),
+]);
+
+const npmSchema = z.union([
+  z.boolean(),
+  z.strictObject({
+    /** Extra arguments for `npm ci` (for example a registry or `--omit=dev`). */
+    npm_install_options: z.array(z.string()).optional(),
+  }),
+]);
+
+export const sandboxRequestSchema = z.strictObject({
+  /** "none" leaves only loopback inside the sandbox. */
+  network: z.enum(['host', 'none']).optional(),
+  /** Refuse to run unless the node provides at least this isolation. */
+  require: z.enum(['none', 'process', 'bwrap']).optional(),
+});
+
+export const runtimeEnvFields = {
+  working_dir: z.string().min(1),
+  excludes: z.array(z.string()),
+  env_vars: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a valid environment variable name'), z.string()),
+  pip: pipSchema,
+  py_modules: z.array(z.string().min(1)),
+  npm: npmSchema,
+  config: z.strictObject({
+    setup_timeout_seconds: z.number().optional(),
+    eager_install: z.boolean().optional(),
+  }),
+  sandbox: sandboxRequestSchema,
+};
+
+export const knownRuntimeEnvFields = Object.keys(runtimeEnvFields);
+
+const runtimeEnvObject = z.strictObject({
+  working_dir: runtimeEnvFields.working_dir.optional(),
+  excludes: runtimeEnvFields.excludes.optional(),
+  env_vars: runtimeEnvFields.env_vars.optional(),
+  pip: runtimeEnvFields.pip.optional(),
+  py_modules: runtimeEnvFields.py_modules.optional(),
+  npm: runtimeEnvFields.npm.optional(),
+  config: runtimeEnvFields.config.optional(),
+  sandbox: runtimeEnvFields.sandbox.optional(),
+});
+
+export type RuntimeEnv = z.infer<typeof runtimeEnvObject>;
+
+/** Validate a runtime_env, with a clear message for an unknown field. */
+export function parseRuntimeEnv(value: unknown): RuntimeEnv {
+  if (value === undefined || value === null) return {};
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    throw new RaysubError('INVALID_RUNTIME_ENV', 'runtime_env must be an object');
+  }
+  const stripped = Object.fromEntries(Object.entries(value).filter(([, v]) => v !== null && v !== undefined));
+  const unknown = Object.keys(stripped).filter((k) => !knownRuntimeEnvFields.includes(k));
+  if (unknown.length) {
+    throw new RaysubError(
+      'INVALID_RUNTIME_ENV',
+      `unknown runtime_env field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `"${k}"`).join(', ')}; known fields: ${knownRuntimeEnvFields.join(', ')}`,
+    );
+  }
+  const result = runtimeEnvObject.safeParse(stripped);
+  if (!result.success) throw new RaysubError('INVALID_RUNTIME_ENV', `runtime_env.${describeZodError(result.error)}`);
+  return result.data;
+}

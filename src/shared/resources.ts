@@ -1,0 +1,151 @@
+/**
+ * Resource arithmetic shared by the scheduler and the agent. Amounts are held in fixed-point
+ * units of 1/10,000 (as Ray does) so fractional CPUs and GPUs never drift.
+ */
+
+export type ResourceMap = Record<string, number>;
+
+const SCALE = 10_000;
+
+export function toUnits(amount: number): number {
+  return Math.round(amount * SCALE);
+}
+
+export function fromUnits(units: number): number {
+  return units / SCALE;
+}
+
+/** The resources one task asks for. `memory` is in bytes and kept as-is. */
+export interface TaskRequest {
+  cpus: number;
+  gpus: number;
+  memory: number;
+  custom: ResourceMap;
+}
+
+export function emptyRequest(): TaskRequest {
+  return { cpus: 0, gpus: 0, memory: 0, custom: {} };
+}
+
+/** Free capacity of one node, in units (memory in bytes). GPUs are per device. */
+export interface Capacity {
+  cpus: number;
+  memory: number;
+  gpus: number[]; // free units per device index
+  custom: ResourceMap;
+}
+
+export function capacityFromTotals(totals: {
+  num_cpus: number;
+  num_gpus: number;
+  memory: number;
+  resources: ResourceMap;
+}): Capacity {
+  const custom: ResourceMap = {};
+  for (const [k, v] of Object.entries(totals.resources)) custom[k] = toUnits(v);
+  return {
+    cpus: toUnits(totals.num_cpus),
+    memory: totals.memory,
+    gpus: Array.from({ length: Math.floor(totals.num_gpus) }, () => SCALE),
+    custom,
+  };
+}
+
+/**
+ * Choose GPU devices for a request: whole devices for an integer count, or one shared device
+ * for a fraction (the fullest device that still fits, to keep whole devices free, as Ray does).
+ * Returns the device indices, or null when the request cannot be placed.
+ */
+export function pickGpus(freeByDevice: readonly number[], gpus: number): number[] | null {
+  const want = toUnits(gpus);
+  if (want === 0) return [];
+  if (want < SCALE) {
+    let best = -1;
+    for (let i = 0; i < freeByDevice.length; i++) {
+      const free = freeByDevice[i] ?? 0;
+      if (free >= want && (best < 0 || free < (freeByDevice[best] ?? 0))) best = i;
+    }
+    return best < 0 ? null : [best];
+  }
+  const count = Math.round(gpus);
+  const whole: number[] = [];
+  for (let i = 0; i < freeByDevice.length && whole.length < count; i++) {
+    if (freeByDevice[i] === SCALE) whole.push(i);
+  }
+  return whole.length === count ? whole : null;
+}
+
+export interface Placement {
+  gpuIds: number[];
+}
+
+/** Whether a request fits in a capacity; returns the GPU choice when it does. */
+export function fit(cap: Capacity, req: TaskRequest): Placement | null {
+  if (toUnits(req.cpus) > cap.cpus) return null;
+  if (req.memory > cap.memory) return null;
+  for (const [k, v] of Object.entries(req.custom)) {
+    if (toUnits(v) > (cap.custom[k] ?? 0)) return null;
+  }
+  const gpuIds = pickGpus(cap.gpus, req.gpus);
+  if (gpuIds === null) return null;
+  return { gpuIds };
+}
+
+function gpuShare(req: TaskRequest): number {
+  return toUnits(req.gpus) < SCALE ? toUnits(req.gpus) : SCALE;
+}
+
+/** Take (sign -1) or give back (sign +1) a placed request's resources. */
+export function applyPlacement(cap: Capacity, req: TaskRequest, gpuIds: readonly number[], sign: 1 | -1): void {
+  cap.cpus += sign * toUnits(req.cpus);
+  cap.memory += sign * req.memory;
+  for (const [k, v] of Object.entries(req.custom)) cap.custom[k] = (cap.custom[k] ?? 0) + sign * toUnits(v);
+  const share = gpuShare(req);
+  for (const id of gpuIds) {
+    if (id < cap.gpus.length) cap.gpus[id] = (cap.gpus[id] ?? 0) + sign * share;
+  }
+}
+
+/** Whether a request could ever fit on a node with these totals (ignoring what is in use). */
+export function couldEverFit(totals: Capacity, req: TaskRequest): boolean {
+  return fit(totals, req) !== null;
+}
+
+export function cloneCapacity(cap: Capacity): Capacity {
+  return { cpus: cap.cpus, memory: cap.memory, gpus: [...cap.gpus], custom: { ...cap.custom } };
+}
+
+/** A human description of a request, e.g. "4 CPUs, 1 GPU, 2.0 GiB". */
+export function describeRequest(req: TaskRequest): string {
+  const parts: string[] = [];
+  parts.push(`${req.cpus} CPU${req.cpus === 1 ? '' : 's'}`);
+  if (req.gpus) parts.push(`${req.gpus} GPU${req.gpus === 1 ? '' : 's'}`);
+  if (req.memory) parts.push(formatBytes(req.memory) + ' memory');
+  for (const [k, v] of Object.entries(req.custom)) parts.push(`${v} ${k}`);
+  return parts.join(', ');
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/** Which dimension of a request is short on a capacity, for "why is my job waiting". */
+export function shortfall(cap: Capacity, req: TaskRequest): string | null {
+  if (toUnits(req.cpus) > cap.cpus) return `${req.cpus} CPUs; free: ${fromUnits(cap.cpus)}`;
+  if (req.memory > cap.memory) return `${formatBytes(req.memory)} memory; free: ${formatBytes(cap.memory)}`;
+  for (const [k, v] of Object.entries(req.custom)) {
+    if (toUnits(v) > (cap.custom[k] ?? 0)) return `${v} ${k}; free: ${fromUnits(cap.custom[k] ?? 0)}`;
+  }
+  if (pickGpus(cap.gpus, req.gpus) === null) {
+    const free = cap.gpus.reduce((a, b) => a + b, 0);
+    return `${req.gpus} GPUs; free: ${fromUnits(free)}`;
+  }
+  return null;
+}

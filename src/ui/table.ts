@@ -1,0 +1,29 @@
+/** A plain-text table: columns padded to their widest cell, no escape codes unless cells carry them. */
+const ANSI = /\u001b\[[0-9;]*m/g;
+
+function width(s: string): number {
+  return s.replace(ANSI, '').length;
+}
+
+export function renderTable(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(width(h), ...rows.map((r) => width(r[i] ?? ''))));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c + ' '.repeat((widths[i] ?? 0) - width(c))))
+      .join('  ')
+      .trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n') + '\n';
+}
+
+export function truncate(s: string, max: number): string {
+  const flat = s.replace(/\s+/g, ' ');
+  return flat.length <= max ? flat : flat.slice(0, max - 1) + '…';
+}
+
+export function formatAge(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${s % 60 ? `${s % 60}s` : ''}`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60)}m`;
+  return `${Math.floor(s / 86400)}d${Math.floor((s % 86400) / 3600)}h`;
+}
