@@ -168,15 +168,15 @@ class Agent implements RunningAgent {
     while (this.state === 'running') {
       if (!this.outbox.hasWork() || failures > 0) {
         await new Promise<void>((resolve) => {
-          const t = setTimeout(done, failures > 0 ? Math.min(5000, 100 * 2 ** failures) : this.heartbeatMs);
-          const self = this;
-          function done(): void {
+          const done = (): void => {
             clearTimeout(t);
-            self.reportWake = null;
+            this.reportWake = null;
+            this.stop.signal.removeEventListener('abort', done);
             resolve();
-          }
+          };
+          const t = setTimeout(done, failures > 0 ? Math.min(5000, 100 * 2 ** failures) : this.heartbeatMs);
           this.reportWake = failures > 0 ? null : done;
-          this.stop.signal.addEventListener('abort', done, { once: true });
+          this.stop.signal.addEventListener('abort', done);
         });
         if (this.state !== 'running') break;
       }

@@ -5,7 +5,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { RAYSUB_VERSION } from '../shared/config.js';
 import { RaysubError, toRaysubError } from '../shared/errors.js';
-import type { CliContext, GlobalFlags } from './context.js';
+import type { CliContext } from './context.js';
 import { EXIT, exitCodeForError } from './exitCodes.js';
 
 type Flags = Record<string, unknown>;
@@ -21,7 +21,7 @@ function withConnection(cmd: Command): Command {
 
 async function context(flags: Flags): Promise<CliContext> {
   const { createContext } = await import('./context.js');
-  return createContext(flags as GlobalFlags);
+  return createContext(flags);
 }
 
 /** Run a command body and remember its exit code. */
@@ -78,7 +78,7 @@ export function buildProgram(): Command {
     .action(
       action(async (flags: Flags) => {
         const { stopCommand } = await import('./commands/stop.js');
-        return stopCommand(flags as { dataDir?: string; timeout?: string });
+        return stopCommand(flags);
       }),
     );
 

@@ -100,7 +100,7 @@ export class RaysubClient {
     if (opts.status?.length) q.set('status', opts.status.join(','));
     if (opts.schedule) q.set('schedule', opts.schedule);
     return this.retrying(async () => {
-      const res = await call(this.dispatcher, 'GET', this.url(`/api/jobs/?${q}`), this.opts.token, { headers: this.opts.headers });
+      const res = await call(this.dispatcher, 'GET', this.url(`/api/jobs/?${q.toString()}`), this.opts.token, { headers: this.opts.headers });
       if (res.statusCode !== 200) throw await errorFrom(res);
       const jobs = jobListSchema.parse(await res.body.json());
       const cursor = res.headers['x-next-cursor'];

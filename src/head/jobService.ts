@@ -215,7 +215,7 @@ export class JobService {
       task_count: job.parallel,
       entrypoint: job.entrypoint,
       working_dir_package: packageNameOf(job.runtimeEnv.working_dir),
-      runtime_env: job.runtimeEnv as Record<string, unknown>,
+      runtime_env: job.runtimeEnv,
       env_vars: job.runtimeEnv.env_vars ?? {},
       resources: job.request,
       gpu_ids: task.gpuIds,
@@ -225,7 +225,7 @@ export class JobService {
   }
 
   private view(row: JobRow, withTasks: boolean): JobDetails {
-    const { store, live } = this.engine;
+    const { store } = this.engine;
     const request = JSON.parse(row.request) as TaskRequest;
     const counts: Record<string, number> = {};
     for (const c of store.tasks.countsOfJob(row.id)) counts[c.state] = c.n;

@@ -29,7 +29,7 @@ export async function* followLogs(
     return d;
   };
 
-  let changed = true;
+  let changed: boolean;
   const wakeUp: { fn: (() => void) | null } = { fn: null };
   const onAppend = (id: string): void => {
     if (id !== jobId) return;

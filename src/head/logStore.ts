@@ -54,7 +54,7 @@ export class LogStore extends EventEmitter {
     const key = this.key(jobId, idx);
     const cached = this.sizes.get(key);
     if (cached !== undefined) return cached;
-    let size = 0;
+    let size: number;
     try {
       size = fs.statSync(this.logPath(jobId, idx)).size;
     } catch {
@@ -111,7 +111,7 @@ export class LogStore extends EventEmitter {
     const cached = this.ranges.get(key);
     if (cached) return cached;
     const list: StreamRange[] = [];
-    let text = '';
+    let text: string;
     try {
       text = fs.readFileSync(this.streamsPath(jobId, idx), 'utf8');
     } catch {

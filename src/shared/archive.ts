@@ -83,7 +83,8 @@ async function listTar(file: string): Promise<ArchiveEntry[]> {
   } catch (err) {
     throw invalid(`not a valid .tar.gz archive: ${err instanceof Error ? err.message : String(err)}`);
   }
-  if (bad) throw bad;
+  const failure = bad as RaysubError | null;
+  if (failure) throw failure;
   return entries;
 }
 

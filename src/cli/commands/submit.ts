@@ -120,7 +120,7 @@ export function buildSubmitRequest(flags: SubmitFlags, entrypoint: string, runti
   return {
     entrypoint,
     submission_id: flags.submissionId ?? flags.jobId ?? newSubmissionId(),
-    runtime_env: runtimeEnv as Record<string, unknown>,
+    runtime_env: runtimeEnv,
     metadata,
     entrypoint_num_cpus: num('--entrypoint-num-cpus', flags.entrypointNumCpus),
     entrypoint_num_gpus: num('--entrypoint-num-gpus', flags.entrypointNumGpus),
