@@ -1,0 +1,196 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { request } from 'undici';
+import { describe, expect, it } from 'vitest';
+import { runCli, startHead, tempDir, waitFor, workingDir, type TestHead } from './helpers/cluster.js';
+
+async function http(head: TestHead, method: 'GET' | 'POST' | 'PUT' | 'DELETE', p: string, body?: string | Buffer, headers: Record<string, string> = {}) {
+  const res = await request(head.url + p, {
+    method,
+    body,
+    headers: { authorization: `Bearer ${head.token}`, ...(typeof body === 'string' ? { 'content-type': 'application/json' } : {}), ...headers },
+  });
+  const text = await res.body.text();
+  let json: { error?: { code: string; message: string } } & Record<string, unknown> = {};
+  try {
+    json = JSON.parse(text) as typeof json;
+  } catch {
+    // not JSON
+  }
+  return { status: res.statusCode, json, text };
+}
+
+/** Write an archive with python3's tarfile/zipfile, which (unlike our packer) will write hostile entries. */
+function evilArchive(dir: string, name: string, script: string): string {
+  const file = path.join(dir, name);
+  execFileSync('python3', ['-c', script, file]);
+  return file;
+}
+
+async function stillServing(head: TestHead): Promise<void> {
+  const v = await http(head, 'GET', '/api/version');
+  expect(v.status).toBe(200);
+}
+
+describe('bad input gets a clear error and loses nothing', () => {
+  it('rejects malformed requests with stable codes and keeps serving', async () => {
+    const head = await startHead({ numCpus: 1, args: ['--max-package-size', '2K'] });
+
+    const malformed = await http(head, 'POST', '/api/jobs/', '{"entrypoint": ');
+    expect(malformed.status).toBe(400);
+    expect(malformed.json.error?.code).toBe('INVALID_JSON');
+
+    const unknown = await http(head, 'POST', '/api/jobs/', JSON.stringify({ entrypoint: 'true', surprise: 1 }));
+    expect(unknown.status).toBe(400);
+    expect(unknown.json.error).toMatchObject({ code: 'INVALID_REQUEST' });
+    expect(unknown.json.error?.message).toContain('surprise');
+
+    const wrongType = await http(head, 'POST', '/api/jobs/', JSON.stringify({ entrypoint: 'true', entrypoint_num_cpus: 'two' }));
+    expect(wrongType.status).toBe(400);
+    expect(wrongType.json.error?.message).toContain('entrypoint_num_cpus');
+
+    const missing = await http(head, 'POST', '/api/jobs/', JSON.stringify({ runtime_env: {} }));
+    expect(missing.status).toBe(400);
+    expect(missing.json.error?.message).toContain('entrypoint');
+
+    const badEnv = await http(head, 'POST', '/api/jobs/', JSON.stringify({ entrypoint: 'true', runtime_env: { conda: 'x' } }));
+    expect(badEnv.status).toBe(400);
+    expect(badEnv.json.error?.code).toBe('INVALID_RUNTIME_ENV');
+    expect(badEnv.json.error?.message).toContain('known fields: working_dir');
+
+    const badId = await http(head, 'POST', '/api/jobs/', JSON.stringify({ entrypoint: 'true', submission_id: '../etc' }));
+    expect(badId.status).toBe(400);
+
+    const notFound = await http(head, 'GET', '/api/jobs/nope');
+    expect(notFound.status).toBe(404);
+    expect(notFound.json.error?.code).toBe('JOB_NOT_FOUND');
+    expect((await http(head, 'POST', '/api/jobs/nope/stop')).json.error?.code).toBe('JOB_NOT_FOUND');
+    expect((await http(head, 'GET', '/api/jobs/nope/logs')).status).toBe(404);
+
+    // Same id and spec returns the same job; a different spec is a conflict.
+    const spec = { entrypoint: 'sleep 30', submission_id: 'dup' };
+    const first = await http(head, 'POST', '/api/jobs/', JSON.stringify(spec));
+    expect(first.status).toBe(200);
+    const again = await http(head, 'POST', '/api/jobs/', JSON.stringify(spec));
+    expect(again.json).toEqual({ job_id: 'dup', submission_id: 'dup' });
+    const conflict = await http(head, 'POST', '/api/jobs/', JSON.stringify({ ...spec, entrypoint: 'sleep 31' }));
+    expect(conflict.status).toBe(409);
+    expect(conflict.json.error?.code).toBe('JOB_ALREADY_EXISTS');
+    expect((await head.client.listJobs()).jobs.filter((j) => j.submission_id === 'dup')).toHaveLength(1);
+
+    await waitFor(async () => (await head.client.getJob('dup')).status === 'RUNNING');
+    const delRunning = await http(head, 'DELETE', '/api/jobs/dup');
+    expect(delRunning.status).toBe(409);
+    expect(delRunning.json.error?.code).toBe('JOB_NOT_TERMINAL');
+    const cliDel = await runCli(['job', 'delete', 'dup'], { env: head.env });
+    expect(cliDel.code).toBe(65);
+    expect(cliDel.stderr.trim().split('\n')).toHaveLength(1);
+    expect(cliDel.stderr).toContain('stop it before deleting it');
+    await head.client.stopJob('dup');
+
+    const unroutable = await http(head, 'GET', '/api/nothing-here');
+    expect(unroutable.status).toBe(404);
+    expect(unroutable.json.error?.code).toBe('NOT_FOUND');
+    await stillServing(head);
+  });
+
+  it('refuses oversized and hostile packages before storing anything', async () => {
+    const head = await startHead({ numCpus: 1, args: ['--max-package-size', '4K'] });
+    const packagesDir = path.join(head.dataDir, 'packages');
+    const stored = () => fs.readdirSync(packagesDir).filter((f) => !f.startsWith('.'));
+    const dir = tempDir();
+
+    const big = Buffer.alloc(10_000, 1);
+    const tooLarge = await http(head, 'PUT', '/api/packages/gcs/_ray_pkg_aaaaaaaaaaaaaaaa.zip', big, { 'content-type': 'application/octet-stream' });
+    expect(tooLarge.status).toBe(413);
+    expect(tooLarge.json.error?.code).toBe('PACKAGE_TOO_LARGE');
+
+    const dotdot = evilArchive(dir, 'dotdot.tar.gz', `import sys, tarfile, io
+with tarfile.open(sys.argv[1], 'w:gz') as t:
+    data = b'owned'
+    info = tarfile.TarInfo('../../escaped.txt'); info.size = len(data); t.addfile(info, io.BytesIO(data))`);
+    const absolute = evilArchive(dir, 'abs.zip', `import sys, zipfile
+with zipfile.ZipFile(sys.argv[1], 'w') as z:
+    z.writestr('/tmp/raysub-absolute-escape.txt', 'owned')`);
+    const link = evilArchive(dir, 'link.tar.gz', `import sys, tarfile
+with tarfile.open(sys.argv[1], 'w:gz') as t:
+    info = tarfile.TarInfo('data'); info.type = tarfile.SYMTYPE; info.linkname = '../../../etc'; t.addfile(info)`);
+    const zipLink = evilArchive(dir, 'ziplink.zip', `import sys, zipfile, stat
+with zipfile.ZipFile(sys.argv[1], 'w') as z:
+    info = zipfile.ZipInfo('shadow'); info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    z.writestr(info, '/etc/shadow')`);
+    for (const [file, name, fragment] of [
+      [dotdot, '_ray_pkg_1111111111111111.tar.gz', '".."'],
+      [absolute, '_ray_pkg_2222222222222222.zip', 'absolute'],
+      [link, '_ray_pkg_3333333333333333.tar.gz', 'outside'],
+      [zipLink, '_ray_pkg_4444444444444444.zip', 'absolute'],
+    ] as const) {
+      const res = await http(head, 'PUT', `/api/packages/gcs/${name}`, fs.readFileSync(file), { 'content-type': 'application/octet-stream' });
+      expect(res.status, name).toBe(400);
+      expect(res.json.error?.code).toBe('INVALID_PACKAGE');
+      expect(res.json.error?.message).toContain(fragment);
+    }
+    expect(stored()).toEqual([]);
+    expect(fs.existsSync(path.join(head.dataDir, 'escaped.txt'))).toBe(false);
+    expect(fs.existsSync('/tmp/raysub-absolute-escape.txt')).toBe(false);
+
+    // A raysub package whose content does not match its SHA-256 name is refused too.
+    const wd = workingDir({ 'a.txt': 'a' });
+    execFileSync('tar', ['czf', path.join(dir, 'ok.tar.gz'), '-C', wd, 'a.txt']);
+    const lie = await http(head, 'PUT', `/api/packages/gcs/_raysub_pkg_${'0'.repeat(64)}.tar.gz`, fs.readFileSync(path.join(dir, 'ok.tar.gz')), {
+      'content-type': 'application/octet-stream',
+    });
+    expect(lie.status).toBe(400);
+    expect(lie.json.error?.message).toContain('does not match');
+    expect(stored()).toEqual([]);
+
+    // The CLI refuses a working dir over the limit before uploading, naming the largest file.
+    const large = workingDir({ 'main.py': 'print(1)', 'weights.bin': 'x'.repeat(50_000) });
+    const cli = await runCli(['job', 'submit', '--working-dir', large, '--max-package-size', '10K', '--', 'python3', 'main.py'], { env: head.env });
+    expect(cli.code).toBe(64);
+    expect(cli.stderr).toContain('weights.bin');
+    expect(stored()).toEqual([]);
+
+    // A package the head never received cannot be referenced.
+    const ghost = await http(head, 'POST', '/api/jobs/', JSON.stringify({ entrypoint: 'true', runtime_env: { working_dir: 'gcs://_ray_pkg_5555555555555555.zip' } }));
+    expect(ghost.status).toBe(400);
+    expect(ghost.json.error?.code).toBe('INVALID_RUNTIME_ENV');
+    await stillServing(head);
+  });
+
+  it('fails a job whose entrypoint does not exist, with the shell\'s message in its log', async () => {
+    const head = await startHead({ numCpus: 1 });
+    const res = await runCli(['job', 'submit', '--submission-id', 'ghost', '--', 'definitely-not-a-command', '--flag'], { env: head.env });
+    expect(res.code).toBe(127);
+    expect(res.stderr).toMatch(/not found/);
+    const job = await head.client.getJob('ghost');
+    expect(job).toMatchObject({ status: 'FAILED', error_type: 'ENTRYPOINT_FAILED', driver_exit_code: 127 });
+    expect(await head.client.getLogs('ghost')).toMatch(/definitely-not-a-command.*not found/);
+  });
+
+  it('requires the token on every endpoint and compares it exactly', async () => {
+    const head = await startHead({ numCpus: 1, localAgent: false });
+    for (const [method, p] of [
+      ['GET', '/api/version'],
+      ['GET', '/api/jobs/'],
+      ['POST', '/api/jobs/'],
+      ['GET', '/api/nodes'],
+      ['GET', '/metrics'],
+      ['POST', '/api/agents/register'],
+      ['PUT', '/api/packages/gcs/_ray_pkg_1234567812345678.zip'],
+    ] as const) {
+      for (const headers of [{}, { authorization: `Bearer ${head.token}x` }, { authorization: 'Bearer ' }]) {
+        const res = await request(head.url + p, { method, headers });
+        expect(res.statusCode, `${method} ${p}`).toBe(401);
+        expect(((await res.body.json()) as { error: { code: string } }).error.code).toBe('UNAUTHORIZED');
+      }
+    }
+    const cli = await runCli(['job', 'list'], { env: { ...head.env, RAYSUB_TOKEN: 'wrong' } });
+    expect(cli.code).toBe(77);
+    expect(cli.stderr).toContain('invalid token');
+    const unreachable = await runCli(['job', 'list'], { env: { RAYSUB_ADDRESS: 'http://127.0.0.1:9', RAYSUB_TOKEN: 'x' } });
+    expect(unreachable.code).toBe(69);
+    expect(fs.statSync(path.join(head.dataDir, 'token')).mode & 0o777).toBe(0o600);
+  });
+});

@@ -1,0 +1,130 @@
+/**
+ * Ray's own job clients (the `ray job` CLI and JobSubmissionClient, Ray 2.58) against a raysub head.
+ * Ray is installed into a virtualenv from this machine's pip configuration; when it cannot be
+ * installed, the tests say so and skip.
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { startHead, waitFor, workingDir } from './helpers/cluster.js';
+
+const VENV = path.join(os.tmpdir(), 'raysub-test-ray-venv');
+let skipReason: string | null = null;
+
+function run(cmd: string, args: string[], env: Record<string, string>, timeoutMs = 120_000): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { env: { ...process.env, ...env }, timeout: timeoutMs, maxBuffer: 32 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+      resolve({ code, out: stdout + stderr });
+    });
+  });
+}
+
+beforeAll(async () => {
+  const python = path.join(VENV, 'bin', 'python');
+  const ready = () => {
+    try {
+      execFileSync(python, ['-c', 'import ray, requests, aiohttp, pydantic'], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (ready()) return;
+  try {
+    execFileSync('python3', ['-m', 'venv', VENV], { stdio: 'pipe' });
+    const pip = await run(path.join(VENV, 'bin', 'pip'), ['install', '--retries', '0', '--timeout', '20', 'ray', 'requests', 'aiohttp', 'pydantic'], { PIP_RETRIES: '0' }, 480_000);
+    if (pip.code !== 0) skipReason = `pip could not install ray: ${pip.out.trim().split('\n').slice(-2).join(' ')}`;
+    else if (!ready()) skipReason = 'ray installed but cannot be imported';
+  } catch (err) {
+    skipReason = `cannot create a virtualenv: ${(err as Error).message}`;
+  }
+  if (skipReason) console.log(`ray-compat tests skipped: ${skipReason}`);
+}, 600_000);
+
+describe("Ray's job clients against a raysub head", () => {
+  it('`ray job submit|status|logs|list|stop|delete` work unchanged', async (ctx) => {
+    if (skipReason) return ctx.skip();
+    const head = await startHead({ numCpus: 2 });
+    const env = { RAY_JOB_HEADERS: JSON.stringify({ Authorization: `Bearer ${head.token}` }), RAY_ADDRESS: '' };
+    const ray = path.join(VENV, 'bin', 'ray');
+    const dir = workingDir({ 'main.py': 'import os\nprint("ray client says hi", os.environ["RAY_JOB_SUBMISSION_ID"])\n' });
+
+    const submit = await run(ray, ['job', 'submit', '--address', head.url, '--submission-id', 'from-ray', '--working-dir', dir, '--', 'python3', 'main.py'], env);
+    expect(submit.out).toContain('ray client says hi from-ray');
+    expect(submit.out).toContain("Job 'from-ray' succeeded");
+    expect(submit.code).toBe(0);
+    const pkgs = fs.readdirSync(path.join(head.dataDir, 'packages')).filter((f) => f.endsWith('.zip'));
+    expect(pkgs).toHaveLength(1);
+
+    const status = await run(ray, ['job', 'status', '--address', head.url, 'from-ray'], env);
+    expect(status.out).toContain("Job 'from-ray' succeeded");
+    const logs = await run(ray, ['job', 'logs', '--address', head.url, 'from-ray'], env);
+    expect(logs.out).toContain('ray client says hi');
+
+    const failing = await run(ray, ['job', 'submit', '--address', head.url, '--submission-id', 'ray-fails', '--', 'python3', '-c', 'import sys; sys.exit(4)'], env);
+    expect(failing.code).toBe(1);
+    expect(failing.out).toMatch(/failed/i);
+
+    const sleeper = await run(ray, ['job', 'submit', '--address', head.url, '--no-wait', '--submission-id', 'ray-sleeps', '--', 'sleep', '60'], env);
+    expect(sleeper.code).toBe(0);
+    await waitFor(async () => (await head.client.getJob('ray-sleeps')).status === 'RUNNING');
+    const stop = await run(ray, ['job', 'stop', '--address', head.url, 'ray-sleeps'], env);
+    expect(stop.code).toBe(0);
+    expect((await head.client.getJob('ray-sleeps')).status).toBe('STOPPED');
+
+    const list = await run(ray, ['job', 'list', '--address', head.url], env);
+    for (const id of ['from-ray', 'ray-fails', 'ray-sleeps']) expect(list.out).toContain(id);
+
+    const del = await run(ray, ['job', 'delete', '--address', head.url, 'from-ray'], env);
+    expect(del.code).toBe(0);
+    expect((await head.client.listJobs()).jobs.map((j) => j.submission_id)).not.toContain('from-ray');
+
+    const noToken = await run(ray, ['job', 'list', '--address', head.url], { RAY_JOB_HEADERS: '', RAY_ADDRESS: '' });
+    expect(noToken.code).not.toBe(0);
+  });
+
+  it('JobSubmissionClient submits, tails, lists, stops and deletes', async (ctx) => {
+    if (skipReason) return ctx.skip();
+    const head = await startHead({ numCpus: 2 });
+    const script = `
+import asyncio, json, sys, time
+from ray.job_submission import JobSubmissionClient, JobStatus
+c = JobSubmissionClient(sys.argv[1], headers={"Authorization": "Bearer " + sys.argv[2]})
+out = {}
+jid = c.submit_job(entrypoint="python3 -c \\"print('line1'); print('line2')\\"", submission_id="sdk-1",
+                   metadata={"team": "ml"}, entrypoint_num_cpus=1, entrypoint_memory=10**8)
+async def tail():
+    return "".join([chunk async for chunk in c.tail_job_logs(jid)])
+out["tail"] = asyncio.run(tail())
+while c.get_job_status(jid) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+    time.sleep(0.1)
+info = c.get_job_info(jid)
+out["status"] = str(info.status.value)
+out["metadata"] = info.metadata
+out["logs"] = c.get_job_logs(jid)
+sid = c.submit_job(entrypoint="sleep 60")
+while c.get_job_status(sid) != JobStatus.RUNNING:
+    time.sleep(0.1)
+out["stopped"] = c.stop_job(sid)
+while c.get_job_status(sid) != JobStatus.STOPPED:
+    time.sleep(0.1)
+out["ids"] = sorted(j.submission_id for j in c.list_jobs())
+out["deleted"] = c.delete_job(jid)
+print("RESULT=" + json.dumps(out))
+`;
+    const res = await run(path.join(VENV, 'bin', 'python'), ['-c', script, head.url, head.token], {});
+    expect(res.code, res.out).toBe(0);
+    const line = res.out.split('\n').find((l) => l.startsWith('RESULT=')) ?? 'RESULT={}';
+    const out = JSON.parse(line.slice('RESULT='.length)) as Record<string, unknown>;
+    expect(out.tail).toBe('line1\nline2\n');
+    expect(out.status).toBe('SUCCEEDED');
+    expect(out.metadata).toMatchObject({ team: 'ml' });
+    expect(out.logs).toBe('line1\nline2\n');
+    expect(out.stopped).toBe(true);
+    expect(out.ids).toContain('sdk-1');
+    expect(out.deleted).toBe(true);
+  });
+});
