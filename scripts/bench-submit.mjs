@@ -1,0 +1,38 @@
+#!/usr/bin/env node
+// Time from submit to SUCCEEDED of `python3 -c pass` on a warm head, next to running the same
+// process directly, in one run. Usage: npm run bench [-- RUNS]
+import { RaysubClient } from '../dist/client/index.js';
+import { machine, percentile, startHead, timeCommand } from './lib.mjs';
+
+const runs = Number(process.argv[2] ?? 30);
+const head = await startHead(['--num-cpus', '2']);
+const client = new RaysubClient({ address: head.url, token: head.token, retries: 0 });
+try {
+  const submitOnce = async (i) => {
+    const t0 = process.hrtime.bigint();
+    const { submission_id: id } = await client.submitJob({ entrypoint: 'python3 -c pass', submission_id: `bench-${i}` });
+    const job = await client.getJob(id, 60);
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    if (job.status !== 'SUCCEEDED') throw new Error(`job ${id} ended ${job.status}: ${job.message}`);
+    return ms;
+  };
+  for (let i = 0; i < 5; i++) await submitOnce(`warm-${i}`);
+  const raysub = [];
+  const bare = [];
+  // Interleave the two so machine noise hits both alike.
+  for (let i = 0; i < runs; i++) {
+    bare.push(timeCommand('python3', ['-c', 'pass']));
+    raysub.push(await submitOnce(i));
+  }
+  const row = (name, v) => `| ${name} | ${percentile(v, 50).toFixed(1)} | ${percentile(v, 90).toFixed(1)} |`;
+  console.log(`machine: ${machine()}`);
+  console.log(`runs: ${runs}`);
+  console.log('| measurement | median ms | p90 ms |');
+  console.log('|---|---|---|');
+  console.log(row('`python3 -c pass` run directly', bare));
+  console.log(row('submit → SUCCEEDED through raysub (SDK, local agent)', raysub));
+  console.log(`overhead at the median: ${(percentile(raysub, 50) - percentile(bare, 50)).toFixed(1)} ms (target < 50 ms)`);
+} finally {
+  await client.close();
+  await head.stop();
+}

@@ -1,0 +1,60 @@
+// Shared helpers for benchmark scripts: start a head process, percentiles, machine description.
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+export const root = path.resolve(import.meta.dirname, '..');
+export const cli = path.join(root, 'bin', 'raysub');
+
+export function percentile(values, p) {
+  const sorted = [...values].sort((a, b) => a - b);
+  if (sorted.length === 0) return NaN;
+  const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[idx];
+}
+
+export function machine() {
+  const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+  return `${os.cpus().length} × ${cpu}, ${(os.totalmem() / 1024 ** 3).toFixed(0)} GiB, Linux ${os.release()}, Node ${process.version}`;
+}
+
+/** Start a head (optionally without its local agent) in a temp data dir; returns url, token, stop(). */
+export async function startHead(args = [], env = {}) {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'raysub-bench-'));
+  const proc = spawn(process.execPath, [cli, 'start', '--head', '--port', '0', '--data-dir', dataDir, '--log-level', 'warn', ...args], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, ...env },
+  });
+  const deadline = Date.now() + 60_000;
+  let info;
+  while (Date.now() < deadline) {
+    try {
+      info = JSON.parse(fs.readFileSync(path.join(dataDir, 'head.json'), 'utf8'));
+      if (info.pid === proc.pid) break;
+    } catch {
+      // not yet
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const token = fs.readFileSync(path.join(dataDir, 'token'), 'utf8').trim();
+  return {
+    url: info.url,
+    token,
+    dataDir,
+    pid: proc.pid,
+    async stop() {
+      proc.kill('SIGTERM');
+      await new Promise((r) => (proc.exitCode !== null ? r() : proc.once('exit', r)));
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Wall time of running a command to completion, in ms. */
+export function timeCommand(cmd, args) {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(cmd, args, { stdio: 'ignore' });
+  if (r.status !== 0) throw new Error(`${cmd} exited with ${r.status}`);
+  return Number(process.hrtime.bigint() - t0) / 1e6;
+}
