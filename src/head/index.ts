@@ -18,6 +18,7 @@ import { JobService } from './jobService.js';
 import { LogStore } from './logStore.js';
 import { HeadMetrics } from './metrics.js';
 import { PackageStore } from './packageStore.js';
+import { ScheduleService, ScheduleTicker } from './schedules/index.js';
 import { buildServer } from './server.js';
 
 export { loadOrCreateToken } from './auth.js';
@@ -91,11 +92,14 @@ export async function startHead(opts: HeadOptions, logger?: Logger): Promise<Run
     const jobs = new JobService(engine, packages);
     hub.assignmentOf = (t) => jobs.assignmentOf(t);
     const metrics = new HeadMetrics(engine);
+    const schedules = new ScheduleService(engine, jobs, packages, log.child({ component: 'schedules' }));
+    const ticker = new ScheduleTicker(schedules, log.child({ component: 'cron' }));
     const app = await buildServer({
       engine,
       jobs,
       hub,
       packages,
+      schedules,
       auth: new Authenticator(token),
       metrics,
       log,
@@ -106,6 +110,8 @@ export async function startHead(opts: HeadOptions, logger?: Logger): Promise<Run
     await app.listen({ host: opts.host, port: opts.port });
     hub.start();
     engine.requestSchedule();
+    ticker.start();
+    cleanups.unshift(() => ticker.shutdown());
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : opts.port;
     const host = opts.host === '0.0.0.0' || opts.host === '::' ? '127.0.0.1' : opts.host;

@@ -8,17 +8,20 @@ import type { Engine } from './engine.js';
 import type { JobService } from './jobService.js';
 import type { HeadMetrics } from './metrics.js';
 import type { PackageStore } from './packageStore.js';
+import type { ScheduleService } from './schedules/index.js';
 import { agentRoutes } from './routes/agents.js';
 import { clusterRoutes } from './routes/cluster.js';
 import { jobRoutes } from './routes/jobs.js';
 import { logRoutes } from './routes/logs.js';
 import { packageRoutes } from './routes/packages.js';
+import { scheduleRoutes } from './routes/schedules.js';
 
 export interface HeadContext {
   engine: Engine;
   jobs: JobService;
   hub: AgentHub;
   packages: PackageStore;
+  schedules: ScheduleService;
   auth: Authenticator;
   metrics: HeadMetrics;
   log: Logger;
@@ -78,5 +81,6 @@ export async function buildServer(ctx: HeadContext): Promise<FastifyInstance> {
   await app.register(logRoutes(ctx));
   await app.register(packageRoutes(ctx));
   await app.register(agentRoutes(ctx));
+  await app.register(scheduleRoutes(ctx));
   return app;
 }

@@ -84,4 +84,37 @@ export const migrations: readonly { version: number; name: string; sql: string }
       CREATE INDEX nodes_by_state ON nodes(state);
     `,
   },
+  {
+    version: 2,
+    name: 'schedules',
+    sql: `
+      CREATE TABLE schedules (
+        name                TEXT PRIMARY KEY,
+        cron                TEXT NOT NULL,
+        timezone            TEXT NOT NULL,
+        concurrency         TEXT NOT NULL,
+        starting_deadline_s REAL,
+        suspended           INTEGER NOT NULL DEFAULT 0,
+        job                 TEXT NOT NULL,
+        definition_hash     TEXT NOT NULL,
+        created_at          INTEGER NOT NULL,
+        updated_at          INTEGER NOT NULL,
+        next_run_at         INTEGER
+      );
+      CREATE INDEX schedules_due ON schedules(next_run_at) WHERE suspended = 0;
+
+      CREATE TABLE schedule_runs (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        schedule     TEXT NOT NULL REFERENCES schedules(name) ON DELETE CASCADE,
+        scheduled_at INTEGER NOT NULL,
+        fired_at     INTEGER NOT NULL,
+        trigger_kind TEXT NOT NULL,
+        action       TEXT NOT NULL,
+        job_id       TEXT,
+        replaced     TEXT NOT NULL DEFAULT '[]',
+        detail       TEXT
+      );
+      CREATE INDEX schedule_runs_by_schedule ON schedule_runs(schedule, seq);
+    `,
+  },
 ];

@@ -3,3 +3,4 @@ export * from './runtimeEnv.js';
 export * from './jobs.js';
 export * from './agents.js';
 export * from './nodes.js';
+export * from './schedules.js';
