@@ -38,6 +38,13 @@ export class HeadLink {
     });
   }
 
+  /** Ask the head to place nothing new on this node. */
+  async drain(nodeId: string): Promise<void> {
+    const res = await call(this.dispatcher, 'POST', `${this.address}/api/agents/${nodeId}/drain`, this.token, { body: {}, timeoutMs: 5000 });
+    if (res.statusCode !== 200) throw await errorFrom(res);
+    await res.body.dump();
+  }
+
   /** Tell the head this node is leaving, so its tasks are settled now rather than at lease expiry. */
   async leave(nodeId: string): Promise<void> {
     if (!nodeId) return;

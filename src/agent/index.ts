@@ -19,6 +19,8 @@ export interface RunningAgent {
   readonly nodeName: string;
   readonly launcher: Launcher;
   nodeId(): string;
+  /** Take no new work, let running tasks finish, then close. */
+  drain(): Promise<void>;
   /** Kill every worker, tell the head this node is leaving, and stop. */
   close(): Promise<void>;
 }
@@ -219,6 +221,18 @@ class Agent implements RunningAgent {
       this.reregistering = null;
     });
     return this.reregistering;
+  }
+
+  async drain(): Promise<void> {
+    if (this.state !== 'running') return;
+    await this.head.drain(this.id).catch((err: unknown) => this.log.warn({ err: toRaysubError(err).message }, 'could not tell the head this node drains'));
+    this.log.info({ tasks: this.runs.size }, 'draining: waiting for running tasks to finish');
+    // Runs leave the map once the head has recorded their exit.
+    while (this.state === 'running' && (this.runs.size > 0 || this.outbox.hasWork())) {
+      await Promise.all([...this.runs.values()].map((r) => r.done));
+      await sleep(50, this.stop.signal);
+    }
+    await this.close();
   }
 
   async close(): Promise<void> {

@@ -162,6 +162,16 @@ export class AgentHub {
     return { assignments, kills: this.engine.killsFor(node.id, known) };
   }
 
+  /** Take no new work on this node; what runs there finishes. */
+  drain(nodeId: string): void {
+    const node = this.liveNode(nodeId);
+    if (node.draining) return;
+    node.draining = true;
+    this.engine.store.nodes.setState(nodeId, 'DRAINING');
+    this.log.info({ nodeId, name: node.name }, 'node draining');
+    this.engine.requestSchedule();
+  }
+
   /** An agent shutting down cleanly: settle its tasks now instead of waiting for its lease. */
   leave(nodeId: string): void {
     const node = this.engine.live.nodes.get(nodeId);

@@ -22,13 +22,20 @@ export interface SchedulingPass {
   nextWakeAt: number | null;
 }
 
+/** Pending tasks in queue order. Sorted only when a task has joined the queue since last time. */
 export function queueOrder(state: LiveState): LiveTask[] {
-  const tasks: LiveTask[] = [];
-  for (const id of state.pending) {
-    const t = state.tasks.get(id);
-    if (t) tasks.push(t);
+  if (state.pending.dirty) {
+    const tasks: LiveTask[] = [];
+    for (const id of state.pending) {
+      const t = state.tasks.get(id);
+      if (t) tasks.push(t);
+    }
+    state.order = tasks.sort((a, b) => compareTasks(state.jobs.get(a.jobId), a, state.jobs.get(b.jobId), b));
+    state.pending.dirty = false;
+  } else {
+    state.order = state.order.filter((t) => t.state === 'PENDING' && state.pending.has(t.id));
   }
-  return tasks.sort((a, b) => compareTasks(state.jobs.get(a.jobId), a, state.jobs.get(b.jobId), b));
+  return state.order;
 }
 
 function compareTasks(ja: LiveJob | undefined, a: LiveTask, jb: LiveJob | undefined, b: LiveTask): number {
@@ -41,10 +48,17 @@ export function planPlacements(state: LiveState, now: number, starvationMs: numb
   const reserved = new Map<string, string>(); // node id -> task id holding the reservation
   const placements: PlannedPlacement[] = [];
   let nextWakeAt: number | null = null;
+  // Tasks of one job ask for the same thing: once one does not fit, the rest of the job waits too.
+  const blocked = new Map<string, string>();
 
   for (const task of queueOrder(state)) {
     const job = state.jobs.get(task.jobId);
     if (!job) continue;
+    const blockedReason = blocked.get(job.id);
+    if (blockedReason !== undefined && task.notBefore <= now) {
+      task.reason = blockedReason;
+      continue;
+    }
     if (task.notBefore > now) {
       task.reason = `retrying after back-off (attempt ${task.attempt + 1} in ${Math.ceil((task.notBefore - now) / 1000)}s)`;
       nextWakeAt = nextWakeAt === null ? task.notBefore : Math.min(nextWakeAt, task.notBefore);
@@ -82,6 +96,7 @@ export function planPlacements(state: LiveState, now: number, starvationMs: numb
         task.reason += `; holds a reservation on ${target.name}`;
       }
     }
+    blocked.set(job.id, task.reason);
   }
   return { placements, nextWakeAt };
 }

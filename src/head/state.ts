@@ -53,11 +53,24 @@ export interface LiveNode {
   wake: (() => void) | null;
 }
 
+/** Pending task ids; remembers whether its queue order must be recomputed. */
+export class PendingSet extends Set<string> {
+  /** Set whenever a task joins the queue; the scheduler re-sorts only then. */
+  dirty = true;
+
+  override add(id: string): this {
+    if (!this.has(id)) this.dirty = true;
+    return super.add(id);
+  }
+}
+
 export class LiveState {
   readonly jobs = new Map<string, LiveJob>();
   readonly tasks = new Map<string, LiveTask>();
-  readonly pending = new Set<string>();
+  readonly pending = new PendingSet();
   readonly nodes = new Map<string, LiveNode>();
+  /** Queue order cache (see scheduler.queueOrder). */
+  order: LiveTask[] = [];
 
   clear(): void {
     this.jobs.clear();

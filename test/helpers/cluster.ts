@@ -95,6 +95,8 @@ export interface TestHead extends ManagedProcess {
 
 export interface HeadOptions {
   dataDir?: string;
+  /** Fixed port (restarts reuse the first one so agents find the head again). */
+  port?: number;
   localAgent?: boolean;
   numCpus?: number;
   numGpus?: number;
@@ -104,7 +106,7 @@ export interface HeadOptions {
 
 export async function startHead(opts: HeadOptions = {}): Promise<TestHead> {
   const dataDir = opts.dataDir ?? tempDir('raysub-head-');
-  const args = [cliPath, 'start', '--head', '--port', '0', '--data-dir', dataDir, '--log-level', process.env.RAYSUB_TEST_LOG ?? 'warn'];
+  const args = [cliPath, 'start', '--head', '--port', String(opts.port ?? 0), '--data-dir', dataDir, '--log-level', process.env.RAYSUB_TEST_LOG ?? 'warn'];
   if (opts.localAgent === false) args.push('--no-local-agent');
   if (opts.numCpus !== undefined) args.push('--num-cpus', String(opts.numCpus));
   if (opts.numGpus !== undefined) args.push('--num-gpus', String(opts.numGpus));
@@ -137,7 +139,7 @@ export async function startHead(opts: HeadOptions = {}): Promise<TestHead> {
     restart: async () => {
       await managed.stop();
       await waitFor(() => !pidAlive(info.pid), { what: 'the old head to exit' });
-      return startHead({ ...opts, dataDir });
+      return startHead({ ...opts, dataDir, port: Number(new URL(info.url).port) });
     },
   };
 }

@@ -10,18 +10,23 @@ export interface StartCommandFlags extends StartFlags {
   detach?: boolean;
 }
 
-/** Resolve after the first SIGINT/SIGTERM has drained `close`; a second signal exits at once. */
-function runUntilSignalled(close: () => Promise<void>): Promise<number> {
+/**
+ * The first SIGINT/SIGTERM runs `first` (drain, then close); a second one runs `now` (close at
+ * once, killing what runs) or, without it, exits the process.
+ */
+function runUntilSignalled(first: () => Promise<void>, now?: () => Promise<void>): Promise<number> {
   return new Promise((resolve) => {
     let stopping = false;
     const onSignal = (signal: NodeJS.Signals): void => {
       if (stopping) {
-        process.stderr.write(`raysub: ${signal} again; exiting now\n`);
-        process.exit(EXIT.STOPPED);
+        process.stderr.write(`raysub: ${signal} again; stopping now\n`);
+        if (!now) process.exit(EXIT.STOPPED);
+        void now().finally(() => process.exit(EXIT.STOPPED));
+        return;
       }
       stopping = true;
-      process.stderr.write(`raysub: ${signal} received; shutting down (send it again to exit now)\n`);
-      close().then(
+      process.stderr.write(`raysub: ${signal} received; shutting down (send it again to stop now)\n`);
+      first().then(
         () => resolve(EXIT.OK),
         (err: unknown) => {
           process.stderr.write(`raysub: error while shutting down: ${(err as Error).message}\n`);
@@ -83,5 +88,8 @@ export async function startCommand(flags: StartCommandFlags, argv: string[]): Pr
   const { startAgent } = await import('../../agent/index.js');
   const agent = await startAgent(opts);
   process.stderr.write(`raysub agent ${agent.nodeName} connected to ${opts.address} (sandbox: ${agent.launcher.mode})\n`);
-  return runUntilSignalled(() => agent.close());
+  return runUntilSignalled(
+    () => agent.drain(),
+    () => agent.close(),
+  );
 }

@@ -15,6 +15,12 @@ export function agentRoutes(ctx: HeadContext): FastifyPluginAsync {
       return ctx.hub.report(nodeId, parseWith(reportRequestSchema, req.body));
     });
 
+    app.post('/api/agents/:nodeId/drain', async (req) => {
+      const { nodeId } = parseWith(nodeParams, req.params);
+      ctx.hub.drain(nodeId);
+      return { draining: true };
+    });
+
     app.post('/api/agents/:nodeId/leave', async (req) => {
       const { nodeId } = parseWith(nodeParams, req.params);
       ctx.hub.leave(nodeId);
