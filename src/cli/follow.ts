@@ -12,6 +12,8 @@ export interface FollowOptions {
   prefix: boolean;
   /** Print only the job's own output, not raysub's lines. */
   quiet?: boolean;
+  /** Print each chunk as an NDJSON line `{"task", "stream", "data"}` instead of text. */
+  json?: boolean;
 }
 
 class LineSplitter {
@@ -36,6 +38,10 @@ export async function printLogs(ctx: CliContext, jobId: string, opts: FollowOpti
   const splitter = new LineSplitter();
   const write = (task: number, stream: string, text: string): void => {
     if (stream === 'system' && opts.quiet) return;
+    if (opts.json) {
+      ctx.out.write(JSON.stringify({ task, stream, data: text }) + '\n');
+      return;
+    }
     const target = stream === 'stdout' ? ctx.out : ctx.err;
     const pal = stream === 'stdout' ? ctx.color : ctx.errColor;
     const paint = (s: string): string => (stream === 'stderr' ? pal.red(s) : stream === 'system' ? pal.dim(s) : s);

@@ -7,6 +7,7 @@ import { RAYSUB_VERSION } from '../shared/config.js';
 import { RaysubError, toRaysubError } from '../shared/errors.js';
 import type { CliContext } from './context.js';
 import { EXIT, exitCodeForError } from './exitCodes.js';
+import { addScheduleCommands } from './scheduleProgram.js';
 
 type Flags = Record<string, unknown>;
 
@@ -17,6 +18,26 @@ function withConnection(cmd: Command): Command {
     .option('--headers <json>', 'extra HTTP headers as JSON (Ray\'s --headers; default: $RAY_JOB_HEADERS)')
     .option('--data-dir <dir>', 'data dir of the local head (default: ~/.raysub)')
     .option('--no-color', 'never colour output (also: NO_COLOR)');
+}
+
+/** The flags that describe a job, shared by `job submit` and `schedule create`. */
+function withJobSpec(cmd: Command): Command {
+  return cmd
+    .option('--working-dir <dir>', 'directory (or .zip/.tar.gz) to ship as the job\'s working dir')
+    .option('--runtime-env <file>', 'runtime env as a JSON or YAML file')
+    .option('--runtime-env-json <json>', 'runtime env as JSON')
+    .option('--metadata-json <json>', 'metadata (string to string) as JSON')
+    .option('--entrypoint-num-cpus <n>', 'CPUs per task (default: 1)')
+    .option('--entrypoint-num-gpus <n>', 'GPUs per task (default: 0)')
+    .option('--entrypoint-memory <bytes>', 'memory per task, e.g. 2G (the task is killed above it)')
+    .option('--entrypoint-resources <json>', 'custom resources per task as JSON')
+    .option('--parallel <n>', 'run N tasks (an array job); each sees RAYSUB_TASK_INDEX')
+    .option('--max-retries <n>', 'retry a failed task up to N times')
+    .option('--retry-backoff <seconds>', 'first retry delay, doubled each retry (default: 1)')
+    .option('--timeout <seconds>', 'kill a task after this long (the job fails as TIMEOUT)')
+    .option('--priority <n>', 'higher runs first (default: 0)')
+    .option('--wait-for-capacity', 'queue even if no node could ever fit the request')
+    .option('--max-package-size <bytes>', 'largest working dir to upload (default: 512M)');
 }
 
 async function context(flags: Flags): Promise<CliContext> {
@@ -85,28 +106,15 @@ export function buildProgram(): Command {
   const job = program.command('job').description('submit and manage jobs');
 
   withConnection(
-    job
-      .command('submit')
-      .description('pack the working dir, submit a job, and follow its logs until it ends')
-      .argument('[entrypoint...]', 'the command to run (after --); one argument is run as a shell command line')
-      .passThroughOptions()
-      .option('--submission-id <id>', 'job id (default: generated); resubmitting the same id and spec returns the same job')
-      .addOption(new Option('--job-id <id>').hideHelp())
-      .option('--working-dir <dir>', 'directory (or .zip/.tar.gz) to ship as the job\'s working dir')
-      .option('--runtime-env <file>', 'runtime env as a JSON or YAML file')
-      .option('--runtime-env-json <json>', 'runtime env as JSON')
-      .option('--metadata-json <json>', 'metadata (string to string) as JSON')
-      .option('--entrypoint-num-cpus <n>', 'CPUs per task (default: 1)')
-      .option('--entrypoint-num-gpus <n>', 'GPUs per task (default: 0)')
-      .option('--entrypoint-memory <bytes>', 'memory per task, e.g. 2G (the task is killed above it)')
-      .option('--entrypoint-resources <json>', 'custom resources per task as JSON')
-      .option('--parallel <n>', 'run N tasks (an array job); each sees RAYSUB_TASK_INDEX')
-      .option('--max-retries <n>', 'retry a failed task up to N times')
-      .option('--retry-backoff <seconds>', 'first retry delay, doubled each retry (default: 1)')
-      .option('--timeout <seconds>', 'kill a task after this long (the job fails as TIMEOUT)')
-      .option('--priority <n>', 'higher runs first (default: 0)')
-      .option('--wait-for-capacity', 'queue even if no node could ever fit the request')
-      .option('--max-package-size <bytes>', 'largest working dir to upload (default: 512M)')
+    withJobSpec(
+      job
+        .command('submit')
+        .description('pack the working dir, submit a job, and follow its logs until it ends')
+        .argument('[entrypoint...]', 'the command to run (after --); one argument is run as a shell command line')
+        .passThroughOptions()
+        .option('--submission-id <id>', 'job id (default: generated); resubmitting the same id and spec returns the same job')
+        .addOption(new Option('--job-id <id>').hideHelp()),
+    )
       .option('--no-wait', 'submit and return without following the logs')
       .option('--json', 'print the final job as JSON (with --no-wait: its id)')
       .option('-q, --quiet', 'print only the job\'s own output'),
@@ -128,7 +136,11 @@ export function buildProgram(): Command {
   byId(
     'logs',
     'print a job\'s logs; with --follow, until it ends (then exit with its code)',
-    (c) => c.option('-f, --follow', 'follow until the job ends').option('-q, --quiet', 'only the job\'s own output'),
+    (c) =>
+      c
+        .option('-f, --follow', 'follow until the job ends')
+        .option('-q, --quiet', 'only the job\'s own output')
+        .option('--json', 'print NDJSON: {"task", "stream", "data"} per chunk; with --follow, a last {"end": true, ...} line'),
     async (ctx, id, f) => (await import('./commands/job.js')).logsCommand(ctx, id, f),
   );
   byId(
@@ -154,6 +166,7 @@ export function buildProgram(): Command {
       .option('--limit <n>', 'page size', '50')
       .option('--cursor <cursor>', 'continue after a previous page')
       .option('--status <list>', 'only these statuses, e.g. RUNNING,PENDING')
+      .option('--schedule <name>', 'only jobs fired by this schedule')
       .option('--json', 'print JSON: {"jobs": [...], "next_cursor": ...}'),
   ).action(
     action(async (flags: Flags) => (await import('./commands/job.js')).listCommand(await context(flags), flags)),
@@ -162,6 +175,23 @@ export function buildProgram(): Command {
   withConnection(program.command('nodes').description('list the cluster\'s nodes and their resources').option('--json', 'print JSON')).action(
     action(async (flags: Flags) => (await import('./commands/nodes.js')).nodesCommand(await context(flags), flags)),
   );
+
+  addScheduleCommands(program, { withConnection, withJobSpec, action, context });
+
+  withConnection(
+    program
+      .command('status')
+      .description('the cluster at a glance: nodes, running and pending jobs, recent failures, schedules due next')
+      .option('-w, --watch', 'refresh until q, Esc or Ctrl-C (without a terminal: print a snapshot every interval)')
+      .option('--interval <seconds>', 'refresh interval for --watch', '2')
+      .option('--json', 'print JSON (with --watch: one object per line)'),
+  ).action(action(async (flags: Flags) => (await import('./commands/status.js')).statusCommand(await context(flags), flags)));
+
+  program
+    .command('completion')
+    .description('print a shell completion script: source <(raysub completion bash)')
+    .argument('<shell>', 'bash or zsh')
+    .action(action(async (shell: string) => (await import('./commands/completion.js')).completionCommand(program, shell, process.stdout)));
 
   return program;
 }

@@ -14,12 +14,19 @@ import {
   jobSubmitResponseSchema,
   logStreamLineSchema,
   nodeListSchema,
+  scheduleInfoSchema,
+  scheduleListSchema,
+  scheduleRunListSchema,
+  scheduleRunSchema,
   versionResponseSchema,
   type JobDetails,
   type JobStatus,
   type JobSubmitRequest,
   type LogStreamLine,
   type NodeInfo,
+  type ScheduleCreateRequest,
+  type ScheduleInfo,
+  type ScheduleRun,
 } from '../shared/protocol/index.js';
 
 export { packDirectory, archiveAsPackage, listPackageFiles, DEFAULT_EXCLUDES, type PackedDir } from './packer.js';
@@ -50,6 +57,11 @@ export class RaysubClient {
 
   constructor(private readonly opts: ClientOptions) {
     this.address = opts.address.replace(/\/+$/, '');
+  }
+
+  /** A client for the same head and credentials with other retry settings. */
+  derive(opts: Pick<ClientOptions, 'retries' | 'onRetry'>): RaysubClient {
+    return new RaysubClient({ ...this.opts, ...opts });
   }
 
   private url(path: string): string {
@@ -198,6 +210,44 @@ export class RaysubClient {
   async nodes(): Promise<NodeInfo[]> {
     const r = await this.retrying(() => this.json('GET', '/api/nodes', nodeListSchema));
     return r.nodes;
+  }
+
+  /** Create a schedule; with `update`, create or replace it. Safe to retry: the same definition returns the same schedule. */
+  createSchedule(req: ScheduleCreateRequest, opts: { update?: boolean } = {}): Promise<ScheduleInfo> {
+    const path = opts.update ? `/api/schedules/${encodeURIComponent(req.name)}` : '/api/schedules';
+    return this.retrying(() => this.json(opts.update ? 'PUT' : 'POST', path, scheduleInfoSchema, req));
+  }
+
+  /** Every schedule with its next due time, last run and active jobs. */
+  async listSchedules(): Promise<ScheduleInfo[]> {
+    return (await this.retrying(() => this.json('GET', '/api/schedules', scheduleListSchema))).schedules;
+  }
+
+  /** One schedule. */
+  getSchedule(name: string): Promise<ScheduleInfo> {
+    return this.retrying(() => this.json('GET', `/api/schedules/${encodeURIComponent(name)}`, scheduleInfoSchema));
+  }
+
+  /** A schedule's run history, newest first. */
+  async scheduleRuns(name: string, limit = 50): Promise<ScheduleRun[]> {
+    const r = await this.retrying(() => this.json('GET', `/api/schedules/${encodeURIComponent(name)}/runs?limit=${limit}`, scheduleRunListSchema));
+    return r.runs;
+  }
+
+  /** Pause or resume a schedule (idempotent). */
+  setSchedulePaused(name: string, paused: boolean): Promise<ScheduleInfo> {
+    return this.retrying(() => this.json('POST', `/api/schedules/${encodeURIComponent(name)}/${paused ? 'pause' : 'resume'}`, scheduleInfoSchema));
+  }
+
+  /** Run a schedule's job now; `submissionId` makes a retried trigger return the same run. */
+  triggerSchedule(name: string, submissionId?: string): Promise<ScheduleRun> {
+    const body = submissionId ? { submission_id: submissionId } : {};
+    return this.retrying(() => this.json('POST', `/api/schedules/${encodeURIComponent(name)}/trigger`, scheduleRunSchema, body));
+  }
+
+  /** Delete a schedule and its run history (the jobs it fired stay). */
+  async deleteSchedule(name: string): Promise<void> {
+    await this.json('DELETE', `/api/schedules/${encodeURIComponent(name)}`, z.object({ deleted: z.boolean() }));
   }
 
   async close(): Promise<void> {

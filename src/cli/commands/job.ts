@@ -59,12 +59,15 @@ export async function statusCommand(ctx: CliContext, id: string, flags: { json?:
   return EXIT.OK;
 }
 
-export async function logsCommand(ctx: CliContext, id: string, flags: { follow?: boolean; quiet?: boolean }): Promise<number> {
+export async function logsCommand(ctx: CliContext, id: string, flags: { follow?: boolean; quiet?: boolean; json?: boolean }): Promise<number> {
   const job = await ctx.client.getJob(id);
-  await printLogs(ctx, id, { follow: Boolean(flags.follow), prefix: job.raysub.parallel > 1, quiet: flags.quiet });
+  await printLogs(ctx, id, { follow: Boolean(flags.follow), prefix: job.raysub.parallel > 1, quiet: flags.quiet, json: flags.json });
   if (!flags.follow) return EXIT.OK;
   const final = await ctx.client.waitForJob(id);
-  if (!flags.quiet) ctx.err.write(describeOutcome(ctx, final) + '\n');
+  if (flags.json) {
+    const { submission_id, status, error_type, driver_exit_code } = final;
+    ctx.out.write(JSON.stringify({ end: true, submission_id, status, error_type, driver_exit_code }) + '\n');
+  } else if (!flags.quiet) ctx.err.write(describeOutcome(ctx, final) + '\n');
   return exitCodeForJob(final);
 }
 
@@ -102,7 +105,7 @@ export async function waitCommand(ctx: CliContext, id: string, flags: { timeout?
   }
 }
 
-export async function listCommand(ctx: CliContext, flags: { limit?: string; cursor?: string; status?: string; json?: boolean }): Promise<number> {
+export async function listCommand(ctx: CliContext, flags: { limit?: string; cursor?: string; status?: string; schedule?: string; json?: boolean }): Promise<number> {
   const limit = flags.limit === undefined ? 50 : Number(flags.limit);
   if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new RaysubError('USAGE', '--limit must be a whole number from 1 to 10000');
   let status: JobStatus[] | undefined;
@@ -113,7 +116,7 @@ export async function listCommand(ctx: CliContext, flags: { limit?: string; curs
       return r.data;
     });
   }
-  const { jobs, nextCursor } = await ctx.client.listJobs({ limit, cursor: flags.cursor, status });
+  const { jobs, nextCursor } = await ctx.client.listJobs({ limit, cursor: flags.cursor, status, schedule: flags.schedule });
   if (flags.json) {
     json(ctx, { jobs, next_cursor: nextCursor });
     return EXIT.OK;

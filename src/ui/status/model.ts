@@ -1,0 +1,88 @@
+/**
+ * What `raysub status` shows, computed once from the head's answers. The plain-text view, the ink
+ * dashboard and `--json` all render this one model, so they never disagree.
+ */
+import type { JobDetails, NodeInfo, ScheduleInfo } from '../../shared/protocol/index.js';
+
+export interface StatusData {
+  address: string;
+  fetchedAt: number;
+  nodes: NodeInfo[];
+  running: JobDetails[];
+  pending: JobDetails[];
+  failures: JobDetails[];
+  schedules: ScheduleInfo[];
+}
+
+export interface Use {
+  used: number;
+  total: number;
+}
+
+/** The `raysub status --json` shape (documented in docs/cli-json.md). */
+export interface StatusView {
+  address: string;
+  time: number;
+  nodes: { name: string; state: string; cpus: Use; gpus: Use; memory: Use; running_tasks: number; sandbox: string }[];
+  running: { submission_id: string; entrypoint: string; started_at: number | null; age_s: number; tasks: number; schedule: string | null }[];
+  pending: { submission_id: string; entrypoint: string; created_at: number; age_s: number; position: number | null; reason: string }[];
+  recent_failures: { submission_id: string; error_type: string | null; exit_code: number | null; message: string; ended_at: number | null }[];
+  schedules: { name: string; cron: string; timezone: string; suspended: boolean; next_run_at: number | null; last_status: string | null; active_jobs: number }[];
+}
+
+const round = (n: number) => Math.round(n * 1000) / 1000;
+const ageS = (from: number | null, now: number) => (from === null ? 0 : Math.max(0, Math.round((now - from) / 1000)));
+
+export function buildStatusView(d: StatusData): StatusView {
+  const now = d.fetchedAt;
+  return {
+    address: d.address,
+    time: now,
+    nodes: d.nodes
+      .filter((n) => n.state !== 'GONE')
+      .map((n) => ({
+        name: n.node_name,
+        state: n.state,
+        cpus: { used: round(n.totals.num_cpus - n.free.num_cpus), total: n.totals.num_cpus },
+        gpus: { used: n.totals.num_gpus - n.gpu_free.filter((g) => g === 1).length, total: n.totals.num_gpus },
+        memory: { used: n.totals.memory - n.free.memory, total: n.totals.memory },
+        running_tasks: n.running_tasks,
+        sandbox: n.sandbox.mode,
+      })),
+    running: d.running.map((j) => ({
+      submission_id: j.submission_id,
+      entrypoint: j.entrypoint,
+      started_at: j.start_time,
+      age_s: ageS(j.start_time ?? j.raysub.created_at, now),
+      tasks: j.raysub.parallel,
+      schedule: j.raysub.schedule,
+    })),
+    pending: [...d.pending].sort((a, b) => (a.raysub.queue?.position ?? Infinity) - (b.raysub.queue?.position ?? Infinity)).map((j) => ({
+      submission_id: j.submission_id,
+      entrypoint: j.entrypoint,
+      created_at: j.raysub.created_at,
+      age_s: ageS(j.raysub.created_at, now),
+      position: j.raysub.queue?.position ?? null,
+      reason: j.raysub.queue?.reason ?? j.message ?? 'waiting to be scheduled',
+    })),
+    recent_failures: d.failures.map((j) => ({
+      submission_id: j.submission_id,
+      error_type: j.error_type,
+      exit_code: j.driver_exit_code,
+      message: (j.message ?? '').split('\n')[0] ?? '',
+      ended_at: j.end_time,
+    })),
+    // Due soonest first; paused ones last.
+    schedules: [...d.schedules]
+      .sort((a, b) => (a.next_run_at ?? Infinity) - (b.next_run_at ?? Infinity) || a.name.localeCompare(b.name))
+      .map((s) => ({
+        name: s.name,
+        cron: s.cron,
+        timezone: s.timezone,
+        suspended: s.suspended,
+        next_run_at: s.next_run_at,
+        last_status: s.last_run ? (s.last_run.action === 'started' ? s.last_run.job_status : s.last_run.action) : null,
+        active_jobs: s.active_jobs.length,
+      })),
+  };
+}
