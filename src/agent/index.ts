@@ -3,11 +3,13 @@
  * delivers their events and output exactly once, through head restarts and network drops.
  */
 import os from 'node:os';
+import path from 'node:path';
 import { agentProcessEnv, RAYSUB_VERSION, type AgentOptions } from '../shared/config.js';
 import { RaysubError, toRaysubError } from '../shared/errors.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import type { Assignment, PollResponse, TaskRef } from '../shared/protocol/index.js';
 import { detectGpus } from './detect.js';
+import { EnvCache } from './envs/index.js';
 import { HeadLink } from './headLink.js';
 import type { Launcher } from './launcher.js';
 import { Outbox } from './outbox.js';
@@ -53,6 +55,7 @@ class Agent implements RunningAgent {
   private reportTimer: NodeJS.Timeout | null = null;
   private reregistering: Promise<void> | null = null;
   private loops: Promise<void>[] = [];
+  private readonly envCache: EnvCache;
 
   constructor(
     private readonly opts: AgentOptions,
@@ -64,6 +67,7 @@ class Agent implements RunningAgent {
     private readonly log: Logger,
   ) {
     outbox.onChange = (urgent) => this.wakeReporter(urgent ? 0 : 20);
+    this.envCache = new EnvCache(path.join(opts.workDir, 'envs'), opts.cacheLimitBytes, log.child({ component: 'envs' }));
   }
 
   get nodeName(): string {
@@ -145,7 +149,7 @@ class Agent implements RunningAgent {
       headAddress: this.head.address,
       nodeId: () => this.id,
       nodeName: this.opts.nodeName,
-      runtimeEnv: { agentEnv: agentProcessEnv() },
+      runtimeEnv: { agentEnv: agentProcessEnv(), cache: this.envCache, packages: this.workspace },
     });
     this.runs.set(k, run);
   }
@@ -184,7 +188,7 @@ class Agent implements RunningAgent {
       }
       try {
         await this.reregistering;
-        const req = this.outbox.build(MAX_REPORT_BYTES, this.known());
+        const req = { ...this.outbox.build(MAX_REPORT_BYTES, this.known()), usage: this.envCache.usage() };
         const res = await this.head.report(this.id, req, this.stop.signal);
         failures = 0;
         for (const ref of this.outbox.ack(res)) this.runs.delete(refKey(ref));

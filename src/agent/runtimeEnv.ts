@@ -1,15 +1,25 @@
 /**
  * A task's environment: a scrubbed base, the job's env_vars (with `${VAR}` expanded from the
- * agent's environment, as Ray does), and raysub's own variables, which a job cannot override.
+ * agent's environment, as Ray does), and raysub's own variables, which a job cannot override;
+ * then what the runtime_env builds (pip, npm, py_modules), under the job's setup timeout.
  */
-import type { Assignment } from '../shared/protocol/index.js';
+import { parseRuntimeEnv, type Assignment } from '../shared/protocol/index.js';
+import { needsEnvSetup, setUpEnvs, type EnvCache, type PackageSource } from './envs/index.js';
+import type { Lease } from './envs/cache.js';
 
 /** Variables a worker inherits from the agent; everything else (tokens included) is dropped. */
 const INHERITED = /^(PATH|HOME|LANG|LANGUAGE|LC_[A-Z]+|TZ|USER|LOGNAME|TMPDIR|PYENV_ROOT|PYENV_VERSION|SSL_CERT_FILE|SSL_CERT_DIR|REQUESTS_CA_BUNDLE)$/;
 
 export interface RuntimeEnvContext {
   agentEnv: Readonly<Record<string, string>>;
+  /** The agent's cache of built envs. */
+  cache: EnvCache;
+  /** Where py_modules packages are fetched and unpacked. */
+  packages: PackageSource;
 }
+
+/** Ray's default for `runtime_env.config.setup_timeout_seconds`; -1 disables the timeout. */
+export const DEFAULT_SETUP_TIMEOUT_S = 600;
 
 export interface PrepareContext extends RuntimeEnvContext {
   signal: AbortSignal;
@@ -23,6 +33,8 @@ export interface PreparedEnv {
   readOnlyPaths: string[];
   /** A replacement command line, when the env needs one. */
   argv?: string[];
+  /** Give back the cached envs the task holds; call when the task has ended. */
+  release?: () => void;
 }
 
 export function expandVars(value: string, from: Readonly<Record<string, string>>): string {
@@ -47,7 +59,34 @@ export function buildTaskEnv(a: Assignment, headAddress: string, nodeId: string,
   return env;
 }
 
-/** Prepare what the runtime_env asks for beyond variables. */
-export async function prepareRuntimeEnv(_a: Assignment, env: Record<string, string>, _ctx: PrepareContext): Promise<PreparedEnv> {
-  return { env, readOnlyPaths: [] };
+/**
+ * Prepare what the runtime_env asks for beyond variables. Stops promptly (killing installers) when
+ * `ctx.signal` aborts; throws a readable error when setup fails or outlasts the setup timeout.
+ */
+export async function prepareRuntimeEnv(a: Assignment, env: Record<string, string>, ctx: PrepareContext): Promise<PreparedEnv> {
+  const runtimeEnv = parseRuntimeEnv(a.runtime_env);
+  if (!needsEnvSetup(runtimeEnv)) return { env, readOnlyPaths: [] };
+  const timeoutS = runtimeEnv.config?.setup_timeout_seconds ?? DEFAULT_SETUP_TIMEOUT_S;
+  const setup = new AbortController();
+  const onAbort = (): void => setup.abort();
+  if (ctx.signal.aborted) setup.abort();
+  ctx.signal.addEventListener('abort', onAbort, { once: true });
+  const timer = timeoutS > 0 ? setTimeout(() => setup.abort(), timeoutS * 1000) : null;
+  const leases: Lease[] = [];
+  const readOnlyPaths: string[] = [];
+  const started = Date.now();
+  try {
+    await setUpEnvs({ assignment: a, runtimeEnv, env, taskDir: ctx.taskDir, agentEnv: ctx.agentEnv, cache: ctx.cache, packages: ctx.packages, signal: setup.signal, output: ctx.output, leases, readOnlyPaths });
+    ctx.output(`[raysub] runtime env ready in ${((Date.now() - started) / 1000).toFixed(2)}s\n`);
+    return { env, readOnlyPaths, release: () => leases.forEach((l) => l.release()) };
+  } catch (err) {
+    for (const l of leases) l.release();
+    if (setup.signal.aborted && !ctx.signal.aborted) {
+      throw new Error(`runtime env setup did not finish within ${timeoutS}s (runtime_env.config.setup_timeout_seconds)`, { cause: err });
+    }
+    throw err;
+  } finally {
+    if (timer) clearTimeout(timer);
+    ctx.signal.removeEventListener('abort', onAbort);
+  }
 }

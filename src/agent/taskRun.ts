@@ -73,6 +73,7 @@ export class TaskRun {
     const a = this.assignment;
     const { outbox, workspace, launcher, log } = this.deps;
     let taskDir: string | null = null;
+    let releaseEnvs: (() => void) | undefined;
     try {
       if (a.attempt > 1) this.system(`attempt ${a.attempt} on ${this.deps.nodeName}`);
       const required = a.sandbox.require;
@@ -102,6 +103,7 @@ export class TaskRun {
         if (this.abort.signal.aborted) throw err;
         throw new SetupError('setup_failed', toRaysubError(err).message);
       });
+      releaseEnvs = prepared.release;
       this.checkAborted();
       try {
         this.worker = await launcher.launch({
@@ -142,6 +144,8 @@ export class TaskRun {
     } finally {
       if (this.timer) clearTimeout(this.timer);
       if (taskDir) workspace.removeTaskDir(taskDir);
+      // Cached envs stay leased until the worker is gone, so eviction never pulls them from under it.
+      releaseEnvs?.();
     }
   }
 

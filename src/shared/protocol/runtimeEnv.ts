@@ -40,7 +40,10 @@ export const runtimeEnvFields = {
   py_modules: z.array(z.string().min(1)),
   npm: npmSchema,
   config: z.strictObject({
-    setup_timeout_seconds: z.number().optional(),
+    setup_timeout_seconds: z
+      .number()
+      .refine((v) => v === -1 || v > 0, 'must be a positive number of seconds, or -1 for no timeout')
+      .optional(),
     eager_install: z.boolean().optional(),
   }),
   sandbox: sandboxRequestSchema,

@@ -1,0 +1,101 @@
+/**
+ * Runtime envs beyond variables: pip virtualenvs, npm node_modules and py_modules, built once per
+ * spec hash into the agent's env cache and leased to the tasks that use them.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Assignment, RuntimeEnv } from '../../shared/protocol/index.js';
+import type { EnvCache, Lease } from './cache.js';
+import { buildNodeModules, exposeNodeModules, npmKey, npmSpecOf } from './npm.js';
+import { activateVenv, buildVenv, pipKey, pipSpecOf } from './pip.js';
+import { installerEnv, probeNode, probePython, type PythonInfo } from './probe.js';
+import { addToPythonPath, installWheel, isWheel, pyModulePackage, wheelKey } from './pyModules.js';
+
+export { EnvCache, type CacheUsage } from './cache.js';
+export { AbortedError } from './run.js';
+
+/** Where py_modules packages come from: the agent's workspace (fetched and unpacked once). */
+export interface PackageSource {
+  unpacked(name: string, signal: AbortSignal): Promise<string>;
+}
+
+export interface EnvSetup {
+  assignment: Assignment;
+  runtimeEnv: RuntimeEnv;
+  /** The task's environment so far; changed in place (PATH, PYTHONPATH, NODE_PATH, ...). */
+  env: Record<string, string>;
+  taskDir: string;
+  agentEnv: Readonly<Record<string, string>>;
+  cache: EnvCache;
+  packages: PackageSource;
+  signal: AbortSignal;
+  output: (text: string) => void;
+  /** Leases taken so far; the caller releases them when the task ends (or setup fails). */
+  leases: Lease[];
+  readOnlyPaths: string[];
+}
+
+export function needsEnvSetup(re: RuntimeEnv): boolean {
+  return Boolean(re.pip) || Boolean(re.npm) || (re.py_modules?.length ?? 0) > 0;
+}
+
+export async function setUpEnvs(s: EnvSetup): Promise<void> {
+  const { runtimeEnv: re, env, signal, output } = s;
+  const install = installerEnv(s.agentEnv, env.PATH);
+  let python: PythonInfo | null = null;
+  if (re.pip || re.py_modules?.some(isWheel)) python = await probePython(env, s.taskDir, signal);
+
+  const moduleDirs: string[] = [];
+  for (const uri of re.py_modules ?? []) {
+    const name = pyModulePackage(uri);
+    const unpacked = await s.packages.unpacked(name, signal).catch((err: unknown) => {
+      if (signal.aborted) throw err;
+      throw new Error(`could not fetch py_modules package ${name}: ${(err as Error).message}`);
+    });
+    if (isWheel(name) && python) {
+      const py = python;
+      const lease = await s.cache.acquire('py_modules', wheelKey(name, py), { signal, output, label: `py_modules ${name}` }, (b) => installWheel(b, unpacked, name, py, install));
+      s.leases.push(lease);
+      moduleDirs.push(lease.dir);
+    } else moduleDirs.push(unpacked);
+  }
+  addToPythonPath(env, moduleDirs);
+  s.readOnlyPaths.push(...moduleDirs);
+
+  if (re.pip && python) {
+    const py = python;
+    const spec = pipSpecOf(re.pip, s.taskDir);
+    const key = pipKey(spec, py, s.assignment.working_dir_package);
+    const lease = await s.cache.acquire('pip', key, { signal, output, label: 'pip' }, (b) =>
+      withWorkDirCopy(spec.needsWorkDir ? s.taskDir : null, b.dir, (cwd) => buildVenv(b, spec, py, install, cwd)),
+    );
+    s.leases.push(lease);
+    activateVenv(env, lease.dir);
+    s.readOnlyPaths.push(lease.dir);
+  }
+
+  const npm = re.npm ? npmSpecOf(re.npm, s.taskDir) : null;
+  if (npm) {
+    const node = await probeNode(env, s.taskDir, signal);
+    const lease = await s.cache.acquire('npm', npmKey(npm, node), { signal, output, label: 'npm' }, (b) => buildNodeModules(b, npm, install));
+    s.leases.push(lease);
+    exposeNodeModules(env, lease.dir, s.taskDir, output);
+    s.readOnlyPaths.push(lease.dir);
+  }
+}
+
+/**
+ * Run a build in a private copy of the working dir: the task that started a shared build may be
+ * stopped (and its dir removed) while other tasks still wait for the build.
+ */
+async function withWorkDirCopy(taskDir: string | null, envDir: string, fn: (cwd: string) => Promise<void>): Promise<void> {
+  if (!taskDir) return fn(envDir);
+  const copy = `${envDir}.src.tmp`;
+  fs.rmSync(copy, { recursive: true, force: true });
+  fs.cpSync(taskDir, copy, { recursive: true, verbatimSymlinks: true, filter: (src) => path.basename(src) !== 'node_modules' || src === taskDir });
+  try {
+    await fn(copy);
+  } finally {
+    fs.rmSync(copy, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * Which interpreters a task would run, found the way its shell would find them (its PATH, its
+ * working dir, so pyenv's `.python-version` counts), and the environment installers run with.
+ */
+import { runTool } from './run.js';
+
+/**
+ * What installers inherit from the agent: its PATH and home (so pip and npm read the agent's own
+ * configuration files), pip/npm settings, proxies, certificates and compiler flags. Nothing else,
+ * so secrets such as the cluster token never reach a package's build scripts.
+ */
+const INSTALLER_VARS =
+  /^(PATH|HOME|USER|LOGNAME|LANG|LANGUAGE|LC_[A-Z]+|TZ|TMPDIR|PYENV_[A-Z_]+|XDG_[A-Z_]+|PIP_[A-Z0-9_]+|UV_[A-Z0-9_]+|npm_config_[A-Za-z0-9_]+|NPM_CONFIG_[A-Z0-9_]+|NODE_EXTRA_CA_CERTS|(HTTP|HTTPS|NO|ALL)_PROXY|(http|https|no|all)_proxy|SSL_CERT_FILE|SSL_CERT_DIR|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE|CC|CXX|CFLAGS|CXXFLAGS|CPPFLAGS|LDFLAGS|PKG_CONFIG_PATH|MAKEFLAGS)$/;
+
+export function installerEnv(agentEnv: Readonly<Record<string, string>>, taskPath: string | undefined): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(agentEnv)) if (INSTALLER_VARS.test(k)) env[k] = v;
+  if (taskPath !== undefined) env.PATH = taskPath;
+  env.PYTHONUNBUFFERED = '1';
+  return env;
+}
+
+export interface PythonInfo {
+  /** The real interpreter (not a pyenv shim). */
+  executable: string;
+  version: string;
+  hasPip: boolean;
+}
+
+const PY_PROBE = 'import sys, json, importlib.util; print(json.dumps([sys.executable, sys.version.split()[0], importlib.util.find_spec("pip") is not None]))';
+
+async function probe(argv: string[], env: Record<string, string>, cwd: string, signal: AbortSignal): Promise<string | null> {
+  try {
+    const res = await runTool(argv, { cwd, env, signal });
+    if (res.code !== 0) return null;
+    return res.tail.trim().split('\n').pop() ?? null;
+  } catch (err) {
+    if (signal.aborted) throw err;
+    return null;
+  }
+}
+
+/** The interpreter `python3` (else `python`) names for a task with this environment and cwd. */
+export async function probePython(env: Record<string, string>, cwd: string, signal: AbortSignal): Promise<PythonInfo> {
+  for (const name of ['python3', 'python']) {
+    const line = await probe([name, '-c', PY_PROBE], env, cwd, signal);
+    if (!line) continue;
+    try {
+      const [executable, version, hasPip] = JSON.parse(line) as [string, string, boolean];
+      if (executable) return { executable, version, hasPip };
+    } catch {
+      // not our output (a wrapper printed something): try the next name
+    }
+  }
+  throw new Error('no python3 (or python) on this node\'s PATH to build the env with');
+}
+
+export interface NodeInfo {
+  version: string;
+  /** The native-module ABI: node_modules built for one ABI break on another. */
+  abi: string;
+  platform: string;
+}
+
+export async function probeNode(env: Record<string, string>, cwd: string, signal: AbortSignal): Promise<NodeInfo> {
+  const line = await probe(['node', '-p', 'JSON.stringify([process.version, process.versions.modules, process.platform + "-" + process.arch])'], env, cwd, signal);
+  if (!line) throw new Error('no node on this node\'s PATH to run the npm job with');
+  const [version, abi, platform] = JSON.parse(line) as [string, string, string];
+  return { version, abi, platform };
+}

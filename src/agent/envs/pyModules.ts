@@ -1,0 +1,41 @@
+/**
+ * `runtime_env.py_modules`: packages the client uploaded (a directory with its parent included, so
+ * `import mod` works from the unpacked root; or a wheel under its own filename). Directories are
+ * unpacked once per package by the workspace; wheels are installed once (with `pip install
+ * --target`, as Ray does) into the env cache. Every resulting directory goes on PYTHONPATH.
+ */
+import path from 'node:path';
+import { canonicalJson, sha256 } from '../../shared/ids.js';
+import type { BuildContext } from './cache.js';
+import type { PythonInfo } from './probe.js';
+import { runChecked } from './run.js';
+
+const PACKAGE_URI = /^gcs:\/\/([^/]+)$/;
+
+/** The package name in the head's store for a py_modules entry. */
+export function pyModulePackage(uri: string): string {
+  const m = PACKAGE_URI.exec(uri);
+  if (!m?.[1]) throw new Error(`py_modules: "${uri}" is not a package uploaded to the head`);
+  return m[1];
+}
+
+export function isWheel(name: string): boolean {
+  return name.endsWith('.whl');
+}
+
+export function wheelKey(name: string, python: PythonInfo): string {
+  return sha256(canonicalJson({ v: 1, wheel: name, python: [python.executable, python.version] })).slice(0, 32);
+}
+
+/** Install the wheel (unpacked by the workspace as `<dir>/<name>`) and its dependencies into `ctx.dir`. */
+export async function installWheel(ctx: BuildContext, unpackedDir: string, name: string, python: PythonInfo, env: Record<string, string>): Promise<void> {
+  if (!python.hasPip) throw new Error(`py_modules: installing ${name} needs pip in ${python.executable}`);
+  const argv = [python.executable, '-m', 'pip', '--disable-pip-version-check', '--no-input', 'install', '--target', ctx.dir, path.join(unpackedDir, name)];
+  ctx.output(`[raysub] py_modules: pip install --target <env> ${name}\n`);
+  await runChecked(`pip install ${name}`, argv, { cwd: unpackedDir, env, signal: ctx.signal, onOutput: ctx.output });
+}
+
+export function addToPythonPath(env: Record<string, string>, dirs: readonly string[]): void {
+  if (dirs.length === 0) return;
+  env.PYTHONPATH = [...dirs, env.PYTHONPATH].filter(Boolean).join(path.delimiter);
+}
