@@ -30,6 +30,7 @@ import {
 } from '../shared/protocol/index.js';
 
 export { packDirectory, archiveAsPackage, listPackageFiles, DEFAULT_EXCLUDES, type PackedDir } from './packer.js';
+export { uploadPyModules, type PyModuleUpload } from './pyModules.js';
 
 export interface ClientOptions {
   address: string;

@@ -18,6 +18,8 @@ const IGNORE_FILES = ['.gitignore', '.raysubignore', '.rayignore'];
 export interface PackOptions {
   excludes?: readonly string[];
   maxBytes: number;
+  /** Put the directory itself at the archive's root, not only its content (py_modules: `import mod`). */
+  includeDirName?: boolean;
 }
 
 export interface PackedDir {
@@ -119,10 +121,11 @@ export async function packDirectory(dir: string, opts: PackOptions): Promise<Pac
   }
   const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'raysub-pack-'));
   const file = path.join(tmpDir, 'package.tar.gz');
+  const base = path.basename(root);
   await tar.c(
     {
       file,
-      cwd: root,
+      cwd: opts.includeDirName ? path.dirname(root) : root,
       gzip: { level: 6 },
       portable: true,
       mtime: new Date(0),
@@ -135,7 +138,7 @@ export async function packDirectory(dir: string, opts: PackOptions): Promise<Pac
         else if (entry.type === 'File') stat.mode = (mode & ~0o7777) | (mode & 0o111 ? 0o755 : 0o644);
       },
     },
-    walked.entries,
+    opts.includeDirName ? [base, ...walked.entries.map((e) => `${base}/${e}`)] : walked.entries,
   );
   const bytes = fs.readFileSync(file);
   const sha256 = crypto.createHash('sha256').update(bytes).digest('hex');

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { archiveAsPackage, packDirectory, type PackedDir } from '../../client/index.js';
+import { archiveAsPackage, packDirectory, uploadPyModules, type PackedDir } from '../../client/index.js';
 import { DEFAULT_MAX_PACKAGE_BYTES, parseBytes } from '../../shared/config.js';
 import { RaysubError } from '../../shared/errors.js';
 import { newSubmissionId } from '../../shared/ids.js';
@@ -134,7 +134,11 @@ export async function submitCommand(ctx: CliContext, args: string[], flags: Subm
   if (args.length === 0) throw new RaysubError('USAGE', 'missing entrypoint: raysub job submit [options] -- <command...>');
   const quiet = Boolean(flags.quiet || flags.json);
   const maxBytes = parseBytes('max-package-size', flags.maxPackageSize) ?? DEFAULT_MAX_PACKAGE_BYTES;
-  const env = await uploadWorkingDir(ctx, loadRuntimeEnv(flags), maxBytes, quiet);
+  const withWorkingDir = await uploadWorkingDir(ctx, loadRuntimeEnv(flags), maxBytes, quiet);
+  const env = await uploadPyModules(ctx.client, withWorkingDir, {
+    maxBytes,
+    onUpload: (u) => quiet || ctx.err.write(`py_modules: ${u.local} -> ${u.uri}${u.uploaded ? ` (uploaded ${(u.size / 1024).toFixed(1)} KiB)` : ' (unchanged)'}\n`),
+  });
   const req = buildSubmitRequest(flags, joinEntrypoint(args), env);
   const { submission_id: id } = await ctx.client.submitJob(req);
   if (flags.wait === false) {
