@@ -5,6 +5,7 @@
 import type { Logger } from '../shared/log.js';
 import type { Assignment, ExitOutcome, TaskRef } from '../shared/protocol/index.js';
 import { toRaysubError } from '../shared/errors.js';
+import { formatBytes } from '../shared/resources.js';
 import type { Launcher, WorkerHandle } from './launcher.js';
 import type { Outbox } from './outbox.js';
 import { buildTaskEnv, prepareRuntimeEnv, type RuntimeEnvContext } from './runtimeEnv.js';
@@ -129,7 +130,7 @@ export class TaskRun {
       const exit = await this.worker.exited;
       // Output still in the pipes belongs to this attempt; a stray holder of the pipe is not waited for.
       await Promise.race([streams, new Promise((r) => setTimeout(r, 2000).unref())]);
-      this.finish(this.outcomeOf(exit), exit.code, exit.signal, exit.oom ? 'killed by the kernel for exceeding its memory limit' : null);
+      this.finish(this.outcomeOf(exit), exit.code, exit.signal, exit.oom ? `killed by the kernel for exceeding its memory limit of ${formatBytes(a.resources.memory)}` : null);
     } catch (err) {
       if (this.killReason) {
         this.finish(this.killReason === 'timeout' ? 'timeout' : 'killed', null, null, this.killReason === 'timeout' ? `timed out after ${a.timeout_s}s during setup` : 'stopped during setup');

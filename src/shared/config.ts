@@ -53,6 +53,14 @@ export interface AgentOptions {
   /** Directories the head must never expose to a worker (its data dir, for the embedded agent). */
   readonly hiddenPaths: readonly string[];
   readonly cacheLimitBytes: number;
+  /** Interpreters whose real installations workers see (read-only), linked first on their PATH. */
+  readonly sandboxInterpreters: readonly string[];
+  /** Extra host paths workers may read. */
+  readonly sandboxBinds: readonly string[];
+  /** Processes and threads one task may have at once. */
+  readonly taskPidsMax: number;
+  /** Open files one task process may have (RLIMIT_NOFILE). */
+  readonly taskOpenFiles: number;
 }
 
 export interface HeadOptions {
@@ -90,6 +98,10 @@ export interface StartFlags {
   heartbeatMs?: string;
   leaseMs?: string;
   cacheLimit?: string;
+  sandboxInterpreters?: string;
+  sandboxBind?: string;
+  taskPidsMax?: string;
+  taskOpenFiles?: string;
 }
 
 function parseNumberFlag(name: string, value: string | undefined, min = 0): number | undefined {
@@ -128,6 +140,11 @@ function parseResources(value: string | undefined): ResourceMap {
   return out;
 }
 
+/** "a,b:c" -> ["a", "b", "c"]: commas or colons, as in PATH. */
+function parseList(value: string): string[] {
+  return value.split(/[,:]/).map((s) => s.trim()).filter(Boolean);
+}
+
 function agentBase(flags: StartFlags, workDir: string, hiddenPaths: string[]): Omit<AgentOptions, 'address' | 'token'> {
   const sandbox = flags.sandbox ?? env('RAYSUB_SANDBOX') ?? 'auto';
   if (!['auto', 'bwrap', 'process', 'none'].includes(sandbox)) {
@@ -148,6 +165,10 @@ function agentBase(flags: StartFlags, workDir: string, hiddenPaths: string[]): O
     maxBufferedLogBytes: 8 * 1024 * 1024,
     hiddenPaths,
     cacheLimitBytes: parseBytes('cache-limit', flags.cacheLimit) ?? envNumber('RAYSUB_CACHE_LIMIT') ?? 10 * 1024 ** 3,
+    sandboxInterpreters: parseList(flags.sandboxInterpreters ?? env('RAYSUB_SANDBOX_INTERPRETERS') ?? 'python3,python,node'),
+    sandboxBinds: parseList(flags.sandboxBind ?? env('RAYSUB_SANDBOX_BIND') ?? '').map((p) => path.resolve(p)),
+    taskPidsMax: Math.floor(parseNumberFlag('task-pids-max', flags.taskPidsMax, 16) ?? envNumber('RAYSUB_TASK_PIDS_MAX') ?? 4096),
+    taskOpenFiles: Math.floor(parseNumberFlag('task-open-files', flags.taskOpenFiles, 64) ?? envNumber('RAYSUB_TASK_OPEN_FILES') ?? 4096),
   };
 }
 

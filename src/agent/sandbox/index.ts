@@ -1,11 +1,41 @@
+/**
+ * Choosing how workers run: the strongest mechanism this machine offers (or the one the operator
+ * asked for), probed for real at start-up, and described in one line for the log and `raysub nodes`.
+ */
 import type { AgentOptions } from '../../shared/config.js';
+import { agentProcessEnv } from '../../shared/config.js';
+import { RaysubError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { ProcessLauncher, type Launcher } from '../launcher.js';
+import { openCgroups } from './probe.js';
+import { probeBwrap } from './probeBwrap.js';
+import { SandboxLauncher } from './sandboxLauncher.js';
+
+export type SandboxOptions = Pick<AgentOptions, 'sandbox' | 'workDir' | 'hiddenPaths' | 'nodeName' | 'sandboxInterpreters' | 'sandboxBinds' | 'taskPidsMax' | 'taskOpenFiles'>;
 
 /** Pick the strongest launcher this machine supports (or the one the operator asked for). */
-export async function chooseLauncher(opts: Pick<AgentOptions, 'sandbox'>, log: Logger): Promise<Launcher> {
+export async function chooseLauncher(opts: SandboxOptions, log: Logger): Promise<Launcher> {
   if (opts.sandbox === 'none') return new ProcessLauncher('sandbox disabled by the operator (--sandbox none)');
-  const launcher = new ProcessLauncher();
-  if (opts.sandbox === 'auto') log.warn({ detail: launcher.detail }, 'workers run without a sandbox');
-  return launcher;
+  const agentEnv = agentProcessEnv();
+  const cg = openCgroups(opts);
+  const limits = cg.cgroups ? `cgroups: ${cg.cgroups.controllers.join(' ')}${cg.cgroups.unified ? ', cgroup2 kill' : ''}` : 'no cgroups';
+  if (cg.problems.length > 0) log.warn({ problems: cg.problems }, 'some cgroup hierarchies are unusable');
+
+  let reason = 'not requested (--sandbox process)';
+  if (opts.sandbox !== 'process') {
+    const probed = await probeBwrap(opts, agentEnv, cg, log);
+    if (probed.ok) {
+      const detail = `bubblewrap ${probed.settings.bwrap?.version ?? ''}; ${probed.who}; ${limits}; ${probed.interpreters}`;
+      return new SandboxLauncher('bwrap', detail, probed.settings);
+    }
+    reason = probed.reason;
+    if (opts.sandbox === 'bwrap') {
+      cg.cgroups?.close();
+      throw new RaysubError('USAGE', `--sandbox bwrap: bubblewrap cannot be used on this machine: ${reason}`);
+    }
+  }
+  const detail = `no filesystem isolation (bubblewrap: ${reason}); ${limits}`;
+  log.warn({ detail }, 'workers run without a bubblewrap sandbox');
+  if (!cg.cgroups) return new ProcessLauncher(detail);
+  return new SandboxLauncher('process', detail, { ...cg.settings, bwrap: null, uids: null });
 }

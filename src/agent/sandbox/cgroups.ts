@@ -1,0 +1,302 @@
+/**
+ * Kernel-enforced limits for workers. cgroup v1 controllers (memory, cpu, cpuset, pids, devices)
+ * carry the limits; a cgroup2 hierarchy, even one without controllers, tracks the whole process
+ * tree and kills it at once with `cgroup.kill`. Every cgroup lives under
+ * `<mount>/raysub/<agent>/<task>`: a root of raysub's own, never the cgroup the agent was started
+ * in (which belongs to whoever started it).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { formatCpuList, parseCpuList } from './cpus.js';
+
+export type V1Controller = 'memory' | 'cpu' | 'cpuset' | 'pids' | 'devices';
+export const V1_CONTROLLERS: readonly V1Controller[] = ['memory', 'cpu', 'cpuset', 'pids', 'devices'];
+type Hierarchy = V1Controller | 'unified';
+
+export interface CgroupMounts {
+  v1: Partial<Record<V1Controller, string>>;
+  unified: string | null;
+}
+
+function unescapeMount(p: string): string {
+  return p.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+}
+
+/** Where each hierarchy is mounted, from /proc/self/mountinfo. */
+export function findCgroupMounts(mountinfo: string): CgroupMounts {
+  const out: CgroupMounts = { v1: {}, unified: null };
+  for (const line of mountinfo.split('\n')) {
+    const [pre, post] = line.split(' - ');
+    if (!pre || !post) continue;
+    const mountPoint = unescapeMount(pre.split(' ')[4] ?? '');
+    const [fstype, , superOpts = ''] = post.split(' ');
+    if (fstype === 'cgroup2') out.unified ??= mountPoint;
+    if (fstype !== 'cgroup') continue;
+    for (const opt of superOpts.split(',')) {
+      const c = V1_CONTROLLERS.find((v) => v === opt);
+      if (c) out.v1[c] ??= mountPoint;
+    }
+  }
+  return out;
+}
+
+export interface CgroupLimits {
+  /** Bytes; 0 leaves memory unlimited. */
+  memoryBytes: number;
+  /** CPU quota in CPUs; 0 sets no quota (the task only gets a small share). */
+  cpus: number;
+  /** CPUs to pin to; null: every CPU the agent may use. */
+  cpusetCpus: readonly number[] | null;
+  pidsMax: number;
+  /** v1 `devices.allow` rules after denying everything; null leaves devices alone. */
+  deviceRules: readonly string[] | null;
+}
+
+const CFS_PERIOD_US = 100_000;
+
+function write(dir: string, file: string, value: string): void {
+  fs.writeFileSync(path.join(dir, file), value);
+}
+
+function read(dir: string, file: string): string {
+  return fs.readFileSync(path.join(dir, file), 'utf8');
+}
+
+function listPids(dir: string): number[] {
+  try {
+    return read(dir, 'cgroup.procs').split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function signalAll(pids: readonly number[], signal: NodeJS.Signals): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** Kill whatever is left in a cgroup directory tree, then remove it (deepest first). */
+function destroyTree(dir: string, unified: boolean): void {
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) destroyTree(path.join(dir, e.name), unified);
+  if (unified) {
+    try {
+      write(dir, 'cgroup.kill', '1');
+    } catch {
+      // kernels before 5.14 have no cgroup.kill
+    }
+  }
+  signalAll(listPids(dir), 'SIGKILL');
+  try {
+    fs.rmdirSync(dir);
+  } catch {
+    // still busy: a later agent start removes it
+  }
+}
+
+export class TaskCgroup {
+  constructor(
+    private readonly dirs: ReadonlyMap<Hierarchy, string>,
+    private readonly memoryLimited: boolean,
+  ) {}
+
+  /** Move `pid` into every hierarchy (before it execs the worker, so all its children follow). */
+  join(pid: number): void {
+    for (const dir of this.dirs.values()) write(dir, 'cgroup.procs', String(pid));
+  }
+
+  /** Every process of the task, as the host sees them. */
+  pids(): number[] {
+    const dir = this.dirs.get('unified') ?? this.dirs.get('pids') ?? this.dirs.values().next().value;
+    return dir ? listPids(dir) : [];
+  }
+
+  /** The kernel's OOM killer killed something in this task. */
+  oomKilled(): boolean {
+    const dir = this.dirs.get('memory');
+    if (!dir || !this.memoryLimited) return false;
+    try {
+      return /^oom_kill\s+[1-9]/m.test(read(dir, 'memory.oom_control'));
+    } catch {
+      return false;
+    }
+  }
+
+  kill(): void {
+    const unified = this.dirs.get('unified');
+    if (unified) {
+      try {
+        write(unified, 'cgroup.kill', '1');
+        return;
+      } catch {
+        // fall through to signalling each process
+      }
+    }
+    signalAll(this.pids(), 'SIGKILL');
+  }
+
+  /** Kill what is left, wait for it to be gone, and remove the cgroups. */
+  async remove(): Promise<void> {
+    const deadline = Date.now() + 5000;
+    for (let i = 0; this.pids().length > 0 && Date.now() < deadline; i++) {
+      this.kill();
+      await new Promise((r) => setTimeout(r, Math.min(50, 2 ** i)));
+    }
+    for (const dir of this.dirs.values()) {
+      for (let i = 0; i < 20; i++) {
+        try {
+          fs.rmdirSync(dir);
+          break;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') break;
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      }
+    }
+  }
+}
+
+/** The agent's own cgroup root in each hierarchy it can use. */
+export class AgentCgroups {
+  private constructor(
+    private readonly roots: ReadonlyMap<Hierarchy, string>,
+    private readonly cpusetMems: string,
+    readonly allCpus: readonly number[],
+  ) {}
+
+  get controllers(): V1Controller[] {
+    return V1_CONTROLLERS.filter((c) => this.roots.has(c));
+  }
+
+  get unified(): boolean {
+    return this.roots.has('unified');
+  }
+
+  has(c: V1Controller): boolean {
+    return this.roots.has(c);
+  }
+
+  /**
+   * Create `raysub/<name>` in every hierarchy where that is possible, after removing what a
+   * previous run of the same agent left behind. `problems` says why a hierarchy is unusable.
+   */
+  static open(mounts: CgroupMounts, name: string): { cgroups: AgentCgroups | null; problems: string[] } {
+    const problems: string[] = [];
+    const roots = new Map<Hierarchy, string>();
+    const all: [Hierarchy, string | undefined][] = [...V1_CONTROLLERS.map((c): [Hierarchy, string | undefined] => [c, mounts.v1[c]]), ['unified', mounts.unified ?? undefined]];
+    let cpusetMems = '';
+    let allCpus: number[] = [];
+    for (const [h, mount] of all) {
+      if (!mount) {
+        if (h !== 'devices') problems.push(`no ${h === 'unified' ? 'cgroup2' : h} hierarchy`);
+        continue;
+      }
+      const top = path.join(mount, 'raysub');
+      const root = path.join(top, name);
+      try {
+        fs.mkdirSync(top, { recursive: true });
+        if (h === 'cpuset') {
+          // A cpuset cgroup takes no process until its CPUs and memory nodes are set.
+          cpusetMems = read(mount, 'cpuset.mems').trim();
+          const cpus = read(mount, 'cpuset.effective_cpus').trim() || read(mount, 'cpuset.cpus').trim();
+          for (const d of [top, root]) {
+            fs.mkdirSync(d, { recursive: true });
+            if (read(d, 'cpuset.cpus').trim() === '') write(d, 'cpuset.cpus', cpus);
+            if (read(d, 'cpuset.mems').trim() === '') write(d, 'cpuset.mems', cpusetMems);
+          }
+          allCpus = parseCpuList(read(root, 'cpuset.cpus'));
+        }
+        if (fs.existsSync(root)) {
+          for (const e of fs.readdirSync(root, { withFileTypes: true })) if (e.isDirectory()) destroyTree(path.join(root, e.name), h === 'unified');
+        }
+        fs.mkdirSync(root, { recursive: true });
+        roots.set(h, root);
+      } catch (err) {
+        problems.push(`${h}: ${(err as Error).message}`);
+      }
+    }
+    if (roots.size === 0) return { cgroups: null, problems };
+    return { cgroups: new AgentCgroups(roots, cpusetMems, allCpus), problems };
+  }
+
+  /** A cgroup per hierarchy for one task attempt, with its limits written before anything joins. */
+  createTask(key: string, limits: CgroupLimits): TaskCgroup {
+    const dirs = new Map<Hierarchy, string>();
+    try {
+      for (const [h, root] of this.roots) {
+        const dir = path.join(root, key);
+        fs.mkdirSync(dir);
+        dirs.set(h, dir);
+        applyLimits(h, dir, limits, this);
+      }
+    } catch (err) {
+      for (const dir of dirs.values()) {
+        try {
+          fs.rmdirSync(dir);
+        } catch {
+          // nothing joined it yet; a leftover is removed at the next start
+        }
+      }
+      throw err;
+    }
+    return new TaskCgroup(dirs, limits.memoryBytes > 0);
+  }
+
+  get mems(): string {
+    return this.cpusetMems;
+  }
+
+  /** Remove the agent's roots (its tasks' cgroups are already gone). */
+  close(): void {
+    for (const [h, root] of this.roots) {
+      destroyTree(root, h === 'unified');
+      try {
+        fs.rmdirSync(path.dirname(root));
+      } catch {
+        // other agents on this machine still use raysub/
+      }
+    }
+  }
+}
+
+function applyLimits(h: Hierarchy, dir: string, limits: CgroupLimits, agent: AgentCgroups): void {
+  switch (h) {
+    case 'memory':
+      if (limits.memoryBytes > 0) {
+        write(dir, 'memory.limit_in_bytes', String(limits.memoryBytes));
+        // Without this a task on a machine with swap would page out instead of hitting its limit.
+        try {
+          write(dir, 'memory.memsw.limit_in_bytes', String(limits.memoryBytes));
+        } catch {
+          // swap accounting is off: nothing to limit
+        }
+      }
+      break;
+    case 'cpu':
+      write(dir, 'cpu.shares', String(Math.max(2, Math.round(limits.cpus * 1024))));
+      if (limits.cpus > 0) {
+        write(dir, 'cpu.cfs_period_us', String(CFS_PERIOD_US));
+        write(dir, 'cpu.cfs_quota_us', String(Math.max(1000, Math.round(limits.cpus * CFS_PERIOD_US))));
+      }
+      break;
+    case 'cpuset':
+      write(dir, 'cpuset.mems', agent.mems);
+      write(dir, 'cpuset.cpus', limits.cpusetCpus ? formatCpuList(limits.cpusetCpus) : formatCpuList(agent.allCpus));
+      break;
+    case 'pids':
+      write(dir, 'pids.max', String(limits.pidsMax));
+      break;
+    case 'devices':
+      if (limits.deviceRules) {
+        write(dir, 'devices.deny', 'a');
+        for (const rule of limits.deviceRules) write(dir, 'devices.allow', rule);
+      }
+      break;
+    case 'unified':
+      break;
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * Who a worker is. An agent running as root gives each running task a uid of its own, from a
+ * block derived from the agent's pid (so two agents on one machine never hand out the same uid
+ * while both run); files the task writes are owned by that uid, and per-uid limits such as
+ * RLIMIT_NPROC become per-task limits. An unprivileged agent runs tasks as itself.
+ */
+import fs from 'node:fs';
+
+const BLOCK_BASE = 2 ** 30;
+export const UIDS_PER_AGENT = 1024;
+const MAX_PID = 2 ** 20;
+
+/** The first uid of this agent's block, or null when the block is not mapped in our user namespace. */
+export function uidBlockFor(pid: number, uidMap: string): number | null {
+  const base = BLOCK_BASE + (pid % MAX_PID) * UIDS_PER_AGENT;
+  for (const line of uidMap.trim().split('\n')) {
+    const [inside, , count] = line.trim().split(/\s+/).map(Number);
+    if (inside === undefined || count === undefined) continue;
+    if (base >= inside && base + UIDS_PER_AGENT <= inside + count) return base;
+  }
+  return null;
+}
+
+export class UidPool {
+  private readonly used = new Set<number>();
+  constructor(readonly base: number) {}
+
+  take(): number {
+    for (let i = 0; i < UIDS_PER_AGENT; i++) {
+      const uid = this.base + i;
+      if (!this.used.has(uid)) {
+        this.used.add(uid);
+        return uid;
+      }
+    }
+    throw new Error(`more than ${UIDS_PER_AGENT} tasks at once on one agent`);
+  }
+
+  give(uid: number): void {
+    this.used.delete(uid);
+  }
+}
+
+export interface Identity {
+  uid: number;
+  gid: number;
+  name: string;
+  home: string;
+}
+
+/** A minimal /etc/passwd: programs that look up their own user (Python's getpass) work, and no host account is listed. */
+export function passwdFile(id: Identity): string {
+  const lines = ['root:x:0:0:root:/root:/usr/sbin/nologin', 'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin'];
+  if (id.uid !== 0 && id.uid !== 65534) lines.push(`${id.name}:x:${id.uid}:${id.gid}:raysub task:${id.home}:/bin/sh`);
+  return lines.join('\n') + '\n';
+}
+
+export function groupFile(id: Identity): string {
+  const lines = ['root:x:0:', 'nogroup:x:65534:'];
+  if (id.gid !== 0 && id.gid !== 65534) lines.push(`${id.name}:x:${id.gid}:`);
+  return lines.join('\n') + '\n';
+}
+
+/** Change the owner of a task's directory tree (not following symlinks) to its uid. */
+export function chownTree(dir: string, uid: number, gid: number): void {
+  fs.lchownSync(dir, uid, gid);
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = `${dir}/${e.name}`;
+    if (e.isDirectory()) chownTree(p, uid, gid);
+    else fs.lchownSync(p, uid, gid);
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * What the machine offers, looked at once when the agent starts: executables on PATH, cgroup
+ * hierarchies, limits, file descriptors a worker would inherit.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { AgentOptions } from '../../shared/config.js';
+import { AgentCgroups, findCgroupMounts } from './cgroups.js';
+import { CpuPinner, readCoreIds } from './cpus.js';
+import type { SandboxSettings } from './sandboxLauncher.js';
+
+export function findExecutable(name: string, pathVar: string | undefined): string | null {
+  for (const dir of (pathVar ?? '').split(':')) {
+    if (!dir.startsWith('/')) continue;
+    const p = path.join(dir, name);
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      if (fs.statSync(p).isFile()) return fs.realpathSync(p);
+    } catch {
+      // not here
+    }
+  }
+  return null;
+}
+
+/** The hard RLIMIT_NOFILE the agent runs with: a worker cannot be given more. */
+function hardOpenFileLimit(): number {
+  try {
+    const line = fs.readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
+    const hard = line?.trim().split(/\s+/)[4];
+    return hard === undefined || hard === 'unlimited' ? Infinity : Number(hard);
+  } catch {
+    return Infinity;
+  }
+}
+
+/** File descriptors above stderr that are not close-on-exec: every worker inherits them. */
+export function inheritedFds(): number[] {
+  const out: number[] = [];
+  try {
+    for (const name of fs.readdirSync('/proc/self/fd')) {
+      const fd = Number(name);
+      if (fd < 3) continue;
+      const flags = /flags:\s+([0-7]+)/.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1];
+      if (flags !== undefined && (parseInt(flags, 8) & 0o2000000) === 0) out.push(fd);
+    }
+  } catch {
+    // no /proc: nothing to report
+  }
+  return out;
+}
+
+export type BaseSettings = Omit<SandboxSettings, 'bwrap' | 'uids'>;
+
+export interface OpenedCgroups {
+  cgroups: AgentCgroups | null;
+  problems: string[];
+  settings: BaseSettings;
+}
+
+type Opts = Pick<AgentOptions, 'workDir' | 'nodeName' | 'taskPidsMax' | 'taskOpenFiles'>;
+
+/** The agent's cgroup root (named after the node and its work dir, stable across restarts) and the settings every launcher shares. */
+export function openCgroups(opts: Opts): OpenedCgroups {
+  const stateDir = path.join(opts.workDir, 'sandbox');
+  fs.rmSync(stateDir, { recursive: true, force: true });
+  fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  const name = `${opts.nodeName.replace(/[^A-Za-z0-9_.-]/g, '_')}-${crypto.createHash('sha256').update(opts.workDir).digest('hex').slice(0, 8)}`;
+  let mountinfo = '';
+  try {
+    mountinfo = fs.readFileSync('/proc/self/mountinfo', 'utf8');
+  } catch {
+    // not Linux, or no /proc
+  }
+  const { cgroups, problems } = AgentCgroups.open(findCgroupMounts(mountinfo), name);
+  let pinner: CpuPinner | null = null;
+  if (cgroups?.has('cpuset') && cgroups.allCpus.length > 0) pinner = new CpuPinner(cgroups.allCpus, readCoreIds(cgroups.allCpus, '/sys/devices/system/cpu'));
+  return {
+    cgroups,
+    problems,
+    settings: {
+      cgroups,
+      pinner,
+      self: { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 },
+      stateDir,
+      envBinary: null,
+      pidsMax: opts.taskPidsMax,
+      openFiles: Math.min(opts.taskOpenFiles, hardOpenFileLimit()),
+      devDir: '/dev',
+    },
+  };
+}

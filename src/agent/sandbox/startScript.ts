@@ -1,0 +1,43 @@
+/**
+ * The first thing a sandboxed worker runs, as its own unprivileged user: set its limits and its
+ * environment, tell the agent it is up, then exec the worker. The environment travels in this
+ * file rather than through bwrap, so that no process running as root ever holds the job's
+ * variables (LD_PRELOAD and friends would otherwise run job code with root's privileges) and no
+ * variable shows up in a command line that other users can read.
+ */
+
+/** The fd on which the start script reports that the sandbox is up. */
+export const READY_FD = 4;
+
+export interface StartLimits {
+  openFiles: number;
+  /** RLIMIT_NPROC: only meaningful when the task has a uid of its own. */
+  processes: number | null;
+}
+
+const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** Names a POSIX shell treats specially (read-only in bash, or changing how the script runs). */
+const SHELL_SPECIAL = new Set(['UID', 'EUID', 'PPID', 'GROUPS', 'SHELLOPTS', 'BASHOPTS', 'BASH_ENV', 'ENV', 'IFS', 'OPTIND', 'PWD', 'OLDPWD', 'PS4', 'LINENO', 'CDPATH']);
+
+export function shellQuote(value: string): string {
+  return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+export function startScript(env: Readonly<Record<string, string>>, limits: StartLimits, envBinary: string | null): string {
+  const lines = ['# raysub: worker start-up (limits, environment), then the worker itself'];
+  lines.push(`ulimit -n ${limits.openFiles} || { echo "raysub: cannot set the open-file limit" >&2; exit 125; }`);
+  if (limits.processes !== null) {
+    // dash calls RLIMIT_NPROC -p, bash and others -u.
+    lines.push(`{ ulimit -p ${limits.processes} 2>/dev/null || ulimit -u ${limits.processes}; } || { echo "raysub: cannot set the process limit" >&2; exit 125; }`);
+  }
+  const odd: string[] = [];
+  for (const [k, v] of Object.entries(env)) {
+    if (NAME.test(k) && !SHELL_SPECIAL.has(k)) lines.push(`export ${k}=${shellQuote(v)}`);
+    else odd.push(shellQuote(`${k}=${v}`));
+  }
+  lines.push(`printf ok >&${READY_FD}; exec ${READY_FD}>&-`);
+  // Names a shell cannot export (dots, dashes) are set by env(1) on the way to the worker.
+  if (odd.length > 0 && envBinary) lines.push(`exec ${shellQuote(envBinary)} -- ${odd.join(' ')} "$@"`);
+  else lines.push('exec "$@"');
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,147 @@
+/**
+ * The sandbox's pure parts, on real files and real shells: mount planning, what is hidden and
+ * refused, CPU pinning, the start script's quoting, uid blocks, cgroup mount discovery, GPU nodes.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { findCgroupMounts } from '../src/agent/sandbox/cgroups.js';
+import { CpuPinner, parseCpuList } from '../src/agent/sandbox/cpus.js';
+import { gpuDeviceNodes } from '../src/agent/sandbox/gpus.js';
+import { passwdFile, uidBlockFor, UidPool, UIDS_PER_AGENT } from '../src/agent/sandbox/identity.js';
+import { bwrapOptions, planLayout, unreadableEntries } from '../src/agent/sandbox/layout.js';
+import { MountPlan } from '../src/agent/sandbox/mountPlan.js';
+import { startScript } from '../src/agent/sandbox/startScript.js';
+import { taskEnv } from '../src/agent/sandbox/taskEnv.js';
+import { tempDir } from './helpers/cluster.js';
+
+describe('mount planning', () => {
+  it('creates missing parents 0755 once, and none inside a host bind', () => {
+    const plan = new MountPlan().roBind('/usr').tmpfs('/tmp', '1777').bind('/tmp/a/b/task').roBind('/usr/lib/x').roBind('/opt/py/3.11');
+    const text = plan.args.join(' ');
+    expect(text).toContain('--perms 0755 --dir /tmp/a --perms 0755 --dir /tmp/a/b --bind /tmp/a/b/task /tmp/a/b/task');
+    expect(text).toContain('--perms 0755 --dir /opt --perms 0755 --dir /opt/py --ro-bind /opt/py/3.11');
+    expect(text).not.toContain('--dir /usr');
+    expect(plan.coveredByBind('/usr/share/zoneinfo')).toBe(true);
+    expect(plan.coveredByBind('/tmp/other')).toBe(false);
+  });
+
+  it('hides the work dir and data dirs below bound paths, refuses binds that would expose them', () => {
+    const root = tempDir('raysub-layout-');
+    const prefix = path.join(root, 'opt', 'python');
+    const work = path.join(prefix, 'agent-work');
+    fs.mkdirSync(work, { recursive: true });
+    fs.mkdirSync(path.join(root, 'home'));
+    const layout = planLayout({
+      interpreters: [{ name: 'python3', exe: path.join(prefix, 'bin', 'python3'), prefixes: [prefix], version: '3' }],
+      extraBinds: [root, path.join(root, 'home', 'x'), path.join(root, 'missing')],
+      hidden: [work],
+      home: path.join(root, 'home'),
+      maskFile: '/dev/null',
+      maskDir: root,
+      systemDirs: [],
+    });
+    expect(layout.roBinds).toEqual([prefix]);
+    expect(layout.refused.join('\n')).toMatch(/contains the agent's home/);
+    expect(layout.refused.join('\n')).toMatch(/missing: does not exist/);
+    expect(layout.masks).toContainEqual({ path: work, dir: true });
+    const files = { passwd: '/p', group: '/g', start: '/s' };
+    const args = bwrapOptions(layout, { cwd: path.join(work, 'tasks', 't1'), readOnlyPaths: [], network: 'none', ...files, devices: [], userns: false }).join(' ');
+    expect(args).toContain(`--perms 0755 --tmpfs ${work}`);
+    expect(args.indexOf(`--tmpfs ${work}`)).toBeLessThan(args.indexOf(`--bind ${work}/tasks/t1`));
+    expect(args).toContain('--unshare-net');
+    expect(() => bwrapOptions(layout, { cwd: '/x', readOnlyPaths: [prefix], network: 'host', ...files, devices: [], userns: false })).toThrow(/refusing to expose/);
+  });
+
+  it('finds secrets other users may not read', () => {
+    const dir = tempDir('raysub-etc-');
+    fs.writeFileSync(path.join(dir, 'shadow'), 'root:x', { mode: 0o640 });
+    fs.writeFileSync(path.join(dir, 'hosts'), '127.0.0.1', { mode: 0o644 });
+    fs.mkdirSync(path.join(dir, 'ssl'));
+    fs.mkdirSync(path.join(dir, 'ssl', 'private'));
+    fs.chmodSync(path.join(dir, 'ssl', 'private'), 0o700);
+    const found = unreadableEntries(dir).map((m) => path.relative(dir, m.path)).sort();
+    expect(found).toEqual(['shadow', path.join('ssl', 'private')]);
+  });
+});
+
+describe('cpu pinning', () => {
+  it('spreads whole CPUs over distinct cores and never gives one CPU to two tasks', () => {
+    // Two cores with two threads each: CPUs 0 and 2 share core a, 1 and 3 core b.
+    const pinner = new CpuPinner([0, 1, 2, 3], new Map([[0, 'a'], [2, 'a'], [1, 'b'], [3, 'b']]));
+    expect(pinner.take(2)).toEqual([0, 1]);
+    expect(pinner.take(3)).toBeNull();
+    const second = pinner.take(2);
+    expect(second).toEqual([2, 3]);
+    expect(pinner.take(1)).toBeNull();
+    pinner.give(second ?? []);
+    expect(pinner.take(0.5)).toBeNull();
+    expect(parseCpuList('0-2,5,7-8\n')).toEqual([0, 1, 2, 5, 7, 8]);
+  });
+});
+
+describe('start script', () => {
+  it('round-trips any environment through a real shell, with limits set', () => {
+    const env = { PLAIN: 'x', QUOTES: `it's "quoted" $HOME \`id\``, NEWLINE: 'a\nb', 'DOTTED.NAME': 'v', UID: '7', EMPTY: '' };
+    const script = startScript(env, { openFiles: 300, processes: null }, '/usr/bin/env');
+    const dir = tempDir('raysub-start-');
+    fs.writeFileSync(path.join(dir, 'start'), script);
+    const probe = 'import json,os,resource; print(json.dumps([dict(os.environ), resource.getrlimit(resource.RLIMIT_NOFILE)]))';
+    // fd 4 is where the script reports readiness; give it somewhere to write.
+    const out = execFileSync('/bin/sh', ['-c', `/bin/sh ${path.join(dir, 'start')} python3 -c '${probe}' 4>/dev/null`], { env: {}, encoding: 'utf8' });
+    const [seen, nofile] = JSON.parse(out) as [Record<string, string>, number[]];
+    for (const [k, v] of Object.entries(env)) expect(seen[k]).toBe(v);
+    expect(nofile).toEqual([300, 300]);
+  });
+
+  it('puts interpreter links after the job\'s own directories and tells Node its heap', () => {
+    const env = taskEnv(
+      { key: 'k', argv: [], cwd: '/w/t', env: { PATH: '/envs/venv/bin:/usr/bin:/bin', NODE_OPTIONS: '--enable-source-maps' }, resources: { cpus: 1, gpus: 0, memory: 512 * 2 ** 20, custom: {} }, gpuIds: [], network: 'host', readOnlyPaths: ['/envs/venv'] },
+      { sandboxed: true, user: 'raysub', binDir: '/run/raysub/bin' },
+    );
+    expect(env.PATH).toBe('/envs/venv/bin:/run/raysub/bin:/usr/bin:/bin');
+    expect(env.NODE_OPTIONS).toBe('--enable-source-maps --max-old-space-size=384');
+    expect(env).toMatchObject({ HOME: '/w/t', TMPDIR: '/tmp', USER: 'raysub' });
+  });
+});
+
+describe('identity', () => {
+  it('gives each agent its own block of uids, inside the mapped range only', () => {
+    const full = '         0          0 4294967295';
+    const a = uidBlockFor(1000, full);
+    const b = uidBlockFor(1001, full);
+    expect(a).not.toBeNull();
+    expect(Math.abs((a ?? 0) - (b ?? 0))).toBeGreaterThanOrEqual(UIDS_PER_AGENT);
+    expect(uidBlockFor(1000, '0 100000 65536')).toBeNull();
+    const pool = new UidPool(a ?? 0);
+    const u1 = pool.take();
+    const u2 = pool.take();
+    expect(u2).not.toBe(u1);
+    pool.give(u1);
+    expect(pool.take()).toBe(u1);
+    expect(passwdFile({ uid: u2, gid: u2, name: 'raysub', home: '/w' })).toMatch(new RegExp(`^raysub:x:${u2}:${u2}:`, 'm'));
+  });
+});
+
+describe('machine discovery', () => {
+  it('reads cgroup v1 controllers and the cgroup2 mount from mountinfo', () => {
+    const info = [
+      '32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct',
+      '35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory',
+      '41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw',
+      '42 31 0:39 / /mnt/with\\040space rw - cgroup cgroup rw,pids',
+    ].join('\n');
+    expect(findCgroupMounts(info)).toEqual({
+      v1: { cpu: '/sys/fs/cgroup/cpu,cpuacct', memory: '/sys/fs/cgroup/memory', pids: '/mnt/with space' },
+      unified: '/sys/fs/cgroup/unified',
+    });
+  });
+
+  it('exposes only the device nodes of the GPUs a task holds', () => {
+    const dev = tempDir('raysub-dev-');
+    for (const n of ['nvidiactl', 'nvidia-uvm', 'nvidia0', 'nvidia1', 'nvidia2', 'sda']) fs.writeFileSync(path.join(dev, n), '');
+    expect(gpuDeviceNodes(dev, [])).toEqual([]);
+    expect(gpuDeviceNodes(dev, [1, 2]).map((p) => path.basename(p))).toEqual(['nvidiactl', 'nvidia-uvm', 'nvidia1', 'nvidia2']);
+  });
+});
