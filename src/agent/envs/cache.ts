@@ -65,6 +65,8 @@ interface Entry {
   dir: string;
   bytes: number;
   lastUsed: number;
+  /** Breaks ties between uses in the same millisecond. */
+  useSeq: number;
   refs: number;
 }
 
@@ -81,6 +83,7 @@ const KEY = /^[A-Za-z0-9_.-]+$/;
 export class EnvCache {
   private readonly entries = new Map<string, Entry>();
   private readonly builds = new Map<string, Build>();
+  private useSeq = 0;
 
   constructor(
     readonly root: string,
@@ -133,7 +136,7 @@ export class EnvCache {
       const meta = JSON.parse(fs.readFileSync(`${dir}.json`, 'utf8')) as { bytes?: number };
       const st = fs.statSync(`${dir}.json`);
       if (!fs.statSync(dir).isDirectory()) return null;
-      const entry: Entry = { kind, key, dir, bytes: meta.bytes ?? treeSize(dir), lastUsed: st.mtimeMs, refs: 0 };
+      const entry: Entry = { kind, key, dir, bytes: meta.bytes ?? treeSize(dir), lastUsed: st.mtimeMs, useSeq: 0, refs: 0 };
       this.entries.set(this.id(kind, key), entry);
       return entry;
     } catch {
@@ -267,6 +270,7 @@ export class EnvCache {
 
   private touch(entry: Entry): void {
     entry.lastUsed = Date.now();
+    entry.useSeq = ++this.useSeq;
     const t = new Date(entry.lastUsed);
     try {
       fs.utimesSync(`${entry.dir}.json`, t, t);
@@ -280,7 +284,7 @@ export class EnvCache {
     let total = 0;
     for (const e of this.entries.values()) total += e.bytes;
     if (total <= this.limitBytes) return;
-    const idle = [...this.entries.values()].filter((e) => e.refs === 0).sort((a, b) => a.lastUsed - b.lastUsed);
+    const idle = [...this.entries.values()].filter((e) => e.refs === 0).sort((a, b) => a.lastUsed - b.lastUsed || a.useSeq - b.useSeq);
     for (const e of idle) {
       if (total <= this.limitBytes) break;
       this.remove(e);
