@@ -14,8 +14,11 @@ export const EXIT = {
   STOPPED: 130,
 } as const;
 
-/** A finished job's exit code: 0, its own code when it failed with one, 1 otherwise, 130 if stopped. */
-export function exitCodeForJob(job: Pick<JobDetails, 'status' | 'driver_exit_code'>): number {
+/**
+ * A finished job's exit code: 0, its own code when its entrypoint failed with one, 1 otherwise,
+ * 130 if stopped. A process raysub killed (timeout, OOM) has a code, but not one of its own.
+ */
+export function exitCodeForJob(job: Pick<JobDetails, 'status' | 'driver_exit_code' | 'error_type'>): number {
   switch (job.status) {
     case 'SUCCEEDED':
       return EXIT.OK;
@@ -23,7 +26,7 @@ export function exitCodeForJob(job: Pick<JobDetails, 'status' | 'driver_exit_cod
       return EXIT.STOPPED;
     case 'FAILED': {
       const code = job.driver_exit_code;
-      return code !== null && code > 0 && code < 256 ? code : EXIT.JOB_FAILED;
+      return job.error_type === 'ENTRYPOINT_FAILED' && code !== null && code > 0 && code < 256 ? code : EXIT.JOB_FAILED;
     }
     default:
       return EXIT.JOB_FAILED;

@@ -1,3 +1,4 @@
+import { uploadPyModules } from '../../client/index.js';
 import { compileCron, formatInZone } from '../../shared/cron.js';
 import { DEFAULT_MAX_PACKAGE_BYTES, parseBytes } from '../../shared/config.js';
 import { RaysubError } from '../../shared/errors.js';
@@ -55,7 +56,11 @@ export async function createCommand(ctx: CliContext, name: string, args: string[
   if (!checked.success) throw new RaysubError('USAGE', describeZodError(checked.error));
   const quiet = Boolean(flags.quiet || flags.json);
   const maxBytes = parseBytes('max-package-size', flags.maxPackageSize) ?? DEFAULT_MAX_PACKAGE_BYTES;
-  const env = await uploadWorkingDir(ctx, loadRuntimeEnv(flags), maxBytes, quiet);
+  const withWorkingDir = await uploadWorkingDir(ctx, loadRuntimeEnv(flags), maxBytes, quiet);
+  const env = await uploadPyModules(ctx.client, withWorkingDir, {
+    maxBytes,
+    onUpload: (u) => quiet || ctx.err.write(`py_modules: ${u.local} -> ${u.uri}${u.uploaded ? ` (uploaded ${(u.size / 1024).toFixed(1)} KiB)` : ' (unchanged)'}\n`),
+  });
   // A schedule's runs get their ids from the head, so the generated one is dropped.
   // eslint-disable-next-line @typescript-eslint/no-unused-vars
   const { submission_id, ...job } = buildSubmitRequest(flags, entrypoint, env);
