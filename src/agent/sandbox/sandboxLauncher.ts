@@ -141,7 +141,10 @@ export class SandboxLauncher implements Launcher {
       await exit;
       throw new Error(`could not move the worker into its cgroups: ${(err as Error).message}`, { cause: err });
     }
-    (child.stdio[3] as Writable).end(gateInput);
+    const gate = child.stdio[3] as Writable;
+    // A sandbox that dies before reading its options closes the pipe; ready() reports why.
+    gate.on('error', () => undefined);
+    gate.end(gateInput);
     await ready(child, exit);
     return this.handle(child, pid, exit, r);
   }
@@ -207,9 +210,18 @@ function spawned(child: ChildProcess): Promise<number> {
   });
 }
 
-/** Wait for the start script's "ok"; if the sandbox dies first, fail with what it printed. */
+/**
+ * Wait for the start script's "ok"; if the sandbox dies first, fail with what it printed. Its
+ * stderr is read meanwhile (Node discards unread output when a child exits) and handed back
+ * unread when the worker is up.
+ */
 async function ready(child: ChildProcess, exit: Promise<unknown>): Promise<void> {
   const fd = child.stdio[READY_FD] as Readable;
+  const stderr = child.stderr as Readable;
+  fd.on('error', () => undefined);
+  const early: Buffer[] = [];
+  const keep = (d: Buffer): void => void early.push(d);
+  stderr.on('data', keep);
   // Resolves on "ok", or on close: bwrap and its init hold this fd until the sandbox ends.
   const up = await new Promise<boolean>((resolve) => {
     let got = '';
@@ -220,9 +232,14 @@ async function ready(child: ChildProcess, exit: Promise<unknown>): Promise<void>
     fd.once('close', () => resolve(false));
   });
   fd.destroy();
-  if (up) return;
+  if (up) {
+    stderr.off('data', keep);
+    stderr.pause();
+    if (early.length > 0) stderr.unshift(Buffer.concat(early));
+    return;
+  }
   await exit;
-  let err = '';
-  for await (const chunk of child.stderr as Readable) if (err.length < 4000) err += (chunk as Buffer).toString();
-  throw new Error(err.trim() || 'the sandbox exited before the worker started');
+  await new Promise<void>((resolve) => (stderr.readableEnded || stderr.destroyed ? resolve() : stderr.once('close', () => resolve())));
+  const text = Buffer.concat(early).toString().trim().slice(0, 4000);
+  throw new Error(text || 'the sandbox exited before the worker started');
 }

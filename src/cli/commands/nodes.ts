@@ -26,5 +26,9 @@ export async function nodesCommand(ctx: CliContext, flags: { json?: boolean }): 
     formatAge(now - n.last_seen_at) + ' ago',
   ]);
   ctx.out.write(renderTable(['NODE', 'STATE', 'CPUS', 'GPUS', 'MEMORY', 'TASKS', 'SANDBOX', 'SEEN'], rows));
+  // A node that isolates or limits its workers less than it could says why.
+  for (const n of nodes) {
+    if (n.state !== 'GONE' && (n.sandbox.mode !== 'bwrap' || !n.sandbox.cgroups)) ctx.out.write(`${n.node_name}: ${n.sandbox.detail}\n`);
+  }
   return EXIT.OK;
 }

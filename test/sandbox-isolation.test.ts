@@ -1,0 +1,182 @@
+/**
+ * Isolation, end to end: real heads and agents, jobs submitted through the CLI, each trying to
+ * reach what it must not (secrets, other jobs, the head's database, tokens, other processes,
+ * the rest of the filesystem) and reporting what it got.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { runCli, startAgent, startHead, waitFor, workingDir } from './helpers/cluster.js';
+import { processesWith, requireSandbox, resultOf, taskCgroups, unique } from './helpers/sandbox.js';
+
+/** Writes a secret in its own dir and in /tmp, says where it is, then waits to be stopped. */
+const VICTIM = `
+import os, sys, time
+open("secret.txt", "w").write("victim-secret")
+open("/tmp/victim-tmp", "w").write("x")
+print("cwd=%s uid=%d" % (os.getcwd(), os.getuid()), flush=True)
+time.sleep(600)
+`;
+
+/** Tries everything in its argument and prints what happened as one RESULT line. */
+const PROBE = `
+import json, os, socket, sys, urllib.error, urllib.request
+spec = json.loads(sys.argv[1])
+cwd = os.getcwd()
+def attempt(fn):
+    try:
+        r = fn()
+        return "ok" if r is None else "ok:" + str(r)[:200]
+    except Exception as e:
+        return "err:" + type(e).__name__
+res = {"cwd": cwd, "uid": os.getuid(), "gid": os.getgid()}
+res["read"] = {p: attempt(lambda p=p: open(p, "rb").read(64)) for p in spec["read"]}
+res["list"] = {p: attempt(lambda p=p: sorted(os.listdir(p))) for p in spec["list"] + [os.path.dirname(cwd), "/tmp"]}
+writes = spec["write"] + [os.path.join(os.path.dirname(cwd), "probe"), os.path.join(cwd, "mine.txt"), "/tmp/mine.txt"]
+res["write"] = {p: attempt(lambda p=p: open(p, "w").write("x")) for p in writes}
+procs = {}
+for pid in [d for d in os.listdir("/proc") if d.isdigit()]:
+    procs[pid] = {
+        "cmdline": attempt(lambda: open("/proc/%s/cmdline" % pid, "rb").read().replace(b"\\0", b" ").decode()),
+        "environ": attempt(lambda: open("/proc/%s/environ" % pid, "rb").read().decode(errors="replace")),
+    }
+res["procs"] = procs
+res["env"] = dict(os.environ)
+res["caps"] = [l.strip() for l in open("/proc/self/status") if l.startswith("CapEff") or l.startswith("CapBnd")]
+res["ifaces"] = [name for _, name in socket.if_nameindex()]
+def reach_head():
+    try:
+        return urllib.request.urlopen(os.environ["RAYSUB_ADDRESS"] + "/api/version", timeout=5).status
+    except urllib.error.HTTPError as e:
+        return e.code  # an answer all the same
+res["head"] = attempt(reach_head)
+print("RESULT " + json.dumps(res), flush=True)
+`;
+
+interface ProbeResult {
+  cwd: string;
+  uid: number;
+  read: Record<string, string>;
+  list: Record<string, string>;
+  write: Record<string, string>;
+  procs: Record<string, { cmdline: string; environ: string }>;
+  env: Record<string, string>;
+  caps: string[];
+  ifaces: string[];
+  head: string;
+}
+
+describe('sandbox isolation', () => {
+  it('keeps a job from secrets, other jobs, the head\'s data and the rest of the system', async (ctx) => {
+    const node = unique('iso');
+    const head = await startHead({ numCpus: 4, args: ['--node-name', node] });
+    await requireSandbox(head, ctx);
+    const marker = unique('victim');
+    const dir = workingDir({ 'victim.py': VICTIM, 'probe.py': PROBE });
+
+    const started = await runCli(['job', 'submit', '--no-wait', '--submission-id', 'victim', '--working-dir', dir, '--', `python3 victim.py ${marker}`], { env: head.env });
+    expect(started.code).toBe(0);
+    const victim = await waitFor(async () => /cwd=(\S+) uid=(\d+)/.exec(await head.client.getLogs('victim')), { what: 'the victim to start' });
+    const [, victimCwd = '', victimUid = ''] = victim;
+    // Files a task writes belong to its own unprivileged uid, as the host sees them.
+    expect(Number(victimUid)).toBeGreaterThan(65535);
+    expect(fs.statSync(path.join(victimCwd, 'secret.txt')).uid).toBe(Number(victimUid));
+
+    const spec = {
+      read: ['/etc/shadow', path.join(victimCwd, 'secret.txt'), path.join(head.dataDir, 'raysub.db'), path.join(head.dataDir, 'token')],
+      list: [victimCwd, head.dataDir, path.join(head.dataDir, 'agent')],
+      write: ['/usr/probe', '/etc/probe', '/probe', '/run/raysub/bin/probe', path.join(head.dataDir, 'probe')],
+    };
+    const probe = await runCli(['job', 'submit', '--submission-id', 'probe', '--working-dir', dir, '--', 'python3', 'probe.py', JSON.stringify(spec)], { env: head.env });
+    expect(probe.code, probe.stderr).toBe(0);
+    const r = resultOf<ProbeResult>(probe.stdout);
+
+    for (const p of spec.read) expect(r.read[p], `read ${p}`).toMatch(/^err:/);
+    expect(r.list[victimCwd]).toBe('err:FileNotFoundError');
+    // Only the path down to its own directory exists: no database, no token, no other task.
+    expect(r.list[head.dataDir]).toBe("ok:['agent']");
+    expect(r.list[path.dirname(r.cwd)]).toBe(`ok:['${path.basename(r.cwd)}']`);
+    expect(r.list['/tmp']).not.toContain('victim-tmp');
+    const allowed = [path.join(r.cwd, 'mine.txt'), '/tmp/mine.txt'];
+    for (const [p, outcome] of Object.entries(r.write)) expect(outcome, `write ${p}`).toMatch(allowed.includes(p) ? /^ok:1$/ : /^err:/);
+
+    // Its own PID namespace: the bwrap init and itself, nothing of the victim, the agent or the head.
+    const cmdlines = Object.values(r.procs).map((p) => p.cmdline);
+    expect(cmdlines.join('\n')).not.toContain(marker);
+    expect(cmdlines.join('\n')).not.toContain('raysub start');
+    expect(Object.keys(r.procs).length).toBeLessThanOrEqual(4);
+    expect(r.uid).toBeGreaterThan(65535);
+    expect(r.caps).toEqual(['CapEff:\t0000000000000000', 'CapBnd:\t0000000000000000']);
+    expect(probe.stdout).not.toContain(head.token);
+    expect(Object.keys(r.env).filter((k) => /TOKEN/i.test(k))).toEqual([]);
+    // The network is there by default: the job reaches the head.
+    expect(r.head).toMatch(/^ok:\d{3}$/);
+
+    const offline = await runCli(
+      ['job', 'submit', '--working-dir', dir, '--runtime-env-json', '{"sandbox": {"network": "none"}}', '--', 'python3', 'probe.py', JSON.stringify({ read: [], list: [], write: [] })],
+      { env: head.env },
+    );
+    expect(offline.code, offline.stderr).toBe(0);
+    const o = resultOf<ProbeResult>(offline.stdout);
+    expect(o.ifaces).toEqual(['lo']);
+    expect(o.head).toMatch(/^err:/);
+
+    expect((await runCli(['job', 'stop', 'victim'], { env: head.env })).code).toBe(0);
+    await waitFor(() => processesWith(marker).length === 0, { what: 'the victim to be gone' });
+  });
+
+  it('keeps a job on a standalone agent from the agent\'s work dir and token', async (ctx) => {
+    const head = await startHead({ localAgent: false });
+    const name = unique('solo');
+    const agent = await startAgent(head, { name, numCpus: 2 });
+    await requireSandbox(head, ctx, name);
+    const dir = workingDir({ 'probe.py': PROBE });
+    const spec = {
+      read: [path.join(head.dataDir, 'token'), path.join(head.dataDir, 'raysub.db')],
+      list: [agent.workDir, path.join(agent.workDir, 'tasks'), path.join(agent.workDir, 'sandbox'), head.dataDir],
+      write: [path.join(agent.workDir, 'probe')],
+    };
+    const probe = await runCli(['job', 'submit', '--working-dir', dir, '--', 'python3', 'probe.py', JSON.stringify(spec)], { env: head.env });
+    expect(probe.code, probe.stderr).toBe(0);
+    const r = resultOf<ProbeResult>(probe.stdout);
+    for (const p of spec.read) expect(r.read[p]).toMatch(/^err:/);
+    expect(r.list[agent.workDir]).toBe("ok:['tasks']");
+    expect(r.list[path.join(agent.workDir, 'sandbox')]).toBe('err:FileNotFoundError');
+    expect(r.list[head.dataDir]).toMatch(/^err:/);
+    expect(r.write[path.join(agent.workDir, 'probe')]).toMatch(/^err:/);
+    // The agent got its token on its command line and in its environment: neither is visible.
+    expect(probe.stdout).not.toContain(head.token);
+    for (const p of Object.values(r.procs)) expect(p.cmdline).not.toContain('--token');
+  });
+
+  it('kills detached and daemonised children on job stop and removes the task\'s cgroups', async (ctx) => {
+    const node = unique('kill');
+    const head = await startHead({ numCpus: 2, args: ['--node-name', node] });
+    await requireSandbox(head, ctx);
+    const marker = unique('escapee');
+    const dir = workingDir({
+      'daemon.py': `
+import os, subprocess, sys, time
+marker = sys.argv[1]
+subprocess.Popen(["setsid", "python3", "-c", "import time; time.sleep(600)", marker + "-setsid"])
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execvp("python3", ["python3", "-c", "import time; time.sleep(600)", marker + "-daemon"])
+    os._exit(0)
+print("spawned", flush=True)
+time.sleep(600)
+`,
+    });
+    const submitted = await runCli(['job', 'submit', '--no-wait', '--submission-id', 'escape', '--working-dir', dir, '--', 'python3', 'daemon.py', marker], { env: head.env });
+    expect(submitted.code).toBe(0);
+    await waitFor(() => processesWith(`${marker}-setsid`).length === 1 && processesWith(`${marker}-daemon`).length === 1, { what: 'the detached children to start' });
+    expect(taskCgroups(node).length).toBeGreaterThan(0);
+
+    const stop = await runCli(['job', 'stop', 'escape'], { env: head.env });
+    expect(stop.code).toBe(0);
+    await waitFor(() => processesWith(marker).length === 0, { what: 'every process of the job to be gone', timeoutMs: 15_000 });
+    expect((await head.client.getJob('escape')).status).toBe('STOPPED');
+    await waitFor(() => taskCgroups(node).length === 0, { what: 'the task\'s cgroups to be removed' });
+  });
+});
