@@ -1,0 +1,141 @@
+/**
+ * The terminal experience beyond the dashboard: task prefixes and red stderr when following an
+ * array job, the upload progress bar, NO_COLOR, shell completion, and a `--help` that loads
+ * neither ink nor react.
+ */
+import { spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { cliPath, repoRoot, runCli, startHead, tempDir, workingDir } from './helpers/cluster.js';
+import { startProxy } from './helpers/netProxy.js';
+import { ptyAvailable, runCliInPty } from './helpers/pty.js';
+
+const ESC = '\u001b';
+const hasPty = await ptyAvailable();
+if (!hasPty) console.warn('status-terminal.test.ts: skipping the pseudo-terminal tests: python3 with its pty module is not available');
+const hasZsh = spawnSync('zsh', ['-c', 'true']).status === 0;
+if (!hasZsh) console.warn('status-terminal.test.ts: skipping the zsh completion test: zsh is not installed');
+
+const ARRAY_JOB = ['--parallel', '2', '--', 'sh', '-c', 'echo "out $RAYSUB_TASK_INDEX"; echo "err $RAYSUB_TASK_INDEX" >&2'];
+
+describe('terminal output', () => {
+  it.skipIf(!hasPty)('follows an array job with task prefixes and red stderr on a terminal, plain elsewhere', async () => {
+    const head = await startHead({ numCpus: 2 });
+    expect((await runCli(['job', 'submit', '--no-wait', '--submission-id', 'arr', ...ARRAY_JOB], { env: head.env })).code).toBe(0);
+    const conn = ['--address', head.url, '--token', head.token];
+
+    const term = runCliInPty(['job', 'logs', 'arr', '--follow', ...conn]);
+    expect(await term.exited).toBe(0);
+    const out = term.output();
+    for (const i of [0, 1]) {
+      expect(out).toContain(`${ESC}[36m[task ${i}]${ESC}[39m out ${i}\r\n`);
+      expect(out).toContain(`${ESC}[36m[task ${i}]${ESC}[39m ${ESC}[31merr ${i}${ESC}[39m\r\n`);
+    }
+
+    const noColor = runCliInPty(['job', 'logs', 'arr', '--follow', ...conn], { env: { NO_COLOR: '1' } });
+    expect(await noColor.exited).toBe(0);
+    expect(noColor.output()).not.toContain(ESC);
+    expect(noColor.output()).toContain('[task 1] err 1\r\n');
+
+    const piped = await runCli(['job', 'logs', 'arr', '--follow'], { env: { ...head.env, NO_COLOR: '' } });
+    expect(piped.code).toBe(0);
+    expect(piped.stdout.split('\n').sort()).toEqual(['', '[task 0] out 0', '[task 1] out 1']);
+    expect(piped.stderr).toContain('[task 0] err 0\n');
+    expect(piped.stdout + piped.stderr).not.toContain(ESC);
+  });
+
+  it.skipIf(!hasPty)('shows an upload progress bar with bytes and rate on a terminal, and none in a pipe', async () => {
+    const head = await startHead({ numCpus: 1 });
+    // Incompressible, and slowed to about 8 MiB/s on the way, so the upload takes a few seconds.
+    const dir = workingDir({ 'main.py': 'print("uploaded")\n' });
+    fs.writeFileSync(path.join(dir, 'weights.bin'), crypto.randomBytes(24 * 1024 * 1024));
+    const slow = await startProxy({ target: () => new URL(head.url), bytesPerSecond: 8 * 1024 * 1024 });
+    const term = runCliInPty(['job', 'submit', '--working-dir', dir, '--address', slow.url, '--token', head.token, '--', 'python3', 'main.py']);
+    expect(await term.exited).toBe(0);
+    const out = term.output();
+    expect(out).toMatch(/\rUploading \[#*\.*\] \d+\.\d MiB \/ 24\.0 MiB {2}\d+\.\d MiB\/s/);
+    const frames = out.match(/\rUploading \[[#.]+\]/g) ?? [];
+    expect(frames.length).toBeGreaterThan(3); // it moves
+    expect(out).toContain('Uploading [########################] 24.0 MiB / 24.0 MiB');
+    expect(out).toContain('uploaded\r\n');
+
+    fs.writeFileSync(path.join(dir, 'weights.bin'), crypto.randomBytes(4 * 1024 * 1024)); // a new package
+    const piped = await runCli(['job', 'submit', '--working-dir', dir, '--', 'python3', 'main.py'], { env: { ...head.env, RAYSUB_ADDRESS: slow.url } });
+    expect(piped.code).toBe(0);
+    expect(piped.stderr).not.toContain('Uploading');
+    expect(piped.stderr).toMatch(/Uploaded working dir: 2 files/);
+  });
+});
+
+describe('shell completion', () => {
+  function bashComplete(script: string, line: string): string[] {
+    const words = line.split(' ');
+    const r = spawnSync('bash', ['-c', `source "$1"; COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _raysub; printf '%s\\n' "\${COMPREPLY[@]}"`, 'bash', script], {
+      encoding: 'utf8',
+    });
+    expect(r.stderr).toBe('');
+    return r.stdout.split('\n').filter(Boolean);
+  }
+
+  it('completes commands, flags and flag values in bash', async () => {
+    const r = await runCli(['completion', 'bash']);
+    expect(r.code).toBe(0);
+    const script = path.join(tempDir(), 'raysub.bash');
+    fs.writeFileSync(script, r.stdout);
+    expect(bashComplete(script, 'raysub sch')).toEqual(['schedule']);
+    expect(bashComplete(script, 'raysub ')).toEqual(['start', 'stop', 'job', 'nodes', 'schedule', 'status', 'completion']);
+    expect(bashComplete(script, 'raysub schedule ')).toEqual(['create', 'list', 'get', 'runs', 'pause', 'resume', 'trigger', 'delete']);
+    expect(bashComplete(script, 'raysub schedule create nightly --concurrency ')).toEqual(['allow', 'forbid', 'replace']);
+    expect(bashComplete(script, 'raysub schedule create nightly --concurrency forbid --sus')).toEqual(['--suspend']);
+    expect(bashComplete(script, 'raysub job submit --entrypoint-num-cpus 2 --par')).toEqual(['--parallel']);
+    expect(bashComplete(script, 'raysub status --w')).toEqual(['--watch']);
+    expect(bashComplete(script, 'raysub job l')).toEqual(['logs', 'list']);
+    // After --: the entrypoint, completed as files.
+    const files = bashComplete(script, `raysub job submit -- ${path.join(repoRoot, 'packa')}`);
+    expect(files).toContain(path.join(repoRoot, 'package.json'));
+    expect((await runCli(['completion', 'fish'])).code).toBe(64);
+  });
+
+  it.skipIf(!hasZsh)('loads in zsh and registers for raysub', async () => {
+    const r = await runCli(['completion', 'zsh']);
+    const script = path.join(tempDir(), '_raysub');
+    fs.writeFileSync(script, r.stdout);
+    expect(spawnSync('zsh', ['-n', script]).status).toBe(0);
+    const z = spawnSync('zsh', ['-f', '-c', `autoload -U compinit && compinit -u -D && source "$1" && print -r -- $_comps[raysub] && _raysub_subs schedule && _raysub_value_kind 'schedule create' --concurrency`, 'zsh', script], { encoding: 'utf8' });
+    expect(z.stderr).toBe('');
+    expect(z.stdout).toBe('_raysub\ncreate list get runs pause resume trigger delete\nchoices allow forbid replace\n');
+  });
+});
+
+describe('start-up', () => {
+  /** Run node with a resolve hook that records every module the command loads. */
+  function traceModules(args: string[]): { modules: string[]; ms: number } {
+    const trace = path.join(tempDir(), 'modules.txt');
+    const hook = `import fs from 'node:fs'; let file; export function initialize(d) { file = d.file; } export async function resolve(s, c, next) { const r = await next(s, c); fs.appendFileSync(file, r.url + '\\n'); return r; }`;
+    const preload = `import { register } from 'node:module'; register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(hook)}), { data: { file: ${JSON.stringify(trace)} } });`;
+    const started = Date.now();
+    const r = spawnSync(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(preload)}`, ...args], { encoding: 'utf8', cwd: repoRoot });
+    expect(r.status, r.stderr).toBe(0);
+    return { modules: fs.readFileSync(trace, 'utf8').split('\n').filter(Boolean), ms: Date.now() - started };
+  }
+  const heavy = (mods: string[]) => mods.filter((m) => /\/node_modules\/(ink|react|react-reconciler|yoga-layout|better-sqlite3|croner)\//.test(m));
+
+  it('keeps `raysub --help` free of ink, react and SQLite', () => {
+    const help = traceModules([cliPath, '--help']);
+    expect(help.modules.some((m) => m.includes('/node_modules/commander/'))).toBe(true); // the trace works
+    expect(heavy(help.modules)).toEqual([]);
+    expect(help.ms).toBeLessThan(5000); // a coarse guard on a shared, busy machine
+    expect(heavy(traceModules([cliPath, 'schedule', 'create', '--help']).modules)).toEqual([]);
+    // ...and the trace does see ink when something loads it.
+    expect(heavy(traceModules(['--input-type=module', '-e', "await import('ink')"]).modules).length).toBeGreaterThan(0);
+  });
+
+  it('loads ink only for the live view: plain `raysub status` does not', async () => {
+    const head = await startHead({ numCpus: 1 });
+    const traced = traceModules([cliPath, 'status', '--address', head.url, '--token', head.token]);
+    expect(traced.modules.some((m) => m.includes('/dist/ui/status/sections.js'))).toBe(true);
+    expect(traced.modules.filter((m) => /\/node_modules\/(ink|react)\//.test(m))).toEqual([]);
+  });
+});
