@@ -47,11 +47,11 @@ describe('mount planning', () => {
     expect(layout.refused.join('\n')).toMatch(/missing: does not exist/);
     expect(layout.masks).toContainEqual({ path: work, dir: true });
     const files = { passwd: '/p', group: '/g', start: '/s' };
-    const args = bwrapOptions(layout, { cwd: path.join(work, 'tasks', 't1'), readOnlyPaths: [], network: 'none', ...files, devices: [], userns: false }).join(' ');
+    const args = bwrapOptions(layout, { cwd: path.join(work, 'tasks', 't1'), readOnlyPaths: [], network: 'none', ...files, devices: [], userns: false, ownUid: false }).join(' ');
     expect(args).toContain(`--perms 0755 --tmpfs ${work}`);
     expect(args.indexOf(`--tmpfs ${work}`)).toBeLessThan(args.indexOf(`--bind ${work}/tasks/t1`));
     expect(args).toContain('--unshare-net');
-    expect(() => bwrapOptions(layout, { cwd: '/x', readOnlyPaths: [prefix], network: 'host', ...files, devices: [], userns: false })).toThrow(/refusing to expose/);
+    expect(() => bwrapOptions(layout, { cwd: '/x', readOnlyPaths: [prefix], network: 'host', ...files, devices: [], userns: false, ownUid: false })).toThrow(/refusing to expose/);
   });
 
   it('finds secrets other users may not read', () => {
@@ -93,6 +93,14 @@ describe('start script', () => {
     const [seen, nofile] = JSON.parse(out) as [Record<string, string>, number[]];
     for (const [k, v] of Object.entries(env)) expect(seen[k]).toBe(v);
     expect(nofile).toEqual([300, 300]);
+
+    // Sourced by the worker's own `sh -c` instead: same environment, one exec fewer.
+    const plain = { PLAIN: 'x', QUOTES: env.QUOTES };
+    fs.writeFileSync(path.join(dir, 'sourced'), startScript(plain, { openFiles: 200, processes: null }, null, true));
+    const line = `. ${path.join(dir, 'sourced')}\npython3 -c '${probe}'`;
+    const [seen2, nofile2] = JSON.parse(execFileSync('/bin/sh', ['-c', line], { env: {}, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit', 'ignore', 'pipe'] })) as [Record<string, string>, number[]];
+    expect(seen2).toMatchObject(plain);
+    expect(nofile2).toEqual([200, 200]);
   });
 
   it('puts interpreter links after the job\'s own directories and tells Node its heap', () => {

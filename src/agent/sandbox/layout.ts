@@ -128,6 +128,11 @@ export interface TaskView {
   devices: readonly string[];
   /** bwrap runs unprivileged: give it a user namespace of its own. */
   userns: boolean;
+  /**
+   * The task runs as a uid of its own, without groups: files only root or a group may read are
+   * closed to it already, so covering them is skipped (each cover is a mount, at every start).
+   */
+  ownUid: boolean;
 }
 
 /** bwrap's options for one task (the command follows separately). */
@@ -145,6 +150,7 @@ export function bwrapOptions(layout: StaticLayout, task: TaskView): string[] {
   }
   for (const p of layout.roBinds) plan.roBind(p);
   for (const m of layout.masks) {
+    if (task.ownUid && !layout.hidden.includes(m.path)) continue;
     // Hidden directories become empty; secret files become an unreadable empty file.
     if (m.dir && layout.hidden.includes(m.path)) plan.tmpfs(m.path);
     else plan.roBind(m.dir ? layout.maskDir : layout.maskFile, m.path);

@@ -19,7 +19,7 @@ import { deviceRules, gpuDeviceNodes } from './gpus.js';
 import { chownTree, groupFile, passwdFile, type Identity, type UidPool } from './identity.js';
 import { bwrapOptions, SANDBOX_BIN_DIR, SANDBOX_START, type StaticLayout } from './layout.js';
 import { childrenOf, descendantsOf, signal } from './processTree.js';
-import { READY_FD, startScript } from './startScript.js';
+import { READY_FD, shellExportable, startScript } from './startScript.js';
 import { taskEnv } from './taskEnv.js';
 
 export interface BwrapSettings {
@@ -107,16 +107,20 @@ export class SandboxLauncher implements Launcher {
       const files = { passwd: path.join(dir, 'passwd'), group: path.join(dir, 'group'), start: path.join(dir, 'start') };
       fs.writeFileSync(files.passwd, passwdFile(id), { mode: 0o644 });
       fs.writeFileSync(files.group, groupFile(id), { mode: 0o644 });
+      // A `/bin/sh -c` worker reads the start script itself rather than being exec'd by it.
+      const [sh, dashC, line] = spec.argv;
+      const sourced = spec.argv.length === 3 && sh === '/bin/sh' && dashC === '-c' && shellExportable(env);
+      const command = sourced ? ['/bin/sh', '-c', `. ${SANDBOX_START}\n${line ?? ''}`] : ['/bin/sh', SANDBOX_START, ...spec.argv];
       // The start script holds the job's environment: readable by the task's user only.
-      fs.writeFileSync(files.start, startScript(env, { openFiles: s.openFiles, processes: r.uid !== null ? s.pidsMax : null }, s.envBinary), { mode: 0o400 });
+      fs.writeFileSync(files.start, startScript(env, { openFiles: s.openFiles, processes: r.uid !== null ? s.pidsMax : null }, s.envBinary, sourced), { mode: 0o400 });
       if (r.uid !== null) {
         fs.chownSync(files.start, r.uid, r.uid);
         chownTree(spec.cwd, r.uid, r.uid);
       }
-      const options = bwrapOptions(bwrap.layout, { cwd: spec.cwd, readOnlyPaths: spec.readOnlyPaths, network: spec.network, ...files, devices: gpuNodes, userns: bwrap.userns });
+      const options = bwrapOptions(bwrap.layout, { cwd: spec.cwd, readOnlyPaths: spec.readOnlyPaths, network: spec.network, ...files, devices: gpuNodes, userns: bwrap.userns, ownUid: r.uid !== null });
       const drop = bwrap.setpriv && r.uid !== null ? [bwrap.setpriv, '--reuid', String(r.uid), '--regid', String(r.uid), '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs', '--'] : [];
       // bwrap itself runs with an empty environment: it is privileged, and the job's variables are not for it.
-      child = spawn(bwrap.path, ['--args', '3', '--', ...drop, '/bin/sh', SANDBOX_START, ...spec.argv], {
+      child = spawn(bwrap.path, ['--args', '3', '--', ...drop, ...command], {
         cwd: '/',
         env: {},
         detached: true,

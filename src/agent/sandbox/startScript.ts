@@ -23,7 +23,16 @@ export function shellQuote(value: string): string {
   return `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
-export function startScript(env: Readonly<Record<string, string>>, limits: StartLimits, envBinary: string | null): string {
+/** Can a shell export every variable itself (no env(1) needed)? */
+export function shellExportable(env: Readonly<Record<string, string>>): boolean {
+  return Object.keys(env).every((k) => NAME.test(k) && !SHELL_SPECIAL.has(k));
+}
+
+/**
+ * `sourced`: the script is read with `.` by the worker's own `/bin/sh -c` (one exec fewer per
+ * task); otherwise it is run with the worker's argv and execs it.
+ */
+export function startScript(env: Readonly<Record<string, string>>, limits: StartLimits, envBinary: string | null, sourced = false): string {
   const lines = ['# raysub: worker start-up (limits, environment), then the worker itself'];
   lines.push(`ulimit -n ${limits.openFiles} || { echo "raysub: cannot set the open-file limit" >&2; exit 125; }`);
   if (limits.processes !== null) {
@@ -36,6 +45,7 @@ export function startScript(env: Readonly<Record<string, string>>, limits: Start
     else odd.push(shellQuote(`${k}=${v}`));
   }
   lines.push(`printf ok >&${READY_FD}; exec ${READY_FD}>&-`);
+  if (sourced) return lines.join('\n') + '\n';
   // Names a shell cannot export (dots, dashes) are set by env(1) on the way to the worker.
   if (odd.length > 0 && envBinary) lines.push(`exec ${shellQuote(envBinary)} -- ${odd.join(' ')} "$@"`);
   else lines.push('exec "$@"');

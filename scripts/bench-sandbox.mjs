@@ -1,0 +1,93 @@
+// Start-up cost the sandbox adds per task: the agent's own launchers, launch() to exited, for the
+// same command, interleaved so both see the same machine load.
+//   bare:      ProcessLauncher (a process group, nothing else) — the floor
+//   sandboxed: the launcher the agent picks here (bwrap + cgroups + per-task uid), including
+//              cgroup creation and removal, the task dir chown and the per-task files
+// Usage: node scripts/bench-sandbox.mjs [--runs N] [--json]
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { machine, percentile, root } from './lib.mjs';
+
+const { ProcessLauncher } = await import(path.join(root, 'dist/agent/launcher.js'));
+const { chooseLauncher } = await import(path.join(root, 'dist/agent/sandbox/index.js'));
+const { silentLogger } = await import(path.join(root, 'dist/shared/log.js'));
+
+const args = process.argv.slice(2);
+const runs = Number(args[args.indexOf('--runs') + 1]) || 41;
+const json = args.includes('--json');
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'raysub-bench-sandbox-'));
+
+const sandboxed = await chooseLauncher(
+  {
+    sandbox: 'auto',
+    workDir: path.join(work, 'agent'),
+    hiddenPaths: [],
+    nodeName: 'bench',
+    sandboxInterpreters: ['python3', 'node'],
+    sandboxBinds: [],
+    taskPidsMax: 4096,
+    taskOpenFiles: 4096,
+  },
+  silentLogger(),
+);
+const bare = new ProcessLauncher();
+const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8' };
+
+let n = 0;
+/** One task: a fresh task dir (a few files, as a small working dir), launch, wait for the exit. */
+async function once(launcher, argv) {
+  const cwd = path.join(work, 'tasks', `t${n++}`);
+  fs.mkdirSync(cwd, { recursive: true });
+  for (const f of ['main.py', 'data.txt', 'README.md']) fs.writeFileSync(path.join(cwd, f), 'x\n');
+  const started = process.hrtime.bigint();
+  const w = await launcher.launch({
+    key: `bench.${n}`,
+    argv,
+    cwd,
+    env,
+    resources: { cpus: 1, gpus: 0, memory: 512 * 2 ** 20, custom: {} },
+    gpuIds: [],
+    network: 'host',
+    readOnlyPaths: [],
+  });
+  w.stdout.resume();
+  w.stderr.resume();
+  const exit = await w.exited;
+  const ms = Number(process.hrtime.bigint() - started) / 1e6;
+  fs.rmSync(cwd, { recursive: true, force: true });
+  if (exit.code !== 0) throw new Error(`${argv.join(' ')} exited with ${exit.code ?? exit.signal} under ${launcher.mode}`);
+  return ms;
+}
+
+const commands = [
+  { name: '`/bin/sh -c true`', argv: ['/bin/sh', '-c', 'true'], runs },
+  { name: '`python3 -c pass`', argv: ['/bin/sh', '-c', 'python3 -c pass'], runs: Math.ceil(runs / 2) },
+  { name: '`node -e 0`', argv: ['/bin/sh', '-c', 'node -e 0'], runs: Math.ceil(runs / 2) },
+];
+const rows = [];
+for (const c of commands) {
+  for (let i = 0; i < 3; i++) await once(bare, c.argv), await once(sandboxed, c.argv); // warm-up
+  const b = [];
+  const s = [];
+  for (let i = 0; i < c.runs; i++) {
+    // Alternate which goes first so neither always runs right after the other's exit.
+    if (i % 2 === 0) b.push(await once(bare, c.argv)), s.push(await once(sandboxed, c.argv));
+    else s.push(await once(sandboxed, c.argv)), b.push(await once(bare, c.argv));
+  }
+  rows.push({ command: c.name, runs: c.runs, bare_median_ms: percentile(b, 50), sandboxed_median_ms: percentile(s, 50), added_median_ms: percentile(s, 50) - percentile(b, 50), bare_p90_ms: percentile(b, 90), sandboxed_p90_ms: percentile(s, 90) });
+}
+await sandboxed.close?.();
+fs.rmSync(work, { recursive: true, force: true });
+
+const result = { machine: machine(), date: new Date().toISOString().slice(0, 10), load: os.loadavg().map((l) => l.toFixed(2)).join(' '), sandbox: { mode: sandboxed.mode, detail: sandboxed.detail }, rows };
+if (json) {
+  process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+} else {
+  const f = (x) => x.toFixed(1);
+  console.log(`${result.machine}; load ${result.load}`);
+  console.log(`sandbox: ${sandboxed.mode} (${sandboxed.detail})\n`);
+  console.log('| command | runs | bare median ms | sandboxed median ms | added median ms | bare p90 | sandboxed p90 |');
+  console.log('|---|---|---|---|---|---|---|');
+  for (const r of rows) console.log(`| ${r.command} | ${r.runs} | ${f(r.bare_median_ms)} | ${f(r.sandboxed_median_ms)} | **${f(r.added_median_ms)}** | ${f(r.bare_p90_ms)} | ${f(r.sandboxed_p90_ms)} |`);
+}
