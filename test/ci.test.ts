@@ -2,9 +2,12 @@
  * The CLI as a CI pipeline uses it: exit codes per the README's table, JSON whose shape scripts
  * can rely on, quiet output, and retries that never create a second job.
  */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { jobDetailsSchema } from '../src/shared/protocol/index.js';
-import { runCli, spawnCli, startAgent, startHead, waitFor, workingDir } from './helpers/cluster.js';
+import { cliPath, repoRoot, runCli, spawnCli, startAgent, startHead, tempDir, waitFor, workingDir } from './helpers/cluster.js';
 import { freePort, startProxy } from './helpers/netProxy.js';
 
 /** The keys of `job status|wait|submit --json`, as docs/cli-json.md documents them. */
@@ -135,5 +138,45 @@ describe('CI: retries never duplicate a job', () => {
     expect(waited.code).toBe(7); // the agent kept the job running; its own code comes through
     const { jobs } = await restarted.client.listJobs();
     expect(jobs.map((j) => j.submission_id).sort()).toEqual(['ci-late', 'ci-survivor']);
+  });
+});
+
+describe('CI: the README example', () => {
+  /** The shell script under "Using raysub in CI", run as a CI system would run it. */
+  function readmeScript(): string {
+    const readme = fs.readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
+    const m = /```sh\n(#!\/bin\/sh\n# Run the evaluation on the raysub cluster[\s\S]*?)```/.exec(readme);
+    if (!m?.[1]) throw new Error('the CI shell script is missing from README.md');
+    return m[1];
+  }
+
+  function runScript(script: string, cwd: string, env: Record<string, string>): Promise<{ code: number; out: string }> {
+    const bin = tempDir('raysub-bin-');
+    fs.symlinkSync(cliPath, path.join(bin, 'raysub'));
+    return new Promise((resolve) => {
+      const p = spawn('sh', ['-c', script], { cwd, env: { ...process.env, ...env, PATH: `${bin}:${process.env.PATH ?? ''}` }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      p.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      p.once('exit', (code) => resolve({ code: code ?? 1, out }));
+    });
+  }
+
+  it('fails the build with the job\'s code when the job fails, passes when it succeeds', async () => {
+    const head = await startHead({ numCpus: 2 });
+    const script = readmeScript();
+    const failing = workingDir({ 'eval.py': 'import sys\nprint("accuracy 0.41")\nsys.exit(7)\n' });
+    const bad = await runScript(script, failing, { ...head.env, GIT_COMMIT: 'bad1' });
+    expect(bad.code).toBe(7);
+    expect(bad.out).toContain('accuracy 0.41');
+    expect(bad.out).toContain('evaluation failed with exit code 7:');
+    expect(bad.out).toMatch(/Status +FAILED \(ENTRYPOINT_FAILED\)/);
+
+    const passing = workingDir({ 'eval.py': 'print("accuracy 0.97")\n' });
+    const good = await runScript(script, passing, { ...head.env, GIT_COMMIT: 'good1' });
+    expect(good).toEqual({ code: 0, out: 'accuracy 0.97\n' });
+    // Re-running the step for the same commit reattaches to the same job.
+    expect(await runScript(script, passing, { ...head.env, GIT_COMMIT: 'good1' })).toEqual({ code: 0, out: 'accuracy 0.97\n' });
+    expect((await head.client.listJobs()).jobs.map((j) => j.submission_id).sort()).toEqual(['eval-bad1', 'eval-good1']);
   });
 });
