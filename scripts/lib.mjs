@@ -58,3 +58,49 @@ export function timeCommand(cmd, args) {
   if (r.status !== 0) throw new Error(`${cmd} exited with ${r.status}`);
   return Number(process.hrtime.bigint() - t0) / 1e6;
 }
+
+/** Start an agent process joining `head`; resolves once it has registered. */
+export async function startAgent(head, client, name, args = []) {
+  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), `raysub-bench-agent-${name}-`));
+  const proc = spawn(process.execPath, [cli, 'start', '--address', head.url, '--token', head.token, '--node-name', name, '--work-dir', workDir, '--num-gpus', '0', '--log-level', 'warn', ...args], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const nodes = await client.nodes();
+    if (nodes.some((n) => n.node_name === name && n.state === 'ALIVE')) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    proc,
+    async stop() {
+      proc.kill('SIGTERM');
+      await new Promise((r) => (proc.exitCode !== null ? r() : proc.once('exit', r)));
+      fs.rmSync(workDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Run `count` copies of a command with `parallelism` at a time; resolves with the wall time in ms. */
+export async function runPool(cmd, args, count, parallelism) {
+  let next = 0;
+  const t0 = process.hrtime.bigint();
+  const worker = async () => {
+    while (next < count) {
+      next++;
+      await new Promise((resolve, reject) => {
+        const p = spawn(cmd, args, { stdio: 'ignore' });
+        p.once('error', reject);
+        p.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} exited ${code}`))));
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: parallelism }, worker));
+  return Number(process.hrtime.bigint() - t0) / 1e6;
+}
+
+export function rssMiB(pid) {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  return kb / 1024;
+}

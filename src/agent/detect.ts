@@ -1,4 +1,3 @@
-import { execa } from 'execa';
 
 export interface GpuDevice {
   index: number;
@@ -13,6 +12,7 @@ export interface GpuDevice {
  */
 export async function detectGpus(): Promise<GpuDevice[]> {
   try {
+    const { execa } = await import('execa');
     const { stdout, exitCode } = await execa(
       'nvidia-smi',
       ['--query-gpu=index,uuid,name,memory.total', '--format=csv,noheader,nounits'],

@@ -96,7 +96,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         t.gpuIds = p.gpuIds;
         t.logStart = logStart;
         t.reason = null;
-        this.live.pending.delete(t.id);
+        this.live.dequeue(t);
         applyPlacement(node.free, job.request, p.gpuIds, -1);
         node.running.add(t.id);
         woken.add(p.nodeId);
@@ -187,7 +187,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       task.gpuIds = [];
       task.notBefore = notBefore;
       task.waitingSince = notBefore;
-      this.live.pending.add(task.id);
+      this.live.enqueue(task);
       this.requestSchedule();
       return;
     }

@@ -19,7 +19,7 @@ import type { TaskRequest } from '../shared/resources.js';
 import type { JobRow, NewJob } from './db/index.js';
 import type { Engine } from './engine.js';
 import type { PackageStore } from './packageStore.js';
-import { queueOrder, unschedulableReason } from './scheduler.js';
+import { unschedulableReason } from './scheduler.js';
 import type { LiveTask } from './state.js';
 
 export interface SubmitResult {
@@ -153,7 +153,8 @@ export class JobService {
     const page = rows.slice(0, limit);
     const last = page[page.length - 1];
     const nextCursor = rows.length > limit && last ? Buffer.from(String(last.seq)).toString('base64url') : null;
-    return { jobs: page.map((r) => this.view(r, false)), nextCursor };
+    const queue = page.some((r) => r.status === 'PENDING') ? this.queuePositions() : undefined;
+    return { jobs: page.map((r) => this.view(r, false, queue)), nextCursor };
   }
 
   stop(id: string): boolean {
@@ -224,7 +225,7 @@ export class JobService {
     };
   }
 
-  private view(row: JobRow, withTasks: boolean): JobDetails {
+  private view(row: JobRow, withTasks: boolean, queue?: Map<string, QueueInfo>): JobDetails {
     const { store } = this.engine;
     const request = JSON.parse(row.request) as TaskRequest;
     const counts: Record<string, number> = {};
@@ -267,7 +268,7 @@ export class JobService {
       driver_info: null,
       status: row.status,
       entrypoint: row.entrypoint,
-      message: row.status === 'PENDING' || row.status === 'RUNNING' ? this.progressMessage(row) : row.message,
+      message: row.status === 'PENDING' || row.status === 'RUNNING' ? this.progressMessage(row, queue) : row.message,
       error_type: isTerminal(row.status) ? row.error_type : null,
       start_time: row.start_time,
       end_time: row.end_time,
@@ -290,30 +291,38 @@ export class JobService {
         wait_for_capacity: row.wait_for_capacity === 1,
         schedule: row.schedule,
         task_counts: counts,
-        queue: row.status === 'PENDING' ? this.queueInfo(row.id) : null,
+        queue: row.status === 'PENDING' ? this.queueInfo(row.id, queue) : null,
         ...(tasks ? { tasks } : {}),
       },
     };
   }
 
-  private progressMessage(row: JobRow): string {
+  private progressMessage(row: JobRow, queue?: Map<string, QueueInfo>): string {
     if (row.stop_requested) return 'Stopping: waiting for its processes to end.';
     if (row.failed_task !== null) return 'Failing: waiting for the remaining tasks to stop.';
     if (row.status === 'RUNNING') return 'Job is currently running.';
-    return this.queueInfo(row.id)?.reason ?? 'Job is waiting to be scheduled.';
+    return this.queueInfo(row.id, queue)?.reason ?? 'Job is waiting to be scheduled.';
   }
 
-  private queueInfo(jobId: string): { position: number; reason: string } | null {
-    const order = queueOrder(this.engine.live);
-    const seen = new Set<string>();
-    for (const t of order) {
-      seen.add(t.jobId);
-      if (t.jobId === jobId) {
-        return { position: seen.size, reason: t.reason ?? 'waiting for the scheduler' };
-      }
+  /** Each waiting job's place in the queue (1 = next) and why its first waiting task waits. */
+  private queuePositions(): Map<string, QueueInfo> {
+    const out = new Map<string, QueueInfo>();
+    for (const t of this.engine.live.queued()) {
+      if (!out.has(t.jobId)) out.set(t.jobId, { position: out.size + 1, reason: t.reason ?? 'waiting for the scheduler' });
     }
+    return out;
+  }
+
+  private queueInfo(jobId: string, queue?: Map<string, QueueInfo>): QueueInfo | null {
+    const found = (queue ?? this.queuePositions()).get(jobId);
+    if (found) return found;
     const live = this.engine.live.tasksOfJob(jobId);
     if (live.some((t) => t.state !== 'PENDING')) return { position: 0, reason: 'assigned; preparing to start' };
     return null;
   }
+}
+
+interface QueueInfo {
+  position: number;
+  reason: string;
 }

@@ -22,26 +22,6 @@ export interface SchedulingPass {
   nextWakeAt: number | null;
 }
 
-/** Pending tasks in queue order. Sorted only when a task has joined the queue since last time. */
-export function queueOrder(state: LiveState): LiveTask[] {
-  if (state.pending.dirty) {
-    const tasks: LiveTask[] = [];
-    for (const id of state.pending) {
-      const t = state.tasks.get(id);
-      if (t) tasks.push(t);
-    }
-    state.order = tasks.sort((a, b) => compareTasks(state.jobs.get(a.jobId), a, state.jobs.get(b.jobId), b));
-    state.pending.dirty = false;
-  } else {
-    state.order = state.order.filter((t) => t.state === 'PENDING' && state.pending.has(t.id));
-  }
-  return state.order;
-}
-
-function compareTasks(ja: LiveJob | undefined, a: LiveTask, jb: LiveJob | undefined, b: LiveTask): number {
-  return (jb?.priority ?? 0) - (ja?.priority ?? 0) || (ja?.seq ?? 0) - (jb?.seq ?? 0) || a.idx - b.idx;
-}
-
 export function planPlacements(state: LiveState, now: number, starvationMs: number): SchedulingPass {
   const nodes = [...state.nodes.values()].filter((n) => !n.draining);
   const free = new Map<string, Capacity>(nodes.map((n) => [n.id, cloneCapacity(n.free)]));
@@ -51,7 +31,7 @@ export function planPlacements(state: LiveState, now: number, starvationMs: numb
   // Tasks of one job ask for the same thing: once one does not fit, the rest of the job waits too.
   const blocked = new Map<string, string>();
 
-  for (const task of queueOrder(state)) {
+  for (const task of state.queued()) {
     const job = state.jobs.get(task.jobId);
     if (!job) continue;
     const blockedReason = blocked.get(job.id);

@@ -53,29 +53,66 @@ export interface LiveNode {
   wake: (() => void) | null;
 }
 
-/** Pending task ids; remembers whether its queue order must be recomputed. */
-export class PendingSet extends Set<string> {
-  /** Set whenever a task joins the queue; the scheduler re-sorts only then. */
-  dirty = true;
-
-  override add(id: string): this {
-    if (!this.has(id)) this.dirty = true;
-    return super.add(id);
-  }
+/** Queue order: higher priority first, then older job, then task index. */
+export function compareTasks(ja: LiveJob | undefined, a: LiveTask, jb: LiveJob | undefined, b: LiveTask): number {
+  return (jb?.priority ?? 0) - (ja?.priority ?? 0) || (ja?.seq ?? 0) - (jb?.seq ?? 0) || a.idx - b.idx;
 }
 
 export class LiveState {
   readonly jobs = new Map<string, LiveJob>();
   readonly tasks = new Map<string, LiveTask>();
-  readonly pending = new PendingSet();
+  /** Ids of tasks waiting to be placed. */
+  readonly pending = new Set<string>();
   readonly nodes = new Map<string, LiveNode>();
-  /** Queue order cache (see scheduler.queueOrder). */
-  order: LiveTask[] = [];
+  /**
+   * The queue, kept sorted by insertion (new jobs mostly land at the end). Entries that left the
+   * queue are dropped lazily, so placing or stopping a task costs O(1).
+   */
+  private queue: { task: LiveTask; ticket: number }[] = [];
+  private readonly tickets = new Map<string, number>();
+  private nextTicket = 1;
+  private stale = 0;
+
+  enqueue(task: LiveTask): void {
+    if (this.pending.has(task.id)) return;
+    this.pending.add(task.id);
+    // A task re-queued after a retry gets a new ticket, so its old entry no longer counts.
+    const ticket = this.nextTicket++;
+    this.tickets.set(task.id, ticket);
+    const job = this.jobs.get(task.jobId);
+    let lo = 0;
+    let hi = this.queue.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const other = (this.queue[mid] as { task: LiveTask }).task;
+      if (compareTasks(this.jobs.get(other.jobId), other, job, task) <= 0) lo = mid + 1;
+      else hi = mid;
+    }
+    this.queue.splice(lo, 0, { task, ticket });
+  }
+
+  dequeue(task: LiveTask): void {
+    if (!this.pending.delete(task.id)) return;
+    this.tickets.delete(task.id);
+    this.stale++;
+  }
+
+  /** Pending tasks in queue order. */
+  *queued(): Generator<LiveTask> {
+    if (this.stale > 64 && this.stale * 2 > this.queue.length) {
+      this.queue = this.queue.filter((e) => this.tickets.get(e.task.id) === e.ticket);
+      this.stale = 0;
+    }
+    for (const e of this.queue) if (this.tickets.get(e.task.id) === e.ticket) yield e.task;
+  }
 
   clear(): void {
     this.jobs.clear();
     this.tasks.clear();
     this.pending.clear();
+    this.queue = [];
+    this.tickets.clear();
+    this.stale = 0;
     for (const n of this.nodes.values()) n.wake?.();
     this.nodes.clear();
   }
@@ -127,7 +164,7 @@ export class LiveState {
       reason: null,
     };
     this.tasks.set(task.id, task);
-    if (task.state === 'PENDING') this.pending.add(task.id);
+    if (task.state === 'PENDING') this.enqueue(task);
     else if (task.nodeId) {
       const node = this.nodes.get(task.nodeId);
       const job = this.jobs.get(task.jobId);
@@ -169,7 +206,7 @@ export class LiveState {
   removeTask(task: LiveTask): void {
     this.release(task);
     this.tasks.delete(task.id);
-    this.pending.delete(task.id);
+    this.dequeue(task);
   }
 
   tasksOfJob(jobId: string): LiveTask[] {

@@ -6,9 +6,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import * as tar from 'tar';
-import yauzl from 'yauzl';
+import type yauzl from 'yauzl';
 import { RaysubError } from './errors.js';
+
+// tar and yauzl are loaded on first use: a head or agent that handles no packages never pays for them.
+const loadTar = () => import('tar');
+const loadYauzl = async () => (await import('yauzl')).default;
 
 export type ArchiveKind = 'tar.gz' | 'zip' | 'whl';
 
@@ -67,6 +70,7 @@ function tarType(type: string): ArchiveEntry['type'] | null {
 async function listTar(file: string): Promise<ArchiveEntry[]> {
   const entries: ArchiveEntry[] = [];
   let bad: RaysubError | null = null;
+  const tar = await loadTar();
   try {
     await tar.t({
       file,
@@ -88,7 +92,8 @@ async function listTar(file: string): Promise<ArchiveEntry[]> {
   return entries;
 }
 
-function openZip(file: string): Promise<yauzl.ZipFile> {
+async function openZip(file: string): Promise<yauzl.ZipFile> {
+  const yauzl = await loadYauzl();
   return new Promise((resolve, reject) => {
     yauzl.open(file, { lazyEntries: true, strictFileNames: false, validateEntrySizes: true }, (err, zip) => {
       if (err || !zip) reject(invalid(`not a valid .zip archive: ${err?.message ?? 'unreadable'}`));
@@ -162,6 +167,7 @@ export async function inspectArchive(file: string, kind: ArchiveKind, maxUnpacke
 export async function extractArchive(file: string, kind: ArchiveKind, dest: string): Promise<void> {
   fs.mkdirSync(dest, { recursive: true });
   if (kind === 'tar.gz') {
+    const tar = await loadTar();
     await tar.x({ file, cwd: dest, strict: true, preservePaths: false, preserveOwner: false });
     return;
   }

@@ -229,3 +229,22 @@ export function workingDir(files: Record<string, string>): string {
 export function isAlive(pid: number): boolean {
   return pidAlive(pid);
 }
+
+/**
+ * Host pids of processes whose command line contains `marker`. Jobs run in their own PID
+ * namespace, so the pids a job prints are not the host's: tests mark processes instead
+ * (e.g. `sleep 3001`) and look them up here.
+ */
+export function processesWith(marker: string): number[] {
+  const out: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      const cmd = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').join(' ');
+      if (cmd.includes(marker)) out.push(Number(entry));
+    } catch {
+      // gone already
+    }
+  }
+  return out;
+}
