@@ -146,7 +146,7 @@ async function pipUsage(head: TestHead): Promise<CacheUsageJson> {
   return usage;
 }
 
-describe('env cache on a node', () => {
+describe('env cache on a node', { timeout: 180_000 }, () => {
   it('evicts under a small limit without touching the env of a running job, and reports its use', async () => {
     const wheelDir = tempDir('raysub-wheels-');
     buildWheel(wheelDir, 'tinya', '1.0', 'tinya', 'VALUE = "a"\n');

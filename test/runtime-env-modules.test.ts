@@ -15,7 +15,7 @@ console.log('cjs', dep);
 import('tiny-dep').then((m) => console.log('esm', m.default));
 `;
 
-describe('npm, py_modules and env_vars', () => {
+describe('npm, py_modules and env_vars', { timeout: 180_000 }, () => {
   it('installs a Node job\'s dependencies from its lockfile once and lets the job import them', async () => {
     const npmCache = tempDir('raysub-npm-cache-');
     const dir = workingDir({ 'index.js': NODE_JOB });

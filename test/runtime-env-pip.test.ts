@@ -40,7 +40,7 @@ async function startDelay(head: TestHead, id: string): Promise<number> {
   return job.start_time - job.raysub.created_at;
 }
 
-describe('pip runtime envs', () => {
+describe('pip runtime envs', { timeout: 180_000 }, () => {
   it('builds a virtualenv once, reuses it for the next job, and makes it the job\'s python', async () => {
     const head = await startHead({ numCpus: 2, env: offlinePipEnv(wheels()) });
     const dir = workingDir({ 'show.py': SHOW });

@@ -2,6 +2,8 @@
  * Which interpreters a task would run, found the way its shell would find them (its PATH, its
  * working dir, so pyenv's `.python-version` counts), and the environment installers run with.
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import { runTool } from './run.js';
 
 /**
@@ -40,14 +42,73 @@ async function probe(argv: string[], env: Record<string, string>, cwd: string, s
   }
 }
 
+const probed = new Map<string, PythonInfo>();
+
+/** Where the shell would find `python3`, else `python`, on this PATH. */
+function pythonOnPath(searchPath: string | undefined): string | null {
+  const dirs = (searchPath ?? '').split(path.delimiter).filter(Boolean);
+  for (const name of ['python3', 'python']) {
+    for (const dir of dirs) {
+      const p = path.join(dir, name);
+      try {
+        fs.accessSync(p, fs.constants.X_OK);
+        return p;
+      } catch {
+        // not here
+      }
+    }
+  }
+  return null;
+}
+
+function readOrEmpty(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * What decides which interpreter `python3` runs: the file PATH finds (and what it links to), and,
+ * for a pyenv shim, PYENV_VERSION, a `.python-version` in the cwd or above, or pyenv's global
+ * version. Probing costs a process start (more through a shim), so a task whose inputs match an
+ * earlier probe reuses its answer.
+ */
+function probeKey(env: Record<string, string>, cwd: string): string | null {
+  const found = pythonOnPath(env.PATH);
+  if (!found) return null;
+  let real: string;
+  let st: fs.Stats;
+  try {
+    real = fs.realpathSync(found);
+    st = fs.statSync(real);
+  } catch {
+    return null;
+  }
+  const local: string[] = [];
+  for (let dir = path.resolve(cwd); ; dir = path.dirname(dir)) {
+    local.push(readOrEmpty(path.join(dir, '.python-version')));
+    if (path.dirname(dir) === dir) break;
+  }
+  const pyenvRoot = env.PYENV_ROOT ?? '';
+  return JSON.stringify([found, real, st.mtimeMs, st.size, env.PYENV_VERSION ?? '', pyenvRoot, pyenvRoot && readOrEmpty(path.join(pyenvRoot, 'version')), local]);
+}
+
 /** The interpreter `python3` (else `python`) names for a task with this environment and cwd. */
 export async function probePython(env: Record<string, string>, cwd: string, signal: AbortSignal): Promise<PythonInfo> {
+  const key = probeKey(env, cwd);
+  const known = key ? probed.get(key) : undefined;
+  if (known && fs.existsSync(known.executable)) return known;
   for (const name of ['python3', 'python']) {
     const line = await probe([name, '-c', PY_PROBE], env, cwd, signal);
     if (!line) continue;
     try {
       const [executable, version, hasPip] = JSON.parse(line) as [string, string, boolean];
-      if (executable) return { executable, version, hasPip };
+      if (!executable) continue;
+      const info = { executable, version, hasPip };
+      if (key) probed.set(key, info);
+      return info;
     } catch {
       // not our output (a wrapper printed something): try the next name
     }

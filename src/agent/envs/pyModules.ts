@@ -4,6 +4,7 @@
  * unpacked once per package by the workspace; wheels are installed once (with `pip install
  * --target`, as Ray does) into the env cache. Every resulting directory goes on PYTHONPATH.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { canonicalJson, sha256 } from '../../shared/ids.js';
 import type { BuildContext } from './cache.js';
@@ -30,9 +31,11 @@ export function wheelKey(name: string, python: PythonInfo): string {
 /** Install the wheel (unpacked by the workspace as `<dir>/<name>`) and its dependencies into `ctx.dir`. */
 export async function installWheel(ctx: BuildContext, unpackedDir: string, name: string, python: PythonInfo, env: Record<string, string>): Promise<void> {
   if (!python.hasPip) throw new Error(`py_modules: installing ${name} needs pip in ${python.executable}`);
-  const argv = [python.executable, '-m', 'pip', '--disable-pip-version-check', '--no-input', 'install', '--target', ctx.dir, path.join(unpackedDir, name)];
+  // The workspace keeps a wheel as it came, inside a directory named after it.
+  const wheel = fs.statSync(unpackedDir).isFile() ? unpackedDir : path.join(unpackedDir, name);
+  const argv = [python.executable, '-m', 'pip', '--disable-pip-version-check', '--no-input', 'install', '--target', ctx.dir, wheel];
   ctx.output(`[raysub] py_modules: pip install --target <env> ${name}\n`);
-  await runChecked(`pip install ${name}`, argv, { cwd: unpackedDir, env, signal: ctx.signal, onOutput: ctx.output });
+  await runChecked(`pip install ${name}`, argv, { cwd: ctx.dir, env, signal: ctx.signal, onOutput: ctx.output });
 }
 
 export function addToPythonPath(env: Record<string, string>, dirs: readonly string[]): void {
