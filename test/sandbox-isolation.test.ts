@@ -6,8 +6,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runCli, startAgent, startHead, waitFor, workingDir } from './helpers/cluster.js';
-import { processesWith, requireSandbox, resultOf, taskCgroups, unique } from './helpers/sandbox.js';
+import { processesWith, runCli, startAgent, startHead, waitFor, workingDir } from './helpers/cluster.js';
+import { requireSandbox, resultOf, taskCgroups, unique } from './helpers/sandbox.js';
 
 /** Writes a secret in its own dir and in /tmp, says where it is, then waits to be stopped. */
 const VICTIM = `

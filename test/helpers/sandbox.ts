@@ -1,6 +1,6 @@
 /**
- * Helpers for sandbox tests: skip (saying why) where the node cannot sandbox, find host
- * processes by a marker in their command line, and find an agent's cgroups.
+ * Helpers for sandbox tests: skip (saying why) where the node cannot sandbox, and find an
+ * agent's cgroups.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -22,20 +22,6 @@ export async function requireSandbox(head: Pick<TestHead, 'client'>, ctx: TestCo
   const why = `node ${node?.node_name ?? '?'} has sandbox ${node?.sandbox.mode ?? 'none'} (${node?.sandbox.detail ?? 'not registered'})`;
   console.warn(`skipping "${ctx.task.name}": ${why}`);
   ctx.skip();
-}
-
-/** Host pids whose command line contains `marker`. */
-export function processesWith(marker: string): number[] {
-  const out: number[] = [];
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
-    try {
-      if (fs.readFileSync(`/proc/${name}/cmdline`, 'utf8').includes(marker)) out.push(Number(name));
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return out;
 }
 
 /** Task cgroup directories under every hierarchy's raysub/<node>-*\/ root. */

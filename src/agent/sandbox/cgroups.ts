@@ -139,13 +139,18 @@ export class TaskCgroup {
     signalAll(this.pids(), 'SIGKILL');
   }
 
-  /** Kill what is left, wait for it to be gone, and remove the cgroups. */
-  async remove(): Promise<void> {
+  /** Kill what is left and wait (a bounded time) for it to be gone. */
+  async drain(): Promise<void> {
     const deadline = Date.now() + 5000;
     for (let i = 0; this.pids().length > 0 && Date.now() < deadline; i++) {
       this.kill();
       await new Promise((r) => setTimeout(r, Math.min(50, 2 ** i)));
     }
+  }
+
+  /** Drain, then remove the cgroups. */
+  async remove(): Promise<void> {
+    await this.drain();
     for (const dir of this.dirs.values()) {
       for (let i = 0; i < 20; i++) {
         try {

@@ -18,7 +18,8 @@ export async function chooseLauncher(opts: SandboxOptions, log: Logger): Promise
   if (opts.sandbox === 'none') return new ProcessLauncher('sandbox disabled by the operator (--sandbox none)');
   const agentEnv = agentProcessEnv();
   const cg = openCgroups(opts);
-  const limits = cg.cgroups ? `cgroups: ${cg.cgroups.controllers.join(' ')}${cg.cgroups.unified ? ', cgroup2 kill' : ''}` : 'no cgroups';
+  const controllers = cg.cgroups?.controllers ?? [];
+  const limits = `${controllers.length > 0 ? `cgroups: ${controllers.join(' ')}` : 'no cgroup limits'}${cg.cgroups?.unified ? ', cgroup2 kill' : ''}`;
   if (cg.problems.length > 0) log.warn({ problems: cg.problems }, 'some cgroup hierarchies are unusable');
 
   let reason = 'not requested (--sandbox process)';

@@ -60,14 +60,17 @@ interface Reservation {
 }
 
 export class SandboxLauncher implements Launcher {
+  private readonly releasing = new Set<Promise<void>>();
+
   constructor(
     readonly mode: SandboxMode,
     readonly detail: string,
     private readonly s: SandboxSettings,
   ) {}
 
+  /** Limits are enforced (a cgroup2 without controllers only tracks and kills). */
   get cgroups(): boolean {
-    return this.s.cgroups !== null;
+    return this.s.cgroups?.has('memory') ?? false;
   }
 
   async launch(spec: LaunchSpec): Promise<WorkerHandle> {
@@ -102,7 +105,6 @@ export class SandboxLauncher implements Launcher {
     if (bwrap) {
       const dir = path.join(s.stateDir, spec.key);
       r.stateDir = dir;
-      fs.rmSync(dir, { recursive: true, force: true });
       fs.mkdirSync(dir, { mode: 0o700 });
       const files = { passwd: path.join(dir, 'passwd'), group: path.join(dir, 'group'), start: path.join(dir, 'start') };
       fs.writeFileSync(files.passwd, passwdFile(id), { mode: 0o644 });
@@ -158,8 +160,12 @@ export class SandboxLauncher implements Launcher {
     const exited: Promise<WorkerExit> = exit.then(async ({ code, signal: sig }) => {
       // Whatever the worker left behind goes with it.
       if (!bwrapped) killGroup(pid, 'SIGKILL');
+      await r.cgroup?.drain();
       const oom = r.cgroup?.oomKilled() ?? false;
-      await this.release(r);
+      // Nothing of the task runs any more; removing its cgroups need not delay the exit report.
+      const removal = this.release(r);
+      this.releasing.add(removal);
+      void removal.finally(() => this.releasing.delete(removal));
       return { code, signal: sig, oom };
     });
     let done = false;
@@ -203,6 +209,7 @@ export class SandboxLauncher implements Launcher {
   }
 
   async close(): Promise<void> {
+    await Promise.allSettled([...this.releasing]);
     this.s.cgroups?.close();
   }
 }
