@@ -69,6 +69,26 @@ describe('terminal output', () => {
   });
 });
 
+describe('job list', () => {
+  it.skipIf(!hasPty)('is a table that fits the terminal, coloured there, plain in a pipe', async () => {
+    const head = await startHead({ numCpus: 1 });
+    const long = 'a-very-long-argument-'.repeat(6);
+    expect((await runCli(['job', 'submit', '--submission-id', 'wordy', '--', 'sh', '-c', `echo ${long}; exit 9`], { env: head.env })).code).toBe(9);
+    expect((await runCli(['job', 'submit', '--submission-id', 'fine', '--', 'true'], { env: head.env })).code).toBe(0);
+    const term = runCliInPty(['job', 'list', '--address', head.url, '--token', head.token], { cols: 110 });
+    expect(await term.exited).toBe(0);
+    const lines = term.output().replace(/\u001b\[[0-9;]*m/g, '').split('\r\n').filter(Boolean);
+    expect(lines[0]).toMatch(/^ID +STATUS +SUBMITTED +DURATION +TASKS +ENTRYPOINT +DETAIL$/);
+    expect(lines[1]).toMatch(/^fine +SUCCEEDED +\d+s ago +\d+s +1 +true$/);
+    expect(lines[2]).toMatch(/^wordy +FAILED +\d+s ago +\d+s +1 +sh -c .*… +ENTRYPOINT_FAILED.*…$/);
+    for (const l of lines) expect(l.length).toBeLessThanOrEqual(110);
+    expect(term.output()).toContain(`${ESC}[31mFAILED${ESC}[39m`);
+    const piped = await runCli(['job', 'list'], { env: { ...head.env, NO_COLOR: '' } });
+    expect(piped.stdout).not.toContain(ESC);
+    expect(piped.stdout).toMatch(/\nwordy +FAILED .*ENTRYPOINT_FAILED job failed: exited with code 9; last output:\n/);
+  });
+});
+
 describe('shell completion', () => {
   function bashComplete(script: string, line: string): string[] {
     const words = line.split(' ');

@@ -5,11 +5,18 @@ function width(s: string): number {
   return s.replace(ANSI, '').length;
 }
 
-export function renderTable(headers: string[], rows: string[][]): string {
+/**
+ * Render rows under headers. With `maxWidth` (a terminal's columns), the last column is cut so a
+ * row never wraps; it holds free text (a message, a reason) where the end matters least.
+ */
+export function renderTable(headers: string[], rows: string[][], maxWidth?: number): string {
   const widths = headers.map((h, i) => Math.max(width(h), ...rows.map((r) => width(r[i] ?? ''))));
+  const lastStart = widths.slice(0, -1).reduce((sum, w) => sum + w + 2, 0);
+  const room = maxWidth ? Math.max(20, maxWidth - lastStart - 1) : Infinity;
+  const fit = (c: string) => (width(c) <= room ? c : truncate(c.replace(ANSI, ''), room));
   const line = (cells: string[]) =>
     cells
-      .map((c, i) => (i === cells.length - 1 ? c : c + ' '.repeat((widths[i] ?? 0) - width(c))))
+      .map((c, i) => (i === cells.length - 1 ? fit(c) : c + ' '.repeat((widths[i] ?? 0) - width(c))))
       .join('  ')
       .trimEnd();
   return [line(headers), ...rows.map(line)].join('\n') + '\n';

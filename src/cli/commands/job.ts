@@ -105,6 +105,13 @@ export async function waitCommand(ctx: CliContext, id: string, flags: { timeout?
   }
 }
 
+/** The one thing worth knowing about a job in a list: why it failed, why it waits, what fired it. */
+function listDetail(j: JobDetails): string {
+  if (j.status === 'FAILED') return `${j.error_type ?? ''} ${(j.message ?? '').split('\n')[0]}`;
+  if (j.status === 'PENDING') return j.message ?? '';
+  return j.raysub.schedule ? `schedule ${j.raysub.schedule}` : '';
+}
+
 export async function listCommand(ctx: CliContext, flags: { limit?: string; cursor?: string; status?: string; schedule?: string; json?: boolean }): Promise<number> {
   const limit = flags.limit === undefined ? 50 : Number(flags.limit);
   if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new RaysubError('USAGE', '--limit must be a whole number from 1 to 10000');
@@ -128,11 +135,11 @@ export async function listCommand(ctx: CliContext, flags: { limit?: string; curs
     formatAge(now - j.raysub.created_at) + ' ago',
     j.start_time ? formatAge((j.end_time ?? now) - j.start_time) : '-',
     j.raysub.parallel > 1 ? String(j.raysub.parallel) : '1',
-    truncate(j.entrypoint, 48),
-    truncate(j.status === 'FAILED' ? `${j.error_type ?? ''} ${(j.message ?? '').split('\n')[0]}` : j.status === 'PENDING' ? (j.message ?? '') : '', 50),
+    truncate(j.entrypoint, 40),
+    truncate(listDetail(j), 80),
   ]);
   if (rows.length === 0) ctx.out.write('No jobs.\n');
-  else ctx.out.write(renderTable(['ID', 'STATUS', 'SUBMITTED', 'DURATION', 'TASKS', 'ENTRYPOINT', 'DETAIL'], rows));
+  else ctx.out.write(renderTable(['ID', 'STATUS', 'SUBMITTED', 'DURATION', 'TASKS', 'ENTRYPOINT', 'DETAIL'], rows, ctx.isTTY ? ctx.out.columns : undefined));
   if (nextCursor) ctx.err.write(`More jobs: raysub job list --cursor ${nextCursor}\n`);
   return EXIT.OK;
 }
