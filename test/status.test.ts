@@ -18,13 +18,14 @@ if (!hasPty) console.warn('status.test.ts: skipping the pseudo-terminal tests: p
 /** A cluster with something in every section: a running job, a queued one, a failure, schedules. */
 async function busyCluster(): Promise<TestHead> {
   const head = await startHead({ numCpus: 2, args: ['--node-name', 'node-1', '--memory', '4G'] });
-  const env = head.env;
-  expect((await runCli(['job', 'submit', '--submission-id', 'broken', '--', 'sh', '-c', 'echo oops; exit 3'], { env })).code).toBe(3);
-  expect((await runCli(['job', 'submit', '--no-wait', '--submission-id', 'busy', '--', 'sleep', '120'], { env })).code).toBe(0);
-  await waitFor(async () => (await head.client.getJob('busy')).status === 'RUNNING', { what: 'busy to run' });
-  expect((await runCli(['job', 'submit', '--no-wait', '--submission-id', 'queued', '--entrypoint-num-cpus', '2', '--', 'sleep', '120'], { env })).code).toBe(0);
-  expect((await runCli(['schedule', 'create', 'hourly', '--cron', '0 * * * *', '-q', '--', 'true'], { env })).code).toBe(0);
-  expect((await runCli(['schedule', 'create', 'held', '--cron', '@daily', '--suspend', '-q', '--', 'true'], { env })).code).toBe(0);
+  // Set up through the SDK (the CLI's own client); the commands under test are run as the CLI.
+  const c = head.client;
+  await c.submitJob({ entrypoint: 'echo oops; exit 3', submission_id: 'broken' });
+  await c.submitJob({ entrypoint: 'sleep 120', submission_id: 'busy' });
+  await waitFor(async () => (await c.getJob('broken')).status === 'FAILED' && (await c.getJob('busy')).status === 'RUNNING', { what: 'broken to fail and busy to run' });
+  await c.submitJob({ entrypoint: 'sleep 120', submission_id: 'queued', entrypoint_num_cpus: 2 });
+  await c.createSchedule({ name: 'hourly', cron: '0 * * * *', job: { entrypoint: 'true' } });
+  await c.createSchedule({ name: 'held', cron: '@daily', suspend: true, job: { entrypoint: 'true' } });
   return head;
 }
 
