@@ -4,6 +4,7 @@
 //   sandboxed: the launcher the agent picks here (bwrap + cgroups + per-task uid), including
 //              cgroup creation and removal, the task dir chown and the per-task files
 // Usage: node scripts/bench-sandbox.mjs [--runs N] [--json]
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -60,14 +61,19 @@ async function once(launcher, argv) {
   return ms;
 }
 
+// The real interpreters, not a version manager's shim on PATH: the sandbox runs the real one (its
+// links point there), so a shim in the bare run would make the sandbox look faster than it is.
+const real = (cmd, args) => execFileSync(cmd, args, { encoding: 'utf8' }).trim();
+const python = real('python3', ['-c', 'import sys; print(sys.executable)']);
 const commands = [
   { name: '`/bin/sh -c true`', argv: ['/bin/sh', '-c', 'true'], runs },
-  { name: '`python3 -c pass`', argv: ['/bin/sh', '-c', 'python3 -c pass'], runs: Math.ceil(runs / 2) },
-  { name: '`node -e 0`', argv: ['/bin/sh', '-c', 'node -e 0'], runs: Math.ceil(runs / 2) },
+  { name: '`python3 -c pass`', argv: ['/bin/sh', '-c', `${python} -c pass`], runs: Math.ceil(runs / 2) },
+  { name: '`node -e 0`', argv: ['/bin/sh', '-c', `${process.execPath} -e 0`], runs: Math.ceil(runs / 2) },
 ];
+const loadBefore = os.loadavg().map((l) => l.toFixed(2)).join(' ');
 const rows = [];
 for (const c of commands) {
-  for (let i = 0; i < 3; i++) await once(bare, c.argv), await once(sandboxed, c.argv); // warm-up
+  for (let i = 0; i < 5; i++) await once(bare, c.argv), await once(sandboxed, c.argv); // warm-up
   const b = [];
   const s = [];
   for (let i = 0; i < c.runs; i++) {
@@ -75,19 +81,32 @@ for (const c of commands) {
     if (i % 2 === 0) b.push(await once(bare, c.argv)), s.push(await once(sandboxed, c.argv));
     else s.push(await once(sandboxed, c.argv)), b.push(await once(bare, c.argv));
   }
-  rows.push({ command: c.name, runs: c.runs, bare_median_ms: percentile(b, 50), sandboxed_median_ms: percentile(s, 50), added_median_ms: percentile(s, 50) - percentile(b, 50), bare_p90_ms: percentile(b, 90), sandboxed_p90_ms: percentile(s, 90) });
+  // Each sandboxed run next to the bare run beside it: the machine's load changes by the second.
+  const paired = s.map((x, i) => x - (b[i] ?? 0));
+  rows.push({
+    command: c.name,
+    runs: c.runs,
+    bare_median_ms: percentile(b, 50),
+    sandboxed_median_ms: percentile(s, 50),
+    added_median_ms: percentile(s, 50) - percentile(b, 50),
+    added_paired_median_ms: percentile(paired, 50),
+    bare_p90_ms: percentile(b, 90),
+    sandboxed_p90_ms: percentile(s, 90),
+  });
 }
 await sandboxed.close?.();
 fs.rmSync(work, { recursive: true, force: true });
 
-const result = { machine: machine(), date: new Date().toISOString().slice(0, 10), load: os.loadavg().map((l) => l.toFixed(2)).join(' '), sandbox: { mode: sandboxed.mode, detail: sandboxed.detail }, rows };
+const result = { machine: machine(), date: new Date().toISOString().slice(0, 10), load_before: loadBefore, load_after: os.loadavg().map((l) => l.toFixed(2)).join(' '), sandbox: { mode: sandboxed.mode, detail: sandboxed.detail }, rows };
 if (json) {
   process.stdout.write(JSON.stringify(result, null, 2) + '\n');
 } else {
   const f = (x) => x.toFixed(1);
-  console.log(`${result.machine}; load ${result.load}`);
+  console.log(`${result.machine}; load average before ${result.load_before}, after ${result.load_after}`);
   console.log(`sandbox: ${sandboxed.mode} (${sandboxed.detail})\n`);
-  console.log('| command | runs | bare median ms | sandboxed median ms | added median ms | bare p90 | sandboxed p90 |');
-  console.log('|---|---|---|---|---|---|---|');
-  for (const r of rows) console.log(`| ${r.command} | ${r.runs} | ${f(r.bare_median_ms)} | ${f(r.sandboxed_median_ms)} | **${f(r.added_median_ms)}** | ${f(r.bare_p90_ms)} | ${f(r.sandboxed_p90_ms)} |`);
+  console.log('| command | runs | bare median ms | sandboxed median ms | added (difference of medians) | added (median of paired differences) | bare p90 | sandboxed p90 |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const r of rows) {
+    console.log(`| ${r.command} | ${r.runs} | ${f(r.bare_median_ms)} | ${f(r.sandboxed_median_ms)} | **${f(r.added_median_ms)}** | ${f(r.added_paired_median_ms)} | ${f(r.bare_p90_ms)} | ${f(r.sandboxed_p90_ms)} |`);
+  }
 }

@@ -163,7 +163,7 @@ export class SandboxLauncher implements Launcher {
       await r.cgroup?.drain();
       const oom = r.cgroup?.oomKilled() ?? false;
       // Nothing of the task runs any more; removing its cgroups need not delay the exit report.
-      const removal = this.release(r);
+      const removal = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.release(r));
       this.releasing.add(removal);
       void removal.finally(() => this.releasing.delete(removal));
       return { code, signal: sig, oom };
