@@ -108,7 +108,9 @@ describe('sandbox isolation', () => {
     expect(r.uid).toBeGreaterThan(65535);
     expect(r.caps).toEqual(['CapEff:\t0000000000000000', 'CapBnd:\t0000000000000000']);
     expect(probe.stdout).not.toContain(head.token);
-    expect(Object.keys(r.env).filter((k) => /TOKEN/i.test(k))).toEqual([]);
+    // A job may hold a token scoped to itself, never the cluster's.
+    expect(r.env.RAYSUB_TOKEN).toBeUndefined();
+    expect(Object.values(r.env).join('\n')).not.toContain(head.token);
     // The network is there by default: the job reaches the head.
     expect(r.head).toMatch(/^ok:\d{3}$/);
 
@@ -140,7 +142,11 @@ describe('sandbox isolation', () => {
     expect(probe.code, probe.stderr).toBe(0);
     const r = resultOf<ProbeResult>(probe.stdout);
     for (const p of spec.read) expect(r.read[p]).toMatch(/^err:/);
-    expect(r.list[agent.workDir]).toBe("ok:['tasks']");
+    // Only the paths down to what the job was given exist: none of the agent's own directories.
+    for (const own of ['packages', 'unpacked', 'spool', 'sandbox', 'envs']) {
+      expect(r.list[agent.workDir]).not.toContain(`'${own}'`);
+    }
+    expect(r.list[path.join(agent.workDir, 'tasks')]).toBe(`ok:['${path.basename(r.cwd)}']`);
     expect(r.list[path.join(agent.workDir, 'sandbox')]).toBe('err:FileNotFoundError');
     expect(r.list[head.dataDir]).toMatch(/^err:/);
     expect(r.write[path.join(agent.workDir, 'probe')]).toMatch(/^err:/);

@@ -75,7 +75,7 @@ export class Workspace {
       fs.cpSync(source, dir, { recursive: true, verbatimSymlinks: true, mode: fs.constants.COPYFILE_FICLONE });
       makeWritable(dir);
     } else {
-      fs.mkdirSync(dir, { recursive: true });
+      fs.mkdirSync(dir, { recursive: true, mode: TASK_DIR_MODE });
     }
     return dir;
   }
@@ -84,6 +84,9 @@ export class Workspace {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/** A task's directory is its own (the sandbox gives it to the task's uid): no other user on the host reads it. */
+const TASK_DIR_MODE = 0o700;
 
 function walk(dir: string, fn: (p: string, st: fs.Stats) => void): void {
   for (const name of fs.readdirSync(dir)) {
@@ -101,7 +104,7 @@ function makeReadOnly(dir: string): void {
 }
 
 function makeWritable(dir: string): void {
-  fs.chmodSync(dir, 0o755);
+  fs.chmodSync(dir, TASK_DIR_MODE);
   walk(dir, (p, st) => {
     if (!st.isSymbolicLink()) fs.chmodSync(p, st.mode | 0o200);
   });

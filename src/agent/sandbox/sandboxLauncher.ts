@@ -222,17 +222,17 @@ function spawned(child: ChildProcess): Promise<number> {
 }
 
 /**
- * Wait for the start script's "ok"; if the sandbox dies first, fail with what it printed. Its
- * stderr is read meanwhile (Node discards unread output when a child exits) and handed back
- * unread when the worker is up.
+ * Wait for the start script's "ok"; if the sandbox dies first, fail with what it printed. Until
+ * then stderr is held in paused mode (a 'readable' listener that reads nothing): Node would
+ * otherwise drain unread output when the child exits, and reading it in flowing mode could hit
+ * its end before the worker's consumer is attached.
  */
 async function ready(child: ChildProcess, exit: Promise<unknown>): Promise<void> {
   const fd = child.stdio[READY_FD] as Readable;
   const stderr = child.stderr as Readable;
   fd.on('error', () => undefined);
-  const early: Buffer[] = [];
-  const keep = (d: Buffer): void => void early.push(d);
-  stderr.on('data', keep);
+  const hold = (): void => undefined;
+  stderr.on('readable', hold);
   // Resolves on "ok", or on close: bwrap and its init hold this fd until the sandbox ends.
   const up = await new Promise<boolean>((resolve) => {
     let got = '';
@@ -243,14 +243,10 @@ async function ready(child: ChildProcess, exit: Promise<unknown>): Promise<void>
     fd.once('close', () => resolve(false));
   });
   fd.destroy();
-  if (up) {
-    stderr.off('data', keep);
-    stderr.pause();
-    if (early.length > 0) stderr.unshift(Buffer.concat(early));
-    return;
-  }
+  stderr.off('readable', hold);
+  if (up) return;
   await exit;
-  await new Promise<void>((resolve) => (stderr.readableEnded || stderr.destroyed ? resolve() : stderr.once('close', () => resolve())));
-  const text = Buffer.concat(early).toString().trim().slice(0, 4000);
-  throw new Error(text || 'the sandbox exited before the worker started');
+  let text = '';
+  for await (const chunk of stderr) if (text.length < 4000) text += (chunk as Buffer).toString();
+  throw new Error(text.trim().slice(0, 4000) || 'the sandbox exited before the worker started');
 }
