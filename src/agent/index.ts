@@ -9,6 +9,7 @@ import { RaysubError, toRaysubError } from '../shared/errors.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import type { Assignment, PollResponse, TaskRef } from '../shared/protocol/index.js';
 import { detectGpus } from './detect.js';
+import { installRuntimeLibs, JobApi, localAddressFor } from './jobapi/index.js';
 import { EnvCache } from './envs/index.js';
 import { HeadLink } from './headLink.js';
 import type { Launcher } from './launcher.js';
@@ -56,6 +57,7 @@ class Agent implements RunningAgent {
   private reregistering: Promise<void> | null = null;
   private loops: Promise<void>[] = [];
   private readonly envCache: EnvCache;
+  private readonly jobApi: JobApi;
 
   constructor(
     private readonly opts: AgentOptions,
@@ -68,6 +70,21 @@ class Agent implements RunningAgent {
   ) {
     outbox.onChange = (urgent) => this.wakeReporter(urgent ? 0 : 20);
     this.envCache = new EnvCache(path.join(opts.workDir, 'envs'), opts.cacheLimitBytes, log.child({ component: 'envs' }));
+    this.jobApi = new JobApi({
+      workDir: opts.workDir,
+      token: opts.token,
+      outbox,
+      killGraceMs: opts.killGraceMs,
+      log: log.child({ component: 'jobapi' }),
+      totals,
+      wake: () => this.wakeReporter(2),
+      workspace,
+      launcher,
+      runtimeEnv: { agentEnv: agentProcessEnv(), cache: this.envCache, packages: workspace },
+      headAddress: head.address,
+      nodeId: () => this.id,
+      libs: installRuntimeLibs(opts.workDir),
+    });
   }
 
   get nodeName(): string {
@@ -79,6 +96,7 @@ class Agent implements RunningAgent {
   }
 
   async start(): Promise<void> {
+    await this.jobApi.start(await localAddressFor(this.head.address));
     await this.register();
     this.state = 'running';
     this.loops = [this.pollLoop(), this.reportLoop()];
@@ -122,9 +140,10 @@ class Agent implements RunningAgent {
     while (this.state === 'running') {
       try {
         await this.reregistering;
-        const res = await this.head.poll(this.id, { known: this.known(), wait_ms: this.pollWaitMs }, this.stop.signal);
+        const res = await this.head.poll(this.id, { known: this.known(), wait_ms: this.pollWaitMs, ...this.jobApi.pollFields() }, this.stop.signal);
         failures = 0;
         this.handlePoll(res);
+        await this.jobApi.polled(res.injob);
       } catch (err) {
         if (this.state !== 'running') break;
         failures = await this.onError(err, failures, 'poll');
@@ -150,6 +169,7 @@ class Agent implements RunningAgent {
       nodeId: () => this.id,
       nodeName: this.opts.nodeName,
       runtimeEnv: { agentEnv: agentProcessEnv(), cache: this.envCache, packages: this.workspace },
+      jobApi: this.jobApi,
     });
     this.runs.set(k, run);
   }
@@ -172,7 +192,7 @@ class Agent implements RunningAgent {
   private async reportLoop(): Promise<void> {
     let failures = 0;
     while (this.state === 'running') {
-      if (!this.outbox.hasWork() || failures > 0) {
+      if ((!this.outbox.hasWork() && !this.jobApi.relay.hasWork()) || failures > 0) {
         await new Promise<void>((resolve) => {
           const done = (): void => {
             clearTimeout(t);
@@ -188,8 +208,12 @@ class Agent implements RunningAgent {
       }
       try {
         await this.reregistering;
-        const req = { ...this.outbox.build(MAX_REPORT_BYTES, this.known()), usage: this.envCache.usage() };
-        const res = await this.head.report(this.id, req, this.stop.signal);
+        const req = { ...this.outbox.build(MAX_REPORT_BYTES, this.known()), usage: this.envCache.usage(), injob: this.jobApi.report() };
+        const res = await this.head.report(this.id, req, this.stop.signal).catch((err: unknown) => {
+          this.jobApi.reportFailed();
+          throw err;
+        });
+        this.jobApi.answered(res.injob);
         failures = 0;
         for (const ref of this.outbox.ack(res)) this.runs.delete(refKey(ref));
         this.applyKills(res.kills);
@@ -245,6 +269,7 @@ class Agent implements RunningAgent {
     const runs = [...this.runs.values()];
     for (const r of runs) r.kill('head');
     await Promise.all(runs.map((r) => r.done));
+    await this.jobApi.close();
     this.stop.abort();
     if (this.reportTimer) clearTimeout(this.reportTimer);
     await Promise.allSettled(this.loops);

@@ -23,6 +23,11 @@ export interface TaskRunDeps {
   nodeId: () => string;
   nodeName: string;
   runtimeEnv: RuntimeEnvContext;
+  /** The in-job task API: the job's socket and libraries, and this node's own resource ledger. */
+  jobApi?: {
+    attach(a: Assignment, ref: TaskRef, env: Record<string, string>): Promise<{ env: Record<string, string>; paths: string[]; detach: () => void }>;
+    holdJobTask(a: Assignment, signal: AbortSignal): Promise<() => void>;
+  };
 }
 
 const STRENGTH = { none: 0, process: 1, bwrap: 2 } as const;
@@ -75,6 +80,8 @@ export class TaskRun {
     const { outbox, workspace, launcher, log } = this.deps;
     let taskDir: string | null = null;
     let releaseEnvs: (() => void) | undefined;
+    let detachApi: (() => void) | undefined;
+    let releaseHold: (() => void) | undefined;
     try {
       if (a.attempt > 1) this.system(`attempt ${a.attempt} on ${this.deps.nodeName}`);
       const required = a.sandbox.require;
@@ -106,16 +113,21 @@ export class TaskRun {
       });
       releaseEnvs = prepared.release;
       this.checkAborted();
+      // In-job work may hold what the head thought free here: wait until this node really has it.
+      releaseHold = await this.deps.jobApi?.holdJobTask(a, this.abort.signal);
+      this.checkAborted();
+      const api = await this.deps.jobApi?.attach(a, this.ref, prepared.env);
+      detachApi = api?.detach;
       try {
         this.worker = await launcher.launch({
           key: this.key,
           argv: prepared.argv ?? ['/bin/sh', '-c', a.entrypoint],
           cwd: taskDir,
-          env: prepared.env,
+          env: api?.env ?? prepared.env,
           resources: a.resources,
           gpuIds: a.gpu_ids,
           network: a.sandbox.network ?? 'host',
-          readOnlyPaths: prepared.readOnlyPaths,
+          readOnlyPaths: [...prepared.readOnlyPaths, ...(api?.paths ?? [])],
         });
       } catch (err) {
         throw new SetupError('spawn_failed', `could not start the worker: ${toRaysubError(err).message}`);
@@ -147,6 +159,8 @@ export class TaskRun {
       if (taskDir) workspace.removeTaskDir(taskDir);
       // Cached envs stay leased until the worker is gone, so eviction never pulls them from under it.
       releaseEnvs?.();
+      detachApi?.();
+      releaseHold?.();
     }
   }
 

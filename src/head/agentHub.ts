@@ -20,6 +20,7 @@ import type {
 } from '../shared/protocol/index.js';
 import { fromUnits } from '../shared/resources.js';
 import type { Engine } from './engine.js';
+import type { InjobHub } from './injob.js';
 import type { LiveNode, LiveTask } from './state.js';
 
 export interface AgentHubOptions {
@@ -33,6 +34,8 @@ export class AgentHub {
   private closed = false;
   /** Builds the assignment body for a task (the job service knows packages and env vars). */
   assignmentOf: ((task: LiveTask) => Assignment) | null = null;
+  /** The in-job task API's traffic (placement, results, actors), when the head runs it. */
+  injob: InjobHub | null = null;
 
   constructor(
     private readonly engine: Engine,
@@ -121,7 +124,8 @@ export class AgentHub {
       store.nodes.touch(nodeId, now, req.usage ? JSON.stringify(req.usage) : null);
     });
     if (req.events.length) this.engine.requestSchedule();
-    return { acked_seq: acked, logs: acks, kills: this.engine.killsFor(node.id, req.running) };
+    const injob = req.injob && this.injob ? this.injob.report(node, req.injob) : undefined;
+    return { acked_seq: acked, logs: acks, kills: this.engine.killsFor(node.id, req.running), ...(injob ? { injob } : {}) };
   }
 
   /** Long-poll: answer at once if there is work or a kill order, else park until woken or timed out. */
@@ -129,8 +133,10 @@ export class AgentHub {
     const node = this.liveNode(nodeId);
     const deadline = Date.now() + Math.min(req.wait_ms, this.opts.pollWaitMs);
     for (;;) {
-      const answer = this.pollAnswer(node, req.known);
-      if (answer.assignments.length || answer.kills.length || this.closed || signal.aborted || Date.now() >= deadline) {
+      const answer = this.pollAnswer(node, req);
+      const injob = answer.injob;
+      const injobWork = injob ? injob.deliveries.length + injob.ended.length > 0 : false;
+      if (answer.assignments.length || answer.kills.length || injobWork || this.closed || signal.aborted || Date.now() >= deadline) {
         this.liveNode(nodeId);
         return answer;
       }
@@ -150,7 +156,8 @@ export class AgentHub {
     }
   }
 
-  private pollAnswer(node: LiveNode, known: readonly TaskRef[]): PollResponse {
+  private pollAnswer(node: LiveNode, req: PollRequest): PollResponse {
+    const known: readonly TaskRef[] = req.known;
     const knownKeys = new Set(known.map((k) => `${k.task_id}#${k.attempt}`));
     const assignments: Assignment[] = [];
     for (const id of node.running) {
@@ -159,7 +166,8 @@ export class AgentHub {
       const a = this.assignmentOf?.(t);
       if (a) assignments.push(a);
     }
-    return { assignments, kills: this.engine.killsFor(node.id, known) };
+    const injob = this.injob?.poll(node.id, req.injob_ack, req.injob_jobs);
+    return { assignments, kills: this.engine.killsFor(node.id, known), ...(injob ? { injob } : {}) };
   }
 
   /** Take no new work on this node; what runs there finishes. */
@@ -201,6 +209,7 @@ export class AgentHub {
       if (t) this.engine.taskLost(t, reason, now);
     }
     live.nodes.delete(node.id);
+    this.injob?.nodeLost(node.id);
     node.wake?.();
   }
 

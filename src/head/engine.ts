@@ -35,6 +35,8 @@ export class Engine extends EventEmitter<EngineEvents> {
   private wakeTimer: NodeJS.Timeout | null = null;
   /** Time from a task becoming eligible to its assignment, for metrics. */
   onPlaced: ((waitMs: number) => void) | null = null;
+  /** A job is being stopped or failed: its in-job work on every node must go. */
+  onStopping: ((jobId: string) => void) | null = null;
 
   constructor(
     readonly store: Store,
@@ -217,6 +219,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.store.jobs.setFailedTask(job.id, task.idx, message, v.errorType ?? 'ENTRYPOINT_FAILED', exitCode);
     job.failedTask = task.idx;
     this.cancelOthers(job, `cancelled because task ${task.idx} failed`, at);
+    this.onStopping?.(job.id);
   }
 
   private cancelOthers(job: LiveJob, message: string, at: number): void {
@@ -293,6 +296,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       }
       this.settleJob(job, at);
     });
+    this.onStopping?.(job.id);
     this.requestSchedule();
     return true;
   }

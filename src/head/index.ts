@@ -11,6 +11,7 @@ import { RAYSUB_VERSION } from '../shared/config.js';
 import { RaysubError } from '../shared/errors.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import { AgentHub } from './agentHub.js';
+import { InjobHub } from './injob.js';
 import { Authenticator, loadOrCreateToken } from './auth.js';
 import { openStore } from './db/index.js';
 import { Engine } from './engine.js';
@@ -91,6 +92,10 @@ export async function startHead(opts: HeadOptions, logger?: Logger): Promise<Run
     const hub = new AgentHub(engine, opts, log.child({ component: 'agents' }));
     const jobs = new JobService(engine, packages);
     hub.assignmentOf = (t) => jobs.assignmentOf(t);
+    const injob = new InjobHub(engine, log.child({ component: 'injob' }));
+    hub.injob = injob;
+    jobs.injobCounts = (id) => injob.countsOf(id);
+    engine.onStopping = (id) => injob.jobStopping(id);
     const metrics = new HeadMetrics(engine);
     const schedules = new ScheduleService(engine, jobs, packages, log.child({ component: 'schedules' }));
     const ticker = new ScheduleTicker(schedules, log.child({ component: 'cron' }));

@@ -10,6 +10,7 @@ import {
   parseRuntimeEnv,
   parseWith,
   type Assignment,
+  type InjobCounts,
   type JobDetails,
   type JobStatus,
   type RuntimeEnv,
@@ -48,6 +49,9 @@ export function packageNameOf(uri: string | undefined): string | null {
 }
 
 export class JobService {
+  /** In-job task counts of a job, as its agents report them. */
+  injobCounts: ((jobId: string) => InjobCounts | null) | null = null;
+
   constructor(
     private readonly engine: Engine,
     private readonly packages: PackageStore,
@@ -292,6 +296,7 @@ export class JobService {
         schedule: row.schedule,
         task_counts: counts,
         queue: row.status === 'PENDING' ? this.queueInfo(row.id, queue) : null,
+        injob: this.injobCounts?.(row.id) ?? null,
         ...(tasks ? { tasks } : {}),
       },
     };

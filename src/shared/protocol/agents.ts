@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { resourceMapSchema } from './common.js';
+import { injobAnswerSchema, injobPollSchema, injobReportSchema } from './jobapi.js';
 import { sandboxRequestSchema } from './runtimeEnv.js';
 
 /**
@@ -120,6 +121,8 @@ export const reportRequestSchema = z.object({
   logs: z.array(logChunkSchema).max(10_000),
   running: z.array(taskRefSchema),
   usage: z.object({ cache_bytes: z.number().optional() }).passthrough().optional(),
+  /** The in-job task API's traffic (absent from agents that predate it). */
+  injob: injobReportSchema.optional(),
 });
 export type ReportRequest = z.infer<typeof reportRequestSchema>;
 
@@ -137,17 +140,23 @@ export const reportResponseSchema = z.object({
   acked_seq: z.number().int(),
   logs: z.array(logAckSchema),
   kills: z.array(taskRefSchema),
+  injob: injobAnswerSchema.optional(),
 });
 export type ReportResponse = z.infer<typeof reportResponseSchema>;
 
 export const pollRequestSchema = z.object({
   known: z.array(taskRefSchema),
   wait_ms: z.number().int().min(0).max(60_000),
+  /** In-job deliveries up to this sequence number arrived; the head drops them. */
+  injob_ack: z.number().int().min(0).optional(),
+  /** Jobs with in-job state on this node, so the answer can say which have ended. */
+  injob_jobs: z.array(z.string()).optional(),
 });
 export type PollRequest = z.infer<typeof pollRequestSchema>;
 
 export const pollResponseSchema = z.object({
   assignments: z.array(assignmentSchema),
   kills: z.array(taskRefSchema),
+  injob: injobPollSchema.optional(),
 });
 export type PollResponse = z.infer<typeof pollResponseSchema>;

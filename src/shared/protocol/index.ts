@@ -4,3 +4,4 @@ export * from './jobs.js';
 export * from './agents.js';
 export * from './nodes.js';
 export * from './schedules.js';
+export * from './jobapi.js';

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { injobCountsSchema } from './jobapi.js';
 import { jobErrorTypeSchema, jobStatusSchema, resourceMapSchema, submissionIdSchema } from './common.js';
 
 /** raysub's own submission options, namespaced so they never collide with Ray's fields. */
@@ -78,6 +79,8 @@ export const raysubJobInfoSchema = z.object({
   schedule: z.string().nullable(),
   task_counts: z.record(z.string(), z.number()),
   queue: queueInfoSchema.nullable(),
+  /** Tasks and actors the job submitted through the in-job API, by state (null: none). */
+  injob: injobCountsSchema.nullable().optional(),
   tasks: z.array(taskInfoSchema).optional(),
 });
 

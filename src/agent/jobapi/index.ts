@@ -1,0 +1,3 @@
+export { JobApi, type JobApiDeps } from './service.js';
+export { installRuntimeLibs } from './runtimeLibs.js';
+export { localAddressFor } from './peer.js';

@@ -1,0 +1,105 @@
+/**
+ * What this node holds right now, as the agent itself counts it: job tasks the head placed here
+ * and in-job work of any origin. It is the authority on what may start on this node; the head's
+ * view is advisory and follows the agent's reports.
+ */
+import type { Usage } from '../../shared/protocol/index.js';
+import { applyPlacement, capacityFromTotals, cloneCapacity, fit, toUnits, type Capacity, type TaskRequest } from '../../shared/resources.js';
+
+export interface Holding {
+  req: TaskRequest;
+  gpuIds: number[];
+  /** In-job work (reported to the head as usage) rather than a job task the head placed. */
+  injob: boolean;
+  /** CPUs given back while the holder is blocked in `get`. */
+  lentCpus: number;
+}
+
+export class NodeLedger {
+  readonly totals: Capacity;
+  readonly free: Capacity;
+  private readonly holdings = new Set<Holding>();
+
+  constructor(totals: { num_cpus: number; num_gpus: number; memory: number; resources: Record<string, number> }) {
+    this.totals = capacityFromTotals(totals);
+    this.free = cloneCapacity(this.totals);
+  }
+
+  /** Reserve `req` if it fits now (with the given GPUs, or any that fit). */
+  tryTake(req: TaskRequest, injob: boolean, gpuIds?: readonly number[]): Holding | null {
+    let ids: number[];
+    if (gpuIds) {
+      if (toUnits(req.cpus) > this.free.cpus || req.memory > this.free.memory) return null;
+      for (const [k, v] of Object.entries(req.custom)) if (toUnits(v) > (this.free.custom[k] ?? 0)) return null;
+      const share = toUnits(req.gpus) < 10_000 ? toUnits(req.gpus) : 10_000;
+      if (gpuIds.some((g) => (this.free.gpus[g] ?? 0) < share)) return null;
+      ids = [...gpuIds];
+    } else {
+      const placed = fit(this.free, req);
+      if (!placed) return null;
+      ids = placed.gpuIds;
+    }
+    return this.take(req, injob, ids);
+  }
+
+  /** Reserve without checking (a job task the head already placed here). */
+  take(req: TaskRequest, injob: boolean, gpuIds: readonly number[]): Holding {
+    const h: Holding = { req, gpuIds: [...gpuIds], injob, lentCpus: 0 };
+    applyPlacement(this.free, req, h.gpuIds, -1);
+    this.holdings.add(h);
+    return h;
+  }
+
+  release(h: Holding): void {
+    if (!this.holdings.delete(h)) return;
+    applyPlacement(this.free, h.req, h.gpuIds, 1);
+    this.free.cpus -= h.lentCpus;
+  }
+
+  /** A holder blocked in `get` lends its CPUs back, so the tasks it waits for can run (as Ray does). */
+  lend(h: Holding): void {
+    if (!this.holdings.has(h) || h.lentCpus > 0) return;
+    h.lentCpus = toUnits(h.req.cpus);
+    this.free.cpus += h.lentCpus;
+  }
+
+  /** ...and takes them again when it wakes, even if that briefly oversubscribes the node. */
+  reclaim(h: Holding): void {
+    if (!this.holdings.has(h) || h.lentCpus === 0) return;
+    this.free.cpus -= h.lentCpus;
+    h.lentCpus = 0;
+  }
+
+  couldEverFit(req: TaskRequest): boolean {
+    return fit(this.totals, req) !== null;
+  }
+
+  /** What in-job work holds here, net of lent CPUs, for the head's view of this node. */
+  injobUsage(): Usage {
+    const u: Usage = { cpus: 0, memory: 0, gpus: this.totals.gpus.map(() => 0), custom: {} };
+    for (const h of this.holdings) {
+      if (!h.injob) continue;
+      u.cpus += toUnits(h.req.cpus) - h.lentCpus;
+      u.memory += h.req.memory;
+      for (const [k, v] of Object.entries(h.req.custom)) u.custom[k] = (u.custom[k] ?? 0) + toUnits(v);
+      const share = toUnits(h.req.gpus) < 10_000 ? toUnits(h.req.gpus) : 10_000;
+      for (const g of h.gpuIds) if (g < u.gpus.length) u.gpus[g] = (u.gpus[g] ?? 0) + share;
+    }
+    u.cpus = Math.max(0, u.cpus);
+    return u;
+  }
+}
+
+/** Whether a request fits a free-capacity snapshot (the head's view of another node). */
+export function fitsUsage(free: Usage, req: TaskRequest): boolean {
+  const cap: Capacity = { cpus: free.cpus, memory: free.memory, gpus: [...free.gpus], custom: { ...free.custom } };
+  return fit(cap, req) !== null;
+}
+
+export function takeFromUsage(free: Usage, req: TaskRequest): void {
+  const cap: Capacity = { cpus: free.cpus, memory: free.memory, gpus: free.gpus, custom: free.custom };
+  const placed = fit(cap, req);
+  if (placed) applyPlacement(cap, req, placed.gpuIds, -1);
+  free.cpus = cap.cpus;
+  free.memory = cap.memory;
+}

@@ -1,0 +1,65 @@
+/** The agent's records of in-job tasks, workers and actors. */
+import type { ErrorInfo, Lang, SubmitSpec } from '../../shared/protocol/index.js';
+import type { TaskRequest } from '../../shared/resources.js';
+import type { WorkerHandle } from '../launcher.js';
+import type { Conn, JobState } from './jobState.js';
+import type { Holding } from './ledger.js';
+import type { ObjValue } from './objects.js';
+
+export interface Task {
+  job: JobState;
+  spec: SubmitSpec;
+  args: Buffer;
+  lang: Lang;
+  attempt: number;
+  /** 'local': submitted by a client on this node; 'head': placed here by the head for another node's client. */
+  origin: 'local' | 'head';
+  ownerNode: string;
+  deps: Map<string, ObjValue>;
+  holding: Holding | null;
+  worker: WorkerProc | null;
+  /** Counted as running (a plain task that was given resources here). */
+  dispatched: boolean;
+  /** For an actor's creation: tell the submitter's calls where the actor went. */
+  decide?: (home: 'local' | 'remote') => void;
+}
+
+export type WorkerState = 'starting' | 'idle' | 'busy' | 'dead';
+
+export interface WorkerProc {
+  id: string;
+  job: JobState;
+  lang: Lang;
+  /** Resource shape (and GPUs): a worker only runs tasks that asked for exactly what its limits are. */
+  key: string;
+  req: TaskRequest;
+  gpuIds: number[];
+  actorId: string | null;
+  state: WorkerState;
+  conn: Conn | null;
+  handle: WorkerHandle | null;
+  task: Task | null;
+  /** Task waiting for this worker to come up. */
+  first: Task | null;
+  idleSince: number;
+}
+
+export interface Actor {
+  id: string;
+  job: JobState;
+  worker: WorkerProc | null;
+  holding: Holding | null;
+  queue: Task[];
+  busy: Task | null;
+  ready: boolean;
+  dead: ErrorInfo | null;
+  name: string;
+}
+
+export function shapeKey(lang: Lang, req: TaskRequest, gpuIds: readonly number[]): string {
+  const custom = Object.entries(req.custom)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+  return `${lang}|${req.cpus}|${req.gpus}|${req.memory}|${custom}|${gpuIds.join(',')}`;
+}

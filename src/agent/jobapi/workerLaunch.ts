@@ -1,0 +1,87 @@
+/**
+ * Start a warm worker for a job: the same package copy, runtime env, variables and sandbox as
+ * the job's own tasks, with cgroup limits equal to what the tasks it will run asked for.
+ */
+import path from 'node:path';
+import type { Assignment } from '../../shared/protocol/index.js';
+import type { TaskRequest } from '../../shared/resources.js';
+import type { Launcher, WorkerHandle } from '../launcher.js';
+import { buildTaskEnv, prepareRuntimeEnv, type RuntimeEnvContext } from '../runtimeEnv.js';
+import type { Workspace } from '../workspace.js';
+import type { JobState } from './jobState.js';
+
+export interface LaunchDeps {
+  workspace: Workspace;
+  launcher: Launcher;
+  runtimeEnv: RuntimeEnvContext;
+  headAddress: string;
+  nodeId: () => string;
+  /** Where the in-job libraries are on this agent (see runtimeLibs.ts). */
+  libs: { python: string; nodeModules: string; nodeWorker: string };
+}
+
+/** Variables and read-only paths every process of a job needs to reach its agent. */
+export function jobApiEnv(job: JobState, libs: LaunchDeps['libs'], env: Record<string, string>): { env: Record<string, string>; paths: string[] } {
+  const out = { ...env };
+  out.RAYSUB_TASK_SOCKET = job.sockPath;
+  out.RAYSUB_JOB_TOKEN = job.token;
+  out.PYTHONPATH = [libs.python, ...(env.PYTHONPATH ? [env.PYTHONPATH] : [])].join(':');
+  out.NODE_PATH = [...(env.NODE_PATH ? [env.NODE_PATH] : []), libs.nodeModules].join(':');
+  return { env: out, paths: [...job.paths, libs.python, libs.nodeModules] };
+}
+
+export interface LaunchedWorker {
+  handle: WorkerHandle;
+  cleanup: () => void;
+}
+
+export async function launchWorker(deps: LaunchDeps, job: JobState, o: { workerId: string; lang: 'python' | 'node'; req: TaskRequest; gpuIds: number[]; signal: AbortSignal; output: (text: string) => void }): Promise<LaunchedWorker> {
+  const ctx = job.ctx;
+  if (!ctx) throw new Error(`no job context for ${job.jobId} on this node`);
+  const source = ctx.working_dir_package ? await deps.workspace.unpacked(ctx.working_dir_package, o.signal) : null;
+  const key = `${path.basename(job.dir)}.${o.workerId}`;
+  const dir = deps.workspace.createTaskDir(key, source);
+  let release: (() => void) | undefined;
+  try {
+    const a: Assignment = {
+      task_id: `${job.jobId}:${o.workerId}`,
+      attempt: 1,
+      job_id: job.jobId,
+      task_index: 0,
+      task_count: 1,
+      entrypoint: '',
+      working_dir_package: ctx.working_dir_package,
+      runtime_env: ctx.runtime_env,
+      env_vars: ctx.env_vars,
+      resources: o.req,
+      gpu_ids: o.gpuIds,
+      timeout_s: null,
+      sandbox: ctx.sandbox,
+    };
+    const base = buildTaskEnv(a, deps.headAddress, deps.nodeId(), deps.runtimeEnv.agentEnv);
+    const prepared = await prepareRuntimeEnv(a, base, { ...deps.runtimeEnv, signal: o.signal, taskDir: dir, output: o.output });
+    release = prepared.release;
+    const api = jobApiEnv(job, deps.libs, prepared.env);
+    api.env.RAYSUB_WORKER_ID = o.workerId;
+    const command = o.lang === 'python' ? 'exec python3 -m raysub.worker' : `exec node ${deps.libs.nodeWorker}`;
+    const handle = await deps.launcher.launch({
+      key,
+      argv: ['/bin/sh', '-c', command],
+      cwd: dir,
+      env: api.env,
+      resources: o.req,
+      gpuIds: o.gpuIds,
+      network: ctx.sandbox.network ?? 'host',
+      readOnlyPaths: [...prepared.readOnlyPaths, ...api.paths],
+    });
+    const cleanup = (): void => {
+      deps.workspace.removeTaskDir(dir);
+      release?.();
+    };
+    return { handle, cleanup };
+  } catch (err) {
+    deps.workspace.removeTaskDir(dir);
+    release?.();
+    throw err;
+  }
+}

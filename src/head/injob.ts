@@ -1,0 +1,256 @@
+/**
+ * The head's part of the in-job task API, all in memory (in-job tasks die with their job):
+ * placement of the tasks an agent could not run itself, delivery of results to their owner's node,
+ * a directory of actors so calls from other nodes reach them, the agents' object-server addresses,
+ * and in-job task counts per job. Each node's ledger here follows what its agent reports it holds.
+ */
+import type { Logger } from '../shared/log.js';
+import type { InjobAnswer, InjobCounts, InjobDelivery, InjobPoll, InjobReport, JobContext, RelayTask, Usage } from '../shared/protocol/index.js';
+import { applyPlacement, fit, fromUnits, type Capacity, type TaskRequest } from '../shared/resources.js';
+import type { Engine } from './engine.js';
+import { packageNameOf } from './jobService.js';
+import type { LiveNode } from './state.js';
+
+interface Placed {
+  task: RelayTask;
+  nodeId: string;
+  req: TaskRequest;
+  gpuIds: number[];
+  /** The node has taken it in: its reported usage covers it from then on. */
+  received: boolean;
+}
+
+interface Outgoing {
+  seq: number;
+  items: { seq: number; msg: InjobDelivery }[];
+}
+
+const emptyCounts = (): InjobCounts => ({ pending: 0, running: 0, finished: 0, failed: 0, actors_alive: 0, actors_dead: 0 });
+const key = (job: string, id: string): string => `${job}\u0000${id}`;
+
+export class InjobHub {
+  private queue: RelayTask[] = [];
+  private readonly placed = new Map<string, Placed>();
+  private readonly actors = new Map<string, string>();
+  private readonly waitingForActor = new Map<string, InjobDelivery[]>();
+  private readonly outgoing = new Map<string, Outgoing>();
+  private readonly reported = new Map<string, Usage>();
+  private readonly counts = new Map<string, Map<string, InjobCounts>>();
+  private readonly finalCounts = new Map<string, InjobCounts>();
+  private readonly jobsOnNode = new Map<string, Set<string>>();
+  private readonly seen = new Set<string>();
+  private readonly addresses = new Map<string, string>();
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly log: Logger,
+  ) {
+    engine.on('job', (jobId, status) => {
+      if (status === 'PENDING' || status === 'RUNNING') return;
+      this.finalCounts.set(jobId, this.countsOf(jobId) ?? emptyCounts());
+      if (this.finalCounts.size > 10_000) this.finalCounts.delete(this.finalCounts.keys().next().value as string);
+      this.forgetJob(jobId);
+    });
+  }
+
+  /** Whether in-job work of this job may go on (not stopped, not failing, not over). */
+  private live(jobId: string): boolean {
+    const j = this.engine.live.jobs.get(jobId);
+    return Boolean(j && !j.stopRequested && j.failedTask === null);
+  }
+
+  /** A job stops or fails: wake every node holding its in-job work, so it hears at once. */
+  jobStopping(jobId: string): void {
+    for (const [nodeId, jobs] of this.jobsOnNode) if (jobs.has(jobId)) this.engine.live.nodes.get(nodeId)?.wake?.();
+  }
+
+  private forgetJob(jobId: string): void {
+    this.queue = this.queue.filter((t) => t.job_id !== jobId);
+    for (const [k, p] of this.placed) if (p.task.job_id === jobId) this.release(p, k);
+    for (const k of [...this.actors.keys()]) if (k.startsWith(`${jobId}\u0000`)) this.actors.delete(k);
+    for (const k of [...this.waitingForActor.keys()]) if (k.startsWith(`${jobId}\u0000`)) this.waitingForActor.delete(k);
+    this.counts.delete(jobId);
+    this.jobStopping(jobId);
+  }
+
+  private deliver(nodeId: string, msg: InjobDelivery): void {
+    let out = this.outgoing.get(nodeId);
+    if (!out) this.outgoing.set(nodeId, (out = { seq: 0, items: [] }));
+    out.items.push({ seq: ++out.seq, msg });
+    this.engine.live.nodes.get(nodeId)?.wake?.();
+  }
+
+  private toActor(jobId: string, actorId: string, msg: InjobDelivery): void {
+    const k = key(jobId, actorId);
+    const node = this.actors.get(k);
+    if (node) return this.deliver(node, msg);
+    const list = this.waitingForActor.get(k) ?? [];
+    list.push(msg);
+    this.waitingForActor.set(k, list);
+  }
+
+  private locateActor(jobId: string, actorId: string, nodeId: string): void {
+    const k = key(jobId, actorId);
+    this.actors.set(k, nodeId);
+    for (const msg of this.waitingForActor.get(k) ?? []) this.deliver(nodeId, msg);
+    this.waitingForActor.delete(k);
+  }
+
+  report(node: LiveNode, r: InjobReport): InjobAnswer {
+    if (r.address) this.addresses.set(node.id, r.address);
+    const before = this.reported.get(node.id);
+    if (before) applyUsage(node.free, before, 1);
+    applyUsage(node.free, r.usage, -1);
+    this.reported.set(node.id, r.usage);
+    this.jobsOnNode.set(node.id, new Set(r.jobs));
+    for (const id of r.received) {
+      for (const p of this.placedOn(node.id, id)) {
+        if (!p.received) applyPlacement(node.free, p.req, p.gpuIds, 1);
+        p.received = true;
+      }
+    }
+    for (const id of r.done) for (const p of this.placedOn(node.id, id)) this.release(p, id);
+    for (const [jobId, c] of Object.entries(r.counts)) {
+      let m = this.counts.get(jobId);
+      if (!m) this.counts.set(jobId, (m = new Map<string, InjobCounts>()));
+      m.set(node.id, c);
+    }
+    for (const a of r.actors) this.locateActor(a.job_id, a.actor_id, node.id);
+    for (const t of r.submit) {
+      const seenKey = `${key(t.job_id, t.spec.id)}\u0000${t.attempt}`;
+      if (this.seen.has(seenKey) || !this.live(t.job_id)) continue;
+      this.seen.add(seenKey);
+      if (t.spec.kind === 'actor_call') this.routeCall(t);
+      else this.queue.push(t);
+    }
+    for (const res of r.results) if (this.engine.live.nodes.has(res.owner_node)) this.deliver(res.owner_node, { type: 'result', result: res });
+    for (const k of r.kill_actors) this.toActor(k.job_id, k.actor_id, { type: 'kill_actor', job_id: k.job_id, actor_id: k.actor_id });
+    for (const l of r.logs) {
+      const driver = this.engine.live.tasksOfJob(l.job_id).find((t) => t.state === 'RUNNING' && t.nodeId);
+      if (driver?.nodeId) this.deliver(driver.nodeId, { type: 'log', job_id: l.job_id, data: l.data });
+    }
+    this.place();
+    return { ended: r.jobs.filter((j) => !this.live(j)), nodes: Object.fromEntries(this.liveAddresses()), free: this.freeView() };
+  }
+
+  private *placedOn(nodeId: string, id: string): Generator<Placed> {
+    const p = this.placed.get(id);
+    if (p && p.nodeId === nodeId) yield p;
+  }
+
+  private routeCall(t: RelayTask): void {
+    const actorId = t.spec.actor_id ?? '';
+    this.toActor(t.job_id, actorId, { type: 'task', task: t, job: this.context(t.job_id) });
+  }
+
+  private release(p: Placed, k: string): void {
+    if (!this.placed.delete(k)) return;
+    const node = this.engine.live.nodes.get(p.nodeId);
+    if (node && !p.received) applyPlacement(node.free, p.req, p.gpuIds, 1);
+  }
+
+  private context(jobId: string): JobContext {
+    const j = this.engine.live.jobs.get(jobId);
+    const re = j?.runtimeEnv ?? {};
+    return { job_id: jobId, working_dir_package: packageNameOf(re.working_dir), runtime_env: re, env_vars: re.env_vars ?? {}, sandbox: re.sandbox ?? {} };
+  }
+
+  /** Place queued tasks on nodes that hold their resources now (the most free CPUs first). */
+  place(): void {
+    if (this.queue.length === 0) return;
+    const nodes = [...this.engine.live.nodes.values()].filter((n) => !n.draining);
+    const waiting: RelayTask[] = [];
+    for (const t of this.queue) {
+      if (!this.live(t.job_id)) continue;
+      const req = t.spec.resources;
+      let best: { node: LiveNode; gpuIds: number[] } | null = null;
+      for (const n of nodes) {
+        const p = fit(n.free, req);
+        if (p && (!best || n.free.cpus > best.node.free.cpus)) best = { node: n, gpuIds: p.gpuIds };
+      }
+      if (!best) {
+        if (nodes.length > 0 && !nodes.some((n) => fit(n.capacity, req))) this.fail(t, 'UnschedulableError', `no node can ever provide what ${t.spec.name} asks for`);
+        else waiting.push(t);
+        continue;
+      }
+      applyPlacement(best.node.free, req, best.gpuIds, -1);
+      this.placed.set(t.spec.id, { task: t, nodeId: best.node.id, req, gpuIds: best.gpuIds, received: false });
+      if (t.spec.kind === 'actor_create') this.locateActor(t.job_id, t.spec.actor_id ?? t.spec.id, best.node.id);
+      this.deliver(best.node.id, { type: 'task', task: t, job: this.context(t.job_id) });
+    }
+    this.queue = waiting;
+  }
+
+  private fail(t: RelayTask, type: string, message: string): void {
+    this.log.info({ job: t.job_id, task: t.spec.name }, message);
+    if (!this.engine.live.nodes.has(t.owner_node)) return;
+    this.deliver(t.owner_node, {
+      type: 'result',
+      result: { job_id: t.job_id, id: t.spec.id, owner_node: t.owner_node, value: { kind: 'error', error: { type, message, traceback: '', task: t.spec.name }, data: '' } },
+    });
+  }
+
+  /** A node is gone: its tasks are retried elsewhere or fail; its actors are dead. */
+  nodeLost(nodeId: string): void {
+    for (const [k, p] of [...this.placed]) {
+      if (p.nodeId !== nodeId) continue;
+      this.placed.delete(k);
+      const t = p.task;
+      const retries = t.spec.max_retries;
+      if (t.spec.kind === 'task' && (retries < 0 || t.attempt <= retries)) this.queue.push({ ...t, attempt: t.attempt + 1 });
+      else this.fail(t, t.spec.kind === 'task' ? 'WorkerCrashedError' : 'ActorDiedError', `the node running ${t.spec.name} was lost`);
+    }
+    for (const [k, n] of [...this.actors]) if (n === nodeId) this.actors.delete(k);
+    this.reported.delete(nodeId);
+    this.outgoing.delete(nodeId);
+    this.jobsOnNode.delete(nodeId);
+    this.addresses.delete(nodeId);
+    this.place();
+  }
+
+  /** Deliveries for a node's poll, after dropping what it acknowledged. */
+  poll(nodeId: string, ack: number | undefined, jobs: readonly string[] | undefined): InjobPoll {
+    const out = this.outgoing.get(nodeId);
+    if (out && ack !== undefined) out.items = out.items.filter((i) => i.seq > ack);
+    return { deliveries: out?.items.slice(0, 5000) ?? [], ended: (jobs ?? []).filter((j) => !this.live(j)) };
+  }
+
+  countsOf(jobId: string): InjobCounts | null {
+    const done = this.finalCounts.get(jobId);
+    if (done) return done;
+    const m = this.counts.get(jobId);
+    const queued = this.queue.filter((t) => t.job_id === jobId && t.spec.kind === 'task').length;
+    if (!m && queued === 0) return null;
+    const sum = emptyCounts();
+    sum.pending = queued;
+    for (const c of m?.values() ?? []) for (const k of Object.keys(sum) as (keyof InjobCounts)[]) sum[k] += c[k];
+    return sum;
+  }
+
+  private liveAddresses(): [string, string][] {
+    return [...this.addresses].filter(([id]) => this.engine.live.nodes.has(id));
+  }
+
+  private freeView(): Record<string, Usage> {
+    const out: Record<string, Usage> = {};
+    for (const n of this.engine.live.nodes.values()) {
+      if (!n.draining) out[n.id] = { cpus: n.free.cpus, memory: n.free.memory, gpus: [...n.free.gpus], custom: { ...n.free.custom } };
+    }
+    return out;
+  }
+
+  /** For logs: what a node's in-job work holds, in CPUs. */
+  heldCpus(nodeId: string): number {
+    return fromUnits(this.reported.get(nodeId)?.cpus ?? 0);
+  }
+}
+
+/** Add (sign 1) or take (sign -1) reported in-job usage to or from a node's free capacity. */
+function applyUsage(cap: Capacity, u: Usage, sign: 1 | -1): void {
+  cap.cpus += sign * u.cpus;
+  cap.memory += sign * u.memory;
+  for (const [k, v] of Object.entries(u.custom)) cap.custom[k] = (cap.custom[k] ?? 0) + sign * v;
+  u.gpus.forEach((g, i) => {
+    if (i < cap.gpus.length) cap.gpus[i] = (cap.gpus[i] ?? 0) + sign * g;
+  });
+}

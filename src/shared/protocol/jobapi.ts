@@ -1,0 +1,235 @@
+import { z } from 'zod';
+import { resourceMapSchema } from './common.js';
+
+/**
+ * The in-job task API. Two wires:
+ *
+ * - **job socket** (client library <-> its own agent, a Unix socket per job): frames of
+ *   `[u32 header length][u32 payload length][JSON header][payload bytes]`, big-endian. The header
+ *   is one of the messages below; bulk bytes (pickled or v8-serialised arguments and results)
+ *   travel in the payload, each message saying how many bytes of it are its own (`len`).
+ * - **in-job relay** (agent <-> head, inside the existing report and poll calls): tasks an agent
+ *   cannot place itself, their results on the way back to their owner, actor calls for actors on
+ *   other nodes. Bytes are base64 there; large values never travel this way (only locations).
+ */
+
+export const langSchema = z.enum(['python', 'node']);
+export type Lang = z.infer<typeof langSchema>;
+
+export const fnRefSchema = z.object({
+  module: z.string().max(4096),
+  name: z.string().max(1024),
+  /** The entrypoint script (relative to the working dir when inside it), for functions defined in it. */
+  main_file: z.string().max(4096).nullable().optional(),
+});
+export type FnRef = z.infer<typeof fnRefSchema>;
+
+export const injobResourcesSchema = z.object({
+  cpus: z.number().min(0).max(100_000),
+  gpus: z.number().min(0).max(1024),
+  memory: z.number().int().min(0),
+  custom: resourceMapSchema,
+});
+
+export const refSchema = z.object({ id: z.string().min(1).max(128), owner: z.string().max(128) });
+export type RefInfo = z.infer<typeof refSchema>;
+
+export const taskKindSchema = z.enum(['task', 'actor_create', 'actor_call']);
+export type TaskKind = z.infer<typeof taskKindSchema>;
+
+/** A task as its submitter describes it (job socket). Its id is also its result's object id. */
+export const submitSpecSchema = z.object({
+  id: z.string().min(1).max(128),
+  kind: taskKindSchema,
+  fn: fnRefSchema,
+  name: z.string().max(256),
+  actor_id: z.string().max(128).optional(),
+  method: z.string().max(256).optional(),
+  resources: injobResourcesSchema,
+  max_retries: z.number().int().min(-1).max(1000),
+  retry_exceptions: z.boolean(),
+  /** Objects passed as top-level arguments: resolved before the task runs. */
+  deps: z.array(refSchema).max(10_000),
+  args_len: z.number().int().min(0),
+});
+export type SubmitSpec = z.infer<typeof submitSpecSchema>;
+
+export const errorInfoSchema = z.object({
+  type: z.string().max(256),
+  message: z.string().max(100_000),
+  traceback: z.string().max(200_000),
+  /** Where it happened, for the message a `get` raises. */
+  task: z.string().max(512),
+});
+export type ErrorInfo = z.infer<typeof errorInfoSchema>;
+
+// ---- job socket: client -> agent --------------------------------------------------------------
+
+export const clientMessageSchema = z.discriminatedUnion('t', [
+  z.object({
+    t: z.literal('hello'),
+    token: z.string().max(256),
+    role: z.enum(['driver', 'worker']),
+    lang: langSchema,
+    worker_id: z.string().max(128).optional(),
+  }),
+  z.object({ t: z.literal('submit'), tasks: z.array(submitSpecSchema).max(100_000) }),
+  z.object({ t: z.literal('put'), id: z.string().min(1).max(128), len: z.number().int().min(0) }),
+  /** Ask for objects: the agent answers with `resolved` for each once it is ready (and local, for large ones). */
+  z.object({ t: z.literal('get'), refs: z.array(refSchema).max(100_000) }),
+  z.object({
+    t: z.literal('result'),
+    task_id: z.string().max(128),
+    ok: z.boolean(),
+    len: z.number().int().min(0),
+    error: errorInfoSchema.optional(),
+    /** The worker's process is unusable after this (an actor whose constructor failed). */
+    fatal: z.boolean().optional(),
+  }),
+  z.object({ t: z.literal('blocked') }),
+  z.object({ t: z.literal('unblocked') }),
+  z.object({ t: z.literal('kill_actor'), actor: refSchema }),
+]);
+export type ClientMessage = z.infer<typeof clientMessageSchema>;
+
+// ---- job socket: agent -> client (the libraries trust their own agent; described for reference) --
+
+export interface ResolvedItem {
+  id: string;
+  state: 'value' | 'path' | 'error' | 'remote';
+  len: number;
+  path?: string;
+  error?: ErrorInfo;
+}
+
+export interface ExecuteDep {
+  id: string;
+  state: 'value' | 'path' | 'error';
+  len: number;
+  path?: string;
+  error?: ErrorInfo;
+}
+
+export interface ExecuteMessage {
+  t: 'execute';
+  task: {
+    id: string;
+    kind: TaskKind;
+    fn: FnRef;
+    name: string;
+    actor_id?: string;
+    method?: string;
+    args_len: number;
+    deps: ExecuteDep[];
+    gpu_ids: number[];
+    attempt: number;
+  };
+}
+
+// ---- in-job relay: agent <-> head ------------------------------------------------------------
+
+/** A value as it travels between agents: inline bytes, or where the bytes are. */
+export const relayValueSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('inline'), data: z.string() }),
+  z.object({ kind: z.literal('file'), node: z.string(), size: z.number().int().min(0) }),
+  z.object({ kind: z.literal('error'), error: errorInfoSchema, data: z.string() }),
+]);
+export type RelayValue = z.infer<typeof relayValueSchema>;
+
+/** What a worker needs to start for a job on a node that may not run any of its tasks. */
+export const jobContextSchema = z.object({
+  job_id: z.string(),
+  working_dir_package: z.string().nullable(),
+  runtime_env: z.record(z.string(), z.unknown()),
+  env_vars: z.record(z.string(), z.string()),
+  sandbox: z.object({ network: z.enum(['host', 'none']).optional(), require: z.enum(['bwrap', 'process', 'none']).optional() }).passthrough(),
+});
+export type JobContext = z.infer<typeof jobContextSchema>;
+
+/** A task travelling to the head and on to the node that runs it. */
+export const relayTaskSchema = z.object({
+  job_id: z.string(),
+  owner_node: z.string(),
+  lang: langSchema,
+  spec: submitSpecSchema,
+  args: z.string(),
+  deps: z.array(z.object({ id: z.string(), value: relayValueSchema })),
+  attempt: z.number().int().min(1),
+});
+export type RelayTask = z.infer<typeof relayTaskSchema>;
+
+export const relayResultSchema = z.object({ job_id: z.string(), id: z.string(), owner_node: z.string(), value: relayValueSchema });
+export type RelayResult = z.infer<typeof relayResultSchema>;
+
+export const usageSchema = z.object({
+  cpus: z.number(),
+  memory: z.number(),
+  gpus: z.array(z.number()),
+  custom: z.record(z.string(), z.number()),
+});
+export type Usage = z.infer<typeof usageSchema>;
+
+export const injobCountsSchema = z.object({
+  pending: z.number().int().min(0),
+  running: z.number().int().min(0),
+  finished: z.number().int().min(0),
+  failed: z.number().int().min(0),
+  actors_alive: z.number().int().min(0),
+  actors_dead: z.number().int().min(0),
+});
+export type InjobCounts = z.infer<typeof injobCountsSchema>;
+
+/** Agent -> head, inside a report. Every list is idempotent by id, so a resent report is harmless. */
+export const injobReportSchema = z.object({
+  /** The agent's object server (other agents fetch large objects there). */
+  address: z.string().max(512).nullable(),
+  /** Resources held on this node by in-job work (net of tasks blocked in `get`). */
+  usage: usageSchema,
+  /** Jobs with in-job state on this node; the head answers which of them have ended. */
+  jobs: z.array(z.string()),
+  counts: z.record(z.string(), injobCountsSchema),
+  submit: z.array(relayTaskSchema).max(100_000),
+  results: z.array(relayResultSchema).max(100_000),
+  /** Head-placed tasks this node has taken in (its usage now covers them). */
+  received: z.array(z.string()).max(100_000),
+  /** Head-placed tasks that finished here (or failed for good). */
+  done: z.array(z.string()).max(100_000),
+  /** Actors this node started, so calls from other nodes find them. */
+  actors: z.array(z.object({ job_id: z.string(), actor_id: z.string() })).max(100_000),
+  kill_actors: z.array(z.object({ job_id: z.string(), actor_id: z.string(), owner: z.string() })).max(10_000),
+  /** Worker output for a job whose tasks run elsewhere: the head passes it to a node running one of its tasks. */
+  logs: z.array(z.object({ job_id: z.string(), data: z.string() })).max(10_000),
+});
+export type InjobReport = z.infer<typeof injobReportSchema>;
+
+export const injobDeliverySchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('task'), task: relayTaskSchema, job: jobContextSchema }),
+  z.object({ type: z.literal('result'), result: relayResultSchema }),
+  z.object({ type: z.literal('kill_actor'), job_id: z.string(), actor_id: z.string() }),
+  z.object({ type: z.literal('log'), job_id: z.string(), data: z.string() }),
+]);
+export type InjobDelivery = z.infer<typeof injobDeliverySchema>;
+
+/** Head -> agent, in report answers (and poll answers for deliveries). */
+export const injobAnswerSchema = z.object({
+  /** Which of the reported jobs are over: their workers, actors and objects go. */
+  ended: z.array(z.string()),
+  /** Object servers of the live nodes. */
+  nodes: z.record(z.string(), z.string()),
+  /** Free resources per live node, as the head sees them (for deciding whether to spill). */
+  free: z.record(z.string(), usageSchema),
+});
+export type InjobAnswer = z.infer<typeof injobAnswerSchema>;
+
+export const injobPollSchema = z.object({
+  deliveries: z.array(z.object({ seq: z.number().int(), msg: injobDeliverySchema })),
+  ended: z.array(z.string()),
+});
+export type InjobPoll = z.infer<typeof injobPollSchema>;
+
+/** Agent <-> agent: where an object stands at its owner. */
+export const refsRequestSchema = z.object({ job_id: z.string(), ids: z.array(z.string()).max(10_000), wait_ms: z.number().int().min(0).max(60_000) });
+export const refsResponseSchema = z.object({
+  items: z.array(z.object({ id: z.string(), value: relayValueSchema.nullable(), known: z.boolean() })),
+});
+export type RefsResponse = z.infer<typeof refsResponseSchema>;

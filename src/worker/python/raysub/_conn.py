@@ -1,0 +1,163 @@
+"""The connection of one process (a job's entrypoint or a worker) to its agent's job socket.
+
+Frames are `[u32 header length][u32 payload length][JSON header][payload]`, big-endian. A reader
+thread files results as they arrive; submissions are buffered and sent in batches (after a couple
+of milliseconds, at a size threshold, or before anything waits on a result)."""
+
+import json
+import queue
+import os
+import socket
+import struct
+import threading
+
+_PREFIX = struct.Struct(">II")
+FLUSH_AFTER_S = 0.002
+FLUSH_AT_TASKS = 500
+FLUSH_AT_BYTES = 4 * 1024 * 1024
+
+
+def _recv_exact(sock, n):
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = sock.recv_into(view[got:], n - got)
+        if k == 0:
+            raise ConnectionError("the agent closed the connection")
+        got += k
+    return bytes(buf)
+
+
+def read_frame(sock):
+    hlen, plen = _PREFIX.unpack(_recv_exact(sock, 8))
+    header = json.loads(_recv_exact(sock, hlen))
+    payload = _recv_exact(sock, plen) if plen else b""
+    return header, payload
+
+
+class Connection:
+    def __init__(self, path, token, role, worker_id=None):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.send_lock = threading.Lock()
+        self.cond = threading.Condition()
+        # id -> (state, payload, extra): state is value | path | error | remote
+        self.objects = {}
+        self.requested = set()
+        self.owned = set()
+        self.closed = None
+        # In a worker, execute messages queue here (set before the reader starts: one may come at once).
+        self.tasks = queue.Queue() if role == "worker" else None
+        hello = {"t": "hello", "token": token, "role": role, "lang": "python"}
+        if worker_id:
+            hello["worker_id"] = worker_id
+        self.send(hello)
+        welcome, _ = read_frame(self.sock)
+        if welcome.get("t") != "welcome":
+            raise ConnectionError("the agent refused this process: %s" % welcome.get("message", welcome))
+        self.node_id = welcome["node_id"]
+        self.job_id = welcome["job_id"]
+        self._buf = []
+        self._buf_payload = []
+        self._buf_bytes = 0
+        self._buf_lock = threading.Lock()
+        self._flush_wanted = threading.Event()
+        self._reader = threading.Thread(target=self._read_loop, name="raysub-reader", daemon=True)
+        self._reader.start()
+        self._flusher = threading.Thread(target=self._flush_loop, name="raysub-flusher", daemon=True)
+        self._flusher.start()
+
+    def send(self, header, payload=()):
+        h = json.dumps(header, separators=(",", ":")).encode()
+        plen = sum(len(p) for p in payload)
+        with self.send_lock:
+            self.sock.sendall(_PREFIX.pack(len(h), plen) + h)
+            for p in payload:
+                if len(p):
+                    self.sock.sendall(p)
+
+    # ---- submissions -----------------------------------------------------------------------
+
+    def submit(self, spec, args):
+        with self._buf_lock:
+            self._buf.append(spec)
+            self._buf_payload.append(args)
+            self._buf_bytes += len(args)
+            self.owned.add(spec["id"])
+            first = len(self._buf) == 1
+            full = len(self._buf) >= FLUSH_AT_TASKS or self._buf_bytes >= FLUSH_AT_BYTES
+        if full:
+            self.flush()
+        elif first:
+            self._flush_wanted.set()
+
+    def flush(self):
+        with self._buf_lock:
+            if not self._buf:
+                return
+            tasks, payload = self._buf, self._buf_payload
+            self._buf, self._buf_payload, self._buf_bytes = [], [], 0
+            # Sent while holding the buffer lock, so batches leave in the order they were made.
+            self.send({"t": "submit", "tasks": tasks}, payload)
+
+    def _flush_loop(self):
+        while self.closed is None:
+            self._flush_wanted.wait()
+            self._flush_wanted.clear()
+            if self.closed is not None:
+                return
+            threading.Event().wait(FLUSH_AFTER_S)
+            try:
+                self.flush()
+            except OSError:
+                return
+
+    # ---- results ---------------------------------------------------------------------------
+
+    def _read_loop(self):
+        try:
+            while True:
+                header, payload = read_frame(self.sock)
+                t = header.get("t")
+                if t == "resolved":
+                    at = 0
+                    with self.cond:
+                        for item in header["items"]:
+                            n = item["len"] if item["state"] in ("value", "error") else 0
+                            data = payload[at:at + n]
+                            at += n
+                            self.objects[item["id"]] = (item["state"], data, item.get("path") or item.get("error"))
+                        self.cond.notify_all()
+                elif t == "execute" and self.tasks is not None:
+                    self.tasks.put((header["task"], payload))
+                elif t == "error":
+                    raise ConnectionError(header.get("message", "error from the agent"))
+        except (OSError, ConnectionError, ValueError) as e:
+            with self.cond:
+                self.closed = e
+                self.cond.notify_all()
+            self._flush_wanted.set()
+            if self.tasks is not None:
+                self.tasks.put(None)
+
+    def request(self, refs):
+        """Ask the agent for objects this process does not own (or that are held elsewhere)."""
+        want = [{"id": r.id, "owner": r.owner} for r in refs if r.id not in self.requested]
+        if want:
+            for w in want:
+                self.requested.add(w["id"])
+            self.send({"t": "get", "refs": want})
+
+    def close(self):
+        try:
+            self.flush()
+        except OSError:
+            pass
+        self.closed = self.closed or ConnectionError("shut down")
+        self._flush_wanted.set()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
