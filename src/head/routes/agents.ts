@@ -27,11 +27,15 @@ export function agentRoutes(ctx: HeadContext): FastifyPluginAsync {
       return { left: true };
     });
 
-    app.post('/api/agents/:nodeId/poll', async (req) => {
+    app.post('/api/agents/:nodeId/poll', async (req, reply) => {
       const { nodeId } = parseWith(nodeParams, req.params);
       const body = parseWith(pollRequestSchema, req.body);
       const ac = new AbortController();
-      req.raw.once('close', () => ac.abort());
+      // The request's own 'close' fires as soon as its body has been read (Node 16+), which would end
+      // every long-poll at once; the response's 'close' before it finished means the agent went away.
+      reply.raw.once('close', () => {
+        if (!reply.raw.writableFinished) ac.abort();
+      });
       return ctx.hub.poll(nodeId, body, ac.signal);
     });
   };
