@@ -175,8 +175,9 @@ export class InjobHub {
       }
       applyPlacement(best.node.free, req, best.gpuIds, -1);
       this.placed.set(t.spec.id, { task: t, nodeId: best.node.id, req, gpuIds: best.gpuIds, received: false });
-      if (t.spec.kind === 'actor_create') this.locateActor(t.job_id, t.spec.actor_id ?? t.spec.id, best.node.id);
+      // The creation goes out before any call waiting for the actor.
       this.deliver(best.node.id, { type: 'task', task: t, job: this.context(t.job_id) });
+      if (t.spec.kind === 'actor_create') this.locateActor(t.job_id, t.spec.actor_id ?? t.spec.id, best.node.id);
     }
     this.queue = waiting;
   }

@@ -64,6 +64,13 @@ export class Executor {
 
   enqueue(task: Task): void {
     const err = depError(task);
+    if (task.spec.kind === 'actor_create') {
+      const id = task.spec.actor_id ?? task.spec.id;
+      if (err) {
+        for (const t of task.job.parkedCalls.get(id) ?? []) this.hooks.finished(t, err);
+        task.job.parkedCalls.delete(id);
+      } else if (!task.job.parkedCalls.has(id)) task.job.parkedCalls.set(id, []);
+    }
     if (err) return this.finish(task, err);
     const key = shapeKey(task.lang, task.spec.resources, []);
     let q = this.queues.get(key);
@@ -310,6 +317,8 @@ export class Executor {
     const id = task.spec.actor_id ?? task.spec.id;
     const actor: Actor = { id, job, worker: null, holding: task.holding, queue: [], busy: task, ready: false, dead: null, name: task.spec.name.replace(/\.__init__$/, '') };
     job.actors.set(id, actor);
+    actor.queue.push(...(job.parkedCalls.get(id) ?? []));
+    job.parkedCalls.delete(id);
     task.decide?.('local');
     this.hooks.actorPlaced(job, id);
     actor.worker = this.startWorker(job, task, `actor:${id}`, id);
@@ -319,7 +328,11 @@ export class Executor {
     const actor = task.job.actors.get(task.spec.actor_id ?? '');
     const err = depError(task);
     if (err) return this.hooks.finished(task, err);
-    if (!actor) return this.hooks.finished(task, errorValue('ActorDiedError', `actor ${task.spec.actor_id ?? '?'} is not known on this node`, task.spec.name));
+    if (!actor) {
+      const parked = task.job.parkedCalls.get(task.spec.actor_id ?? '');
+      if (parked) return void parked.push(task);
+      return this.hooks.finished(task, errorValue('ActorDiedError', `actor ${task.spec.actor_id ?? '?'} is not known on this node`, task.spec.name));
+    }
     if (actor.dead) return this.hooks.finished(task, errorValue('ActorDiedError', `actor ${actor.name} is dead: ${actor.dead.message}`, task.spec.name));
     actor.queue.push(task);
     this.actorPump(actor);

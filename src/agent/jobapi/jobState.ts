@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { InjobCounts, JobContext, Lang, TaskRef } from '../../shared/protocol/index.js';
 import { FrameReader, writeFrame, type Frame } from './frames.js';
 import { ObjectTable, type ObjValue } from './objects.js';
-import type { Actor, WorkerProc } from './types.js';
+import type { Actor, Task, WorkerProc } from './types.js';
 
 /** Longest path a Unix socket may have (sun_path is 108 bytes with its terminating NUL). */
 const MAX_SOCKET_PATH = 107;
@@ -59,6 +59,8 @@ export class JobState {
   readonly actors = new Map<string, Actor>();
   /** Actors created by this node's clients: where their creation went, once decided. */
   readonly actorHome = new Map<string, Promise<'local' | 'remote'>>();
+  /** Calls that reached this node before their actor's creation was placed here. */
+  readonly parkedCalls = new Map<string, Task[]>();
   /** Per actor, the end of the chain that keeps one submitter's calls in order. */
   readonly callChains = new Map<string, Promise<void>>();
   readonly counts: InjobCounts = { pending: 0, running: 0, finished: 0, failed: 0, actors_alive: 0, actors_dead: 0 };

@@ -30,6 +30,7 @@ export function renderJobStatus(ctx: CliContext, job: JobDetails): string {
     .join(', ');
   lines.push(`${c.bold('Resources')}  ${res} per task${r.parallel > 1 ? ` × ${r.parallel} tasks` : ''}${r.max_retries ? `, up to ${r.max_retries} retries` : ''}${r.timeout_s ? `, timeout ${r.timeout_s}s` : ''}`);
   if (r.schedule) lines.push(`${c.bold('Schedule')}   ${r.schedule}`);
+  if (r.injob) lines.push(`${c.bold('In-job')}     ${describeInjob(r.injob)}`);
   const tasks = r.tasks ?? [];
   const showTasks = tasks.length > 1 || tasks.some((t) => t.attempts.length > 1);
   if (showTasks) {
@@ -50,6 +51,14 @@ export function renderJobStatus(ctx: CliContext, job: JobDetails): string {
     lines.push(renderTable(['TASK', 'ATTEMPT', 'STATE', 'NODE', 'EXIT', 'DETAIL'], rows).trimEnd());
   }
   return lines.join('\n') + '\n';
+}
+
+/** "5000 tasks: 4990 finished, 8 running, 2 pending; 2 actors alive" */
+function describeInjob(n: NonNullable<JobDetails['raysub']['injob']>): string {
+  const total = n.pending + n.running + n.finished + n.failed;
+  const parts = (['finished', 'failed', 'running', 'pending'] as const).filter((k) => n[k] > 0).map((k) => `${n[k]} ${k}`);
+  const actors = (['actors_alive', 'actors_dead'] as const).filter((k) => n[k] > 0).map((k) => `${n[k]} ${k === 'actors_alive' ? 'alive' : 'dead'}`);
+  return `${total} task${total === 1 ? '' : 's'}${parts.length ? `: ${parts.join(', ')}` : ''}${actors.length ? `; actors: ${actors.join(', ')}` : ''}`;
 }
 
 export async function statusCommand(ctx: CliContext, id: string, flags: { json?: boolean }): Promise<number> {

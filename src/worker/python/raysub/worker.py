@@ -30,7 +30,8 @@ def _arguments(task, payload):
 
 
 def _error(task, e):
-    tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    # The first frame is this worker's own loop: the user's traceback starts below it.
+    tb = "".join(traceback.format_exception(type(e), e, e.__traceback__.tb_next if e.__traceback__ else None))
     info = {"type": type(e).__name__, "message": str(e)[:100000], "traceback": tb[-200000:], "task": task["name"]}
     try:
         data = pickle.dumps(e, protocol=5)
