@@ -3,7 +3,7 @@
 //   bare:      ProcessLauncher (a process group, nothing else) — the floor
 //   sandboxed: the launcher the agent picks here (bwrap + cgroups + per-task uid), including
 //              cgroup creation and removal, the task dir chown and the per-task files
-// Usage: node scripts/bench-sandbox.mjs [--runs N] [--json]
+// Usage: node scripts/bench-sandbox.mjs [--runs N] [--gap-ms MS] [--json]
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -16,6 +16,8 @@ const { silentLogger } = await import(path.join(root, 'dist/shared/log.js'));
 
 const args = process.argv.slice(2);
 const runs = Number(args[args.indexOf('--runs') + 1]) || 41;
+// Idle time before each task, as between tasks an agent receives; 0 starts them back to back.
+const gapMs = args.includes('--gap-ms') ? Number(args[args.indexOf('--gap-ms') + 1]) : 50;
 const json = args.includes('--json');
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'raysub-bench-sandbox-'));
 
@@ -41,6 +43,7 @@ async function once(launcher, argv) {
   const cwd = path.join(work, 'tasks', `t${n++}`);
   fs.mkdirSync(cwd, { recursive: true });
   for (const f of ['main.py', 'data.txt', 'README.md']) fs.writeFileSync(path.join(cwd, f), 'x\n');
+  if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
   const started = process.hrtime.bigint();
   const w = await launcher.launch({
     key: `bench.${n}`,
@@ -97,13 +100,14 @@ for (const c of commands) {
 await sandboxed.close?.();
 fs.rmSync(work, { recursive: true, force: true });
 
-const result = { machine: machine(), date: new Date().toISOString().slice(0, 10), load_before: loadBefore, load_after: os.loadavg().map((l) => l.toFixed(2)).join(' '), sandbox: { mode: sandboxed.mode, detail: sandboxed.detail }, rows };
+const result = { gap_ms: gapMs, machine: machine(), date: new Date().toISOString().slice(0, 10), load_before: loadBefore, load_after: os.loadavg().map((l) => l.toFixed(2)).join(' '), sandbox: { mode: sandboxed.mode, detail: sandboxed.detail }, rows };
 if (json) {
   process.stdout.write(JSON.stringify(result, null, 2) + '\n');
 } else {
   const f = (x) => x.toFixed(1);
   console.log(`${result.machine}; load average before ${result.load_before}, after ${result.load_after}`);
-  console.log(`sandbox: ${sandboxed.mode} (${sandboxed.detail})\n`);
+  console.log(`sandbox: ${sandboxed.mode} (${sandboxed.detail})`);
+  console.log(`${gapMs} ms idle before each task\n`);
   console.log('| command | runs | bare median ms | sandboxed median ms | added (difference of medians) | added (median of paired differences) | bare p90 | sandboxed p90 |');
   console.log('|---|---|---|---|---|---|---|---|');
   for (const r of rows) {

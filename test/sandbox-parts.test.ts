@@ -47,11 +47,11 @@ describe('mount planning', () => {
     expect(layout.refused.join('\n')).toMatch(/missing: does not exist/);
     expect(layout.masks).toContainEqual({ path: work, dir: true });
     const files = { passwd: '/p', group: '/g', start: '/s' };
-    const args = bwrapOptions(layout, { cwd: path.join(work, 'tasks', 't1'), readOnlyPaths: [], network: 'none', ...files, devices: [], userns: false, ownUid: false }).join(' ');
+    const args = bwrapOptions(layout, { cwd: path.join(work, 'tasks', 't1'), readOnlyPaths: [], network: 'none', ...files, devices: [], ownUid: false }).join(' ');
     expect(args).toContain(`--perms 0755 --tmpfs ${work}`);
     expect(args.indexOf(`--tmpfs ${work}`)).toBeLessThan(args.indexOf(`--bind ${work}/tasks/t1`));
     expect(args).toContain('--unshare-net');
-    expect(() => bwrapOptions(layout, { cwd: '/x', readOnlyPaths: [prefix], network: 'host', ...files, devices: [], userns: false, ownUid: false })).toThrow(/refusing to expose/);
+    expect(() => bwrapOptions(layout, { cwd: '/x', readOnlyPaths: [prefix], network: 'host', ...files, devices: [], ownUid: false })).toThrow(/refusing to expose/);
   });
 
   it('finds secrets other users may not read', () => {
@@ -84,21 +84,24 @@ describe('cpu pinning', () => {
 describe('start script', () => {
   it('round-trips any environment through a real shell, with limits set', () => {
     const env = { PLAIN: 'x', QUOTES: `it's "quoted" $HOME \`id\``, NEWLINE: 'a\nb', 'DOTTED.NAME': 'v', UID: '7', EMPTY: '' };
-    const script = startScript(env, { openFiles: 300, processes: null }, '/usr/bin/env');
-    const dir = tempDir('raysub-start-');
-    fs.writeFileSync(path.join(dir, 'start'), script);
     const probe = 'import json,os,resource; print(json.dumps([dict(os.environ), resource.getrlimit(resource.RLIMIT_NOFILE)]))';
-    // fd 4 is where the script reports readiness; give it somewhere to write.
-    const out = execFileSync('/bin/sh', ['-c', `/bin/sh ${path.join(dir, 'start')} python3 -c '${probe}' 4>/dev/null`], { env: {}, encoding: 'utf8' });
-    const [seen, nofile] = JSON.parse(out) as [Record<string, string>, number[]];
+    const dir = tempDir('raysub-start-');
+    const run = (script: string): [Record<string, string>, number[]] => {
+      fs.writeFileSync(path.join(dir, 'start'), script);
+      // fd 4 is where the script reports readiness; give it somewhere to write.
+      const out = execFileSync('/bin/sh', ['-c', `/bin/sh ${path.join(dir, 'start')} 4>/dev/null`], { env: {}, encoding: 'utf8' });
+      return JSON.parse(out) as [Record<string, string>, number[]];
+    };
+    // Any argv is exec'd; names a shell cannot export go through env(1).
+    const [seen, nofile] = run(startScript(env, { openFiles: 300, processes: null }, '/usr/bin/env', ['python3', '-c', probe]));
     for (const [k, v] of Object.entries(env)) expect(seen[k]).toBe(v);
     expect(nofile).toEqual([300, 300]);
 
-    // Sourced by the worker's own `sh -c` instead: same environment, one exec fewer.
+    // A `/bin/sh -c LINE` worker's line becomes the rest of the script: same environment, one exec fewer.
     const plain = { PLAIN: 'x', QUOTES: env.QUOTES };
-    fs.writeFileSync(path.join(dir, 'sourced'), startScript(plain, { openFiles: 200, processes: null }, null, true));
-    const line = `. ${path.join(dir, 'sourced')}\npython3 -c '${probe}'`;
-    const [seen2, nofile2] = JSON.parse(execFileSync('/bin/sh', ['-c', line], { env: {}, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit', 'ignore', 'pipe'] })) as [Record<string, string>, number[]];
+    const tail = startScript(plain, { openFiles: 200, processes: null }, null, ['/bin/sh', '-c', `python3 -c '${probe}'`]);
+    expect(tail.trimEnd().endsWith(`python3 -c '${probe}'`)).toBe(true);
+    const [seen2, nofile2] = run(tail);
     expect(seen2).toMatchObject(plain);
     expect(nofile2).toEqual([200, 200]);
   });

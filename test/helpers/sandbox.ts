@@ -24,7 +24,7 @@ export async function requireSandbox(head: Pick<TestHead, 'client'>, ctx: TestCo
   ctx.skip();
 }
 
-/** Task cgroup directories under every hierarchy's raysub/<node>-*\/ root. */
+/** Task cgroup directories under every hierarchy's raysub/<node>-*\/ root (not the idle spare's). */
 export function taskCgroups(nodeName: string): string[] {
   const mounts = findCgroupMounts(fs.readFileSync('/proc/self/mountinfo', 'utf8'));
   const out: string[] = [];
@@ -34,7 +34,7 @@ export function taskCgroups(nodeName: string): string[] {
     if (!fs.existsSync(top)) continue;
     for (const agent of fs.readdirSync(top).filter((d) => d.startsWith(`${nodeName}-`))) {
       const root = path.join(top, agent);
-      for (const e of fs.readdirSync(root, { withFileTypes: true })) if (e.isDirectory()) out.push(path.join(root, e.name));
+      for (const e of fs.readdirSync(root, { withFileTypes: true })) if (e.isDirectory() && !e.name.startsWith('spare-')) out.push(path.join(root, e.name));
     }
   }
   return out;

@@ -98,15 +98,36 @@ function destroyTree(dir: string, unified: boolean): void {
   }
 }
 
+type ApplyLimits = (h: Hierarchy, dir: string, limits: CgroupLimits) => void;
+
 export class TaskCgroup {
   constructor(
-    private readonly dirs: ReadonlyMap<Hierarchy, string>,
-    private readonly memoryLimited: boolean,
+    private readonly dirs: Map<Hierarchy, string>,
+    private memoryLimited: boolean,
+    private readonly apply: ApplyLimits,
   ) {}
 
-  /** Move `pid` into every hierarchy (before it execs the worker, so all its children follow). */
-  join(pid: number): void {
-    for (const dir of this.dirs.values()) write(dir, 'cgroup.procs', String(pid));
+  /** Set (or change) the limits; allowed while processes are inside. */
+  setLimits(limits: CgroupLimits): void {
+    for (const [h, dir] of this.dirs) this.apply(h, dir, limits);
+    this.memoryLimited = limits.memoryBytes > 0;
+  }
+
+  /** Rename in every hierarchy (a spare's cgroups take the name of the task they end up running). */
+  rename(name: string): void {
+    for (const [h, dir] of this.dirs) {
+      const to = path.join(path.dirname(dir), name);
+      fs.renameSync(dir, to);
+      this.dirs.set(h, to);
+    }
+  }
+
+  /**
+   * Move `pid` into every hierarchy (before it execs the worker, so all its children follow).
+   * Asynchronous: the first move may wait for an RCU grace period, and the agent has other work.
+   */
+  async join(pid: number): Promise<void> {
+    for (const dir of this.dirs.values()) await fs.promises.writeFile(path.join(dir, 'cgroup.procs'), String(pid));
   }
 
   /** Every process of the task, as the host sees them. */
@@ -231,12 +252,13 @@ export class AgentCgroups {
   /** A cgroup per hierarchy for one task attempt, with its limits written before anything joins. */
   createTask(key: string, limits: CgroupLimits): TaskCgroup {
     const dirs = new Map<Hierarchy, string>();
+    const apply: ApplyLimits = (h, dir, l) => applyLimits(h, dir, l, this);
     try {
       for (const [h, root] of this.roots) {
         const dir = path.join(root, key);
         fs.mkdirSync(dir);
         dirs.set(h, dir);
-        applyLimits(h, dir, limits, this);
+        apply(h, dir, limits);
       }
     } catch (err) {
       for (const dir of dirs.values()) {
@@ -248,7 +270,7 @@ export class AgentCgroups {
       }
       throw err;
     }
-    return new TaskCgroup(dirs, limits.memoryBytes > 0);
+    return new TaskCgroup(dirs, limits.memoryBytes > 0, apply);
   }
 
   get mems(): string {

@@ -27,7 +27,9 @@ export async function chooseLauncher(opts: SandboxOptions, log: Logger): Promise
     const probed = await probeBwrap(opts, agentEnv, cg, log);
     if (probed.ok) {
       const detail = `bubblewrap ${probed.settings.bwrap?.version ?? ''}; ${probed.who}; ${limits}; ${probed.interpreters}`;
-      return new SandboxLauncher('bwrap', detail, probed.settings);
+      const launcher = new SandboxLauncher('bwrap', detail, probed.settings);
+      launcher.prestart();
+      return launcher;
     }
     reason = probed.reason;
     if (opts.sandbox === 'bwrap') {

@@ -126,8 +126,6 @@ export interface TaskView {
   start: string;
   /** Host device nodes to expose (the GPUs the task holds). */
   devices: readonly string[];
-  /** bwrap runs unprivileged: give it a user namespace of its own. */
-  userns: boolean;
   /**
    * The task runs as a uid of its own, without groups: files only root or a group may read are
    * closed to it already, so covering them is skipped (each cover is a mount, at every start).
@@ -135,14 +133,23 @@ export interface TaskView {
   ownUid: boolean;
 }
 
-/** bwrap's options for one task (the command follows separately). */
+/**
+ * The options every task gets, given on bwrap's command line rather than through the gate: were
+ * the gate ever closed without options, bwrap would still run in new namespaces with an empty
+ * root, where nothing can run.
+ */
+export function bwrapNamespaceArgs(userns: boolean): string[] {
+  const args = ['--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try', '--new-session', '--die-with-parent', '--clearenv'];
+  if (userns) args.push('--unshare-user', '--disable-userns');
+  return args;
+}
+
+/** bwrap's mount options for one task, sent through the gate. */
 export function bwrapOptions(layout: StaticLayout, task: TaskView): string[] {
   for (const p of task.readOnlyPaths) {
     if (layout.hidden.some((h) => isWithin(h, p))) throw new Error(`refusing to expose ${p}: it contains a directory workers must not see`);
   }
   const plan = new MountPlan();
-  plan.args.push('--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try', '--new-session', '--die-with-parent', '--clearenv');
-  if (task.userns) plan.args.push('--unshare-user', '--disable-userns');
   if (task.network === 'none') plan.args.push('--unshare-net');
   for (const s of layout.system) {
     if (s.kind === 'ro') plan.roBind(s.path);

@@ -78,7 +78,7 @@ async function trialRun(settings: SandboxSettings, agentEnv: Readonly<Record<str
   const cwd = path.join(settings.stateDir, 'trial');
   fs.mkdirSync(cwd, { recursive: true });
   try {
-    const launcher = new SandboxLauncher('bwrap', 'trial', settings);
+    const launcher = new SandboxLauncher('bwrap', 'trial', settings, false);
     const worker = await launcher.launch({
       key: `trial-${process.pid}`,
       argv: ['/bin/sh', '-c', 'test -w . && test -w /tmp && ! test -w /usr'],

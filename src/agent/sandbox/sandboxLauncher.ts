@@ -1,25 +1,26 @@
 /**
  * Launches workers in bubblewrap (when configured) inside cgroups (when available).
  *
- * Start-up of one worker: reserve a uid and CPUs, create its cgroups with their limits, write its
- * passwd/group/start files, then spawn bwrap reading its options from fd 3. bwrap blocks on that
- * read, which is the gate: the agent moves it into the cgroups and only then sends the options,
- * so every process of the worker is born inside its cgroups. The start script reports on fd 4
- * once the sandbox is up; a sandbox that fails before that is a launch error, not a job failure.
+ * One worker: reserve a uid and CPUs, create its cgroups, start bwrap at its gate (gate.ts) and
+ * move it into the cgroups, write the task's files, open the gate. Moving a process into a cgroup
+ * can wait for an RCU grace period (~10 ms) when no cgroup move happened lately, and forking the
+ * agent costs a few more; so in bwrap mode one gate is kept started ahead — a spare, already in
+ * cgroups of its own — and a task that arrives takes it, renames its cgroups and sets its limits.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
-import type { Readable, Writable } from 'node:stream';
+import fs from 'node:fs';
+import type { Readable } from 'node:stream';
 import type { SandboxMode } from '../../shared/protocol/index.js';
 import { killGroup, type LaunchSpec, type Launcher, type WorkerExit, type WorkerHandle } from '../launcher.js';
-import type { AgentCgroups, TaskCgroup } from './cgroups.js';
+import { bwrapArgv, prepareBwrapTask } from './bwrapTask.js';
+import type { AgentCgroups, CgroupLimits, TaskCgroup } from './cgroups.js';
 import type { CpuPinner } from './cpus.js';
-import { deviceRules, gpuDeviceNodes } from './gpus.js';
-import { chownTree, groupFile, passwdFile, type Identity, type UidPool } from './identity.js';
-import { bwrapOptions, SANDBOX_BIN_DIR, SANDBOX_START, type StaticLayout } from './layout.js';
+import { startGate, type Gate } from './gate.js';
+import { BASE_DEVICE_RULES, deviceRules, gpuDeviceNodes } from './gpus.js';
+import type { Identity, UidPool } from './identity.js';
+import { SANDBOX_BIN_DIR, type StaticLayout } from './layout.js';
 import { childrenOf, descendantsOf, signal } from './processTree.js';
-import { READY_FD, shellExportable, startScript } from './startScript.js';
+import { READY_FD } from './startScript.js';
 import { taskEnv } from './taskEnv.js';
 
 export interface BwrapSettings {
@@ -59,13 +60,24 @@ interface Reservation {
   cgroup: TaskCgroup | null;
 }
 
+interface Spare {
+  gate: Gate;
+  uid: number | null;
+  cgroup: TaskCgroup | null;
+}
+
 export class SandboxLauncher implements Launcher {
   private readonly releasing = new Set<Promise<void>>();
+  private spare: Promise<Spare | null> | null = null;
+  private spares = 0;
+  private closed = false;
 
   constructor(
     readonly mode: SandboxMode,
     readonly detail: string,
     private readonly s: SandboxSettings,
+    /** Keep a spare gate started ahead (bwrap mode). */
+    private readonly keepSpare = true,
   ) {}
 
   /** Limits are enforced (a cgroup2 without controllers only tracks and kills). */
@@ -86,78 +98,87 @@ export class SandboxLauncher implements Launcher {
   private async start(spec: LaunchSpec, r: Reservation): Promise<WorkerHandle> {
     const { s } = this;
     const bwrap = s.bwrap;
-    r.uid = bwrap?.setpriv ? (s.uids?.take() ?? null) : null;
-    const id: Identity = { uid: r.uid ?? s.self.uid, gid: r.uid ?? s.self.gid, name: 'raysub', home: spec.cwd };
     const gpuNodes = gpuDeviceNodes(s.devDir, spec.gpuIds);
-    if (s.cgroups) {
-      r.cpus = Number.isInteger(spec.resources.cpus) ? (s.pinner?.take(spec.resources.cpus) ?? null) : null;
-      r.cgroup = s.cgroups.createTask(spec.key, {
-        memoryBytes: spec.resources.memory,
-        cpus: spec.resources.cpus,
-        cpusetCpus: r.cpus,
-        pidsMax: s.pidsMax,
-        deviceRules: deviceRules(gpuNodes),
-      });
-    }
-    const env = taskEnv(spec, { sandboxed: bwrap !== null, user: id.name, binDir: SANDBOX_BIN_DIR });
-    let child: ChildProcess;
-    let gateInput: string;
-    if (bwrap) {
-      const dir = path.join(s.stateDir, spec.key);
-      r.stateDir = dir;
-      fs.mkdirSync(dir, { mode: 0o700 });
-      const files = { passwd: path.join(dir, 'passwd'), group: path.join(dir, 'group'), start: path.join(dir, 'start') };
-      fs.writeFileSync(files.passwd, passwdFile(id), { mode: 0o644 });
-      fs.writeFileSync(files.group, groupFile(id), { mode: 0o644 });
-      // A `/bin/sh -c` worker reads the start script itself rather than being exec'd by it.
-      const [sh, dashC, line] = spec.argv;
-      const sourced = spec.argv.length === 3 && sh === '/bin/sh' && dashC === '-c' && shellExportable(env);
-      const command = sourced ? ['/bin/sh', '-c', `. ${SANDBOX_START}\n${line ?? ''}`] : ['/bin/sh', SANDBOX_START, ...spec.argv];
-      // The start script holds the job's environment: readable by the task's user only.
-      fs.writeFileSync(files.start, startScript(env, { openFiles: s.openFiles, processes: r.uid !== null ? s.pidsMax : null }, s.envBinary, sourced), { mode: 0o400 });
-      if (r.uid !== null) {
-        fs.chownSync(files.start, r.uid, r.uid);
-        chownTree(spec.cwd, r.uid, r.uid);
+    if (s.cgroups && Number.isInteger(spec.resources.cpus)) r.cpus = s.pinner?.take(spec.resources.cpus) ?? null;
+    const limits: CgroupLimits = { memoryBytes: spec.resources.memory, cpus: spec.resources.cpus, cpusetCpus: r.cpus, pidsMax: s.pidsMax, deviceRules: deviceRules(gpuNodes) };
+    const env = taskEnv(spec, { sandboxed: bwrap !== null, user: 'raysub', binDir: SANDBOX_BIN_DIR });
+
+    let gate: Gate;
+    const spare = bwrap ? await this.takeSpare() : null;
+    if (spare) {
+      ({ gate, uid: r.uid, cgroup: r.cgroup } = spare);
+      try {
+        r.cgroup?.rename(spec.key);
+      } catch {
+        // keeps its spare's name: only cosmetic
       }
-      const options = bwrapOptions(bwrap.layout, { cwd: spec.cwd, readOnlyPaths: spec.readOnlyPaths, network: spec.network, ...files, devices: gpuNodes, userns: bwrap.userns, ownUid: r.uid !== null });
-      const drop = bwrap.setpriv && r.uid !== null ? [bwrap.setpriv, '--reuid', String(r.uid), '--regid', String(r.uid), '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs', '--'] : [];
-      // bwrap itself runs with an empty environment: it is privileged, and the job's variables are not for it.
-      child = spawn(bwrap.path, ['--args', '3', '--', ...drop, ...command], {
-        cwd: '/',
-        env: {},
-        detached: true,
-        stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
-      });
-      gateInput = options.join('\0') + '\0';
+      r.cgroup?.setLimits(limits);
     } else {
-      child = spawn('/bin/sh', ['-c', processGate(s.openFiles), 'raysub-worker', ...spec.argv], {
-        cwd: spec.cwd,
-        env,
-        detached: true,
-        stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
-      });
-      gateInput = 'go\n';
+      r.uid = bwrap?.setpriv ? (s.uids?.take() ?? null) : null;
+      r.cgroup = s.cgroups?.createTask(spec.key, limits) ?? null;
+      gate = bwrap
+        ? // bwrap itself runs with an empty environment: it is privileged, and the job's variables are not for it.
+          await startGate(bwrap.path, bwrapArgv(bwrap, r.uid), { cwd: '/', env: {} }, r.cgroup)
+        : await startGate('/bin/sh', ['-c', processGate(s.openFiles), 'raysub-worker', ...spec.argv], { cwd: spec.cwd, env }, r.cgroup);
     }
-    const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, sig) => resolve({ code, signal: sig })));
-    const pid = await spawned(child);
+    let input = 'go\n';
     try {
-      r.cgroup?.join(pid);
+      if (bwrap) {
+        const id: Identity = { uid: r.uid ?? s.self.uid, gid: r.uid ?? s.self.gid, name: 'raysub', home: spec.cwd };
+        r.stateDir = path.join(s.stateDir, spec.key);
+        input = prepareBwrapTask(bwrap, s, spec, env, id, r.uid !== null, gpuNodes, r.stateDir);
+      }
+      await gate.joined;
     } catch (err) {
-      child.kill('SIGKILL');
-      await exit;
-      throw new Error(`could not move the worker into its cgroups: ${(err as Error).message}`, { cause: err });
+      // A gate that died by itself says why on stderr; that beats the error it caused here.
+      const said = await gate.discard();
+      const byItself = (await gate.exit).signal !== 'SIGKILL';
+      throw new Error(byItself && said ? said : `could not start the sandbox: ${(err as Error).message}`, { cause: err });
     }
-    const gate = child.stdio[3] as Writable;
-    // A sandbox that dies before reading its options closes the pipe; ready() reports why.
-    gate.on('error', () => undefined);
-    gate.end(gateInput);
-    await ready(child, exit);
-    return this.handle(child, pid, exit, r);
+    await gate.open(input);
+    // The next spare is started once this worker is on its way, not in its path.
+    setImmediate(() => this.prestart());
+    return this.handle(gate, r);
   }
 
-  private handle(child: ChildProcess, pid: number, exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>, r: Reservation): WorkerHandle {
+  /** Start a spare gate in the background, if this launcher keeps one and has none. */
+  prestart(): void {
+    const bwrap = this.s.bwrap;
+    if (!bwrap || !this.keepSpare || this.closed || this.spare) return;
+    this.spare = (async (): Promise<Spare | null> => {
+      const uid = bwrap.setpriv ? (this.s.uids?.take() ?? null) : null;
+      let cgroup: TaskCgroup | null = null;
+      try {
+        const neutral: CgroupLimits = { memoryBytes: 0, cpus: 0, cpusetCpus: null, pidsMax: this.s.pidsMax, deviceRules: BASE_DEVICE_RULES };
+        cgroup = this.s.cgroups?.createTask(`spare-${++this.spares}`, neutral) ?? null;
+        return { gate: await startGate(bwrap.path, bwrapArgv(bwrap, uid), { cwd: '/', env: {} }, cgroup), uid, cgroup };
+      } catch {
+        await this.release({ uid, cpus: null, stateDir: null, cgroup });
+        return null;
+      }
+    })();
+  }
+
+  private async takeSpare(): Promise<Spare | null> {
+    const pending = this.spare;
+    this.spare = null;
+    const spare = pending ? await pending : null;
+    if (!spare) return null;
+    // Settled before its cgroups are renamed (the move writes to their paths).
+    const joined = await spare.gate.joined.then(
+      () => true,
+      () => false,
+    );
+    if (joined && spare.gate.child.exitCode === null && spare.gate.child.signalCode === null) return spare;
+    await spare.gate.discard();
+    await this.release({ uid: spare.uid, cpus: null, stateDir: null, cgroup: spare.cgroup });
+    return null;
+  }
+
+  private handle(gate: Gate, r: Reservation): WorkerHandle {
+    const { child, pid } = gate;
     const bwrapped = this.s.bwrap !== null;
-    const exited: Promise<WorkerExit> = exit.then(async ({ code, signal: sig }) => {
+    const exited: Promise<WorkerExit> = gate.exit.then(async ({ code, signal: sig }) => {
       // Whatever the worker left behind goes with it.
       if (!bwrapped) killGroup(pid, 'SIGKILL');
       await r.cgroup?.drain();
@@ -209,44 +230,14 @@ export class SandboxLauncher implements Launcher {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    const spare = await this.spare;
+    this.spare = null;
+    if (spare) {
+      await spare.gate.discard();
+      await this.release({ uid: spare.uid, cpus: null, stateDir: null, cgroup: spare.cgroup });
+    }
     await Promise.allSettled([...this.releasing]);
     this.s.cgroups?.close();
   }
-}
-
-function spawned(child: ChildProcess): Promise<number> {
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('spawn', () => (child.pid === undefined ? reject(new Error('spawn gave no pid')) : resolve(child.pid)));
-  });
-}
-
-/**
- * Wait for the start script's "ok"; if the sandbox dies first, fail with what it printed. Until
- * then stderr is held in paused mode (a 'readable' listener that reads nothing): Node would
- * otherwise drain unread output when the child exits, and reading it in flowing mode could hit
- * its end before the worker's consumer is attached.
- */
-async function ready(child: ChildProcess, exit: Promise<unknown>): Promise<void> {
-  const fd = child.stdio[READY_FD] as Readable;
-  const stderr = child.stderr as Readable;
-  fd.on('error', () => undefined);
-  const hold = (): void => undefined;
-  stderr.on('readable', hold);
-  // Resolves on "ok", or on close: bwrap and its init hold this fd until the sandbox ends.
-  const up = await new Promise<boolean>((resolve) => {
-    let got = '';
-    fd.on('data', (d: Buffer) => {
-      got += d.toString();
-      if (got.includes('ok')) resolve(true);
-    });
-    fd.once('close', () => resolve(false));
-  });
-  fd.destroy();
-  stderr.off('readable', hold);
-  if (up) return;
-  await exit;
-  let text = '';
-  for await (const chunk of stderr) if (text.length < 4000) text += (chunk as Buffer).toString();
-  throw new Error(text.trim().slice(0, 4000) || 'the sandbox exited before the worker started');
 }

@@ -29,10 +29,11 @@ export function shellExportable(env: Readonly<Record<string, string>>): boolean 
 }
 
 /**
- * `sourced`: the script is read with `.` by the worker's own `/bin/sh -c` (one exec fewer per
- * task); otherwise it is run with the worker's argv and execs it.
+ * The script bwrap runs as `/bin/sh /run/raysub/start`: limits, environment, "ok" on the ready
+ * fd, then the worker. A `/bin/sh -c LINE` worker's LINE becomes the rest of the script (the same
+ * shell runs it: one exec fewer); any other argv is exec'd.
  */
-export function startScript(env: Readonly<Record<string, string>>, limits: StartLimits, envBinary: string | null, sourced = false): string {
+export function startScript(env: Readonly<Record<string, string>>, limits: StartLimits, envBinary: string | null, argv: readonly string[]): string {
   const lines = ['# raysub: worker start-up (limits, environment), then the worker itself'];
   lines.push(`ulimit -n ${limits.openFiles} || { echo "raysub: cannot set the open-file limit" >&2; exit 125; }`);
   if (limits.processes !== null) {
@@ -45,9 +46,12 @@ export function startScript(env: Readonly<Record<string, string>>, limits: Start
     else odd.push(shellQuote(`${k}=${v}`));
   }
   lines.push(`printf ok >&${READY_FD}; exec ${READY_FD}>&-`);
-  if (sourced) return lines.join('\n') + '\n';
+  const [sh, dashC, line] = argv;
+  if (argv.length === 3 && sh === '/bin/sh' && dashC === '-c' && line !== undefined && (odd.length === 0 || !envBinary)) {
+    return lines.join('\n') + '\n' + line + '\n';
+  }
   // Names a shell cannot export (dots, dashes) are set by env(1) on the way to the worker.
-  if (odd.length > 0 && envBinary) lines.push(`exec ${shellQuote(envBinary)} -- ${odd.join(' ')} "$@"`);
-  else lines.push('exec "$@"');
+  const setOdd = odd.length > 0 && envBinary ? `${shellQuote(envBinary)} -- ${odd.join(' ')} ` : '';
+  lines.push(`exec ${setOdd}${argv.map(shellQuote).join(' ')}`);
   return lines.join('\n') + '\n';
 }
