@@ -1,0 +1,299 @@
+/**
+ * raysub's in-job API for Node jobs: remote functions and actor classes exported from modules,
+ * arguments and results by structured clone (v8.serialize), get/put/wait, actors.
+ *
+ *   import * as raysub from 'raysub';
+ *   export const square = raysub.remote(import.meta, function square(x) { return x * x; });
+ *   if (raysub.isMain(import.meta)) console.log(await raysub.get([1, 2, 3].map((x) => square.remote(x))));
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import v8 from 'node:v8';
+import { Connection, type Resolved } from './conn.js';
+
+export interface RemoteOptions {
+  /** The export this function or class is reachable by (default: its own name). */
+  name?: string;
+  numCpus?: number;
+  numGpus?: number;
+  memory?: number;
+  resources?: Record<string, number>;
+  maxRetries?: number;
+  retryExceptions?: boolean;
+}
+
+export class RaysubError extends Error {
+  override name = 'RaysubError';
+}
+export class TaskError extends RaysubError {
+  override name = 'TaskError';
+  constructor(
+    readonly task: string,
+    readonly causeType: string,
+    readonly remoteStack: string,
+    message: string,
+  ) {
+    super(`task ${task} failed: ${causeType}: ${message}\n\n${remoteStack}`);
+  }
+}
+export class ActorDiedError extends RaysubError {
+  override name = 'ActorDiedError';
+}
+export class WorkerCrashedError extends RaysubError {
+  override name = 'WorkerCrashedError';
+}
+export class ObjectLostError extends RaysubError {
+  override name = 'ObjectLostError';
+}
+export class GetTimeoutError extends RaysubError {
+  override name = 'GetTimeoutError';
+}
+
+export class ObjectRef {
+  readonly __raysub_ref__ = true;
+  constructor(
+    readonly id: string,
+    readonly owner: string,
+  ) {}
+}
+
+const state: { conn: Promise<Connection> | null; inWorker: boolean } = { conn: null, inWorker: false };
+const prefix = crypto.randomBytes(6).toString('hex');
+let counter = 0;
+const newId = (): string => `${prefix}${(++counter).toString(16)}`;
+
+/** @internal the worker marks its process before connecting. */
+export function markWorker(): void {
+  state.inWorker = true;
+}
+
+/** Connect to this job's agent (done automatically on first use). */
+export function init(): Promise<Connection> {
+  if (!state.conn) {
+    const sock = process.env.RAYSUB_TASK_SOCKET;
+    const token = process.env.RAYSUB_JOB_TOKEN;
+    if (!sock || !token) {
+      return Promise.reject(new RaysubError('raysub.init(): this process is not running inside a raysub job; run it with `raysub job submit --working-dir . -- node main.mjs`'));
+    }
+    const hello = { t: 'hello', token, role: state.inWorker ? 'worker' : 'driver', lang: 'node', ...(state.inWorker ? { worker_id: process.env.RAYSUB_WORKER_ID } : {}) };
+    state.conn = Connection.open(sock, hello);
+  }
+  return state.conn;
+}
+
+/** Whether this module is the job's entrypoint (false when a worker imports it to find a function). */
+export function isMain(meta: ImportMeta): boolean {
+  return !state.inWorker && Boolean(process.argv[1]) && fileURLToPath(meta.url) === path.resolve(process.argv[1] ?? '');
+}
+
+export async function shutdown(): Promise<void> {
+  const c = state.conn;
+  state.conn = null;
+  if (c) (await c).close();
+}
+
+function moduleRef(meta: ImportMeta): string {
+  const file = fileURLToPath(meta.url);
+  const cwd = process.cwd();
+  return file.startsWith(cwd + path.sep) ? path.relative(cwd, file) : file;
+}
+
+/** @internal where a worker finds a module named by a submitter. */
+export function moduleUrl(ref: string): string {
+  return pathToFileURL(path.isAbsolute(ref) ? ref : path.resolve(process.cwd(), ref)).href;
+}
+
+function resources(o: RemoteOptions, defaultCpus: number): Record<string, unknown> {
+  return { cpus: o.numCpus ?? defaultCpus, gpus: o.numGpus ?? 0, memory: o.memory ?? 0, custom: o.resources ?? {} };
+}
+
+function pack(args: unknown[]): { data: Buffer; deps: { id: string; owner: string }[] } {
+  const deps: { id: string; owner: string }[] = [];
+  const swapped = args.map((arg) => {
+    // A ref that travelled inside a value arrives as a plain object with the same fields.
+    const a = isRef(arg) ? asRef(arg) : arg;
+    if (a instanceof ObjectRef) {
+      if (!deps.some((d) => d.id === a.id)) deps.push({ id: a.id, owner: a.owner });
+      return { __raysub_dep__: a.id };
+    }
+    return a;
+  });
+  return { data: v8.serialize(swapped), deps };
+}
+
+function submit(kind: string, fn: { module: string; name: string }, name: string, opts: RemoteOptions, defaultCpus: number, defaultRetries: number, args: unknown[], extra: Record<string, unknown> = {}, id = newId()): ObjectRef {
+  const { data, deps } = pack(args);
+  const spec = {
+    id,
+    kind,
+    fn,
+    name,
+    resources: resources(opts, defaultCpus),
+    max_retries: opts.maxRetries ?? defaultRetries,
+    retry_exceptions: opts.retryExceptions ?? false,
+    deps,
+    args_len: data.length,
+    ...extra,
+  };
+  const ref = new ObjectRef(id, '');
+  const p = init().then((c) => {
+    (ref as { owner: string }).owner = c.nodeId;
+    c.submit(spec, data);
+  });
+  pending.add(p);
+  void p.finally(() => pending.delete(p)).catch(() => undefined);
+  return ref;
+}
+const pending = new Set<Promise<void>>();
+
+export interface RemoteFunction<A extends unknown[], R> {
+  remote(...args: { [K in keyof A]: A[K] | ObjectRef }): ObjectRef;
+  options(o: RemoteOptions): RemoteFunction<A, R>;
+  readonly _fn: (...args: A) => R;
+}
+
+export interface ActorClass<A extends unknown[]> {
+  remote(...args: A): ActorHandle;
+  options(o: RemoteOptions): ActorClass<A>;
+  readonly _cls: new (...args: A) => unknown;
+}
+
+export type ActorHandle = Record<string, { remote(...args: unknown[]): ObjectRef }> & { readonly __actor__: { id: string; owner: string } };
+
+/** Make an exported function or class remote: `export const f = remote(import.meta, function f() {...})`. */
+export function remote<A extends unknown[], R>(meta: ImportMeta, fn: (...args: A) => R, opts?: RemoteOptions): RemoteFunction<A, R>;
+export function remote<A extends unknown[]>(meta: ImportMeta, cls: new (...args: A) => unknown, opts?: RemoteOptions): ActorClass<A>;
+export function remote(meta: ImportMeta, target: ((...a: never[]) => unknown) | (new (...a: never[]) => unknown), opts: RemoteOptions = {}): unknown {
+  const ref = { module: moduleRef(meta), name: opts.name ?? target.name };
+  if (!ref.name) throw new RaysubError('remote(): give the function or class a name (or options.name): it is found by its export name');
+  const isClass = /^class[\s{]/.test(Function.prototype.toString.call(target));
+  if (isClass) {
+    const make = (o: RemoteOptions): ActorClass<unknown[]> => ({
+      _cls: target as unknown as new (...args: unknown[]) => unknown,
+      options: (more) => make({ ...o, ...more }),
+      remote: (...args) => {
+        const id = newId();
+        const created = submit('actor_create', ref, `${ref.name}.constructor`, o, 0, 0, args, { actor_id: id }, id);
+        return actorHandle(id, created, ref, ref.name);
+      },
+    });
+    return make(opts);
+  }
+  const make = (o: RemoteOptions): RemoteFunction<unknown[], unknown> => ({
+    _fn: target as (...args: unknown[]) => unknown,
+    options: (more) => make({ ...o, ...more }),
+    remote: (...args) => submit('task', ref, ref.name, o, 1, 3, args),
+  });
+  return make(opts);
+}
+
+function actorHandle(id: string, created: ObjectRef, fn: { module: string; name: string }, cls: string): ActorHandle {
+  return new Proxy({} as ActorHandle, {
+    get(_t, prop) {
+      if (prop === '__actor__') return { id, get owner() { return created.owner; } };
+      if (typeof prop !== 'string' || prop === 'then') return undefined;
+      return { remote: (...args: unknown[]) => submit('actor_call', fn, `${cls}.${prop}`, { numCpus: 0 }, 0, 0, args, { actor_id: id, method: prop }) };
+    },
+  });
+}
+
+/** Kill an actor: its process ends; its pending and future calls fail with ActorDiedError. */
+export async function kill(handle: ActorHandle): Promise<void> {
+  const c = await init();
+  await Promise.all(pending);
+  c.flush();
+  c.send({ t: 'kill_actor', actor: { id: handle.__actor__.id, owner: handle.__actor__.owner || c.nodeId } });
+}
+
+/** Store a value in this node's object store. */
+export async function put(value: unknown): Promise<ObjectRef> {
+  const c = await init();
+  await Promise.all(pending);
+  c.flush();
+  const id = newId();
+  const data = v8.serialize(value);
+  c.send({ t: 'put', id, len: data.length }, [data]);
+  if (data.length <= 100 * 1024) c.objects.set(id, { state: 'value', data });
+  return new ObjectRef(id, c.nodeId);
+}
+
+function decode(r: Resolved, id: string): unknown {
+  if (r.state === 'value') return v8.deserialize(r.data);
+  if (r.state === 'path' && r.path) return v8.deserialize(fs.readFileSync(r.path));
+  if (r.state === 'error') {
+    const e = r.error ?? { type: 'TaskError', message: '', traceback: '', task: '?' };
+    if (e.type === 'ActorDiedError') return new ActorDiedError(e.message);
+    if (e.type === 'WorkerCrashedError') return new WorkerCrashedError(e.message);
+    if (e.type === 'ObjectLostError') return new ObjectLostError(e.message);
+    return new TaskError(e.task, e.type, e.traceback, e.message);
+  }
+  return new ObjectLostError(`object ${id} is not available here`);
+}
+
+function isRef(r: unknown): boolean {
+  return r instanceof ObjectRef || Boolean((r as { __raysub_ref__?: boolean } | null)?.__raysub_ref__);
+}
+
+function asRef(r: unknown): ObjectRef {
+  if (r instanceof ObjectRef) return r;
+  const o = r as { __raysub_ref__?: boolean; id?: string; owner?: string } | null;
+  if (o?.__raysub_ref__ && o.id) return new ObjectRef(o.id, o.owner ?? '');
+  throw new TypeError('get() takes an ObjectRef or an array of them');
+}
+
+async function awaitRefs(refs: ObjectRef[], need: number, timeoutMs: number | null, local: boolean): Promise<Connection> {
+  const c = await init();
+  await Promise.all(pending);
+  c.flush();
+  const isReady = (r: ObjectRef): boolean => {
+    const o = c.objects.get(r.id);
+    return o !== undefined && !(local && o.state === 'remote');
+  };
+  c.request(refs.filter((r) => (!c.objects.has(r.id) && !c.owned.has(r.id)) || (local && c.objects.get(r.id)?.state === 'remote')));
+  const count = (): number => refs.filter(isReady).length;
+  const blocked = state.inWorker && count() < need;
+  if (blocked) c.send({ t: 'blocked' });
+  try {
+    const ok = await c.until(() => {
+      if (local) {
+        const far = refs.filter((r) => c.objects.get(r.id)?.state === 'remote' && !c.requested.has(r.id));
+        if (far.length) c.request(far);
+      }
+      return count() >= need;
+    }, timeoutMs);
+    if (!ok) throw new GetTimeoutError(`get() timed out after ${timeoutMs} ms`);
+    return c;
+  } finally {
+    if (blocked) c.send({ t: 'unblocked' });
+  }
+}
+
+/** The value of a ref (or the values of an array of refs); rejects with the task's error. */
+export async function get<T = unknown>(refs: ObjectRef | ObjectRef[], opts: { timeoutMs?: number } = {}): Promise<T> {
+  const single = !Array.isArray(refs);
+  const list = (single ? [refs] : refs).map(asRef);
+  const c = await awaitRefs(list, list.length, opts.timeoutMs ?? null, true);
+  const values = list.map((r) => {
+    const v = decode(c.objects.get(r.id) as Resolved, r.id);
+    if (v instanceof RaysubError) throw v;
+    return v;
+  });
+  return (single ? values[0] : values) as T;
+}
+
+/** [ready, notReady]: the first `numReturns` refs that are ready (in the order given). */
+export async function wait(refs: ObjectRef[], opts: { numReturns?: number; timeoutMs?: number } = {}): Promise<[ObjectRef[], ObjectRef[]]> {
+  const n = opts.numReturns ?? 1;
+  if (n > refs.length) throw new RangeError(`numReturns (${n}) is larger than the number of refs (${refs.length})`);
+  const c = await awaitRefs(refs, n, opts.timeoutMs ?? null, false).catch((err: unknown) => {
+    if (err instanceof GetTimeoutError) return null;
+    throw err;
+  });
+  const conn = c ?? (await init());
+  const ready: ObjectRef[] = [];
+  const notReady: ObjectRef[] = [];
+  for (const r of refs) (conn.objects.has(r.id) && ready.length < n ? ready : notReady).push(r);
+  return [ready, notReady];
+}
