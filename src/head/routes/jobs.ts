@@ -32,12 +32,16 @@ export function jobRoutes(ctx: HeadContext): FastifyPluginAsync {
       return jobs;
     });
 
-    app.get('/api/jobs/:id', async (req) => {
+    app.get('/api/jobs/:id', async (req, reply) => {
       const { id } = parseWith(idParams, req.params);
       const q = parseWith(getQuery, req.query);
       if (q.wait_s) {
         const ac = new AbortController();
-        req.raw.once('close', () => ac.abort());
+        // The response closing before it finished means the client went away (the request's own
+        // 'close' fires once its body is read, which says nothing about the client).
+        reply.raw.once('close', () => {
+          if (!reply.raw.writableFinished) ac.abort();
+        });
         await ctx.jobs.waitTerminal(id, q.wait_s * 1000, ac.signal);
       }
       return ctx.jobs.details(id);

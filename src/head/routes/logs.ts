@@ -45,7 +45,9 @@ export function logRoutes(ctx: HeadContext): FastifyPluginAsync {
       const q = parseWith(streamQuery, req.query);
       const row = ctx.jobs.row(id);
       const ac = new AbortController();
-      req.raw.once('close', () => ac.abort());
+      reply.raw.once('close', () => {
+        if (!reply.raw.writableFinished) ac.abort();
+      });
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache' });
