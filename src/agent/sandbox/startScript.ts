@@ -1,6 +1,6 @@
 /**
  * The first thing a sandboxed worker runs, as its own unprivileged user: set its limits and its
- * environment, tell the agent it is up, then exec the worker. The environment travels in this
+ * environment, tell the agent it is up, then run the worker. The environment travels in this
  * file rather than through bwrap, so that no process running as root ever holds the job's
  * variables (LD_PRELOAD and friends would otherwise run job code with root's privileges) and no
  * variable shows up in a command line that other users can read.
@@ -21,11 +21,6 @@ const SHELL_SPECIAL = new Set(['UID', 'EUID', 'PPID', 'GROUPS', 'SHELLOPTS', 'BA
 
 export function shellQuote(value: string): string {
   return `'${value.replace(/'/g, `'\\''`)}'`;
-}
-
-/** Can a shell export every variable itself (no env(1) needed)? */
-export function shellExportable(env: Readonly<Record<string, string>>): boolean {
-  return Object.keys(env).every((k) => NAME.test(k) && !SHELL_SPECIAL.has(k));
 }
 
 /**
