@@ -112,7 +112,6 @@ export class SandboxLauncher implements Launcher {
       } catch {
         // keeps its spare's name: only cosmetic
       }
-      r.cgroup?.setLimits(limits);
     } else {
       r.uid = bwrap?.setpriv ? (s.uids?.take() ?? null) : null;
       r.cgroup = s.cgroups?.createTask(spec.key, limits) ?? null;
@@ -123,6 +122,7 @@ export class SandboxLauncher implements Launcher {
     }
     let input = 'go\n';
     try {
+      if (spare) r.cgroup?.setLimits(limits);
       if (bwrap) {
         const id: Identity = { uid: r.uid ?? s.self.uid, gid: r.uid ?? s.self.gid, name: 'raysub', home: spec.cwd };
         r.stateDir = path.join(s.stateDir, spec.key);
