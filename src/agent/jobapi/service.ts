@@ -243,7 +243,8 @@ export class JobApi {
   private finished(task: Task, value: ObjValue): void {
     const { job } = task;
     if (task.spec.kind === 'actor_create') task.decide?.('local');
-    if (task.origin === 'local' || task.ownerNode === this.me()) job.objects.resolve(task.spec.id, value);
+    // Recorded here whoever owns it: a large value stays in this node's store and is fetched from here.
+    job.objects.resolve(task.spec.id, value);
     if (task.origin === 'head') {
       if (task.ownerNode !== this.me()) this.relay.results.push({ job_id: job.jobId, id: task.spec.id, owner_node: task.ownerNode, value: job.objects.toRelay(value) });
       this.relay.done.push(task.spec.id);
