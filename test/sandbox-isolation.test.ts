@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { processesWith, runCli, startAgent, startHead, waitFor, workingDir } from './helpers/cluster.js';
+import { processesWith, runCli, startAgent, startHead, tempDir, waitFor, workingDir } from './helpers/cluster.js';
 import { requireSandbox, resultOf, taskCgroups, unique } from './helpers/sandbox.js';
 
 /** Writes a secret in its own dir and in /tmp, says where it is, then waits to be stopped. */
@@ -153,6 +153,24 @@ describe('sandbox isolation', () => {
     // The agent got its token on its command line and in its environment: neither is visible.
     expect(probe.stdout).not.toContain(head.token);
     for (const p of Object.values(r.procs)) expect(p.cmdline).not.toContain('--token');
+  });
+
+  it('hides the head\'s data dir even inside a path the operator lets workers read', async (ctx) => {
+    const shared = tempDir('raysub-shared-');
+    fs.chmodSync(shared, 0o755); // a bind keeps its permissions: the task's uid must be able to read it
+    fs.writeFileSync(path.join(shared, 'dataset.csv'), 'a,b\n1,2\n');
+    const head = await startHead({ dataDir: path.join(shared, 'head'), numCpus: 1, args: ['--sandbox-bind', shared] });
+    await requireSandbox(head, ctx);
+    const dir = workingDir({ 'probe.py': PROBE });
+    const spec = { read: [path.join(shared, 'dataset.csv'), path.join(head.dataDir, 'token'), path.join(head.dataDir, 'raysub.db')], list: [shared, head.dataDir], write: [path.join(shared, 'probe')] };
+    const probe = await runCli(['job', 'submit', '--working-dir', dir, '--', 'python3', 'probe.py', JSON.stringify(spec)], { env: head.env });
+    expect(probe.code, probe.stderr).toBe(0);
+    const r = resultOf<ProbeResult>(probe.stdout);
+    expect(r.read[path.join(shared, 'dataset.csv')]).toBe("ok:b'a,b\\n1,2\\n'");
+    expect(r.read[path.join(head.dataDir, 'token')]).toMatch(/^err:/);
+    expect(r.read[path.join(head.dataDir, 'raysub.db')]).toMatch(/^err:/);
+    expect(r.list[head.dataDir]).toBe("ok:['agent']");
+    expect(r.write[path.join(shared, 'probe')]).toMatch(/^err:/);
   });
 
   it('kills detached and daemonised children on job stop and removes the task\'s cgroups', async (ctx) => {

@@ -155,6 +155,10 @@ export function bwrapOptions(layout: StaticLayout, task: TaskView): string[] {
     if (s.kind === 'ro') plan.roBind(s.path);
     else plan.symlink(s.target, s.path);
   }
+  // The fresh filesystems first: a bound path below /tmp or /run must land on top of them.
+  plan.proc('/proc').dev('/dev').tmpfs('/dev/shm', '1777').tmpfs('/tmp', '1777').tmpfs('/run');
+  plan.dir('/var').symlink('/tmp', '/var/tmp');
+  plan.dir(SANDBOX_RUN_DIR).dir(SANDBOX_BIN_DIR);
   for (const p of layout.roBinds) plan.roBind(p);
   for (const m of layout.masks) {
     if (task.ownUid && !layout.hidden.includes(m.path)) continue;
@@ -162,9 +166,6 @@ export function bwrapOptions(layout: StaticLayout, task: TaskView): string[] {
     if (m.dir && layout.hidden.includes(m.path)) plan.tmpfs(m.path);
     else plan.roBind(m.dir ? layout.maskDir : layout.maskFile, m.path);
   }
-  plan.proc('/proc').dev('/dev').tmpfs('/dev/shm', '1777').tmpfs('/tmp', '1777').tmpfs('/run');
-  plan.dir('/var').symlink('/tmp', '/var/tmp');
-  plan.dir(SANDBOX_RUN_DIR).dir(SANDBOX_BIN_DIR);
   for (const [name, target] of layout.links) plan.symlink(target, path.join(SANDBOX_BIN_DIR, name));
   plan.roBind(task.passwd, '/etc/passwd').roBind(task.group, '/etc/group').roBind(task.start, SANDBOX_START);
   for (const p of task.readOnlyPaths) if (!plan.coveredByBind(p)) plan.roBind(p);
