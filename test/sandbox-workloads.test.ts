@@ -102,6 +102,22 @@ describe('jobs that behave', () => {
   });
 });
 
+describe('GPUs', () => {
+  it('shows a task the device nodes of the GPUs it holds and no others', async (ctx) => {
+    const head = await startHead({ numCpus: 2, numGpus: 2 });
+    await requireSandbox(head, ctx);
+    const host = fs.readdirSync('/dev').filter((n) => n.startsWith('nvidia'));
+    if (host.length === 0) console.warn('no NVIDIA device nodes on this machine: checking that a GPU task runs and sees none');
+    const res = await runCli(['job', 'submit', '--entrypoint-num-gpus', '1', '--', 'echo "cuda=$CUDA_VISIBLE_DEVICES"; ls /dev | grep nvidia || true'], { env: head.env });
+    expect(res.code, res.stderr).toBe(0);
+    const held = Number(/cuda=(\d+)/.exec(res.stdout)?.[1]);
+    expect([0, 1]).toContain(held);
+    const seen = res.stdout.split('\n').filter((l) => l.startsWith('nvidia')).sort();
+    const expected = host.filter((n) => ['nvidiactl', 'nvidia-uvm', 'nvidia-uvm-tools', 'nvidia-modeset', `nvidia${held}`].includes(n));
+    expect(seen).toEqual(expected.sort());
+  });
+});
+
 describe('without bubblewrap', () => {
   /** A PATH whose first bwrap is one that cannot build a sandbox. */
   function brokenBwrapPath(): string {
