@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'jobs/**', 'scripts/**', 'src/worker/**/*.js'] },
+  { ignores: ['dist/**', 'node_modules/**', 'jobs/**', 'scripts/**', 'src/worker/**/*.js', 'test/fixtures/**/*.mjs'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
