@@ -2,11 +2,12 @@
  * The sandbox's pure parts, on real files and real shells: mount planning, what is hidden and
  * refused, CPU pinning, the start script's quoting, uid blocks, cgroup mount discovery, GPU nodes.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { findCgroupMounts } from '../src/agent/sandbox/cgroups.js';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { AgentCgroups, findCgroupMounts } from '../src/agent/sandbox/cgroups.js';
 import { CpuPinner, parseCpuList } from '../src/agent/sandbox/cpus.js';
 import { gpuDeviceNodes } from '../src/agent/sandbox/gpus.js';
 import { passwdFile, uidBlockFor, UidPool, UIDS_PER_AGENT } from '../src/agent/sandbox/identity.js';
@@ -14,7 +15,7 @@ import { bwrapOptions, planLayout, unreadableEntries } from '../src/agent/sandbo
 import { MountPlan } from '../src/agent/sandbox/mountPlan.js';
 import { startScript } from '../src/agent/sandbox/startScript.js';
 import { taskEnv } from '../src/agent/sandbox/taskEnv.js';
-import { tempDir } from './helpers/cluster.js';
+import { tempDir, waitFor } from './helpers/cluster.js';
 
 describe('mount planning', () => {
   it('creates missing parents 0755 once, and none inside a host bind', () => {
@@ -135,6 +136,51 @@ describe('identity', () => {
     pool.give(u1);
     expect(pool.take()).toBe(u1);
     expect(passwdFile({ uid: u2, gid: u2, name: 'raysub', home: '/w' })).toMatch(new RegExp(`^raysub:x:${u2}:${u2}:`, 'm'));
+  });
+});
+
+describe('cgroup roots', () => {
+  it('collects other agents\' roots that are idle and old, never busy or fresh ones', async (ctx) => {
+    const mount = findCgroupMounts(fs.readFileSync('/proc/self/mountinfo', 'utf8')).v1.pids;
+    if (!mount || process.getuid?.() !== 0) {
+      console.warn(`skipping "${ctx.task.name}": needs root and a cgroup v1 pids hierarchy`);
+      return ctx.skip();
+    }
+    const top = path.join(mount, 'raysub');
+    fs.mkdirSync(top, { recursive: true });
+    const tag = crypto.randomBytes(3).toString('hex');
+    const stale = path.join(top, `zz-stale-${tag}`);
+    const fresh = path.join(top, `zz-fresh-${tag}`);
+    const busy = path.join(top, `zz-busy-${tag}`);
+    for (const d of [path.join(stale, 'task'), fresh, path.join(busy, 'task')]) fs.mkdirSync(d, { recursive: true });
+    const old = new Date(Date.now() - 5 * 60_000);
+    for (const d of [path.join(stale, 'task'), stale, path.join(busy, 'task'), busy]) fs.utimesSync(d, old, old);
+    const sleeper = spawn('sleep', ['60'], { stdio: 'ignore' });
+    onTestFinished(() => {
+      sleeper.kill('SIGKILL');
+      for (const d of [path.join(busy, 'task'), busy, fresh]) {
+        try {
+          fs.rmdirSync(d);
+        } catch {
+          // already collected
+        }
+      }
+    });
+    await new Promise((r) => sleeper.once('spawn', r));
+    fs.writeFileSync(path.join(busy, 'task', 'cgroup.procs'), String(sleeper.pid));
+
+    const { cgroups } = AgentCgroups.open({ v1: { pids: mount }, unified: null }, `zz-me-${tag}`);
+    onTestFinished(() => cgroups?.close());
+    expect(fs.existsSync(stale)).toBe(false);
+    expect(fs.existsSync(fresh)).toBe(true);
+    expect(fs.existsSync(path.join(busy, 'task'))).toBe(true);
+
+    // Once its process is gone, the old tree is idle: the next agent to start collects it.
+    sleeper.kill('SIGKILL');
+    await new Promise((r) => sleeper.once('exit', r));
+    await waitFor(() => fs.readFileSync(path.join(busy, 'task', 'cgroup.procs'), 'utf8').trim() === '', { what: 'the sleeper to leave its cgroup' });
+    AgentCgroups.open({ v1: { pids: mount }, unified: null }, `zz-me-${tag}`).cgroups?.close();
+    expect(fs.existsSync(busy)).toBe(false);
   });
 });
 

@@ -82,6 +82,7 @@ function signalAll(pids: readonly number[], signal: NodeJS.Signals): void {
 
 /** Kill whatever is left in a cgroup directory tree, then remove it (deepest first). */
 function destroyTree(dir: string, unified: boolean): void {
+  if (!fs.existsSync(dir)) return;
   for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) destroyTree(path.join(dir, e.name), unified);
   if (unified) {
     try {
@@ -189,7 +190,7 @@ export class TaskCgroup {
 /** The agent's own cgroup root in each hierarchy it can use. */
 export class AgentCgroups {
   private constructor(
-    private readonly roots: ReadonlyMap<Hierarchy, string>,
+    readonly roots: ReadonlyMap<Hierarchy, string>,
     private readonly cpusetMems: string,
     readonly allCpus: readonly number[],
   ) {}
@@ -211,6 +212,14 @@ export class AgentCgroups {
    * previous run of the same agent left behind. `problems` says why a hierarchy is unusable.
    */
   static open(mounts: CgroupMounts, name: string): { cgroups: AgentCgroups | null; problems: string[] } {
+    const result = AgentCgroups.openRoots(mounts, name);
+    // Roots with no process left anywhere below them are garbage (an agent that was SIGKILLed, or
+    // an idle one, which recreates its root when it next needs it): any agent may collect them.
+    for (const root of result.cgroups?.roots.values() ?? []) sweepIdle(path.dirname(root), path.basename(root));
+    return result;
+  }
+
+  private static openRoots(mounts: CgroupMounts, name: string): { cgroups: AgentCgroups | null; problems: string[] } {
     const problems: string[] = [];
     const roots = new Map<Hierarchy, string>();
     const all: [Hierarchy, string | undefined][] = [...V1_CONTROLLERS.map((c): [Hierarchy, string | undefined] => [c, mounts.v1[c]]), ['unified', mounts.unified ?? undefined]];
@@ -256,7 +265,14 @@ export class AgentCgroups {
     try {
       for (const [h, root] of this.roots) {
         const dir = path.join(root, key);
-        fs.mkdirSync(dir);
+        try {
+          fs.mkdirSync(dir);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+          // Another agent collected our idle root: make it again.
+          this.remakeRoot(h, root);
+          fs.mkdirSync(dir);
+        }
         dirs.set(h, dir);
         apply(h, dir, limits);
       }
@@ -271,6 +287,16 @@ export class AgentCgroups {
       throw err;
     }
     return new TaskCgroup(dirs, limits.memoryBytes > 0, apply);
+  }
+
+  private remakeRoot(h: Hierarchy, root: string): void {
+    fs.mkdirSync(root, { recursive: true });
+    if (h !== 'cpuset') return;
+    // raysub/ itself may have gone too (its last agent closed): parents first.
+    for (const d of [path.dirname(root), root]) {
+      if (read(d, 'cpuset.cpus').trim() === '') write(d, 'cpuset.cpus', formatCpuList(this.allCpus));
+      if (read(d, 'cpuset.mems').trim() === '') write(d, 'cpuset.mems', this.cpusetMems);
+    }
   }
 
   get mems(): string {
@@ -288,6 +314,37 @@ export class AgentCgroups {
       }
     }
   }
+}
+
+/** How long a cgroup must have existed, empty, before another agent may collect it. */
+const IDLE_BEFORE_SWEEP_MS = 60_000;
+
+/** No process in the tree, and every cgroup in it older than `before` (a cgroup's mtime is its creation). */
+function idleSince(dir: string, before: number): boolean {
+  if (listPids(dir).length > 0 || fs.statSync(dir).mtimeMs > before) return false;
+  return fs.readdirSync(dir, { withFileTypes: true }).every((e) => !e.isDirectory() || idleSince(path.join(dir, e.name), before));
+}
+
+/**
+ * Remove the trees under `top` (other than `keep`) that no process uses and nothing created
+ * lately: a cgroup an agent has just made, before its worker joins, is not garbage.
+ */
+function sweepIdle(top: string, keep: string): void {
+  const before = Date.now() - IDLE_BEFORE_SWEEP_MS;
+  for (const e of fs.readdirSync(top, { withFileTypes: true })) {
+    if (!e.isDirectory() || e.name === keep) continue;
+    const dir = path.join(top, e.name);
+    try {
+      if (idleSince(dir, before)) removeEmptyTree(dir);
+    } catch {
+      // raced with its agent: leave it
+    }
+  }
+}
+
+function removeEmptyTree(dir: string): void {
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) removeEmptyTree(path.join(dir, e.name));
+  fs.rmdirSync(dir);
 }
 
 function applyLimits(h: Hierarchy, dir: string, limits: CgroupLimits, agent: AgentCgroups): void {
