@@ -16,7 +16,7 @@ const JOB_KEYS = [
   'entrypoint_num_cpus', 'entrypoint_num_gpus', 'entrypoint_resources', 'error_type', 'job_id', 'message', 'metadata', 'raysub',
   'runtime_env', 'start_time', 'status', 'submission_id', 'type',
 ];
-const RAYSUB_KEYS = ['created_at', 'max_retries', 'parallel', 'priority', 'queue', 'retry_backoff_s', 'schedule', 'task_counts', 'tasks', 'timeout_s', 'wait_for_capacity'];
+const RAYSUB_KEYS = ['created_at', 'injob', 'max_retries', 'parallel', 'priority', 'queue', 'retry_backoff_s', 'schedule', 'task_counts', 'tasks', 'timeout_s', 'wait_for_capacity'];
 
 function parseJob(text: string) {
   const raw = JSON.parse(text) as Record<string, unknown>;

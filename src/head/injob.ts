@@ -6,7 +6,7 @@
  */
 import type { Logger } from '../shared/log.js';
 import type { InjobAnswer, InjobCounts, InjobDelivery, InjobPoll, InjobReport, JobContext, RelayTask, Usage } from '../shared/protocol/index.js';
-import { applyPlacement, fit, fromUnits, type Capacity, type TaskRequest } from '../shared/resources.js';
+import { applyPlacement, fit, type Capacity, type TaskRequest } from '../shared/resources.js';
 import type { Engine } from './engine.js';
 import { packageNameOf } from './jobService.js';
 import type { LiveNode } from './state.js';
@@ -34,7 +34,8 @@ export class InjobHub {
   private readonly actors = new Map<string, string>();
   private readonly waitingForActor = new Map<string, InjobDelivery[]>();
   private readonly outgoing = new Map<string, Outgoing>();
-  private readonly reported = new Map<string, Usage>();
+  /** Keyed by the live node object: a node rebuilt from the database starts from its totals again. */
+  private readonly reported = new WeakMap<LiveNode, Usage>();
   private readonly counts = new Map<string, Map<string, InjobCounts>>();
   private readonly finalCounts = new Map<string, InjobCounts>();
   private readonly jobsOnNode = new Map<string, Set<string>>();
@@ -98,10 +99,10 @@ export class InjobHub {
 
   report(node: LiveNode, r: InjobReport): InjobAnswer {
     if (r.address) this.addresses.set(node.id, r.address);
-    const before = this.reported.get(node.id);
+    const before = this.reported.get(node);
     if (before) applyUsage(node.free, before, 1);
     applyUsage(node.free, r.usage, -1);
-    this.reported.set(node.id, r.usage);
+    this.reported.set(node, r.usage);
     this.jobsOnNode.set(node.id, new Set(r.jobs));
     for (const id of r.received) {
       for (const p of this.placedOn(node.id, id)) {
@@ -202,7 +203,6 @@ export class InjobHub {
       else this.fail(t, t.spec.kind === 'task' ? 'WorkerCrashedError' : 'ActorDiedError', `the node running ${t.spec.name} was lost`);
     }
     for (const [k, n] of [...this.actors]) if (n === nodeId) this.actors.delete(k);
-    this.reported.delete(nodeId);
     this.outgoing.delete(nodeId);
     this.jobsOnNode.delete(nodeId);
     this.addresses.delete(nodeId);
@@ -238,11 +238,6 @@ export class InjobHub {
       if (!n.draining) out[n.id] = { cpus: n.free.cpus, memory: n.free.memory, gpus: [...n.free.gpus], custom: { ...n.free.custom } };
     }
     return out;
-  }
-
-  /** For logs: what a node's in-job work holds, in CPUs. */
-  heldCpus(nodeId: string): number {
-    return fromUnits(this.reported.get(nodeId)?.cpus ?? 0);
   }
 }
 
