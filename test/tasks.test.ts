@@ -77,7 +77,12 @@ describe('in-job tasks, objects and actors across two agents', () => {
     expect(death.later).toMatch(/is dead: killed by raysub\.kill\(\)/);
     expect(death.crashed).toMatch(/died before Account\.crash finished: the actor's worker process died \(exit code 3\)/);
 
-    // Worker output reaches the job's log; status shows the in-job counts the agents reported.
+    // Tasks' output reaches the job's log, prefixed by its worker, from this node and through the head from the other.
+    expect(c.get('output')).toEqual({ check: 'output', here: a, there: b });
+    expect(res.stdout).toMatch(/^\(worker w\d+\) printed by a task on a$/m);
+    await waitFor(async () => (await head.client.getLogs('tasks-e2e')).match(/^\(worker w\d+\) printed by a task on b$/m), { what: "the output of b's worker" });
+
+    // Status shows the in-job counts the agents reported.
     const status = await runCli(['job', 'status', 'tasks-e2e'], { env: head.env });
     expect(status.stdout).toMatch(/In-job\s+\d+ tasks: \d+ finished, 1 failed.*; actors: .*dead/);
     const job = await head.client.getJob('tasks-e2e');
