@@ -1,0 +1,66 @@
+/** The in-job API's building blocks on their own: socket framing, the node ledger, the relay to the head. */
+import { describe, expect, it } from 'vitest';
+import { encodeFrame, FrameReader, type Frame } from '../src/agent/jobapi/frames.js';
+import { NodeLedger } from '../src/agent/jobapi/ledger.js';
+import { Relay } from '../src/agent/jobapi/relay.js';
+
+const req = (cpus: number, gpus = 0) => ({ cpus, gpus, memory: 0, custom: {} });
+
+describe('job socket frames', () => {
+  it('reassembles frames split and joined at any byte', () => {
+    const bytes = Buffer.concat([...encodeFrame({ t: 'a', n: 1 }, Buffer.from('payload-one')), ...encodeFrame({ t: 'b' }), ...encodeFrame({ t: 'c' }, [Buffer.from('x'), Buffer.from('yz')])]);
+    for (const step of [1, 3, 7, bytes.length]) {
+      const got: Frame[] = [];
+      const r = new FrameReader((f) => got.push(f));
+      for (let i = 0; i < bytes.length; i += step) r.push(bytes.subarray(i, i + step));
+      expect(got.map((f) => [f.header, f.payload.toString()])).toEqual([
+        [{ t: 'a', n: 1 }, 'payload-one'],
+        [{ t: 'b' }, ''],
+        [{ t: 'c' }, 'xyz'],
+      ]);
+    }
+  });
+
+  it('refuses a frame that announces more than it may carry', () => {
+    const bad = Buffer.alloc(8);
+    bad.writeUInt32BE(0xffffffff, 0);
+    expect(() => new FrameReader(() => undefined).push(bad)).toThrow(/too large/);
+  });
+});
+
+describe('node ledger', () => {
+  it('places what fits, lends a blocked holder\'s CPUs and reports only in-job usage', () => {
+    const l = new NodeLedger({ num_cpus: 2, num_gpus: 2, memory: 1000, resources: {} });
+    const driver = l.take(req(1), false, []);
+    const t1 = l.tryTake(req(1, 1), true);
+    expect(t1?.gpuIds).toEqual([0]);
+    expect(l.tryTake(req(1), true)).toBeNull();
+    expect(l.injobUsage()).toEqual({ cpus: 10_000, memory: 0, gpus: [10_000, 0], custom: {} });
+    if (!t1) return;
+    l.lend(t1);
+    const child = l.tryTake(req(1), true);
+    expect(child).not.toBeNull();
+    l.reclaim(t1); // oversubscribed until the child ends
+    expect(l.free.cpus).toBe(-10_000);
+    if (child) l.release(child);
+    l.release(t1);
+    l.release(driver);
+    expect(l.free.cpus).toBe(20_000);
+    expect(l.couldEverFit(req(3))).toBe(false);
+  });
+});
+
+describe('relay to the head', () => {
+  it('sends again what a failed report carried, before anything newer', () => {
+    const r = new Relay();
+    const base = { address: null, usage: { cpus: 0, memory: 0, gpus: [], custom: {} }, jobs: [], counts: {} };
+    r.done.push('t1');
+    expect(r.take(base).done).toEqual(['t1']);
+    r.failed();
+    r.done.push('t2');
+    expect(r.take(base).done).toEqual(['t1', 't2']);
+    r.sent();
+    expect(r.hasWork()).toBe(false);
+    expect(r.take(base).done).toEqual([]);
+  });
+});
