@@ -103,6 +103,23 @@ describe('in-job tasks, objects and actors across two agents', () => {
     expect(out.fragile_error).toMatch(/the worker running fragile died .*attempt 1 of 1/);
   }, 120_000);
 
+  it('the head sees what in-job tasks hold: a job waits for CPUs they use, then runs', async () => {
+    const { head } = await twoAgents();
+    const busy = spawnCli(['job', 'submit', '--submission-id', 'busy', '--working-dir', FIXTURES, '--entrypoint-num-cpus', '0', '--', 'python3', 'busy.py'], { env: head.env });
+    await waitFor(async () => (await head.client.nodes()).every((n) => n.free.num_cpus === 0), { what: 'the in-job tasks to hold every CPU', timeoutMs: 60_000 });
+    await head.client.submitJob({ submission_id: 'later', entrypoint: 'true', entrypoint_num_cpus: 1 });
+    const waiting = await head.client.getJob('later');
+    expect(waiting.status).toBe('PENDING');
+    expect(waiting.raysub.queue?.reason).toMatch(/needs 1 CPUs?; largest free: 0/);
+    const later = await head.client.waitForJob('later', { timeoutMs: 60_000 });
+    expect(later.status).toBe('SUCCEEDED');
+    const done = await busy.result;
+    expect(done.code, done.stderr).toBe(0);
+    expect(done.stdout).toContain('done holding');
+    // It started only once the in-job tasks (6 s each) had given their CPUs back.
+    expect((later.start_time ?? 0) - ((await head.client.getJob('busy')).start_time ?? Infinity)).toBeGreaterThanOrEqual(5000);
+  }, 120_000);
+
   it('stopping the job kills its actors on every node and frees their resources', async () => {
     const { head } = await twoAgents();
     const job = spawnCli(['job', 'submit', '--submission-id', 'stop-actors', '--working-dir', FIXTURES, '--entrypoint-num-cpus', '0', '--', 'python3', 'stop.py'], { env: head.env });

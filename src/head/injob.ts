@@ -39,7 +39,8 @@ export class InjobHub {
   private readonly counts = new Map<string, Map<string, InjobCounts>>();
   private readonly finalCounts = new Map<string, InjobCounts>();
   private readonly jobsOnNode = new Map<string, Set<string>>();
-  private readonly seen = new Set<string>();
+  /** Per job, tasks already taken in (a resent report carries them again). */
+  private readonly seen = new Map<string, Set<string>>();
   private readonly addresses = new Map<string, string>();
 
   constructor(
@@ -71,6 +72,7 @@ export class InjobHub {
     for (const k of [...this.actors.keys()]) if (k.startsWith(`${jobId}\u0000`)) this.actors.delete(k);
     for (const k of [...this.waitingForActor.keys()]) if (k.startsWith(`${jobId}\u0000`)) this.waitingForActor.delete(k);
     this.counts.delete(jobId);
+    this.seen.delete(jobId);
     this.jobStopping(jobId);
   }
 
@@ -118,9 +120,11 @@ export class InjobHub {
     }
     for (const a of r.actors) this.locateActor(a.job_id, a.actor_id, node.id);
     for (const t of r.submit) {
-      const seenKey = `${key(t.job_id, t.spec.id)}\u0000${t.attempt}`;
-      if (this.seen.has(seenKey) || !this.live(t.job_id)) continue;
-      this.seen.add(seenKey);
+      const seenKey = `${t.spec.id}\u0000${t.attempt}`;
+      let seen = this.seen.get(t.job_id);
+      if (!seen) this.seen.set(t.job_id, (seen = new Set()));
+      if (seen.has(seenKey) || !this.live(t.job_id)) continue;
+      seen.add(seenKey);
       if (t.spec.kind === 'actor_call') this.routeCall(t);
       else this.queue.push(t);
     }
