@@ -128,15 +128,17 @@ describe('scheduling across several agents', () => {
     expect(bigStart - big.raysub.created_at).toBeLessThan(6000);
     expect(smalls.filter((j) => (j.start_time ?? 0) > bigStart).length).toBeGreaterThan(0);
 
-    // Priority: with the node busy, a later high-priority job starts before earlier ones.
+    // Priority: with the node busy, a later high-priority job takes the first CPU that frees up.
     await sleeper('hold-1', 1, 1.5);
-    await sleeper('hold-2', 1, 1.5);
+    await sleeper('hold-2', 1, 4);
     await waitFor(async () => (await head.client.getJob('hold-2')).status === 'RUNNING');
     await sleeper('low', 1, 0.1);
-    await sleeper('high', 1, 0.1, 5);
+    await sleeper('high', 1, 1, 5);
     expect((await head.client.getJob('high')).raysub.queue?.position).toBe(1);
+    expect((await head.client.getJob('low')).raysub.queue?.position).toBe(2);
     const [low, high] = await Promise.all([waitTerminal(head, 'low'), waitTerminal(head, 'high')]);
-    expect(high.start_time ?? 0).toBeLessThanOrEqual(low.start_time ?? 0);
+    // One CPU frees when hold-1 ends: high gets it, and low starts only once high has finished.
+    expect(low.start_time ?? 0).toBeGreaterThanOrEqual(high.end_time ?? Infinity);
   });
 
   it('fails an impossible request fast as UNSCHEDULABLE unless told to wait', async () => {
