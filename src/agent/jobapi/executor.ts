@@ -20,6 +20,8 @@ export interface ExecutorHooks {
   output(job: JobState, stream: 'stdout' | 'stderr', data: Buffer): void;
   /** Free resources on other nodes, as last heard from the head. */
   remoteFree(): Usage[];
+  /** Tasks wait here that another node might take: hear from the head again soon. */
+  waiting(): void;
 }
 
 interface JobTaskWaiter {
@@ -93,6 +95,7 @@ export class Executor {
       }
       if (this.jobWaiters.length > 0) return;
       let remote: Usage[] | null = null;
+      let spillable = false;
       for (const [key, q] of this.queues) {
         while (q.length > 0) {
           const task = q[0] as Task;
@@ -112,13 +115,17 @@ export class Executor {
           remote ??= this.hooks.remoteFree();
           const never = !this.ledger.couldEverFit(req);
           const elsewhere = remote.find((f) => fitsUsage(f, req));
-          if (!never && !elsewhere) break;
+          if (!never && !elsewhere) {
+            spillable ||= remote.length > 0;
+            break;
+          }
           if (elsewhere) takeFromUsage(elsewhere, req);
           q.shift();
           this.hooks.spill(task);
         }
         if (q.length === 0) this.queues.delete(key);
       }
+      if (spillable) this.hooks.waiting();
     } finally {
       this.pumping = false;
     }

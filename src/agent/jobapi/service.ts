@@ -47,6 +47,7 @@ export class JobApi {
   private readonly peers: PeerClient;
   private nodes: Record<string, string> = {};
   private free: Record<string, Usage> = {};
+  private viewTimer: NodeJS.Timeout | null = null;
   private readonly root: string;
 
   constructor(private readonly d: JobApiDeps) {
@@ -61,6 +62,15 @@ export class JobApi {
       },
       output: (job, stream, data) => this.output(job, stream, data),
       remoteFree: () => Object.entries(this.free).filter(([id]) => id !== this.me()).map(([, f]) => ({ ...f, gpus: [...f.gpus], custom: { ...f.custom } })),
+      waiting: () => {
+        // The head's view of other nodes comes with each report's answer; while tasks wait here
+        // that another node could take, refresh it often (it was maybe taken while they were busy).
+        if (this.viewTimer) return;
+        this.viewTimer = setTimeout(() => {
+          this.viewTimer = null;
+          this.d.wake();
+        }, 100);
+      },
     }, d.killGraceMs, d.log);
     this.executor.workerSource = () => [...this.jobs.values()].flatMap((j) => [...j.workers]);
     this.peer = new PeerServer(d.token, { objectFile: (j, id) => this.objectFile(j, id), refs: (j, ids, w) => this.refs(j, ids, w) }, d.log);
@@ -369,6 +379,7 @@ export class JobApi {
   }
 
   async close(): Promise<void> {
+    if (this.viewTimer) clearTimeout(this.viewTimer);
     this.executor.close();
     await Promise.allSettled([...this.jobs.values()].map((j) => this.executor.endJob(j).finally(() => j.close())));
     this.jobs.clear();
