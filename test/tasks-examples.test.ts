@@ -6,8 +6,8 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { repoRoot, runCli, startHead } from './helpers/cluster.js';
 
-const submit = (env: Record<string, string>, job: string) =>
-  runCli(['job', 'submit', '-q', '--working-dir', path.join(repoRoot, 'jobs', job), '--entrypoint-num-cpus', '0', '--', 'python3', 'main.py'], { env, timeoutMs: 120_000 });
+const submit = (env: Record<string, string>, job: string, more: string[] = []) =>
+  runCli(['job', 'submit', '-q', '--working-dir', path.join(repoRoot, 'jobs', job), '--entrypoint-num-cpus', '0', ...more, '--', 'python3', 'main.py'], { env, timeoutMs: 120_000 });
 
 describe('in-job example jobs', () => {
   it('fibonacci, weather-actors and pipeline run and print their results', async () => {
@@ -26,7 +26,8 @@ describe('in-job example jobs', () => {
     expect(weather.stdout).toMatch(/^Bergen +0 days above 30 C$/m);
     expect(weather.stdout).toMatch(/^warmer station: Seville \(\d+ more hot days\)$/m);
 
-    const pipeline = await submit(head.env, 'pipeline');
+    // With no network at all in its sandbox: the job reaches its agent through its socket only.
+    const pipeline = await submit(head.env, 'pipeline', ['--runtime-env-json', '{"sandbox": {"network": "none"}}']);
     expect(pipeline.code, pipeline.stderr).toBe(0);
     expect(pipeline.stdout).toMatch(/^trained on 100000 rows: y = 3\.0\d\d x \+ [12]\.9\d\d|^trained on 100000 rows: y = 3\.0\d\d x \+ 2\.0\d\d/m);
     const mse = Number(/held-out data: (\d+\.\d+)/.exec(pipeline.stdout)?.[1]);

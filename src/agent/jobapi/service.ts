@@ -3,6 +3,7 @@
  * tasks here, the relay of what it cannot place to the head (and of results back to their
  * owners), and the peer server other agents fetch large objects from.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import {
   clientMessageSchema,
@@ -52,6 +53,8 @@ export class JobApi {
 
   constructor(private readonly d: JobApiDeps) {
     this.root = path.join(d.workDir, 'j');
+    // Sockets and objects of a previous run of this agent belong to jobs it no longer serves.
+    fs.rmSync(this.root, { recursive: true, force: true });
     this.ledger = new NodeLedger(d.totals);
     this.executor = new Executor(this.ledger, d, {
       finished: (t, v) => this.finished(t, v),
