@@ -9,9 +9,10 @@ import type { Logger } from '../../shared/log.js';
 import { fitsUsage, takeFromUsage, type Holding, type NodeLedger } from './ledger.js';
 import type { JobState } from './jobState.js';
 import { errorValue, type ObjValue } from './objects.js';
-import { shapeKey, type Actor, type Task, type WorkerProc } from './types.js';
+import { depError, shapeKey, type Task, type WorkerProc } from './types.js';
 import { launchWorker, type LaunchDeps } from './workerLaunch.js';
 import { LineSplitter } from './lines.js';
+import { ActorHost } from './actors.js';
 
 export interface ExecutorHooks {
   finished(task: Task, value: ObjValue): void;
@@ -37,6 +38,7 @@ export class Executor {
   private pumping = false;
   private readonly reaper: NodeJS.Timeout;
   private readonly stopping = new AbortController();
+  readonly actors: ActorHost;
 
   constructor(
     readonly ledger: NodeLedger,
@@ -45,6 +47,7 @@ export class Executor {
     private readonly killGraceMs: number,
     private readonly log: Logger,
   ) {
+    this.actors = new ActorHost({ ledger, hooks, killGraceMs, startWorker: (j, t, k, a) => this.startWorker(j, t, k, a), send: (w, t) => this.send(w, t), pump: () => this.pump() });
     this.reaper = setInterval(() => this.reapIdle(), 30_000);
     this.reaper.unref();
   }
@@ -66,13 +69,7 @@ export class Executor {
 
   enqueue(task: Task): void {
     const err = depError(task);
-    if (task.spec.kind === 'actor_create') {
-      const id = task.spec.actor_id ?? task.spec.id;
-      if (err) {
-        for (const t of task.job.parkedCalls.get(id) ?? []) this.hooks.finished(t, err);
-        task.job.parkedCalls.delete(id);
-      } else if (!task.job.parkedCalls.has(id)) task.job.parkedCalls.set(id, []);
-    }
+    if (task.spec.kind === 'actor_create') this.actors.expect(task, err);
     if (err) return this.finish(task, err);
     const key = shapeKey(task.lang, task.spec.resources, []);
     let q = this.queues.get(key);
@@ -138,7 +135,7 @@ export class Executor {
       job.counts.running++;
       task.dispatched = true;
     }
-    if (task.spec.kind === 'actor_create') return this.createActor(task);
+    if (task.spec.kind === 'actor_create') return this.actors.create(task);
     const key = shapeKey(task.lang, task.spec.resources, task.holding?.gpuIds ?? []);
     for (const w of job.workers) {
       if (w.state === 'idle' && w.key === key && w.actorId === null) return this.run(w, task);
@@ -146,7 +143,7 @@ export class Executor {
     this.startWorker(job, task, key, null);
   }
 
-  private startWorker(job: JobState, task: Task, key: string, actorId: string | null): WorkerProc {
+  startWorker(job: JobState, task: Task, key: string, actorId: string | null): WorkerProc {
     const w: WorkerProc = {
       id: `w${++job.workerSeq}`,
       job,
@@ -207,7 +204,7 @@ export class Executor {
     this.send(w, task);
   }
 
-  private send(w: WorkerProc, task: Task): void {
+  send(w: WorkerProc, task: Task): void {
     void this.executeMessage(task).then(
       ({ header, payload }) => w.conn?.send(header, payload),
       (err: unknown) => this.result(w, { ok: false, error: info('ObjectLostError', `an argument could not be fetched: ${(err as Error).message}`, task) }, Buffer.alloc(0)),
@@ -243,7 +240,7 @@ export class Executor {
     let value: ObjValue;
     if (msg.ok) value = job.objects.store(task.spec.id, payload);
     else value = { kind: 'error', error: msg.error ?? info('TaskError', 'the task failed', task), data: payload };
-    if (w.actorId) return this.actorResult(w, task, value, msg.ok);
+    if (w.actorId) return this.actors.result(w, task, value, msg.ok);
     w.task = null;
     w.state = 'idle';
     w.idleSince = Date.now();
@@ -295,7 +292,7 @@ export class Executor {
     w.first = null;
     if (w.actorId) {
       const actor = w.job.actors.get(w.actorId);
-      if (actor) this.actorDied(actor, `the actor's worker process died (${why})`);
+      if (actor) this.actors.died(actor, `the actor's worker process died (${why})`);
       else if (task) this.finish(task, errorValue('ActorDiedError', `the actor's worker process ${why}`, task.spec.name));
       return;
     }
@@ -315,85 +312,6 @@ export class Executor {
     if (on) this.ledger.lend(h);
     else this.ledger.reclaim(h);
     if (on) this.pump();
-  }
-
-  // ---- actors ---------------------------------------------------------------------------------
-
-  private createActor(task: Task): void {
-    const job = task.job;
-    const id = task.spec.actor_id ?? task.spec.id;
-    const actor: Actor = { id, job, worker: null, holding: task.holding, queue: [], busy: task, ready: false, dead: null, name: task.spec.name.replace(/\.__init__$/, '') };
-    job.actors.set(id, actor);
-    actor.queue.push(...(job.parkedCalls.get(id) ?? []));
-    job.parkedCalls.delete(id);
-    task.decide?.('local');
-    this.hooks.actorPlaced(job, id);
-    actor.worker = this.startWorker(job, task, `actor:${id}`, id);
-  }
-
-  actorCall(task: Task): void {
-    const actor = task.job.actors.get(task.spec.actor_id ?? '');
-    const err = depError(task);
-    if (err) return this.hooks.finished(task, err);
-    if (!actor) {
-      const parked = task.job.parkedCalls.get(task.spec.actor_id ?? '');
-      if (parked) return void parked.push(task);
-      return this.hooks.finished(task, errorValue('ActorDiedError', `actor ${task.spec.actor_id ?? '?'} is not known on this node`, task.spec.name));
-    }
-    if (actor.dead) return this.hooks.finished(task, errorValue('ActorDiedError', `actor ${actor.name} is dead: ${actor.dead.message}`, task.spec.name));
-    actor.queue.push(task);
-    this.actorPump(actor);
-  }
-
-  private actorPump(actor: Actor): void {
-    const w = actor.worker;
-    if (!actor.ready || actor.busy || actor.dead || !w?.conn) return;
-    const next = actor.queue.shift();
-    if (!next) return;
-    actor.busy = next;
-    this.send(w, next);
-  }
-
-  private actorResult(w: WorkerProc, task: Task, value: ObjValue, ok: boolean): void {
-    const actor = w.job.actors.get(w.actorId ?? '');
-    if (!actor) return;
-    actor.busy = null;
-    if (task.spec.kind === 'actor_create') {
-      if (!ok) {
-        this.hooks.finished(task, value);
-        const e = value.kind === 'error' ? value.error : null;
-        this.actorDied(actor, `its constructor raised ${e?.type ?? 'an error'}: ${e?.message ?? ''}`);
-        return;
-      }
-      actor.ready = true;
-      w.job.counts.actors_alive++;
-    }
-    this.hooks.finished(task, value);
-    this.actorPump(actor);
-  }
-
-  actorDied(actor: Actor, why: string): void {
-    if (actor.dead) return;
-    actor.dead = { type: 'ActorDiedError', message: why, traceback: '', task: actor.name };
-    if (actor.ready) actor.job.counts.actors_alive = Math.max(0, actor.job.counts.actors_alive - 1);
-    actor.job.counts.actors_dead++;
-    const failed = [...(actor.busy ? [actor.busy] : []), ...actor.queue];
-    actor.busy = null;
-    actor.queue = [];
-    for (const t of failed) this.hooks.finished(t, errorValue('ActorDiedError', `actor ${actor.name} died before ${t.spec.name} finished: ${why}`, t.spec.name));
-    if (actor.holding) this.ledger.release(actor.holding);
-    actor.holding = null;
-    const w = actor.worker;
-    if (w && w.state !== 'dead') void w.handle?.terminate(this.killGraceMs);
-    if (w) w.state = w.handle ? w.state : 'dead';
-    this.pump();
-  }
-
-  killActor(job: JobState, actorId: string): boolean {
-    const actor = job.actors.get(actorId);
-    if (!actor) return false;
-    this.actorDied(actor, 'killed by raysub.kill()');
-    return true;
   }
 
   // ---- lifecycle ------------------------------------------------------------------------------
@@ -443,10 +361,4 @@ export class Executor {
 
 function info(type: string, message: string, task: Task): ErrorInfo {
   return { type, message, traceback: '', task: task.spec.name };
-}
-
-/** A task whose argument is a failed object fails with that object's error, without running. */
-function depError(task: Task): ObjValue | null {
-  for (const v of task.deps.values()) if (v.kind === 'error') return v;
-  return null;
 }

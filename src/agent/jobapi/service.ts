@@ -184,7 +184,7 @@ export class JobApi {
         if (conn.worker) this.executor.blocked(conn.worker, msg.t === 'blocked');
         return;
       case 'kill_actor':
-        if (!this.executor.killActor(job, msg.actor.id)) {
+        if (!this.executor.actors.kill(job, msg.actor.id)) {
           this.relay.kill_actors.push({ job_id: job.jobId, actor_id: msg.actor.id, owner: msg.actor.owner });
           this.d.wake();
         }
@@ -220,7 +220,7 @@ export class JobApi {
       const next = prev.then(async () => {
         await deps();
         const home = job.actors.has(aid) ? 'local' : await (job.actorHome.get(aid) ?? Promise.resolve('remote' as const));
-        if (home === 'local') this.executor.actorCall(task);
+        if (home === 'local') this.executor.actors.call(task);
         else this.toHead(task);
       });
       job.callChains.set(aid, next.catch(() => undefined));
@@ -352,7 +352,7 @@ export class JobApi {
         const deps = new Map(t.deps.map((d) => [d.id, fromRelay(d.value)]));
         const task: Task = { job, spec: t.spec, args: Buffer.from(t.args, 'base64'), lang: t.lang, attempt: t.attempt, origin: 'head', ownerNode: t.owner_node, deps, holding: null, worker: null, dispatched: false };
         this.relay.received.push(t.spec.id);
-        if (t.spec.kind === 'actor_call') this.executor.actorCall(task);
+        if (t.spec.kind === 'actor_call') this.executor.actors.call(task);
         else {
           if (t.spec.kind === 'task') job.counts.pending++;
           this.executor.enqueue(task);
@@ -361,7 +361,7 @@ export class JobApi {
         this.jobs.get(msg.result.job_id)?.objects.resolve(msg.result.id, fromRelay(msg.result.value));
       } else if (msg.type === 'kill_actor') {
         const job = this.jobs.get(msg.job_id);
-        if (job) this.executor.killActor(job, msg.actor_id);
+        if (job) this.executor.actors.kill(job, msg.actor_id);
       } else {
         const job = this.jobs.get(msg.job_id);
         const driver = job?.drivers[0];

@@ -63,3 +63,9 @@ export function shapeKey(lang: Lang, req: TaskRequest, gpuIds: readonly number[]
     .join(',');
   return `${lang}|${req.cpus}|${req.gpus}|${req.memory}|${custom}|${gpuIds.join(',')}`;
 }
+
+/** A task whose argument is a failed object fails with that object's error, without running. */
+export function depError(task: Task): ObjValue | null {
+  for (const v of task.deps.values()) if (v.kind === 'error') return v;
+  return null;
+}

@@ -17,18 +17,16 @@ from ._api import (
     ActorHandle,
     ObjectRef,
     RemoteFunction,
-    get,
     get_gpu_ids,
     get_runtime_context,
     init,
     is_initialized,
     kill,
     method,
-    put,
     remote,
     shutdown,
-    wait,
 )
+from ._objects import get, put, wait
 from ._errors import ActorDiedError, GetTimeoutError, ObjectLostError, RaysubError, TaskError, WorkerCrashedError
 
 # Objects made by functions of the entrypoint script (loaded as `__raysub_main__` in workers) come
