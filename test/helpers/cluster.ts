@@ -177,26 +177,20 @@ export interface CliResult {
 }
 
 /** Run the real CLI (bin/raysub) to completion. */
-export function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [cliPath, ...args], {
-      cwd: opts.cwd ?? repoRoot,
-      env: { ...process.env, NO_COLOR: '1', RAYSUB_DATA_DIR: path.join(os.tmpdir(), 'raysub-no-local-head'), ...opts.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`raysub ${args.join(' ')} timed out\nstdout: ${stdout}\nstderr: ${stderr}`));
-    }, opts.timeoutMs ?? 60_000);
-    proc.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr });
-    });
+export async function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+  const cli = spawnCli(args, opts);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      void cli.kill('SIGKILL');
+      reject(new Error(`raysub ${args.join(' ')} timed out\n${cli.output()}`));
+    }, opts.timeoutMs ?? 120_000);
   });
+  try {
+    return await Promise.race([cli.result, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Start the CLI without waiting for it (for follow/stop tests). */

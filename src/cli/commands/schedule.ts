@@ -1,13 +1,11 @@
-import { uploadPyModules } from '../../client/index.js';
 import { compileCron, formatInZone } from '../../shared/cron.js';
-import { DEFAULT_MAX_PACKAGE_BYTES, parseBytes } from '../../shared/config.js';
 import { RaysubError } from '../../shared/errors.js';
 import { describeZodError, scheduleCreateRequestSchema, type ScheduleCreateRequest, type ScheduleRun } from '../../shared/protocol/index.js';
 import { statusColor, type Palette } from '../../ui/color.js';
 import { formatAge, renderTable, truncate } from '../../ui/table.js';
 import type { CliContext } from '../context.js';
 import { EXIT } from '../exitCodes.js';
-import { buildSubmitRequest, joinEntrypoint, loadRuntimeEnv, uploadWorkingDir, type SubmitFlags } from './submit.js';
+import { buildSubmitRequest, joinEntrypoint, runtimeEnvWithPackages, type SubmitFlags } from './submit.js';
 
 export interface CreateFlags extends SubmitFlags {
   cron: string;
@@ -55,12 +53,7 @@ export async function createCommand(ctx: CliContext, name: string, args: string[
   const checked = scheduleCreateRequestSchema.safeParse({ ...draft, job: { entrypoint } });
   if (!checked.success) throw new RaysubError('USAGE', describeZodError(checked.error));
   const quiet = Boolean(flags.quiet || flags.json);
-  const maxBytes = parseBytes('max-package-size', flags.maxPackageSize) ?? DEFAULT_MAX_PACKAGE_BYTES;
-  const withWorkingDir = await uploadWorkingDir(ctx, loadRuntimeEnv(flags), maxBytes, quiet);
-  const env = await uploadPyModules(ctx.client, withWorkingDir, {
-    maxBytes,
-    onUpload: (u) => quiet || ctx.err.write(`py_modules: ${u.local} -> ${u.uri}${u.uploaded ? ` (uploaded ${(u.size / 1024).toFixed(1)} KiB)` : ' (unchanged)'}\n`),
-  });
+  const env = await runtimeEnvWithPackages(ctx, flags, quiet);
   // A schedule's runs get their ids from the head, so the generated one is dropped.
   // eslint-disable-next-line @typescript-eslint/no-unused-vars
   const { submission_id, ...job } = buildSubmitRequest(flags, entrypoint, env);

@@ -130,15 +130,20 @@ export function buildSubmitRequest(flags: SubmitFlags, entrypoint: string, runti
   };
 }
 
-export async function submitCommand(ctx: CliContext, args: string[], flags: SubmitFlags): Promise<number> {
-  if (args.length === 0) throw new RaysubError('USAGE', 'missing entrypoint: raysub job submit [options] -- <command...>');
-  const quiet = Boolean(flags.quiet || flags.json);
+/** The runtime env from the flags, with its local working dir and py_modules uploaded as packages. */
+export async function runtimeEnvWithPackages(ctx: CliContext, flags: SubmitFlags, quiet: boolean): Promise<RuntimeEnv> {
   const maxBytes = parseBytes('max-package-size', flags.maxPackageSize) ?? DEFAULT_MAX_PACKAGE_BYTES;
   const withWorkingDir = await uploadWorkingDir(ctx, loadRuntimeEnv(flags), maxBytes, quiet);
-  const env = await uploadPyModules(ctx.client, withWorkingDir, {
+  return uploadPyModules(ctx.client, withWorkingDir, {
     maxBytes,
     onUpload: (u) => quiet || ctx.err.write(`py_modules: ${u.local} -> ${u.uri}${u.uploaded ? ` (uploaded ${(u.size / 1024).toFixed(1)} KiB)` : ' (unchanged)'}\n`),
   });
+}
+
+export async function submitCommand(ctx: CliContext, args: string[], flags: SubmitFlags): Promise<number> {
+  if (args.length === 0) throw new RaysubError('USAGE', 'missing entrypoint: raysub job submit [options] -- <command...>');
+  const quiet = Boolean(flags.quiet || flags.json);
+  const env = await runtimeEnvWithPackages(ctx, flags, quiet);
   const req = buildSubmitRequest(flags, joinEntrypoint(args), env);
   const { submission_id: id } = await ctx.client.submitJob(req);
   if (flags.wait === false) {
