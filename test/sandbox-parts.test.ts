@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { AgentCgroups, findCgroupMounts } from '../src/agent/sandbox/cgroups.js';
-import { CpuPinner, parseCpuList } from '../src/agent/sandbox/cpus.js';
+import { CpuPinner, parseCpuList, siblingPinnedCpus } from '../src/agent/sandbox/cpus.js';
 import { gpuDeviceNodes } from '../src/agent/sandbox/gpus.js';
 import { passwdFile, uidBlockFor, UidPool, UIDS_PER_AGENT } from '../src/agent/sandbox/identity.js';
 import { bwrapOptions, planLayout, unreadableEntries } from '../src/agent/sandbox/layout.js';
@@ -82,6 +82,23 @@ describe('cpu pinning', () => {
     pinner.give(second ?? []);
     expect(pinner.take(0.5)).toBeNull();
     expect(parseCpuList('0-2,5,7-8\n')).toEqual([0, 1, 2, 5, 7, 8]);
+  });
+
+  it('leaves CPUs that other agents on the machine pinned to their tasks', () => {
+    // <cpuset>/raysub/<agent>/<task>/cpuset.cpus, as the cgroup tree lays it out.
+    const top = tempDir();
+    const write = (rel: string, cpus: string) => {
+      fs.mkdirSync(path.join(top, rel), { recursive: true });
+      fs.writeFileSync(path.join(top, rel, 'cpuset.cpus'), cpus + '\n');
+    };
+    write('other-1/task-a', '1');
+    write('other-1/task-b', '0-3'); // not pinned: it has every CPU
+    write('mine-2/task-c', '2');
+    const elsewhere = siblingPinnedCpus(path.join(top, 'mine-2'), [0, 1, 2, 3]);
+    expect([...elsewhere]).toEqual([1]);
+    const pinner = new CpuPinner([0, 1, 2, 3], new Map(), () => elsewhere);
+    expect(pinner.take(3)).toEqual([0, 2, 3]);
+    expect(pinner.take(1)).toBeNull();
   });
 });
 

@@ -39,12 +39,51 @@ export function readCoreIds(cpus: readonly number[], sysCpuDir: string): Map<num
   return out;
 }
 
+/**
+ * CPUs that other agents on this machine have pinned tasks to, read from their task cgroups next to
+ * ours (`<cpuset>/raysub/<other agent>/<task>/cpuset.cpus`). Several agents may share a machine (a
+ * test cluster, or a machine split between pools); without this each would pin its first task to
+ * the same core and leave the others idle.
+ */
+export function siblingPinnedCpus(agentRoot: string, allCpus: readonly number[]): Set<number> {
+  const out = new Set<number>();
+  const top = path.dirname(agentRoot);
+  const all = allCpus.length;
+  let agents: string[];
+  try {
+    agents = fs.readdirSync(top, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => path.join(top, d.name));
+  } catch {
+    return out;
+  }
+  for (const agent of agents) {
+    if (agent === agentRoot) continue;
+    let tasks: fs.Dirent[];
+    try {
+      tasks = fs.readdirSync(agent, { withFileTypes: true }).filter((d) => d.isDirectory());
+    } catch {
+      continue;
+    }
+    for (const t of tasks) {
+      try {
+        const cpus = parseCpuList(fs.readFileSync(path.join(agent, t.name, 'cpuset.cpus'), 'utf8'));
+        // An unpinned task carries the whole set: only a strict subset is a pin.
+        if (cpus.length < all) for (const c of cpus) out.add(c);
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+  return out;
+}
+
 export class CpuPinner {
   private readonly busy = new Set<number>();
 
   constructor(
     readonly cpus: readonly number[],
     private readonly coreOf: ReadonlyMap<number, string>,
+    /** CPUs pinned by other agents on this machine, asked for at each pick. */
+    private readonly pinnedElsewhere: () => ReadonlySet<number> = () => new Set(),
   ) {}
 
   private core(cpu: number): string {
@@ -54,7 +93,8 @@ export class CpuPinner {
   /** `count` free CPUs for one task, or null when that many are not free (the task is then not pinned). */
   take(count: number): number[] | null {
     if (!Number.isInteger(count) || count < 1) return null;
-    const free = this.cpus.filter((c) => !this.busy.has(c));
+    const elsewhere = this.pinnedElsewhere();
+    const free = this.cpus.filter((c) => !this.busy.has(c) && !elsewhere.has(c));
     if (free.length < count) return null;
     const busyCores = new Set([...this.busy].map((c) => this.core(c)));
     const picked: number[] = [];

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { AgentOptions } from '../../shared/config.js';
 import { AgentCgroups, findCgroupMounts } from './cgroups.js';
-import { CpuPinner, readCoreIds } from './cpus.js';
+import { CpuPinner, readCoreIds, siblingPinnedCpus } from './cpus.js';
 import type { SandboxSettings } from './sandboxLauncher.js';
 
 export function findExecutable(name: string, pathVar: string | undefined): string | null {
@@ -75,7 +75,11 @@ export function openCgroups(opts: Opts): OpenedCgroups {
   }
   const { cgroups, problems } = AgentCgroups.open(findCgroupMounts(mountinfo), name);
   let pinner: CpuPinner | null = null;
-  if (cgroups?.has('cpuset') && cgroups.allCpus.length > 0) pinner = new CpuPinner(cgroups.allCpus, readCoreIds(cgroups.allCpus, '/sys/devices/system/cpu'));
+  const cpusetRoot = cgroups?.roots.get('cpuset');
+  if (cgroups && cpusetRoot && cgroups.allCpus.length > 0) {
+    const all = cgroups.allCpus;
+    pinner = new CpuPinner(all, readCoreIds(all, '/sys/devices/system/cpu'), () => siblingPinnedCpus(cpusetRoot, all));
+  }
   return {
     cgroups,
     problems,
