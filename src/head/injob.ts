@@ -37,7 +37,6 @@ export class InjobHub {
   /** Keyed by the live node object: a node rebuilt from the database starts from its totals again. */
   private readonly reported = new WeakMap<LiveNode, Usage>();
   private readonly counts = new Map<string, Map<string, InjobCounts>>();
-  private readonly finalCounts = new Map<string, InjobCounts>();
   private readonly jobsOnNode = new Map<string, Set<string>>();
   /** Per job, tasks already taken in (a resent report carries them again). */
   private readonly seen = new Map<string, Set<string>>();
@@ -49,8 +48,9 @@ export class InjobHub {
   ) {
     engine.on('job', (jobId, status) => {
       if (status === 'PENDING' || status === 'RUNNING') return;
-      this.finalCounts.set(jobId, this.countsOf(jobId) ?? emptyCounts());
-      if (this.finalCounts.size > 10_000) this.finalCounts.delete(this.finalCounts.keys().next().value as string);
+      // The last counts are kept with the job in SQLite (only for jobs that ran in-job work).
+      const final = this.countsOf(jobId);
+      if (final) this.engine.store.jobs.setInjobCounts(jobId, JSON.stringify(final));
       this.forgetJob(jobId);
     });
   }
@@ -114,16 +114,19 @@ export class InjobHub {
     }
     for (const id of r.done) for (const p of this.placedOn(node.id, id)) this.release(p, id);
     for (const [jobId, c] of Object.entries(r.counts)) {
+      // A report can trail its job's end: counts of a job that is over are not taken in again.
+      if (!this.engine.live.jobs.has(jobId)) continue;
       let m = this.counts.get(jobId);
       if (!m) this.counts.set(jobId, (m = new Map<string, InjobCounts>()));
       m.set(node.id, c);
     }
     for (const a of r.actors) this.locateActor(a.job_id, a.actor_id, node.id);
     for (const t of r.submit) {
+      if (!this.live(t.job_id)) continue;
       const seenKey = `${t.spec.id}\u0000${t.attempt}`;
       let seen = this.seen.get(t.job_id);
       if (!seen) this.seen.set(t.job_id, (seen = new Set()));
-      if (seen.has(seenKey) || !this.live(t.job_id)) continue;
+      if (seen.has(seenKey)) continue;
       seen.add(seenKey);
       if (t.spec.kind === 'actor_call') this.routeCall(t);
       else this.queue.push(t);
@@ -220,9 +223,8 @@ export class InjobHub {
     return { deliveries: out?.items.slice(0, 5000) ?? [], ended: (jobs ?? []).filter((j) => !this.live(j)) };
   }
 
+  /** Live counts of a running job's in-job work (null if it has none). */
   countsOf(jobId: string): InjobCounts | null {
-    const done = this.finalCounts.get(jobId);
-    if (done) return done;
     const m = this.counts.get(jobId);
     const queued = this.queue.filter((t) => t.job_id === jobId && t.spec.kind === 'task').length;
     if (!m && queued === 0) return null;

@@ -296,7 +296,7 @@ export class JobService {
         schedule: row.schedule,
         task_counts: counts,
         queue: row.status === 'PENDING' ? this.queueInfo(row.id, queue) : null,
-        injob: this.injobCounts?.(row.id) ?? null,
+        injob: row.injob_counts ? (JSON.parse(row.injob_counts) as InjobCounts) : (this.injobCounts?.(row.id) ?? null),
         ...(tasks ? { tasks } : {}),
       },
     };

@@ -26,9 +26,11 @@ export interface JobRow {
   start_time: number | null;
   end_time: number | null;
   driver_node_id: string | null;
+  /** In-job task and actor counts, written when the job ends (JSON), if it ran any. */
+  injob_counts: string | null;
 }
 
-export type NewJob = Omit<JobRow, 'seq' | 'stop_requested' | 'failed_task' | 'message' | 'error_type' | 'exit_code' | 'start_time' | 'end_time' | 'driver_node_id'>;
+export type NewJob = Omit<JobRow, 'seq' | 'stop_requested' | 'failed_task' | 'message' | 'error_type' | 'exit_code' | 'start_time' | 'end_time' | 'driver_node_id' | 'injob_counts'>;
 
 export interface ListJobsQuery {
   limit: number;
@@ -56,6 +58,7 @@ export function jobsRepo(db: Db) {
   const requestStop = db.prepare('UPDATE jobs SET stop_requested = 1 WHERE id = ?');
   const setFailedTask = db.prepare('UPDATE jobs SET failed_task = ?, message = ?, error_type = ?, exit_code = ? WHERE id = ? AND failed_task IS NULL');
   const remove = db.prepare('DELETE FROM jobs WHERE id = ?');
+  const setInjobCounts = db.prepare('UPDATE jobs SET injob_counts = ? WHERE id = ?');
   const active = db.prepare("SELECT * FROM jobs WHERE status IN ('PENDING', 'RUNNING')");
   const countsByStatus = db.prepare('SELECT status, COUNT(*) AS n FROM jobs GROUP BY status');
 
@@ -69,6 +72,7 @@ export function jobsRepo(db: Db) {
     setFailedTask: (id: string, idx: number, message: string, errorType: JobErrorType, exitCode: number | null) =>
       setFailedTask.run(idx, message, errorType, exitCode, id).changes > 0,
     remove: (id: string) => remove.run(id),
+    setInjobCounts: (id: string, counts: string) => setInjobCounts.run(counts, id),
     active: () => active.all() as JobRow[],
     countsByStatus: () => countsByStatus.all() as { status: JobStatus; n: number }[],
     list(q: ListJobsQuery): JobRow[] {

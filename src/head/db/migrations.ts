@@ -117,4 +117,9 @@ export const migrations: readonly { version: number; name: string; sql: string }
       CREATE INDEX schedule_runs_by_schedule ON schedule_runs(schedule, seq);
     `,
   },
+  {
+    version: 3,
+    name: 'in-job task counts of finished jobs',
+    sql: `ALTER TABLE jobs ADD COLUMN injob_counts TEXT;`,
+  },
 ];
