@@ -299,6 +299,25 @@ describe('surviving failures', () => {
     expect((await head.client.listJobs()).jobs).toHaveLength(20);
   });
 
+  it('drains an agent on SIGTERM: nothing new lands on it, its running task finishes, then it leaves', async () => {
+    const head = await startHead({ localAgent: false, args: FAST });
+    const a = await startAgent(head, { name: 'a', numCpus: 1 });
+    await submit(head, { submission_id: 'finishing', entrypoint: 'sleep 2; echo finished' });
+    await waitFor(async () => (await head.client.getJob('finishing')).status === 'RUNNING');
+    a.proc.kill('SIGTERM');
+    await waitFor(async () => (await head.client.nodes()).find((n) => n.node_name === 'a')?.state === 'DRAINING', { what: 'the node to drain' });
+    await submit(head, { submission_id: 'waits', entrypoint: 'echo later' });
+    const done = await waitTerminal(head, 'finishing');
+    expect(done.status).toBe('SUCCEEDED');
+    expect(await head.client.getLogs('finishing')).toBe('finished\n');
+    await waitFor(() => a.proc.exitCode !== null, { what: 'the drained agent to exit' });
+    expect(a.proc.exitCode).toBe(0);
+    expect((await head.client.nodes()).find((n) => n.node_name === 'a')?.state).toBe('LOST');
+    expect((await head.client.getJob('waits')).status).toBe('PENDING');
+    await startAgent(head, { name: 'b', numCpus: 1 });
+    expect((await waitTerminal(head, 'waits')).status).toBe('SUCCEEDED');
+  });
+
   it('exports Prometheus metrics', async () => {
     const head = await startHead({ numCpus: 2 });
     await runCli(['job', 'submit', '--', 'true'], { env: head.env });
