@@ -31,6 +31,14 @@ export interface RunningAgent {
 type AgentState = 'starting' | 'running' | 'closing' | 'closed';
 
 const MAX_REPORT_BYTES = 4 * 1024 * 1024;
+/** How long new output may wait to be batched into one report. */
+const OUTPUT_BATCH_MS = 20;
+/**
+ * How long a start may wait: a task that ends within it reports its start and exit in one
+ * exchange. The start time itself is the agent's clock; only the head's view lags.
+ */
+const START_BATCH_MS = 100;
+const FINISHED_KEPT = 10_000;
 const refKey = (r: TaskRef): string => `${r.task_id}#${r.attempt}`;
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -51,9 +59,15 @@ class Agent implements RunningAgent {
   private heartbeatMs = 1000;
   private pollWaitMs = 20_000;
   private readonly runs = new Map<string, TaskRun>();
+  /**
+   * Attempts whose exit the head has recorded, newest last: assignments reach the agent through
+   * two channels (poll and report answers), and a late copy of one must not run it again.
+   */
+  private readonly finished = new Set<string>();
   private readonly stop = new AbortController();
   private reportWake: (() => void) | null = null;
   private reportTimer: NodeJS.Timeout | null = null;
+  private reportDueAt = 0;
   private reregistering: Promise<void> | null = null;
   private loops: Promise<void>[] = [];
   private readonly envCache: EnvCache;
@@ -68,7 +82,7 @@ class Agent implements RunningAgent {
     private readonly outbox: Outbox,
     private readonly log: Logger,
   ) {
-    outbox.onChange = (urgent) => this.wakeReporter(urgent ? 0 : 20);
+    outbox.onChange = (urgency) => this.wakeReporter(urgency === 'exit' ? 0 : urgency === 'output' ? OUTPUT_BATCH_MS : START_BATCH_MS);
     this.envCache = new EnvCache(path.join(opts.workDir, 'envs'), opts.cacheLimitBytes, log.child({ component: 'envs' }));
     this.jobApi = new JobApi({
       workDir: opts.workDir,
@@ -156,9 +170,15 @@ class Agent implements RunningAgent {
     this.applyKills(res.kills);
   }
 
+  private forget(k: string): void {
+    this.runs.delete(k);
+    this.finished.add(k);
+    if (this.finished.size > FINISHED_KEPT) this.finished.delete(this.finished.values().next().value ?? k);
+  }
+
   private accept(a: Assignment): void {
     const k = refKey({ task_id: a.task_id, attempt: a.attempt });
-    if (this.runs.has(k)) return;
+    if (this.runs.has(k) || this.finished.has(k)) return;
     const run = new TaskRun(a, {
       workspace: this.workspace,
       launcher: this.launcher,
@@ -178,11 +198,14 @@ class Agent implements RunningAgent {
     for (const ref of kills) this.runs.get(refKey(ref))?.kill('head');
   }
 
+  /** Send a report within `delayMs` (sooner if one is already due sooner). */
   private wakeReporter(delayMs: number): void {
+    const due = Date.now() + delayMs;
     if (this.reportTimer) {
-      if (delayMs > 0) return;
+      if (this.reportDueAt <= due) return;
       clearTimeout(this.reportTimer);
     }
+    this.reportDueAt = due;
     this.reportTimer = setTimeout(() => {
       this.reportTimer = null;
       this.reportWake?.();
@@ -215,7 +238,9 @@ class Agent implements RunningAgent {
         });
         this.jobApi.answered(res.injob);
         failures = 0;
-        for (const ref of this.outbox.ack(res)) this.runs.delete(refKey(ref));
+        for (const ref of this.outbox.ack(res)) this.forget(refKey(ref));
+        // The answer to a report that freed resources carries what the head placed here next.
+        for (const a of res.assignments ?? []) this.accept(a);
         this.applyKills(res.kills);
       } catch (err) {
         if (this.state !== 'running') break;

@@ -4,6 +4,8 @@ import { LogBuffer } from './logBuffer.js';
 
 type ExitInfo = Omit<Extract<AgentEvent, { type: 'exited' }>, 'seq' | 'type' | 'task_id' | 'attempt' | 'log_bytes'>;
 
+export type Urgency = 'exit' | 'output' | 'start';
+
 const key = (ref: TaskRef): string => `${ref.task_id}#${ref.attempt}`;
 
 /**
@@ -16,8 +18,12 @@ export class Outbox {
   private events: AgentEvent[] = [];
   private readonly buffers = new Map<string, { ref: TaskRef; buf: LogBuffer }>();
   private readonly exits = new Map<string, { ref: TaskRef; info: ExitInfo }>();
-  /** Called whenever there is something new to send; events are urgent, output can be batched. */
-  onChange: ((urgent: boolean) => void) | null = null;
+  /**
+   * Called whenever there is something new to send: an exit is urgent (the head frees its
+   * resources and answers with the next assignment); output can be batched; a start can wait
+   * longer, so that a short task's start and exit travel in one report.
+   */
+  onChange: ((urgency: Urgency) => void) | null = null;
 
   constructor(
     private readonly spoolDir: string,
@@ -37,18 +43,18 @@ export class Outbox {
 
   started(ref: TaskRef, at: number): void {
     this.events.push({ seq: this.nextSeq++, type: 'started', task_id: ref.task_id, attempt: ref.attempt, at });
-    this.onChange?.(true);
+    this.onChange?.('start');
   }
 
   output(ref: TaskRef, stream: LogStream, data: Buffer): void {
     this.buffer(ref).append(stream, data);
-    this.onChange?.(false);
+    this.onChange?.('output');
   }
 
   exited(ref: TaskRef, info: ExitInfo): void {
     this.buffer(ref);
     this.exits.set(key(ref), { ref, info });
-    this.onChange?.(true);
+    this.onChange?.('exit');
   }
 
   hasWork(): boolean {

@@ -123,9 +123,18 @@ export class AgentHub {
       store.nodes.setSeq(nodeId, acked);
       store.nodes.touch(nodeId, now, req.usage ? JSON.stringify(req.usage) : null);
     });
-    if (req.events.length) this.engine.requestSchedule();
+    // Events may have freed resources: place what waits now, so that this node's share travels
+    // in this answer instead of waking its long-poll (one exchange fewer per task).
+    if (req.events.length) this.engine.schedule(nodeId);
     const injob = req.injob && this.injob ? this.injob.report(node, req.injob) : undefined;
-    return { acked_seq: acked, logs: acks, kills: this.engine.killsFor(node.id, req.running), ...(injob ? { injob } : {}) };
+    const assignments = this.undelivered(node, req.running);
+    return {
+      acked_seq: acked,
+      logs: acks,
+      kills: this.engine.killsFor(node.id, req.running),
+      ...(assignments.length ? { assignments } : {}),
+      ...(injob ? { injob } : {}),
+    };
   }
 
   /** Long-poll: answer at once if there is work or a kill order, else park until woken or timed out. */
@@ -157,17 +166,23 @@ export class AgentHub {
   }
 
   private pollAnswer(node: LiveNode, req: PollRequest): PollResponse {
-    const known: readonly TaskRef[] = req.known;
-    const knownKeys = new Set(known.map((k) => `${k.task_id}#${k.attempt}`));
+    const injob = this.injob?.poll(node.id, req.injob_ack, req.injob_jobs);
+    return { assignments: this.undelivered(node, req.known), kills: this.engine.killsFor(node.id, req.known), ...(injob ? { injob } : {}) };
+  }
+
+  /** The node's assigned tasks that the agent does not list as held (placed since, or an answer was lost). */
+  private undelivered(node: LiveNode, known: readonly TaskRef[]): Assignment[] {
     const assignments: Assignment[] = [];
+    let knownKeys: Set<string> | null = null;
     for (const id of node.running) {
       const t = this.engine.live.tasks.get(id);
-      if (!t || t.state !== 'ASSIGNED' || knownKeys.has(`${t.id}#${t.attempt}`)) continue;
+      if (!t || t.state !== 'ASSIGNED') continue;
+      knownKeys ??= new Set(known.map((k) => `${k.task_id}#${k.attempt}`));
+      if (knownKeys.has(`${t.id}#${t.attempt}`)) continue;
       const a = this.assignmentOf?.(t);
       if (a) assignments.push(a);
     }
-    const injob = this.injob?.poll(node.id, req.injob_ack, req.injob_jobs);
-    return { assignments, kills: this.engine.killsFor(node.id, known), ...(injob ? { injob } : {}) };
+    return assignments;
   }
 
   /** Take no new work on this node; what runs there finishes. */

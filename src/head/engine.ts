@@ -68,12 +68,17 @@ export class Engine extends EventEmitter<EngineEvents> {
     if (this.scheduled) return;
     this.scheduled = true;
     setImmediate(() => {
-      this.scheduled = false;
-      this.schedule();
+      // A pass run directly since (schedule()) already placed what this one would.
+      if (this.scheduled) this.schedule();
     });
   }
 
-  schedule(): void {
+  /**
+   * One scheduling pass. Nodes that got work are woken, except `answering`: the node whose
+   * report is being answered, whose answer carries its new assignments.
+   */
+  schedule(answering?: string): void {
+    this.scheduled = false;
     const now = Date.now();
     const pass = planPlacements(this.live, now, this.opts.starvationMs);
     if (this.wakeTimer) clearTimeout(this.wakeTimer);
@@ -105,7 +110,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         this.onPlaced?.(now - Math.max(t.waitingSince, t.notBefore));
       }
     });
-    for (const id of woken) this.live.nodes.get(id)?.wake?.();
+    for (const id of woken) if (id !== answering) this.live.nodes.get(id)?.wake?.();
   }
 
   /** Apply one agent event. Returns false when it is stale (old attempt or finished task). */

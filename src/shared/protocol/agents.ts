@@ -140,6 +140,11 @@ export const reportResponseSchema = z.object({
   acked_seq: z.number().int(),
   logs: z.array(logAckSchema),
   kills: z.array(taskRefSchema),
+  /**
+   * Assignments for this node that the report's `running` does not list: what the head placed
+   * when this report freed resources, and anything an earlier answer or poll failed to deliver.
+   */
+  assignments: z.array(assignmentSchema).optional(),
   injob: injobAnswerSchema.optional(),
 });
 export type ReportResponse = z.infer<typeof reportResponseSchema>;
