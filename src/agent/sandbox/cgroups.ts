@@ -161,12 +161,37 @@ export class TaskCgroup {
     signalAll(this.pids(), 'SIGKILL');
   }
 
-  /** Kill what is left and wait (a bounded time) for it to be gone. */
+  /**
+   * Kill what is left and wait (a bounded time) for it to be gone. When a worker exits, its
+   * sandbox's init is usually still tearing the namespaces down; cgroup2's `cgroup.events`
+   * changes the moment the cgroup empties, so the wait ends then rather than at the next poll.
+   */
   async drain(): Promise<void> {
+    if (this.pids().length === 0) return;
     const deadline = Date.now() + 5000;
-    for (let i = 0; this.pids().length > 0 && Date.now() < deadline; i++) {
-      this.kill();
-      await new Promise((r) => setTimeout(r, Math.min(50, 2 ** i)));
+    let wake: (() => void) | null = null;
+    const unified = this.dirs.get('unified');
+    let watcher: fs.FSWatcher | null = null;
+    try {
+      if (unified) watcher = fs.watch(path.join(unified, 'cgroup.events'), () => wake?.());
+    } catch {
+      // polling alone, below
+    }
+    try {
+      for (let i = 0; this.pids().length > 0 && Date.now() < deadline; i++) {
+        this.kill();
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(done, Math.min(50, 2 ** i));
+          function done(): void {
+            clearTimeout(timer);
+            wake = null;
+            resolve();
+          }
+          wake = done;
+        });
+      }
+    } finally {
+      watcher?.close();
     }
   }
 
