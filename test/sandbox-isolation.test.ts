@@ -155,6 +155,43 @@ describe('sandbox isolation', () => {
     for (const p of Object.values(r.procs)) expect(p.cmdline).not.toContain('--token');
   });
 
+  it('settles a worker the same way with raysub-init or, where it was not built, setpriv and sh', async (ctx) => {
+    const identity = `
+import os, resource, sys
+status = dict(l.rstrip("\\n").split(":\\t", 1) for l in open("/proc/self/status") if ":\\t" in l)
+keys = ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Groups"]
+print("ID", os.getuid() > 65535, os.getgid() == os.getuid(), [status[k].strip() for k in keys],
+      resource.getrlimit(resource.RLIMIT_NOFILE), resource.getrlimit(resource.RLIMIT_NPROC)[0] > 0,
+      os.environ.get("PROBE_VALUE"), os.environ.get("HOME") == os.getcwd(), flush=True)
+`;
+    const dir = workingDir({ 'id.py': identity });
+    const seen: Record<string, string> = {};
+    for (const [how, env] of [
+      ['raysub-init', {}],
+      ['setpriv and sh', { RAYSUB_SANDBOX_INIT: 'none' }],
+    ] as const) {
+      const head = await startHead({ env });
+      await requireSandbox(head, ctx);
+      const [node] = await head.client.nodes();
+      if (how === 'raysub-init' && !node?.sandbox.detail.includes('raysub-init')) {
+        console.warn(`skipping "${ctx.task.name}": raysub-init is not built here (${node?.sandbox.detail})`);
+        return ctx.skip();
+      }
+      expect(node?.sandbox.detail).toContain(`started by ${how}`);
+      // A plain interpreter command (exec'd directly by raysub-init) and a shell line.
+      for (const entry of [['python3', 'id.py'], ['python3 id.py && true']]) {
+        const r = await runCli(['job', 'submit', '--working-dir', dir, '--runtime-env-json', JSON.stringify({ env_vars: { PROBE_VALUE: `v 1 'q' $HOME` } }), '--', ...entry], { env: head.env });
+        expect(r.code, r.stderr).toBe(0);
+        const line = /^ID .*$/m.exec(r.stdout)?.[0];
+        expect(line, r.stdout).toBeDefined();
+        seen[`${how}: ${entry.join(' ')}`] = line ?? '';
+      }
+    }
+    const lines = new Set(Object.values(seen));
+    expect(lines.size, JSON.stringify(seen, null, 1)).toBe(1);
+    expect([...lines][0]).toBe("ID True True ['0000000000000000', '0000000000000000', '0000000000000000', '0000000000000000', '0000000000000000', '1', ''] (4096, 4096) True v 1 'q' $HOME True");
+  });
+
   it('hides the head\'s data dir even inside a path the operator lets workers read', async (ctx) => {
     const shared = tempDir('raysub-shared-');
     fs.chmodSync(shared, 0o755); // a bind keeps its permissions: the task's uid must be able to read it

@@ -1,6 +1,7 @@
 /**
  * The sandbox's pure parts, on real files and real shells: mount planning, what is hidden and
- * refused, CPU pinning, the start script's quoting, uid blocks, cgroup mount discovery, GPU nodes.
+ * refused, CPU pinning, the start script's quoting, raysub-init's start file and the commands it
+ * execs directly, uid blocks, cgroup mount discovery, GPU nodes.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -10,6 +11,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { AgentCgroups, findCgroupMounts } from '../src/agent/sandbox/cgroups.js';
 import { CpuPinner, parseCpuList, siblingPinnedCpus } from '../src/agent/sandbox/cpus.js';
 import { gpuDeviceNodes } from '../src/agent/sandbox/gpus.js';
+import { directArgv, findInit, initStartFile } from '../src/agent/sandbox/init.js';
 import { passwdFile, uidBlockFor, UidPool, UIDS_PER_AGENT } from '../src/agent/sandbox/identity.js';
 import { bwrapOptions, planLayout, unreadableEntries } from '../src/agent/sandbox/layout.js';
 import { MountPlan } from '../src/agent/sandbox/mountPlan.js';
@@ -220,5 +222,58 @@ describe('machine discovery', () => {
     for (const n of ['nvidiactl', 'nvidia-uvm', 'nvidia0', 'nvidia1', 'nvidia2', 'sda']) fs.writeFileSync(path.join(dev, n), '');
     expect(gpuDeviceNodes(dev, [])).toEqual([]);
     expect(gpuDeviceNodes(dev, [1, 2]).map((p) => path.basename(p))).toEqual(['nvidiactl', 'nvidia-uvm', 'nvidia1', 'nvidia2']);
+  });
+});
+
+describe('raysub-init', () => {
+  const interpreters = new Set(['python3', 'node']);
+
+  it('execs plain interpreter command lines directly and leaves everything else to the shell', () => {
+    expect(directArgv(['/bin/sh', '-c', 'python3 -c pass'], interpreters)).toEqual(['python3', '-c', 'pass']);
+    expect(directArgv(['/bin/sh', '-c', ' node  app.js --port=8080 '], interpreters)).toEqual(['node', 'app.js', '--port=8080']);
+    for (const line of ['python3 "a b.py"', 'python3 $X', 'python3 a.py > out', 'python3 a.py; echo', 'A=1 python3 a.py', 'python3 ~/a.py', 'python3 a*.py', 'python3 a.py #x', 'bash -c x', 'exit 3', 'python3 a.py &']) {
+      expect(directArgv(['/bin/sh', '-c', line], interpreters), line).toBeNull();
+    }
+    expect(directArgv(['python3', 'a.py'], interpreters)).toBeNull();
+  });
+
+  it('refuses a NUL byte where a C string ends', () => {
+    expect(() => initStartFile({ A: 'x\0y' }, { openFiles: 64, processes: null }, null, ['true'])).toThrow(/NUL/);
+  });
+
+  it('sets limits and environment, reports ready on fd 4, then execs the command with the task\'s PATH', async (ctx) => {
+    const init = findInit();
+    if (!init.path) {
+      console.warn(`skipping "${ctx.task.name}": ${init.why}`);
+      return ctx.skip();
+    }
+    const dir = tempDir('raysub-init-');
+    const bin = path.join(dir, 'bin');
+    fs.mkdirSync(bin);
+    fs.writeFileSync(path.join(bin, 'show'), '#!/bin/sh\nprintf "%s|%s|%s|%s|%s" "$0" "$1" "$ODD_NAME_X" "$(ulimit -n)" "$(grep NoNewPrivs /proc/self/status | tr -d "\\t ")"\n', { mode: 0o755 });
+    const start = path.join(dir, 'start');
+    const run = async (file: Buffer): Promise<{ code: number | null; out: string; err: string; ready: string }> => {
+      fs.writeFileSync(start, file);
+      const child = spawn(init.path!, [start], { stdio: ['ignore', 'pipe', 'pipe', 'ignore', 'pipe'] });
+      let out = '';
+      let err = '';
+      let ready = '';
+      child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+      (child.stdio[4] as NodeJS.ReadableStream).on('data', (d: Buffer) => (ready += d.toString()));
+      const code = await new Promise<number | null>((r) => child.once('close', (c) => r(c)));
+      return { code, out, err, ready };
+    };
+    // Names a shell cannot export travel too; PATH is the task's, not the caller's.
+    const ok = await run(initStartFile({ PATH: `${bin}:/usr/bin:/bin`, 'ODD_NAME_X': 'v 1' }, { openFiles: 77, processes: null }, null, ['show', 'arg one']));
+    expect(ok).toEqual({ code: 0, out: `${bin}/show|arg one|v 1|77|NoNewPrivs:1`, err: '', ready: 'ok' });
+
+    const missing = await run(initStartFile({ PATH: bin }, { openFiles: 64, processes: null }, null, ['no-such-command']));
+    expect(missing).toMatchObject({ code: 127, ready: 'ok', err: 'raysub: no-such-command: not found\n' });
+
+    fs.writeFileSync(start, 'not a start file');
+    const bad = await run(Buffer.from('raysub-init 9\0'));
+    expect(bad).toMatchObject({ code: 125, ready: '' });
+    expect(bad.err).toContain('not in raysub-init format 1');
   });
 });

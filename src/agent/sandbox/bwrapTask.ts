@@ -1,19 +1,22 @@
 /**
  * One task's bubblewrap invocation. The command line is the same for every task of a uid
- * (namespaces, then setpriv and the start script), so a gate can be started before its task is
- * known; what is the task's own — its passwd, group and start script (environment, limits,
- * command), its directory handed to its uid, its mounts — is written when the task comes.
+ * (namespaces, then raysub-init — or setpriv and a shell script where it was not built), so a gate
+ * can be started before its task is known; what is the task's own — its passwd, group and start
+ * file (environment, limits, command), its directory handed to its uid, its mounts — is written
+ * when the task comes.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import type { LaunchSpec } from '../launcher.js';
 import { chownTree, groupFile, passwdFile, type Identity } from './identity.js';
-import { bwrapNamespaceArgs, bwrapOptions, SANDBOX_START } from './layout.js';
+import { bwrapNamespaceArgs, bwrapOptions, SANDBOX_INIT, SANDBOX_START } from './layout.js';
 import type { BwrapSettings, SandboxSettings } from './sandboxLauncher.js';
+import { directArgv, initStartFile } from './init.js';
 import { startScript } from './startScript.js';
 
 /** bwrap's command line for a task running as `uid` (null: the agent's own). */
 export function bwrapArgv(bwrap: BwrapSettings, uid: number | null): string[] {
+  if (bwrap.init) return [...bwrapNamespaceArgs(bwrap.userns), '--args', '3', '--', SANDBOX_INIT];
   const drop = bwrap.setpriv && uid !== null ? [bwrap.setpriv, '--reuid', String(uid), '--regid', String(uid), '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs', '--'] : [];
   return [...bwrapNamespaceArgs(bwrap.userns), '--args', '3', '--', ...drop, '/bin/sh', SANDBOX_START];
 }
@@ -24,12 +27,17 @@ export function prepareBwrapTask(bwrap: BwrapSettings, s: SandboxSettings, spec:
   fs.mkdirSync(dir, { mode: 0o700 });
   fs.writeFileSync(files.passwd, passwdFile(id), { mode: 0o644 });
   fs.writeFileSync(files.group, groupFile(id), { mode: 0o644 });
-  // The start script holds the job's environment: readable by the task's user only.
-  fs.writeFileSync(files.start, startScript(env, { openFiles: s.openFiles, processes: ownUid ? s.pidsMax : null }, s.envBinary, spec.argv), { mode: 0o400 });
-  if (ownUid) {
-    fs.chownSync(files.start, id.uid, id.gid);
-    chownTree(spec.cwd, id.uid, id.gid);
+  const limits = { openFiles: s.openFiles, processes: ownUid ? s.pidsMax : null };
+  if (bwrap.init) {
+    // Read by raysub-init before it drops to the task's uid: the worker itself cannot read it.
+    const argv = directArgv(spec.argv, bwrap.layout.links) ?? spec.argv;
+    fs.writeFileSync(files.start, initStartFile(env, limits, ownUid ? id.uid : null, argv), { mode: 0o400 });
+  } else {
+    // The start script holds the job's environment: readable by the task's user only.
+    fs.writeFileSync(files.start, startScript(env, limits, s.envBinary, spec.argv), { mode: 0o400 });
+    if (ownUid) fs.chownSync(files.start, id.uid, id.gid);
   }
-  const options = bwrapOptions(bwrap.layout, { cwd: spec.cwd, readOnlyPaths: spec.readOnlyPaths, network: spec.network, ...files, devices, ownUid });
+  if (ownUid) chownTree(spec.cwd, id.uid, id.gid);
+  const options = bwrapOptions(bwrap.layout, { cwd: spec.cwd, readOnlyPaths: spec.readOnlyPaths, network: spec.network, ...files, init: bwrap.init, devices, ownUid });
   return options.join('\0') + '\0';
 }

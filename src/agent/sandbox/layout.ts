@@ -15,6 +15,7 @@ import { isWithin, MountPlan } from './mountPlan.js';
 export const SANDBOX_RUN_DIR = '/run/raysub';
 export const SANDBOX_BIN_DIR = `${SANDBOX_RUN_DIR}/bin`;
 export const SANDBOX_START = `${SANDBOX_RUN_DIR}/start`;
+export const SANDBOX_INIT = `${SANDBOX_RUN_DIR}/init`;
 
 /** The system part of a Linux root, bound read-only where present (symlinks, as on merged-/usr systems, are kept as symlinks). */
 export const SYSTEM_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc'];
@@ -124,6 +125,8 @@ export interface TaskView {
   passwd: string;
   group: string;
   start: string;
+  /** raysub-init on the host, bound at SANDBOX_INIT (null: setpriv and a shell script start the worker). */
+  init: string | null;
   /** Host device nodes to expose (the GPUs the task holds). */
   devices: readonly string[];
   /**
@@ -168,6 +171,7 @@ export function bwrapOptions(layout: StaticLayout, task: TaskView): string[] {
   }
   for (const [name, target] of layout.links) plan.symlink(target, path.join(SANDBOX_BIN_DIR, name));
   plan.roBind(task.passwd, '/etc/passwd').roBind(task.group, '/etc/group').roBind(task.start, SANDBOX_START);
+  if (task.init) plan.roBind(task.init, SANDBOX_INIT);
   for (const p of task.readOnlyPaths) if (!plan.coveredByBind(p)) plan.roBind(p);
   for (const d of task.devices) plan.devBind(d);
   plan.bind(task.cwd);

@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from '../../shared/log.js';
 import { uidBlockFor, UidPool } from './identity.js';
+import { findInit } from './init.js';
 import { discoverInterpreters } from './interpreters.js';
 import { planLayout } from './layout.js';
 import { isWithin } from './mountPlan.js';
@@ -30,9 +31,11 @@ export async function probeBwrap(opts: SandboxOptions, agentEnv: Readonly<Record
   const root = process.getuid?.() === 0;
   let setpriv: string | null = null;
   let uids: UidPool | null = null;
+  const init = findInit();
+  if (!init.path) log.info({ why: init.why }, 'raysub-init unavailable: workers start through setpriv and a shell script');
   if (root) {
-    setpriv = findExecutable('setpriv', agentEnv.PATH);
-    if (!setpriv) return { ok: false, reason: 'setpriv (util-linux) is not installed; a root agent needs it to run tasks as unprivileged users' };
+    setpriv = init.path ? null : findExecutable('setpriv', agentEnv.PATH);
+    if (!init.path && !setpriv) return { ok: false, reason: 'setpriv (util-linux) is not installed, nor raysub-init built; a root agent needs one to run tasks as unprivileged users' };
     const base = uidBlockFor(process.pid, fs.readFileSync('/proc/self/uid_map', 'utf8'));
     if (base === null) return { ok: false, reason: 'no block of unused uids is mapped in the agent\'s user namespace' };
     uids = new UidPool(base);
@@ -60,7 +63,7 @@ export async function probeBwrap(opts: SandboxOptions, agentEnv: Readonly<Record
   const settings: SandboxSettings = {
     ...cg.settings,
     envBinary: envBinary && visible(envBinary) ? envBinary : null,
-    bwrap: { path: bwrap, version: await version(bwrap), layout, setpriv, userns: !root },
+    bwrap: { path: bwrap, version: await version(bwrap), layout, setpriv, init: init.path, ownUids: root, userns: !root },
     uids,
   };
   const trial = await trialRun(settings, agentEnv);
@@ -68,7 +71,7 @@ export async function probeBwrap(opts: SandboxOptions, agentEnv: Readonly<Record
 
   const fds = inheritedFds();
   if (fds.length > 0) log.warn({ fds }, 'the agent inherited open file descriptors that every worker will inherit too; start the agent without them');
-  const who = root ? `each task as its own uid (from ${uids?.base})` : `tasks as uid ${settings.self.uid} in a user namespace`;
+  const who = `${root ? `each task as its own uid (from ${uids?.base})` : `tasks as uid ${settings.self.uid} in a user namespace`}, started by ${init.path ? 'raysub-init' : root ? 'setpriv and sh' : 'sh'}`;
   const interpreters = `interpreters: ${found.found.map((i) => `${i.name} ${i.version}`).join(', ') || 'none found'}`;
   return { ok: true, settings, who, interpreters };
 }

@@ -27,8 +27,12 @@ export interface BwrapSettings {
   path: string;
   version: string;
   layout: StaticLayout;
-  /** setpriv, when the agent is root and drops each task to its own uid. */
+  /** setpriv, when the agent is root and drops each task to its own uid (without raysub-init). */
   setpriv: string | null;
+  /** raysub-init on the host (init.ts): settles the worker instead of setpriv and a shell script. */
+  init: string | null;
+  /** The agent is root: each task gets a uid of its own. */
+  ownUids: boolean;
   /** bwrap runs as an unprivileged user and needs a user namespace. */
   userns: boolean;
 }
@@ -113,7 +117,7 @@ export class SandboxLauncher implements Launcher {
         // keeps its spare's name: only cosmetic
       }
     } else {
-      r.uid = bwrap?.setpriv ? (s.uids?.take() ?? null) : null;
+      r.uid = bwrap?.ownUids ? (s.uids?.take() ?? null) : null;
       r.cgroup = s.cgroups?.createTask(spec.key, limits) ?? null;
       gate = bwrap
         ? // bwrap itself runs with an empty environment: it is privileged, and the job's variables are not for it.
@@ -146,7 +150,7 @@ export class SandboxLauncher implements Launcher {
     const bwrap = this.s.bwrap;
     if (!bwrap || !this.keepSpare || this.closed || this.spare) return;
     this.spare = (async (): Promise<Spare | null> => {
-      const uid = bwrap.setpriv ? (this.s.uids?.take() ?? null) : null;
+      const uid = bwrap.ownUids ? (this.s.uids?.take() ?? null) : null;
       let cgroup: TaskCgroup | null = null;
       try {
         const neutral: CgroupLimits = { memoryBytes: 0, cpus: 0, cpusetCpus: null, pidsMax: this.s.pidsMax, deviceRules: BASE_DEVICE_RULES };

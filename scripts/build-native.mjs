@@ -1,0 +1,39 @@
+#!/usr/bin/env node
+// Build native/raysub-init.c into dist/native/raysub-init with the C compiler found on PATH ($CC,
+// cc, gcc or clang), statically linked where the C library allows it. Without a compiler the
+// build still succeeds: agents then start sandboxed workers through setpriv and a shell script.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+
+const root = path.resolve(import.meta.dirname, '..');
+const source = path.join(root, 'native', 'raysub-init.c');
+const out = path.join(root, 'dist', 'native', 'raysub-init');
+fs.mkdirSync(path.dirname(out), { recursive: true });
+
+const fresh = fs.existsSync(out) && fs.statSync(out).mtimeMs >= fs.statSync(source).mtimeMs;
+if (!fresh) {
+  const compilers = [process.env.CC, 'cc', 'gcc', 'clang'].filter(Boolean);
+  const flags = ['-O2', '-s', '-Wall', '-Wextra', '-Werror', '-o', `${out}.tmp`, source];
+  let built = false;
+  let why = 'no C compiler found (set CC)';
+  for (const cc of compilers) {
+    for (const extra of [['-static'], []]) {
+      const r = spawnSync(cc, [...extra, ...flags], { encoding: 'utf8' });
+      if (r.error) break; // this compiler does not exist
+      if (r.status === 0) {
+        built = true;
+        break;
+      }
+      why = `${cc} failed: ${(r.stderr || '').trim().split('\n').slice(-3).join(' ')}`;
+    }
+    if (built) break;
+  }
+  if (built) {
+    fs.renameSync(`${out}.tmp`, out);
+  } else {
+    fs.rmSync(`${out}.tmp`, { force: true });
+    fs.rmSync(out, { force: true });
+    console.warn(`raysub-init not built (${why}): sandboxed workers will start through setpriv and sh`);
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * raysub-init (native/raysub-init.c): the small static program a sandboxed worker starts with
+ * when the build could compile it. It replaces setpriv and the shell start script: it reads the
+ * task's start file, drops to the task's uid with no capabilities, sets no_new_privs and the
+ * limits, reports on the ready fd and execs the worker with exactly the task's environment.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { StartLimits } from './startScript.js';
+
+/** Built by scripts/build-native.mjs; this module runs from src/ in tests and dist/ otherwise. */
+const BUILT = path.resolve(import.meta.dirname, '../../../dist/native/raysub-init');
+
+/**
+ * The program to use: `RAYSUB_SANDBOX_INIT` (a path, or "none" for the setpriv and shell path),
+ * else the one the build made. Null when there is none or it does not run here.
+ */
+export function findInit(env: Readonly<Record<string, string | undefined>> = process.env): { path: string | null; why: string } {
+  const wanted = env.RAYSUB_SANDBOX_INIT;
+  if (wanted === 'none') return { path: null, why: 'disabled (RAYSUB_SANDBOX_INIT=none)' };
+  const candidate = wanted ? path.resolve(wanted) : BUILT;
+  if (!fs.existsSync(candidate)) return { path: null, why: `${candidate} does not exist (built by \`npm run build\` where a C compiler is installed)` };
+  try {
+    const out = execFileSync(candidate, ['--version'], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] });
+    if (!out.startsWith('raysub-init 1')) return { path: null, why: `${candidate} is not raysub-init 1` };
+  } catch (err) {
+    return { path: null, why: `${candidate} does not run: ${(err as Error).message.split('\n')[0]}` };
+  }
+  return { path: candidate, why: 'ok' };
+}
+
+/** The start file raysub-init reads: NUL-terminated fields (format in native/raysub-init.c). */
+export function initStartFile(env: Readonly<Record<string, string>>, limits: StartLimits, uid: number | null, argv: readonly string[]): Buffer {
+  if (argv.length === 0) throw new Error('empty command');
+  const entries = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+  const fields = ['raysub-init 1', uid === null ? '-' : String(uid), uid === null ? '-' : String(uid), String(limits.openFiles), limits.processes === null ? '-' : String(limits.processes), String(entries.length), ...entries, String(argv.length), ...argv];
+  for (const f of fields) if (f.includes('\0')) throw new Error('a NUL byte in the environment or command');
+  return Buffer.from(fields.join('\0') + '\0');
+}
+
+/** Words made only of characters no POSIX shell treats specially. */
+const PLAIN_WORD = /^[A-Za-z0-9_@%+,./:=-]+$/;
+
+/**
+ * A `/bin/sh -c LINE` whose LINE is a plain command naming one of the sandbox's interpreters
+ * (`python3 -c pass`, `node app.js --port 8080`) means the same words exec'd directly: no quoting,
+ * expansion, redirection or assignment for a shell to do, and a command that exists. Anything
+ * else still goes through the shell.
+ */
+export function directArgv(argv: readonly string[], interpreters: { has(name: string): boolean }): string[] | null {
+  const [sh, dashC, line] = argv;
+  if (argv.length !== 3 || sh !== '/bin/sh' || dashC !== '-c' || line === undefined) return null;
+  const words = line.trim().split(/[ \t]+/);
+  const first = words[0];
+  if (first === undefined || !interpreters.has(first)) return null;
+  return words.every((w) => PLAIN_WORD.test(w)) ? words : null;
+}
