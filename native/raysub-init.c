@@ -23,7 +23,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
-#include <linux/capability.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,10 +113,20 @@ static void drop_identity(long uid, long gid) {
   if (setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) < 0) fail("cannot set the task's uid", errno);
 }
 
+/* The capset(2) ABI (linux/capability.h, not shipped with every C library's headers). */
+#define CAPABILITY_VERSION_3 0x20080522
+struct cap_header {
+  uint32_t version;
+  int pid;
+};
+struct cap_data {
+  uint32_t effective, permitted, inheritable;
+};
+
 static void clear_capabilities(void) {
   if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) fail("cannot clear ambient capabilities", errno);
-  struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
-  struct __user_cap_data_struct data[2];
+  struct cap_header hdr = {.version = CAPABILITY_VERSION_3, .pid = 0};
+  struct cap_data data[2];
   memset(data, 0, sizeof data);
   if (syscall(SYS_capset, &hdr, data) < 0) fail("cannot clear capabilities", errno);
 }

@@ -200,6 +200,13 @@ class Agent implements RunningAgent {
 
   /** Send a report within `delayMs` (sooner if one is already due sooner). */
   private wakeReporter(delayMs: number): void {
+    if (delayMs === 0) {
+      // Now, not at the next timer tick (a timer waits at least 1 ms): an exit frees resources.
+      if (this.reportTimer) clearTimeout(this.reportTimer);
+      this.reportTimer = null;
+      setImmediate(() => this.reportWake?.());
+      return;
+    }
     const due = Date.now() + delayMs;
     if (this.reportTimer) {
       if (this.reportDueAt <= due) return;

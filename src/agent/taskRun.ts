@@ -156,7 +156,11 @@ export class TaskRun {
       }
     } finally {
       if (this.timer) clearTimeout(this.timer);
-      if (taskDir) workspace.removeTaskDir(taskDir);
+      // After the exit report has left (it is sent from an immediate queued before this one).
+      if (taskDir) {
+        const dir = taskDir;
+        setImmediate(() => workspace.removeTaskDir(dir));
+      }
       // Cached envs stay leased until the worker is gone, so eviction never pulls them from under it.
       releaseEnvs?.();
       detachApi?.();

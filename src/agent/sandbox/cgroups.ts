@@ -195,20 +195,26 @@ export class TaskCgroup {
     }
   }
 
-  /** Drain, then remove the cgroups. */
+  /**
+   * Drain, then remove the cgroups. Off the event loop: removing a v1 memory cgroup takes the
+   * kernel several milliseconds (it moves what the task's memory charged to the parent), time in
+   * which the agent would otherwise not read the head's next assignment.
+   */
   async remove(): Promise<void> {
     await this.drain();
-    for (const dir of this.dirs.values()) {
-      for (let i = 0; i < 20; i++) {
-        try {
-          fs.rmdirSync(dir);
-          break;
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code === 'ENOENT') break;
-          await new Promise((r) => setTimeout(r, 10));
+    await Promise.all(
+      [...this.dirs.values()].map(async (dir) => {
+        for (let i = 0; i < 20; i++) {
+          try {
+            await fs.promises.rmdir(dir);
+            return;
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+            await new Promise((r) => setTimeout(r, 10));
+          }
         }
-      }
-    }
+      }),
+    );
   }
 }
 
