@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { StartLimits } from './startScript.js';
+import { shellLine, type StartLimits } from './startScript.js';
 
 /** Built by scripts/build-native.mjs; this module runs from src/ in tests and dist/ otherwise. */
 const BUILT = path.resolve(import.meta.dirname, '../../../dist/native/raysub-init');
@@ -49,8 +49,8 @@ const PLAIN_WORD = /^[A-Za-z0-9_@%+,./:=-]+$/;
  * else still goes through the shell.
  */
 export function directArgv(argv: readonly string[], interpreters: { has(name: string): boolean }): string[] | null {
-  const [sh, dashC, line] = argv;
-  if (argv.length !== 3 || sh !== '/bin/sh' || dashC !== '-c' || line === undefined) return null;
+  const line = shellLine(argv);
+  if (line === null) return null;
   const words = line.trim().split(/[ \t]+/);
   const first = words[0];
   if (first === undefined || !interpreters.has(first)) return null;

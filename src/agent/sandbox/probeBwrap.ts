@@ -63,7 +63,7 @@ export async function probeBwrap(opts: SandboxOptions, agentEnv: Readonly<Record
   const settings: SandboxSettings = {
     ...cg.settings,
     envBinary: envBinary && visible(envBinary) ? envBinary : null,
-    bwrap: { path: bwrap, version: await version(bwrap), layout, setpriv, init: init.path, ownUids: root, userns: !root },
+    bwrap: { path: bwrap, version: await version(bwrap), layout, setpriv, init: init.path, userns: !root },
     uids,
   };
   const trial = await trialRun(settings, agentEnv);

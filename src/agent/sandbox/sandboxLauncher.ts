@@ -31,8 +31,6 @@ export interface BwrapSettings {
   setpriv: string | null;
   /** raysub-init on the host (init.ts): settles the worker instead of setpriv and a shell script. */
   init: string | null;
-  /** The agent is root: each task gets a uid of its own. */
-  ownUids: boolean;
   /** bwrap runs as an unprivileged user and needs a user namespace. */
   userns: boolean;
 }
@@ -41,6 +39,7 @@ export interface SandboxSettings {
   bwrap: BwrapSettings | null;
   cgroups: AgentCgroups | null;
   pinner: CpuPinner | null;
+  /** A uid per task: only a root agent in bwrap mode has one. */
   uids: UidPool | null;
   /** The agent's own uid and gid, used when tasks do not get their own. */
   self: { uid: number; gid: number };
@@ -117,7 +116,7 @@ export class SandboxLauncher implements Launcher {
         // keeps its spare's name: only cosmetic
       }
     } else {
-      r.uid = bwrap?.ownUids ? (s.uids?.take() ?? null) : null;
+      r.uid = bwrap ? (s.uids?.take() ?? null) : null;
       r.cgroup = s.cgroups?.createTask(spec.key, limits) ?? null;
       gate = bwrap
         ? // bwrap itself runs with an empty environment: it is privileged, and the job's variables are not for it.
@@ -150,7 +149,7 @@ export class SandboxLauncher implements Launcher {
     const bwrap = this.s.bwrap;
     if (!bwrap || !this.keepSpare || this.closed || this.spare) return;
     this.spare = (async (): Promise<Spare | null> => {
-      const uid = bwrap.ownUids ? (this.s.uids?.take() ?? null) : null;
+      const uid = this.s.uids?.take() ?? null;
       let cgroup: TaskCgroup | null = null;
       try {
         const neutral: CgroupLimits = { memoryBytes: 0, cpus: 0, cpusetCpus: null, pidsMax: this.s.pidsMax, deviceRules: BASE_DEVICE_RULES };

@@ -23,6 +23,12 @@ export function shellQuote(value: string): string {
   return `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
+/** The LINE of a `/bin/sh -c LINE` command, or null for any other argv. */
+export function shellLine(argv: readonly string[]): string | null {
+  const [sh, dashC, line] = argv;
+  return argv.length === 3 && sh === '/bin/sh' && dashC === '-c' && line !== undefined ? line : null;
+}
+
 /**
  * The script bwrap runs as `/bin/sh /run/raysub/start`: limits, environment, "ok" on the ready
  * fd, then the worker. A `/bin/sh -c LINE` worker's LINE becomes the rest of the script (the same
@@ -41,8 +47,8 @@ export function startScript(env: Readonly<Record<string, string>>, limits: Start
     else odd.push(shellQuote(`${k}=${v}`));
   }
   lines.push(`printf ok >&${READY_FD}; exec ${READY_FD}>&-`);
-  const [sh, dashC, line] = argv;
-  if (argv.length === 3 && sh === '/bin/sh' && dashC === '-c' && line !== undefined && (odd.length === 0 || !envBinary)) {
+  const line = shellLine(argv);
+  if (line !== null && (odd.length === 0 || !envBinary)) {
     return lines.join('\n') + '\n' + line + '\n';
   }
   // Names a shell cannot export (dots, dashes) are set by env(1) on the way to the worker.
