@@ -13,39 +13,67 @@
  * executables fewer on every task's start. The agent keeps the setpriv and shell path for
  * machines where this program could not be built.
  *
- * Start file (written by the agent, readable by root only when tasks get their own uid): a
- * sequence of NUL-terminated fields
- *   "raysub-init 1", uid ("-": keep), gid ("-": keep), open-file limit, process limit ("-": none),
- *   number of environment entries, the entries, number of argv words, the words.
+ * With --serve it stays in the sandbox as root and runs one task after another (tasks of one job
+ * on one node reuse a sandbox: no new bubblewrap, namespaces or cgroups per task):
+ *   - it creates two FIFOs, /run/raysub/ctl/out and /run/raysub/ctl/err (the agent reads them
+ *     through the bound control directory), says "serve" on fd 4, and waits for "run" on fd 5;
+ *   - on "run" it reads /run/raysub/ctl/start, forks, and the child points stdout and stderr at
+ *     the FIFOs, settles itself as in steps 1-4 (it says "ok" on fd 4, as a line);
+ *   - when the child exits, every other process in the sandbox's PID namespace is killed and
+ *     reaped, /tmp and /dev/shm are emptied and System V IPC objects removed; then it says
+ *     "exit CODE SIGNAL" on fd 4 (-1 for the code of a killed worker, 0 for no signal) and
+ *     waits for the next "run". End of fd 5 ends it.
+ * Nothing the task runs can reach fds 3-5 (closed before exec) or this process (root).
+ *
+ * Start file (written by the agent, readable by root only): a sequence of NUL-terminated fields
+ *   "raysub-init 2", uid ("-": keep), gid ("-": keep), open-file limit, process limit ("-": none),
+ *   working directory ("-": keep), number of environment entries, the entries, number of argv
+ *   words, the words.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <grp.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ipc.h>
+#include <sys/msg.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/sem.h>
+#include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define START_FILE "/run/raysub/start"
+#define SERVE_START "/run/raysub/ctl/start"
+#define SERVE_OUT "/run/raysub/ctl/out"
+#define SERVE_ERR "/run/raysub/ctl/err"
 #define READY_FD 4
 #define GATE_FD 3
+#define CONTROL_FD 5
+#define FORMAT "raysub-init 2"
 #define MAX_START_BYTES (64 << 20)
 #define EXIT_SETUP 125
 
 extern char **environ;
 
+/* Where set-up errors go: stderr, or the sandbox's own stderr in a served task's child. */
+static int err_fd = 2;
+
 static void fail(const char *what, int err) {
   if (err)
-    fprintf(stderr, "raysub: %s: %s\n", what, strerror(err));
+    dprintf(err_fd, "raysub: %s: %s\n", what, strerror(err));
   else
-    fprintf(stderr, "raysub: %s\n", what);
+    dprintf(err_fd, "raysub: %s\n", what);
   exit(EXIT_SETUP);
 }
 
@@ -68,7 +96,7 @@ static long number(struct reader *r, const char *what) {
   errno = 0;
   long v = strtol(s, &end, 10);
   if (errno || end == s || *end != '\0' || v < 0) {
-    fprintf(stderr, "raysub: malformed start file (%s: \"%s\")\n", what, s);
+    dprintf(err_fd, "raysub: malformed start file (%s: \"%s\")\n", what, s);
     exit(EXIT_SETUP);
   }
   return v;
@@ -85,9 +113,9 @@ static long optional(struct reader *r, const char *what) {
 
 static char *slurp(const char *path, size_t *len) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("cannot open " START_FILE, errno);
+  if (fd < 0) fail("cannot open the start file", errno);
   struct stat st;
-  if (fstat(fd, &st) < 0) fail("cannot stat " START_FILE, errno);
+  if (fstat(fd, &st) < 0) fail("cannot stat the start file", errno);
   if (st.st_size <= 0 || st.st_size > MAX_START_BYTES) fail("start file is empty or too large", 0);
   char *buf = malloc((size_t)st.st_size);
   if (!buf) fail("out of memory", 0);
@@ -95,7 +123,7 @@ static char *slurp(const char *path, size_t *len) {
   while (got < (size_t)st.st_size) {
     ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) fail("cannot read " START_FILE, n < 0 ? errno : 0);
+    if (n <= 0) fail("cannot read the start file", n < 0 ? errno : 0);
     got += (size_t)n;
   }
   close(fd);
@@ -134,49 +162,204 @@ static void clear_capabilities(void) {
 static void set_limit(int resource, long value, const char *what) {
   struct rlimit rl = {.rlim_cur = (rlim_t)value, .rlim_max = (rlim_t)value};
   if (setrlimit(resource, &rl) < 0) {
-    fprintf(stderr, "raysub: cannot set the %s limit: %s\n", what, strerror(errno));
+    dprintf(err_fd, "raysub: cannot set the %s limit: %s\n", what, strerror(errno));
     exit(EXIT_SETUP);
   }
 }
 
-int main(int argc, char **argv) {
-  if (argc > 1 && strcmp(argv[1], "--version") == 0) {
-    puts("raysub-init 1");
-    return 0;
-  }
+struct start {
+  long uid, gid, open_files, processes;
+  char *cwd; /* NULL: keep */
+  char **env;
+  char **argv;
+};
+
+static struct start parse(const char *path) {
   size_t len;
-  char *buf = slurp(argc > 1 ? argv[1] : START_FILE, &len);
+  char *buf = slurp(path, &len);
   struct reader r = {buf, buf + len};
-  if (strcmp(field(&r), "raysub-init 1") != 0) fail("start file is not in raysub-init format 1", 0);
-  long uid = optional(&r, "uid");
-  long gid = optional(&r, "gid");
-  long open_files = number(&r, "open files");
-  long processes = optional(&r, "processes");
+  struct start s;
+  if (strcmp(field(&r), FORMAT) != 0) fail("start file is not in " FORMAT " format", 0);
+  s.uid = optional(&r, "uid");
+  s.gid = optional(&r, "gid");
+  s.open_files = number(&r, "open files");
+  s.processes = optional(&r, "processes");
+  s.cwd = field(&r);
+  if (strcmp(s.cwd, "-") == 0) s.cwd = NULL;
   long nenv = number(&r, "environment size");
   if (nenv > 1 << 20) fail("malformed start file (environment size)", 0);
-  char **env = calloc((size_t)nenv + 1, sizeof *env);
-  if (!env) fail("out of memory", 0);
-  for (long i = 0; i < nenv; i++) env[i] = field(&r);
+  s.env = calloc((size_t)nenv + 1, sizeof *s.env);
+  if (!s.env) fail("out of memory", 0);
+  for (long i = 0; i < nenv; i++) s.env[i] = field(&r);
   long nargv = number(&r, "argv size");
   if (nargv < 1 || nargv > 1 << 20) fail("malformed start file (argv size)", 0);
-  char **words = calloc((size_t)nargv + 1, sizeof *words);
-  if (!words) fail("out of memory", 0);
-  for (long i = 0; i < nargv; i++) words[i] = field(&r);
+  s.argv = calloc((size_t)nargv + 1, sizeof *s.argv);
+  if (!s.argv) fail("out of memory", 0);
+  for (long i = 0; i < nargv; i++) s.argv[i] = field(&r);
+  return s;
+}
 
-  if (uid >= 0) drop_identity(uid, gid >= 0 ? gid : uid);
+/* Steps 1-4: settle the worker, say "ok" on the ready fd, become the worker. */
+static void become_worker(struct start *s, const char *ok) {
+  if (s->cwd && chdir(s->cwd) < 0) fail("cannot enter the task's directory", errno);
+  if (s->uid >= 0) drop_identity(s->uid, s->gid >= 0 ? s->gid : s->uid);
   clear_capabilities();
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail("cannot set no_new_privs", errno);
-  set_limit(RLIMIT_NOFILE, open_files, "open-file");
-  if (processes >= 0) set_limit(RLIMIT_NPROC, processes, "process");
+  set_limit(RLIMIT_NOFILE, s->open_files, "open-file");
+  if (s->processes >= 0) set_limit(RLIMIT_NPROC, s->processes, "process");
 
   close(GATE_FD);
-  if (write(READY_FD, "ok", 2) != 2) fail("cannot tell the agent the worker is starting", errno);
+  close(CONTROL_FD);
+  size_t n = strlen(ok);
+  if (write(READY_FD, ok, n) != (ssize_t)n) fail("cannot tell the agent the worker is starting", errno);
   close(READY_FD);
 
   /* execvp searches the PATH of the environment it runs in: the task's. */
-  environ = env;
-  execvp(words[0], words);
+  environ = s->env;
+  execvp(s->argv[0], s->argv);
   int err = errno;
-  fprintf(stderr, "raysub: %s: %s\n", words[0], err == ENOENT ? "not found" : strerror(err));
-  return err == ENOENT ? 127 : 126;
+  fprintf(stderr, "raysub: %s: %s\n", s->argv[0], err == ENOENT ? "not found" : strerror(err));
+  exit(err == ENOENT ? 127 : 126);
+}
+
+/* --- serve mode ------------------------------------------------------------------------------ */
+
+static const int HANDLED[] = {SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGQUIT, SIGUSR1, SIGUSR2};
+
+static void dispositions(void (*how)(int)) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = how;
+  for (size_t i = 0; i < sizeof HANDLED / sizeof *HANDLED; i++) sigaction(HANDLED[i], &sa, NULL);
+}
+
+static void oom_score_adj(const char *value) {
+  int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  if (write(fd, value, strlen(value)) < 0) {
+    /* best effort: the memory cgroup still bounds the sandbox */
+  }
+  close(fd);
+}
+
+static void say(const char *line) {
+  size_t n = strlen(line);
+  if (write(READY_FD, line, n) != (ssize_t)n) fail("cannot write to the agent", errno);
+}
+
+/* One line (at most 63 bytes) from the control fd; 0 at its end. */
+static int control_line(char *out, size_t size) {
+  size_t got = 0;
+  for (;;) {
+    char c;
+    ssize_t n = read(CONTROL_FD, &c, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return 0;
+    if (c == '\n') break;
+    if (got + 1 < size) out[got++] = c;
+  }
+  out[got] = '\0';
+  return 1;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st;
+  if (ftw->level == 0) return 0;
+  if (flag == FTW_DP)
+    rmdir(path);
+  else
+    unlink(path);
+  return 0; /* what cannot be removed (a mount point's parents) stays */
+}
+
+/* Empty a scratch filesystem, staying on it (paths bound below it are other mounts). */
+static void empty_dir(const char *dir) { nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT); }
+
+/* Remove every System V IPC object of the sandbox's IPC namespace (listed in /proc/sysvipc). */
+static void remove_ipc(const char *list, int kind) {
+  FILE *f = fopen(list, "re");
+  if (!f) return;
+  char line[512];
+  int header = 1;
+  while (fgets(line, sizeof line, f)) {
+    if (header) {
+      header = 0;
+      continue;
+    }
+    long key, id;
+    if (sscanf(line, "%ld %ld", &key, &id) != 2) continue;
+    if (kind == 0) shmctl((int)id, IPC_RMID, NULL);
+    if (kind == 1) semctl((int)id, 0, IPC_RMID);
+    if (kind == 2) msgctl((int)id, IPC_RMID, NULL);
+  }
+  fclose(f);
+}
+
+/* Kill and reap everything the task left in the PID namespace, then empty its scratch space. */
+static void sweep(void) {
+  for (int round = 0; round < 3; round++) {
+    kill(-1, SIGKILL); /* every process here but this one and the namespace's init */
+    for (;;) {
+      pid_t w = waitpid(-1, NULL, 0);
+      if (w > 0 || (w < 0 && errno == EINTR)) continue;
+      break; /* ECHILD: nothing left that is ours (a subreaper inherits every orphan) */
+    }
+  }
+  empty_dir("/tmp");
+  empty_dir("/dev/shm");
+  remove_ipc("/proc/sysvipc/shm", 0);
+  remove_ipc("/proc/sysvipc/sem", 1);
+  remove_ipc("/proc/sysvipc/msg", 2);
+}
+
+static int serve(void) {
+  close(GATE_FD);
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) fail("cannot become a subreaper", errno);
+  oom_score_adj("-1000");
+  dispositions(SIG_IGN);
+  if (mkfifo(SERVE_OUT, 0600) < 0 && errno != EEXIST) fail("cannot create " SERVE_OUT, errno);
+  if (mkfifo(SERVE_ERR, 0600) < 0 && errno != EEXIST) fail("cannot create " SERVE_ERR, errno);
+  say("serve\n");
+  char line[64];
+  while (control_line(line, sizeof line)) {
+    if (strcmp(line, "run") != 0) fail("unknown request on the control fd", 0);
+    pid_t pid = fork();
+    if (pid < 0) fail("cannot fork", errno);
+    if (pid == 0) {
+      /* Set-up errors go to the sandbox's stderr (the agent reads it when a start fails). */
+      err_fd = fcntl(2, F_DUPFD_CLOEXEC, 10);
+      if (err_fd < 0) err_fd = 2;
+      dispositions(SIG_DFL);
+      oom_score_adj("0");
+      setsid();
+      struct start s = parse(SERVE_START);
+      int out = open(SERVE_OUT, O_WRONLY);
+      if (out < 0) fail("cannot open " SERVE_OUT, errno);
+      int err = open(SERVE_ERR, O_WRONLY);
+      if (err < 0) fail("cannot open " SERVE_ERR, errno);
+      if (dup2(out, 1) < 0 || dup2(err, 2) < 0) fail("cannot redirect output", errno);
+      close(out);
+      close(err);
+      become_worker(&s, "ok\n");
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    sweep();
+    char report[64];
+    snprintf(report, sizeof report, "exit %d %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1, WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    say(report);
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+    puts(FORMAT);
+    return 0;
+  }
+  if (argc > 1 && strcmp(argv[1], "--serve") == 0) return serve();
+  struct start s = parse(argc > 1 ? argv[1] : START_FILE);
+  become_worker(&s, "ok");
+  return 126;
 }

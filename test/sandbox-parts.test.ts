@@ -268,12 +268,19 @@ describe('raysub-init', () => {
     const ok = await run(initStartFile({ PATH: `${bin}:/usr/bin:/bin`, 'ODD_NAME_X': 'v 1' }, { openFiles: 77, processes: null }, null, ['show', 'arg one']));
     expect(ok).toEqual({ code: 0, out: `${bin}/show|arg one|v 1|77|NoNewPrivs:1`, err: '', ready: 'ok' });
 
+    // A working directory in the start file (a served sandbox's next task) is entered first.
+    const inDir = await run(initStartFile({ PATH: '/usr/bin:/bin' }, { openFiles: 64, processes: null }, null, ['pwd'], bin));
+    expect(inDir).toMatchObject({ code: 0, out: `${bin}\n`, ready: 'ok' });
+    const noDir = await run(initStartFile({ PATH: '/usr/bin:/bin' }, { openFiles: 64, processes: null }, null, ['pwd'], path.join(dir, 'gone')));
+    expect(noDir).toMatchObject({ code: 125, ready: '' });
+    expect(noDir.err).toContain("cannot enter the task's directory");
+
     const missing = await run(initStartFile({ PATH: bin }, { openFiles: 64, processes: null }, null, ['no-such-command']));
     expect(missing).toMatchObject({ code: 127, ready: 'ok', err: 'raysub: no-such-command: not found\n' });
 
     fs.writeFileSync(start, 'not a start file');
     const bad = await run(Buffer.from('raysub-init 9\0'));
     expect(bad).toMatchObject({ code: 125, ready: '' });
-    expect(bad.err).toContain('not in raysub-init format 1');
+    expect(bad.err).toContain('not in raysub-init 2 format');
   });
 });

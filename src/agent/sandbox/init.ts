@@ -9,6 +9,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { shellLine, type StartLimits } from './startScript.js';
 
+/** The start-file format (and --version) of the raysub-init this agent speaks to. */
+export const INIT_FORMAT = 'raysub-init 2';
+
 /** Built by scripts/build-native.mjs; this module runs from src/ in tests and dist/ otherwise. */
 const BUILT = path.resolve(import.meta.dirname, '../../../dist/native/raysub-init');
 
@@ -23,7 +26,7 @@ export function findInit(env: Readonly<Record<string, string | undefined>> = pro
   if (!fs.existsSync(candidate)) return { path: null, why: `${candidate} does not exist (built by \`npm run build\` where a C compiler is installed)` };
   try {
     const out = execFileSync(candidate, ['--version'], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] });
-    if (!out.startsWith('raysub-init 1')) return { path: null, why: `${candidate} is not raysub-init 1` };
+    if (!out.startsWith(INIT_FORMAT)) return { path: null, why: `${candidate} is not ${INIT_FORMAT}` };
   } catch (err) {
     return { path: null, why: `${candidate} does not run: ${(err as Error).message.split('\n')[0]}` };
   }
@@ -31,10 +34,12 @@ export function findInit(env: Readonly<Record<string, string | undefined>> = pro
 }
 
 /** The start file raysub-init reads: NUL-terminated fields (format in native/raysub-init.c). */
-export function initStartFile(env: Readonly<Record<string, string>>, limits: StartLimits, uid: number | null, argv: readonly string[]): Buffer {
+export function initStartFile(env: Readonly<Record<string, string>>, limits: StartLimits, uid: number | null, argv: readonly string[], cwd: string | null = null): Buffer {
   if (argv.length === 0) throw new Error('empty command');
+  if (cwd === '-') throw new Error('a working directory named "-"');
   const entries = Object.entries(env).map(([k, v]) => `${k}=${v}`);
-  const fields = ['raysub-init 1', uid === null ? '-' : String(uid), uid === null ? '-' : String(uid), String(limits.openFiles), limits.processes === null ? '-' : String(limits.processes), String(entries.length), ...entries, String(argv.length), ...argv];
+  const id = uid === null ? '-' : String(uid);
+  const fields = [INIT_FORMAT, id, id, String(limits.openFiles), limits.processes === null ? '-' : String(limits.processes), cwd ?? '-', String(entries.length), ...entries, String(argv.length), ...argv];
   for (const f of fields) if (f.includes('\0')) throw new Error('a NUL byte in the environment or command');
   return Buffer.from(fields.join('\0') + '\0');
 }
