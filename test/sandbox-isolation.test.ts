@@ -146,7 +146,9 @@ describe('sandbox isolation', () => {
     for (const own of ['packages', 'unpacked', 'spool', 'sandbox', 'envs']) {
       expect(r.list[agent.workDir]).not.toContain(`'${own}'`);
     }
-    expect(r.list[path.join(agent.workDir, 'tasks')]).toBe(`ok:['${path.basename(r.cwd)}']`);
+    // The tasks directory holds one directory per job, the job's one per task of it on this node.
+    expect(r.list[path.join(agent.workDir, 'tasks')]).toBe(`ok:['${path.basename(path.dirname(r.cwd))}']`);
+    expect(r.list[path.dirname(r.cwd)]).toBe(`ok:['${path.basename(r.cwd)}']`);
     expect(r.list[path.join(agent.workDir, 'sandbox')]).toBe('err:FileNotFoundError');
     expect(r.list[head.dataDir]).toMatch(/^err:/);
     expect(r.write[path.join(agent.workDir, 'probe')]).toMatch(/^err:/);
@@ -208,6 +210,70 @@ print("ID", os.getuid() > 65535, os.getgid() == os.getuid(), [status[k].strip() 
     expect(r.read[path.join(head.dataDir, 'raysub.db')]).toMatch(/^err:/);
     expect(r.list[head.dataDir]).toBe("ok:['agent']");
     expect(r.write[path.join(shared, 'probe')]).toMatch(/^err:/);
+  });
+
+  it("runs a job's consecutive tasks in one sandbox, emptied between them, and a new sandbox per task with --no-sandbox-reuse", async (ctx) => {
+    // Each task reports what it finds of the one before, then leaves files, an IPC object and a
+    // process behind (the process also holds the task's stdout open).
+    const task = `
+import json, os, subprocess, sys
+idx = os.environ["RAYSUB_TASK_INDEX"]
+marker = sys.argv[1]
+cwd = os.getcwd()
+res = {
+    "idx": idx, "uid": os.getuid(), "cwd": cwd,
+    "ns": os.readlink("/proc/self/ns/pid"),
+    "tmp": sorted(os.listdir("/tmp")), "shm": sorted(os.listdir("/dev/shm")),
+    "siblings": sorted(os.listdir(os.path.dirname(cwd))),
+    "ipc": [l.split()[1] for l in open("/proc/sysvipc/shm").readlines()[1:]],
+    "procs": sorted(open("/proc/%s/cmdline" % p, "rb").read().replace(b"\\0", b" ").decode() for p in os.listdir("/proc") if p.isdigit()),
+    "home": os.environ.get("HOME"),
+}
+print("RESULT " + json.dumps(res), flush=True)
+open("/tmp/left-by-" + idx, "w").write("x")
+open("/dev/shm/left-by-" + idx, "w").write("x")
+open("left-by-" + idx, "w").write("x")
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmget(0, 4096, 0o1000 | 0o600)  # IPC_PRIVATE, IPC_CREAT
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", marker])
+`;
+    type Seen = { idx: string; uid: number; cwd: string; ns: string; tmp: string[]; shm: string[]; siblings: string[]; ipc: string[]; procs: string[]; home: string };
+    const runJob = async (args: string[]): Promise<Seen[]> => {
+      const node = unique('reuse');
+      const head = await startHead({ numCpus: 1, args: ['--node-name', node, ...args] });
+      await requireSandbox(head, ctx);
+      const marker = unique('leftover');
+      const dir = workingDir({ 'task.py': task });
+      const run = await runCli(['job', 'submit', '--parallel', '3', '--working-dir', dir, '--', 'python3', 'task.py', marker], { env: head.env });
+      expect(run.code, run.stdout + run.stderr).toBe(0);
+      // What a task left running is gone with it, and nothing of it was waited for.
+      await waitFor(() => processesWith(marker).length === 0, { what: 'the leftover processes to be gone' });
+      const seen = [...run.stdout.matchAll(/RESULT (\{.*\})/g)].map((m) => JSON.parse(m[1] ?? '') as Seen).sort((a, b) => Number(a.idx) - Number(b.idx));
+      expect(seen.map((r) => r.idx)).toEqual(['0', '1', '2']);
+      return seen;
+    };
+
+    const reused = await runJob([]);
+    // One sandbox (PID namespace, uid) served the three tasks, one after another...
+    expect(new Set(reused.map((r) => r.ns)).size).toBe(1);
+    expect(new Set(reused.map((r) => r.uid)).size).toBe(1);
+    for (const r of reused) {
+      // ...and each found nothing of the task before it: no files, no IPC objects, no processes.
+      // (Other names in /tmp are the mount points of paths bound below it, such as this test's.)
+      expect(r.tmp.filter((n) => n.startsWith('left-by'))).toEqual([]);
+      expect(r.shm).toEqual([]);
+      expect(r.ipc).toEqual([]);
+      expect(r.procs.join('\n')).not.toContain('sleep(600)');
+      // Its own directory, new, as HOME; the one before it is gone.
+      expect(r.siblings).toEqual([path.basename(r.cwd)]);
+      expect(r.home).toBe(r.cwd);
+    }
+    expect(new Set(reused.map((r) => r.cwd)).size).toBe(3);
+
+    const fresh = await runJob(['--no-sandbox-reuse']);
+    expect(new Set(fresh.map((r) => r.ns)).size).toBe(3);
+    for (const r of fresh) expect(r.tmp.filter((n) => n.startsWith('left-by'))).toEqual([]);
   });
 
   it('kills detached and daemonised children on job stop and removes the task\'s cgroups', async (ctx) => {

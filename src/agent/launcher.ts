@@ -10,6 +10,11 @@ import type { TaskRequest } from '../shared/resources.js';
 export interface LaunchSpec {
   /** Unique per attempt; names cgroups and scratch dirs. */
   key: string;
+  /**
+   * Tasks of one group (a job) may run one after another in the same sandbox, emptied between
+   * them (sandboxLauncher.ts); without a group a task gets a sandbox of its own.
+   */
+  group?: string;
   argv: string[];
   /** The task's private working directory (writable). */
   cwd: string;

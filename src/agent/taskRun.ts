@@ -100,7 +100,7 @@ export class TaskRun {
         }
       }
       this.checkAborted();
-      taskDir = workspace.createTaskDir(this.key, source);
+      taskDir = workspace.createTaskDir(this.key, source, a.job_id);
       const env = buildTaskEnv(a, this.deps.headAddress, this.deps.nodeId(), this.deps.runtimeEnv.agentEnv);
       const prepared = await prepareRuntimeEnv(a, env, {
         ...this.deps.runtimeEnv,
@@ -121,6 +121,7 @@ export class TaskRun {
       try {
         this.worker = await launcher.launch({
           key: this.key,
+          group: a.job_id,
           argv: prepared.argv ?? ['/bin/sh', '-c', a.entrypoint],
           cwd: taskDir,
           env: api?.env ?? prepared.env,

@@ -22,7 +22,7 @@ export class Workspace {
   ) {
     this.packagesDir = path.join(root, 'packages');
     this.unpackedDir = path.join(root, 'unpacked');
-    this.tasksDir = path.join(root, 'tasks');
+    this.tasksDir = tasksDirOf(root);
     this.spoolDir = path.join(root, 'spool');
     for (const d of [root, this.packagesDir, this.unpackedDir, this.tasksDir, this.spoolDir]) fs.mkdirSync(d, { recursive: true, mode: 0o711 });
     // Leftovers of a previous run of this agent belong to attempts the head has since fenced.
@@ -67,9 +67,15 @@ export class Workspace {
     return dir;
   }
 
-  /** A fresh private working directory for one attempt, holding a copy of the package (if any). */
-  createTaskDir(key: string, source: string | null): string {
-    const dir = path.join(this.tasksDir, key);
+  /**
+   * A fresh private working directory for one attempt, holding a copy of the package (if any).
+   * With a `group` (the job) it lies in the group's directory: a sandbox serving the job's tasks
+   * one after another binds that directory, and sees the next task's directory appear in it.
+   */
+  createTaskDir(key: string, source: string | null, group: string | null = null): string {
+    const parent = group === null ? this.tasksDir : path.join(this.tasksDir, group);
+    if (group !== null) fs.mkdirSync(parent, { recursive: true, mode: GROUP_DIR_MODE });
+    const dir = path.join(parent, key);
     fs.rmSync(dir, { recursive: true, force: true });
     if (source) {
       fs.cpSync(source, dir, { recursive: true, verbatimSymlinks: true, mode: fs.constants.COPYFILE_FICLONE });
@@ -82,8 +88,28 @@ export class Workspace {
 
   removeTaskDir(dir: string): void {
     fs.rmSync(dir, { recursive: true, force: true });
+    const parent = path.dirname(dir);
+    if (parent === this.tasksDir) return;
+    // A group's directory outlives its last task a while: the job's next task here may reuse a
+    // sandbox that has this very directory bound (a new one would be another inode).
+    setTimeout(() => {
+      try {
+        fs.rmdirSync(parent);
+      } catch {
+        // in use again, or gone
+      }
+    }, GROUP_DIR_LINGER_MS).unref();
   }
 }
+
+/** Where an agent with work dir `root` keeps its tasks' directories. */
+export function tasksDirOf(root: string): string {
+  return path.join(root, 'tasks');
+}
+
+/** A group's directory: the names of the job's task directories are no secret to its tasks. */
+const GROUP_DIR_MODE = 0o755;
+const GROUP_DIR_LINGER_MS = 30_000;
 
 /** A task's directory is its own (the sandbox gives it to the task's uid): no other user on the host reads it. */
 const TASK_DIR_MODE = 0o700;

@@ -83,6 +83,7 @@ export function buildProgram(): Command {
     .option('--sandbox-bind <paths>', 'extra host paths workers may read, comma-separated')
     .option('--task-pids-max <n>', 'processes and threads per task (default: 4096)')
     .option('--task-open-files <n>', 'open files per task process (default: 4096)')
+    .option('--no-sandbox-reuse', "start every task in a new sandbox (default: a job's consecutive tasks on a node reuse one, emptied between them)")
     .option('--max-package-size <bytes>', 'largest package the head accepts (default: 512M)')
     .option('--heartbeat-ms <ms>', 'agent heartbeat interval (head option)')
     .option('--lease-ms <ms>', 'how long a silent agent keeps its lease (head option)')

@@ -61,6 +61,8 @@ export interface AgentOptions {
   readonly taskPidsMax: number;
   /** Open files one task process may have (RLIMIT_NOFILE). */
   readonly taskOpenFiles: number;
+  /** A job's consecutive tasks on this node may run in one sandbox, emptied between them. */
+  readonly sandboxReuse: boolean;
 }
 
 export interface HeadOptions {
@@ -102,6 +104,8 @@ export interface StartFlags {
   sandboxBind?: string;
   taskPidsMax?: string;
   taskOpenFiles?: string;
+  /** false with --no-sandbox-reuse. */
+  sandboxReuse?: boolean;
 }
 
 function parseNumberFlag(name: string, value: string | undefined, min = 0): number | undefined {
@@ -169,6 +173,7 @@ function agentBase(flags: StartFlags, workDir: string, hiddenPaths: string[]): O
     sandboxBinds: parseList(flags.sandboxBind ?? env('RAYSUB_SANDBOX_BIND') ?? '').map((p) => path.resolve(p)),
     taskPidsMax: Math.floor(parseNumberFlag('task-pids-max', flags.taskPidsMax, 16) ?? envNumber('RAYSUB_TASK_PIDS_MAX') ?? 4096),
     taskOpenFiles: Math.floor(parseNumberFlag('task-open-files', flags.taskOpenFiles, 64) ?? envNumber('RAYSUB_TASK_OPEN_FILES') ?? 4096),
+    sandboxReuse: flags.sandboxReuse !== false && env('RAYSUB_SANDBOX_REUSE') !== '0',
   };
 }
 

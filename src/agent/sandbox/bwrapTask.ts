@@ -14,30 +14,56 @@ import type { BwrapSettings, SandboxSettings } from './sandboxLauncher.js';
 import { directArgv, initStartFile } from './init.js';
 import { startScript } from './startScript.js';
 
-/** bwrap's command line for a task running as `uid` (null: the agent's own). */
-export function bwrapArgv(bwrap: BwrapSettings, uid: number | null): string[] {
-  if (bwrap.init) return [...bwrapNamespaceArgs(bwrap.userns), '--args', '3', '--', SANDBOX_INIT];
+/** bwrap's command line for a task running as `uid` (null: the agent's own); `serve`: raysub-init --serve. */
+export function bwrapArgv(bwrap: BwrapSettings, uid: number | null, serve = false): string[] {
+  if (bwrap.init) return [...bwrapNamespaceArgs(bwrap.userns), '--args', '3', '--', SANDBOX_INIT, ...(serve ? ['--serve'] : [])];
   const drop = bwrap.setpriv && uid !== null ? [bwrap.setpriv, '--reuid', String(uid), '--regid', String(uid), '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs', '--'] : [];
   return [...bwrapNamespaceArgs(bwrap.userns), '--args', '3', '--', ...drop, '/bin/sh', SANDBOX_START];
 }
 
-/** Write the task's files and give its directory to its uid; returns bwrap's options for the gate. */
-export function prepareBwrapTask(bwrap: BwrapSettings, s: SandboxSettings, spec: LaunchSpec, env: Record<string, string>, id: Identity, ownUid: boolean, devices: string[], dir: string): string {
-  const files = { passwd: path.join(dir, 'passwd'), group: path.join(dir, 'group'), start: path.join(dir, 'start') };
-  fs.mkdirSync(dir, { mode: 0o700 });
+export interface TaskFiles {
+  passwd: string;
+  group: string;
+  start: string;
+}
+
+/** The files of a served sandbox (raysub-init --serve) in its host directory `dir`. */
+export function servedFiles(dir: string): TaskFiles & { ctlDir: string } {
+  const ctlDir = path.join(dir, 'ctl');
+  return { passwd: path.join(dir, 'passwd'), group: path.join(dir, 'group'), start: path.join(ctlDir, 'start'), ctlDir };
+}
+
+/**
+ * Write a task's passwd, group and start file and give its directory to its uid. A served
+ * sandbox's files are rewritten in place for each task (bound files keep their inode).
+ */
+export function writeTaskFiles(bwrap: BwrapSettings, s: SandboxSettings, spec: LaunchSpec, env: Record<string, string>, id: Identity, ownUid: boolean, files: TaskFiles, served = false): void {
   fs.writeFileSync(files.passwd, passwdFile(id), { mode: 0o644 });
   fs.writeFileSync(files.group, groupFile(id), { mode: 0o644 });
   const limits = { openFiles: s.openFiles, processes: ownUid ? s.pidsMax : null };
   if (bwrap.init) {
     // Read by raysub-init before it drops to the task's uid: the worker itself cannot read it.
     const argv = directArgv(spec.argv, bwrap.layout.links) ?? spec.argv;
-    fs.writeFileSync(files.start, initStartFile(env, limits, ownUid ? id.uid : null, argv), { mode: 0o400 });
+    fs.writeFileSync(files.start, initStartFile(env, limits, ownUid ? id.uid : null, argv, served ? spec.cwd : null), { mode: 0o400 });
   } else {
     // The start script holds the job's environment: readable by the task's user only.
     fs.writeFileSync(files.start, startScript(env, limits, s.envBinary, spec.argv), { mode: 0o400 });
     if (ownUid) fs.chownSync(files.start, id.uid, id.gid);
   }
   if (ownUid) chownTree(spec.cwd, id.uid, id.gid);
-  const options = bwrapOptions(bwrap.layout, { cwd: spec.cwd, readOnlyPaths: spec.readOnlyPaths, network: spec.network, ...files, init: bwrap.init, devices, ownUid });
+}
+
+/**
+ * Write the task's files and give its directory to its uid; returns bwrap's options for the gate.
+ * `served`: a served sandbox (its directory `dir` holds servedFiles()) binding `bindDir`, the
+ * task's directory or the job's directory holding it.
+ */
+export function prepareBwrapTask(bwrap: BwrapSettings, s: SandboxSettings, spec: LaunchSpec, env: Record<string, string>, id: Identity, ownUid: boolean, devices: string[], dir: string, served: { bindDir: string } | null = null): string {
+  fs.mkdirSync(dir, { mode: 0o700 });
+  const files = served ? servedFiles(dir) : { passwd: path.join(dir, 'passwd'), group: path.join(dir, 'group'), start: path.join(dir, 'start') };
+  if (served) fs.mkdirSync(servedFiles(dir).ctlDir, { mode: 0o700 });
+  writeTaskFiles(bwrap, s, spec, env, id, ownUid, files, served !== null);
+  const view = { cwd: spec.cwd, readOnlyPaths: spec.readOnlyPaths, network: spec.network, ...files, init: bwrap.init, devices, ownUid };
+  const options = bwrapOptions(bwrap.layout, served ? { ...view, served: { ctlDir: servedFiles(dir).ctlDir, bindDir: served.bindDir } } : view);
   return options.join('\0') + '\0';
 }

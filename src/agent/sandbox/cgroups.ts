@@ -142,14 +142,19 @@ export class TaskCgroup {
     return dir ? listPids(dir) : [];
   }
 
-  /** The kernel's OOM killer killed something in this task. */
-  oomKilled(): boolean {
+  /** The kernel's OOM killer killed something in this task (since the count was `since`). */
+  oomKilled(since = 0): boolean {
+    return this.memoryLimited && this.oomKills() > since;
+  }
+
+  /** How many processes the OOM killer killed in this cgroup so far. */
+  oomKills(): number {
     const dir = this.dirs.get('memory');
-    if (!dir || !this.memoryLimited) return false;
+    if (!dir) return 0;
     try {
-      return /^oom_kill\s+[1-9]/m.test(read(dir, 'memory.oom_control'));
+      return Number(/^oom_kill\s+(\d+)/m.exec(read(dir, 'memory.oom_control'))?.[1] ?? 0);
     } catch {
-      return false;
+      return 0;
     }
   }
 

@@ -4,6 +4,9 @@
  * so every process of the task is born inside them, and only then sends the options. The start
  * script reports on fd 4 once the worker is about to run; a sandbox that fails before that is a
  * launch error with its own message, not a job failure.
+ *
+ * A served gate (raysub-init --serve) keeps fd 4 open for the sandbox's life — raysub-init's
+ * lines ("serve", "ok", "exit CODE SIGNAL") arrive there — and takes requests on fd 5.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
@@ -15,9 +18,51 @@ export interface ExitInfo {
   signal: NodeJS.Signals | null;
 }
 
+/** The lines a served sandbox's raysub-init writes on the ready fd, in order. */
+export class Lines {
+  private buf = '';
+  private readonly queue: string[] = [];
+  private readonly waiters: ((line: string | null) => void)[] = [];
+  private ended = false;
+
+  constructor(stream: Readable) {
+    stream.on('error', () => undefined);
+    stream.on('data', (d: Buffer) => {
+      this.buf += d.toString();
+      for (let i = this.buf.indexOf('\n'); i >= 0; i = this.buf.indexOf('\n')) {
+        const line = this.buf.slice(0, i);
+        this.buf = this.buf.slice(i + 1);
+        const waiter = this.waiters.shift();
+        if (waiter) waiter(line);
+        else this.queue.push(line);
+      }
+    });
+    stream.once('close', () => {
+      this.ended = true;
+      for (const waiter of this.waiters.splice(0)) waiter(null);
+    });
+  }
+
+  /** The next line; null once the sandbox has closed the fd (it ended). */
+  next(): Promise<string | null> {
+    const line = this.queue.shift();
+    if (line !== undefined) return Promise.resolve(line);
+    if (this.ended) return Promise.resolve(null);
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+}
+
+export interface Served {
+  lines: Lines;
+  /** raysub-init's request fd: "run\n" starts the next task. */
+  control: Writable;
+}
+
 export interface Gate {
   child: ChildProcess;
   pid: number;
+  /** Set for a served gate. */
+  served: Served | null;
   exit: Promise<ExitInfo>;
   /** Resolves once the process is in all its cgroups (a first move may wait for an RCU grace period). */
   joined: Promise<void>;
@@ -28,9 +73,10 @@ export interface Gate {
 }
 
 const STDIO: SpawnOptions['stdio'] = ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'];
+const SERVED_STDIO: SpawnOptions['stdio'] = ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'];
 
-export async function startGate(cmd: string, args: string[], opts: { cwd: string; env: Record<string, string> }, cgroup: TaskCgroup | null): Promise<Gate> {
-  const child = spawn(cmd, args, { ...opts, detached: true, stdio: STDIO });
+export async function startGate(cmd: string, args: string[], opts: { cwd: string; env: Record<string, string> }, cgroup: TaskCgroup | null, serve = false): Promise<Gate> {
+  const child = spawn(cmd, args, { ...opts, detached: true, stdio: serve ? SERVED_STDIO : STDIO });
   const exit = new Promise<ExitInfo>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   const pid = await new Promise<number>((resolve, reject) => {
     child.once('error', reject);
@@ -50,9 +96,16 @@ export async function startGate(cmd: string, args: string[], opts: { cwd: string
     for await (const chunk of stderr) if (text.length < 4000) text += (chunk as Buffer).toString();
     return text.trim().slice(0, 4000);
   };
+  let served: Served | null = null;
+  if (serve) {
+    const control = (child.stdio as unknown as (Readable | Writable)[])[5] as Writable;
+    control.on('error', () => undefined);
+    served = { lines: new Lines(child.stdio[READY_FD] as Readable), control };
+  }
   return {
     child,
     pid,
+    served,
     exit,
     joined,
     async open(input: string) {
@@ -60,7 +113,11 @@ export async function startGate(cmd: string, args: string[], opts: { cwd: string
       // A sandbox that dies before reading its options closes the pipe; ready() reports why.
       gate.on('error', () => undefined);
       gate.end(input);
-      if (await ready(child)) stderr.off('readable', hold);
+      if (served) {
+        // Its stderr stays held: raysub-init's own messages land there, read if a start fails.
+        const line = await served.lines.next();
+        if (line !== 'serve') throw new Error((await failure()) || `the sandbox exited before it was ready${line ? ` (it said "${line}")` : ''}`);
+      } else if (await ready(child)) stderr.off('readable', hold);
       else throw new Error((await failure()) || 'the sandbox exited before the worker started');
     },
     async discard() {

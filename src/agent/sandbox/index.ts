@@ -11,7 +11,7 @@ import { openCgroups } from './probe.js';
 import { probeBwrap } from './probeBwrap.js';
 import { SandboxLauncher } from './sandboxLauncher.js';
 
-export type SandboxOptions = Pick<AgentOptions, 'sandbox' | 'workDir' | 'hiddenPaths' | 'nodeName' | 'sandboxInterpreters' | 'sandboxBinds' | 'taskPidsMax' | 'taskOpenFiles'>;
+export type SandboxOptions = Pick<AgentOptions, 'sandbox' | 'workDir' | 'hiddenPaths' | 'nodeName' | 'sandboxInterpreters' | 'sandboxBinds' | 'taskPidsMax' | 'taskOpenFiles' | 'sandboxReuse'>;
 
 /** Pick the strongest launcher this machine supports (or the one the operator asked for). */
 export async function chooseLauncher(opts: SandboxOptions, log: Logger): Promise<Launcher> {

@@ -16,6 +16,8 @@ export const SANDBOX_RUN_DIR = '/run/raysub';
 export const SANDBOX_BIN_DIR = `${SANDBOX_RUN_DIR}/bin`;
 export const SANDBOX_START = `${SANDBOX_RUN_DIR}/start`;
 export const SANDBOX_INIT = `${SANDBOX_RUN_DIR}/init`;
+/** A served sandbox's control directory (its start file and output FIFOs; see native/raysub-init.c). */
+export const SANDBOX_CTL = `${SANDBOX_RUN_DIR}/ctl`;
 
 /** The system part of a Linux root, bound read-only where present (symlinks, as on merged-/usr systems, are kept as symlinks). */
 export const SYSTEM_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc'];
@@ -125,6 +127,13 @@ export interface TaskView {
   passwd: string;
   group: string;
   start: string;
+  /**
+   * A sandbox that serves one task after another (raysub-init --serve): its control directory
+   * (bound at SANDBOX_CTL instead of the start file) and the directory to bind writable: the
+   * task's own, or — for a sandbox that may run the job's next task — the job's directory holding
+   * its tasks' directories, where the next one will appear. Each task directory is its uid's alone.
+   */
+  served?: { ctlDir: string; bindDir: string };
   /** raysub-init on the host, bound at SANDBOX_INIT (null: setpriv and a shell script start the worker). */
   init: string | null;
   /** Host device nodes to expose (the GPUs the task holds). */
@@ -170,11 +179,13 @@ export function bwrapOptions(layout: StaticLayout, task: TaskView): string[] {
     else plan.roBind(m.dir ? layout.maskDir : layout.maskFile, m.path);
   }
   for (const [name, target] of layout.links) plan.symlink(target, path.join(SANDBOX_BIN_DIR, name));
-  plan.roBind(task.passwd, '/etc/passwd').roBind(task.group, '/etc/group').roBind(task.start, SANDBOX_START);
+  plan.roBind(task.passwd, '/etc/passwd').roBind(task.group, '/etc/group');
+  if (task.served) plan.bind(task.served.ctlDir, SANDBOX_CTL);
+  else plan.roBind(task.start, SANDBOX_START);
   if (task.init) plan.roBind(task.init, SANDBOX_INIT);
   for (const p of task.readOnlyPaths) if (!plan.coveredByBind(p)) plan.roBind(p);
   for (const d of task.devices) plan.devBind(d);
-  plan.bind(task.cwd);
-  plan.args.push('--remount-ro', '/', '--chdir', task.cwd);
+  plan.bind(task.served ? task.served.bindDir : task.cwd);
+  plan.args.push('--remount-ro', '/', '--chdir', task.served ? '/' : task.cwd);
   return plan.args;
 }

@@ -9,6 +9,7 @@ import type { AgentOptions } from '../../shared/config.js';
 import { AgentCgroups, findCgroupMounts } from './cgroups.js';
 import { CpuPinner, readCoreIds, siblingPinnedCpus } from './cpus.js';
 import type { SandboxSettings } from './sandboxLauncher.js';
+import { tasksDirOf } from '../workspace.js';
 
 export function findExecutable(name: string, pathVar: string | undefined): string | null {
   for (const dir of (pathVar ?? '').split(':')) {
@@ -59,7 +60,7 @@ export interface OpenedCgroups {
   settings: BaseSettings;
 }
 
-type Opts = Pick<AgentOptions, 'workDir' | 'nodeName' | 'taskPidsMax' | 'taskOpenFiles'>;
+type Opts = Pick<AgentOptions, 'workDir' | 'nodeName' | 'taskPidsMax' | 'taskOpenFiles'> & Partial<Pick<AgentOptions, 'sandboxReuse'>>;
 
 /** The agent's cgroup root (named after the node and its work dir, stable across restarts) and the settings every launcher shares. */
 export function openCgroups(opts: Opts): OpenedCgroups {
@@ -92,6 +93,7 @@ export function openCgroups(opts: Opts): OpenedCgroups {
       pidsMax: opts.taskPidsMax,
       openFiles: Math.min(opts.taskOpenFiles, hardOpenFileLimit()),
       devDir: '/dev',
+      reuse: opts.sandboxReuse === false ? null : { tasksRoot: tasksDirOf(opts.workDir) },
     },
   };
 }
