@@ -18,7 +18,6 @@
 import path from 'node:path';
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import type { Readable } from 'node:stream';
 import type { SandboxMode } from '../../shared/protocol/index.js';
 import { killGroup, type LaunchSpec, type Launcher, type WorkerExit, type WorkerHandle } from '../launcher.js';
@@ -72,7 +71,6 @@ export const IDLE_MS = 2000;
 /** Served sandboxes kept waiting at most (each holds a uid, cgroups and three processes). */
 const MAX_IDLE = 8;
 
-const SIGNAL_NAMES = new Map(Object.entries(os.constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));
 
 /** The gate for workers without bwrap: wait for the agent's word on fd 3, set limits, exec. */
 function processGate(openFiles: number): string {
@@ -365,8 +363,10 @@ export class SandboxLauncher implements Launcher {
       let code: number | null;
       let sig: NodeJS.Signals | null;
       if (m) {
-        code = Number(m[1]) < 0 ? null : Number(m[1]);
-        sig = Number(m[2]) > 0 ? (SIGNAL_NAMES.get(Number(m[2])) ?? 'SIGKILL') : null;
+        // As from a sandbox of its own (bwrap's exit status): a signal shows as 128 + its number.
+        const n = Number(m[2]);
+        code = n > 0 ? 128 + n : Number(m[1]);
+        sig = null;
       } else {
         ({ code, signal: sig } = await gate.exit);
       }
