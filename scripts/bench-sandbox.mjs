@@ -2,7 +2,10 @@
 // same command, interleaved so both see the same machine load.
 //   bare:      ProcessLauncher (a process group, nothing else) — the floor
 //   sandboxed: the launcher the agent picks here (bwrap + cgroups + per-task uid), including
-//              cgroup creation and removal, the task dir chown and the per-task files
+//              cgroup creation and removal, the task dir chown and the per-task files; a task
+//              without a job, so each gets a new sandbox
+//   reused:    the same launcher, tasks of one job: each after the first runs in the sandbox the
+//              one before it left (emptied between them)
 // Usage: node scripts/bench-sandbox.mjs [--runs N] [--gap-ms MS] [--json]
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -39,14 +42,16 @@ const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8' };
 
 let n = 0;
 /** One task: a fresh task dir (a few files, as a small working dir), launch, wait for the exit. */
-async function once(launcher, argv) {
-  const cwd = path.join(work, 'tasks', `t${n++}`);
+async function once(launcher, argv, group = undefined) {
+  // A job's task directories lie in the job's directory under the agent's tasks dir, as the workspace makes them.
+  const cwd = group ? path.join(work, 'agent', 'tasks', group, `${group}.${n++}`) : path.join(work, 'tasks', `t${n++}`);
   fs.mkdirSync(cwd, { recursive: true });
   for (const f of ['main.py', 'data.txt', 'README.md']) fs.writeFileSync(path.join(cwd, f), 'x\n');
   if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
   const started = process.hrtime.bigint();
   const w = await launcher.launch({
     key: `bench.${n}`,
+    group,
     argv,
     cwd,
     env,
@@ -76,13 +81,14 @@ const commands = [
 const loadBefore = os.loadavg().map((l) => l.toFixed(2)).join(' ');
 const rows = [];
 for (const c of commands) {
-  for (let i = 0; i < 5; i++) await once(bare, c.argv), await once(sandboxed, c.argv); // warm-up
+  for (let i = 0; i < 5; i++) await once(bare, c.argv), await once(sandboxed, c.argv), await once(sandboxed, c.argv, 'job'); // warm-up
   const b = [];
   const s = [];
+  const u = [];
   for (let i = 0; i < c.runs; i++) {
-    // Alternate which goes first so neither always runs right after the other's exit.
-    if (i % 2 === 0) b.push(await once(bare, c.argv)), s.push(await once(sandboxed, c.argv));
-    else s.push(await once(sandboxed, c.argv)), b.push(await once(bare, c.argv));
+    // Rotate which goes first so none always runs right after another's exit.
+    const order = [() => once(bare, c.argv).then((x) => b.push(x)), () => once(sandboxed, c.argv).then((x) => s.push(x)), () => once(sandboxed, c.argv, 'job').then((x) => u.push(x))];
+    for (let k = 0; k < 3; k++) await order[(i + k) % 3]();
   }
   // Each sandboxed run next to the bare run beside it: the machine's load changes by the second.
   const paired = s.map((x, i) => x - (b[i] ?? 0));
@@ -93,8 +99,11 @@ for (const c of commands) {
     sandboxed_median_ms: percentile(s, 50),
     added_median_ms: percentile(s, 50) - percentile(b, 50),
     added_paired_median_ms: percentile(paired, 50),
+    reused_median_ms: percentile(u, 50),
+    reused_added_median_ms: percentile(u, 50) - percentile(b, 50),
     bare_p90_ms: percentile(b, 90),
     sandboxed_p90_ms: percentile(s, 90),
+    reused_p90_ms: percentile(u, 90),
   });
 }
 await sandboxed.close?.();
@@ -108,9 +117,9 @@ if (json) {
   console.log(`${result.machine}; load average before ${result.load_before}, after ${result.load_after}`);
   console.log(`sandbox: ${sandboxed.mode} (${sandboxed.detail})`);
   console.log(`${gapMs} ms idle before each task\n`);
-  console.log('| command | runs | bare median ms | sandboxed median ms | added (difference of medians) | added (median of paired differences) | bare p90 | sandboxed p90 |');
-  console.log('|---|---|---|---|---|---|---|---|');
+  console.log('| command | runs | bare median ms | new sandbox median ms | added (difference of medians) | added (median of paired differences) | reused sandbox median ms | added | bare p90 | new sandbox p90 | reused p90 |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
-    console.log(`| ${r.command} | ${r.runs} | ${f(r.bare_median_ms)} | ${f(r.sandboxed_median_ms)} | **${f(r.added_median_ms)}** | ${f(r.added_paired_median_ms)} | ${f(r.bare_p90_ms)} | ${f(r.sandboxed_p90_ms)} |`);
+    console.log(`| ${r.command} | ${r.runs} | ${f(r.bare_median_ms)} | ${f(r.sandboxed_median_ms)} | **${f(r.added_median_ms)}** | ${f(r.added_paired_median_ms)} | ${f(r.reused_median_ms)} | **${f(r.reused_added_median_ms)}** | ${f(r.bare_p90_ms)} | ${f(r.sandboxed_p90_ms)} | ${f(r.reused_p90_ms)} |`);
   }
 }
