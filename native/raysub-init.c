@@ -20,7 +20,8 @@
  *   - on "run" it reads /run/raysub/ctl/start, forks, and the child points stdout and stderr at
  *     the FIFOs, settles itself as in steps 1-4 (it says "ok" on fd 4, as a line);
  *   - when the child exits, every other process in the sandbox's PID namespace is killed and
- *     reaped, /tmp and /dev/shm are emptied and System V IPC objects removed; then it says
+ *     reaped, /tmp and /dev/shm are emptied, System V IPC objects and POSIX message queues
+ *     removed; then it says
  *     "exit CODE SIGNAL" on fd 4 (-1 for the code of a killed worker, 0 for no signal) and
  *     waits for the next "run". End of fd 5 ends it.
  * Nothing the task runs can reach fds 3-5 (closed before exec) or this process (root).
@@ -43,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ipc.h>
+#include <sys/mount.h>
 #include <sys/msg.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -57,6 +59,7 @@
 #define SERVE_START "/run/raysub/ctl/start"
 #define SERVE_OUT "/run/raysub/ctl/out"
 #define SERVE_ERR "/run/raysub/ctl/err"
+#define SERVE_MQUEUE "/run/raysub/mqueue"
 #define READY_FD 4
 #define GATE_FD 3
 #define CONTROL_FD 5
@@ -295,6 +298,29 @@ static void remove_ipc(const char *list, int kind) {
   fclose(f);
 }
 
+/*
+ * POSIX message queues live in the IPC namespace too, listed only by an mqueue filesystem: one is
+ * mounted where tasks cannot reach it (/run/raysub is root's). 0 if it could not be.
+ */
+static int mqueue_mounted = 0;
+
+static void mount_mqueue(void) {
+  if (mkdir(SERVE_MQUEUE, 0700) < 0 && errno != EEXIST) return;
+  mqueue_mounted = mount("mqueue", SERVE_MQUEUE, "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0;
+}
+
+static void remove_mqueues(void) {
+  if (!mqueue_mounted) return;
+  DIR *d = opendir(SERVE_MQUEUE);
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    unlinkat(dirfd(d), e->d_name, 0);
+  }
+  closedir(d);
+}
+
 /* Kill and reap everything the task left in the PID namespace, then empty its scratch space. */
 static void sweep(void) {
   for (int round = 0; round < 3; round++) {
@@ -310,6 +336,7 @@ static void sweep(void) {
   remove_ipc("/proc/sysvipc/shm", 0);
   remove_ipc("/proc/sysvipc/sem", 1);
   remove_ipc("/proc/sysvipc/msg", 2);
+  remove_mqueues();
 }
 
 static int serve(void) {
@@ -317,6 +344,7 @@ static int serve(void) {
   if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) fail("cannot become a subreaper", errno);
   oom_score_adj("-1000");
   dispositions(SIG_IGN);
+  mount_mqueue();
   if (mkfifo(SERVE_OUT, 0600) < 0 && errno != EEXIST) fail("cannot create " SERVE_OUT, errno);
   if (mkfifo(SERVE_ERR, 0600) < 0 && errno != EEXIST) fail("cannot create " SERVE_ERR, errno);
   say("serve\n");

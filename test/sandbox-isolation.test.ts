@@ -216,11 +216,13 @@ print("ID", os.getuid() > 65535, os.getgid() == os.getuid(), [status[k].strip() 
     // Each task reports what it finds of the one before, then leaves files, an IPC object and a
     // process behind (the process also holds the task's stdout open).
     const task = `
-import json, os, subprocess, sys
+import ctypes, json, os, subprocess, sys
+libc = ctypes.CDLL(None, use_errno=True)
 idx = os.environ["RAYSUB_TASK_INDEX"]
 marker = sys.argv[1]
 cwd = os.getcwd()
 res = {
+    "mq": [j for j in range(int(idx)) if libc.mq_open(b"/left-by-%d" % j, 0) >= 0],
     "idx": idx, "uid": os.getuid(), "cwd": cwd,
     "ns": os.readlink("/proc/self/ns/pid"),
     "tmp": sorted(os.listdir("/tmp")), "shm": sorted(os.listdir("/dev/shm")),
@@ -233,12 +235,11 @@ print("RESULT " + json.dumps(res), flush=True)
 open("/tmp/left-by-" + idx, "w").write("x")
 open("/dev/shm/left-by-" + idx, "w").write("x")
 open("left-by-" + idx, "w").write("x")
-import ctypes
-libc = ctypes.CDLL(None, use_errno=True)
 libc.shmget(0, 4096, 0o1000 | 0o600)  # IPC_PRIVATE, IPC_CREAT
+assert libc.mq_open(("/left-by-" + idx).encode(), 0o100 | 2, 0o600, None) >= 0, "mq_open: errno %d" % ctypes.get_errno()
 subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", marker])
 `;
-    type Seen = { idx: string; uid: number; cwd: string; ns: string; tmp: string[]; shm: string[]; siblings: string[]; ipc: string[]; procs: string[]; home: string };
+    type Seen = { idx: string; uid: number; cwd: string; ns: string; mq: number[]; tmp: string[]; shm: string[]; siblings: string[]; ipc: string[]; procs: string[]; home: string };
     const runJob = async (args: string[]): Promise<Seen[]> => {
       const node = unique('reuse');
       const head = await startHead({ numCpus: 1, args: ['--node-name', node, ...args] });
@@ -264,6 +265,7 @@ subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", marker])
       expect(r.tmp.filter((n) => n.startsWith('left-by'))).toEqual([]);
       expect(r.shm).toEqual([]);
       expect(r.ipc).toEqual([]);
+      expect(r.mq).toEqual([]);
       expect(r.procs.join('\n')).not.toContain('sleep(600)');
       // Its own directory, new, as HOME; the one before it is gone.
       expect(r.siblings).toEqual([path.basename(r.cwd)]);
@@ -273,7 +275,10 @@ subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", marker])
 
     const fresh = await runJob(['--no-sandbox-reuse']);
     expect(new Set(fresh.map((r) => r.ns)).size).toBe(3);
-    for (const r of fresh) expect(r.tmp.filter((n) => n.startsWith('left-by'))).toEqual([]);
+    for (const r of fresh) {
+      expect(r.tmp.filter((n) => n.startsWith('left-by'))).toEqual([]);
+      expect(r.mq).toEqual([]);
+    }
   });
 
   it('kills detached and daemonised children on job stop and removes the task\'s cgroups', async (ctx) => {
