@@ -1,0 +1,91 @@
+/**
+ * When the agent's launcher reuses a job's sandbox and when it must not: the launcher the agent
+ * picks on this machine, real bubblewrap sandboxes and workers, tasks of one job one after another.
+ * (The end-to-end view — what a reused sandbox's next task finds — is in sandbox-isolation.)
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import type { Launcher, WorkerExit } from '../src/agent/launcher.js';
+import { chooseLauncher } from '../src/agent/sandbox/index.js';
+import { silentLogger } from '../src/shared/log.js';
+import { tempDir } from './helpers/cluster.js';
+import { unique } from './helpers/sandbox.js';
+
+const MiB = 2 ** 20;
+
+describe('sandbox reuse', () => {
+  it('reuses a sandbox after a task that exits, even with a failure, and never after one stopped or killed for memory', async (ctx) => {
+    const work = tempDir('raysub-reuse-');
+    const workDir = path.join(work, 'agent');
+    const launcher: Launcher = await chooseLauncher(
+      { sandbox: 'auto', workDir, hiddenPaths: [], nodeName: unique('reuse'), sandboxInterpreters: ['python3'], sandboxBinds: [], taskPidsMax: 4096, taskOpenFiles: 4096, sandboxReuse: true },
+      silentLogger(),
+    );
+    onTestFinished(() => launcher.close?.());
+    if (launcher.mode !== 'bwrap' || !launcher.cgroups || !launcher.detail.includes('reuse a sandbox')) {
+      console.warn(`skipping "${ctx.task.name}": this machine's launcher does not reuse sandboxes (${launcher.mode}: ${launcher.detail})`);
+      return ctx.skip();
+    }
+
+    let n = 0;
+    /** One task of job "job": its output and exit; `stop` terminates it once it has printed. */
+    const task = async (line: string, opts: { memory?: number; stop?: boolean } = {}): Promise<{ out: string; exit: WorkerExit }> => {
+      const key = `job.${n++}.1`;
+      const cwd = path.join(workDir, 'tasks', 'job', key);
+      fs.mkdirSync(cwd, { recursive: true });
+      const w = await launcher.launch({
+        key,
+        group: 'job',
+        argv: ['/bin/sh', '-c', line],
+        cwd,
+        env: { PATH: '/usr/bin:/bin' },
+        resources: { cpus: 0, gpus: 0, memory: opts.memory ?? 0, custom: {} },
+        gpuIds: [],
+        network: 'host',
+        readOnlyPaths: [],
+      });
+      let out = '';
+      w.stderr.resume();
+      const printed = new Promise<void>((resolve) =>
+        w.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (out.includes('\n')) resolve();
+        }),
+      );
+      if (opts.stop) {
+        await printed;
+        await w.terminate(200);
+      }
+      const exit = await w.exited;
+      fs.rmSync(cwd, { recursive: true, force: true });
+      return { out, exit };
+    };
+    const ns = 'readlink /proc/self/ns/pid';
+
+    const first = await task(ns);
+    expect(first.exit).toMatchObject({ code: 0, oom: false });
+    const again = await task(`${ns}; exit 3`);
+    // The next task of the job ran in the same sandbox, and its own exit status came back.
+    expect(again.out).toBe(first.out);
+    expect(again.exit).toMatchObject({ code: 3, oom: false });
+    // A failing exit is a normal end: the sandbox is served again.
+    const afterFailure = await task(ns);
+    expect(afterFailure.out).toBe(first.out);
+
+    // Stopped: the sandbox goes with it.
+    const stopped = await task(`${ns}; exec sleep 60`, { stop: true });
+    expect(stopped.out).toBe(first.out);
+    const afterStop = await task(ns);
+    expect(afterStop.exit.code).toBe(0);
+    expect(afterStop.out).not.toBe(first.out);
+
+    // Killed by the kernel for exceeding its memory limit: the sandbox goes too.
+    const hog = await task(`${ns}; exec python3 -c "b = bytearray(400 << 20); b[::4096] = b'x' * len(b[::4096])"`, { memory: 64 * MiB });
+    expect(hog.out).toBe(afterStop.out);
+    expect(hog.exit.oom).toBe(true);
+    const afterOom = await task(ns);
+    expect(afterOom.exit.code).toBe(0);
+    expect(afterOom.out).not.toBe(afterStop.out);
+  });
+});
