@@ -50,14 +50,14 @@ describe('mount planning', () => {
     expect(layout.refused.join('\n')).toMatch(/missing: does not exist/);
     expect(layout.masks).toContainEqual({ path: work, dir: true });
     const files = { passwd: '/p', group: '/g', start: '/s' };
-    const args = bwrapOptions(layout, { cwd: path.join(work, 'tasks', 't1'), readOnlyPaths: [], network: 'none', ...files, devices: [], ownUid: false }).join(' ');
+    const args = bwrapOptions(layout, { cwd: path.join(work, 'tasks', 't1'), readOnlyPaths: [], network: 'none', ...files, init: null, devices: [], ownUid: false }).join(' ');
     expect(args).toContain(`--perms 0755 --tmpfs ${work}`);
     // Binds land on top of the fresh /tmp, not under it.
     expect(args.indexOf('--tmpfs /tmp ')).toBeGreaterThanOrEqual(0);
     expect(args.indexOf('--tmpfs /tmp ')).toBeLessThan(args.indexOf(`--ro-bind ${prefix} ${prefix}`));
     expect(args.indexOf(`--tmpfs ${work}`)).toBeLessThan(args.indexOf(`--bind ${work}/tasks/t1`));
     expect(args).toContain('--unshare-net');
-    expect(() => bwrapOptions(layout, { cwd: '/x', readOnlyPaths: [prefix], network: 'host', ...files, devices: [], ownUid: false })).toThrow(/refusing to expose/);
+    expect(() => bwrapOptions(layout, { cwd: '/x', readOnlyPaths: [prefix], network: 'host', ...files, init: null, devices: [], ownUid: false })).toThrow(/refusing to expose/);
   });
 
   it('finds secrets other users may not read', () => {

@@ -45,7 +45,7 @@ export function buildWheel(outDir: string, dist: string, version: string, module
  */
 export function offlinePipEnv(wheelDir: string, index?: string): Record<string, string> {
   return {
-    PIP_CONFIG_FILE: os.devnull,
+    PIP_CONFIG_FILE: os.devNull,
     ...(index ? { PIP_INDEX_URL: index } : { PIP_NO_INDEX: '1' }),
     PIP_FIND_LINKS: wheelDir,
     PIP_RETRIES: '0',
