@@ -15,7 +15,7 @@ import { unique } from './helpers/sandbox.js';
 const MiB = 2 ** 20;
 
 describe('sandbox reuse', () => {
-  it('reuses a sandbox after a task that exits, even with a failure, and never after one stopped or killed for memory', async (ctx) => {
+  it('reuses a sandbox after a task that exits, even with a failure, and never after one stopped or killed for memory, nor for another request', async (ctx) => {
     const work = tempDir('raysub-reuse-');
     const workDir = path.join(work, 'agent');
     const launcher: Launcher = await chooseLauncher(
@@ -80,12 +80,17 @@ describe('sandbox reuse', () => {
     expect(afterStop.exit.code).toBe(0);
     expect(afterStop.out).not.toBe(first.out);
 
+    // Another resource request: another sandbox (a limit one task sets and the next does not
+    // would otherwise carry over).
+    const limited = await task(ns, { memory: 64 * MiB });
+    expect(limited.out).not.toBe(afterStop.out);
+
     // Killed by the kernel for exceeding its memory limit: the sandbox goes too.
     const hog = await task(`${ns}; exec python3 -c "b = bytearray(400 << 20); b[::4096] = b'x' * len(b[::4096])"`, { memory: 64 * MiB });
-    expect(hog.out).toBe(afterStop.out);
+    expect(hog.out).toBe(limited.out);
     expect(hog.exit.oom).toBe(true);
-    const afterOom = await task(ns);
+    const afterOom = await task(ns, { memory: 64 * MiB });
     expect(afterOom.exit.code).toBe(0);
-    expect(afterOom.out).not.toBe(afterStop.out);
+    expect(afterOom.out).not.toBe(limited.out);
   });
 });

@@ -171,7 +171,9 @@ export class SandboxLauncher implements Launcher {
     const reuse = this.s.reuse;
     // The sandbox binds the group's directory: the task's must lie in it, as the workspace makes it.
     if (!this.serving || !reuse || spec.group === undefined || path.dirname(spec.cwd) !== path.join(reuse.tasksRoot, spec.group)) return null;
-    return JSON.stringify([spec.group, spec.network, spec.gpuIds, spec.readOnlyPaths]);
+    // The same request too: limits a task does not set (no memory limit, no CPU quota) are not
+    // written at all, so a sandbox keeps those of the task before it.
+    return JSON.stringify([spec.group, spec.network, spec.gpuIds, spec.readOnlyPaths, spec.resources]);
   }
 
   async launch(spec: LaunchSpec): Promise<WorkerHandle> {
