@@ -47,6 +47,8 @@ describe('sandbox reuse', () => {
       });
       let out = '';
       w.stderr.resume();
+      // The exit can be reported before the last output is read: the output is done at its end.
+      const ended = new Promise<void>((resolve) => w.stdout.once('end', resolve));
       const printed = new Promise<void>((resolve) =>
         w.stdout.on('data', (d: Buffer) => {
           out += d.toString();
@@ -58,6 +60,7 @@ describe('sandbox reuse', () => {
         await w.terminate(200);
       }
       const exit = await w.exited;
+      await ended;
       fs.rmSync(cwd, { recursive: true, force: true });
       return { out, exit };
     };
