@@ -66,6 +66,12 @@ export interface SandboxSettings {
   reuse: { tasksRoot: string } | null;
 }
 
+/**
+ * Names served sandboxes' directories: counted per process, not per launcher, since launchers
+ * share the state dir (the start-up probe's trial launcher and the agent's own).
+ */
+let servedCount = 0;
+
 /** How long a served sandbox waits for its job's next task. */
 export const IDLE_MS = 2000;
 /** Served sandboxes kept waiting at most (each holds a uid, cgroups and three processes). */
@@ -146,7 +152,6 @@ export class SandboxLauncher implements Launcher {
   private closed = false;
   /** Served sandboxes waiting for a task, oldest first. */
   private readonly idle: ServedSandbox[] = [];
-  private served = 0;
 
   constructor(
     readonly mode: SandboxMode,
@@ -236,7 +241,7 @@ export class SandboxLauncher implements Launcher {
       if (spare) r.cgroup?.setLimits(limits);
       if (bwrap) {
         const id: Identity = { uid: r.uid ?? s.self.uid, gid: r.uid ?? s.self.gid, name: 'raysub', home: spec.cwd };
-        r.stateDir = path.join(s.stateDir, serve ? `served-${++this.served}` : spec.key);
+        r.stateDir = path.join(s.stateDir, serve ? `served-${++servedCount}` : spec.key);
         input = prepareBwrapTask(bwrap, s, spec, env, id, r.uid !== null, gpuNodes, r.stateDir, serve ? { bindDir: key === null ? spec.cwd : path.dirname(spec.cwd) } : null);
       }
       await gate.joined;
