@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { EnvCache } from '../src/agent/envs/index.js';
+import { hostPath } from '../src/agent/envs/probe.js';
 import type { BuildContext } from '../src/agent/envs/cache.js';
 import { silentLogger } from '../src/shared/log.js';
 import { runCli, startHead, tempDir, waitFor, workingDir, type TestHead } from './helpers/cluster.js';
@@ -145,6 +146,15 @@ async function pipUsage(head: TestHead): Promise<CacheUsageJson> {
   if (!usage?.caches) throw new Error('no cache usage reported yet');
   return usage;
 }
+
+describe('programs the agent starts for a task outside its sandbox', () => {
+  it('are found only in absolute directories outside the agent\'s work dir, whatever PATH the job set', () => {
+    const work = '/var/lib/raysub/agent';
+    const searchPath = ['/usr/bin', '.', 'bin', '', `${work}/tasks/job/job.0.1/bin`, work, `${work}/unpacked/p/bin`, `${work}-other/bin`, '/opt/py/bin'].join(':');
+    expect(hostPath(searchPath, work)).toBe(`/usr/bin:${work}-other/bin:/opt/py/bin`);
+    expect(hostPath(undefined, work)).toBeUndefined();
+  });
+});
 
 describe('env cache on a node', { timeout: 180_000 }, () => {
   it('evicts under a small limit without touching the env of a running job, and reports its use', async () => {

@@ -77,7 +77,9 @@ describe('pip runtime envs', { timeout: 180_000 }, () => {
     const wheelDir = wheels();
     const index = await heldIndex(wheelDir);
     const head = await startHead({ numCpus: 2, env: offlinePipEnv(tempDir('raysub-no-wheels-'), index.url) });
-    const dir = workingDir({ 'show.py': SHOW, 'requirements.txt': '# the tiny package\ntinypkg==1.0\n' });
+    // Modules of the working dir named like ones the installers import are not theirs to load.
+    const shadow = 'raise SystemExit("the installer imported a module of the working dir")\n';
+    const dir = workingDir({ 'show.py': SHOW, 'requirements.txt': '# the tiny package\ntinypkg==1.0\n', 'json.py': shadow, 'shutil.py': shadow });
     const rt = JSON.stringify({ pip: 'requirements.txt' });
     for (const id of ['same-a', 'same-b']) {
       const res = await runCli(['job', 'submit', '--no-wait', '--submission-id', id, '--working-dir', dir, '--runtime-env-json', rt, '--', 'python3', 'show.py'], { env: head.env });

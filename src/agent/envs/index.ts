@@ -8,7 +8,7 @@ import type { Assignment, RuntimeEnv } from '../../shared/protocol/index.js';
 import type { EnvCache, Lease } from './cache.js';
 import { buildNodeModules, exposeNodeModules, npmKey, npmSpecOf } from './npm.js';
 import { activateVenv, buildVenv, pipKey, pipSpecOf } from './pip.js';
-import { installerEnv, probeNode, probePython, type PythonInfo } from './probe.js';
+import { hostPath, installerEnv, probeNode, probePython, type PythonInfo } from './probe.js';
 import { addToPythonPath, installWheel, isWheel, pyModulePackage, wheelKey } from './pyModules.js';
 
 export { EnvCache, type CacheUsage } from './cache.js';
@@ -41,9 +41,14 @@ export function needsEnvSetup(re: RuntimeEnv): boolean {
 
 export async function setUpEnvs(s: EnvSetup): Promise<void> {
   const { runtimeEnv: re, env, signal, output } = s;
-  const install = installerEnv(s.agentEnv, env.PATH);
+  // Probes and installers run outside the sandbox: they follow the task's PATH only outside the
+  // agent's work dir (the env cache's parent), where the jobs' own files are.
+  const hostEnv = { ...env };
+  const searchPath = hostPath(env.PATH, path.dirname(s.cache.root));
+  if (searchPath !== undefined) hostEnv.PATH = searchPath;
+  const install = installerEnv(s.agentEnv, searchPath);
   let python: PythonInfo | null = null;
-  if (re.pip || re.py_modules?.some(isWheel)) python = await probePython(env, s.taskDir, signal);
+  if (re.pip || re.py_modules?.some(isWheel)) python = await probePython(hostEnv, s.taskDir, signal);
 
   const moduleDirs: string[] = [];
   for (const uri of re.py_modules ?? []) {
@@ -76,7 +81,7 @@ export async function setUpEnvs(s: EnvSetup): Promise<void> {
 
   const npm = re.npm ? npmSpecOf(re.npm, s.taskDir) : null;
   if (npm) {
-    const node = await probeNode(env, s.taskDir, signal);
+    const node = await probeNode(hostEnv, s.taskDir, signal);
     const lease = await s.cache.acquire('npm', npmKey(npm, node), { signal, output, label: 'npm' }, (b) => buildNodeModules(b, npm, install));
     s.leases.push(lease);
     exposeNodeModules(env, lease.dir, s.taskDir, output);

@@ -105,10 +105,12 @@ export async function buildVenv(ctx: BuildContext, spec: PipSpec, python: Python
   ctx.output(`[raysub] pip: creating a virtualenv from ${python.executable} (Python ${python.version})\n`);
   // With the base interpreter's pip visible through its site-packages, the env needs no pip of its
   // own: skipping ensurepip saves seconds per build.
-  const venvArgs = ['-m', 'venv', '--system-site-packages', ...(python.hasPip && !spec.pipVersion ? ['--without-pip'] : []), ctx.dir];
+  // Isolated (-I), unbuffered (-u): `-m` would otherwise put the cwd, a copy of the job's working
+  // dir, first on sys.path, and a module of it named like one venv or pip imports would run here.
+  const venvArgs = ['-I', '-m', 'venv', '--system-site-packages', ...(python.hasPip && !spec.pipVersion ? ['--without-pip'] : []), ctx.dir];
   await runChecked('creating the virtualenv', [python.executable, ...venvArgs], run);
   const py = path.join(ctx.dir, 'bin', 'python');
-  const pip = [py, '-m', 'pip', '--disable-pip-version-check', '--no-input'];
+  const pip = [py, '-I', '-u', '-m', 'pip', '--disable-pip-version-check', '--no-input'];
   if (spec.pipVersion) await runChecked('pip install pip', [...pip, 'install', `pip${spec.pipVersion}`], run);
   const reqFile = path.join(ctx.dir, 'raysub-requirements.txt');
   // Files a requirements file names are relative to it, so the working dir's are made absolute.

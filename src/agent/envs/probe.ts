@@ -14,6 +14,21 @@ import { runTool } from './run.js';
 const INSTALLER_VARS =
   /^(PATH|HOME|USER|LOGNAME|LANG|LANGUAGE|LC_[A-Z]+|TZ|TMPDIR|PYENV_[A-Z_]+|XDG_[A-Z_]+|PIP_[A-Z0-9_]+|UV_[A-Z0-9_]+|npm_config_[A-Za-z0-9_]+|NPM_CONFIG_[A-Z0-9_]+|NODE_EXTRA_CA_CERTS|(HTTP|HTTPS|NO|ALL)_PROXY|(http|https|no|all)_proxy|SSL_CERT_FILE|SSL_CERT_DIR|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE|CC|CXX|CFLAGS|CXXFLAGS|CPPFLAGS|LDFLAGS|PKG_CONFIG_PATH|MAKEFLAGS)$/;
 
+/**
+ * A task's PATH as the agent may follow it to start programs outside the sandbox (probes,
+ * installers): only absolute directories outside `jobFiles`, the agent's work dir, where the
+ * files jobs uploaded live (their task directories and packages). A job's `python3` or `npm`
+ * there would otherwise run with the agent's privileges.
+ */
+export function hostPath(taskPath: string | undefined, jobFiles: string): string | undefined {
+  if (taskPath === undefined) return undefined;
+  const root = path.resolve(jobFiles);
+  return taskPath
+    .split(path.delimiter)
+    .filter((d) => path.isAbsolute(d) && !(path.resolve(d) === root || path.resolve(d).startsWith(root + path.sep)))
+    .join(path.delimiter);
+}
+
 export function installerEnv(agentEnv: Readonly<Record<string, string>>, taskPath: string | undefined): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(agentEnv)) if (INSTALLER_VARS.test(k)) env[k] = v;
@@ -31,7 +46,11 @@ export interface PythonInfo {
 
 const PY_PROBE = 'import sys, json, importlib.util; print(json.dumps([sys.executable, sys.version.split()[0], importlib.util.find_spec("pip") is not None]))';
 
-async function probe(argv: string[], env: Record<string, string>, cwd: string, signal: AbortSignal): Promise<string | null> {
+async function probe(argv: string[], taskEnv: Record<string, string>, cwd: string, signal: AbortSignal): Promise<string | null> {
+  // The task's environment (it decides which interpreter), less what would load the job's code
+  // (its PATH comes filtered by hostPath from the caller).
+  const env = { ...taskEnv };
+  delete env.NODE_OPTIONS;
   try {
     const res = await runTool(argv, { cwd, env, signal });
     if (res.code !== 0) return null;
@@ -101,7 +120,8 @@ export async function probePython(env: Record<string, string>, cwd: string, sign
   const known = key ? probed.get(key) : undefined;
   if (known && fs.existsSync(known.executable)) return known;
   for (const name of ['python3', 'python']) {
-    const line = await probe([name, '-c', PY_PROBE], env, cwd, signal);
+    // Isolated (-I): nothing of the working dir (the cwd) or the job's PYTHON* variables is loaded.
+    const line = await probe([name, '-I', '-c', PY_PROBE], env, cwd, signal);
     if (!line) continue;
     try {
       const [executable, version, hasPip] = JSON.parse(line) as [string, string, boolean];

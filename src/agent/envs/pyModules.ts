@@ -33,7 +33,7 @@ export async function installWheel(ctx: BuildContext, unpackedDir: string, name:
   if (!python.hasPip) throw new Error(`py_modules: installing ${name} needs pip in ${python.executable}`);
   // The workspace keeps a wheel as it came, inside a directory named after it.
   const wheel = fs.statSync(unpackedDir).isFile() ? unpackedDir : path.join(unpackedDir, name);
-  const argv = [python.executable, '-m', 'pip', '--disable-pip-version-check', '--no-input', 'install', '--target', ctx.dir, wheel];
+  const argv = [python.executable, '-I', '-u', '-m', 'pip', '--disable-pip-version-check', '--no-input', 'install', '--target', ctx.dir, wheel];
   ctx.output(`[raysub] py_modules: pip install --target <env> ${name}\n`);
   await runChecked(`pip install ${name}`, argv, { cwd: ctx.dir, env, signal: ctx.signal, onOutput: ctx.output });
 }
