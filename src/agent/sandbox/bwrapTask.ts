@@ -60,10 +60,11 @@ export function writeTaskFiles(bwrap: BwrapSettings, s: SandboxSettings, spec: L
  */
 export function prepareBwrapTask(bwrap: BwrapSettings, s: SandboxSettings, spec: LaunchSpec, env: Record<string, string>, id: Identity, ownUid: boolean, devices: string[], dir: string, served: { bindDir: string } | null = null): string {
   fs.mkdirSync(dir, { mode: 0o700 });
-  const files = served ? servedFiles(dir) : { passwd: path.join(dir, 'passwd'), group: path.join(dir, 'group'), start: path.join(dir, 'start') };
-  if (served) fs.mkdirSync(servedFiles(dir).ctlDir, { mode: 0o700 });
+  const ctl = served ? servedFiles(dir) : null;
+  const files = ctl ?? { passwd: path.join(dir, 'passwd'), group: path.join(dir, 'group'), start: path.join(dir, 'start') };
+  if (ctl) fs.mkdirSync(ctl.ctlDir, { mode: 0o700 });
   writeTaskFiles(bwrap, s, spec, env, id, ownUid, files, served !== null);
   const view = { cwd: spec.cwd, readOnlyPaths: spec.readOnlyPaths, network: spec.network, ...files, init: bwrap.init, devices, ownUid };
-  const options = bwrapOptions(bwrap.layout, served ? { ...view, served: { ctlDir: servedFiles(dir).ctlDir, bindDir: served.bindDir } } : view);
+  const options = bwrapOptions(bwrap.layout, ctl && served ? { ...view, served: { ctlDir: ctl.ctlDir, bindDir: served.bindDir } } : view);
   return options.join('\0') + '\0';
 }

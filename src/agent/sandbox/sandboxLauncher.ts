@@ -11,8 +11,8 @@
  * when a task of a job ends normally, its sandbox — namespaces, mounts, uid, cgroups — waits a
  * moment for the job's next task on this node, which then starts with a request on a pipe
  * instead of a new bubblewrap. Between two tasks raysub-init kills everything the first left
- * running, empties /tmp and /dev/shm and removes System V IPC objects; the task's directory is
- * new; limits are set again. A sandbox whose task was stopped, timed out or hit its memory
+ * running, empties /tmp and /dev/shm and removes IPC objects and message queues; the task's
+ * directory is new; limits are set again. A sandbox whose task was stopped, timed out or hit its memory
  * limit is never reused, nor one idle for IDLE_MS. docs/sandbox.md has what tasks share.
  */
 import path from 'node:path';
@@ -77,7 +77,6 @@ export const IDLE_MS = 2000;
 /** Served sandboxes kept waiting at most (each holds a uid, cgroups and three processes). */
 const MAX_IDLE = 8;
 
-
 /** The gate for workers without bwrap: wait for the agent's word on fd 3, set limits, exec. */
 function processGate(openFiles: number): string {
   return `IFS= read -r go <&3 || exit 125; exec 3<&-; ulimit -n ${openFiles} || exit 125; printf ok >&${READY_FD}; exec ${READY_FD}>&-; exec "$@"`;
@@ -106,7 +105,7 @@ interface ServedSandbox {
   dir: string;
   /** The tasks it may run next (those with its first task's reuse key); null: none. */
   key: string | null;
-  /** The bound read-only paths' identities: a path recreated since is not the one bound. */
+  /** boundIdentity() of its first task. */
   bound: string;
   idle: NodeJS.Timeout | null;
 }
@@ -131,9 +130,12 @@ function openFifo(file: string): { stream: net.Socket; release: () => void } {
   };
 }
 
-/** device:inode of each path ("" for one that is gone). */
-function identities(paths: readonly string[]): string {
-  return paths
+/**
+ * What a served sandbox bound for a task, as device:inode of each path ("" for one that is gone):
+ * the job's directory and the read-only paths. One recreated since is not the one bound.
+ */
+function boundIdentity(spec: LaunchSpec): string {
+  return [path.dirname(spec.cwd), ...spec.readOnlyPaths]
     .map((p) => {
       try {
         const st = fs.statSync(p);
@@ -201,8 +203,8 @@ export class SandboxLauncher implements Launcher {
     if (this.s.cgroups && Number.isInteger(spec.resources.cpus)) r.cpus = this.s.pinner?.take(spec.resources.cpus) ?? null;
   }
 
-  private limitsFor(spec: LaunchSpec, r: Reservation): CgroupLimits {
-    return { memoryBytes: spec.resources.memory, cpus: spec.resources.cpus, cpusetCpus: r.cpus, pidsMax: this.s.pidsMax, deviceRules: deviceRules(gpuDeviceNodes(this.s.devDir, spec.gpuIds)) };
+  private limitsFor(spec: LaunchSpec, r: Reservation, gpuNodes = gpuDeviceNodes(this.s.devDir, spec.gpuIds)): CgroupLimits {
+    return { memoryBytes: spec.resources.memory, cpus: spec.resources.cpus, cpusetCpus: r.cpus, pidsMax: this.s.pidsMax, deviceRules: deviceRules(gpuNodes) };
   }
 
   private envFor(spec: LaunchSpec): Record<string, string> {
@@ -214,7 +216,7 @@ export class SandboxLauncher implements Launcher {
     const bwrap = s.bwrap;
     const gpuNodes = gpuDeviceNodes(s.devDir, spec.gpuIds);
     this.reserveCpus(spec, r);
-    const limits = this.limitsFor(spec, r);
+    const limits = this.limitsFor(spec, r, gpuNodes);
     const env = this.envFor(spec);
     // A served sandbox runs a task that cannot share it (key null) once, then ends.
     const serve = bwrap !== null && this.serving;
@@ -253,7 +255,7 @@ export class SandboxLauncher implements Launcher {
     }
     if (gate.served && r.stateDir) {
       // From here the sandbox owns the uid, cgroups and files; the task only its CPUs.
-      const sb: ServedSandbox = { gate, served: gate.served, uid: r.uid, cgroup: r.cgroup, dir: r.stateDir, key, bound: identities([path.dirname(spec.cwd), ...spec.readOnlyPaths]), idle: null };
+      const sb: ServedSandbox = { gate, served: gate.served, uid: r.uid, cgroup: r.cgroup, dir: r.stateDir, key, bound: boundIdentity(spec), idle: null };
       r.uid = null;
       r.cgroup = null;
       r.stateDir = null;
@@ -281,7 +283,7 @@ export class SandboxLauncher implements Launcher {
       if (sb.idle) clearTimeout(sb.idle);
       sb.idle = null;
       const alive = sb.gate.child.exitCode === null && sb.gate.child.signalCode === null;
-      if (alive && sb.bound === identities([path.dirname(spec.cwd), ...spec.readOnlyPaths])) return sb;
+      if (alive && sb.bound === boundIdentity(spec)) return sb;
       void this.discardServed(sb);
     }
     return null;
