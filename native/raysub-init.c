@@ -5,7 +5,7 @@
  * the worker is starting, then becomes the worker:
  *   1. drop every capability from the bounding set, clear supplementary groups, switch to the
  *      task's uid and gid (when it has its own), clear every remaining capability set;
- *   2. set no_new_privs, RLIMIT_NOFILE and (with a uid of its own) RLIMIT_NPROC;
+ *   2. set no_new_privs and the resource limits the start file lists;
  *   3. write "ok" on fd 4 and close it;
  *   4. execvp the worker's argv with exactly the task's environment (PATH searched in it).
  *
@@ -27,9 +27,9 @@
  * Nothing the task runs can reach fds 3-5 (closed before exec) or this process (root).
  *
  * Start file (written by the agent, readable by root only): a sequence of NUL-terminated fields
- *   "raysub-init 2", uid ("-": keep), gid ("-": keep), open-file limit, process limit ("-": none),
- *   working directory ("-": keep), number of environment entries, the entries, number of argv
- *   words, the words.
+ *   "raysub-init 3", uid ("-": keep), gid ("-": keep), working directory ("-": keep), number of
+ *   resource limits, then for each its name (for messages), setrlimit resource number and value,
+ *   number of environment entries, the entries, number of argv words, the words.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -63,7 +63,8 @@
 #define READY_FD 4
 #define GATE_FD 3
 #define CONTROL_FD 5
-#define FORMAT "raysub-init 2"
+#define FORMAT "raysub-init 3"
+#define MAX_LIMITS 16
 #define MAX_START_BYTES (64 << 20)
 #define EXIT_SETUP 125
 
@@ -162,17 +163,24 @@ static void clear_capabilities(void) {
   if (syscall(SYS_capset, &hdr, data) < 0) fail("cannot clear capabilities", errno);
 }
 
-static void set_limit(int resource, long value, const char *what) {
-  struct rlimit rl = {.rlim_cur = (rlim_t)value, .rlim_max = (rlim_t)value};
-  if (setrlimit(resource, &rl) < 0) {
-    dprintf(err_fd, "raysub: cannot set the %s limit: %s\n", what, strerror(errno));
+struct limit {
+  const char *what;
+  long resource, value;
+};
+
+static void set_limit(const struct limit *l) {
+  struct rlimit rl = {.rlim_cur = (rlim_t)l->value, .rlim_max = (rlim_t)l->value};
+  if (setrlimit((int)l->resource, &rl) < 0) {
+    dprintf(err_fd, "raysub: cannot set the %s limit: %s\n", l->what, strerror(errno));
     exit(EXIT_SETUP);
   }
 }
 
 struct start {
-  long uid, gid, open_files, processes;
+  long uid, gid;
   char *cwd; /* NULL: keep */
+  long nlimits;
+  struct limit limits[MAX_LIMITS];
   char **env;
   char **argv;
 };
@@ -185,10 +193,15 @@ static struct start parse(const char *path) {
   if (strcmp(field(&r), FORMAT) != 0) fail("start file is not in " FORMAT " format", 0);
   s.uid = optional(&r, "uid");
   s.gid = optional(&r, "gid");
-  s.open_files = number(&r, "open files");
-  s.processes = optional(&r, "processes");
   s.cwd = field(&r);
   if (strcmp(s.cwd, "-") == 0) s.cwd = NULL;
+  s.nlimits = number(&r, "number of limits");
+  if (s.nlimits > MAX_LIMITS) fail("malformed start file (too many limits)", 0);
+  for (long i = 0; i < s.nlimits; i++) {
+    s.limits[i].what = field(&r);
+    s.limits[i].resource = number(&r, "limit resource");
+    s.limits[i].value = number(&r, "limit value");
+  }
   long nenv = number(&r, "environment size");
   if (nenv > 1 << 20) fail("malformed start file (environment size)", 0);
   s.env = calloc((size_t)nenv + 1, sizeof *s.env);
@@ -208,8 +221,7 @@ static void become_worker(struct start *s, const char *ok) {
   if (s->uid >= 0) drop_identity(s->uid, s->gid >= 0 ? s->gid : s->uid);
   clear_capabilities();
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail("cannot set no_new_privs", errno);
-  set_limit(RLIMIT_NOFILE, s->open_files, "open-file");
-  if (s->processes >= 0) set_limit(RLIMIT_NPROC, s->processes, "process");
+  for (long i = 0; i < s->nlimits; i++) set_limit(&s->limits[i]);
 
   close(GATE_FD);
   close(CONTROL_FD);

@@ -8,10 +8,11 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { AgentCgroups, findCgroupMounts } from '../src/agent/sandbox/cgroups.js';
+import { findCgroupMounts } from '../src/agent/sandbox/cgroupMounts.js';
+import { AgentCgroups } from '../src/agent/sandbox/cgroups.js';
 import { CpuPinner, parseCpuList, siblingPinnedCpus } from '../src/agent/sandbox/cpus.js';
 import { gpuDeviceNodes } from '../src/agent/sandbox/gpus.js';
-import { directArgv, findInit, initStartFile } from '../src/agent/sandbox/init.js';
+import { directArgv, findInit, INIT_FORMAT, initStartFile } from '../src/agent/sandbox/init.js';
 import { passwdFile, uidBlockFor, UidPool, UIDS_PER_AGENT } from '../src/agent/sandbox/identity.js';
 import { bwrapOptions, planLayout, unreadableEntries } from '../src/agent/sandbox/layout.js';
 import { MountPlan } from '../src/agent/sandbox/mountPlan.js';
@@ -116,13 +117,13 @@ describe('start script', () => {
       return JSON.parse(out) as [Record<string, string>, number[]];
     };
     // Any argv is exec'd; names a shell cannot export go through env(1).
-    const [seen, nofile] = run(startScript(env, { openFiles: 300, processes: null }, '/usr/bin/env', ['python3', '-c', probe]));
+    const [seen, nofile] = run(startScript(env, [{ name: 'nofile', value: 300 }], '/usr/bin/env', ['python3', '-c', probe]));
     for (const [k, v] of Object.entries(env)) expect(seen[k]).toBe(v);
     expect(nofile).toEqual([300, 300]);
 
     // A `/bin/sh -c LINE` worker's line becomes the rest of the script: same environment, one exec fewer.
     const plain = { PLAIN: 'x', QUOTES: env.QUOTES };
-    const tail = startScript(plain, { openFiles: 200, processes: null }, null, ['/bin/sh', '-c', `python3 -c '${probe}'`]);
+    const tail = startScript(plain, [{ name: 'nofile', value: 200 }], null, ['/bin/sh', '-c', `python3 -c '${probe}'`]);
     expect(tail.trimEnd().endsWith(`python3 -c '${probe}'`)).toBe(true);
     const [seen2, nofile2] = run(tail);
     expect(seen2).toMatchObject(plain);
@@ -238,7 +239,7 @@ describe('raysub-init', () => {
   });
 
   it('refuses a NUL byte where a C string ends', () => {
-    expect(() => initStartFile({ A: 'x\0y' }, { openFiles: 64, processes: null }, null, ['true'])).toThrow(/NUL/);
+    expect(() => initStartFile({ env: { A: 'x\0y' }, rlimits: [], uid: null, argv: ['true'] })).toThrow(/NUL/);
   });
 
   it('sets limits and environment, reports ready on fd 4, then execs the command with the task\'s PATH', async (ctx) => {
@@ -265,22 +266,22 @@ describe('raysub-init', () => {
       return { code, out, err, ready };
     };
     // Names a shell cannot export travel too; PATH is the task's, not the caller's.
-    const ok = await run(initStartFile({ PATH: `${bin}:/usr/bin:/bin`, 'ODD_NAME_X': 'v 1' }, { openFiles: 77, processes: null }, null, ['show', 'arg one']));
+    const ok = await run(initStartFile({ env: { PATH: `${bin}:/usr/bin:/bin`, 'ODD_NAME_X': 'v 1' }, rlimits: [{ name: 'nofile', value: 77 }], uid: null, argv: ['show', 'arg one'] }));
     expect(ok).toEqual({ code: 0, out: `${bin}/show|arg one|v 1|77|NoNewPrivs:1`, err: '', ready: 'ok' });
 
     // A working directory in the start file (a served sandbox's next task) is entered first.
-    const inDir = await run(initStartFile({ PATH: '/usr/bin:/bin' }, { openFiles: 64, processes: null }, null, ['pwd'], bin));
+    const inDir = await run(initStartFile({ env: { PATH: '/usr/bin:/bin' }, rlimits: [{ name: 'nofile', value: 64 }], uid: null, argv: ['pwd'], cwd: bin }));
     expect(inDir).toMatchObject({ code: 0, out: `${bin}\n`, ready: 'ok' });
-    const noDir = await run(initStartFile({ PATH: '/usr/bin:/bin' }, { openFiles: 64, processes: null }, null, ['pwd'], path.join(dir, 'gone')));
+    const noDir = await run(initStartFile({ env: { PATH: '/usr/bin:/bin' }, rlimits: [{ name: 'nofile', value: 64 }], uid: null, argv: ['pwd'], cwd: path.join(dir, 'gone') }));
     expect(noDir).toMatchObject({ code: 125, ready: '' });
     expect(noDir.err).toContain("cannot enter the task's directory");
 
-    const missing = await run(initStartFile({ PATH: bin }, { openFiles: 64, processes: null }, null, ['no-such-command']));
+    const missing = await run(initStartFile({ env: { PATH: bin }, rlimits: [{ name: 'nofile', value: 64 }], uid: null, argv: ['no-such-command'] }));
     expect(missing).toMatchObject({ code: 127, ready: 'ok', err: 'raysub: no-such-command: not found\n' });
 
     fs.writeFileSync(start, 'not a start file');
     const bad = await run(Buffer.from('raysub-init 9\0'));
     expect(bad).toMatchObject({ code: 125, ready: '' });
-    expect(bad.err).toContain('not in raysub-init 2 format');
+    expect(bad.err).toContain(`not in ${INIT_FORMAT} format`);
   });
 });

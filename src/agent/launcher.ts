@@ -61,38 +61,85 @@ export function killGroup(pgid: number, signal: NodeJS.Signals): void {
   }
 }
 
+/** How one kind of worker is stopped; workerHandle() does the rest. */
+export interface HandleParts {
+  pid: number;
+  stdout: Readable;
+  stderr: Readable;
+  exited: Promise<WorkerExit>;
+  /** Ask every process of the task to end (SIGTERM), sparing what holds the task together. */
+  askToEnd(): void;
+  /** End every process of the task at once (after the grace period). */
+  killAll(): void;
+  /** Told once, when a stop begins (before anything is signalled). */
+  stopping?(): void;
+}
+
+/**
+ * The one WorkerHandle implementation: terminate() asks, waits the grace period, then kills,
+ * and resolves when the worker and everything it started are gone. A stop after the exit does
+ * nothing. The grace timer runs inside an error boundary: a failing kill cannot end the agent.
+ */
+export function workerHandle(p: HandleParts): WorkerHandle {
+  let done = false;
+  p.exited.then(
+    () => (done = true),
+    () => (done = true),
+  );
+  return {
+    pid: p.pid,
+    stdout: p.stdout,
+    stderr: p.stderr,
+    exited: p.exited,
+    async terminate(graceMs: number) {
+      if (done) return;
+      p.stopping?.();
+      const timer = setTimeout(() => {
+        try {
+          p.killAll();
+        } catch {
+          // each kill already ignores processes that are gone; nothing else can be done here
+        }
+      }, graceMs);
+      try {
+        p.askToEnd();
+        await p.exited;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
+}
+
 /**
  * Start `argv` in its own process group and supervise it: terminate() signals the group,
  * and when the leader exits any process it left behind in its group is killed too.
  */
-export function spawnGroup(argv: string[], opts: { cwd: string; env: Record<string, string> }, hooks: { onExit?: () => void; oom?: () => boolean } = {}): Promise<WorkerHandle> {
+export function spawnGroup(argv: string[], opts: { cwd: string; env: Record<string, string> }): Promise<WorkerHandle> {
   const [cmd, ...args] = argv;
   if (!cmd) return Promise.reject(new Error('empty command'));
   const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<WorkerExit>((res) => {
+    child.once('exit', (code, signal) => {
+      if (child.pid !== undefined) killGroup(child.pid, 'SIGKILL');
+      res({ code, signal, oom: false });
+    });
+  });
   return new Promise((resolve, reject) => {
     child.once('error', reject);
     child.once('spawn', () => {
       const pid = child.pid;
       if (pid === undefined) return reject(new Error('spawn gave no pid'));
-      const exited = new Promise<WorkerExit>((res) => {
-        child.once('exit', (code, signal) => {
-          killGroup(pid, 'SIGKILL');
-          hooks.onExit?.();
-          res({ code, signal, oom: hooks.oom?.() ?? false });
-        });
-      });
-      resolve({
-        pid,
-        stdout: child.stdout,
-        stderr: child.stderr,
-        exited,
-        async terminate(graceMs: number) {
-          killGroup(pid, 'SIGTERM');
-          const timer = setTimeout(() => killGroup(pid, 'SIGKILL'), graceMs);
-          await exited;
-          clearTimeout(timer);
-        },
-      });
+      resolve(
+        workerHandle({
+          pid,
+          stdout: child.stdout,
+          stderr: child.stderr,
+          exited,
+          askToEnd: () => killGroup(pid, 'SIGTERM'),
+          killAll: () => killGroup(pid, 'SIGKILL'),
+        }),
+      );
     });
   });
 }

@@ -6,7 +6,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { TestContext } from 'vitest';
-import { findCgroupMounts, V1_CONTROLLERS } from '../../src/agent/sandbox/cgroups.js';
+import { findCgroupMounts, V1_CONTROLLERS } from '../../src/agent/sandbox/cgroupMounts.js';
 import type { TestHead } from './cluster.js';
 
 /** A name unique to this test run, for node names and process markers. */

@@ -9,9 +9,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { LaunchSpec } from '../launcher.js';
 import { chownTree, groupFile, passwdFile, type Identity } from './identity.js';
-import { bwrapNamespaceArgs, bwrapOptions, SANDBOX_INIT, SANDBOX_START } from './layout.js';
-import type { BwrapSettings, SandboxSettings } from './sandboxLauncher.js';
 import { directArgv, initStartFile } from './init.js';
+import { bwrapNamespaceArgs, bwrapOptions, SANDBOX_INIT, SANDBOX_START } from './layout.js';
+import type { TaskLimits } from './limits.js';
+import type { BwrapSettings } from './settings.js';
 import { startScript } from './startScript.js';
 
 /** bwrap's command line for a task running as `uid` (null: the agent's own); `serve`: raysub-init --serve. */
@@ -33,38 +34,53 @@ export function servedFiles(dir: string): TaskFiles & { ctlDir: string } {
   return { passwd: path.join(dir, 'passwd'), group: path.join(dir, 'group'), start: path.join(ctlDir, 'start'), ctlDir };
 }
 
+/** One task as its sandbox's files describe it. */
+export interface BwrapTask {
+  bwrap: BwrapSettings;
+  /** env(1) inside the sandbox, for variables a shell cannot export (start-script path only). */
+  envBinary: string | null;
+  spec: LaunchSpec;
+  /** The worker's environment, sandbox additions included (taskEnv.ts). */
+  env: Record<string, string>;
+  limits: TaskLimits;
+  id: Identity;
+  /** The task runs as a uid of its own (`id.uid`), not the agent's. */
+  ownUid: boolean;
+}
+
 /**
  * Write a task's passwd, group and start file and give its directory to its uid. A served
  * sandbox's files are rewritten in place for each task (bound files keep their inode).
  */
-export function writeTaskFiles(bwrap: BwrapSettings, s: SandboxSettings, spec: LaunchSpec, env: Record<string, string>, id: Identity, ownUid: boolean, files: TaskFiles, served = false): void {
+export function writeTaskFiles(t: BwrapTask, files: TaskFiles, served: boolean): void {
+  const { bwrap, spec, env, id, ownUid } = t;
   fs.writeFileSync(files.passwd, passwdFile(id), { mode: 0o644 });
   fs.writeFileSync(files.group, groupFile(id), { mode: 0o644 });
-  const limits = { openFiles: s.openFiles, processes: ownUid ? s.pidsMax : null };
   if (bwrap.init) {
     // Read by raysub-init before it drops to the task's uid: the worker itself cannot read it.
     const argv = directArgv(spec.argv, bwrap.layout.links) ?? spec.argv;
-    fs.writeFileSync(files.start, initStartFile(env, limits, ownUid ? id.uid : null, argv, served ? spec.cwd : null), { mode: 0o400 });
+    const file = initStartFile({ env, rlimits: t.limits.rlimits, uid: ownUid ? id.uid : null, argv, cwd: served ? spec.cwd : null });
+    fs.writeFileSync(files.start, file, { mode: 0o400 });
   } else {
     // The start script holds the job's environment: readable by the task's user only.
-    fs.writeFileSync(files.start, startScript(env, limits, s.envBinary, spec.argv), { mode: 0o400 });
+    fs.writeFileSync(files.start, startScript(env, t.limits.rlimits, t.envBinary, spec.argv), { mode: 0o400 });
     if (ownUid) fs.chownSync(files.start, id.uid, id.gid);
   }
   if (ownUid) chownTree(spec.cwd, id.uid, id.gid);
 }
 
 /**
- * Write the task's files and give its directory to its uid; returns bwrap's options for the gate.
- * `served`: a served sandbox (its directory `dir` holds servedFiles()) binding `bindDir`, the
+ * Write the task's files into `o.dir` and give its directory to its uid; returns bwrap's options
+ * for the gate. `o.served`: a served sandbox (`dir` holds servedFiles()) binding `bindDir`, the
  * task's directory or the job's directory holding it.
  */
-export function prepareBwrapTask(bwrap: BwrapSettings, s: SandboxSettings, spec: LaunchSpec, env: Record<string, string>, id: Identity, ownUid: boolean, devices: string[], dir: string, served: { bindDir: string } | null = null): string {
-  fs.mkdirSync(dir, { mode: 0o700 });
-  const ctl = served ? servedFiles(dir) : null;
-  const files = ctl ?? { passwd: path.join(dir, 'passwd'), group: path.join(dir, 'group'), start: path.join(dir, 'start') };
+export function prepareBwrapTask(t: BwrapTask, o: { devices: readonly string[]; dir: string; served: { bindDir: string } | null }): string {
+  fs.mkdirSync(o.dir, { mode: 0o700 });
+  const ctl = o.served ? servedFiles(o.dir) : null;
+  const files = ctl ?? { passwd: path.join(o.dir, 'passwd'), group: path.join(o.dir, 'group'), start: path.join(o.dir, 'start') };
   if (ctl) fs.mkdirSync(ctl.ctlDir, { mode: 0o700 });
-  writeTaskFiles(bwrap, s, spec, env, id, ownUid, files, served !== null);
-  const view = { cwd: spec.cwd, readOnlyPaths: spec.readOnlyPaths, network: spec.network, ...files, init: bwrap.init, devices, ownUid };
-  const options = bwrapOptions(bwrap.layout, ctl && served ? { ...view, served: { ctlDir: ctl.ctlDir, bindDir: served.bindDir } } : view);
+  writeTaskFiles(t, files, o.served !== null);
+  const view = { cwd: t.spec.cwd, readOnlyPaths: t.spec.readOnlyPaths, network: t.spec.network, ...files, init: t.bwrap.init, devices: o.devices, ownUid: t.ownUid };
+  const options = bwrapOptions(t.bwrap.layout, ctl && o.served ? { ...view, served: { ctlDir: ctl.ctlDir, bindDir: o.served.bindDir } } : view);
   return options.join('\0') + '\0';
 }

@@ -10,7 +10,7 @@
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
-import type { TaskCgroup } from './cgroups.js';
+import type { TaskCgroup } from './taskCgroup.js';
 import { READY_FD } from './startScript.js';
 
 export interface ExitInfo {

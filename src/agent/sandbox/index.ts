@@ -2,7 +2,6 @@
  * Choosing how workers run: the strongest mechanism this machine offers (or the one the operator
  * asked for), probed for real at start-up, and described in one line for the log and `raysub nodes`.
  */
-import type { AgentOptions } from '../../shared/config.js';
 import { agentProcessEnv } from '../../shared/config.js';
 import { RaysubError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
@@ -10,8 +9,9 @@ import { ProcessLauncher, type Launcher } from '../launcher.js';
 import { openCgroups } from './probe.js';
 import { probeBwrap } from './probeBwrap.js';
 import { SandboxLauncher } from './sandboxLauncher.js';
+import type { SandboxOptions } from './settings.js';
 
-export type SandboxOptions = Pick<AgentOptions, 'sandbox' | 'workDir' | 'hiddenPaths' | 'nodeName' | 'sandboxInterpreters' | 'sandboxBinds' | 'taskPidsMax' | 'taskOpenFiles' | 'sandboxReuse'>;
+export type { SandboxOptions } from './settings.js';
 
 /** Pick the strongest launcher this machine supports (or the one the operator asked for). */
 export async function chooseLauncher(opts: SandboxOptions, log: Logger): Promise<Launcher> {
@@ -27,7 +27,7 @@ export async function chooseLauncher(opts: SandboxOptions, log: Logger): Promise
     const probed = await probeBwrap(opts, agentEnv, cg, log);
     if (probed.ok) {
       const detail = `bubblewrap ${probed.settings.bwrap?.version ?? ''}; ${probed.who}; ${limits}; ${probed.interpreters}`;
-      const launcher = new SandboxLauncher('bwrap', detail, probed.settings);
+      const launcher = new SandboxLauncher('bwrap', detail, probed.settings, { log: log.child({ component: 'sandbox' }) });
       launcher.prestart();
       return launcher;
     }
@@ -40,5 +40,5 @@ export async function chooseLauncher(opts: SandboxOptions, log: Logger): Promise
   const detail = `no filesystem isolation (bubblewrap: ${reason}); ${limits}`;
   log.warn({ detail }, 'workers run without a bubblewrap sandbox');
   if (!cg.cgroups) return new ProcessLauncher(detail);
-  return new SandboxLauncher('process', detail, { ...cg.settings, bwrap: null, uids: null });
+  return new SandboxLauncher('process', detail, { ...cg.settings, bwrap: null, uids: null }, { log: log.child({ component: 'sandbox' }) });
 }

@@ -7,10 +7,11 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { shellLine, type StartLimits } from './startScript.js';
+import { RLIMITS, type Rlimit } from './limits.js';
+import { shellLine } from './startScript.js';
 
 /** The start-file format (and --version) of the raysub-init this agent speaks to. */
-export const INIT_FORMAT = 'raysub-init 2';
+export const INIT_FORMAT = 'raysub-init 3';
 
 /** Built by scripts/build-native.mjs; this module runs from src/ in tests and dist/ otherwise. */
 const BUILT = path.resolve(import.meta.dirname, '../../../dist/native/raysub-init');
@@ -34,12 +35,14 @@ export function findInit(env: Readonly<Record<string, string | undefined>> = pro
 }
 
 /** The start file raysub-init reads: NUL-terminated fields (format in native/raysub-init.c). */
-export function initStartFile(env: Readonly<Record<string, string>>, limits: StartLimits, uid: number | null, argv: readonly string[], cwd: string | null = null): Buffer {
+export function initStartFile(o: { env: Readonly<Record<string, string>>; rlimits: readonly Rlimit[]; uid: number | null; argv: readonly string[]; cwd?: string | null }): Buffer {
+  const { env, rlimits, uid, argv, cwd = null } = o;
   if (argv.length === 0) throw new Error('empty command');
   if (cwd === '-') throw new Error('a working directory named "-"');
   const entries = Object.entries(env).map(([k, v]) => `${k}=${v}`);
   const id = uid === null ? '-' : String(uid);
-  const fields = [INIT_FORMAT, id, id, String(limits.openFiles), limits.processes === null ? '-' : String(limits.processes), cwd ?? '-', String(entries.length), ...entries, String(argv.length), ...argv];
+  const limits = rlimits.flatMap((l) => [RLIMITS[l.name].what, String(RLIMITS[l.name].resource), String(Math.floor(l.value))]);
+  const fields = [INIT_FORMAT, id, id, cwd ?? '-', String(rlimits.length), ...limits, String(entries.length), ...entries, String(argv.length), ...argv];
   for (const f of fields) if (f.includes('\0')) throw new Error('a NUL byte in the environment or command');
   return Buffer.from(fields.join('\0') + '\0');
 }

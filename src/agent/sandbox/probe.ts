@@ -6,9 +6,10 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { AgentOptions } from '../../shared/config.js';
-import { AgentCgroups, findCgroupMounts } from './cgroups.js';
+import { findCgroupMounts } from './cgroupMounts.js';
+import { AgentCgroups } from './cgroups.js';
 import { CpuPinner, readCoreIds, siblingPinnedCpus } from './cpus.js';
-import type { SandboxSettings } from './sandboxLauncher.js';
+import type { BaseSettings } from './settings.js';
 import { tasksDirOf } from '../workspace.js';
 
 export function findExecutable(name: string, pathVar: string | undefined): string | null {
@@ -51,8 +52,6 @@ export function inheritedFds(): number[] {
   }
   return out;
 }
-
-export type BaseSettings = Omit<SandboxSettings, 'bwrap' | 'uids'>;
 
 export interface OpenedCgroups {
   cgroups: AgentCgroups | null;

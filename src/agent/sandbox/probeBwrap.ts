@@ -14,8 +14,8 @@ import { discoverInterpreters } from './interpreters.js';
 import { planLayout } from './layout.js';
 import { isWithin } from './mountPlan.js';
 import { findExecutable, inheritedFds, type OpenedCgroups } from './probe.js';
-import { SandboxLauncher, type SandboxSettings } from './sandboxLauncher.js';
-import type { SandboxOptions } from './index.js';
+import { SandboxLauncher } from './sandboxLauncher.js';
+import type { SandboxOptions, SandboxSettings } from './settings.js';
 
 export type BwrapProbe = { ok: true; settings: SandboxSettings; who: string; interpreters: string } | { ok: false; reason: string };
 
@@ -66,7 +66,7 @@ export async function probeBwrap(opts: SandboxOptions, agentEnv: Readonly<Record
     bwrap: { path: bwrap, version: await version(bwrap), layout, setpriv, init: init.path, userns: !root },
     uids,
   };
-  const trial = await trialRun(settings, agentEnv);
+  const trial = await trialRun(settings, agentEnv, log);
   if (trial) return { ok: false, reason: `a trial sandbox failed: ${trial}` };
 
   const fds = inheritedFds();
@@ -77,11 +77,11 @@ export async function probeBwrap(opts: SandboxOptions, agentEnv: Readonly<Record
 }
 
 /** Start one real worker in the sandbox; null if it ran, else why not. */
-async function trialRun(settings: SandboxSettings, agentEnv: Readonly<Record<string, string>>): Promise<string | null> {
+async function trialRun(settings: SandboxSettings, agentEnv: Readonly<Record<string, string>>, log: Logger): Promise<string | null> {
   const cwd = path.join(settings.stateDir, 'trial');
   fs.mkdirSync(cwd, { recursive: true });
   try {
-    const launcher = new SandboxLauncher('bwrap', 'trial', settings, false);
+    const launcher = new SandboxLauncher('bwrap', 'trial', settings, { log: log.child({ component: 'sandbox-trial' }), keepSpare: false });
     const worker = await launcher.launch({
       key: `trial-${process.pid}`,
       argv: ['/bin/sh', '-c', 'test -w . && test -w /tmp && ! test -w /usr'],

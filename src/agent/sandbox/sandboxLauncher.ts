@@ -1,70 +1,33 @@
 /**
  * Launches workers in bubblewrap (when configured) inside cgroups (when available).
  *
- * One worker: reserve a uid and CPUs, create its cgroups, start bwrap at its gate (gate.ts) and
- * move it into the cgroups, write the task's files, open the gate. Moving a process into a cgroup
- * can wait for an RCU grace period (~10 ms) when no cgroup move happened lately, and forking the
- * agent costs a few more; so in bwrap mode one gate is kept started ahead — a spare, already in
- * cgroups of its own — and a task that arrives takes it, renames its cgroups and sets its limits.
- *
- * Served sandboxes (raysub-init --serve; where raysub-init runs and each task has its own uid):
- * when a task of a job ends normally, its sandbox — namespaces, mounts, uid, cgroups — waits a
- * moment for the job's next task on this node, which then starts with a request on a pipe
- * instead of a new bubblewrap. Between two tasks raysub-init kills everything the first left
- * running, empties /tmp and /dev/shm and removes IPC objects and message queues; the task's
- * directory is new; limits are set again. A sandbox whose task was stopped, timed out or hit its memory
- * limit is never reused, nor one idle for IDLE_MS. docs/sandbox.md has what tasks share.
+ * One worker: reserve a uid and CPUs, compute its limits (once: every start mechanism renders the
+ * same TaskLimits), create its cgroups, start bwrap at its gate (gate.ts) and move it into the
+ * cgroups, write the task's files, open the gate. Moving a process into a cgroup can wait for an
+ * RCU grace period (~10 ms) when no cgroup move happened lately, and forking the agent costs a
+ * few more; so in bwrap mode one gate is kept started ahead — a spare, already in cgroups of its
+ * own — and a task that arrives takes it, renames its cgroups and sets its limits. A job's next
+ * task may run in the sandbox of its previous one (servedPool.ts).
  */
 import path from 'node:path';
-import fs from 'node:fs';
-import net from 'node:net';
 import type { Readable } from 'node:stream';
+import { background, guarded } from '../../shared/boundary.js';
+import type { Logger } from '../../shared/log.js';
 import type { SandboxMode } from '../../shared/protocol/index.js';
-import { killGroup, type LaunchSpec, type Launcher, type WorkerExit, type WorkerHandle } from '../launcher.js';
-import { bwrapArgv, prepareBwrapTask, servedFiles, writeTaskFiles } from './bwrapTask.js';
-import type { AgentCgroups, CgroupLimits, TaskCgroup } from './cgroups.js';
-import type { CpuPinner } from './cpus.js';
-import { startGate, type Gate, type Served } from './gate.js';
+import { killGroup, workerHandle, type LaunchSpec, type Launcher, type WorkerExit, type WorkerHandle } from '../launcher.js';
+import { bwrapArgv, prepareBwrapTask } from './bwrapTask.js';
+import { startGate, type Gate } from './gate.js';
 import { BASE_DEVICE_RULES, deviceRules, gpuDeviceNodes } from './gpus.js';
-import type { Identity, UidPool } from './identity.js';
-import { SANDBOX_BIN_DIR, type StaticLayout } from './layout.js';
+import type { Identity } from './identity.js';
+import { SANDBOX_BIN_DIR } from './layout.js';
+import { shellLimitLines, spareLimits, taskLimits, type TaskLimits } from './limits.js';
 import { childrenOf, descendantsOf, signal } from './processTree.js';
+import { release, reservation, type Reservation } from './reservation.js';
+import { boundIdentity, ServedPool, type ServedSandbox, type ServedTask } from './servedPool.js';
+import type { SandboxSettings } from './settings.js';
 import { READY_FD } from './startScript.js';
+import type { TaskCgroup } from './taskCgroup.js';
 import { taskEnv } from './taskEnv.js';
-
-export interface BwrapSettings {
-  path: string;
-  version: string;
-  layout: StaticLayout;
-  /** setpriv, when the agent is root and drops each task to its own uid (without raysub-init). */
-  setpriv: string | null;
-  /** raysub-init on the host (init.ts): settles the worker instead of setpriv and a shell script. */
-  init: string | null;
-  /** bwrap runs as an unprivileged user and needs a user namespace. */
-  userns: boolean;
-}
-
-export interface SandboxSettings {
-  bwrap: BwrapSettings | null;
-  cgroups: AgentCgroups | null;
-  pinner: CpuPinner | null;
-  /** A uid per task: only a root agent in bwrap mode has one. */
-  uids: UidPool | null;
-  /** The agent's own uid and gid, used when tasks do not get their own. */
-  self: { uid: number; gid: number };
-  /** Per-task files (passwd, start script), private to the agent. */
-  stateDir: string;
-  envBinary: string | null;
-  pidsMax: number;
-  openFiles: number;
-  devDir: string;
-  /**
-   * Run a job's consecutive tasks in one served sandbox (needs raysub-init and a uid per task):
-   * the workspace's tasks directory, in which each job's tasks have a directory of the job's
-   * (that a served sandbox binds). Null: never.
-   */
-  reuse: { tasksRoot: string } | null;
-}
 
 /**
  * Names served sandboxes' directories: counted per process, not per launcher, since launchers
@@ -72,21 +35,9 @@ export interface SandboxSettings {
  */
 let servedCount = 0;
 
-/** How long a served sandbox waits for its job's next task. */
-export const IDLE_MS = 2000;
-/** Served sandboxes kept waiting at most (each holds a uid, cgroups and three processes). */
-const MAX_IDLE = 8;
-
 /** The gate for workers without bwrap: wait for the agent's word on fd 3, set limits, exec. */
-function processGate(openFiles: number): string {
-  return `IFS= read -r go <&3 || exit 125; exec 3<&-; ulimit -n ${openFiles} || exit 125; printf ok >&${READY_FD}; exec ${READY_FD}>&-; exec "$@"`;
-}
-
-interface Reservation {
-  uid: number | null;
-  cpus: number[] | null;
-  stateDir: string | null;
-  cgroup: TaskCgroup | null;
+function processGate(limits: TaskLimits): string {
+  return ['IFS= read -r go <&3 || exit 125', 'exec 3<&-', ...shellLimitLines(limits.rlimits), `printf ok >&${READY_FD}`, `exec ${READY_FD}>&-`, 'exec "$@"'].join('; ');
 }
 
 interface Spare {
@@ -95,73 +46,38 @@ interface Spare {
   cgroup: TaskCgroup | null;
 }
 
-/** A sandbox whose raysub-init runs one task after another. */
-interface ServedSandbox {
-  gate: Gate;
-  served: Served;
-  uid: number | null;
-  cgroup: TaskCgroup | null;
-  /** Its host directory: passwd, group and the control directory (servedFiles). */
-  dir: string;
-  /** The tasks it may run next (those with its first task's reuse key); null: none. */
+/** One task as this launcher runs it, computed once per launch. */
+interface Plan extends ServedTask {
+  gpuNodes: string[];
+  /** What a served sandbox must share with the task to run it; null: it needs one of its own. */
   key: string | null;
-  /** boundIdentity() of its first task. */
-  bound: string;
-  idle: NodeJS.Timeout | null;
 }
 
-/** A FIFO's read end as a stream, with a write end held until the writer has it open (else: EOF at once). */
-function openFifo(file: string): { stream: net.Socket; release: () => void } {
-  const rd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
-  let wr: number | null = null;
-  try {
-    wr = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
-  } catch (err) {
-    fs.closeSync(rd);
-    throw err;
-  }
-  const stream = new net.Socket({ fd: rd, readable: true, writable: false });
-  return {
-    stream,
-    release: () => {
-      if (wr !== null) fs.closeSync(wr);
-      wr = null;
-    },
-  };
-}
-
-/**
- * What a served sandbox bound for a task, as device:inode of each path ("" for one that is gone):
- * the job's directory and the read-only paths. One recreated since is not the one bound.
- */
-function boundIdentity(spec: LaunchSpec): string {
-  return [path.dirname(spec.cwd), ...spec.readOnlyPaths]
-    .map((p) => {
-      try {
-        const st = fs.statSync(p);
-        return `${st.dev}:${st.ino}`;
-      } catch {
-        return '';
-      }
-    })
-    .join(',');
+export interface LauncherOptions {
+  log: Logger;
+  /** Keep a spare gate started ahead (bwrap mode). */
+  keepSpare?: boolean;
 }
 
 export class SandboxLauncher implements Launcher {
-  private readonly releasing = new Set<Promise<void>>();
+  private readonly releasing = new Set<Promise<unknown>>();
   private spare: Promise<Spare | null> | null = null;
   private spares = 0;
   private closed = false;
-  /** Served sandboxes waiting for a task, oldest first. */
-  private readonly idle: ServedSandbox[] = [];
+  private readonly pool: ServedPool;
+  private readonly log: Logger;
+  private readonly keepSpare: boolean;
 
   constructor(
     readonly mode: SandboxMode,
     readonly detail: string,
     private readonly s: SandboxSettings,
-    /** Keep a spare gate started ahead (bwrap mode). */
-    private readonly keepSpare = true,
-  ) {}
+    o: LauncherOptions,
+  ) {
+    this.log = o.log;
+    this.keepSpare = o.keepSpare ?? true;
+    this.pool = new ServedPool({ settings: s, log: o.log, track: (p) => this.track(p), closed: () => this.closed });
+  }
 
   /** Limits are enforced (a cgroup2 without controllers only tracks and kills). */
   get cgroups(): boolean {
@@ -171,6 +87,15 @@ export class SandboxLauncher implements Launcher {
   /** Spares are served sandboxes (raysub-init --serve). */
   private get serving(): boolean {
     return this.s.reuse !== null && this.s.bwrap?.init != null && this.s.uids !== null;
+  }
+
+  private track(p: Promise<unknown>): void {
+    const settled = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.releasing.add(settled);
+    void settled.finally(() => this.releasing.delete(settled));
   }
 
   /** What a served sandbox must share with a task to run it; null: the task needs one of its own. */
@@ -184,40 +109,28 @@ export class SandboxLauncher implements Launcher {
   }
 
   async launch(spec: LaunchSpec): Promise<WorkerHandle> {
+    const { s } = this;
     const key = this.reuseKey(spec);
-    const warm = key === null ? null : this.takeIdle(key, spec);
-    const r: Reservation = { uid: null, cpus: null, stateDir: null, cgroup: null };
+    const warm = key === null ? null : this.pool.take(key, spec);
+    const r = reservation();
     try {
-      if (warm) {
-        this.reserveCpus(spec, r);
-        return await this.runServed(warm, spec, r, false);
-      }
-      return await this.start(spec, r, key);
+      if (s.cgroups && Number.isInteger(spec.resources.cpus)) r.cpus = s.pinner?.take(spec.resources.cpus) ?? null;
+      const gpuNodes = gpuDeviceNodes(s.devDir, spec.gpuIds);
+      const limits = taskLimits({ resources: spec.resources, cpusetCpus: r.cpus, deviceRules: deviceRules(gpuNodes), pidsMax: s.pidsMax, openFiles: s.openFiles, ownUid: s.uids !== null });
+      const env = taskEnv(spec, { sandboxed: s.bwrap !== null, user: 'raysub', binDir: SANDBOX_BIN_DIR });
+      const plan: Plan = { spec, env, limits, gpuNodes, key };
+      if (warm) return await this.pool.run(warm, plan, r, false);
+      return await this.start(plan, r);
     } catch (err) {
-      await this.release(r);
+      await release(s, r);
       throw err;
     }
   }
 
-  private reserveCpus(spec: LaunchSpec, r: Reservation): void {
-    if (this.s.cgroups && Number.isInteger(spec.resources.cpus)) r.cpus = this.s.pinner?.take(spec.resources.cpus) ?? null;
-  }
-
-  private limitsFor(spec: LaunchSpec, r: Reservation, gpuNodes = gpuDeviceNodes(this.s.devDir, spec.gpuIds)): CgroupLimits {
-    return { memoryBytes: spec.resources.memory, cpus: spec.resources.cpus, cpusetCpus: r.cpus, pidsMax: this.s.pidsMax, deviceRules: deviceRules(gpuNodes) };
-  }
-
-  private envFor(spec: LaunchSpec): Record<string, string> {
-    return taskEnv(spec, { sandboxed: this.s.bwrap !== null, user: 'raysub', binDir: SANDBOX_BIN_DIR });
-  }
-
-  private async start(spec: LaunchSpec, r: Reservation, key: string | null): Promise<WorkerHandle> {
+  private async start(plan: Plan, r: Reservation): Promise<WorkerHandle> {
     const { s } = this;
+    const { spec, env, limits, key } = plan;
     const bwrap = s.bwrap;
-    const gpuNodes = gpuDeviceNodes(s.devDir, spec.gpuIds);
-    this.reserveCpus(spec, r);
-    const limits = this.limitsFor(spec, r, gpuNodes);
-    const env = this.envFor(spec);
     // A served sandbox runs a task that cannot share it (key null) once, then ends.
     const serve = bwrap !== null && this.serving;
 
@@ -236,7 +149,7 @@ export class SandboxLauncher implements Launcher {
       gate = bwrap
         ? // bwrap itself runs with an empty environment: it is privileged, and the job's variables are not for it.
           await startGate(bwrap.path, bwrapArgv(bwrap, r.uid, serve), { cwd: '/', env: {} }, r.cgroup, serve)
-        : await startGate('/bin/sh', ['-c', processGate(s.openFiles), 'raysub-worker', ...spec.argv], { cwd: spec.cwd, env }, r.cgroup);
+        : await startGate('/bin/sh', ['-c', processGate(limits), 'raysub-worker', ...spec.argv], { cwd: spec.cwd, env }, r.cgroup);
     }
     let input = 'go\n';
     try {
@@ -244,7 +157,8 @@ export class SandboxLauncher implements Launcher {
       if (bwrap) {
         const id: Identity = { uid: r.uid ?? s.self.uid, gid: r.uid ?? s.self.gid, name: 'raysub', home: spec.cwd };
         r.stateDir = path.join(s.stateDir, serve ? `served-${++servedCount}` : spec.key);
-        input = prepareBwrapTask(bwrap, s, spec, env, id, r.uid !== null, gpuNodes, r.stateDir, serve ? { bindDir: key === null ? spec.cwd : path.dirname(spec.cwd) } : null);
+        const task = { bwrap, envBinary: s.envBinary, spec, env, limits, id, ownUid: r.uid !== null };
+        input = prepareBwrapTask(task, { devices: plan.gpuNodes, dir: r.stateDir, served: serve ? { bindDir: key === null ? spec.cwd : path.dirname(spec.cwd) } : null });
       }
       await gate.joined;
     } catch (err) {
@@ -256,161 +170,20 @@ export class SandboxLauncher implements Launcher {
     if (gate.served && r.stateDir) {
       // From here the sandbox owns the uid, cgroups and files; the task only its CPUs.
       const sb: ServedSandbox = { gate, served: gate.served, uid: r.uid, cgroup: r.cgroup, dir: r.stateDir, key, bound: boundIdentity(spec), idle: null };
-      r.uid = null;
-      r.cgroup = null;
-      r.stateDir = null;
+      Object.assign(r, { uid: null, cgroup: null, stateDir: null });
       try {
         await gate.open(input);
       } catch (err) {
-        await this.discardServed(sb);
+        await this.pool.discard(sb);
         throw err;
       }
-      setImmediate(() => this.prestart());
-      return this.runServed(sb, spec, r, true);
+      setImmediate(guarded(this.log, 'starting a spare sandbox', () => this.prestart()));
+      return this.pool.run(sb, plan, r, true);
     }
     await gate.open(input);
     // The next spare is started once this worker is on its way, not in its path.
-    setImmediate(() => this.prestart());
+    setImmediate(guarded(this.log, 'starting a spare sandbox', () => this.prestart()));
     return this.handle(gate, r);
-  }
-
-  /** An idle served sandbox for `key` whose bound paths are still the ones it bound, if any. */
-  private takeIdle(key: string, spec: LaunchSpec): ServedSandbox | null {
-    for (let i = this.idle.length - 1; i >= 0; i--) {
-      const sb = this.idle[i];
-      if (!sb || sb.key !== key) continue;
-      this.idle.splice(i, 1);
-      if (sb.idle) clearTimeout(sb.idle);
-      sb.idle = null;
-      const alive = sb.gate.child.exitCode === null && sb.gate.child.signalCode === null;
-      if (alive && sb.bound === boundIdentity(spec)) return sb;
-      void this.discardServed(sb);
-    }
-    return null;
-  }
-
-  /** Keep a served sandbox for its job's next task, for IDLE_MS. */
-  private park(sb: ServedSandbox): void {
-    if (this.closed) {
-      void this.discardServed(sb);
-      return;
-    }
-    sb.idle = setTimeout(() => {
-      const i = this.idle.indexOf(sb);
-      if (i >= 0) this.idle.splice(i, 1);
-      void this.discardServed(sb);
-    }, IDLE_MS);
-    sb.idle.unref();
-    this.idle.push(sb);
-    while (this.idle.length > MAX_IDLE) {
-      const oldest = this.idle.shift();
-      if (oldest?.idle) clearTimeout(oldest.idle);
-      if (oldest) void this.discardServed(oldest);
-    }
-  }
-
-  /** End a served sandbox and free what it holds; returns what it said on stderr. */
-  private discardServed(sb: ServedSandbox): Promise<string> {
-    if (sb.idle) clearTimeout(sb.idle);
-    sb.idle = null;
-    const done = sb.gate.discard().then(async (said) => {
-      await this.release({ uid: sb.uid, cpus: null, stateDir: sb.dir, cgroup: sb.cgroup });
-      return said;
-    });
-    const tracked = done.then(() => undefined);
-    this.releasing.add(tracked);
-    void tracked.finally(() => this.releasing.delete(tracked));
-    return done;
-  }
-
-  /** Run one task in a served sandbox (its first, or the next of its job). */
-  private async runServed(sb: ServedSandbox, spec: LaunchSpec, r: Reservation, first: boolean): Promise<WorkerHandle> {
-    const { s } = this;
-    const files = servedFiles(sb.dir);
-    const bwrap = s.bwrap;
-    if (!bwrap) throw new Error('a served sandbox without bubblewrap');
-    if (!first) {
-      const id: Identity = { uid: sb.uid ?? s.self.uid, gid: sb.uid ?? s.self.gid, name: 'raysub', home: spec.cwd };
-      try {
-        writeTaskFiles(bwrap, s, spec, this.envFor(spec), id, sb.uid !== null, files, true);
-        sb.cgroup?.setLimits(this.limitsFor(spec, r));
-      } catch (err) {
-        void this.discardServed(sb);
-        throw err;
-      }
-    }
-    const oomBefore = sb.cgroup?.oomKills() ?? 0;
-    let out: ReturnType<typeof openFifo> | null = null;
-    let err: ReturnType<typeof openFifo> | null = null;
-    let said: string | null;
-    try {
-      out = openFifo(path.join(files.ctlDir, 'out'));
-      err = openFifo(path.join(files.ctlDir, 'err'));
-      sb.served.control.write('run\n');
-      said = await sb.served.lines.next();
-    } catch (e) {
-      said = `(${(e as Error).message})`;
-    } finally {
-      out?.release();
-      err?.release();
-    }
-    if (said !== 'ok' || !out || !err) {
-      out?.stream.destroy();
-      err?.stream.destroy();
-      const why = await this.discardServed(sb);
-      throw new Error(why || `the sandbox did not start the worker${said ? ` (it said "${said}")` : ''}`);
-    }
-    return this.servedHandle(sb, r, out.stream, err.stream, oomBefore);
-  }
-
-  private servedHandle(sb: ServedSandbox, r: Reservation, stdout: Readable, stderr: Readable, oomBefore: number): WorkerHandle {
-    const { gate } = sb;
-    let terminated = false;
-    const exited: Promise<WorkerExit> = (async () => {
-      const line = await Promise.race([sb.served.lines.next(), gate.exit.then(() => null)]);
-      const m = line ? /^exit (-?\d+) (\d+)$/.exec(line) : null;
-      let code: number | null;
-      let sig: NodeJS.Signals | null;
-      if (m) {
-        // As from a sandbox of its own (bwrap's exit status): a signal shows as 128 + its number.
-        const n = Number(m[2]);
-        code = n > 0 ? 128 + n : Number(m[1]);
-        sig = null;
-      } else {
-        ({ code, signal: sig } = await gate.exit);
-      }
-      const oom = sb.cgroup?.oomKilled(oomBefore) ?? false;
-      await this.release(r);
-      if (m && !terminated && !oom && sb.key !== null) this.park(sb);
-      else void this.discardServed(sb);
-      return { code, signal: sig, oom };
-    })();
-    let done = false;
-    void exited.then(() => (done = true));
-    // bwrap, the namespace's init and raysub-init stay out of a SIGTERM meant for the worker.
-    const workers = (): number[] => {
-      const outer = childrenOf(gate.pid);
-      const keep = new Set([gate.pid, ...outer, ...outer.flatMap((p) => childrenOf(p))]);
-      return (sb.cgroup ? sb.cgroup.pids() : descendantsOf(gate.pid)).filter((p) => !keep.has(p));
-    };
-    const killAll = (): void => {
-      sb.cgroup?.kill();
-      signal(childrenOf(gate.pid), 'SIGKILL');
-    };
-    return {
-      pid: gate.pid,
-      stdout,
-      stderr,
-      exited,
-      async terminate(graceMs: number) {
-        if (done) return;
-        terminated = true;
-        signal(workers(), 'SIGTERM');
-        const timer = setTimeout(killAll, graceMs);
-        await exited;
-        clearTimeout(timer);
-      },
-    };
   }
 
   /** Start a spare gate in the background, if this launcher keeps one and has none. */
@@ -418,14 +191,14 @@ export class SandboxLauncher implements Launcher {
     const bwrap = this.s.bwrap;
     if (!bwrap || !this.keepSpare || this.closed || this.spare) return;
     this.spare = (async (): Promise<Spare | null> => {
-      const uid = this.s.uids?.take() ?? null;
-      let cgroup: TaskCgroup | null = null;
+      const r = reservation();
       try {
-        const neutral: CgroupLimits = { memoryBytes: 0, cpus: 0, cpusetCpus: null, pidsMax: this.s.pidsMax, deviceRules: BASE_DEVICE_RULES };
-        cgroup = this.s.cgroups?.createTask(`spare-${++this.spares}`, neutral) ?? null;
-        return { gate: await startGate(bwrap.path, bwrapArgv(bwrap, uid, this.serving), { cwd: '/', env: {} }, cgroup, this.serving), uid, cgroup };
-      } catch {
-        await this.release({ uid, cpus: null, stateDir: null, cgroup });
+        r.uid = this.s.uids?.take() ?? null;
+        r.cgroup = this.s.cgroups?.createTask(`spare-${++this.spares}`, spareLimits(this.s.pidsMax, BASE_DEVICE_RULES)) ?? null;
+        return { gate: await startGate(bwrap.path, bwrapArgv(bwrap, r.uid, this.serving), { cwd: '/', env: {} }, r.cgroup, this.serving), uid: r.uid, cgroup: r.cgroup };
+      } catch (err) {
+        this.log.debug({ err }, 'no spare sandbox');
+        await release(this.s, r);
         return null;
       }
     })();
@@ -443,7 +216,7 @@ export class SandboxLauncher implements Launcher {
     );
     if (joined && spare.gate.child.exitCode === null && spare.gate.child.signalCode === null) return spare;
     await spare.gate.discard();
-    await this.release({ uid: spare.uid, cpus: null, stateDir: null, cgroup: spare.cgroup });
+    await release(this.s, reservation({ uid: spare.uid, cgroup: spare.cgroup }));
     return null;
   }
 
@@ -456,59 +229,42 @@ export class SandboxLauncher implements Launcher {
       await r.cgroup?.drain();
       const oom = r.cgroup?.oomKilled() ?? false;
       // Nothing of the task runs any more; removing its cgroups need not delay the exit report.
-      const removal = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.release(r));
-      this.releasing.add(removal);
-      void removal.finally(() => this.releasing.delete(removal));
+      const removal = new Promise<void>((resolve) => setImmediate(resolve)).then(() => release(this.s, r));
+      this.track(removal);
+      background(this.log, "releasing a task's sandbox", removal);
       return { code, signal: sig, oom };
     });
-    let done = false;
-    void exited.then(() => (done = true));
     const workers = (): number[] => {
       if (!bwrapped) return r.cgroup?.pids() ?? [];
       // Not bwrap itself: SIGTERM to it would tear the sandbox down with no grace for the worker.
       const keep = new Set([pid, ...childrenOf(pid)]);
       return (r.cgroup ? r.cgroup.pids() : descendantsOf(pid)).filter((p) => !keep.has(p));
     };
-    const killAll = (): void => {
-      r.cgroup?.kill();
-      if (bwrapped) signal(childrenOf(pid), 'SIGKILL'); // the namespace's init: its death ends every process inside
-      else killGroup(pid, 'SIGKILL');
-    };
-    return {
+    return workerHandle({
       pid,
       stdout: child.stdout as Readable,
       stderr: child.stderr as Readable,
       exited,
-      async terminate(graceMs: number) {
-        if (done) return;
+      askToEnd: () => {
         if (!bwrapped) killGroup(pid, 'SIGTERM');
         signal(workers(), 'SIGTERM');
-        const timer = setTimeout(killAll, graceMs);
-        await exited;
-        clearTimeout(timer);
       },
-    };
-  }
-
-  private async release(r: Reservation): Promise<void> {
-    if (r.cgroup) await r.cgroup.remove();
-    r.cgroup = null;
-    if (r.uid !== null) this.s.uids?.give(r.uid);
-    r.uid = null;
-    if (r.cpus) this.s.pinner?.give(r.cpus);
-    r.cpus = null;
-    if (r.stateDir) fs.rmSync(r.stateDir, { recursive: true, force: true });
-    r.stateDir = null;
+      killAll: () => {
+        r.cgroup?.kill();
+        if (bwrapped) signal(childrenOf(pid), 'SIGKILL'); // the namespace's init: its death ends every process inside
+        else killGroup(pid, 'SIGKILL');
+      },
+    });
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const sb of this.idle.splice(0)) void this.discardServed(sb);
+    this.pool.discardIdle();
     const spare = await this.spare;
     this.spare = null;
     if (spare) {
       await spare.gate.discard();
-      await this.release({ uid: spare.uid, cpus: null, stateDir: null, cgroup: spare.cgroup });
+      await release(this.s, reservation({ uid: spare.uid, cgroup: spare.cgroup }));
     }
     await Promise.allSettled([...this.releasing]);
     this.s.cgroups?.close();

@@ -5,15 +5,10 @@
  * variables (LD_PRELOAD and friends would otherwise run job code with root's privileges) and no
  * variable shows up in a command line that other users can read.
  */
+import { shellLimitLines, type Rlimit } from './limits.js';
 
 /** The fd on which the start script reports that the sandbox is up. */
 export const READY_FD = 4;
-
-export interface StartLimits {
-  openFiles: number;
-  /** RLIMIT_NPROC: only meaningful when the task has a uid of its own. */
-  processes: number | null;
-}
 
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** Names a POSIX shell treats specially (read-only in bash, or changing how the script runs). */
@@ -34,13 +29,8 @@ export function shellLine(argv: readonly string[]): string | null {
  * fd, then the worker. A `/bin/sh -c LINE` worker's LINE becomes the rest of the script (the same
  * shell runs it: one exec fewer); any other argv is exec'd.
  */
-export function startScript(env: Readonly<Record<string, string>>, limits: StartLimits, envBinary: string | null, argv: readonly string[]): string {
-  const lines = ['# raysub: worker start-up (limits, environment), then the worker itself'];
-  lines.push(`ulimit -n ${limits.openFiles} || { echo "raysub: cannot set the open-file limit" >&2; exit 125; }`);
-  if (limits.processes !== null) {
-    // dash calls RLIMIT_NPROC -p, bash and others -u.
-    lines.push(`{ ulimit -p ${limits.processes} 2>/dev/null || ulimit -u ${limits.processes}; } || { echo "raysub: cannot set the process limit" >&2; exit 125; }`);
-  }
+export function startScript(env: Readonly<Record<string, string>>, rlimits: readonly Rlimit[], envBinary: string | null, argv: readonly string[]): string {
+  const lines = ['# raysub: worker start-up (limits, environment), then the worker itself', ...shellLimitLines(rlimits)];
   const odd: string[] = [];
   for (const [k, v] of Object.entries(env)) {
     if (NAME.test(k) && !SHELL_SPECIAL.has(k)) lines.push(`export ${k}=${shellQuote(v)}`);

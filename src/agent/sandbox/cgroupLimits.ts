@@ -1,0 +1,70 @@
+/**
+ * A task's limits as cgroup file writes, one hierarchy at a time: which file gets which value.
+ * Pure (the writes are made by applyLimits), so what each hierarchy receives can be checked
+ * against any directory tree.
+ */
+import { write } from './cgroupFiles.js';
+import type { Hierarchy } from './cgroupMounts.js';
+import { formatCpuList } from './cpus.js';
+import type { TaskLimits } from './limits.js';
+
+export interface CgroupWrite {
+  file: string;
+  value: string;
+  /** A file some kernels lack (swap accounting off): its absence is not an error. */
+  optional?: boolean;
+}
+
+/** What the agent's cgroup root allows every task: its memory nodes and CPUs. */
+export interface CgroupScope {
+  mems: string;
+  allCpus: readonly number[];
+}
+
+const CFS_PERIOD_US = 100_000;
+
+export function limitWrites(h: Hierarchy, limits: TaskLimits, scope: CgroupScope): CgroupWrite[] {
+  const out: CgroupWrite[] = [];
+  switch (h) {
+    case 'memory':
+      if (limits.memoryBytes > 0) {
+        out.push({ file: 'memory.limit_in_bytes', value: String(limits.memoryBytes) });
+        // Without this a task on a machine with swap would page out instead of hitting its limit.
+        out.push({ file: 'memory.memsw.limit_in_bytes', value: String(limits.memoryBytes), optional: true });
+      }
+      break;
+    case 'cpu':
+      out.push({ file: 'cpu.shares', value: String(Math.max(2, Math.round(limits.cpus * 1024))) });
+      if (limits.cpus > 0) {
+        out.push({ file: 'cpu.cfs_period_us', value: String(CFS_PERIOD_US) });
+        out.push({ file: 'cpu.cfs_quota_us', value: String(Math.max(1000, Math.round(limits.cpus * CFS_PERIOD_US))) });
+      }
+      break;
+    case 'cpuset':
+      out.push({ file: 'cpuset.mems', value: scope.mems });
+      out.push({ file: 'cpuset.cpus', value: formatCpuList(limits.cpusetCpus ?? scope.allCpus) });
+      break;
+    case 'pids':
+      out.push({ file: 'pids.max', value: String(limits.pidsMax) });
+      break;
+    case 'devices':
+      if (limits.deviceRules) {
+        out.push({ file: 'devices.deny', value: 'a' });
+        for (const rule of limits.deviceRules) out.push({ file: 'devices.allow', value: rule });
+      }
+      break;
+    case 'unified':
+      break;
+  }
+  return out;
+}
+
+export function applyLimits(h: Hierarchy, dir: string, limits: TaskLimits, scope: CgroupScope): void {
+  for (const w of limitWrites(h, limits, scope)) {
+    try {
+      write(dir, w.file, w.value);
+    } catch (err) {
+      if (!w.optional) throw err;
+    }
+  }
+}

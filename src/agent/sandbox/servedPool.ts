@@ -1,0 +1,253 @@
+/**
+ * Served sandboxes (raysub-init --serve; where raysub-init runs and each task has its own uid):
+ * when a task of a job ends normally, its sandbox — namespaces, mounts, uid, cgroups — waits a
+ * moment for the job's next task on this node, which then starts with a request on a pipe
+ * instead of a new bubblewrap. Between two tasks raysub-init kills everything the first left
+ * running, empties /tmp and /dev/shm and removes IPC objects and message queues; the task's
+ * directory is new; limits are set again. A sandbox whose task was stopped, timed out or hit its
+ * memory limit is never reused, nor one idle for IDLE_MS. docs/sandbox.md has what tasks share.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { background, guarded } from '../../shared/boundary.js';
+import type { Logger } from '../../shared/log.js';
+import { workerHandle, type LaunchSpec, type WorkerExit, type WorkerHandle } from '../launcher.js';
+import { servedFiles, writeTaskFiles } from './bwrapTask.js';
+import type { Gate, Served } from './gate.js';
+import type { Identity } from './identity.js';
+import type { TaskLimits } from './limits.js';
+import { childrenOf, descendantsOf, signal } from './processTree.js';
+import { release, type Reservation } from './reservation.js';
+import type { SandboxSettings } from './settings.js';
+import type { TaskCgroup } from './taskCgroup.js';
+
+/** How long a served sandbox waits for its job's next task. */
+export const IDLE_MS = 2000;
+/** Served sandboxes kept waiting at most (each holds a uid, cgroups and three processes). */
+export const MAX_IDLE = 8;
+
+/** A sandbox whose raysub-init runs one task after another. */
+export interface ServedSandbox {
+  gate: Gate;
+  served: Served;
+  uid: number | null;
+  cgroup: TaskCgroup | null;
+  /** Its host directory: passwd, group and the control directory (servedFiles). */
+  dir: string;
+  /** The tasks it may run next (those with its first task's reuse key); null: none. */
+  key: string | null;
+  /** boundIdentity() of its first task. */
+  bound: string;
+  idle: NodeJS.Timeout | null;
+}
+
+/** One task for a served sandbox: computed once by the launcher. */
+export interface ServedTask {
+  spec: LaunchSpec;
+  env: Record<string, string>;
+  limits: TaskLimits;
+}
+
+/** A FIFO's read end as a stream, with a write end held until the writer has it open (else: EOF at once). */
+function openFifo(file: string): { stream: net.Socket; release: () => void } {
+  const rd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  let wr: number | null = null;
+  try {
+    wr = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
+  } catch (err) {
+    fs.closeSync(rd);
+    throw err;
+  }
+  const stream = new net.Socket({ fd: rd, readable: true, writable: false });
+  return {
+    stream,
+    release: () => {
+      if (wr !== null) fs.closeSync(wr);
+      wr = null;
+    },
+  };
+}
+
+/**
+ * What a served sandbox bound for a task, as device:inode of each path ("" for one that is gone):
+ * the job's directory and the read-only paths. One recreated since is not the one bound.
+ */
+export function boundIdentity(spec: LaunchSpec): string {
+  return [path.dirname(spec.cwd), ...spec.readOnlyPaths]
+    .map((p) => {
+      try {
+        const st = fs.statSync(p);
+        return `${st.dev}:${st.ino}`;
+      } catch {
+        return '';
+      }
+    })
+    .join(',');
+}
+
+export interface ServedPoolDeps {
+  settings: SandboxSettings;
+  log: Logger;
+  /** Follow a release to its end (the launcher's close() waits for them all). */
+  track(p: Promise<unknown>): void;
+  /** The launcher is closing: sandboxes are no longer kept. */
+  closed(): boolean;
+}
+
+export class ServedPool {
+  /** Served sandboxes waiting for a task, oldest first. */
+  private readonly idle: ServedSandbox[] = [];
+
+  constructor(private readonly d: ServedPoolDeps) {}
+
+  /** An idle served sandbox for `key` whose bound paths are still the ones it bound, if any. */
+  take(key: string, spec: LaunchSpec): ServedSandbox | null {
+    for (let i = this.idle.length - 1; i >= 0; i--) {
+      const sb = this.idle[i];
+      if (!sb || sb.key !== key) continue;
+      this.idle.splice(i, 1);
+      if (sb.idle) clearTimeout(sb.idle);
+      sb.idle = null;
+      const alive = sb.gate.child.exitCode === null && sb.gate.child.signalCode === null;
+      if (alive && sb.bound === boundIdentity(spec)) return sb;
+      this.discardLater(sb);
+    }
+    return null;
+  }
+
+  /** Keep a served sandbox for its job's next task, for IDLE_MS. */
+  private park(sb: ServedSandbox): void {
+    if (this.d.closed()) {
+      this.discardLater(sb);
+      return;
+    }
+    sb.idle = setTimeout(
+      guarded(this.d.log, 'discarding an idle sandbox', () => {
+        const i = this.idle.indexOf(sb);
+        if (i >= 0) this.idle.splice(i, 1);
+        this.discardLater(sb);
+      }),
+      IDLE_MS,
+    );
+    sb.idle.unref();
+    this.idle.push(sb);
+    while (this.idle.length > MAX_IDLE) {
+      const oldest = this.idle.shift();
+      if (oldest) this.discardLater(oldest);
+    }
+  }
+
+  /** End a served sandbox and free what it holds; returns what it said on stderr. */
+  discard(sb: ServedSandbox): Promise<string> {
+    if (sb.idle) clearTimeout(sb.idle);
+    sb.idle = null;
+    const done = sb.gate.discard().then(async (said) => {
+      await release(this.d.settings, { uid: sb.uid, cpus: null, stateDir: sb.dir, cgroup: sb.cgroup });
+      return said;
+    });
+    this.d.track(done);
+    return done;
+  }
+
+  private discardLater(sb: ServedSandbox): void {
+    background(this.d.log, 'discarding a served sandbox', this.discard(sb));
+  }
+
+  /** Every idle sandbox ends (the launcher closes). */
+  discardIdle(): void {
+    for (const sb of this.idle.splice(0)) this.discardLater(sb);
+  }
+
+  /**
+   * Run one task in a served sandbox (its first, whose files the launcher wrote, or the next of
+   * its job). `r` holds the task's own reservation (its CPUs), given back at its exit.
+   */
+  async run(sb: ServedSandbox, t: ServedTask, r: Reservation, first: boolean): Promise<WorkerHandle> {
+    const { settings: s } = this.d;
+    const files = servedFiles(sb.dir);
+    const bwrap = s.bwrap;
+    if (!bwrap) throw new Error('a served sandbox without bubblewrap');
+    if (!first) {
+      const id: Identity = { uid: sb.uid ?? s.self.uid, gid: sb.uid ?? s.self.gid, name: 'raysub', home: t.spec.cwd };
+      try {
+        writeTaskFiles({ bwrap, envBinary: s.envBinary, spec: t.spec, env: t.env, limits: t.limits, id, ownUid: sb.uid !== null }, files, true);
+        sb.cgroup?.setLimits(t.limits);
+      } catch (err) {
+        this.discardLater(sb);
+        throw err;
+      }
+    }
+    const oomBefore = sb.cgroup?.oomKills() ?? 0;
+    let out: ReturnType<typeof openFifo> | null = null;
+    let err: ReturnType<typeof openFifo> | null = null;
+    let said: string | null;
+    try {
+      out = openFifo(path.join(files.ctlDir, 'out'));
+      err = openFifo(path.join(files.ctlDir, 'err'));
+      sb.served.control.write('run\n');
+      said = await sb.served.lines.next();
+    } catch (e) {
+      said = `(${(e as Error).message})`;
+    } finally {
+      out?.release();
+      err?.release();
+    }
+    if (said !== 'ok' || !out || !err) {
+      out?.stream.destroy();
+      err?.stream.destroy();
+      const why = await this.discard(sb);
+      throw new Error(why || `the sandbox did not start the worker${said ? ` (it said "${said}")` : ''}`);
+    }
+    return this.handle(sb, r, out.stream, err.stream, oomBefore);
+  }
+
+  private handle(sb: ServedSandbox, r: Reservation, stdout: Readable, stderr: Readable, oomBefore: number): WorkerHandle {
+    const { gate } = sb;
+    // Output streams fail only with the sandbox; their end is the task's end either way.
+    stdout.on('error', () => undefined);
+    stderr.on('error', () => undefined);
+    let stopped = false;
+    const exited: Promise<WorkerExit> = (async () => {
+      const line = await Promise.race([sb.served.lines.next(), gate.exit.then(() => null)]);
+      const m = line ? /^exit (-?\d+) (\d+)$/.exec(line) : null;
+      let code: number | null;
+      let sig: NodeJS.Signals | null;
+      if (m) {
+        // As from a sandbox of its own (bwrap's exit status): a signal shows as 128 + its number.
+        const n = Number(m[2]);
+        code = n > 0 ? 128 + n : Number(m[1]);
+        sig = null;
+      } else {
+        ({ code, signal: sig } = await gate.exit);
+      }
+      const oom = sb.cgroup?.oomKilled(oomBefore) ?? false;
+      try {
+        await release(this.d.settings, r);
+      } finally {
+        if (m && !stopped && !oom && sb.key !== null) this.park(sb);
+        else this.discardLater(sb);
+      }
+      return { code, signal: sig, oom };
+    })();
+    // bwrap, the namespace's init and raysub-init stay out of a SIGTERM meant for the worker.
+    const workers = (): number[] => {
+      const outer = childrenOf(gate.pid);
+      const keep = new Set([gate.pid, ...outer, ...outer.flatMap((p) => childrenOf(p))]);
+      return (sb.cgroup ? sb.cgroup.pids() : descendantsOf(gate.pid)).filter((p) => !keep.has(p));
+    };
+    return workerHandle({
+      pid: gate.pid,
+      stdout,
+      stderr,
+      exited,
+      stopping: () => (stopped = true),
+      askToEnd: () => signal(workers(), 'SIGTERM'),
+      killAll: () => {
+        sb.cgroup?.kill();
+        signal(childrenOf(gate.pid), 'SIGKILL');
+      },
+    });
+  }
+}

@@ -1,0 +1,49 @@
+/**
+ * What a sandbox launcher works with, settled once when the agent starts (probe.ts, probeBwrap.ts):
+ * the mechanisms this machine offers and the operator's choices. Types only.
+ */
+import type { AgentOptions } from '../../shared/config.js';
+import type { AgentCgroups } from './cgroups.js';
+import type { CpuPinner } from './cpus.js';
+import type { UidPool } from './identity.js';
+import type { StaticLayout } from './layout.js';
+
+/** The agent's options the sandbox reads. */
+export type SandboxOptions = Pick<AgentOptions, 'sandbox' | 'workDir' | 'hiddenPaths' | 'nodeName' | 'sandboxInterpreters' | 'sandboxBinds' | 'taskPidsMax' | 'taskOpenFiles' | 'sandboxReuse'>;
+
+export interface BwrapSettings {
+  path: string;
+  version: string;
+  layout: StaticLayout;
+  /** setpriv, when the agent is root and drops each task to its own uid (without raysub-init). */
+  setpriv: string | null;
+  /** raysub-init on the host (init.ts): settles the worker instead of setpriv and a shell script. */
+  init: string | null;
+  /** bwrap runs as an unprivileged user and needs a user namespace. */
+  userns: boolean;
+}
+
+export interface SandboxSettings {
+  bwrap: BwrapSettings | null;
+  cgroups: AgentCgroups | null;
+  pinner: CpuPinner | null;
+  /** A uid per task: only a root agent in bwrap mode has one. */
+  uids: UidPool | null;
+  /** The agent's own uid and gid, used when tasks do not get their own. */
+  self: { uid: number; gid: number };
+  /** Per-task files (passwd, start script), private to the agent. */
+  stateDir: string;
+  envBinary: string | null;
+  pidsMax: number;
+  openFiles: number;
+  devDir: string;
+  /**
+   * Run a job's consecutive tasks in one served sandbox (needs raysub-init and a uid per task):
+   * the workspace's tasks directory, in which each job's tasks have a directory of the job's
+   * (that a served sandbox binds). Null: never.
+   */
+  reuse: { tasksRoot: string } | null;
+}
+
+/** What every launcher of the agent shares, before bubblewrap is probed. */
+export type BaseSettings = Omit<SandboxSettings, 'bwrap' | 'uids'>;

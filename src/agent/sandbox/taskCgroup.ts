@@ -1,0 +1,129 @@
+/**
+ * One task attempt's cgroups, one per hierarchy: its limits, joining them, listing and killing
+ * what runs inside, and removing them once the task is gone.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { listPids, read, removeCgroupDir, signalAll, write } from './cgroupFiles.js';
+import type { Hierarchy } from './cgroupMounts.js';
+import type { TaskLimits } from './limits.js';
+
+export type ApplyLimits = (h: Hierarchy, dir: string, limits: TaskLimits) => void;
+
+export class TaskCgroup {
+  constructor(
+    private readonly dirs: Map<Hierarchy, string>,
+    private memoryLimited: boolean,
+    private readonly apply: ApplyLimits,
+  ) {}
+
+  /** Set (or change) the limits; allowed while processes are inside. */
+  setLimits(limits: TaskLimits): void {
+    for (const [h, dir] of this.dirs) this.apply(h, dir, limits);
+    this.memoryLimited = limits.memoryBytes > 0;
+  }
+
+  /** Rename in every hierarchy (a spare's cgroups take the name of the task they end up running). */
+  rename(name: string): void {
+    for (const [h, dir] of this.dirs) {
+      const to = path.join(path.dirname(dir), name);
+      fs.renameSync(dir, to);
+      this.dirs.set(h, to);
+    }
+  }
+
+  /**
+   * Move `pid` into every hierarchy (before it execs the worker, so all its children follow).
+   * The first move may wait for an RCU grace period (~10 ms when no move happened lately): it
+   * goes through the thread pool while the agent does other work. The others follow at once,
+   * synchronously: on cgroupfs a synchronous write costs ~10 µs of CPU, an asynchronous one ~150.
+   */
+  async join(pid: number): Promise<void> {
+    const [first, ...rest] = [...this.dirs.values()];
+    if (first === undefined) return;
+    await fs.promises.writeFile(path.join(first, 'cgroup.procs'), String(pid));
+    for (const dir of rest) write(dir, 'cgroup.procs', String(pid));
+  }
+
+  /** Every process of the task, as the host sees them. */
+  pids(): number[] {
+    const dir = this.dirs.get('unified') ?? this.dirs.get('pids') ?? this.dirs.values().next().value;
+    return dir ? listPids(dir) : [];
+  }
+
+  /** The kernel's OOM killer killed something in this task (since the count was `since`). */
+  oomKilled(since = 0): boolean {
+    return this.memoryLimited && this.oomKills() > since;
+  }
+
+  /** How many processes the OOM killer killed in this cgroup so far. */
+  oomKills(): number {
+    const dir = this.dirs.get('memory');
+    if (!dir) return 0;
+    try {
+      return Number(/^oom_kill\s+(\d+)/m.exec(read(dir, 'memory.oom_control'))?.[1] ?? 0);
+    } catch {
+      return 0;
+    }
+  }
+
+  kill(): void {
+    const unified = this.dirs.get('unified');
+    if (unified) {
+      try {
+        write(unified, 'cgroup.kill', '1');
+        return;
+      } catch {
+        // fall through to signalling each process
+      }
+    }
+    signalAll(this.pids(), 'SIGKILL');
+  }
+
+  /**
+   * Kill what is left and wait (a bounded time) for it to be gone. When a worker exits, its
+   * sandbox's init is usually still tearing the namespaces down; cgroup2's `cgroup.events`
+   * changes the moment the cgroup empties, so the wait ends then rather than at the next poll.
+   */
+  async drain(): Promise<void> {
+    if (this.pids().length === 0) return;
+    const deadline = Date.now() + 5000;
+    let wake: (() => void) | null = null;
+    const unified = this.dirs.get('unified');
+    let watcher: fs.FSWatcher | null = null;
+    try {
+      if (unified) {
+        watcher = fs.watch(path.join(unified, 'cgroup.events'), () => wake?.());
+        watcher.on('error', () => undefined); // the wait still ends by polling
+      }
+    } catch {
+      // polling alone, below
+    }
+    try {
+      for (let i = 0; this.pids().length > 0 && Date.now() < deadline; i++) {
+        this.kill();
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(done, Math.min(50, 2 ** i));
+          function done(): void {
+            clearTimeout(timer);
+            wake = null;
+            resolve();
+          }
+          wake = done;
+        });
+      }
+    } finally {
+      watcher?.close();
+    }
+  }
+
+  /**
+   * Drain, then remove the cgroups. The v1 memory cgroup goes through the thread pool: removing
+   * it takes the kernel milliseconds, time in which the agent would not read the head's next
+   * assignment. The others are removed synchronously (~10 µs each; ~50 through the pool).
+   */
+  async remove(): Promise<void> {
+    await this.drain();
+    await Promise.all([...this.dirs].map(([h, dir]) => removeCgroupDir(dir, h === 'memory')));
+  }
+}
