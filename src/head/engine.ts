@@ -1,76 +1,111 @@
 /**
- * The job and task state machine. Every transition is one SQLite transaction; the in-memory
- * LiveState follows the database and is rebuilt from it if a transaction ever fails.
+ * The job and task state machine, and the only writer of the head's live state. Every transition
+ * is one SQLite transaction; the in-memory LiveState follows the database and is rebuilt from it
+ * when a transaction that changed it fails. Others read through `view` and hear of changes through
+ * typed events, emitted once the transaction that made them has committed.
  */
 import { EventEmitter } from 'node:events';
+import { RaysubError } from '../shared/errors.js';
+import { guarded } from '../shared/guard.js';
+import { newNodeId } from '../shared/ids.js';
 import type { Logger } from '../shared/log.js';
-import type { AgentEvent, ExitOutcome, JobErrorType, JobStatus, TaskRef } from '../shared/protocol/index.js';
-import { applyPlacement } from '../shared/resources.js';
-import type { Store } from './db/index.js';
+import type { AgentEvent, NodeTotals, SandboxMode, TaskRef, Usage } from '../shared/protocol/index.js';
+import { applyPlacement, type TaskRequest } from '../shared/resources.js';
+import type { NewJob, Store } from './db/index.js';
 import type { LogStore } from './logStore.js';
-import { planPlacements } from './scheduler.js';
-import { LiveState, type LiveJob, type LiveTask } from './state.js';
+import { planPlacements, unschedulableReason } from './placement.js';
+import { LiveState, type LiveNode, type LiveView, type NodeView } from './state.js';
+import type { EngineEvents } from './events.js';
+import { Settler } from './settle.js';
+import { Transactions } from './transactions.js';
 
 export interface EngineOptions {
   leaseMs: number;
   starvationMs: number;
 }
 
-interface Verdict {
-  state: 'SUCCEEDED' | 'FAILED' | 'STOPPED';
-  errorType: JobErrorType | null;
-  message: string | null;
-  retryable: boolean;
-}
+export type { EngineEvents } from './events.js';
 
-const MESSAGE_TAIL_BYTES = 2000;
-
-export interface EngineEvents {
-  job: [jobId: string, status: JobStatus];
+export interface NewNode {
+  name: string;
+  hostname: string;
+  totals: NodeTotals;
+  sandbox: { mode: SandboxMode; detail: string; cgroups: boolean };
 }
 
 export class Engine extends EventEmitter<EngineEvents> {
-  readonly live = new LiveState();
+  private readonly live = new LiveState();
+  /** Live state, read-only. */
+  readonly view: LiveView = this.live;
   private scheduled = false;
   private wakeTimer: NodeJS.Timeout | null = null;
-  /** Time from a task becoming eligible to its assignment, for metrics. */
-  onPlaced: ((waitMs: number) => void) | null = null;
-  /** A job is being stopped or failed: its in-job work on every node must go. */
-  onStopping: ((jobId: string) => void) | null = null;
+  private readonly runPass: () => void;
+  private readonly tx: Transactions;
+  /** Nodes removed in the current transaction: a reload keeps their lease. */
+  private readonly retired = new Map<string, LiveNode>();
+  private readonly settler: Settler;
 
   constructor(
-    readonly store: Store,
-    readonly logs: LogStore,
+    private readonly store: Store,
+    private readonly logs: LogStore,
     private readonly opts: EngineOptions,
     private readonly log: Logger,
   ) {
     super();
     this.setMaxListeners(0);
+    this.tx = new Transactions(
+      store,
+      log,
+      () => this.reload(),
+      () => this.retired.clear(),
+    );
+    this.settler = new Settler(this.live, store, logs, { announce: (e, ...a) => this.announce(e, ...a), requestSchedule: () => this.requestSchedule() });
+    this.runPass = () => {
+      // A pass run directly since (schedule()) already placed what this one would.
+      if (!this.scheduled) return;
+      try {
+        this.schedule();
+      } catch (err) {
+        this.log.error({ err }, 'scheduling pass failed; trying again in a second');
+        setTimeout(guarded(log, 'scheduling pass', () => this.requestSchedule()), 1000).unref();
+      }
+    };
   }
 
+  /** Load live state at start-up: every known node gets a fresh lease (the restart grace period). */
   load(): void {
-    this.live.load(this.store, this.opts.leaseMs, Date.now());
+    this.live.load(this.store, Date.now() + this.opts.leaseMs);
   }
 
-  /** Run `fn` in one transaction; if it fails, the memory view is rebuilt from the database. */
+  /**
+   * Run `fn` as one transaction (see transactions.ts): events it causes are emitted after the
+   * commit; if it fails after changing live state, live state is reloaded from the database,
+   * keeping every node's lease.
+   */
   transact<T>(fn: () => T): T {
-    try {
-      return this.store.tx(fn);
-    } catch (err) {
-      this.log.error({ err }, 'transaction failed; reloading live state from the database');
-      this.load();
-      throw err;
-    }
+    return this.tx.run(fn);
+  }
+
+  private reload(): (() => void)[] {
+    const carry = new Map([...this.retired, ...this.live.nodes]);
+    // A node the database holds but memory never knew gets no lease: it must show itself.
+    this.live.load(this.store, Date.now(), carry);
+    this.requestSchedule();
+    return [...carry.keys()].map((id) => () => this.emit('wake', id));
+  }
+
+  /** Emit now, or after the commit when inside a transaction. */
+  private announce<K extends keyof EngineEvents>(event: K, ...args: EngineEvents[K]): void {
+    this.tx.afterCommit(() => {
+      (this.emit as (e: K, ...a: EngineEvents[K]) => boolean)(event, ...args);
+    });
   }
 
   /** Ask for a scheduling pass soon; many triggers in one tick give one pass. */
   requestSchedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    setImmediate(() => {
-      // A pass run directly since (schedule()) already placed what this one would.
-      if (this.scheduled) this.schedule();
-    });
+    setImmediate(this.runPass);
   }
 
   /**
@@ -81,40 +116,85 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.scheduled = false;
     const now = Date.now();
     const pass = planPlacements(this.live, now, this.opts.starvationMs);
+    for (const [t, reason] of pass.reasons) {
+      const task = this.live.tasks.get(t.id);
+      if (task) task.reason = reason;
+    }
     if (this.wakeTimer) clearTimeout(this.wakeTimer);
     this.wakeTimer = null;
     if (pass.nextWakeAt !== null) {
-      this.wakeTimer = setTimeout(() => this.requestSchedule(), Math.max(0, pass.nextWakeAt - now) + 5);
+      this.wakeTimer = setTimeout(guarded(this.log, 'scheduling wake-up', () => this.requestSchedule()), Math.max(0, pass.nextWakeAt - now) + 5);
       this.wakeTimer.unref();
     }
     if (pass.placements.length === 0) return;
     const woken = new Set<string>();
     this.transact(() => {
+      this.tx.touch();
       for (const p of pass.placements) {
-        const t = p.task;
-        const job = this.live.jobs.get(t.jobId);
+        const t = this.live.tasks.get(p.task.id);
+        const job = t && this.live.jobs.get(t.jobId);
         const node = this.live.nodes.get(p.nodeId);
-        if (!job || !node) continue;
+        if (!t || !job || !node) continue;
         const logStart = this.logs.size(t.jobId, t.idx);
         if (!this.store.tasks.assign(t.jobId, t.idx, t.attempt + 1, p.nodeId, p.gpuIds, logStart, now)) continue;
         t.state = 'ASSIGNED';
         t.attempt += 1;
         t.nodeId = p.nodeId;
-        t.gpuIds = p.gpuIds;
+        t.gpuIds = [...p.gpuIds];
         t.logStart = logStart;
         t.reason = null;
         this.live.dequeue(t);
         applyPlacement(node.free, job.request, p.gpuIds, -1);
         node.running.add(t.id);
         woken.add(p.nodeId);
-        this.onPlaced?.(now - Math.max(t.waitingSince, t.notBefore));
+        this.announce('placed', now - Math.max(t.waitingSince, t.notBefore));
       }
+      for (const id of woken) if (id !== answering) this.announce('wake', id);
     });
-    for (const id of woken) if (id !== answering) this.live.nodes.get(id)?.wake?.();
+  }
+
+  /** Record a new job and its tasks; false when the same spec was submitted before under its id. */
+  submitJob(row: NewJob, opts: { waitForCapacity: boolean }): boolean {
+    const created = this.transact(() => {
+      const existing = this.store.jobs.get(row.id);
+      if (existing) {
+        if (existing.spec_hash === row.spec_hash) return false;
+        throw new RaysubError('JOB_ALREADY_EXISTS', `a job with submission id "${row.id}" already exists with a different spec`);
+      }
+      this.tx.touch();
+      this.store.jobs.insert(row);
+      for (let i = 0; i < row.parallel; i++) this.store.tasks.insert(row.id, i);
+      const stored = this.store.jobs.get(row.id);
+      if (!stored) throw new RaysubError('INTERNAL', `job ${row.id} vanished after insert`);
+      const job = this.live.addJob(stored);
+      for (const t of this.store.tasks.ofJob(row.id)) this.live.addTask(t, row.created_at);
+      const never = opts.waitForCapacity ? null : unschedulableReason(this.live, job);
+      if (never) this.settler.failUnstarted(job, 'UNSCHEDULABLE', never, row.created_at);
+      return true;
+    });
+    if (created) this.requestSchedule();
+    return created;
+  }
+
+  /** Apply a report's events in order, each at most once; returns the last sequence number applied. */
+  applyReport(nodeId: string, events: readonly AgentEvent[], usage: string | null, now: number): number {
+    return this.transact(() => {
+      let acked = this.store.nodes.get(nodeId)?.last_seq ?? 0;
+      for (const ev of events) {
+        if (ev.seq <= acked) continue;
+        if (ev.seq !== acked + 1) break; // never skip a sequence number: wait for the gap to be resent
+        this.tx.touch();
+        this.applyEvent(nodeId, ev);
+        acked = ev.seq;
+      }
+      this.store.nodes.setSeq(nodeId, acked);
+      this.store.nodes.touch(nodeId, now, usage);
+      return acked;
+    });
   }
 
   /** Apply one agent event. Returns false when it is stale (old attempt or finished task). */
-  applyEvent(nodeId: string, ev: AgentEvent): boolean {
+  private applyEvent(nodeId: string, ev: AgentEvent): boolean {
     const task = this.live.tasks.get(ev.task_id);
     if (!task || task.attempt !== ev.attempt || task.nodeId !== nodeId) return false;
     if (ev.type === 'started') {
@@ -124,167 +204,12 @@ export class Engine extends EventEmitter<EngineEvents> {
       const job = this.live.jobs.get(task.jobId);
       if (job && job.status === 'PENDING' && this.store.jobs.setRunning(job.id, ev.at, nodeId)) {
         job.status = 'RUNNING';
-        this.emit('job', job.id, 'RUNNING');
+        this.announce('job', job.id, 'RUNNING');
       }
       return true;
     }
-    this.endAttempt(task, ev.outcome, ev.exit_code, ev.signal, ev.message, ev.at);
+    this.settler.endAttempt(task, ev.outcome, ev.exit_code, ev.signal, ev.message, ev.at);
     return true;
-  }
-
-  /** The node holding `task` is gone: its attempt ends as lost. */
-  taskLost(task: LiveTask, reason: string, at: number): void {
-    this.endAttempt(task, 'lost', null, null, reason, at);
-  }
-
-  private verdict(job: LiveJob, task: LiveTask, outcome: ExitOutcome | 'lost', exitCode: number | null, signal: string | null, message: string | null): Verdict {
-    if (outcome === 'exited' && exitCode === 0) return { state: 'SUCCEEDED', errorType: null, message: null, retryable: false };
-    if (job.stopRequested) return { state: 'STOPPED', errorType: 'STOPPED_BY_USER', message: 'stopped by the user', retryable: false };
-    if (job.failedTask !== null && job.failedTask !== task.idx) {
-      return { state: 'STOPPED', errorType: null, message: `cancelled because task ${job.failedTask} failed`, retryable: false };
-    }
-    switch (outcome) {
-      case 'exited':
-        return { state: 'FAILED', errorType: 'ENTRYPOINT_FAILED', message: `exited with code ${exitCode}`, retryable: true };
-      case 'signaled':
-        return { state: 'FAILED', errorType: 'ENTRYPOINT_FAILED', message: `killed by ${signal ?? 'a signal'}`, retryable: true };
-      case 'oom':
-        return { state: 'FAILED', errorType: 'OOM_KILLED', message: message ?? 'killed for using more memory than it requested', retryable: true };
-      case 'lost':
-        return { state: 'FAILED', errorType: 'NODE_LOST', message: message ?? 'its node was lost', retryable: true };
-      case 'timeout':
-        return { state: 'FAILED', errorType: 'TIMEOUT', message: message ?? `timed out after ${job.timeoutS}s`, retryable: false };
-      case 'setup_failed':
-        return { state: 'FAILED', errorType: 'RUNTIME_ENV_SETUP_FAILED', message: message ?? 'runtime environment setup failed', retryable: false };
-      case 'sandbox_unavailable':
-        return { state: 'FAILED', errorType: 'SANDBOX_UNAVAILABLE', message: message ?? 'the node cannot provide the required sandbox', retryable: false };
-      case 'spawn_failed':
-        return { state: 'FAILED', errorType: 'ENTRYPOINT_FAILED', message: message ?? 'the process could not be started', retryable: false };
-      case 'killed':
-        return { state: 'FAILED', errorType: 'ENTRYPOINT_FAILED', message: message ?? 'killed by its agent', retryable: false };
-    }
-  }
-
-  private endAttempt(task: LiveTask, outcome: ExitOutcome | 'lost', exitCode: number | null, signal: string | null, message: string | null, at: number): void {
-    const job = this.live.jobs.get(task.jobId);
-    if (!job) return;
-    const v = this.verdict(job, task, outcome, exitCode, signal, message);
-    this.store.tasks.endAttempt({
-      job_id: task.jobId,
-      idx: task.idx,
-      attempt: task.attempt,
-      ended_at: at,
-      outcome,
-      exit_code: exitCode,
-      error_type: v.errorType,
-      message: v.message,
-    });
-    this.live.release(task);
-    if (v.state === 'FAILED' && v.retryable && task.attempt <= job.maxRetries) {
-      const delayMs = job.retryBackoffS * 1000 * 2 ** (task.attempt - 1);
-      const notBefore = at + Math.min(delayMs, 300_000);
-      this.store.tasks.requeue(task.jobId, task.idx, notBefore, exitCode, v.errorType, v.message);
-      this.logs.appendSystem(
-        task.jobId,
-        task.idx,
-        `[raysub] attempt ${task.attempt} failed (${v.errorType}: ${v.message}); retrying in ${(delayMs / 1000).toFixed(1)}s (${task.attempt}/${job.maxRetries} retries used)`,
-      );
-      task.state = 'PENDING';
-      task.nodeId = null;
-      task.gpuIds = [];
-      task.notBefore = notBefore;
-      task.waitingSince = notBefore;
-      this.live.enqueue(task);
-      this.requestSchedule();
-      return;
-    }
-    if (outcome === 'lost' || (v.state === 'FAILED' && v.errorType !== 'ENTRYPOINT_FAILED')) {
-      this.logs.appendSystem(task.jobId, task.idx, `[raysub] ${v.errorType}: ${v.message}`);
-    }
-    this.finishTask(job, task, v.state, exitCode, v.errorType, v.message, at);
-    if (v.state === 'FAILED') this.failJob(job, task, v, exitCode, at);
-    this.settleJob(job, at);
-    this.requestSchedule();
-  }
-
-  private finishTask(job: LiveJob, task: LiveTask, state: Verdict['state'], exitCode: number | null, errorType: string | null, message: string | null, at: number): void {
-    this.store.tasks.end({ job_id: job.id, idx: task.idx, state, exit_code: exitCode, error_type: errorType, message, ended_at: at });
-    this.live.removeTask(task);
-  }
-
-  /** A task failed for good: remember it, cancel what has not started, kill what runs. */
-  private failJob(job: LiveJob, task: LiveTask, v: Verdict, exitCode: number | null, at: number): void {
-    if (job.failedTask !== null) return;
-    const what = job.parallel > 1 ? `task ${task.idx} of ${job.parallel} failed` : 'job failed';
-    let message = `${what}: ${v.message}`;
-    if (v.errorType === 'ENTRYPOINT_FAILED') {
-      const tail = this.logTail(job.id, task.idx);
-      if (tail) message += `; last output:\n${tail}`;
-    }
-    this.store.jobs.setFailedTask(job.id, task.idx, message, v.errorType ?? 'ENTRYPOINT_FAILED', exitCode);
-    job.failedTask = task.idx;
-    this.cancelOthers(job, `cancelled because task ${task.idx} failed`, at);
-    this.onStopping?.(job.id);
-  }
-
-  private cancelOthers(job: LiveJob, message: string, at: number): void {
-    for (const t of this.live.tasksOfJob(job.id)) {
-      if (t.state === 'PENDING') this.finishTask(job, t, 'STOPPED', null, null, message, at);
-      else if (t.nodeId) this.live.nodes.get(t.nodeId)?.wake?.();
-    }
-  }
-
-  private logTail(jobId: string, idx: number): string {
-    const size = this.logs.size(jobId, idx);
-    const from = Math.max(0, size - MESSAGE_TAIL_BYTES);
-    const text = this.logs
-      .read(jobId, idx, from, MESSAGE_TAIL_BYTES)
-      .map((s) => s.data.toString('utf8'))
-      .join('');
-    const lines = text.split('\n').filter((l) => l.length > 0);
-    return lines.slice(from > 0 ? 1 : 0).slice(-10).join('\n');
-  }
-
-  /** When every task of a job is finished, the job takes its final state, once. */
-  settleJob(job: LiveJob, at: number): void {
-    if (this.live.tasksOfJob(job.id).length > 0) return;
-    const row = this.store.jobs.get(job.id);
-    if (!row) return;
-    let status: JobStatus;
-    let message: string | null;
-    let errorType: JobErrorType | null;
-    let exitCode: number | null;
-    if (row.failed_task !== null) {
-      status = 'FAILED';
-      message = row.message;
-      errorType = row.error_type;
-      exitCode = row.exit_code;
-    } else if (row.stop_requested) {
-      status = 'STOPPED';
-      message = 'Job was stopped by the user.';
-      errorType = 'STOPPED_BY_USER';
-      exitCode = null;
-    } else {
-      status = 'SUCCEEDED';
-      message = job.parallel > 1 ? `all ${job.parallel} tasks succeeded` : 'Job finished successfully.';
-      errorType = null;
-      exitCode = 0;
-    }
-    this.store.jobs.finish({ id: job.id, status, message, error_type: errorType, exit_code: exitCode, end_time: at });
-    this.live.jobs.delete(job.id);
-    job.status = status;
-    this.emit('job', job.id, status);
-  }
-
-  /** Fail a whole job that cannot run at all (no task has started). */
-  failUnstarted(job: LiveJob, errorType: JobErrorType, message: string, at: number): void {
-    this.store.jobs.setFailedTask(job.id, 0, message, errorType, null);
-    job.failedTask = 0;
-    for (const t of this.live.tasksOfJob(job.id)) {
-      this.logs.appendSystem(job.id, t.idx, `[raysub] ${errorType}: ${message}`);
-      this.finishTask(job, t, 'FAILED', null, errorType, message, at);
-    }
-    this.settleJob(job, at);
   }
 
   /** Stop a job in any state: pending tasks end now, running ones are killed by their agents. */
@@ -293,15 +218,13 @@ export class Engine extends EventEmitter<EngineEvents> {
     if (!job) return false;
     const at = Date.now();
     this.transact(() => {
+      this.tx.touch();
       this.store.jobs.requestStop(job.id);
       job.stopRequested = true;
-      for (const t of this.live.tasksOfJob(job.id)) {
-        if (t.state === 'PENDING') this.finishTask(job, t, 'STOPPED', null, 'STOPPED_BY_USER', 'stopped by the user', at);
-        else if (t.nodeId) this.live.nodes.get(t.nodeId)?.wake?.();
-      }
-      this.settleJob(job, at);
+      this.settler.cancelPending(job, 'stopped by the user', 'STOPPED_BY_USER', at);
+      this.settler.settleJob(job, at);
+      this.announce('stopping', job.id);
     });
-    this.onStopping?.(job.id);
     this.requestSchedule();
     return true;
   }
@@ -319,5 +242,100 @@ export class Engine extends EventEmitter<EngineEvents> {
       if (!job || job.stopRequested || job.failedTask !== null) kills.push(ref);
     }
     return kills;
+  }
+
+  // ---- nodes ----
+
+  /** A new node joins; the nodes in `replacing` (same machine, an earlier agent) are declared lost. */
+  registerNode(n: NewNode, replacing: readonly string[], now: number): string {
+    const id = newNodeId();
+    this.transact(() => {
+      this.tx.touch();
+      for (const old of replacing) {
+        const node = this.live.nodes.get(old);
+        if (node) this.markLost(node, `replaced by a new agent registering as ${n.name}`, now);
+      }
+      this.store.nodes.insert({ id, name: n.name, hostname: n.hostname, totals: JSON.stringify(n.totals), sandbox: JSON.stringify(n.sandbox), registered_at: now });
+      const row = this.store.nodes.get(id);
+      if (row) this.live.addNode(row, now + this.opts.leaseMs);
+    });
+    this.requestSchedule();
+    return id;
+  }
+
+  /** The node has been heard from: its lease runs from now. Throws NODE_LOST for a node that is not alive. */
+  renewLease(nodeId: string, now = Date.now()): NodeView {
+    const node = this.live.nodes.get(nodeId);
+    if (!node) throw new RaysubError('NODE_LOST', `node ${nodeId} is not registered or was declared lost; register again`);
+    node.leaseUntil = Math.max(node.leaseUntil, now + this.opts.leaseMs);
+    return node;
+  }
+
+  /** Take no new work on this node; what runs there finishes. */
+  drainNode(nodeId: string): void {
+    const node = this.live.nodes.get(nodeId);
+    if (!node || node.draining) return;
+    node.draining = true;
+    this.store.nodes.setState(nodeId, 'DRAINING');
+    this.log.info({ nodeId, name: node.name }, 'node draining');
+    this.requestSchedule();
+  }
+
+  /** Declare a node lost now: its tasks are retried elsewhere or fail. False if it was not alive. */
+  nodeLost(nodeId: string, reason: string, now = Date.now()): boolean {
+    const node = this.live.nodes.get(nodeId);
+    if (!node) return false;
+    this.transact(() => {
+      this.tx.touch();
+      this.markLost(node, reason, now);
+    });
+    this.requestSchedule();
+    return true;
+  }
+
+  /** Declare lost every node whose lease lapsed before `now`; forget nodes lost a day ago. */
+  expireLeases(now: number): void {
+    for (const node of this.live.nodeList()) {
+      if (node.leaseUntil >= now) continue;
+      this.log.warn({ nodeId: node.id, name: node.name }, 'node missed its heartbeats: declared lost');
+      this.nodeLost(node.id, `node ${node.name} stopped sending heartbeats`, now);
+    }
+    this.store.nodes.forgetLost(now - 24 * 3600_000);
+  }
+
+  private markLost(node: LiveNode, reason: string, now: number): void {
+    this.store.nodes.setState(node.id, 'LOST');
+    for (const id of [...node.running]) {
+      const t = this.live.tasks.get(id);
+      if (t) this.settler.endAttempt(t, 'lost', null, null, reason, now);
+    }
+    this.retired.set(node.id, node);
+    this.live.nodes.delete(node.id);
+    this.announce('nodeLost', node.id);
+    this.announce('wake', node.id);
+  }
+
+  /** Ask a node's parked poll to answer now. */
+  wakeNode(nodeId: string): void {
+    this.announce('wake', nodeId);
+  }
+
+  // ---- in-job work (memory only: in-job tasks die with their job) ----
+
+  /** What a node's agent reports its in-job work holds. */
+  setInjobUsage(nodeId: string, usage: Usage): void {
+    const node = this.live.nodes.get(nodeId);
+    if (node) this.live.setInjobUsage(node, usage);
+  }
+
+  /** Hold resources on a node for an in-job task placed there, until `releaseInjob(key)`. */
+  holdInjob(nodeId: string, key: string, req: TaskRequest, gpuIds: readonly number[]): void {
+    const node = this.live.nodes.get(nodeId);
+    if (node) this.live.holdInjob(node, key, req, gpuIds);
+  }
+
+  releaseInjob(nodeId: string, key: string): void {
+    const node = this.live.nodes.get(nodeId);
+    if (node) this.live.releaseInjob(node, key);
   }
 }

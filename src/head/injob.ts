@@ -5,19 +5,15 @@
  * and in-job task counts per job. Each node's ledger here follows what its agent reports it holds.
  */
 import type { Logger } from '../shared/log.js';
-import type { InjobAnswer, InjobCounts, InjobDelivery, InjobPoll, InjobReport, JobContext, RelayTask, Usage } from '../shared/protocol/index.js';
-import { applyPlacement, fit, type Capacity, type TaskRequest } from '../shared/resources.js';
+import type { InjobAnswer, InjobCounts, InjobDelivery, InjobPoll, InjobReport, RelayTask, Usage } from '../shared/protocol/index.js';
+import { jobContextOf } from './jobContext.js';
+import type { Store } from './db/index.js';
 import type { Engine } from './engine.js';
-import { packageNameOf } from './jobService.js';
-import type { LiveNode } from './state.js';
+import { placeInjob } from './placement.js';
 
 interface Placed {
   task: RelayTask;
   nodeId: string;
-  req: TaskRequest;
-  gpuIds: number[];
-  /** The node has taken it in: its reported usage covers it from then on. */
-  received: boolean;
 }
 
 interface Outgoing {
@@ -34,8 +30,6 @@ export class InjobHub {
   private readonly actors = new Map<string, string>();
   private readonly waitingForActor = new Map<string, InjobDelivery[]>();
   private readonly outgoing = new Map<string, Outgoing>();
-  /** Keyed by the live node object: a node rebuilt from the database starts from its totals again. */
-  private readonly reported = new WeakMap<LiveNode, Usage>();
   private readonly counts = new Map<string, Map<string, InjobCounts>>();
   private readonly jobsOnNode = new Map<string, Set<string>>();
   /** Per job, tasks already taken in (a resent report carries them again). */
@@ -44,26 +38,29 @@ export class InjobHub {
 
   constructor(
     private readonly engine: Engine,
+    private readonly store: Store,
     private readonly log: Logger,
   ) {
     engine.on('job', (jobId, status) => {
       if (status === 'PENDING' || status === 'RUNNING') return;
       // The last counts are kept with the job in SQLite (only for jobs that ran in-job work).
       const final = this.countsOf(jobId);
-      if (final) this.engine.store.jobs.setInjobCounts(jobId, JSON.stringify(final));
+      if (final) this.store.jobs.setInjobCounts(jobId, JSON.stringify(final));
       this.forgetJob(jobId);
     });
+    engine.on('stopping', (jobId) => this.jobStopping(jobId));
+    engine.on('nodeLost', (nodeId) => this.nodeLost(nodeId));
   }
 
   /** Whether in-job work of this job may go on (not stopped, not failing, not over). */
   private live(jobId: string): boolean {
-    const j = this.engine.live.jobs.get(jobId);
+    const j = this.engine.view.job(jobId);
     return Boolean(j && !j.stopRequested && j.failedTask === null);
   }
 
   /** A job stops or fails: wake every node holding its in-job work, so it hears at once. */
-  jobStopping(jobId: string): void {
-    for (const [nodeId, jobs] of this.jobsOnNode) if (jobs.has(jobId)) this.engine.live.nodes.get(nodeId)?.wake?.();
+  private jobStopping(jobId: string): void {
+    for (const [nodeId, jobs] of this.jobsOnNode) if (jobs.has(jobId)) this.engine.wakeNode(nodeId);
   }
 
   private forgetJob(jobId: string): void {
@@ -80,7 +77,7 @@ export class InjobHub {
     let out = this.outgoing.get(nodeId);
     if (!out) this.outgoing.set(nodeId, (out = { seq: 0, items: [] }));
     out.items.push({ seq: ++out.seq, msg });
-    this.engine.live.nodes.get(nodeId)?.wake?.();
+    this.engine.wakeNode(nodeId);
   }
 
   private toActor(jobId: string, actorId: string, msg: InjobDelivery): void {
@@ -99,28 +96,21 @@ export class InjobHub {
     this.waitingForActor.delete(k);
   }
 
-  report(node: LiveNode, r: InjobReport): InjobAnswer {
-    if (r.address) this.addresses.set(node.id, r.address);
-    const before = this.reported.get(node);
-    if (before) applyUsage(node.free, before, 1);
-    applyUsage(node.free, r.usage, -1);
-    this.reported.set(node, r.usage);
-    this.jobsOnNode.set(node.id, new Set(r.jobs));
-    for (const id of r.received) {
-      for (const p of this.placedOn(node.id, id)) {
-        if (!p.received) applyPlacement(node.free, p.req, p.gpuIds, 1);
-        p.received = true;
-      }
-    }
-    for (const id of r.done) for (const p of this.placedOn(node.id, id)) this.release(p, id);
+  report(nodeId: string, r: InjobReport): InjobAnswer {
+    if (r.address) this.addresses.set(nodeId, r.address);
+    this.engine.setInjobUsage(nodeId, r.usage);
+    this.jobsOnNode.set(nodeId, new Set(r.jobs));
+    // Taken in: the node's reported usage covers it from now on.
+    for (const id of r.received) for (const p of this.placedOn(nodeId, id)) this.engine.releaseInjob(p.nodeId, id);
+    for (const id of r.done) for (const p of this.placedOn(nodeId, id)) this.release(p, id);
     for (const [jobId, c] of Object.entries(r.counts)) {
       // A report can trail its job's end: counts of a job that is over are not taken in again.
-      if (!this.engine.live.jobs.has(jobId)) continue;
+      if (!this.engine.view.job(jobId)) continue;
       let m = this.counts.get(jobId);
       if (!m) this.counts.set(jobId, (m = new Map<string, InjobCounts>()));
-      m.set(node.id, c);
+      m.set(nodeId, c);
     }
-    for (const a of r.actors) this.locateActor(a.job_id, a.actor_id, node.id);
+    for (const a of r.actors) this.locateActor(a.job_id, a.actor_id, nodeId);
     for (const t of r.submit) {
       if (!this.live(t.job_id)) continue;
       const seenKey = `${t.spec.id}\u0000${t.attempt}`;
@@ -131,10 +121,10 @@ export class InjobHub {
       if (t.spec.kind === 'actor_call') this.routeCall(t);
       else this.queue.push(t);
     }
-    for (const res of r.results) if (this.engine.live.nodes.has(res.owner_node)) this.deliver(res.owner_node, { type: 'result', result: res });
+    for (const res of r.results) if (this.engine.view.node(res.owner_node)) this.deliver(res.owner_node, { type: 'result', result: res });
     for (const k of r.kill_actors) this.toActor(k.job_id, k.actor_id, { type: 'kill_actor', job_id: k.job_id, actor_id: k.actor_id });
     for (const l of r.logs) {
-      const driver = this.engine.live.tasksOfJob(l.job_id).find((t) => t.state === 'RUNNING' && t.nodeId);
+      const driver = this.engine.view.tasksOfJob(l.job_id).find((t) => t.state === 'RUNNING' && t.nodeId);
       if (driver?.nodeId) this.deliver(driver.nodeId, { type: 'log', job_id: l.job_id, data: l.data });
     }
     this.place();
@@ -148,59 +138,50 @@ export class InjobHub {
 
   private routeCall(t: RelayTask): void {
     const actorId = t.spec.actor_id ?? '';
-    this.toActor(t.job_id, actorId, { type: 'task', task: t, job: this.context(t.job_id) });
+    this.toActor(t.job_id, actorId, { type: 'task', task: t, job: jobContextOf(t.job_id, this.engine.view.job(t.job_id)) });
   }
 
   private release(p: Placed, k: string): void {
     if (!this.placed.delete(k)) return;
-    const node = this.engine.live.nodes.get(p.nodeId);
-    if (node && !p.received) applyPlacement(node.free, p.req, p.gpuIds, 1);
-  }
-
-  private context(jobId: string): JobContext {
-    const j = this.engine.live.jobs.get(jobId);
-    const re = j?.runtimeEnv ?? {};
-    return { job_id: jobId, working_dir_package: packageNameOf(re.working_dir), runtime_env: re, env_vars: re.env_vars ?? {}, sandbox: re.sandbox ?? {} };
+    this.engine.releaseInjob(p.nodeId, k);
   }
 
   /** Place queued tasks on nodes that hold their resources now (the most free CPUs first). */
   place(): void {
     if (this.queue.length === 0) return;
-    const nodes = [...this.engine.live.nodes.values()].filter((n) => !n.draining);
     const waiting: RelayTask[] = [];
     for (const t of this.queue) {
       if (!this.live(t.job_id)) continue;
       const req = t.spec.resources;
-      let best: { node: LiveNode; gpuIds: number[] } | null = null;
-      for (const n of nodes) {
-        const p = fit(n.free, req);
-        if (p && (!best || n.free.cpus > best.node.free.cpus)) best = { node: n, gpuIds: p.gpuIds };
-      }
-      if (!best) {
-        if (nodes.length > 0 && !nodes.some((n) => fit(n.capacity, req))) this.fail(t, 'UnschedulableError', `no node can ever provide what ${t.spec.name} asks for`);
-        else waiting.push(t);
+      const choice = placeInjob(this.engine.view, req);
+      if (choice.kind === 'never') {
+        this.fail(t, 'UnschedulableError', `no node can ever provide what ${t.spec.name} asks for`);
         continue;
       }
-      applyPlacement(best.node.free, req, best.gpuIds, -1);
-      this.placed.set(t.spec.id, { task: t, nodeId: best.node.id, req, gpuIds: best.gpuIds, received: false });
+      if (choice.kind === 'wait') {
+        waiting.push(t);
+        continue;
+      }
+      this.engine.holdInjob(choice.nodeId, t.spec.id, req, choice.gpuIds);
+      this.placed.set(t.spec.id, { task: t, nodeId: choice.nodeId });
       // The creation goes out before any call waiting for the actor.
-      this.deliver(best.node.id, { type: 'task', task: t, job: this.context(t.job_id) });
-      if (t.spec.kind === 'actor_create') this.locateActor(t.job_id, t.spec.actor_id ?? t.spec.id, best.node.id);
+      this.deliver(choice.nodeId, { type: 'task', task: t, job: jobContextOf(t.job_id, this.engine.view.job(t.job_id)) });
+      if (t.spec.kind === 'actor_create') this.locateActor(t.job_id, t.spec.actor_id ?? t.spec.id, choice.nodeId);
     }
     this.queue = waiting;
   }
 
   private fail(t: RelayTask, type: string, message: string): void {
     this.log.info({ job: t.job_id, task: t.spec.name }, message);
-    if (!this.engine.live.nodes.has(t.owner_node)) return;
+    if (!this.engine.view.node(t.owner_node)) return;
     this.deliver(t.owner_node, {
       type: 'result',
       result: { job_id: t.job_id, id: t.spec.id, owner_node: t.owner_node, value: { kind: 'error', error: { type, message, traceback: '', task: t.spec.name }, data: '' } },
     });
   }
 
-  /** A node is gone: its tasks are retried elsewhere or fail; its actors are dead. */
-  nodeLost(nodeId: string): void {
+  /** A node is gone (its holdings went with it): its tasks are retried elsewhere or fail; its actors are dead. */
+  private nodeLost(nodeId: string): void {
     for (const [k, p] of [...this.placed]) {
       if (p.nodeId !== nodeId) continue;
       this.placed.delete(k);
@@ -235,24 +216,14 @@ export class InjobHub {
   }
 
   private liveAddresses(): [string, string][] {
-    return [...this.addresses].filter(([id]) => this.engine.live.nodes.has(id));
+    return [...this.addresses].filter(([id]) => this.engine.view.node(id));
   }
 
   private freeView(): Record<string, Usage> {
     const out: Record<string, Usage> = {};
-    for (const n of this.engine.live.nodes.values()) {
+    for (const n of this.engine.view.nodeList()) {
       if (!n.draining) out[n.id] = { cpus: n.free.cpus, memory: n.free.memory, gpus: [...n.free.gpus], custom: { ...n.free.custom } };
     }
     return out;
   }
-}
-
-/** Add (sign 1) or take (sign -1) reported in-job usage to or from a node's free capacity. */
-function applyUsage(cap: Capacity, u: Usage, sign: 1 | -1): void {
-  cap.cpus += sign * u.cpus;
-  cap.memory += sign * u.memory;
-  for (const [k, v] of Object.entries(u.custom)) cap.custom[k] = (cap.custom[k] ?? 0) + sign * v;
-  u.gpus.forEach((g, i) => {
-    if (i < cap.gpus.length) cap.gpus[i] = (cap.gpus[i] ?? 0) + sign * g;
-  });
 }

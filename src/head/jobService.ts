@@ -9,7 +9,6 @@ import {
   jobSubmitRequestSchema,
   parseRuntimeEnv,
   parseWith,
-  type Assignment,
   type InjobCounts,
   type JobDetails,
   type JobStatus,
@@ -17,11 +16,12 @@ import {
   type TaskInfo,
 } from '../shared/protocol/index.js';
 import type { TaskRequest } from '../shared/resources.js';
-import type { JobRow, NewJob } from './db/index.js';
+import type { JobRow, NewJob, Store } from './db/index.js';
 import type { Engine } from './engine.js';
+import type { InjobHub } from './injob.js';
+import { packageNameOf } from './jobContext.js';
+import type { LogStore } from './logStore.js';
 import type { PackageStore } from './packageStore.js';
-import { unschedulableReason } from './scheduler.js';
-import type { LiveTask } from './state.js';
 
 export interface SubmitResult {
   submissionId: string;
@@ -35,26 +35,18 @@ export interface ListOptions {
   schedule?: string;
 }
 
-const PACKAGE_URI = /^gcs:\/\/(.+)$/;
-
 function stripNulls(value: unknown): unknown {
   if (!value || typeof value !== 'object' || Array.isArray(value)) return value;
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== null));
 }
 
-export function packageNameOf(uri: string | undefined): string | null {
-  if (!uri) return null;
-  const m = PACKAGE_URI.exec(uri);
-  return m ? (m[1] ?? null) : null;
-}
-
 export class JobService {
-  /** In-job task counts of a job, as its agents report them. */
-  injobCounts: ((jobId: string) => InjobCounts | null) | null = null;
-
   constructor(
     private readonly engine: Engine,
+    private readonly store: Store,
+    private readonly logs: LogStore,
     private readonly packages: PackageStore,
+    private readonly injob: InjobHub,
   ) {}
 
   submit(body: unknown, extra: { schedule?: string } = {}): SubmitResult {
@@ -104,24 +96,7 @@ export class JobService {
       status: 'PENDING',
       created_at: now,
     };
-    const { engine } = this;
-    const created = engine.transact(() => {
-      const existing = engine.store.jobs.get(id);
-      if (existing) {
-        if (existing.spec_hash === specHash) return false;
-        throw new RaysubError('JOB_ALREADY_EXISTS', `a job with submission id "${id}" already exists with a different spec`);
-      }
-      engine.store.jobs.insert(row);
-      for (let i = 0; i < options.parallel; i++) engine.store.tasks.insert(id, i);
-      const stored = engine.store.jobs.get(id);
-      if (!stored) throw new RaysubError('INTERNAL', `job ${id} vanished after insert`);
-      const job = engine.live.addJob(stored);
-      for (const t of engine.store.tasks.ofJob(id)) engine.live.addTask(t, now);
-      const never = options.wait_for_capacity ? null : unschedulableReason(engine.live, job);
-      if (never) engine.failUnstarted(job, 'UNSCHEDULABLE', never, now);
-      return true;
-    });
-    if (created) engine.requestSchedule();
+    const created = this.engine.submitJob(row, { waitForCapacity: options.wait_for_capacity });
     return { submissionId: id, created };
   }
 
@@ -137,7 +112,7 @@ export class JobService {
   }
 
   row(id: string): JobRow {
-    const row = this.engine.store.jobs.get(id);
+    const row = this.store.jobs.get(id);
     if (!row) throw new RaysubError('JOB_NOT_FOUND', `no job with submission id "${id}"`);
     return row;
   }
@@ -150,10 +125,11 @@ export class JobService {
     const limit = Math.min(Math.max(opts.limit ?? 1_000_000, 1), 1_000_000);
     let beforeSeq: number | undefined;
     if (opts.cursor) {
-      beforeSeq = Number(Buffer.from(opts.cursor, 'base64url').toString('utf8'));
-      if (!Number.isInteger(beforeSeq)) throw new RaysubError('INVALID_CURSOR', 'invalid cursor');
+      const decoded = Buffer.from(opts.cursor, 'base64url').toString('utf8');
+      if (!/^[0-9]{1,15}$/.test(decoded)) throw new RaysubError('INVALID_CURSOR', 'invalid cursor');
+      beforeSeq = Number(decoded);
     }
-    const rows = this.engine.store.jobs.list({ limit: limit + 1, beforeSeq, statuses: opts.statuses, schedule: opts.schedule });
+    const rows = this.store.jobs.list({ limit: limit + 1, beforeSeq, statuses: opts.statuses, schedule: opts.schedule });
     const page = rows.slice(0, limit);
     const last = page[page.length - 1];
     const nextCursor = rows.length > limit && last ? Buffer.from(String(last.seq)).toString('base64url') : null;
@@ -172,8 +148,8 @@ export class JobService {
     if (!isTerminal(row.status)) {
       throw new RaysubError('JOB_NOT_TERMINAL', `job "${id}" is ${row.status}; stop it before deleting it`);
     }
-    this.engine.transact(() => this.engine.store.jobs.remove(id));
-    this.engine.logs.removeJob(id);
+    this.store.jobs.remove(id);
+    this.logs.removeJob(id);
   }
 
   /** Resolve when the job is terminal or `timeoutMs` passes. */
@@ -198,10 +174,10 @@ export class JobService {
   /** The whole log as one string (Ray's `GET /logs`); array jobs get a task prefix per line. */
   logsText(id: string): string {
     const row = this.row(id);
-    if (row.parallel === 1) return this.engine.logs.readAll(id, 0).toString('utf8');
+    if (row.parallel === 1) return this.logs.readAll(id, 0).toString('utf8');
     const parts: string[] = [];
     for (let i = 0; i < row.parallel; i++) {
-      const text = this.engine.logs.readAll(id, i).toString('utf8');
+      const text = this.logs.readAll(id, i).toString('utf8');
       if (!text) continue;
       const lines = text.endsWith('\n') ? text.slice(0, -1).split('\n') : text.split('\n');
       parts.push(lines.map((l) => `[task ${i}] ${l}\n`).join(''));
@@ -209,28 +185,8 @@ export class JobService {
     return parts.join('');
   }
 
-  assignmentOf(task: LiveTask): Assignment {
-    const job = this.engine.live.jobs.get(task.jobId);
-    if (!job) throw new RaysubError('INTERNAL', `no live job for task ${task.id}`);
-    return {
-      task_id: task.id,
-      attempt: task.attempt,
-      job_id: job.id,
-      task_index: task.idx,
-      task_count: job.parallel,
-      entrypoint: job.entrypoint,
-      working_dir_package: packageNameOf(job.runtimeEnv.working_dir),
-      runtime_env: job.runtimeEnv,
-      env_vars: job.runtimeEnv.env_vars ?? {},
-      resources: job.request,
-      gpu_ids: task.gpuIds,
-      timeout_s: job.timeoutS,
-      sandbox: job.runtimeEnv.sandbox ?? {},
-    };
-  }
-
   private view(row: JobRow, withTasks: boolean, queue?: Map<string, QueueInfo>): JobDetails {
-    const { store } = this.engine;
+    const { store } = this;
     const request = JSON.parse(row.request) as TaskRequest;
     const counts: Record<string, number> = {};
     for (const c of store.tasks.countsOfJob(row.id)) counts[c.state] = c.n;
@@ -296,7 +252,7 @@ export class JobService {
         schedule: row.schedule,
         task_counts: counts,
         queue: row.status === 'PENDING' ? this.queueInfo(row.id, queue) : null,
-        injob: row.injob_counts ? (JSON.parse(row.injob_counts) as InjobCounts) : (this.injobCounts?.(row.id) ?? null),
+        injob: row.injob_counts ? (JSON.parse(row.injob_counts) as InjobCounts) : this.injob.countsOf(row.id),
         ...(tasks ? { tasks } : {}),
       },
     };
@@ -312,7 +268,7 @@ export class JobService {
   /** Each waiting job's place in the queue (1 = next) and why its first waiting task waits. */
   private queuePositions(): Map<string, QueueInfo> {
     const out = new Map<string, QueueInfo>();
-    for (const t of this.engine.live.queued()) {
+    for (const t of this.engine.view.queued()) {
       if (!out.has(t.jobId)) out.set(t.jobId, { position: out.size + 1, reason: t.reason ?? 'waiting for the scheduler' });
     }
     return out;
@@ -321,7 +277,7 @@ export class JobService {
   private queueInfo(jobId: string, queue?: Map<string, QueueInfo>): QueueInfo | null {
     const found = (queue ?? this.queuePositions()).get(jobId);
     if (found) return found;
-    const live = this.engine.live.tasksOfJob(jobId);
+    const live = this.engine.view.tasksOfJob(jobId);
     if (live.some((t) => t.state !== 'PENDING')) return { position: 0, reason: 'assigned; preparing to start' };
     return null;
   }

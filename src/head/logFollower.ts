@@ -1,6 +1,7 @@
 import { StringDecoder } from 'node:string_decoder';
 import { isTerminal, type JobStatus, type LogStream } from '../shared/protocol/index.js';
 import type { Engine } from './engine.js';
+import type { LogStore } from './logStore.js';
 
 export interface LogPiece {
   task: number;
@@ -16,7 +17,7 @@ const READ_BYTES = 256 * 1024;
  * a task's output before it records the task's exit, so nothing arrives after that).
  */
 export async function* followLogs(
-  engine: Engine,
+  { engine, logs }: { engine: Engine; logs: LogStore },
   jobId: string,
   opts: { follow: boolean; signal: AbortSignal; status: () => JobStatus; taskCount: number },
 ): AsyncGenerator<LogPiece> {
@@ -37,7 +38,7 @@ export async function* followLogs(
     wakeUp.fn?.();
   };
   const onJob = (id: string): void => onAppend(id);
-  engine.logs.on('append', onAppend);
+  logs.on('append', onAppend);
   engine.on('job', onJob);
   const onAbort = (): void => wakeUp.fn?.();
   opts.signal.addEventListener('abort', onAbort);
@@ -48,7 +49,7 @@ export async function* followLogs(
       let readAny = false;
       for (let task = 0; task < opts.taskCount; task++) {
         for (;;) {
-          const segments = engine.logs.read(jobId, task, offsets[task] ?? 0, READ_BYTES);
+          const segments = logs.read(jobId, task, offsets[task] ?? 0, READ_BYTES);
           if (segments.length === 0) break;
           readAny = true;
           for (const s of segments) {
@@ -78,7 +79,7 @@ export async function* followLogs(
       if (rest) yield { task: Number(task), stream: stream as LogStream, text: rest };
     }
   } finally {
-    engine.logs.off('append', onAppend);
+    logs.off('append', onAppend);
     engine.off('job', onJob);
     opts.signal.removeEventListener('abort', onAbort);
   }

@@ -1,13 +1,15 @@
 import { Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { fromUnits } from '../shared/resources.js';
+import type { Store } from './db/index.js';
 import type { Engine } from './engine.js';
+import type { NodeView } from './state.js';
 
 /** Prometheus metrics for the head, computed from live state when scraped. */
 export class HeadMetrics {
   readonly registry = new Registry();
   private readonly schedulingLatency: Histogram;
 
-  constructor(engine: Engine) {
+  constructor(engine: Engine, store: Store) {
     const registry = this.registry;
     collectDefaultMetrics({ register: registry, prefix: 'raysub_head_' });
     new Gauge({
@@ -18,7 +20,7 @@ export class HeadMetrics {
       collect() {
         this.reset();
         for (const s of ['PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED', 'STOPPED']) this.set({ status: s }, 0);
-        for (const c of engine.store.jobs.countsByStatus()) this.set({ status: c.status }, c.n);
+        for (const c of store.jobs.countsByStatus()) this.set({ status: c.status }, c.n);
       },
     });
     new Gauge({
@@ -26,10 +28,10 @@ export class HeadMetrics {
       help: 'Tasks waiting to be placed',
       registers: [registry],
       collect() {
-        this.set(engine.live.pending.size);
+        this.set(engine.view.pendingCount);
       },
     });
-    const nodeGauge = (name: string, help: string, pick: (n: ReturnType<Engine['live']['nodes']['get']> & object) => number) =>
+    const nodeGauge = (name: string, help: string, pick: (n: NodeView) => number) =>
       new Gauge({
         name,
         help,
@@ -37,7 +39,7 @@ export class HeadMetrics {
         registers: [registry],
         collect() {
           this.reset();
-          for (const n of engine.live.nodes.values()) this.set({ node: n.name }, pick(n));
+          for (const n of engine.view.nodeList()) this.set({ node: n.name }, pick(n));
         },
       });
     nodeGauge('raysub_node_cpus_total', 'CPUs a node offers', (n) => fromUnits(n.capacity.cpus));
@@ -52,7 +54,7 @@ export class HeadMetrics {
       help: 'Nodes holding a lease',
       registers: [registry],
       collect() {
-        this.set(engine.live.nodes.size);
+        this.set(engine.view.nodeCount);
       },
     });
     this.schedulingLatency = new Histogram({
@@ -61,7 +63,7 @@ export class HeadMetrics {
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 600],
       registers: [registry],
     });
-    engine.onPlaced = (ms) => this.schedulingLatency.observe(ms / 1000);
+    engine.on('placed', (ms) => this.schedulingLatency.observe(ms / 1000));
   }
 
   get contentType(): string {

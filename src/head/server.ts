@@ -1,14 +1,8 @@
 import websocket from '@fastify/websocket';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import { RaysubError, toRaysubError } from '../shared/errors.js';
-import type { Logger } from '../shared/log.js';
-import type { AgentHub } from './agentHub.js';
-import type { Authenticator, Principal } from './auth.js';
-import type { Engine } from './engine.js';
-import type { JobService } from './jobService.js';
-import type { HeadMetrics } from './metrics.js';
-import type { PackageStore } from './packageStore.js';
-import type { ScheduleService } from './schedules/index.js';
+import type { Principal } from './auth.js';
+import type { HeadContext } from './context.js';
 import { agentRoutes } from './routes/agents.js';
 import { clusterRoutes } from './routes/cluster.js';
 import { jobRoutes } from './routes/jobs.js';
@@ -16,17 +10,7 @@ import { logRoutes } from './routes/logs.js';
 import { packageRoutes } from './routes/packages.js';
 import { scheduleRoutes } from './routes/schedules.js';
 
-export interface HeadContext {
-  engine: Engine;
-  jobs: JobService;
-  hub: AgentHub;
-  packages: PackageStore;
-  schedules: ScheduleService;
-  auth: Authenticator;
-  metrics: HeadMetrics;
-  log: Logger;
-  sessionName: string;
-}
+export type { HeadContext } from './context.js';
 
 declare module 'fastify' {
   interface FastifyRequest {

@@ -1,10 +1,11 @@
 /**
  * The head's in-memory view of live work: jobs and tasks that are not finished and nodes that are
- * alive. It is rebuilt from SQLite at start-up (and after any failed transaction), so SQLite stays
- * the single source of truth.
+ * alive. SQLite stays the single source of truth: this is rebuilt from it at start-up and after a
+ * transaction that changed it failed. Only the engine holds a LiveState; everyone else reads it
+ * through the LiveView interface, whose types are read-only.
  */
 import { capacityFromTotals, applyPlacement, cloneCapacity, type Capacity, type TaskRequest } from '../shared/resources.js';
-import type { NodeTotals, RuntimeEnv, SandboxMode, TaskState } from '../shared/protocol/index.js';
+import type { NodeTotals, RuntimeEnv, SandboxMode, TaskState, Usage } from '../shared/protocol/index.js';
 import type { JobRow, NodeRow, Store, TaskRow } from './db/index.js';
 
 export interface LiveJob {
@@ -39,6 +40,12 @@ export interface LiveTask {
   reason: string | null;
 }
 
+/** What in-job work holds on a node: the usage its agent last reported, and head placements it has not taken in yet. */
+export interface InjobHoldings {
+  usage: Usage | null;
+  held: Map<string, { req: TaskRequest; gpuIds: number[] }>;
+}
+
 export interface LiveNode {
   id: string;
   name: string;
@@ -49,16 +56,54 @@ export interface LiveNode {
   leaseUntil: number;
   draining: boolean;
   running: Set<string>;
-  /** Resolves a parked long-poll so it answers now. */
-  wake: (() => void) | null;
+  injob: InjobHoldings;
+}
+
+type DeepReadonly<T> = T extends (infer U)[]
+  ? readonly DeepReadonly<U>[]
+  : T extends Set<infer U>
+    ? ReadonlySet<U>
+    : T extends Map<infer K, infer V>
+      ? ReadonlyMap<K, DeepReadonly<V>>
+      : T extends object
+        ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
+        : T;
+
+export type JobView = DeepReadonly<LiveJob>;
+export type TaskView = DeepReadonly<LiveTask>;
+export type NodeView = DeepReadonly<LiveNode>;
+
+/** Live state as everyone but the engine sees it: read-only. */
+export interface LiveView {
+  job(id: string): JobView | undefined;
+  task(id: string): TaskView | undefined;
+  node(id: string): NodeView | undefined;
+  /** Alive and draining nodes (a copy: safe to hold while state changes). */
+  nodeList(): NodeView[];
+  tasksOfJob(jobId: string): TaskView[];
+  /** Pending tasks in queue order. */
+  queued(): Iterable<TaskView>;
+  readonly jobCount: number;
+  readonly nodeCount: number;
+  readonly pendingCount: number;
 }
 
 /** Queue order: higher priority first, then older job, then task index. */
-export function compareTasks(ja: LiveJob | undefined, a: LiveTask, jb: LiveJob | undefined, b: LiveTask): number {
+export function compareTasks(ja: JobView | undefined, a: TaskView, jb: JobView | undefined, b: TaskView): number {
   return (jb?.priority ?? 0) - (ja?.priority ?? 0) || (ja?.seq ?? 0) - (jb?.seq ?? 0) || a.idx - b.idx;
 }
 
-export class LiveState {
+/** Add (sign 1) or take (sign -1) reported in-job usage to or from a capacity. */
+export function applyUsage(cap: Capacity, u: Usage, sign: 1 | -1): void {
+  cap.cpus += sign * u.cpus;
+  cap.memory += sign * u.memory;
+  for (const [k, v] of Object.entries(u.custom)) cap.custom[k] = (cap.custom[k] ?? 0) + sign * v;
+  u.gpus.forEach((g, i) => {
+    if (i < cap.gpus.length) cap.gpus[i] = (cap.gpus[i] ?? 0) + sign * g;
+  });
+}
+
+export class LiveState implements LiveView {
   readonly jobs = new Map<string, LiveJob>();
   readonly tasks = new Map<string, LiveTask>();
   /** Ids of tasks waiting to be placed. */
@@ -72,6 +117,34 @@ export class LiveState {
   private readonly tickets = new Map<string, number>();
   private nextTicket = 1;
   private stale = 0;
+
+  job(id: string): LiveJob | undefined {
+    return this.jobs.get(id);
+  }
+
+  task(id: string): LiveTask | undefined {
+    return this.tasks.get(id);
+  }
+
+  node(id: string): LiveNode | undefined {
+    return this.nodes.get(id);
+  }
+
+  nodeList(): LiveNode[] {
+    return [...this.nodes.values()];
+  }
+
+  get jobCount(): number {
+    return this.jobs.size;
+  }
+
+  get nodeCount(): number {
+    return this.nodes.size;
+  }
+
+  get pendingCount(): number {
+    return this.pending.size;
+  }
 
   enqueue(task: LiveTask): void {
     if (this.pending.has(task.id)) return;
@@ -97,7 +170,6 @@ export class LiveState {
     this.stale++;
   }
 
-  /** Pending tasks in queue order. */
   *queued(): Generator<LiveTask> {
     if (this.stale > 64 && this.stale * 2 > this.queue.length) {
       this.queue = this.queue.filter((e) => this.tickets.get(e.task.id) === e.ticket);
@@ -106,26 +178,38 @@ export class LiveState {
     for (const e of this.queue) if (this.tickets.get(e.task.id) === e.ticket) yield e.task;
   }
 
-  clear(): void {
+  private clear(): void {
     this.jobs.clear();
     this.tasks.clear();
     this.pending.clear();
     this.queue = [];
     this.tickets.clear();
     this.stale = 0;
-    for (const n of this.nodes.values()) n.wake?.();
     this.nodes.clear();
   }
 
-  /** Load everything live from the store; nodes get a fresh lease (the restart grace period). */
-  load(store: Store, leaseMs: number, now: number): void {
+  /**
+   * Load everything live from the store. `carry` holds the nodes known before a reload: they keep
+   * their lease (a reload never renews one) and their in-job holdings. Nodes not in it get
+   * `freshLeaseUntil` (the restart grace period).
+   */
+  load(store: Store, freshLeaseUntil: number, carry: ReadonlyMap<string, LiveNode> = new Map()): void {
     this.clear();
     for (const row of store.jobs.active()) this.addJob(row);
-    for (const row of store.nodes.alive()) this.addNode(row, now + leaseMs);
+    for (const row of store.nodes.alive()) {
+      const before = carry.get(row.id);
+      const node = this.addNode(row, before?.leaseUntil ?? freshLeaseUntil);
+      if (before) this.carryInjob(node, before.injob);
+    }
     for (const row of store.tasks.active()) {
       const job = this.jobs.get(row.job_id);
       if (job) this.addTask(row, job.createdAt);
     }
+  }
+
+  private carryInjob(node: LiveNode, injob: InjobHoldings): void {
+    if (injob.usage) this.setInjobUsage(node, injob.usage);
+    for (const [key, h] of injob.held) this.holdInjob(node, key, h.req, h.gpuIds);
   }
 
   addJob(row: JobRow): LiveJob {
@@ -189,7 +273,7 @@ export class LiveState {
       leaseUntil,
       draining: row.state === 'DRAINING',
       running: new Set(),
-      wake: null,
+      injob: { usage: null, held: new Map() },
     };
     this.nodes.set(node.id, node);
     return node;
@@ -218,5 +302,27 @@ export class LiveState {
       if (t) out.push(t);
     }
     return out;
+  }
+
+  /** Replace what a node's agent says its in-job work holds. */
+  setInjobUsage(node: LiveNode, usage: Usage): void {
+    if (node.injob.usage) applyUsage(node.free, node.injob.usage, 1);
+    applyUsage(node.free, usage, -1);
+    node.injob.usage = usage;
+  }
+
+  /** Hold resources for an in-job task placed on a node, until its agent takes it in. Idempotent by key. */
+  holdInjob(node: LiveNode, key: string, req: TaskRequest, gpuIds: readonly number[]): void {
+    if (node.injob.held.has(key)) return;
+    node.injob.held.set(key, { req, gpuIds: [...gpuIds] });
+    applyPlacement(node.free, req, gpuIds, -1);
+  }
+
+  /** Give back an in-job hold (taken in by the agent, whose usage covers it now, or dropped). Idempotent. */
+  releaseInjob(node: LiveNode, key: string): void {
+    const h = node.injob.held.get(key);
+    if (!h) return;
+    node.injob.held.delete(key);
+    applyPlacement(node.free, h.req, h.gpuIds, 1);
   }
 }

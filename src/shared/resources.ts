@@ -35,6 +35,9 @@ export interface Capacity {
   custom: ResourceMap;
 }
 
+/** A capacity that is only read. */
+export type ReadonlyCapacity = Readonly<Omit<Capacity, 'gpus' | 'custom'>> & { readonly gpus: readonly number[]; readonly custom: Readonly<ResourceMap> };
+
 export function capacityFromTotals(totals: {
   num_cpus: number;
   num_gpus: number;
@@ -80,7 +83,7 @@ export interface Placement {
 }
 
 /** Whether a request fits in a capacity; returns the GPU choice when it does. */
-export function fit(cap: Capacity, req: TaskRequest): Placement | null {
+export function fit(cap: ReadonlyCapacity, req: TaskRequest): Placement | null {
   if (toUnits(req.cpus) > cap.cpus) return null;
   if (req.memory > cap.memory) return null;
   for (const [k, v] of Object.entries(req.custom)) {
@@ -107,11 +110,11 @@ export function applyPlacement(cap: Capacity, req: TaskRequest, gpuIds: readonly
 }
 
 /** Whether a request could ever fit on a node with these totals (ignoring what is in use). */
-export function couldEverFit(totals: Capacity, req: TaskRequest): boolean {
+export function couldEverFit(totals: ReadonlyCapacity, req: TaskRequest): boolean {
   return fit(totals, req) !== null;
 }
 
-export function cloneCapacity(cap: Capacity): Capacity {
+export function cloneCapacity(cap: ReadonlyCapacity): Capacity {
   return { cpus: cap.cpus, memory: cap.memory, gpus: [...cap.gpus], custom: { ...cap.custom } };
 }
 
@@ -137,7 +140,7 @@ export function formatBytes(bytes: number): string {
 }
 
 /** Which dimension of a request is short on a capacity, for "why is my job waiting". */
-export function shortfall(cap: Capacity, req: TaskRequest): string | null {
+export function shortfall(cap: ReadonlyCapacity, req: TaskRequest): string | null {
   if (toUnits(req.cpus) > cap.cpus) return `${req.cpus} CPUs; free: ${fromUnits(cap.cpus)}`;
   if (req.memory > cap.memory) return `${formatBytes(req.memory)} memory; free: ${formatBytes(cap.memory)}`;
   for (const [k, v] of Object.entries(req.custom)) {

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
 import { parseWith, pollRequestSchema, registerRequestSchema, reportRequestSchema } from '../../shared/protocol/index.js';
-import type { HeadContext } from '../server.js';
+import type { HeadContext } from '../context.js';
 
 const nodeParams = z.object({ nodeId: z.string().min(1).max(100) });
 

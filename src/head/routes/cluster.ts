@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { COMPATIBLE_RAY_VERSION, RAYSUB_VERSION } from '../../shared/config.js';
-import type { HeadContext } from '../server.js';
+import type { HeadContext } from '../context.js';
 
 /** Version (Ray's handshake), nodes, Prometheus metrics and Ray's idle-detection endpoint. */
 export function clusterRoutes(ctx: HeadContext): FastifyPluginAsync {
@@ -21,7 +21,7 @@ export function clusterRoutes(ctx: HeadContext): FastifyPluginAsync {
     });
 
     app.get('/api/component_activities', async () => {
-      const running = ctx.engine.live.jobs.size > 0;
+      const running = ctx.engine.view.jobCount > 0;
       const now = Date.now() / 1000;
       return {
         driver: {

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
 import { jobStatusSchema, parseWith } from '../../shared/protocol/index.js';
-import type { HeadContext } from '../server.js';
+import type { HeadContext } from '../context.js';
 
 const listQuery = z.object({
   limit: z.coerce.number().int().min(1).max(10_000).optional(),

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
 import { parseWith } from '../../shared/protocol/index.js';
 import { LinePrefixer, followLogs } from '../logFollower.js';
-import type { HeadContext } from '../server.js';
+import type { HeadContext } from '../context.js';
 
 const idParams = z.object({ id: z.string().min(1).max(200) });
 const streamQuery = z.object({ follow: z.enum(['true', 'false', '1', '0']).optional() });
@@ -25,7 +25,7 @@ export function logRoutes(ctx: HeadContext): FastifyPluginAsync {
         const row = ctx.jobs.row(id);
         const prefixer = row.parallel > 1 ? new LinePrefixer() : null;
         const status = () => ctx.jobs.row(id).status;
-        for await (const piece of followLogs(ctx.engine, id, { follow: true, signal: ac.signal, status, taskCount: row.parallel })) {
+        for await (const piece of followLogs(ctx, id, { follow: true, signal: ac.signal, status, taskCount: row.parallel })) {
           const text = prefixer ? prefixer.push(piece) : piece.text;
           for (let i = 0; i < text.length; i += 20_000) socket.send(text.slice(i, i + 20_000));
         }
@@ -54,7 +54,7 @@ export function logRoutes(ctx: HeadContext): FastifyPluginAsync {
       const follow = q.follow === 'true' || q.follow === '1';
       const status = () => ctx.jobs.row(id).status;
       try {
-        for await (const p of followLogs(ctx.engine, id, { follow, signal: ac.signal, status, taskCount: row.parallel })) {
+        for await (const p of followLogs(ctx, id, { follow, signal: ac.signal, status, taskCount: row.parallel })) {
           if (!res.write(JSON.stringify({ task: p.task, stream: p.stream, data: p.text }) + '\n')) {
             await new Promise((r) => res.once('drain', r));
           }

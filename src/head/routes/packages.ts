@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { RaysubError } from '../../shared/errors.js';
 import { parseWith } from '../../shared/protocol/index.js';
 import { checkPackageAddress } from '../packageStore.js';
-import type { HeadContext } from '../server.js';
+import type { HeadContext } from '../context.js';
 
 const params = z.object({ protocol: z.string().max(20), name: z.string().max(300) });
 

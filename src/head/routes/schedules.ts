@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
 import { parseWith, scheduleNameSchema } from '../../shared/protocol/index.js';
-import type { HeadContext } from '../server.js';
+import type { HeadContext } from '../context.js';
 
 const nameParams = z.object({ name: scheduleNameSchema });
 const runsQuery = z.object({ limit: z.coerce.number().int().min(1).max(1000).optional() });

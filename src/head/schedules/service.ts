@@ -2,6 +2,7 @@
  * Schedules as the API sees them: create (idempotent by definition), update, read, pause, resume,
  * trigger and delete, plus `fireDue`, which the ticker calls when a schedule's time has come.
  */
+import { EventEmitter } from 'node:events';
 import { compileCron, formatInZone } from '../../shared/cron.js';
 import { RaysubError } from '../../shared/errors.js';
 import { canonicalJson, sha256 } from '../../shared/ids.js';
@@ -16,25 +17,32 @@ import {
   type ScheduleJob,
   type ScheduleRun,
 } from '../../shared/protocol/index.js';
+import type { Store } from '../db/index.js';
 import type { Engine } from '../engine.js';
-import { packageNameOf, type JobService } from '../jobService.js';
+import { packageNameOf } from '../jobContext.js';
+import type { JobService } from '../jobService.js';
 import type { PackageStore } from '../packageStore.js';
 import { fireRun } from './fire.js';
 import { planDue } from './plan.js';
 import { schedulesRepo, type ScheduleRow, type SchedulesRepo } from './store.js';
 
-export class ScheduleService {
+export interface ScheduleEvents {
+  /** Something changed that can move the earliest due time (the ticker re-arms). */
+  change: [];
+}
+
+export class ScheduleService extends EventEmitter<ScheduleEvents> {
   readonly repo: SchedulesRepo;
-  /** Told after every change that can move the earliest due time (the ticker re-arms). */
-  onChange: (() => void) | null = null;
 
   constructor(
     private readonly engine: Engine,
+    store: Store,
     private readonly jobs: JobService,
     private readonly packages: PackageStore,
     private readonly log: Logger,
   ) {
-    this.repo = schedulesRepo(engine.store.db);
+    super();
+    this.repo = schedulesRepo(store.db);
   }
 
   /**
@@ -86,7 +94,7 @@ export class ScheduleService {
       else this.repo.insert({ ...row, created_at: now });
       return !existing;
     });
-    this.onChange?.();
+    this.emit('change');
     return { schedule: this.get(req.name), created };
   }
 
@@ -140,7 +148,7 @@ export class ScheduleService {
     this.engine.transact(() => {
       if (this.row(name).suspended === 0) this.repo.setState(name, true, null, Date.now());
     });
-    this.onChange?.();
+    this.emit('change');
     return this.get(name);
   }
 
@@ -152,7 +160,7 @@ export class ScheduleService {
       const now = Date.now();
       this.repo.setState(name, false, compileCron(row.cron, row.timezone).nextAfter(now), now);
     });
-    this.onChange?.();
+    this.emit('change');
     return this.get(name);
   }
 
@@ -180,7 +188,7 @@ export class ScheduleService {
     this.engine.transact(() => {
       if (!this.repo.remove(name)) throw new RaysubError('SCHEDULE_NOT_FOUND', `no schedule named "${name}"`);
     });
-    this.onChange?.();
+    this.emit('change');
   }
 
   /**

@@ -23,7 +23,7 @@ export class ScheduleTicker {
     private readonly schedules: ScheduleService,
     private readonly log: Logger,
   ) {
-    schedules.onChange = () => this.arm();
+    schedules.on('change', () => this.arm());
   }
 
   /** Start ticking; what fell due while the head was down is handled at once. Idempotent. */
@@ -41,23 +41,44 @@ export class ScheduleTicker {
     this.timer = null;
   }
 
+  /** Arm the timer for the earliest due time; if even that fails, try again after a while. */
   private arm(): void {
     if (this.state !== 'running') return;
     if (this.timer) clearTimeout(this.timer);
-    const now = Date.now();
+    try {
+      this.armAt(this.nextDelay(Date.now()));
+    } catch (err) {
+      this.log.error({ err }, 'cron ticker: cannot read the schedules; retrying soon');
+      this.armAt(RETRY_AFTER_MS);
+    }
+  }
+
+  private armAt(delay: number): void {
+    this.timer = setTimeout(() => this.tick(), delay);
+    this.timer.unref();
+  }
+
+  private nextDelay(now: number): number {
     let delay = MAX_SLEEP_MS;
     const future = this.schedules.repo.earliestAfter(now);
     if (future !== null) delay = Math.min(delay, future - now);
     for (const at of this.retryAt.values()) delay = Math.min(delay, Math.max(10, at - now));
     // Something due that is not backing off (e.g. armed from an API call just as it fell due).
     if (this.schedules.repo.due(now).some((r) => !this.retryAt.has(r.name))) delay = 0;
-    this.timer = setTimeout(() => this.tick(), delay);
-    this.timer.unref();
+    return delay;
   }
 
   private tick(): void {
     if (this.state !== 'running') return;
-    const now = Date.now();
+    try {
+      this.fireDue(Date.now());
+    } catch (err) {
+      this.log.error({ err }, 'cron ticker: a tick failed');
+    }
+    this.arm();
+  }
+
+  private fireDue(now: number): void {
     for (const [name, at] of this.retryAt) if (at <= now) this.retryAt.delete(name);
     for (const row of this.schedules.repo.due(now)) {
       const retryAt = this.retryAt.get(row.name);
@@ -70,6 +91,5 @@ export class ScheduleTicker {
         this.retryAt.set(row.name, now + RETRY_AFTER_MS);
       }
     }
-    this.arm();
   }
 }

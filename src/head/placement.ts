@@ -1,5 +1,6 @@
 /**
- * Placement: which pending task goes to which node, now.
+ * Placement: which pending task goes to which node, now. Pure functions of the live view and the
+ * time; the engine applies what they decide.
  *
  * Order: higher priority first, then older job, then task index. A task that does not fit is
  * skipped so smaller tasks behind it can use what is free (backfilling). To keep a large task
@@ -7,40 +8,43 @@
  * node that could hold it (the one with the most free CPUs): from then on nothing behind it in
  * the queue is placed on that node, which therefore drains until the large task fits.
  */
-import { applyPlacement, cloneCapacity, couldEverFit, describeRequest, fit, fromUnits, shortfall, type Capacity } from '../shared/resources.js';
-import type { LiveJob, LiveState, LiveTask } from './state.js';
+import { applyPlacement, cloneCapacity, couldEverFit, describeRequest, fit, fromUnits, shortfall, type Capacity, type ReadonlyCapacity, type TaskRequest } from '../shared/resources.js';
+import type { JobView, LiveView, NodeView, TaskView } from './state.js';
 
 export interface PlannedPlacement {
-  task: LiveTask;
+  task: TaskView;
   nodeId: string;
   gpuIds: number[];
 }
 
 export interface SchedulingPass {
   placements: PlannedPlacement[];
+  /** Why each task that stays queued waits. */
+  reasons: [task: TaskView, reason: string][];
   /** Earliest time a task in back-off becomes eligible, if any. */
   nextWakeAt: number | null;
 }
 
-export function planPlacements(state: LiveState, now: number, starvationMs: number): SchedulingPass {
-  const nodes = [...state.nodes.values()].filter((n) => !n.draining);
+export function planPlacements(state: LiveView, now: number, starvationMs: number): SchedulingPass {
+  const nodes = state.nodeList().filter((n) => !n.draining);
   const free = new Map<string, Capacity>(nodes.map((n) => [n.id, cloneCapacity(n.free)]));
   const reserved = new Map<string, string>(); // node id -> task id holding the reservation
   const placements: PlannedPlacement[] = [];
+  const reasons: [TaskView, string][] = [];
   let nextWakeAt: number | null = null;
   // Tasks of one job ask for the same thing: once one does not fit, the rest of the job waits too.
   const blocked = new Map<string, string>();
 
   for (const task of state.queued()) {
-    const job = state.jobs.get(task.jobId);
+    const job = state.job(task.jobId);
     if (!job) continue;
     const blockedReason = blocked.get(job.id);
     if (blockedReason !== undefined && task.notBefore <= now) {
-      task.reason = blockedReason;
+      reasons.push([task, blockedReason]);
       continue;
     }
     if (task.notBefore > now) {
-      task.reason = `retrying after back-off (attempt ${task.attempt + 1} in ${Math.ceil((task.notBefore - now) / 1000)}s)`;
+      reasons.push([task, `retrying after back-off (attempt ${task.attempt + 1} in ${Math.ceil((task.notBefore - now) / 1000)}s)`]);
       nextWakeAt = nextWakeAt === null ? task.notBefore : Math.min(nextWakeAt, task.notBefore);
       continue;
     }
@@ -60,10 +64,9 @@ export function planPlacements(state: LiveState, now: number, starvationMs: numb
       const cap = free.get(best.nodeId);
       if (cap) applyPlacement(cap, job.request, best.gpuIds, -1);
       placements.push({ task, nodeId: best.nodeId, gpuIds: best.gpuIds });
-      task.reason = null;
       continue;
     }
-    task.reason = waitReason(state, job, free);
+    let reason = waitReason(state, job, free);
     if (now - task.waitingSince >= starvationMs) {
       let target: { id: string; name: string; cpus: number } | null = null;
       for (const node of nodes) {
@@ -73,21 +76,22 @@ export function planPlacements(state: LiveState, now: number, starvationMs: numb
       }
       if (target) {
         reserved.set(target.id, task.id);
-        task.reason += `; holds a reservation on ${target.name}`;
+        reason += `; holds a reservation on ${target.name}`;
       }
     }
-    blocked.set(job.id, task.reason);
+    reasons.push([task, reason]);
+    blocked.set(job.id, reason);
   }
-  return { placements, nextWakeAt };
+  return { placements, reasons, nextWakeAt };
 }
 
 /** "needs 4 CPUs; largest free: 2 on node-a" */
-export function waitReason(state: LiveState, job: LiveJob, free?: Map<string, Capacity>): string {
-  const nodes = [...state.nodes.values()].filter((n) => !n.draining);
+export function waitReason(state: LiveView, job: JobView, free?: Map<string, Capacity>): string {
+  const nodes = state.nodeList().filter((n) => !n.draining);
   if (nodes.length === 0) return `needs ${describeRequest(job.request)}; no nodes are registered`;
-  let largest: { name: string; cap: Capacity } | null = null;
+  let largest: { name: string; cap: ReadonlyCapacity } | null = null;
   for (const n of nodes) {
-    const cap = free?.get(n.id) ?? n.free;
+    const cap = free?.get(n.id) ?? (n.free);
     if (!largest || cap.cpus > largest.cap.cpus) largest = { name: n.name, cap };
   }
   if (!largest) return `needs ${describeRequest(job.request)}`;
@@ -100,12 +104,27 @@ export function waitReason(state: LiveState, job: LiveJob, free?: Map<string, Ca
 }
 
 /** Why no node could ever run this request, or null if one could. */
-export function unschedulableReason(state: LiveState, job: LiveJob): string | null {
-  const nodes = [...state.nodes.values()];
+export function unschedulableReason(state: LiveView, job: JobView): string | null {
+  const nodes = state.nodeList();
   if (nodes.length === 0) return null; // a cluster still starting up: wait for nodes
   if (nodes.some((n) => couldEverFit(n.capacity, job.request))) return null;
   const biggest = nodes.reduce((a, b) => (b.capacity.cpus > a.capacity.cpus ? b : a));
   const short = shortfall(biggest.capacity, job.request) ?? describeRequest(job.request);
   const [need, have] = short.split('; free: ');
   return `no node can ever provide ${need} (largest node ${biggest.name} has ${have ?? 'less'})`;
+}
+
+export type InjobChoice = { kind: 'placed'; nodeId: string; gpuIds: number[] } | { kind: 'wait' } | { kind: 'never' };
+
+/** Where an in-job task the agents could not run goes now: the node with the most free CPUs that holds it. */
+export function placeInjob(state: LiveView, req: TaskRequest): InjobChoice {
+  const nodes = state.nodeList().filter((n) => !n.draining);
+  let best: { node: NodeView; gpuIds: number[] } | null = null;
+  for (const n of nodes) {
+    const p = fit(n.free, req);
+    if (p && (!best || n.free.cpus > best.node.free.cpus)) best = { node: n, gpuIds: p.gpuIds };
+  }
+  if (best) return { kind: 'placed', nodeId: best.node.id, gpuIds: best.gpuIds };
+  if (nodes.length > 0 && !nodes.some((n) => fit(n.capacity, req))) return { kind: 'never' };
+  return { kind: 'wait' };
 }

@@ -1,0 +1,23 @@
+/** What the HTTP routes are given: the head's parts, built by createHead. */
+import type { Logger } from '../shared/log.js';
+import type { AgentHub } from './agentHub.js';
+import type { Authenticator } from './auth.js';
+import type { Engine } from './engine.js';
+import type { JobService } from './jobService.js';
+import type { LogStore } from './logStore.js';
+import type { HeadMetrics } from './metrics.js';
+import type { PackageStore } from './packageStore.js';
+import type { ScheduleService } from './schedules/index.js';
+
+export interface HeadContext {
+  engine: Engine;
+  jobs: JobService;
+  hub: AgentHub;
+  logs: LogStore;
+  packages: PackageStore;
+  schedules: ScheduleService;
+  auth: Authenticator;
+  metrics: HeadMetrics;
+  log: Logger;
+  sessionName: string;
+}

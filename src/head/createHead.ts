@@ -1,0 +1,116 @@
+/**
+ * Building a head: every part in dependency order, each given what it needs in its constructor.
+ * createHead builds and loads but serves nothing yet (tests drive it through `app.inject`);
+ * `serve()` starts listening, the lease checks, the cron ticker and the first scheduling pass.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import type { HeadOptions } from '../shared/config.js';
+import { createLogger, type Logger } from '../shared/log.js';
+import { AgentHub } from './agentHub.js';
+import { Authenticator, loadOrCreateToken } from './auth.js';
+import { openStore, type Store } from './db/index.js';
+import { Engine } from './engine.js';
+import { InjobHub } from './injob.js';
+import { JobService } from './jobService.js';
+import { takeLock } from './lock.js';
+import { LogStore } from './logStore.js';
+import { HeadMetrics } from './metrics.js';
+import { PackageStore } from './packageStore.js';
+import { ScheduleService, ScheduleTicker } from './schedules/index.js';
+import { buildServer } from './server.js';
+
+export const TOKEN_FILE = 'token';
+
+export type CreateHeadOptions = Pick<HeadOptions, 'dataDir' | 'logLevel' | 'maxPackageBytes' | 'heartbeatIntervalMs' | 'leaseMs' | 'pollWaitMs' | 'starvationMs'>;
+
+export interface Head {
+  readonly dataDir: string;
+  readonly token: string;
+  readonly log: Logger;
+  readonly store: Store;
+  readonly logs: LogStore;
+  readonly engine: Engine;
+  readonly injob: InjobHub;
+  readonly jobs: JobService;
+  readonly hub: AgentHub;
+  readonly schedules: ScheduleService;
+  readonly app: FastifyInstance;
+  /** Listen on host:port and start the head's timers; resolves with the bound port. */
+  serve(host: string, port: number): Promise<number>;
+  /** Stop the timers and the server, close the store, release the data dir. Idempotent. */
+  close(): Promise<void>;
+}
+
+export async function createHead(opts: CreateHeadOptions, logger?: Logger): Promise<Head> {
+  fs.mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+  const log = logger ?? createLogger('raysub-head', opts.logLevel);
+  const releaseLock = takeLock(path.join(opts.dataDir, 'head.lock'));
+  const cleanups: (() => void | Promise<void>)[] = [releaseLock];
+  const cleanUp = async (): Promise<void> => {
+    for (const fn of cleanups.splice(0)) await fn();
+  };
+  try {
+    const token = loadOrCreateToken(path.join(opts.dataDir, TOKEN_FILE));
+    const store = openStore(path.join(opts.dataDir, 'raysub.db'));
+    cleanups.unshift(() => {
+      store.close();
+    });
+    const logs = new LogStore(path.join(opts.dataDir, 'logs'));
+    const packages = new PackageStore(path.join(opts.dataDir, 'packages'), opts.maxPackageBytes);
+    const engine = new Engine(store, logs, { leaseMs: opts.leaseMs, starvationMs: opts.starvationMs }, log.child({ component: 'engine' }));
+    engine.load();
+    const injob = new InjobHub(engine, store, log.child({ component: 'injob' }));
+    const jobs = new JobService(engine, store, logs, packages, injob);
+    const hub = new AgentHub(engine, store, logs, injob, opts, log.child({ component: 'agents' }));
+    const metrics = new HeadMetrics(engine, store);
+    const schedules = new ScheduleService(engine, store, jobs, packages, log.child({ component: 'schedules' }));
+    const ticker = new ScheduleTicker(schedules, log.child({ component: 'cron' }));
+    const app = await buildServer({
+      engine,
+      jobs,
+      hub,
+      logs,
+      packages,
+      schedules,
+      auth: new Authenticator(token),
+      metrics,
+      log,
+      sessionName: `raysub_${crypto.randomBytes(4).toString('hex')}`,
+    });
+    cleanups.unshift(() => app.close());
+    cleanups.unshift(() => hub.close());
+    cleanups.unshift(() => ticker.shutdown());
+    let closing: Promise<void> | null = null;
+    return {
+      dataDir: opts.dataDir,
+      token,
+      log,
+      store,
+      logs,
+      engine,
+      injob,
+      jobs,
+      hub,
+      schedules,
+      app,
+      async serve(host, port) {
+        await app.listen({ host, port });
+        hub.start();
+        engine.requestSchedule();
+        ticker.start();
+        const address = app.server.address();
+        return typeof address === 'object' && address ? address.port : port;
+      },
+      close() {
+        closing ??= cleanUp();
+        return closing;
+      },
+    };
+  } catch (err) {
+    await cleanUp();
+    throw err;
+  }
+}

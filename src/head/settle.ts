@@ -1,0 +1,151 @@
+/**
+ * Part of the engine (only engine.ts uses it): what happens when an attempt ends. The verdict
+ * decides; a retry re-queues the task after its back-off; a task that failed for good fails its
+ * job, cancelling what has not started; a job whose tasks are all done takes its final state.
+ */
+import type { ExitOutcome, JobErrorType, JobStatus } from '../shared/protocol/index.js';
+import type { Store } from './db/index.js';
+import type { EngineEvents } from './events.js';
+import type { LogStore } from './logStore.js';
+import type { LiveJob, LiveState, LiveTask } from './state.js';
+import { retryOf, verdictOf, type Verdict } from './verdict.js';
+
+const MESSAGE_TAIL_BYTES = 2000;
+
+export interface SettlerHooks {
+  /** Emit an engine event once the transaction commits. */
+  announce<K extends keyof EngineEvents>(event: K, ...args: EngineEvents[K]): void;
+  requestSchedule(): void;
+}
+
+export class Settler {
+  constructor(
+    private readonly live: LiveState,
+    private readonly store: Store,
+    private readonly logs: LogStore,
+    private readonly hooks: SettlerHooks,
+  ) {}
+
+  endAttempt(task: LiveTask, outcome: ExitOutcome | 'lost', exitCode: number | null, signal: string | null, message: string | null, at: number): void {
+    const job = this.live.jobs.get(task.jobId);
+    if (!job) return;
+    const v = verdictOf(job, { taskIdx: task.idx, outcome, exitCode, signal, message });
+    this.store.tasks.endAttempt({
+      job_id: task.jobId,
+      idx: task.idx,
+      attempt: task.attempt,
+      ended_at: at,
+      outcome,
+      exit_code: exitCode,
+      error_type: v.errorType,
+      message: v.message,
+    });
+    this.live.release(task);
+    const retry = retryOf(job, task.attempt, v, at);
+    if (retry) {
+      this.store.tasks.requeue(task.jobId, task.idx, retry.notBefore, exitCode, v.errorType, v.message);
+      this.logs.appendSystem(
+        task.jobId,
+        task.idx,
+        `[raysub] attempt ${task.attempt} failed (${v.errorType}: ${v.message}); retrying in ${(retry.delayMs / 1000).toFixed(1)}s (${task.attempt}/${job.maxRetries} retries used)`,
+      );
+      task.state = 'PENDING';
+      task.nodeId = null;
+      task.gpuIds = [];
+      task.notBefore = retry.notBefore;
+      task.waitingSince = retry.notBefore;
+      this.live.enqueue(task);
+      this.hooks.requestSchedule();
+      return;
+    }
+    if (outcome === 'lost' || (v.state === 'FAILED' && v.errorType !== 'ENTRYPOINT_FAILED')) {
+      this.logs.appendSystem(task.jobId, task.idx, `[raysub] ${v.errorType}: ${v.message}`);
+    }
+    this.finishTask(job, task, v.state, exitCode, v.errorType, v.message, at);
+    if (v.state === 'FAILED') this.failJob(job, task, v, exitCode, at);
+    this.settleJob(job, at);
+    this.hooks.requestSchedule();
+  }
+
+  private finishTask(job: LiveJob, task: LiveTask, state: Verdict['state'], exitCode: number | null, errorType: string | null, message: string | null, at: number): void {
+    this.store.tasks.end({ job_id: job.id, idx: task.idx, state, exit_code: exitCode, error_type: errorType, message, ended_at: at });
+    this.live.removeTask(task);
+  }
+
+  /** A task failed for good: remember it, cancel what has not started, kill what runs. */
+  private failJob(job: LiveJob, task: LiveTask, v: Verdict, exitCode: number | null, at: number): void {
+    if (job.failedTask !== null) return;
+    const what = job.parallel > 1 ? `task ${task.idx} of ${job.parallel} failed` : 'job failed';
+    let message = `${what}: ${v.message}`;
+    if (v.errorType === 'ENTRYPOINT_FAILED') {
+      const tail = this.logTail(job.id, task.idx);
+      if (tail) message += `; last output:\n${tail}`;
+    }
+    this.store.jobs.setFailedTask(job.id, task.idx, message, v.errorType ?? 'ENTRYPOINT_FAILED', exitCode);
+    job.failedTask = task.idx;
+    this.cancelPending(job, `cancelled because task ${task.idx} failed`, null, at);
+    this.hooks.announce('stopping', job.id);
+  }
+
+  /** End a job's tasks that have not started; wake the nodes of those that run, to kill them. */
+  cancelPending(job: LiveJob, message: string, errorType: string | null, at: number): void {
+    for (const t of this.live.tasksOfJob(job.id)) {
+      if (t.state === 'PENDING') this.finishTask(job, t, 'STOPPED', null, errorType, message, at);
+      else if (t.nodeId) this.hooks.announce('wake', t.nodeId);
+    }
+  }
+
+  private logTail(jobId: string, idx: number): string {
+    const size = this.logs.size(jobId, idx);
+    const from = Math.max(0, size - MESSAGE_TAIL_BYTES);
+    const text = this.logs
+      .read(jobId, idx, from, MESSAGE_TAIL_BYTES)
+      .map((s) => s.data.toString('utf8'))
+      .join('');
+    const lines = text.split('\n').filter((l) => l.length > 0);
+    return lines.slice(from > 0 ? 1 : 0).slice(-10).join('\n');
+  }
+
+  /** When every task of a job is finished, the job takes its final state, once. */
+  settleJob(job: LiveJob, at: number): void {
+    if (this.live.tasksOfJob(job.id).length > 0) return;
+    const row = this.store.jobs.get(job.id);
+    if (!row) return;
+    let status: JobStatus;
+    let message: string | null;
+    let errorType: JobErrorType | null;
+    let exitCode: number | null;
+    if (row.failed_task !== null) {
+      status = 'FAILED';
+      message = row.message;
+      errorType = row.error_type;
+      exitCode = row.exit_code;
+    } else if (row.stop_requested) {
+      status = 'STOPPED';
+      message = 'Job was stopped by the user.';
+      errorType = 'STOPPED_BY_USER';
+      exitCode = null;
+    } else {
+      status = 'SUCCEEDED';
+      message = job.parallel > 1 ? `all ${job.parallel} tasks succeeded` : 'Job finished successfully.';
+      errorType = null;
+      exitCode = 0;
+    }
+    this.store.jobs.finish({ id: job.id, status, message, error_type: errorType, exit_code: exitCode, end_time: at });
+    this.live.jobs.delete(job.id);
+    job.status = status;
+    this.hooks.announce('job', job.id, status);
+  }
+
+  /** Fail a whole job that cannot run at all (no task has started). */
+  failUnstarted(job: LiveJob, errorType: JobErrorType, message: string, at: number): void {
+    this.store.jobs.setFailedTask(job.id, 0, message, errorType, null);
+    job.failedTask = 0;
+    for (const t of this.live.tasksOfJob(job.id)) {
+      this.logs.appendSystem(job.id, t.idx, `[raysub] ${errorType}: ${message}`);
+      this.finishTask(job, t, 'FAILED', null, errorType, message, at);
+    }
+    this.settleJob(job, at);
+  }
+
+}
