@@ -149,10 +149,12 @@ describe('identity', () => {
     expect(a).not.toBeNull();
     expect(Math.abs((a ?? 0) - (b ?? 0))).toBeGreaterThanOrEqual(UIDS_PER_AGENT);
     expect(uidBlockFor(1000, '0 100000 65536')).toBeNull();
-    const pool = new UidPool(a ?? 0);
-    const u1 = pool.take();
-    const u2 = pool.take();
+    const pool = new UidPool(a ?? 0, 2);
+    const u1 = pool.take() ?? -1;
+    const u2 = pool.take() ?? -1;
     expect(u2).not.toBe(u1);
+    // Exhausted: null, for the launcher to report as NODE_AT_CAPACITY; never a throw.
+    expect(pool.take()).toBeNull();
     pool.give(u1);
     expect(pool.take()).toBe(u1);
     expect(passwdFile({ uid: u2, gid: u2, name: 'raysub', home: '/w' })).toMatch(new RegExp(`^raysub:x:${u2}:${u2}:`, 'm'));

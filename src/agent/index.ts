@@ -318,7 +318,7 @@ export async function startAgent(opts: AgentOptions, logger?: Logger): Promise<R
   if (opts.token === '') throw new RaysubError('USAGE', 'the agent needs a token');
   const gpus = opts.numGpus ?? (await detectGpus()).length;
   const launcher = await chooseLauncher(opts, log);
-  log.info({ sandbox: launcher.mode, detail: launcher.detail }, 'sandbox');
+  log.info({ sandbox: launcher.mode, detail: launcher.detail, capacity: launcher.capacity }, 'sandbox');
   const head = new HeadLink(opts.address, opts.token);
   const workspace = new Workspace(opts.workDir, head);
   const outbox = new Outbox(workspace.spoolDir, opts.maxBufferedLogBytes);

@@ -48,6 +48,12 @@ export interface Launcher {
   /** One line for `raysub nodes` and the agent's start-up log. */
   readonly detail: string;
   readonly cgroups: boolean;
+  /**
+   * How many tasks it runs at once at most (a uid each where tasks get their own; the agent's
+   * file descriptors otherwise): what the node can advertise. A launch past it fails with
+   * NODE_AT_CAPACITY.
+   */
+  readonly capacity: number;
   launch(spec: LaunchSpec): Promise<WorkerHandle>;
   /** Remove what the launcher created at start-up (cgroup roots). */
   close?(): Promise<void>;
@@ -148,7 +154,10 @@ export function spawnGroup(argv: string[], opts: { cwd: string; env: Record<stri
 export class ProcessLauncher implements Launcher {
   readonly mode = 'process' as const;
   readonly cgroups = false;
-  constructor(readonly detail = 'process group only: no filesystem isolation or resource limits') {}
+  constructor(
+    readonly detail = 'process group only: no filesystem isolation or resource limits',
+    readonly capacity = 1024,
+  ) {}
 
   launch(spec: LaunchSpec): Promise<WorkerHandle> {
     return spawnGroup(spec.argv, { cwd: spec.cwd, env: spec.env });

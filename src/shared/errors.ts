@@ -28,6 +28,8 @@ export const errorCodes = {
   // server side
   INTERNAL: 500,
   SHUTTING_DOWN: 503,
+  /** An agent runs as many tasks as it can at once (its launcher's capacity). */
+  NODE_AT_CAPACITY: 503,
   // client side only (never sent by the head)
   HEAD_UNREACHABLE: 0,
   USAGE: 0,
@@ -56,7 +58,7 @@ export class RaysubError extends Error {
     this.name = 'RaysubError';
     this.code = code;
     this.httpStatus = options.httpStatus ?? (errorCodes[code] || 500);
-    this.retryable = options.retryable ?? (code === 'HEAD_UNREACHABLE' || code === 'SHUTTING_DOWN');
+    this.retryable = options.retryable ?? (code === 'HEAD_UNREACHABLE' || code === 'SHUTTING_DOWN' || code === 'NODE_AT_CAPACITY');
   }
 
   toJSON(): { error: { code: ErrorCode; message: string } } {

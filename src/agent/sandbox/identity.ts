@@ -23,17 +23,22 @@ export function uidBlockFor(pid: number, uidMap: string): number | null {
 
 export class UidPool {
   private readonly used = new Set<number>();
-  constructor(readonly base: number) {}
+  constructor(
+    readonly base: number,
+    /** How many uids the pool hands out at most at once. */
+    readonly size = UIDS_PER_AGENT,
+  ) {}
 
-  take(): number {
-    for (let i = 0; i < UIDS_PER_AGENT; i++) {
+  /** A free uid, or null when every one is in use (the caller decides what that means). */
+  take(): number | null {
+    for (let i = 0; i < this.size; i++) {
       const uid = this.base + i;
       if (!this.used.has(uid)) {
         this.used.add(uid);
         return uid;
       }
     }
-    throw new Error(`more than ${UIDS_PER_AGENT} tasks at once on one agent`);
+    return null;
   }
 
   give(uid: number): void {

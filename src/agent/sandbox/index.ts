@@ -6,7 +6,7 @@ import { agentProcessEnv } from '../../shared/config.js';
 import { RaysubError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { ProcessLauncher, type Launcher } from '../launcher.js';
-import { openCgroups } from './probe.js';
+import { fdTaskCapacity, openCgroups } from './probe.js';
 import { probeBwrap } from './probeBwrap.js';
 import { SandboxLauncher } from './sandboxLauncher.js';
 import type { SandboxOptions } from './settings.js';
@@ -15,7 +15,7 @@ export type { SandboxOptions } from './settings.js';
 
 /** Pick the strongest launcher this machine supports (or the one the operator asked for). */
 export async function chooseLauncher(opts: SandboxOptions, log: Logger): Promise<Launcher> {
-  if (opts.sandbox === 'none') return new ProcessLauncher('sandbox disabled by the operator (--sandbox none)');
+  if (opts.sandbox === 'none') return new ProcessLauncher('sandbox disabled by the operator (--sandbox none)', fdTaskCapacity());
   const agentEnv = agentProcessEnv();
   const cg = openCgroups(opts);
   const controllers = cg.cgroups?.controllers ?? [];
@@ -39,6 +39,6 @@ export async function chooseLauncher(opts: SandboxOptions, log: Logger): Promise
   }
   const detail = `no filesystem isolation (bubblewrap: ${reason}); ${limits}`;
   log.warn({ detail }, 'workers run without a bubblewrap sandbox');
-  if (!cg.cgroups) return new ProcessLauncher(detail);
+  if (!cg.cgroups) return new ProcessLauncher(detail, fdTaskCapacity());
   return new SandboxLauncher('process', detail, { ...cg.settings, bwrap: null, uids: null }, { log: log.child({ component: 'sandbox' }) });
 }

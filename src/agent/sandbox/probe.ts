@@ -37,6 +37,15 @@ function hardOpenFileLimit(): number {
   }
 }
 
+/** Descriptors the agent holds for one running task at most: output pipes, gate, ready and control fds, FIFOs, its job's socket. */
+const FDS_PER_TASK = 8;
+const MAX_TASKS = 65_536;
+
+/** How many tasks at once the agent's own file-descriptor limit allows. */
+export function fdTaskCapacity(): number {
+  return Math.max(1, Math.min(MAX_TASKS, Math.floor(hardOpenFileLimit() / FDS_PER_TASK)));
+}
+
 /** File descriptors above stderr that are not close-on-exec: every worker inherits them. */
 export function inheritedFds(): number[] {
   const out: number[] = [];
@@ -91,6 +100,7 @@ export function openCgroups(opts: Opts): OpenedCgroups {
       envBinary: null,
       pidsMax: opts.taskPidsMax,
       openFiles: Math.min(opts.taskOpenFiles, hardOpenFileLimit()),
+      maxTasks: fdTaskCapacity(),
       devDir: '/dev',
       reuse: opts.sandboxReuse === false ? null : { tasksRoot: tasksDirOf(opts.workDir) },
     },

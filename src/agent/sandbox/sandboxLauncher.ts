@@ -12,6 +12,7 @@
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { background, guarded } from '../../shared/boundary.js';
+import { RaysubError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { SandboxMode } from '../../shared/protocol/index.js';
 import { killGroup, workerHandle, type LaunchSpec, type Launcher, type WorkerExit, type WorkerHandle } from '../launcher.js';
@@ -79,6 +80,11 @@ export class SandboxLauncher implements Launcher {
     this.pool = new ServedPool({ settings: s, log: o.log, track: (p) => this.track(p), closed: () => this.closed });
   }
 
+  /** How many tasks this launcher runs at once at most: a uid each, where tasks get their own. */
+  get capacity(): number {
+    return Math.min(this.s.uids?.size ?? Infinity, this.s.maxTasks);
+  }
+
   /** Limits are enforced (a cgroup2 without controllers only tracks and kills). */
   get cgroups(): boolean {
     return this.s.cgroups?.has('memory') ?? false;
@@ -144,7 +150,7 @@ export class SandboxLauncher implements Launcher {
         // keeps its spare's name: only cosmetic
       }
     } else {
-      r.uid = bwrap ? (s.uids?.take() ?? null) : null;
+      r.uid = await this.takeUid();
       r.cgroup = s.cgroups?.createTask(spec.key, limits) ?? null;
       gate = bwrap
         ? // bwrap itself runs with an empty environment: it is privileged, and the job's variables are not for it.
@@ -186,6 +192,24 @@ export class SandboxLauncher implements Launcher {
     return this.handle(gate, r);
   }
 
+  /**
+   * A uid for a task, or null where tasks run as the agent's own. With none free: a sandbox
+   * waiting for its job's next task gives its uid up, or a task that has just exited gives its
+   * own back (an exit is reported before its cgroups are removed). Only with neither is the
+   * node at capacity: a typed error the task reports, never a crash.
+   */
+  private async takeUid(): Promise<number | null> {
+    const uids = this.s.bwrap ? this.s.uids : null;
+    if (!uids) return null;
+    for (;;) {
+      const uid = uids.take();
+      if (uid !== null) return uid;
+      if (await this.pool.evictOldest()) continue;
+      if (this.releasing.size > 0) await Promise.race(this.releasing);
+      else throw new RaysubError('NODE_AT_CAPACITY', `this node runs ${this.capacity} tasks at once, its capacity; the task was not started`);
+    }
+  }
+
   /** Start a spare gate in the background, if this launcher keeps one and has none. */
   prestart(): void {
     const bwrap = this.s.bwrap;
@@ -193,7 +217,8 @@ export class SandboxLauncher implements Launcher {
     this.spare = (async (): Promise<Spare | null> => {
       const r = reservation();
       try {
-        r.uid = this.s.uids?.take() ?? null;
+        // No uid free: no spare (never one running as the agent's uid where tasks get their own).
+        if (this.s.uids && (r.uid = this.s.uids.take()) === null) return null;
         r.cgroup = this.s.cgroups?.createTask(`spare-${++this.spares}`, spareLimits(this.s.pidsMax, BASE_DEVICE_RULES)) ?? null;
         return { gate: await startGate(bwrap.path, bwrapArgv(bwrap, r.uid, this.serving), { cwd: '/', env: {} }, r.cgroup, this.serving), uid: r.uid, cgroup: r.cgroup };
       } catch (err) {

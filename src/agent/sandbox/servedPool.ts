@@ -155,6 +155,14 @@ export class ServedPool {
     background(this.d.log, 'discarding a served sandbox', this.discard(sb));
   }
 
+  /** End the sandbox idle longest, giving back its uid; false when none is idle. */
+  async evictOldest(): Promise<boolean> {
+    const oldest = this.idle.shift();
+    if (!oldest) return false;
+    await this.discard(oldest);
+    return true;
+  }
+
   /** Every idle sandbox ends (the launcher closes). */
   discardIdle(): void {
     for (const sb of this.idle.splice(0)) this.discardLater(sb);

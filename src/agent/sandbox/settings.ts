@@ -36,6 +36,8 @@ export interface SandboxSettings {
   envBinary: string | null;
   pidsMax: number;
   openFiles: number;
+  /** Tasks at once the agent's own file-descriptor limit allows (fdTaskCapacity). */
+  maxTasks: number;
   devDir: string;
   /**
    * Run a job's consecutive tasks in one served sandbox (needs raysub-init and a uid per task):
