@@ -7,8 +7,7 @@ import json
 import sys
 import time
 
-# Workers import this script to find `nothing` (raysub ships functions by reference): nothing but
-# imports and definitions may run at its top level.
+# `nothing` travels to the workers by value (as in Ray), so the script's top level runs only here.
 which = "ray" if sys.argv[1:2] == ["ray"] else "raysub"
 if which == "ray":
     import ray as api

@@ -46,6 +46,8 @@ class Connection:
         self.objects = {}
         self.requested = set()
         self.owned = set()
+        # id -> callbacks run (on the reader thread) once the agent says how the object stands.
+        self.watchers = {}
         self.closed = None
         # In a worker, execute messages queue here (set before the reader starts: one may come at once).
         self.tasks = queue.Queue() if role == "worker" else None
@@ -122,13 +124,17 @@ class Connection:
                 t = header.get("t")
                 if t == "resolved":
                     at = 0
+                    ready = []
                     with self.cond:
                         for item in header["items"]:
                             n = item["len"] if item["state"] in ("value", "error") else 0
                             data = payload[at:at + n]
                             at += n
                             self.objects[item["id"]] = (item["state"], data, item.get("path") or item.get("error"))
+                            ready.extend(self.watchers.pop(item["id"], ()))
                         self.cond.notify_all()
+                    for cb in ready:
+                        cb()
                 elif t == "execute" and self.tasks is not None:
                     self.tasks.put((header["task"], payload))
                 elif t == "error":
@@ -137,9 +143,29 @@ class Connection:
             with self.cond:
                 self.closed = e
                 self.cond.notify_all()
+                waiting = [cb for cbs in self.watchers.values() for cb in cbs]
+                self.watchers.clear()
+            for cb in waiting:
+                cb()
             self._flush_wanted.set()
             if self.tasks is not None:
                 self.tasks.put(None)
+
+    def watch(self, ref, callback):
+        """Run `callback` once the agent has said how `ref` stands (at once if it has)."""
+        with self.cond:
+            now = ref.id in self.objects or self.closed is not None
+            if not now:
+                self.watchers.setdefault(ref.id, []).append(callback)
+        if now:
+            callback()
+        elif ref.id not in self.owned:
+            self.request([ref])
+
+    def put(self, oid, data):
+        """Store bytes as object `oid` (after the submissions made before it)."""
+        self.flush()
+        self.send({"t": "put", "id": oid, "len": len(data)}, (data,))
 
     def request(self, refs):
         """Ask the agent for objects this process does not own (or that are held elsewhere)."""

@@ -1,27 +1,34 @@
-"""Objects: put, get and wait, on this process's connection to its agent."""
+"""Objects: put, get, wait and futures, on this process's connection to its agent. Values are
+encoded and decoded only through `_serialization`."""
 
-import pickle
+import concurrent.futures
+import threading
 import time
 
-from . import _api, _errors
-from ._api import INLINE_LIMIT, ObjectRef, _connection, _new_id
+from . import _context, _failure, _serialization, exceptions
+from ._refs import ObjectRef, new_id
+from ._submit import INLINE_LIMIT
 
 
-def put(value):
+def put(value, *, _owner=None, _tensor_transport=None):
     """Store a value in this node's object store; returns its ObjectRef."""
-    c = _connection()
-    data = pickle.dumps(value, protocol=5)
-    oid = _new_id()
-    c.flush()
-    c.send({"t": "put", "id": oid, "len": len(data)}, (data,))
+    if _owner is not None:
+        raise ValueError("The experimental `_owner` argument to `ray.put` has been removed in Ray 2.56.")
+    if isinstance(value, ObjectRef):
+        raise TypeError("Calling 'put' on an ray.ObjectRef is not allowed. If you really want to do this, you can wrap the ray.ObjectRef in a list and call 'put' on it.")
+    c = _context.connection()
+    data = _serialization.encode(value)
+    oid = new_id()
+    c.put(oid, data)
     if len(data) <= INLINE_LIMIT:
         with c.cond:
             c.objects[oid] = ("value", data, None)
     return ObjectRef(oid, c.node_id)
 
 
-def _await(c, refs, need, timeout, local):
-    """Wait until `need` of `refs` are ready (and local, when `local`); tell the agent while blocked."""
+def _await(c, refs, need, timeout, local, stop_on_error=False):
+    """Wait until `need` of `refs` are ready (and local, when `local`), or one failed when
+    `stop_on_error`; tells the agent while blocked, so it lends this task's CPUs."""
     missing = [r for r in refs if r.id not in c.objects and r.id not in c.owned]
     if local:
         missing += [r for r in refs if c.objects.get(r.id, ("",))[0] == "remote"]
@@ -30,19 +37,22 @@ def _await(c, refs, need, timeout, local):
     deadline = None if timeout is None else time.monotonic() + timeout
     blocked = False
 
-    def count():
+    def done():
         n = 0
         for r in refs:
             e = c.objects.get(r.id)
-            if e is not None and not (local and e[0] == "remote"):
-                n += 1
-        return n
+            if e is None or local and e[0] == "remote":
+                continue
+            if stop_on_error and e[0] == "error":
+                return True
+            n += 1
+        return n >= need
 
     try:
         with c.cond:
-            while count() < need:
+            while not done():
                 if c.closed is not None:
-                    raise _errors.RaysubError("lost the connection to the agent: %s" % c.closed)
+                    raise exceptions.RaySystemError("lost the connection to the agent: %s" % c.closed)
                 if local:
                     far = [r for r in refs if c.objects.get(r.id, ("",))[0] == "remote" and r.id not in c.requested]
                     if far:
@@ -52,12 +62,12 @@ def _await(c, refs, need, timeout, local):
                         finally:
                             c.cond.acquire()
                         continue
-                if not blocked and _api._in_worker:
-                    blocked = True
-                    c.send({"t": "blocked"})
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
+                if not blocked and _context.in_worker:
+                    blocked = True
+                    c.send({"t": "blocked"})
                 c.cond.wait(left if left is not None else 1.0)
         return True
     finally:
@@ -68,46 +78,105 @@ def _await(c, refs, need, timeout, local):
 def _value(c, r):
     state, data, extra = c.objects[r.id]
     if state == "value":
-        return pickle.loads(data)
+        return _serialization.decode(data)
     if state == "path":
-        with open(extra, "rb") as f:
-            return pickle.loads(f.read())
+        return _serialization.decode_file(extra)
     if state == "error":
-        cause = None
-        if data:
-            try:
-                cause = pickle.loads(data)
-            except Exception:
-                cause = None
-        raise _errors.make_error(extra or {}, cause)
-    raise _errors.ObjectLostError("object %s is not available here" % r.id)
+        raise _failure.error_of(extra, data, r.id)
+    raise exceptions.ObjectLostError(r.id, None, "", "object %s is not available here" % r.id)
 
 
-def get(refs, timeout=None):
-    """The value(s) of an ObjectRef or a list of them; raises the task's error, or GetTimeoutError."""
-    single = isinstance(refs, ObjectRef)
-    lst = [refs] if single else list(refs)
+def get(object_refs, *, timeout=None):
+    """The value(s) of an ObjectRef or a list of them; raises the first failed task's error (at
+    once, without waiting for the rest), or GetTimeoutError."""
+    from .generators import ObjectRefGenerator
+
+    if isinstance(object_refs, ObjectRefGenerator):
+        return object_refs
+    single = isinstance(object_refs, ObjectRef)
+    if not single and not isinstance(object_refs, list):
+        raise ValueError("Invalid type of object refs, %s, is given. 'object_refs' must either be an ObjectRef or a list of ObjectRefs. " % type(object_refs))
+    lst = [object_refs] if single else object_refs
     for r in lst:
         if not isinstance(r, ObjectRef):
-            raise TypeError("get() takes an ObjectRef or a list of ObjectRefs, got %r" % (r,))
-    c = _connection()
+            raise TypeError("Attempting to call `get` on the value %r, which is not an ray.ObjectRef." % (r,))
+    if timeout is not None and timeout < 0:
+        raise ValueError("'timeout' must be a non-negative number")
+    c = _context.connection()
     c.flush()
-    if not _await(c, lst, len(lst), timeout, True):
-        raise _errors.GetTimeoutError("get() timed out after %ss" % timeout)
+    if not _await(c, lst, len(lst), timeout, True, stop_on_error=True):
+        raise exceptions.GetTimeoutError("Get timed out: some object(s) not ready.")
+    with c.cond:
+        for r in lst:
+            e = c.objects.get(r.id)
+            if e is not None and e[0] == "error":
+                raise _failure.error_of(e[2], e[1], r.id)
     values = [_value(c, r) for r in lst]
     return values[0] if single else values
 
 
-def wait(refs, num_returns=1, timeout=None, fetch_local=True):
-    """(ready, not_ready): the first `num_returns` refs that are ready, in the order given."""
-    lst = list(refs)
-    if num_returns > len(lst):
-        raise ValueError("num_returns (%d) is larger than the number of refs (%d)" % (num_returns, len(lst)))
-    c = _connection()
+def wait(ray_waitables, *, num_returns=1, timeout=None, fetch_local=True):
+    """(ready, not_ready): the first `num_returns` refs that are ready, in the order given (each
+    list keeps the input's order)."""
+    if isinstance(ray_waitables, ObjectRef):
+        raise TypeError("wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator, got a single ray.ObjectRef or ray.ObjectRefGenerator %s" % (ray_waitables,))
+    if not isinstance(ray_waitables, list):
+        raise TypeError("wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator, got %s" % type(ray_waitables))
+    if timeout is not None and timeout < 0:
+        raise ValueError("The 'timeout' argument must be nonnegative. Received %s" % timeout)
+    for r in ray_waitables:
+        if not isinstance(r, ObjectRef):
+            raise TypeError("wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator, got list containing %s" % type(r))
+    if not ray_waitables:
+        return [], []
+    if len(ray_waitables) != len(set(ray_waitables)):
+        raise ValueError("Wait requires a list of unique ray_waitables.")
+    if num_returns <= 0:
+        raise ValueError("Invalid number of objects to return %d." % num_returns)
+    if num_returns > len(ray_waitables):
+        raise ValueError("num_returns cannot be greater than the number of ray_waitables provided to ray.wait.")
+    c = _context.connection()
     c.flush()
-    _await(c, lst, num_returns, timeout, False)
+    _await(c, ray_waitables, num_returns, timeout, bool(fetch_local))
     ready, not_ready = [], []
     with c.cond:
-        for r in lst:
-            (ready if r.id in c.objects and len(ready) < num_returns else not_ready).append(r)
+        for r in ray_waitables:
+            e = c.objects.get(r.id)
+            ok = e is not None and not (fetch_local and e[0] == "remote")
+            (ready if ok and len(ready) < num_returns else not_ready).append(r)
     return ready, not_ready
+
+
+# Futures: a callback on the reader thread hands a resolved ref to these threads, which decode it
+# (and fetch it from another node when needed) without holding up the reader.
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def _executor():
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="raysub-future")
+        return _pool
+
+
+def future(ref):
+    """A concurrent.futures.Future of `ref`'s value."""
+    fut = concurrent.futures.Future()
+    c = _context.connection()
+    c.flush()
+
+    def resolve():
+        try:
+            fut.set_result(get(ref))
+        except BaseException as e:  # noqa: BLE001 - the future carries any failure
+            fut.set_exception(e)
+
+    c.watch(ref, lambda: _executor().submit(resolve))
+    return fut
+
+
+def free(object_refs, local_only=False):
+    """Accepted for compatibility (`ray.internal.free`): objects are freed when their job ends."""
+    return None

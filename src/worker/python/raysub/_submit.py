@@ -1,0 +1,159 @@
+"""How a task leaves this process: its function (by name when an importable module holds it, else
+by value, exported once as an object of the job), its arguments and what else the worker needs.
+
+A function or class travels by value (cloudpickle) when the driver script defines it, when it is a
+lambda, a closure or a nested function, or when its module is registered with
+`cloudpickle.register_pickle_by_value`: it is pickled once, stored as an object of the job, and
+named by that object's id; each task lists that object among its dependencies, so the agent hands
+its bytes to the worker, which unpickles it once. Everything else travels by module and name."""
+
+import importlib
+import os
+import sys
+
+from . import _context, _serialization
+from ._refs import ObjectRef, _Dep, new_id
+
+BY_VALUE = "__raysub_fn__"
+INLINE_LIMIT = 100 * 1024
+
+# In a worker: functions and classes already loaded, by reference.
+_loaded = {}
+
+
+def script_dir():
+    """The driver script's directory relative to the working dir, so workers can import what the
+    script imports from beside it (as Ray adds it to its workers' paths)."""
+    if _context.in_worker:
+        return getattr(_context.current, "script_dir", None)
+    main = sys.modules.get("__main__")
+    f = getattr(main, "__file__", None)
+    if not f:
+        return None
+    d = os.path.dirname(os.path.abspath(f))
+    cwd = os.getcwd()
+    if d == cwd or not d.startswith(cwd + os.sep):
+        return None
+    return os.path.relpath(d, cwd)
+
+
+def export(holder, obj, what):
+    """The reference a task names its function or class by, and the object holding it (or None)."""
+    if holder._export is not None:
+        return holder._export
+    with _context.lock:
+        if holder._export is not None:
+            return holder._export
+        if _serialization.by_reference(obj, holder):
+            holder._export = ({"module": obj.__module__, "name": obj.__qualname__}, None)
+            return holder._export
+        c = _context.connection()
+        oid = new_id()
+        # Set first: a function that names itself (recursion) pickles this reference, not itself again.
+        holder._export = ({"module": BY_VALUE, "name": oid}, {"id": oid, "owner": c.node_id})
+        try:
+            data = _serialization.encode(obj)
+        except Exception as e:
+            holder._export = None
+            raise TypeError("Could not serialize the %s %s: %s" % (what, getattr(obj, "__qualname__", obj), e)) from e
+        c.put(oid, data)
+        if len(data) <= INLINE_LIMIT:
+            with c.cond:
+                c.objects[oid] = ("value", data, None)
+        return holder._export
+
+
+def export_if_connected(holder, obj, what):
+    """`export`, or None when this process is not in a job (a remote function or actor class
+    pickled there carries the function or class itself)."""
+    from .exceptions import RayError
+
+    try:
+        return export(holder, obj, what)
+    except RayError:
+        return None
+
+
+def load(fnref, by_value):
+    """A task's function or class; `by_value(id)` gives the bytes of an exported one."""
+    key = (fnref["module"], fnref["name"])
+    obj = _loaded.get(key)
+    if obj is not None:
+        return obj
+    if fnref["module"] == BY_VALUE:
+        obj = by_value(fnref["name"])
+    else:
+        obj = importlib.import_module(fnref["module"])
+        for part in fnref["name"].split("."):
+            obj = getattr(obj, part)
+    from .actor import ActorClass
+    from .remote_function import RemoteFunction
+
+    if isinstance(obj, RemoteFunction):
+        obj = obj._function
+    elif isinstance(obj, ActorClass):
+        obj = obj._cls
+    _loaded[key] = obj
+    return obj
+
+
+def pack_args(args, kwargs, meta):
+    """Arguments as bytes, with top-level ObjectRefs replaced by placeholders the worker fills."""
+    deps = []
+    seen = set()
+
+    def swap(a):
+        if isinstance(a, ObjectRef):
+            if a.id not in seen:
+                seen.add(a.id)
+                deps.append({"id": a.id, "owner": a.owner})
+            return _Dep(a.id)
+        return a
+
+    args = tuple(swap(a) for a in args)
+    kwargs = {k: swap(v) for k, v in kwargs.items()}
+    return _serialization.encode((args, kwargs, meta)), deps
+
+
+def meta(env_vars, req):
+    """What the worker needs besides the arguments: namespace, env_vars, the script's directory."""
+    m = {"ns": _context.namespace}
+    env = dict(_context.job_env_vars)
+    env.update(env_vars or {})
+    if env:
+        m["env"] = env
+    d = script_dir()
+    if d:
+        m["path"] = d
+    m["res"] = req
+    return m
+
+
+def submit(kind, export_ref, name, opts, req, default_retries, args, kwargs, env_vars=None, actor_id=None, method=None, task_id=None, extra=None):
+    c = _context.connection()
+    m = meta(env_vars, req)
+    if extra:
+        m.update(extra)
+    data, deps = pack_args(args, kwargs, m)
+    fnref, fndep = export_ref
+    if fndep is not None and all(d["id"] != fndep["id"] for d in deps):
+        deps.append(fndep)
+    tid = task_id or new_id()
+    retries = opts.get("max_retries")
+    spec = {
+        "id": tid,
+        "kind": kind,
+        "fn": fnref,
+        "name": name,
+        "resources": req,
+        "max_retries": default_retries if retries is None else int(retries),
+        "retry_exceptions": bool(opts.get("retry_exceptions", False)),
+        "deps": deps,
+        "args_len": len(data),
+    }
+    if actor_id is not None:
+        spec["actor_id"] = actor_id
+    if method is not None:
+        spec["method"] = method
+    c.submit(spec, data)
+    return ObjectRef(tid, c.node_id)
