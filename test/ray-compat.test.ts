@@ -3,44 +3,17 @@
  * Ray is installed into a virtualenv from this machine's pip configuration; when it cannot be
  * installed, the tests say so and skip.
  */
-import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { startHead, waitFor, workingDir } from './helpers/cluster.js';
+import { RAY_VENV, ensureRayVenv, run } from './helpers/rayVenv.js';
 
-const VENV = path.join(os.tmpdir(), 'raysub-test-ray-venv');
+const VENV = RAY_VENV;
 let skipReason: string | null = null;
 
-function run(cmd: string, args: string[], env: Record<string, string>, timeoutMs = 120_000): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { env: { ...process.env, ...env }, timeout: timeoutMs, maxBuffer: 32 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-      resolve({ code, out: stdout + stderr });
-    });
-  });
-}
-
 beforeAll(async () => {
-  const python = path.join(VENV, 'bin', 'python');
-  const ready = () => {
-    try {
-      execFileSync(python, ['-c', 'import ray, requests, aiohttp, pydantic'], { stdio: 'ignore' });
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  if (ready()) return;
-  try {
-    execFileSync('python3', ['-m', 'venv', VENV], { stdio: 'pipe' });
-    const pip = await run(path.join(VENV, 'bin', 'pip'), ['install', '--retries', '0', '--timeout', '20', 'ray', 'requests', 'aiohttp', 'pydantic'], { PIP_RETRIES: '0' }, 480_000);
-    if (pip.code !== 0) skipReason = `pip could not install ray: ${pip.out.trim().split('\n').slice(-2).join(' ')}`;
-    else if (!ready()) skipReason = 'ray installed but cannot be imported';
-  } catch (err) {
-    skipReason = `cannot create a virtualenv: ${(err as Error).message}`;
-  }
+  skipReason = await ensureRayVenv();
   if (skipReason) console.log(`ray-compat tests skipped: ${skipReason}`);
 }, 600_000);
 

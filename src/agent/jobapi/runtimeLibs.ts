@@ -1,7 +1,9 @@
 /**
  * The in-job libraries, copied into the agent's work dir at start so every sandbox can read them:
- * `lib/python/raysub` (on PYTHONPATH) and `node_modules/raysub` (an ancestor of every task
- * directory, so `import 'raysub'` resolves from a job's own modules without installing anything).
+ * `lib/python/raysub` and `lib/python/ray` (raysub's library under Ray's names, which hands over
+ * to a real Ray when the job brings one; both on PYTHONPATH) and `node_modules/raysub` (an
+ * ancestor of every task directory, so `import 'raysub'` resolves from a job's own modules
+ * without installing anything).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -16,8 +18,10 @@ export function installRuntimeLibs(workDir: string): { python: string; nodeModul
   fs.rmSync(nodeDir, { recursive: true, force: true });
   fs.mkdirSync(python, { recursive: true, mode: 0o755 });
   fs.mkdirSync(nodeDir, { recursive: true, mode: 0o755 });
-  const pySrc = path.resolve(here, '..', '..', 'worker', 'python', 'raysub');
-  fs.cpSync(pySrc, path.join(python, 'raysub'), { recursive: true, filter: (s) => !s.includes('__pycache__') });
+  for (const pkg of ['raysub', 'ray']) {
+    const pySrc = path.resolve(here, '..', '..', 'worker', 'python', pkg);
+    fs.cpSync(pySrc, path.join(python, pkg), { recursive: true, filter: (s) => !s.includes('__pycache__') });
+  }
   const nodeSrc = path.resolve(here, '..', '..', 'worker', 'node');
   for (const f of fs.existsSync(nodeSrc) ? fs.readdirSync(nodeSrc) : []) if (f.endsWith('.js')) fs.copyFileSync(path.join(nodeSrc, f), path.join(nodeDir, f));
   fs.writeFileSync(path.join(nodeDir, 'package.json'), JSON.stringify({ name: 'raysub', type: 'module', main: './index.js', exports: { '.': './index.js', './worker': './worker.js' } }, null, 2));

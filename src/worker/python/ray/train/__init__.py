@@ -1,0 +1,4 @@
+"""ray.train is not part of raysub: importing it says what to use instead."""
+from raysub._unsupported import fail
+
+fail("ray.train")
