@@ -1,11 +1,16 @@
-"""Fibonacci sequences computed in parallel as raysub tasks, timed against the same work done serially.
+"""Fibonacci sequences computed in parallel as Ray tasks, timed against the same work done serially.
+
+Written as Ray's docs write it: `import ray` and no `__main__` guard. Functions defined in this
+script travel to the workers by value, so its top level runs once, here in the driver.
 
     raysub job submit --working-dir jobs/fibonacci --entrypoint-num-cpus 0 -- python3 main.py
 """
 import os
 import time
 
-import raysub
+import ray
+
+ray.init()
 
 SEQUENCES = int(os.environ.get("SEQUENCES", "8"))
 SIZE = int(os.environ.get("SIZE", "40000"))
@@ -21,22 +26,23 @@ def generate_fibonacci(sequence_size):
     return len(fibonacci), fibonacci[-1] % 1_000_000_007
 
 
-# The same function as a task: each call runs in a warm worker process, on its own CPU.
-generate_fibonacci_remote = raysub.remote(generate_fibonacci)
+# The same work as a task: each call runs in a warm worker process, on its own CPU.
+@ray.remote
+def generate_fibonacci_distributed(sequence_size):
+    return generate_fibonacci(sequence_size)
 
 
-if __name__ == "__main__":
-    start = time.time()
-    serial = [generate_fibonacci(SIZE) for _ in range(SEQUENCES)]
-    serial_s = time.time() - start
+start = time.time()
+serial = [generate_fibonacci(SIZE) for _ in range(SEQUENCES)]
+serial_s = time.time() - start
 
-    # One warm-up round starts the workers, as a long-running job would have them already.
-    raysub.get([generate_fibonacci_remote.remote(10) for _ in range(SEQUENCES)])
-    start = time.time()
-    parallel = raysub.get([generate_fibonacci_remote.remote(SIZE) for _ in range(SEQUENCES)])
-    parallel_s = time.time() - start
+# One warm-up round starts the workers, as a long-running job would have them already.
+ray.get([generate_fibonacci_distributed.remote(10) for _ in range(SEQUENCES)])
+start = time.time()
+parallel = ray.get([generate_fibonacci_distributed.remote(SIZE) for _ in range(SEQUENCES)])
+parallel_s = time.time() - start
 
-    assert parallel == serial
-    print("%d sequences of %d Fibonacci numbers (last one mod 1e9+7: %d)" % (SEQUENCES, SIZE, serial[0][1]))
-    print("serial:   %.2fs" % serial_s)
-    print("parallel: %.2fs (%.1fx faster)" % (parallel_s, serial_s / parallel_s))
+assert parallel == serial
+print("%d sequences of %d Fibonacci numbers (last one mod 1e9+7: %d)" % (SEQUENCES, SIZE, serial[0][1]))
+print("serial:   %.2fs" % serial_s)
+print("parallel: %.2fs (%.1fx faster)" % (parallel_s, serial_s / parallel_s))

@@ -1,17 +1,18 @@
 """A load -> train -> predict pipeline of dependent tasks: each step takes the previous steps'
-ObjectRefs as arguments, so raysub runs it as soon as they are ready, without the driver waiting
-in between. The model is a least-squares line fitted from per-shard sums (standard library only).
+ObjectRefs as arguments, so it runs as soon as they are ready, without the driver waiting
+in between. The model is a least-squares line fitted from per-shard sums (standard library only). Written as Ray's docs
+write such programs: `import ray`, no `__main__` guard.
 
     raysub job submit --working-dir jobs/pipeline --entrypoint-num-cpus 0 -- python3 main.py
 """
 import random
 
-import raysub
+import ray
 
 SHARDS = 4
 
 
-@raysub.remote
+@ray.remote
 def load(shard, n=25_000):
     """One shard of the data set: y = 3x + 2 plus noise (synthetic, made here)."""
     rng = random.Random(shard)
@@ -19,7 +20,7 @@ def load(shard, n=25_000):
     return [(x, 3 * x + 2 + rng.gauss(0, 1)) for x in xs]
 
 
-@raysub.remote
+@ray.remote
 def sums(rows):
     """Sufficient statistics of one shard for a least-squares line."""
     n = len(rows)
@@ -30,24 +31,23 @@ def sums(rows):
     return n, sx, sy, sxx, sxy
 
 
-@raysub.remote
+@ray.remote
 def train(*parts):
     n, sx, sy, sxx, sxy = (sum(p[i] for p in parts) for i in range(5))
     slope = (n * sxy - sx * sy) / (n * sxx - sx * sx)
     return {"slope": slope, "intercept": (sy - slope * sx) / n, "trained_on": n}
 
 
-@raysub.remote
+@ray.remote
 def predict(model, rows):
     errors = [(model["slope"] * x + model["intercept"] - y) ** 2 for x, y in rows]
     return sum(errors) / len(errors)
 
 
-if __name__ == "__main__":
-    shards = [load.remote(i) for i in range(SHARDS)]
-    test = load.remote(99, 5_000)
-    model = train.remote(*[sums.remote(s) for s in shards])
-    mse = predict.remote(model, test)
-    m = raysub.get(model)
-    print("trained on %d rows: y = %.3f x + %.3f" % (m["trained_on"], m["slope"], m["intercept"]))
-    print("mean squared error on held-out data: %.3f" % raysub.get(mse))
+shards = [load.remote(i) for i in range(SHARDS)]
+test = load.remote(99, 5_000)
+model = train.remote(*[sums.remote(s) for s in shards])
+mse = predict.remote(model, test)
+m = ray.get(model)
+print("trained on %d rows: y = %.3f x + %.3f" % (m["trained_on"], m["slope"], m["intercept"]))
+print("mean squared error on held-out data: %.3f" % ray.get(mse))

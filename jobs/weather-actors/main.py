@@ -1,7 +1,8 @@
 """Two actors, each holding one year of daily readings of a weather station, compared by the driver.
 
 The data set is synthetic and made here: a seasonal curve plus noise per station, one CSV text per
-station, stored once with raysub.put and loaded by each actor.
+station, stored once with ray.put and loaded by each actor. Written as Ray's docs write actor
+programs: `import ray`, no `__main__` guard.
 
     raysub job submit --working-dir jobs/weather-actors --entrypoint-num-cpus 0 -- python3 main.py
 """
@@ -11,7 +12,7 @@ import io
 import math
 import random
 
-import raysub
+import ray
 
 HOT_C = 30.0
 
@@ -32,7 +33,7 @@ def make_year(station, mean_c, swing_c, seed, year=2025):
     return out.getvalue()
 
 
-@raysub.remote
+@ray.remote
 class Station:
     """Loads one station's year of readings and answers questions about it."""
 
@@ -63,15 +64,14 @@ class Station:
         return months
 
 
-if __name__ == "__main__":
-    seville = Station.remote(raysub.put(make_year("Seville", 24, 10, seed=1)))
-    bergen = Station.remote(raysub.put(make_year("Bergen", 11, 7, seed=2)))
-    for s in raysub.get([seville.summary.remote(), bergen.summary.remote()]):
-        print("%(station)-8s %(days)d days, mean high %(mean_high_c).1f C, hottest %(hottest)s, %(rainy_days)d rainy days" % s)
-    hot = dict(zip(["Seville", "Bergen"], raysub.get([seville.hot_days.remote(HOT_C), bergen.hot_days.remote(HOT_C)])))
-    for name, n in hot.items():
-        print("%-8s %d days above %.0f C" % (name, n, HOT_C))
-    months = raysub.get(seville.monthly_hot_days.remote(HOT_C))
-    print("Seville's hot days by month: %s" % months)
-    warmer = max(hot, key=hot.get)
-    print("warmer station: %s (%d more hot days)" % (warmer, abs(hot["Seville"] - hot["Bergen"])))
+seville = Station.remote(ray.put(make_year("Seville", 24, 10, seed=1)))
+bergen = Station.remote(ray.put(make_year("Bergen", 11, 7, seed=2)))
+for s in ray.get([seville.summary.remote(), bergen.summary.remote()]):
+    print("%(station)-8s %(days)d days, mean high %(mean_high_c).1f C, hottest %(hottest)s, %(rainy_days)d rainy days" % s)
+hot = dict(zip(["Seville", "Bergen"], ray.get([seville.hot_days.remote(HOT_C), bergen.hot_days.remote(HOT_C)])))
+for name, n in hot.items():
+    print("%-8s %d days above %.0f C" % (name, n, HOT_C))
+months = ray.get(seville.monthly_hot_days.remote(HOT_C))
+print("Seville's hot days by month: %s" % months)
+warmer = max(hot, key=hot.get)
+print("warmer station: %s (%d more hot days)" % (warmer, abs(hot["Seville"] - hot["Bergen"])))
