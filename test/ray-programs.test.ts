@@ -44,12 +44,20 @@ async function underRaysub(head: TestHead, program: string, extra: string[] = []
   return { stdout: res.stdout, id };
 }
 
-/** The program's output under Ray 2.58 (a local Ray instance of its own), or null if Ray is missing. */
-async function underRay(program: string): Promise<string | null> {
-  if (raySkip) return null;
-  const res = await run(rayPython, [program], { RAY_ADDRESS: '', RAY_USAGE_STATS_ENABLED: '0', RAY_DEDUP_LOGS: '0', PYTHONPATH: '' }, 240_000, PROGRAMS);
-  expect(res.code, res.out).toBe(0);
-  return res.stdout;
+/**
+ * Start the program under Ray 2.58 (a local Ray instance of its own); `output()` is its stdout, or
+ * null when Ray is missing. Started before the raysub side, so both run at once.
+ */
+function underRay(program: string): { output: () => Promise<string | null> } {
+  const res = raySkip ? null : run(rayPython, [program], { RAY_ADDRESS: '', RAY_USAGE_STATS_ENABLED: '0', RAY_DEDUP_LOGS: '0', PYTHONPATH: '' }, 240_000, PROGRAMS);
+  return {
+    output: async () => {
+      if (!res) return null;
+      const r = await res;
+      expect(r.code, r.out).toBe(0);
+      return r.stdout;
+    },
+  };
 }
 
 /** Hold raysub's checks, and Ray's when it ran, to Ray's documented results. */
@@ -148,6 +156,8 @@ const UTIL: Record<string, Record<string, unknown>> = {
 describe('Ray programs run unchanged as raysub jobs', () => {
   it("Ray's Fibonacci example (no __main__ guard) prints what it prints under Ray, each task running once", async () => {
     const head = await startHead({ numCpus: 2 });
+    // Under Ray at the same time: both sides mostly wait, so the test takes the longer of the two.
+    const ray = underRay('fibonacci.py');
     const ours = await underRaysub(head, 'fibonacci.py', [], PROGRAMS, false);
     const shape = (out: string): string[] =>
       out
@@ -165,22 +175,24 @@ describe('Ray programs run unchanged as raysub jobs', () => {
     expect(shape(ours.stdout)).toEqual(lines);
     const job = await head.client.getJob(ours.id);
     expect(job.raysub?.injob).toMatchObject({ finished: cpus, failed: 0, pending: 0, running: 0 });
-    const theirs = await underRay('fibonacci.py');
+    const theirs = await ray.output();
     if (theirs !== null) expect(shape(theirs)).toEqual(lines);
   }, 600_000);
 
   it("Ray core's API: tasks, functions by value, errors, get/wait, futures, runtime context, options, actors", async () => {
     const head = await startHead({ numCpus: 2 });
+    const ray = underRay('core.py');
     const ours = checks((await underRaysub(head, 'core.py')).stdout);
-    const ray = await underRay('core.py');
-    expectRayResults(ours, ray === null ? null : checks(ray), CORE);
+    const theirs = await ray.output();
+    expectRayResults(ours, theirs === null ? null : checks(theirs), CORE);
   }, 600_000);
 
   it('ray.util: ActorPool, Queue, multiprocessing.Pool, as_completed, map_unordered', async () => {
     const head = await startHead({ numCpus: 2 });
+    const ray = underRay('util.py');
     const ours = checks((await underRaysub(head, 'util.py')).stdout);
-    const ray = await underRay('util.py');
-    expectRayResults(ours, ray === null ? null : checks(ray), UTIL);
+    const theirs = await ray.output();
+    expectRayResults(ours, theirs === null ? null : checks(theirs), UTIL);
   }, 600_000);
 
   it('what raysub leaves out raises NotImplementedError naming the alternative; a real Ray the job brings takes precedence', async () => {
