@@ -26,6 +26,8 @@ export interface CliContext {
   color: Palette;
   errColor: Palette;
   isTTY: boolean;
+  /** How commands that follow a job treat a silent stream and an unreachable head. */
+  follow: { idleMs: number; unreachableTimeoutMs: number };
 }
 
 interface LocalHead {
@@ -105,5 +107,6 @@ export function createContext(flags: GlobalFlags): CliContext {
     color: palette(colorEnabled(flags.color, process.stdout)),
     errColor: palette(colorEnabled(flags.color, process.stderr)),
     isTTY: Boolean(process.stdout.isTTY),
+    follow: { idleMs: env.followIdleMs, unreachableTimeoutMs: env.unreachableTimeoutMs },
   };
 }

@@ -1,16 +1,17 @@
 /**
  * Printing a job's output as it arrives: stdout to stdout, stderr (coloured) to stderr, task
- * prefixes for array jobs, and a reconnect that skips what was already printed if the head drops.
+ * prefixes for array jobs, the job's queue position and wait reason on stderr when they change,
+ * and — only when the head really does not answer — what the CLI is doing about it.
  */
-import { toRaysubError } from '../shared/errors.js';
-import type { JobDetails } from '../shared/protocol/index.js';
+import type { FollowRetry, FollowState, RaysubClient } from '../client/index.js';
+import type { JobDetails, JobStatus } from '../shared/protocol/index.js';
 import type { CliContext } from './context.js';
 
 export interface FollowOptions {
   follow: boolean;
   /** Prefix lines with "[task i] " (array jobs). */
   prefix: boolean;
-  /** Print only the job's own output, not raysub's lines. */
+  /** Print only the job's own output, not raysub's lines or notices. */
   quiet?: boolean;
   /** Print each chunk as an NDJSON line `{"task", "stream", "data"}` instead of text. */
   json?: boolean;
@@ -33,8 +34,56 @@ class LineSplitter {
   }
 }
 
-export async function printLogs(ctx: CliContext, jobId: string, opts: FollowOptions): Promise<void> {
-  const printed = new Map<number, number>(); // characters already printed per task
+const STILL_DOWN_EVERY_MS = 30_000;
+
+function duration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  return s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s` : `${s}s`;
+}
+
+/** Notices on stderr: the job's state when it changes, and the head's reachability when it is lost. */
+function notices(ctx: CliContext, quiet: boolean) {
+  let waited = false;
+  let lastDownNotice = -Infinity;
+  const say = (text: string): void => {
+    if (!quiet) ctx.err.write(ctx.errColor.dim(`raysub: ${text}`) + '\n');
+  };
+  return {
+    onState(s: FollowState): void {
+      // A job placed on a node (position 0) is about to start: only a real wait is worth a line.
+      if (s.status === 'PENDING' && s.queue && s.queue.position > 0) {
+        waited = true;
+        say(`job is queued (position ${s.queue.position}): ${s.queue.reason}`);
+      } else if (s.status === 'RUNNING' && waited) {
+        waited = false;
+        say('job is running');
+      }
+    },
+    onRetry(r: FollowRetry): void {
+      if (r.headAnswered) {
+        say(`the head is unavailable (${r.error.message}); retrying in ${duration(r.delayMs)}`);
+        return;
+      }
+      const first = r.downForMs === 0 || lastDownNotice < 0;
+      if (!first && r.downForMs - lastDownNotice < STILL_DOWN_EVERY_MS) return;
+      lastDownNotice = r.downForMs;
+      const limit = ctx.follow.unreachableTimeoutMs;
+      say(first ? `${r.error.message}; retrying for up to ${duration(limit)}` : `still cannot reach the head (for ${duration(r.downForMs)}); retrying`);
+    },
+    onResumed(): void {
+      lastDownNotice = -Infinity;
+      say('the head answers again; following the log from where it stopped');
+    },
+  };
+}
+
+/** The same client, retrying for as long as commands that follow a job wait for an unreachable head. */
+export function patientClient(ctx: CliContext): RaysubClient {
+  return ctx.client.derive({ retries: Math.ceil(ctx.follow.unreachableTimeoutMs / 8000) + 3 });
+}
+
+/** Print a job's log (following it until it ends with `follow`); returns the job's status at the end. */
+export async function printLogs(ctx: CliContext, jobId: string, opts: FollowOptions): Promise<JobStatus | null> {
   const splitter = new LineSplitter();
   const write = (task: number, stream: string, text: string): void => {
     if (stream === 'system' && opts.quiet) return;
@@ -51,33 +100,23 @@ export async function printLogs(ctx: CliContext, jobId: string, opts: FollowOpti
     }
     for (const line of splitter.push(`${task}/${stream}`, text)) target.write(`${pal.cyan(`[task ${task}]`)} ${paint(line)}\n`);
   };
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const seen = new Map<number, number>();
-      for await (const line of ctx.client.streamLogs(jobId, { follow: opts.follow })) {
-        if ('end' in line) break;
-        const before = seen.get(line.task) ?? 0;
-        seen.set(line.task, before + line.data.length);
-        const already = printed.get(line.task) ?? 0;
-        if (before + line.data.length <= already) continue;
-        const fresh = line.data.slice(Math.max(0, already - before));
-        printed.set(line.task, before + line.data.length);
-        write(line.task, line.stream, fresh);
-      }
-      break;
-    } catch (err) {
-      const e = toRaysubError(err);
-      if (!e.retryable || attempt >= 8) throw e;
-      const delay = Math.min(8000, 250 * 2 ** attempt);
-      ctx.err.write(`raysub: ${e.message}; reconnecting in ${(delay / 1000).toFixed(1)}s\n`);
-      await new Promise((r) => setTimeout(r, delay));
-    }
+  let status: JobStatus | null = null;
+  const lines = ctx.client.followLogs(jobId, {
+    follow: opts.follow,
+    idleMs: ctx.follow.idleMs,
+    unreachableTimeoutMs: ctx.follow.unreachableTimeoutMs,
+    ...notices(ctx, Boolean(opts.quiet)),
+  });
+  for await (const line of lines) {
+    if ('end' in line) status = line.status;
+    else write(line.task, line.stream, line.data);
   }
   for (const [key, rest] of splitter.flush()) {
     const [task, stream] = key.split('/');
     const target = stream === 'stdout' ? ctx.out : ctx.err;
     target.write(`${ctx.color.cyan(`[task ${task}]`)} ${rest}\n`);
   }
+  return status;
 }
 
 /** One line saying how a job ended, for stderr. */

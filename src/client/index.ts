@@ -7,12 +7,12 @@ import type { Dispatcher } from 'undici';
 import { z } from 'zod';
 import { RaysubError, toRaysubError } from '../shared/errors.js';
 import { call, callJson, createDispatcher, errorFrom } from '../shared/http.js';
+import { followLogStream, type FollowLogsOptions, type FollowedLine } from './logFollow.js';
 import {
   isTerminal,
   jobDetailsSchema,
   jobListSchema,
   jobSubmitResponseSchema,
-  logStreamLineSchema,
   nodeListSchema,
   scheduleInfoSchema,
   scheduleListSchema,
@@ -22,7 +22,6 @@ import {
   type JobDetails,
   type JobStatus,
   type JobSubmitRequest,
-  type LogStreamLine,
   type NodeInfo,
   type ScheduleCreateRequest,
   type ScheduleInfo,
@@ -31,6 +30,7 @@ import {
 
 export { packDirectory, archiveAsPackage, listPackageFiles, DEFAULT_EXCLUDES, type PackedDir } from './packer.js';
 export { uploadPyModules, type PyModuleUpload } from './pyModules.js';
+export type { FollowLogsOptions, FollowedLine, FollowRetry, FollowState } from './logFollow.js';
 
 export interface ClientOptions {
   address: string;
@@ -138,28 +138,24 @@ export class RaysubClient {
     return r.logs;
   }
 
-  /** Stream a job's log from the start, piece by piece; with `follow`, until the job ends. */
-  async *streamLogs(id: string, opts: { follow: boolean; signal?: AbortSignal }): AsyncGenerator<LogStreamLine> {
-    const res = await call(this.dispatcher, 'GET', this.url(`/api/jobs/${encodeURIComponent(id)}/logs/stream?follow=${opts.follow}`), this.opts.token, {
-      headers: this.opts.headers,
-      signal: opts.signal,
-    });
+  /**
+   * A job's log from the start, piece by piece; with `follow`, until the job ends (the last item
+   * is `{end: true, status}`). Survives dropped connections and head restarts, resuming exactly
+   * where it stopped; throws HEAD_UNREACHABLE only once the head has not answered for
+   * `unreachableTimeoutMs`.
+   */
+  followLogs(id: string, opts: FollowLogsOptions): AsyncGenerator<FollowedLine> {
+    return followLogStream((from, signal) => this.openLogStream(id, opts.follow, from, signal), opts);
+  }
+
+  private async openLogStream(id: string, follow: boolean, from: Record<string, number>, signal: AbortSignal): Promise<AsyncIterable<Buffer>> {
+    const path = `/api/jobs/${encodeURIComponent(id)}/logs/stream`;
+    // Offsets go in a POST body: an array job's would not fit in a URL.
+    const res = Object.keys(from).length
+      ? await call(this.dispatcher, 'POST', this.url(path), this.opts.token, { body: { follow, from }, headers: this.opts.headers, signal })
+      : await call(this.dispatcher, 'GET', this.url(`${path}?follow=${follow}`), this.opts.token, { headers: this.opts.headers, signal });
     if (res.statusCode !== 200) throw await errorFrom(res);
-    let buffer = '';
-    try {
-      for await (const chunk of res.body) {
-        buffer += (chunk as Buffer).toString('utf8');
-        let nl: number;
-        while ((nl = buffer.indexOf('\n')) >= 0) {
-          const line = buffer.slice(0, nl);
-          buffer = buffer.slice(nl + 1);
-          if (line) yield logStreamLineSchema.parse(JSON.parse(line));
-        }
-      }
-    } catch (err) {
-      if (opts.signal?.aborted) return;
-      throw new RaysubError('HEAD_UNREACHABLE', `log stream interrupted: ${toRaysubError(err).message}`, { cause: err, retryable: true });
-    }
+    return res.body as AsyncIterable<Buffer>;
   }
 
   /** Wait until the job is terminal (or `timeoutMs` passes) and return its details. */

@@ -93,7 +93,8 @@ export class AgentHub {
         continue;
       }
       const data = Buffer.from(chunk.data, 'base64');
-      const size = this.logs.appendAt(t.jobId, t.idx, t.logStart + chunk.offset, data, chunk.stream);
+      // A full disk fails the whole report (507): nothing of it is acknowledged, the agent resends.
+      const size = this.logs.appendAt(t.jobId, t.idx, t.attempt, t.logStart + chunk.offset, data, chunk.stream);
       acks.push({ task_id: chunk.task_id, attempt: chunk.attempt, offset: size - t.logStart, stale: false });
     }
     const acked = this.engine.applyReport(nodeId, req.events, req.usage ? JSON.stringify(req.usage) : null, Date.now());

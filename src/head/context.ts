@@ -1,9 +1,11 @@
 /** What the HTTP routes are given: the head's parts, built by createHead. */
+import type { LogOptions } from '../shared/config.js';
 import type { Logger } from '../shared/log.js';
 import type { AgentHub } from './agentHub.js';
 import type { Authenticator } from './auth.js';
 import type { Engine } from './engine.js';
 import type { JobService } from './jobService.js';
+import type { LogFollowers } from './logFollower.js';
 import type { LogStore } from './logStore.js';
 import type { HeadMetrics } from './metrics.js';
 import type { PackageStore } from './packageStore.js';
@@ -18,6 +20,9 @@ export interface HeadContext {
   schedules: ScheduleService;
   auth: Authenticator;
   metrics: HeadMetrics;
+  /** Open log streams and tails, ended when the head closes. */
+  followers: LogFollowers;
+  logOptions: LogOptions;
   log: Logger;
   sessionName: string;
 }

@@ -7,7 +7,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import type { HeadOptions } from '../shared/config.js';
+import { DEFAULT_LOG_OPTIONS, type HeadOptions } from '../shared/config.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import { AgentHub } from './agentHub.js';
 import { Authenticator, loadOrCreateToken } from './auth.js';
@@ -16,6 +16,7 @@ import { Engine } from './engine.js';
 import { InjobHub } from './injob.js';
 import { JobService } from './jobService.js';
 import { takeLock } from './lock.js';
+import { LogFollowers } from './logFollower.js';
 import { LogStore } from './logStore.js';
 import { HeadMetrics } from './metrics.js';
 import { PackageStore } from './packageStore.js';
@@ -24,7 +25,8 @@ import { buildServer } from './server.js';
 
 export const TOKEN_FILE = 'token';
 
-export type CreateHeadOptions = Pick<HeadOptions, 'dataDir' | 'logLevel' | 'maxPackageBytes' | 'heartbeatIntervalMs' | 'leaseMs' | 'pollWaitMs' | 'starvationMs'>;
+export type CreateHeadOptions = Pick<HeadOptions, 'dataDir' | 'logLevel' | 'maxPackageBytes' | 'heartbeatIntervalMs' | 'leaseMs' | 'pollWaitMs' | 'starvationMs'> &
+  Partial<Pick<HeadOptions, 'logs'>>;
 
 export interface Head {
   readonly dataDir: string;
@@ -58,14 +60,16 @@ export async function createHead(opts: CreateHeadOptions, logger?: Logger): Prom
     cleanups.unshift(() => {
       store.close();
     });
-    const logs = new LogStore(path.join(opts.dataDir, 'logs'));
+    const logOptions = opts.logs ?? DEFAULT_LOG_OPTIONS;
+    const logs = new LogStore(path.join(opts.dataDir, 'logs'), { maxJobBytes: logOptions.maxJobBytes, tailBytes: logOptions.droppedTailBytes }, log.child({ component: 'logs' }));
     const packages = new PackageStore(path.join(opts.dataDir, 'packages'), opts.maxPackageBytes);
     const engine = new Engine(store, logs, { leaseMs: opts.leaseMs, starvationMs: opts.starvationMs }, log.child({ component: 'engine' }));
     engine.load();
     const injob = new InjobHub(engine, store, log.child({ component: 'injob' }));
     const jobs = new JobService(engine, store, logs, packages, injob);
     const hub = new AgentHub(engine, store, logs, injob, opts, log.child({ component: 'agents' }));
-    const metrics = new HeadMetrics(engine, store);
+    const followers = new LogFollowers();
+    const metrics = new HeadMetrics(engine, store, followers);
     const schedules = new ScheduleService(engine, store, jobs, packages, log.child({ component: 'schedules' }));
     const ticker = new ScheduleTicker(schedules, log.child({ component: 'cron' }));
     const app = await buildServer({
@@ -77,10 +81,14 @@ export async function createHead(opts: CreateHeadOptions, logger?: Logger): Prom
       schedules,
       auth: new Authenticator(token),
       metrics,
+      followers,
+      logOptions,
       log,
       sessionName: `raysub_${crypto.randomBytes(4).toString('hex')}`,
     });
     cleanups.unshift(() => app.close());
+    // Followers end first, so closing the server does not wait on streams that would never finish.
+    cleanups.unshift(() => followers.closeAll());
     cleanups.unshift(() => hub.close());
     cleanups.unshift(() => ticker.shutdown());
     let closing: Promise<void> | null = null;

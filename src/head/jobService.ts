@@ -171,20 +171,6 @@ export class JobService {
     });
   }
 
-  /** The whole log as one string (Ray's `GET /logs`); array jobs get a task prefix per line. */
-  logsText(id: string): string {
-    const row = this.row(id);
-    if (row.parallel === 1) return this.logs.readAll(id, 0).toString('utf8');
-    const parts: string[] = [];
-    for (let i = 0; i < row.parallel; i++) {
-      const text = this.logs.readAll(id, i).toString('utf8');
-      if (!text) continue;
-      const lines = text.endsWith('\n') ? text.slice(0, -1).split('\n') : text.split('\n');
-      parts.push(lines.map((l) => `[task ${i}] ${l}\n`).join(''));
-    }
-    return parts.join('');
-  }
-
   private view(row: JobRow, withTasks: boolean, queue?: Map<string, QueueInfo>): JobDetails {
     const { store } = this;
     const request = JSON.parse(row.request) as TaskRequest;
@@ -265,6 +251,11 @@ export class JobService {
     return this.queueInfo(row.id, queue)?.reason ?? 'Job is waiting to be scheduled.';
   }
 
+  /** A pending job's place in the queue and why it waits (null once it runs or ends). */
+  queueOf(id: string): QueueInfo | null {
+    return this.queueInfo(id);
+  }
+
   /** Each waiting job's place in the queue (1 = next) and why its first waiting task waits. */
   private queuePositions(): Map<string, QueueInfo> {
     const out = new Map<string, QueueInfo>();
@@ -283,7 +274,7 @@ export class JobService {
   }
 }
 
-interface QueueInfo {
+export interface QueueInfo {
   position: number;
   reason: string;
 }

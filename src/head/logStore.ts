@@ -1,7 +1,9 @@
-import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
+import { RaysubError } from '../shared/errors.js';
+import type { Logger } from '../shared/log.js';
 import type { LogStream } from '../shared/protocol/index.js';
+import { DroppedTail } from './logTail.js';
 
 export interface LogSegment {
   stream: LogStream;
@@ -14,22 +16,72 @@ interface StreamRange {
   stream: LogStream;
 }
 
+interface JobLogState {
+  /** Bytes in all of the job's log files. */
+  bytes: number;
+  /** The job reached its cap: output is dropped (its last bytes kept per attempt). */
+  capped: boolean;
+}
+
+export interface LogStoreOptions {
+  /** Most bytes of output kept per job (0: no cap). */
+  maxJobBytes: number;
+  /** Bytes of dropped output kept per attempt and added to the log when the attempt ends. */
+  tailBytes: number;
+}
+
+/** A task log changed (`idx`), or the whole job's logs were removed (`null`). */
+export type LogWatcher = (idx: number | null) => void;
+
 const CACHE_LIMIT = 512;
+const CAPPED_FILE = 'capped';
+
+function mib(n: number): string {
+  return n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(n % (1024 * 1024) ? 1 : 0)} MiB` : `${Math.round(n / 1024)} KiB`;
+}
+
+/** Cut a file back to `size` after a failed write (best effort: a device cannot be cut). */
+function cutBack(fd: number, size: number): void {
+  try {
+    fs.ftruncateSync(fd, size);
+  } catch {
+    // nothing more to do: the caller forgets what it knew of the file
+  }
+}
+
+/** ENOSPC and friends become DISK_FULL (507, retryable); anything else stays what it is. */
+export function storageError(err: unknown, what: string): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new RaysubError('DISK_FULL', `the head's disk is full: cannot store ${what}; free space on the head (retry later)`, { cause: err, retryable: true });
+  }
+  return err;
+}
 
 /**
- * Per-task log files under `logs/<job-id>/<task-index>.log`. The file is the truth: appends are
- * addressed by absolute position, so a resent chunk is never written twice and a gap is never
- * papered over. Output that is not stdout is recorded as ranges in a `.streams` side file so
- * readers can colour stderr and raysub's own lines.
+ * Per-task log files under `logs/<job-id>/<task-index>.log`: the only code that reads or writes
+ * them. The file is the truth: appends are addressed by absolute position, so a resent chunk is
+ * never written twice and a gap is never papered over. Output that is not stdout is recorded as
+ * ranges in a `.streams` side file so readers can colour stderr and raysub's own lines.
+ *
+ * A job's logs hold at most `maxJobBytes`: the beginning is kept; past the cap a marker line says
+ * so, later output is dropped (acknowledged, so agents move on), and the last `tailBytes` of each
+ * attempt's dropped output are kept aside and added when the attempt ends.
  */
-export class LogStore extends EventEmitter {
+export class LogStore {
   private readonly sizes = new Map<string, number>();
   private readonly ranges = new Map<string, StreamRange[]>();
+  private readonly jobs = new Map<string, JobLogState>();
+  private readonly watchers = new Map<string, Set<LogWatcher>>();
+  private readonly tails: DroppedTail;
 
-  constructor(private readonly dir: string) {
-    super();
-    this.setMaxListeners(0);
+  constructor(
+    private readonly dir: string,
+    private readonly opts: LogStoreOptions = { maxJobBytes: 0, tailBytes: 64 * 1024 },
+    private readonly log?: Logger,
+  ) {
     fs.mkdirSync(dir, { recursive: true });
+    this.tails = new DroppedTail(opts.tailBytes);
   }
 
   private key(jobId: string, idx: number): string {
@@ -44,10 +96,35 @@ export class LogStore extends EventEmitter {
     return path.join(this.dir, jobId, `${idx}.streams`);
   }
 
+  private tailPath(jobId: string, idx: number): string {
+    return path.join(this.dir, jobId, `${idx}.dropped`);
+  }
+
   private remember<T>(map: Map<string, T>, key: string, value: T): void {
     map.delete(key);
     map.set(key, value);
     if (map.size > CACHE_LIMIT) map.delete(map.keys().next().value as string);
+  }
+
+  /** Be told when a job's logs change; returns the function that stops it. */
+  watch(jobId: string, fn: LogWatcher): () => void {
+    let set = this.watchers.get(jobId);
+    if (!set) this.watchers.set(jobId, (set = new Set()));
+    set.add(fn);
+    return () => {
+      set.delete(fn);
+      if (set.size === 0 && this.watchers.get(jobId) === set) this.watchers.delete(jobId);
+    };
+  }
+
+  private notify(jobId: string, idx: number | null): void {
+    for (const fn of this.watchers.get(jobId) ?? []) {
+      try {
+        fn(idx);
+      } catch (err) {
+        this.log?.error({ err, jobId }, 'a log watcher failed');
+      }
+    }
   }
 
   size(jobId: string, idx: number): number {
@@ -64,40 +141,164 @@ export class LogStore extends EventEmitter {
     return size;
   }
 
+  private jobState(jobId: string): JobLogState {
+    const cached = this.jobs.get(jobId);
+    if (cached) return cached;
+    const state: JobLogState = { bytes: 0, capped: false };
+    let names: string[];
+    try {
+      names = fs.readdirSync(path.join(this.dir, jobId));
+    } catch {
+      names = [];
+    }
+    for (const name of names) {
+      if (name === CAPPED_FILE) state.capped = true;
+      else if (name.endsWith('.log')) state.bytes += fs.statSync(path.join(this.dir, jobId, name), { throwIfNoEntry: false })?.size ?? 0;
+    }
+    this.remember(this.jobs, jobId, state);
+    return state;
+  }
+
   /**
-   * Write `data` so that it starts at absolute position `at`. Bytes the file already holds are
-   * skipped; a chunk starting past the end is refused. Returns the file's size afterwards.
+   * Store output of one attempt that starts at absolute position `at`. Bytes the file already
+   * holds are skipped; a chunk starting past the end is refused. Returns the absolute position
+   * up to which the head holds (or, past the cap, deliberately dropped) the attempt's output.
    */
-  appendAt(jobId: string, idx: number, at: number, data: Buffer, stream: LogStream): number {
+  appendAt(jobId: string, idx: number, attempt: number, at: number, data: Buffer, stream: LogStream): number {
+    const job = this.jobState(jobId);
+    if (job.capped) return this.drop(jobId, idx, attempt, at, data);
     const size = this.size(jobId, idx);
     if (at > size || at + data.length <= size) return size;
-    return this.write(jobId, idx, size, data.subarray(size - at), stream);
+    const fresh = data.subarray(size - at);
+    const room = this.opts.maxJobBytes > 0 ? Math.max(0, this.opts.maxJobBytes - job.bytes) : Infinity;
+    if (fresh.length <= room) return this.write(jobId, idx, size, fresh, stream);
+    const kept = this.write(jobId, idx, size, fresh.subarray(0, room), stream);
+    this.capJob(jobId);
+    return this.drop(jobId, idx, attempt, kept, fresh.subarray(room));
   }
 
-  /** Append one of raysub's own lines (between attempts, never inside one). */
-  appendSystem(jobId: string, idx: number, text: string): number {
-    const line = text.endsWith('\n') ? text : text + '\n';
-    return this.write(jobId, idx, this.size(jobId, idx), Buffer.from(line), 'system');
-  }
-
-  private write(jobId: string, idx: number, at: number, data: Buffer, stream: LogStream): number {
-    if (data.length === 0) return at;
-    fs.mkdirSync(path.join(this.dir, jobId), { recursive: true });
-    const fd = fs.openSync(this.logPath(jobId, idx), 'a');
+  private capJob(jobId: string): void {
+    const job = this.jobState(jobId);
+    if (job.capped) return;
     try {
-      fs.writeSync(fd, data);
+      fs.writeFileSync(path.join(this.dir, jobId, CAPPED_FILE), '');
+    } catch (err) {
+      throw storageError(err, `the log cap of job ${jobId}`);
+    }
+    job.capped = true;
+    this.log?.info({ jobId, maxBytes: this.opts.maxJobBytes }, 'a job reached its log cap; further output is dropped');
+  }
+
+  /** Past the cap: remember the bytes (for the attempt's tail), write nothing but a first marker. */
+  private drop(jobId: string, idx: number, attempt: number, at: number, data: Buffer): number {
+    const file = this.tailPath(jobId, idx);
+    if (!fs.existsSync(file)) {
+      const size = this.size(jobId, idx);
+      const nl = size > 0 && !this.endsWithNewline(jobId, idx, size) ? '\n' : '';
+      this.write(jobId, idx, size, Buffer.from(nl), 'stdout');
+      this.appendSystem(
+        jobId,
+        idx,
+        `[raysub] log cap reached: a job keeps at most ${mib(this.opts.maxJobBytes)} of output (--max-log-size); ` +
+          `further output is dropped, except the last ${mib(this.opts.tailBytes)} of each attempt, added when it ends`,
+      );
+    }
+    try {
+      return this.tails.add(file, attempt, at, data);
+    } catch (err) {
+      throw storageError(err, `output of job ${jobId}`);
+    }
+  }
+
+  private endsWithNewline(jobId: string, idx: number, size: number): boolean {
+    const buf = Buffer.alloc(1);
+    const fd = fs.openSync(this.logPath(jobId, idx), 'r');
+    try {
+      fs.readSync(fd, buf, 0, 1, size - 1);
     } finally {
       fs.closeSync(fd);
     }
-    if (stream !== 'stdout') {
-      fs.appendFileSync(this.streamsPath(jobId, idx), `${at} ${data.length} ${stream}\n`);
-      const list = this.ranges.get(this.key(jobId, idx));
-      if (list) this.addRange(list, { offset: at, length: data.length, stream });
+    return buf[0] === 0x0a;
+  }
+
+  /**
+   * An attempt ended (all of its output has arrived): if output was dropped, add what was kept
+   * of its end after a marker. Never throws: the attempt's end must be recorded whatever the disk.
+   */
+  endAttempt(jobId: string, idx: number): void {
+    const file = this.tailPath(jobId, idx);
+    try {
+      const tail = this.tails.take(file);
+      if (!tail) return;
+      const size = this.size(jobId, idx);
+      this.appendSystem(jobId, idx, `[raysub] ${tail.dropped} bytes of output were dropped; the last ${tail.data.length} of them follow`);
+      const text = tail.data.length && tail.data[tail.data.length - 1] !== 0x0a ? Buffer.concat([tail.data, Buffer.from('\n')]) : tail.data;
+      this.write(jobId, idx, this.size(jobId, idx), text, 'stdout');
+      this.log?.debug({ jobId, idx, size }, 'added the tail of dropped output');
+    } catch (err) {
+      this.log?.warn({ err, jobId, idx }, 'could not add the tail of dropped output to the log');
+    } finally {
+      fs.rmSync(file, { force: true });
+    }
+  }
+
+  /** Append one of raysub's own lines (between attempts, never inside one). Best effort: a full disk loses the line, not the state change. */
+  appendSystem(jobId: string, idx: number, text: string): number {
+    const line = text.endsWith('\n') ? text : text + '\n';
+    try {
+      return this.write(jobId, idx, this.size(jobId, idx), Buffer.from(line), 'system');
+    } catch (err) {
+      this.log?.warn({ err, jobId, idx }, 'could not write a line to the log');
+      return this.size(jobId, idx);
+    }
+  }
+
+  /** Write all of `data` at the end (`at`), or nothing: a failed write is cut back off. */
+  private write(jobId: string, idx: number, at: number, data: Buffer, stream: LogStream): number {
+    if (data.length === 0) return at;
+    try {
+      fs.mkdirSync(path.join(this.dir, jobId), { recursive: true });
+      const fd = fs.openSync(this.logPath(jobId, idx), 'a');
+      try {
+        let done = 0;
+        while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done);
+        if (stream !== 'stdout') this.appendRange(jobId, idx, { offset: at, length: data.length, stream });
+      } catch (err) {
+        cutBack(fd, at);
+        throw err;
+      } finally {
+        fs.closeSync(fd);
+      }
+    } catch (err) {
+      // If the cut failed, bytes of this chunk may remain: the size is read again from the file,
+      // and the agent's resend (from what was acknowledged) skips them as already held.
+      this.sizes.delete(this.key(jobId, idx));
+      this.ranges.delete(this.key(jobId, idx));
+      this.jobs.delete(jobId);
+      throw storageError(err, `output of job ${jobId}`);
     }
     const size = at + data.length;
     this.remember(this.sizes, this.key(jobId, idx), size);
-    this.emit('append', jobId, idx);
+    this.jobState(jobId).bytes += data.length;
+    this.notify(jobId, idx);
     return size;
+  }
+
+  private appendRange(jobId: string, idx: number, r: StreamRange): void {
+    const fd = fs.openSync(this.streamsPath(jobId, idx), 'a');
+    const before = fs.fstatSync(fd).size;
+    try {
+      const line = Buffer.from(`${r.offset} ${r.length} ${r.stream}\n`);
+      let done = 0;
+      while (done < line.length) done += fs.writeSync(fd, line, done, line.length - done);
+    } catch (err) {
+      cutBack(fd, before);
+      throw err;
+    } finally {
+      fs.closeSync(fd);
+    }
+    const list = this.ranges.get(this.key(jobId, idx));
+    if (list) this.addRange(list, r);
   }
 
   private addRange(list: StreamRange[], r: StreamRange): void {
@@ -132,38 +333,50 @@ export class LogStore extends EventEmitter {
     const end = Math.min(size, from + max);
     if (end <= from) return [];
     const buf = Buffer.alloc(end - from);
-    const fd = fs.openSync(this.logPath(jobId, idx), 'r');
+    let got: number;
     try {
-      fs.readSync(fd, buf, 0, buf.length, from);
-    } finally {
-      fs.closeSync(fd);
+      const fd = fs.openSync(this.logPath(jobId, idx), 'r');
+      try {
+        got = fs.readSync(fd, buf, 0, buf.length, from);
+      } finally {
+        fs.closeSync(fd);
+      }
+    } catch (err) {
+      // Removed meanwhile (the job was deleted): nothing to read.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
     }
+    const stop = from + got;
     const segments: LogSegment[] = [];
     let pos = from;
     for (const r of this.streamRanges(jobId, idx)) {
-      if (r.offset + r.length <= pos || r.offset >= end) continue;
+      if (r.offset + r.length <= pos || r.offset >= stop) continue;
       if (r.offset > pos) segments.push({ stream: 'stdout', data: buf.subarray(pos - from, r.offset - from) });
-      const rEnd = Math.min(end, r.offset + r.length);
+      const rEnd = Math.min(stop, r.offset + r.length);
       const rStart = Math.max(pos, r.offset);
       segments.push({ stream: r.stream, data: buf.subarray(rStart - from, rEnd - from) });
       pos = rEnd;
     }
-    if (pos < end) segments.push({ stream: 'stdout', data: buf.subarray(pos - from) });
+    if (pos < stop) segments.push({ stream: 'stdout', data: buf.subarray(pos - from, stop - from) });
     return segments;
   }
 
-  readAll(jobId: string, idx: number): Buffer {
-    try {
-      return fs.readFileSync(this.logPath(jobId, idx));
-    } catch {
-      return Buffer.alloc(0);
-    }
-  }
-
+  /** Delete a job's logs; its followers are told. */
   removeJob(jobId: string): void {
     for (const map of [this.sizes, this.ranges]) {
       for (const key of [...map.keys()]) if (key.startsWith(`${jobId}/`)) map.delete(key);
     }
+    this.jobs.delete(jobId);
     fs.rmSync(path.join(this.dir, jobId), { recursive: true, force: true });
+    this.notify(jobId, null);
+  }
+
+  /** Job ids that have a log directory (to find logs no job refers to any more). */
+  jobDirs(): string[] {
+    try {
+      return fs.readdirSync(this.dir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name);
+    } catch {
+      return [];
+    }
   }
 }

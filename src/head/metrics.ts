@@ -2,6 +2,7 @@ import { Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { fromUnits } from '../shared/resources.js';
 import type { Store } from './db/index.js';
 import type { Engine } from './engine.js';
+import type { LogFollowers } from './logFollower.js';
 import type { NodeView } from './state.js';
 
 /** Prometheus metrics for the head, computed from live state when scraped. */
@@ -9,7 +10,7 @@ export class HeadMetrics {
   readonly registry = new Registry();
   private readonly schedulingLatency: Histogram;
 
-  constructor(engine: Engine, store: Store) {
+  constructor(engine: Engine, store: Store, followers: LogFollowers) {
     const registry = this.registry;
     collectDefaultMetrics({ register: registry, prefix: 'raysub_head_' });
     new Gauge({
@@ -55,6 +56,14 @@ export class HeadMetrics {
       registers: [registry],
       collect() {
         this.set(engine.view.nodeCount);
+      },
+    });
+    new Gauge({
+      name: 'raysub_log_followers',
+      help: 'Open log streams and WebSocket tails',
+      registers: [registry],
+      collect() {
+        this.set(followers.active);
       },
     });
     this.schedulingLatency = new Histogram({

@@ -29,6 +29,8 @@ export class Settler {
   endAttempt(task: LiveTask, outcome: ExitOutcome | 'lost', exitCode: number | null, signal: string | null, message: string | null, at: number): void {
     const job = this.live.jobs.get(task.jobId);
     if (!job) return;
+    // Past the log cap, the end of the attempt's output goes in before anything reads the log's tail.
+    this.logs.endAttempt(task.jobId, task.idx);
     const v = verdictOf(job, { taskIdx: task.idx, outcome, exitCode, signal, message });
     this.store.tasks.endAttempt({
       job_id: task.jobId,

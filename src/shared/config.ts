@@ -65,6 +65,38 @@ export interface AgentOptions {
   readonly sandboxReuse: boolean;
 }
 
+/** How the head stores and serves logs. */
+export interface LogOptions {
+  /** Keep-alive interval of log streams and WebSocket tails while a job is quiet or queued. */
+  readonly keepaliveMs: number;
+  /** Most bytes of output a job's logs keep (0: no cap); the beginning is kept. */
+  readonly maxJobBytes: number;
+  /** Bytes of the end of each attempt's dropped output kept past the cap. */
+  readonly droppedTailBytes: number;
+  /** Most bytes of log text in Ray's `GET /api/jobs/{id}/logs` answer (the end of the log). */
+  readonly rayResponseMaxBytes: number;
+}
+
+/** How long the head keeps finished jobs and their logs. */
+export interface RetentionOptions {
+  /** Finished jobs are deleted this long after they ended (0: kept until deleted). */
+  readonly jobTtlMs: number;
+  /** At most this many finished jobs are kept, the oldest deleted first (0: no limit). */
+  readonly maxFinishedJobs: number;
+  /** How often the head looks for jobs to delete. */
+  readonly sweepMs: number;
+}
+
+export const DEFAULT_MAX_LOG_BYTES = 100 * 1024 * 1024;
+export const DEFAULT_LOG_OPTIONS: LogOptions = {
+  keepaliveMs: 5000,
+  maxJobBytes: DEFAULT_MAX_LOG_BYTES,
+  droppedTailBytes: 64 * 1024,
+  rayResponseMaxBytes: 64 * 1024 * 1024,
+};
+export const DEFAULT_JOB_TTL_MS = 7 * 24 * 3600 * 1000;
+export const DEFAULT_MAX_FINISHED_JOBS = 1000;
+
 export interface HeadOptions {
   readonly host: string;
   readonly port: number;
@@ -77,6 +109,8 @@ export interface HeadOptions {
   /** How long a task may wait before it reserves a node against smaller ones behind it. */
   readonly starvationMs: number;
   readonly killGraceMs: number;
+  readonly logs: LogOptions;
+  readonly retention: RetentionOptions;
   readonly localAgent: Omit<AgentOptions, 'address' | 'token'> | null;
 }
 
@@ -106,6 +140,9 @@ export interface StartFlags {
   taskOpenFiles?: string;
   /** false with --no-sandbox-reuse. */
   sandboxReuse?: boolean;
+  maxLogSize?: string;
+  jobTtl?: string;
+  maxFinishedJobs?: string;
 }
 
 function parseNumberFlag(name: string, value: string | undefined, min = 0): number | undefined {
@@ -122,6 +159,15 @@ export function parseBytes(name: string, value: string | undefined): number | un
   if (!m) throw new RaysubError('USAGE', `--${name} must be a size such as 512M or 2G, got "${value}"`);
   const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[(m[2] ?? '').toLowerCase()] ?? 1;
   return Math.floor(Number(m[1]) * mult);
+}
+
+/** Parse durations such as "7d", "12h", "30m", "45s", "1.5h" or plain seconds. */
+export function parseDuration(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/i.exec(value.trim());
+  if (!m) throw new RaysubError('USAGE', `--${name} must be a duration such as 7d, 12h, 30m or 45s, got "${value}"`);
+  const mult = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 's').toLowerCase()] ?? 1000;
+  return Math.round(Number(m[1]) * mult);
 }
 
 function parseResources(value: string | undefined): ResourceMap {
@@ -192,8 +238,28 @@ export function headOptionsFrom(flags: StartFlags): HeadOptions {
     pollWaitMs: 20_000,
     starvationMs: (envNumber('RAYSUB_STARVATION_S') ?? 60) * 1000,
     killGraceMs: (parseNumberFlag('kill-grace', flags.killGrace) ?? envNumber('RAYSUB_KILL_GRACE_S') ?? 3) * 1000,
+    logs: logOptionsFrom(flags),
+    retention: retentionOptionsFrom(flags),
     localAgent: flags.localAgent === false ? null : agentBase(flags, path.join(dataDir, 'agent'), [dataDir]),
   };
+}
+
+function logOptionsFrom(flags: StartFlags): LogOptions {
+  return {
+    keepaliveMs: Math.max(10, envNumber('RAYSUB_LOG_KEEPALIVE_MS') ?? DEFAULT_LOG_OPTIONS.keepaliveMs),
+    maxJobBytes: parseBytes('max-log-size', flags.maxLogSize ?? env('RAYSUB_MAX_LOG_SIZE')) ?? DEFAULT_LOG_OPTIONS.maxJobBytes,
+    droppedTailBytes: Math.max(1024, envNumber('RAYSUB_LOG_DROPPED_TAIL_BYTES') ?? DEFAULT_LOG_OPTIONS.droppedTailBytes),
+    rayResponseMaxBytes: Math.max(1024, envNumber('RAYSUB_RAY_LOGS_MAX_BYTES') ?? DEFAULT_LOG_OPTIONS.rayResponseMaxBytes),
+  };
+}
+
+function retentionOptionsFrom(flags: StartFlags): RetentionOptions {
+  const jobTtlMs = parseDuration('job-ttl', flags.jobTtl ?? env('RAYSUB_JOB_TTL')) ?? DEFAULT_JOB_TTL_MS;
+  const maxFinishedJobs = parseNumberFlag('max-finished-jobs', flags.maxFinishedJobs ?? env('RAYSUB_MAX_FINISHED_JOBS'));
+  if (maxFinishedJobs !== undefined && !Number.isInteger(maxFinishedJobs)) throw new RaysubError('USAGE', '--max-finished-jobs must be a whole number');
+  // Look often enough that a job outlives its TTL by at most a quarter of it (and at most a minute).
+  const sweepMs = envNumber('RAYSUB_RETENTION_SWEEP_MS') ?? Math.min(60_000, Math.max(1000, jobTtlMs > 0 ? jobTtlMs / 4 : 60_000));
+  return { jobTtlMs, maxFinishedJobs: maxFinishedJobs ?? DEFAULT_MAX_FINISHED_JOBS, sweepMs: Math.max(50, sweepMs) };
 }
 
 export function agentOptionsFrom(flags: StartFlags): AgentOptions {
@@ -225,6 +291,10 @@ export interface ClientEnv {
   noColor: boolean;
   isTTY: boolean;
   rayJobHeaders: string | undefined;
+  /** A followed log stream silent this long (no output, no keep-alive) is reconnected. */
+  followIdleMs: number;
+  /** Commands that follow a job give up once the head has been unreachable this long. */
+  unreachableTimeoutMs: number;
 }
 
 /** What the CLI takes from its environment. */
@@ -236,6 +306,8 @@ export function clientEnv(): ClientEnv {
     noColor: env('NO_COLOR') !== undefined || env('TERM') === 'dumb',
     isTTY: Boolean(process.stdout.isTTY),
     rayJobHeaders: env('RAY_JOB_HEADERS'),
+    followIdleMs: Math.max(100, envNumber('RAYSUB_FOLLOW_IDLE_MS') ?? 30_000),
+    unreachableTimeoutMs: Math.max(0, envNumber('RAYSUB_UNREACHABLE_TIMEOUT_S') ?? 300) * 1000,
   };
 }
 

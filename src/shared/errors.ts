@@ -30,6 +30,8 @@ export const errorCodes = {
   SHUTTING_DOWN: 503,
   /** An agent runs as many tasks as it can at once (its launcher's capacity). */
   NODE_AT_CAPACITY: 503,
+  /** The head's disk is full: the request stored nothing; retry once there is room. */
+  DISK_FULL: 507,
   // client side only (never sent by the head)
   HEAD_UNREACHABLE: 0,
   USAGE: 0,

@@ -13,6 +13,11 @@ export interface ProxyOptions {
   dropResponseOnce?: RegExp;
   /** Limit client-to-head bytes per second. */
   bytesPerSecond?: number;
+  /**
+   * Once, for a request whose first line matches: pass the first chunk of the response, then pass
+   * nothing more while keeping the connection open (a connection that died without a word).
+   */
+  stallResponseOnce?: RegExp;
 }
 
 export interface Proxy {
@@ -20,6 +25,8 @@ export interface Proxy {
   /** First lines of the requests seen ("POST /api/jobs/ HTTP/1.1"). */
   requests: string[];
   dropped: number;
+  /** Bytes of responses swallowed by `stallResponseOnce`. */
+  stalled: number;
   close(): Promise<void>;
 }
 
@@ -28,16 +35,22 @@ const REQUEST_LINE = /^(GET|POST|PUT|DELETE|HEAD|PATCH|OPTIONS) \S+ HTTP\/1\.1/g
 export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
   const sockets = new Set<net.Socket>();
   let armed = Boolean(opts.dropResponseOnce);
-  const proxy: Proxy = { url: '', requests: [], dropped: 0, close: async () => {} };
+  let stallArmed = Boolean(opts.stallResponseOnce);
+  const proxy: Proxy = { url: '', requests: [], dropped: 0, stalled: 0, close: async () => {} };
   const server = net.createServer((client) => {
     const target = opts.target();
     const upstream = net.connect(Number(target.port), target.hostname);
     sockets.add(client);
     sockets.add(upstream);
     let dropNext = false;
+    let stall: 'no' | 'after-first' | 'swallow' = 'no';
     client.on('data', (chunk: Buffer) => {
       for (const m of chunk.toString('latin1').matchAll(REQUEST_LINE)) {
         proxy.requests.push(m[0]);
+        if (stallArmed && opts.stallResponseOnce?.test(m[0])) {
+          stallArmed = false;
+          stall = 'after-first';
+        }
         if (armed && opts.dropResponseOnce?.test(m[0])) {
           armed = false;
           dropNext = true;
@@ -57,6 +70,11 @@ export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
         upstream.destroy();
         return;
       }
+      if (stall === 'swallow') {
+        proxy.stalled += chunk.length;
+        return;
+      }
+      if (stall === 'after-first') stall = 'swallow';
       client.write(chunk);
     });
     const end = () => {

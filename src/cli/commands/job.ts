@@ -4,7 +4,7 @@ import { statusColor } from '../../ui/color.js';
 import { formatAge, renderTable, truncate } from '../../ui/table.js';
 import type { CliContext } from '../context.js';
 import { EXIT, exitCodeForJob } from '../exitCodes.js';
-import { describeOutcome, printLogs } from '../follow.js';
+import { describeOutcome, patientClient, printLogs } from '../follow.js';
 
 function json(ctx: CliContext, value: unknown): void {
   ctx.out.write(JSON.stringify(value, null, 2) + '\n');
@@ -69,10 +69,11 @@ export async function statusCommand(ctx: CliContext, id: string, flags: { json?:
 }
 
 export async function logsCommand(ctx: CliContext, id: string, flags: { follow?: boolean; quiet?: boolean; json?: boolean }): Promise<number> {
-  const job = await ctx.client.getJob(id);
+  const client = flags.follow ? patientClient(ctx) : ctx.client;
+  const job = await client.getJob(id);
   await printLogs(ctx, id, { follow: Boolean(flags.follow), prefix: job.raysub.parallel > 1, quiet: flags.quiet, json: flags.json });
   if (!flags.follow) return EXIT.OK;
-  const final = await ctx.client.waitForJob(id);
+  const final = await client.waitForJob(id);
   if (flags.json) {
     const { submission_id, status, error_type, driver_exit_code } = final;
     ctx.out.write(JSON.stringify({ end: true, submission_id, status, error_type, driver_exit_code }) + '\n');

@@ -9,7 +9,7 @@ import { parseRuntimeEnv, type JobSubmitRequest, type RuntimeEnv } from '../../s
 import { ProgressBar } from '../../ui/progress.js';
 import type { CliContext } from '../context.js';
 import { EXIT, exitCodeForJob } from '../exitCodes.js';
-import { describeOutcome, printLogs } from '../follow.js';
+import { describeOutcome, patientClient, printLogs } from '../follow.js';
 
 export interface SubmitFlags {
   submissionId?: string;
@@ -156,9 +156,10 @@ export async function submitCommand(ctx: CliContext, args: string[], flags: Subm
     return EXIT.OK;
   }
   if (!quiet) ctx.err.write(`Job '${id}' submitted; following its logs (Ctrl-C stops following, not the job).\n`);
-  const first = await ctx.client.getJob(id);
+  const patient = patientClient(ctx);
+  const first = await patient.getJob(id);
   if (!flags.json) await printLogs(ctx, id, { follow: true, prefix: first.raysub.parallel > 1, quiet: flags.quiet });
-  const job = await ctx.client.waitForJob(id);
+  const job = await patient.waitForJob(id);
   if (flags.json) ctx.out.write(JSON.stringify(job) + '\n');
   else if (!flags.quiet) ctx.err.write(describeOutcome(ctx, job) + '\n');
   return exitCodeForJob(job);

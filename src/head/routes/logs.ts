@@ -1,69 +1,64 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { z } from 'zod';
-import { parseWith } from '../../shared/protocol/index.js';
-import { LinePrefixer, followLogs } from '../logFollower.js';
+import { RaysubError } from '../../shared/errors.js';
+import { logStreamRequestSchema, parseWith, type LogStreamRequest } from '../../shared/protocol/index.js';
+import { serveLogStream, serveRayLogs, tailOverWebSocket } from '../logResponses.js';
 import type { HeadContext } from '../context.js';
 
 const idParams = z.object({ id: z.string().min(1).max(200) });
-const streamQuery = z.object({ follow: z.enum(['true', 'false', '1', '0']).optional() });
+const streamQuery = z.object({
+  follow: z.enum(['true', 'false', '1', '0']).optional(),
+  /** "task:offset,task:offset" (tasks not named start at 0). */
+  from: z.string().max(8000).optional(),
+});
 
-/** Log endpoints: Ray's whole-file GET and WebSocket tail, and raysub's NDJSON stream. */
+function fromQuery(value: string | undefined): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const pair of (value ?? '').split(',').filter(Boolean)) {
+    const m = /^(\d{1,5}):(\d{1,15})$/.exec(pair);
+    if (!m) throw new RaysubError('INVALID_REQUEST', `from: expected "task:offset" pairs separated by commas, got "${pair.slice(0, 40)}"`);
+    out[m[1] as string] = Number(m[2]);
+  }
+  return out;
+}
+
+/**
+ * Log endpoints: Ray's whole-log GET and WebSocket tail, and raysub's NDJSON stream (GET; or POST
+ * with a JSON body, for resuming an array job whose offsets would not fit in a URL).
+ */
 export function logRoutes(ctx: HeadContext): FastifyPluginAsync {
   return async (app) => {
-    app.get('/api/jobs/:id/logs', async (req) => {
+    app.get('/api/jobs/:id/logs', async (req, reply) => {
       const { id } = parseWith(idParams, req.params);
-      return { logs: ctx.jobs.logsText(id) };
+      ctx.jobs.row(id);
+      reply.hijack();
+      await serveRayLogs(ctx, id, reply.raw, req.log);
     });
 
-    // Ray's tail: text frames, closed once the job is terminal and its log fully sent.
     app.get('/api/jobs/:id/logs/tail', { websocket: true }, (socket, req) => {
-      const ac = new AbortController();
-      socket.on('close', () => ac.abort());
-      socket.on('error', () => ac.abort());
-      const run = async (): Promise<void> => {
-        const { id } = parseWith(idParams, req.params);
-        const row = ctx.jobs.row(id);
-        const prefixer = row.parallel > 1 ? new LinePrefixer() : null;
-        const status = () => ctx.jobs.row(id).status;
-        for await (const piece of followLogs(ctx, id, { follow: true, signal: ac.signal, status, taskCount: row.parallel })) {
-          const text = prefixer ? prefixer.push(piece) : piece.text;
-          for (let i = 0; i < text.length; i += 20_000) socket.send(text.slice(i, i + 20_000));
-        }
-        const rest = prefixer?.flush();
-        if (rest) socket.send(rest);
-        socket.close(1000, 'job finished');
-      };
-      run().catch((err: unknown) => {
-        const message = err instanceof Error ? err.message : String(err);
-        socket.close(1011, message.slice(0, 120));
-      });
+      const parsed = idParams.safeParse(req.params);
+      if (!parsed.success) {
+        socket.close(1008, 'invalid job id');
+        return;
+      }
+      tailOverWebSocket(ctx, socket, parsed.data.id, req.log);
     });
 
-    // raysub's stream: one JSON object per line, with the task and stream of each piece.
+    const stream = async (id: string, body: LogStreamRequest, reply: FastifyReply): Promise<void> => {
+      ctx.jobs.row(id);
+      reply.hijack();
+      await serveLogStream(ctx, id, body, reply.raw, reply.log);
+    };
+
     app.get('/api/jobs/:id/logs/stream', async (req, reply) => {
       const { id } = parseWith(idParams, req.params);
       const q = parseWith(streamQuery, req.query);
-      const row = ctx.jobs.row(id);
-      const ac = new AbortController();
-      reply.raw.once('close', () => {
-        if (!reply.raw.writableFinished) ac.abort();
-      });
-      reply.hijack();
-      const res = reply.raw;
-      res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache' });
-      const follow = q.follow === 'true' || q.follow === '1';
-      const status = () => ctx.jobs.row(id).status;
-      try {
-        for await (const p of followLogs(ctx, id, { follow, signal: ac.signal, status, taskCount: row.parallel })) {
-          if (!res.write(JSON.stringify({ task: p.task, stream: p.stream, data: p.text }) + '\n')) {
-            await new Promise((r) => res.once('drain', r));
-          }
-        }
-        res.end(JSON.stringify({ end: true, status: status() }) + '\n');
-      } catch (err) {
-        req.log.warn({ err }, 'log stream ended early');
-        res.destroy();
-      }
+      await stream(id, { follow: q.follow === 'true' || q.follow === '1', from: fromQuery(q.from) }, reply);
+    });
+
+    app.post('/api/jobs/:id/logs/stream', async (req, reply) => {
+      const { id } = parseWith(idParams, req.params);
+      await stream(id, parseWith(logStreamRequestSchema, req.body ?? {}), reply);
     });
   };
 }

@@ -111,12 +111,25 @@ export type JobDetails = z.infer<typeof jobDetailsSchema>;
 
 export const jobListSchema = z.array(jobDetailsSchema);
 
-/** One line of the NDJSON log stream (`GET /api/jobs/:id/logs/stream`). */
+/**
+ * One line of the NDJSON log stream (`GET /api/jobs/:id/logs/stream`): a piece of output (with
+ * the byte offset in the task's log just after it, to resume from), a keep-alive with the job's
+ * state while it is quiet or queued, the end, or an error that ended the stream.
+ */
 export const logStreamLineSchema = z.union([
-  z.object({ task: z.number(), stream: z.enum(['stdout', 'stderr', 'system']), data: z.string() }),
+  z.object({ task: z.number(), stream: z.enum(['stdout', 'stderr', 'system']), data: z.string(), offset: z.number().optional() }),
+  z.object({ keepalive: z.literal(true), status: jobStatusSchema, queue: queueInfoSchema.nullable(), keepalive_ms: z.number() }),
   z.object({ end: z.literal(true), status: jobStatusSchema }),
+  z.object({ error: z.object({ code: z.string(), message: z.string() }) }),
 ]);
 export type LogStreamLine = z.infer<typeof logStreamLineSchema>;
+
+/** Where to resume a log stream: the byte offset to start from in each task's log (default 0). */
+export const logStreamRequestSchema = z.object({
+  follow: z.boolean().default(false),
+  from: z.record(z.string().regex(/^\d{1,5}$/), z.number().int().min(0)).default({}),
+});
+export type LogStreamRequest = z.infer<typeof logStreamRequestSchema>;
 
 export const versionResponseSchema = z.object({
   version: z.string(),

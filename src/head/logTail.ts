@@ -1,0 +1,84 @@
+import fs from 'node:fs';
+
+const HEADER = 32;
+
+interface Header {
+  attempt: number;
+  /** Absolute position up to which this attempt's output has been received. */
+  received: number;
+  /** Bytes dropped in this attempt. */
+  dropped: number;
+}
+
+/**
+ * The end of an attempt's dropped output, in a small ring file beside its log (part of LogStore,
+ * which alone calls it): a 32-byte header (attempt, position received, bytes dropped) and a ring
+ * of the last `size` bytes. The header makes resends after a head restart count once.
+ */
+export class DroppedTail {
+  constructor(private readonly size: number) {}
+
+  private readHeader(fd: number): Header | null {
+    const buf = Buffer.alloc(HEADER);
+    if (fs.readSync(fd, buf, 0, HEADER, 0) < HEADER) return null;
+    return { attempt: buf.readUInt32LE(0), received: buf.readDoubleLE(8), dropped: buf.readDoubleLE(16) };
+  }
+
+  private writeAll(fd: number, data: Buffer, at: number): void {
+    let done = 0;
+    while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done, at + done);
+  }
+
+  /** Remember dropped bytes starting at absolute position `at`; returns the position received. */
+  add(file: string, attempt: number, at: number, data: Buffer): number {
+    const fd = fs.openSync(file, fs.existsSync(file) ? 'r+' : 'w+', 0o600);
+    try {
+      let h = this.readHeader(fd);
+      if (!h || h.attempt !== attempt) h = { attempt, received: at, dropped: 0 };
+      if (at > h.received || at + data.length <= h.received) return h.received;
+      const fresh = data.subarray(h.received - at);
+      const keep = fresh.subarray(Math.max(0, fresh.length - this.size));
+      let pos = (h.dropped + fresh.length - keep.length) % this.size;
+      let rest = keep;
+      while (rest.length > 0) {
+        const n = Math.min(rest.length, this.size - pos);
+        this.writeAll(fd, rest.subarray(0, n), HEADER + pos);
+        rest = rest.subarray(n);
+        pos = (pos + n) % this.size;
+      }
+      h.dropped += fresh.length;
+      h.received += fresh.length;
+      const head = Buffer.alloc(HEADER);
+      head.writeUInt32LE(h.attempt, 0);
+      head.writeDoubleLE(h.received, 8);
+      head.writeDoubleLE(h.dropped, 16);
+      this.writeAll(fd, head, 0);
+      return h.received;
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /** The bytes kept (from a line start where the ring wrapped) and how many were dropped; null if none. */
+  take(file: string): { dropped: number; data: Buffer } | null {
+    let fd: number;
+    try {
+      fd = fs.openSync(file, 'r');
+    } catch {
+      return null;
+    }
+    try {
+      const h = this.readHeader(fd);
+      if (!h) return null;
+      const ring = Buffer.alloc(Math.min(h.dropped, this.size));
+      fs.readSync(fd, ring, 0, ring.length, HEADER);
+      if (h.dropped <= this.size) return { dropped: h.dropped, data: ring };
+      const pos = h.dropped % this.size;
+      const ordered = Buffer.concat([ring.subarray(pos), ring.subarray(0, pos)]);
+      const nl = ordered.indexOf(0x0a);
+      return { dropped: h.dropped, data: nl >= 0 && nl < ordered.length - 1 ? ordered.subarray(nl + 1) : ordered };
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+}
