@@ -100,4 +100,34 @@ print("RESULT=" + json.dumps(out))
     expect(out.ids).toContain('sdk-1');
     expect(out.deleted).toBe(true);
   });
+
+  it("tails a quiet job through the head's pings, and gets the end of a log above the cap", async (ctx) => {
+    if (skipReason) return ctx.skip();
+    const head = await startHead({ numCpus: 2, env: { RAYSUB_LOG_KEEPALIVE_MS: '200', RAYSUB_RAY_LOGS_MAX_BYTES: '4096' } });
+    const script = `
+import asyncio, json, sys
+from ray.job_submission import JobSubmissionClient
+c = JobSubmissionClient(sys.argv[1], headers={"Authorization": "Bearer " + sys.argv[2]})
+out = {}
+quiet = c.submit_job(entrypoint="python3 -c \\"import time; print('before', flush=True); time.sleep(3); print('after')\\"")
+async def tail(jid):
+    return "".join([chunk async for chunk in c.tail_job_logs(jid)])
+out["tail"] = asyncio.run(tail(quiet))
+big = c.submit_job(entrypoint="python3 -c \\"[print(f'line {i:05d}') for i in range(3000)]\\"")
+asyncio.run(tail(big))
+out["big"] = c.get_job_logs(big)
+print("RESULT=" + json.dumps(out))
+`;
+    const res = await run(path.join(VENV, 'bin', 'python'), ['-c', script, head.url, head.token], {});
+    expect(res.code, res.out).toBe(0);
+    const line = res.out.split('\n').find((l) => l.startsWith('RESULT=')) ?? 'RESULT={}';
+    const out = JSON.parse(line.slice('RESULT='.length)) as { tail: string; big: string };
+    // About fifteen pings went by during the quiet three seconds; none of them shows as output.
+    expect(out.tail).toBe('before\nafter\n');
+    const [marker, ...rest] = out.big.split('\n');
+    expect(marker).toMatch(/^\[raysub\] this log has 33000 bytes; this answer holds only the last 4096 bytes/);
+    expect(rest[0]).toMatch(/^line \d{5}$/);
+    expect(out.big.endsWith('line 02999\n')).toBe(true);
+    expect(Buffer.byteLength(rest.join('\n'))).toBeLessThanOrEqual(4096);
+  });
 });
