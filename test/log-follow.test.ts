@@ -24,6 +24,21 @@ async function followers(head: Pick<TestHead, 'url' | 'token'>): Promise<number>
   return Number(m?.[1] ?? NaN);
 }
 
+/** Resolve once a follower of job `id` has been sent `n` keep-alives (a condition, not a sleep). */
+async function keepalivesSent(head: Pick<TestHead, 'url' | 'token'>, id: string, n: number): Promise<void> {
+  const ac = new AbortController();
+  const res = await request(`${head.url}/api/jobs/${id}/logs/stream?follow=true`, { headers: { authorization: `Bearer ${head.token}` }, signal: ac.signal });
+  let seen = 0;
+  try {
+    for await (const chunk of res.body) {
+      seen += ((chunk as Buffer).toString().match(/"keepalive":true/g) ?? []).length;
+      if (seen >= n) break;
+    }
+  } finally {
+    ac.abort();
+  }
+}
+
 describe('following a quiet or queued job', () => {
   it('stays attached through a quiet period several times the idle limit, and says nothing about the head', async () => {
     const head = await startHead({ numCpus: 2, env: { RAYSUB_LOG_KEEPALIVE_MS: KEEPALIVE_MS } });
@@ -61,9 +76,15 @@ describe('following a quiet or queued job', () => {
 
   it('says once that the job is queued, where, and why, then that it runs', async () => {
     const head = await startHead({ numCpus: 1, env: { RAYSUB_LOG_KEEPALIVE_MS: KEEPALIVE_MS } });
-    await head.client.submitJob({ entrypoint: 'sleep 3', submission_id: 'blocker' });
+    const env = { ...head.env, RAYSUB_FOLLOW_IDLE_MS: IDLE_MS };
+    await head.client.submitJob({ entrypoint: 'sleep 300', submission_id: 'blocker' });
     await waitFor(async () => (await head.client.getJob('blocker')).status === 'RUNNING', { what: 'the blocker to run' });
-    const r = await runCli(['job', 'submit', '--', ...py("print('second')")], { env: { ...head.env, RAYSUB_FOLLOW_IDLE_MS: IDLE_MS } });
+    const second = spawnCli(['job', 'submit', '--submission-id', 'second', '--', ...py("print('second')")], { env });
+    await waitFor(() => second.output().includes('job is queued'), { what: 'the queue notice' });
+    // Many keep-alives go by while it waits; the notice is not repeated.
+    await keepalivesSent(head, 'second', 6);
+    await head.client.stopJob('blocker');
+    const r = await second.result;
     expect(r.code).toBe(0);
     expect(r.stdout).toBe('second\n');
     const queued = r.stderr.split('\n').filter((l) => l.includes('job is queued'));
@@ -72,9 +93,13 @@ describe('following a quiet or queued job', () => {
     expect(r.stderr.split('\n').filter((l) => l.includes('job is running'))).toHaveLength(1);
     expect(r.stderr).not.toMatch(REACHABILITY);
     // -q: only the job's own output.
-    await head.client.submitJob({ entrypoint: 'sleep 2', submission_id: 'blocker-2' });
+    await head.client.submitJob({ entrypoint: 'sleep 300', submission_id: 'blocker-2' });
     await waitFor(async () => (await head.client.getJob('blocker-2')).status === 'RUNNING', { what: 'the second blocker to run' });
-    const quiet = await runCli(['job', 'submit', '-q', '--', ...py("print('third')")], { env: head.env });
+    const third = spawnCli(['job', 'submit', '-q', '--submission-id', 'third', '--', ...py("print('third')")], { env });
+    await waitFor(async () => (await head.client.getJob('third').catch(() => null))?.status === 'PENDING', { what: 'the third job to queue' });
+    await keepalivesSent(head, 'third', 4);
+    await head.client.stopJob('blocker-2');
+    const quiet = await third.result;
     expect(quiet.stderr).toBe('');
     expect(quiet.stdout).toBe('third\n');
   });
