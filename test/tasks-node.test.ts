@@ -9,7 +9,7 @@ import { repoRoot, runCli, startAgent, startHead } from './helpers/cluster.js';
 const FIXTURES = path.join(repoRoot, 'test', 'fixtures', 'tasks-node');
 
 describe('in-job tasks for Node jobs', () => {
-  it('runs remote functions, nested tasks, large objects between nodes, errors, actors and wait', async () => {
+  it('runs remote functions, nested tasks, large objects between nodes, errors, actors (handles passed to tasks and actors) and wait', async () => {
     const head = await startHead({ localAgent: false, args: ['--heartbeat-ms', '200'] });
     await startAgent(head, { name: 'a', numCpus: 2, resources: { node_a: 10 } });
     await startAgent(head, { name: 'b', numCpus: 2, resources: { node_b: 10 } });
@@ -31,6 +31,9 @@ describe('in-job tasks for Node jobs', () => {
     expect(error.message).toMatch(/task fails failed: RangeError: out of range here/);
     expect(error.message).toMatch(/at fails \(file:\/\/.*lib\.mjs:\d+:\d+\)/);
     expect(out.counter).toEqual([11, 13, 16, 20]);
+    // The counter's handle, passed to a task on the other node, inside a value to another actor,
+    // and returned from it: each call reaches the one counter.
+    expect(out.handles).toEqual([120, 1120, 11120]);
     expect(out.dead).toBe('ActorDiedError');
     expect(out.wait).toEqual([1, 1]);
   }, 150_000);

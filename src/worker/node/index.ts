@@ -120,7 +120,68 @@ function pack(args: unknown[]): { data: Buffer; deps: { id: string; owner: strin
     }
     return a;
   });
-  return { data: v8.serialize(swapped), deps };
+  return { data: serialize(swapped), deps };
+}
+
+const ACTOR_MARK = '__raysub_actor__';
+const ACTOR_INFO = Symbol('raysub actor info');
+
+function actorInfo(h: ActorHandle): ActorInfo {
+  return (h as unknown as Record<symbol, ActorInfo>)[ACTOR_INFO] as ActorInfo;
+}
+const MAX_DEPTH = 64;
+
+interface ActorInfo {
+  id: string;
+  owner: string;
+  fn: { module: string; name: string };
+  cls: string;
+}
+
+/**
+ * Values to bytes (structured clone). Actor handles are proxies, which cannot be cloned: anywhere
+ * in a value (arrays, plain objects, Maps, Sets) they travel as a marker the other side revives.
+ */
+export function serialize(value: unknown): Buffer {
+  try {
+    return v8.serialize(value);
+  } catch (err) {
+    // Not cloneable as it is: with its actor handles as markers, or else the original error.
+    const mapped = mapHandles(value, 0, (h) => ({ [ACTOR_MARK]: actorInfo(h) }));
+    try {
+      return v8.serialize(mapped);
+    } catch {
+      throw err;
+    }
+  }
+}
+
+/** Bytes to a value, reviving the actor handles it holds. */
+export function deserialize(data: Buffer): unknown {
+  const value: unknown = v8.deserialize(data);
+  if (!data.includes(ACTOR_MARK)) return value;
+  return mapHandles(value, 0, null);
+}
+
+function isHandle(v: unknown): v is ActorHandle {
+  return typeof v === 'object' && v !== null && Boolean((v as { __actor__?: unknown }).__actor__);
+}
+
+/** Replace handles by markers (`toMark`), or markers by handles (`toMark` null), in a value. */
+function mapHandles(v: unknown, depth: number, toMark: ((h: ActorHandle) => unknown) | null): unknown {
+  if (depth > MAX_DEPTH || typeof v !== 'object' || v === null) return v;
+  if (toMark && isHandle(v)) return toMark(v);
+  if (!toMark && (v as Record<string, unknown>)[ACTOR_MARK]) {
+    const i = (v as Record<string, ActorInfo>)[ACTOR_MARK] as ActorInfo;
+    return actorHandle(i.id, () => i.owner, i.fn, i.cls);
+  }
+  const next = (x: unknown): unknown => mapHandles(x, depth + 1, toMark);
+  if (Array.isArray(v)) return v.map(next);
+  if (v instanceof Map) return new Map([...v].map(([k, x]) => [next(k), next(x)]));
+  if (v instanceof Set) return new Set([...v].map(next));
+  const proto: unknown = Object.getPrototypeOf(v);
+  if (proto !== Object.prototype && proto !== null) return v;
+  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, next(x)]));
 }
 
 function submit(kind: string, fn: { module: string; name: string }, name: string, opts: RemoteOptions, defaultCpus: number, defaultRetries: number, args: unknown[], extra: Record<string, unknown> = {}, id = newId()): ObjectRef {
@@ -176,7 +237,7 @@ export function remote(meta: ImportMeta, target: ((...a: never[]) => unknown) | 
       remote: (...args) => {
         const id = newId();
         const created = submit('actor_create', ref, `${ref.name}.constructor`, o, 0, 0, args, { actor_id: id }, id);
-        return actorHandle(id, created, ref, ref.name);
+        return actorHandle(id, () => created.owner, ref, ref.name);
       },
     });
     return make(opts);
@@ -189,11 +250,14 @@ export function remote(meta: ImportMeta, target: ((...a: never[]) => unknown) | 
   return make(opts);
 }
 
-function actorHandle(id: string, created: ObjectRef, fn: { module: string; name: string }, cls: string): ActorHandle {
+/** A handle to an actor; it can be passed to tasks and other actors, inside any value. */
+function actorHandle(id: string, owner: () => string, fn: { module: string; name: string }, cls: string): ActorHandle {
   return new Proxy({} as ActorHandle, {
     get(_t, prop) {
-      if (prop === '__actor__') return { id, get owner() { return created.owner; } };
-      if (typeof prop !== 'string' || prop === 'then') return undefined;
+      if (prop === '__actor__') return { id, get owner() { return owner(); } };
+      if (prop === ACTOR_INFO) return { id, owner: owner(), fn, cls };
+      // Not methods: `then` (a handle is not a promise), and the library's own markers.
+      if (typeof prop !== 'string' || prop === 'then' || prop.startsWith('__raysub')) return undefined;
       return { remote: (...args: unknown[]) => submit('actor_call', fn, `${cls}.${prop}`, { numCpus: 0 }, 0, 0, args, { actor_id: id, method: prop }) };
     },
   });
@@ -213,15 +277,15 @@ export async function put(value: unknown): Promise<ObjectRef> {
   await Promise.all(pending);
   c.flush();
   const id = newId();
-  const data = v8.serialize(value);
+  const data = serialize(value);
   c.send({ t: 'put', id, len: data.length }, [data]);
   if (data.length <= 100 * 1024) c.objects.set(id, { state: 'value', data });
   return new ObjectRef(id, c.nodeId);
 }
 
 function decode(r: Resolved, id: string): unknown {
-  if (r.state === 'value') return v8.deserialize(r.data);
-  if (r.state === 'path' && r.path) return v8.deserialize(fs.readFileSync(r.path));
+  if (r.state === 'value') return deserialize(r.data);
+  if (r.state === 'path' && r.path) return deserialize(fs.readFileSync(r.path));
   if (r.state === 'error') {
     const e = r.error ?? { type: 'TaskError', message: '', traceback: '', task: '?' };
     if (e.type === 'ActorDiedError') return new ActorDiedError(e.message);

@@ -3,8 +3,7 @@
  * Runs the tasks it is sent one at a time (awaiting async ones), or holds one actor instance.
  */
 import fs from 'node:fs';
-import v8 from 'node:v8';
-import { init, markWorker, moduleUrl } from './index.js';
+import { deserialize, init, markWorker, moduleUrl, serialize } from './index.js';
 
 interface Task {
   id: string;
@@ -25,14 +24,14 @@ async function find(ref: { module: string; name: string }): Promise<unknown> {
 }
 
 function argumentsOf(task: Task, payload: Buffer): unknown[] {
-  const args = v8.deserialize(payload.subarray(0, task.args_len)) as unknown[];
+  const args = deserialize(payload.subarray(0, task.args_len)) as unknown[];
   const values = new Map<string, unknown>();
   let at = task.args_len;
   for (const d of task.deps) {
     if (d.state === 'value') {
-      values.set(d.id, v8.deserialize(payload.subarray(at, at + d.len)));
+      values.set(d.id, deserialize(payload.subarray(at, at + d.len)));
       at += d.len;
-    } else values.set(d.id, v8.deserialize(fs.readFileSync(d.path ?? '')));
+    } else values.set(d.id, deserialize(fs.readFileSync(d.path ?? '')));
   }
   return args.map((a) => {
     const dep = (a as { __raysub_dep__?: string } | null)?.__raysub_dep__;
@@ -66,7 +65,7 @@ async function main(): Promise<void> {
             result = null;
           } else result = await (target as (...a: unknown[]) => unknown)(...args);
         }
-        const data = v8.serialize(result);
+        const data = serialize(result);
         conn.flush();
         conn.send({ t: 'result', task_id: task.id, ok: true, len: data.length }, [data]);
       } catch (err) {
