@@ -3,9 +3,11 @@
  *
  * It reads the task's start file, settles who the worker is and what it may use, tells the agent
  * the worker is starting, then becomes the worker:
- *   1. drop every capability from the bounding set, clear supplementary groups, switch to the
- *      task's uid and gid (when it has its own), clear every remaining capability set;
- *   2. set no_new_privs and the resource limits the start file lists;
+ *   1. join a new, empty session keyring (the agent's own is not the task's to read), drop every
+ *      capability from the bounding set, clear supplementary groups, switch to the task's uid and
+ *      gid (when it has its own), clear every remaining capability set;
+ *   2. set no_new_privs and the resource limits the start file lists, and install its seccomp
+ *      filter (a classic BPF program the agent compiled: src/agent/sandbox/seccomp.ts);
  *   3. write "ok" on fd 4 and close it;
  *   4. execvp the worker's argv with exactly the task's environment (PATH searched in it).
  *
@@ -26,54 +28,40 @@
  *     waits for the next "run". End of fd 5 ends it.
  * Nothing the task runs can reach fds 3-5 (closed before exec) or this process (root).
  *
+ * With --clear-keys UID it invalidates the keys the kernel keeps for a uid (keys.c).
+ *
+ * The parts: this file (the start file, settling the worker), serve.c (--serve), keys.c (kernel
+ * keyrings: a session keyring per task, --clear-keys).
+ *
  * Start file (written by the agent, readable by root only): a sequence of NUL-terminated fields
- *   "raysub-init 3", uid ("-": keep), gid ("-": keep), working directory ("-": keep), number of
- *   resource limits, then for each its name (for messages), setrlimit resource number and value,
- *   number of environment entries, the entries, number of argv words, the words.
+ *   "raysub-init 4", uid ("-": keep), gid ("-": keep), working directory ("-": keep), seccomp
+ *   filter ("-": none; else the bytes of a struct sock_filter array, in hex), number of resource
+ *   limits, then for each its name (for messages), setrlimit resource number and value, number of
+ *   environment entries, the entries, number of argv words, the words.
  */
-#define _GNU_SOURCE
-#include <dirent.h>
+#include "raysub-init.h"
+
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <grp.h>
-#include <signal.h>
-#include <limits.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ipc.h>
-#include <sys/mount.h>
-#include <sys/msg.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/sem.h>
-#include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#define START_FILE "/run/raysub/start"
-#define SERVE_START "/run/raysub/ctl/start"
-#define SERVE_OUT "/run/raysub/ctl/out"
-#define SERVE_ERR "/run/raysub/ctl/err"
-#define SERVE_MQUEUE "/run/raysub/mqueue"
-#define READY_FD 4
-#define GATE_FD 3
-#define CONTROL_FD 5
-#define FORMAT "raysub-init 3"
-#define MAX_LIMITS 16
-#define MAX_START_BYTES (64 << 20)
-#define EXIT_SETUP 125
+/* The seccomp(2) ABI (linux/seccomp.h). */
+#define SECCOMP_SET_MODE_FILTER 1
+#define SECCOMP_FILTER_FLAG_SPEC_ALLOW (1UL << 2)
 
 extern char **environ;
 
-/* Where set-up errors go: stderr, or the sandbox's own stderr in a served task's child. */
-static int err_fd = 2;
+int err_fd = 2;
 
-static void fail(const char *what, int err) {
+void fail(const char *what, int err) {
   if (err)
     dprintf(err_fd, "raysub: %s: %s\n", what, strerror(err));
   else
@@ -135,7 +123,7 @@ static char *slurp(const char *path, size_t *len) {
   return buf;
 }
 
-static void drop_identity(long uid, long gid) {
+void drop_identity(long uid, long gid) {
   /* Bounding set first: dropping from it needs CAP_SETPCAP, which goes with the uid change. */
   for (int cap = 0; cap <= 63; cap++) {
     if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) fail("cannot drop capabilities from the bounding set", errno);
@@ -163,11 +151,6 @@ static void clear_capabilities(void) {
   if (syscall(SYS_capset, &hdr, data) < 0) fail("cannot clear capabilities", errno);
 }
 
-struct limit {
-  const char *what;
-  long resource, value;
-};
-
 static void set_limit(const struct limit *l) {
   struct rlimit rl = {.rlim_cur = (rlim_t)l->value, .rlim_max = (rlim_t)l->value};
   if (setrlimit((int)l->resource, &rl) < 0) {
@@ -176,16 +159,31 @@ static void set_limit(const struct limit *l) {
   }
 }
 
-struct start {
-  long uid, gid;
-  char *cwd; /* NULL: keep */
-  long nlimits;
-  struct limit limits[MAX_LIMITS];
-  char **env;
-  char **argv;
-};
+static int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
 
-static struct start parse(const char *path) {
+/* A seccomp filter written as hex ("-": none). */
+static struct bpf_prog hex_filter(const char *hex) {
+  struct bpf_prog prog = {0, NULL};
+  if (strcmp(hex, "-") == 0) return prog;
+  size_t n = strlen(hex);
+  if (n == 0 || n % (2 * sizeof(struct bpf_insn)) != 0 || n / (2 * sizeof(struct bpf_insn)) > MAX_FILTER) fail("malformed start file (seccomp filter size)", 0);
+  unsigned char *bytes = malloc(n / 2);
+  if (!bytes) fail("out of memory", 0);
+  for (size_t i = 0; i < n / 2; i++) {
+    int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) fail("malformed start file (seccomp filter)", 0);
+    bytes[i] = (unsigned char)(hi << 4 | lo);
+  }
+  prog.len = (unsigned short)(n / (2 * sizeof(struct bpf_insn)));
+  prog.filter = (struct bpf_insn *)(void *)bytes;
+  return prog;
+}
+
+struct start parse(const char *path) {
   size_t len;
   char *buf = slurp(path, &len);
   struct reader r = {buf, buf + len};
@@ -195,6 +193,7 @@ static struct start parse(const char *path) {
   s.gid = optional(&r, "gid");
   s.cwd = field(&r);
   if (strcmp(s.cwd, "-") == 0) s.cwd = NULL;
+  s.filter = hex_filter(field(&r));
   s.nlimits = number(&r, "number of limits");
   if (s.nlimits > MAX_LIMITS) fail("malformed start file (too many limits)", 0);
   for (long i = 0; i < s.nlimits; i++) {
@@ -215,9 +214,19 @@ static struct start parse(const char *path) {
   return s;
 }
 
-/* Steps 1-4: settle the worker, say "ok" on the ready fd, become the worker. */
-static void become_worker(struct start *s, const char *ok) {
+/* The last step before exec: from here on the filter refuses what the task may not call. */
+static void install_filter(struct bpf_prog *filter) {
+  if (filter->len == 0) return;
+  /* SPEC_ALLOW: the filter narrows the system calls; it does not also switch speculative-store
+   * mitigations on (which older kernels did for every filtered process, at a cost). */
+  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_SPEC_ALLOW, filter) == 0) return;
+  if (errno == EINVAL && syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, filter) == 0) return;
+  fail("cannot install the seccomp filter", errno);
+}
+
+void become_worker(struct start *s, const char *ok) {
   if (s->cwd && chdir(s->cwd) < 0) fail("cannot enter the task's directory", errno);
+  join_session_keyring();
   if (s->uid >= 0) drop_identity(s->uid, s->gid >= 0 ? s->gid : s->uid);
   clear_capabilities();
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail("cannot set no_new_privs", errno);
@@ -225,6 +234,7 @@ static void become_worker(struct start *s, const char *ok) {
 
   close(GATE_FD);
   close(CONTROL_FD);
+  install_filter(&s->filter);
   size_t n = strlen(ok);
   if (write(READY_FD, ok, n) != (ssize_t)n) fail("cannot tell the agent the worker is starting", errno);
   close(READY_FD);
@@ -237,168 +247,13 @@ static void become_worker(struct start *s, const char *ok) {
   exit(err == ENOENT ? 127 : 126);
 }
 
-/* --- serve mode ------------------------------------------------------------------------------ */
-
-static const int HANDLED[] = {SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGQUIT, SIGUSR1, SIGUSR2};
-
-static void dispositions(void (*how)(int)) {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = how;
-  for (size_t i = 0; i < sizeof HANDLED / sizeof *HANDLED; i++) sigaction(HANDLED[i], &sa, NULL);
-}
-
-static void oom_score_adj(const char *value) {
-  int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  if (write(fd, value, strlen(value)) < 0) {
-    /* best effort: the memory cgroup still bounds the sandbox */
-  }
-  close(fd);
-}
-
-static void say(const char *line) {
-  size_t n = strlen(line);
-  if (write(READY_FD, line, n) != (ssize_t)n) fail("cannot write to the agent", errno);
-}
-
-/* One line (at most 63 bytes) from the control fd; 0 at its end. */
-static int control_line(char *out, size_t size) {
-  size_t got = 0;
-  for (;;) {
-    char c;
-    ssize_t n = read(CONTROL_FD, &c, 1);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return 0;
-    if (c == '\n') break;
-    if (got + 1 < size) out[got++] = c;
-  }
-  out[got] = '\0';
-  return 1;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-  (void)st;
-  if (ftw->level == 0) return 0;
-  if (flag == FTW_DP)
-    rmdir(path);
-  else
-    unlink(path);
-  return 0; /* what cannot be removed (a mount point's parents) stays */
-}
-
-/* Empty a scratch filesystem, staying on it (paths bound below it are other mounts). */
-static void empty_dir(const char *dir) { nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT); }
-
-/* Remove every System V IPC object of the sandbox's IPC namespace (listed in /proc/sysvipc). */
-static void remove_ipc(const char *list, int kind) {
-  FILE *f = fopen(list, "re");
-  if (!f) return;
-  char line[512];
-  int header = 1;
-  while (fgets(line, sizeof line, f)) {
-    if (header) {
-      header = 0;
-      continue;
-    }
-    long key, id;
-    if (sscanf(line, "%ld %ld", &key, &id) != 2) continue;
-    if (kind == 0) shmctl((int)id, IPC_RMID, NULL);
-    if (kind == 1) semctl((int)id, 0, IPC_RMID);
-    if (kind == 2) msgctl((int)id, IPC_RMID, NULL);
-  }
-  fclose(f);
-}
-
-/*
- * POSIX message queues live in the IPC namespace too, listed only by an mqueue filesystem: one is
- * mounted where tasks cannot reach it (/run/raysub is root's). 0 if it could not be.
- */
-static int mqueue_mounted = 0;
-
-static void mount_mqueue(void) {
-  if (mkdir(SERVE_MQUEUE, 0700) < 0 && errno != EEXIST) return;
-  mqueue_mounted = mount("mqueue", SERVE_MQUEUE, "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0;
-}
-
-static void remove_mqueues(void) {
-  if (!mqueue_mounted) return;
-  DIR *d = opendir(SERVE_MQUEUE);
-  if (!d) return;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-    unlinkat(dirfd(d), e->d_name, 0);
-  }
-  closedir(d);
-}
-
-/* Kill and reap everything the task left in the PID namespace, then empty its scratch space. */
-static void sweep(void) {
-  for (int round = 0; round < 3; round++) {
-    kill(-1, SIGKILL); /* every process here but this one and the namespace's init */
-    for (;;) {
-      pid_t w = waitpid(-1, NULL, 0);
-      if (w > 0 || (w < 0 && errno == EINTR)) continue;
-      break; /* ECHILD: nothing left that is ours (a subreaper inherits every orphan) */
-    }
-  }
-  empty_dir("/tmp");
-  empty_dir("/dev/shm");
-  remove_ipc("/proc/sysvipc/shm", 0);
-  remove_ipc("/proc/sysvipc/sem", 1);
-  remove_ipc("/proc/sysvipc/msg", 2);
-  remove_mqueues();
-}
-
-static int serve(void) {
-  close(GATE_FD);
-  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) fail("cannot become a subreaper", errno);
-  oom_score_adj("-1000");
-  dispositions(SIG_IGN);
-  mount_mqueue();
-  if (mkfifo(SERVE_OUT, 0600) < 0 && errno != EEXIST) fail("cannot create " SERVE_OUT, errno);
-  if (mkfifo(SERVE_ERR, 0600) < 0 && errno != EEXIST) fail("cannot create " SERVE_ERR, errno);
-  say("serve\n");
-  char line[64];
-  while (control_line(line, sizeof line)) {
-    if (strcmp(line, "run") != 0) fail("unknown request on the control fd", 0);
-    pid_t pid = fork();
-    if (pid < 0) fail("cannot fork", errno);
-    if (pid == 0) {
-      /* Set-up errors go to the sandbox's stderr (the agent reads it when a start fails). */
-      err_fd = fcntl(2, F_DUPFD_CLOEXEC, 10);
-      if (err_fd < 0) err_fd = 2;
-      dispositions(SIG_DFL);
-      oom_score_adj("0");
-      setsid();
-      struct start s = parse(SERVE_START);
-      int out = open(SERVE_OUT, O_WRONLY);
-      if (out < 0) fail("cannot open " SERVE_OUT, errno);
-      int err = open(SERVE_ERR, O_WRONLY);
-      if (err < 0) fail("cannot open " SERVE_ERR, errno);
-      if (dup2(out, 1) < 0 || dup2(err, 2) < 0) fail("cannot redirect output", errno);
-      close(out);
-      close(err);
-      become_worker(&s, "ok\n");
-    }
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    sweep();
-    char report[64];
-    snprintf(report, sizeof report, "exit %d %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1, WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-    say(report);
-  }
-  return 0;
-}
-
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "--version") == 0) {
     puts(FORMAT);
     return 0;
   }
   if (argc > 1 && strcmp(argv[1], "--serve") == 0) return serve();
+  if (argc > 2 && strcmp(argv[1], "--clear-keys") == 0) return clear_keys(argv[2]);
   struct start s = parse(argc > 1 ? argv[1] : START_FILE);
   become_worker(&s, "ok");
   return 126;

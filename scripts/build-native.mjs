@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Build native/raysub-init.c into dist/native/raysub-init with the first C compiler found on PATH
+// Build native/*.c (raysub-init.c and its parts) into dist/native/raysub-init with the first C compiler found on PATH
 // ($CC, musl-gcc, cc, gcc, clang), statically linked where the C library allows it. musl comes
 // first: a static glibc program spends ~0.5 ms of CPU at every start probing the CPU's caches
 // (cpuid, which a virtual machine traps), ~5 times what the rest of raysub-init costs. Without a
@@ -9,14 +9,17 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 const root = path.resolve(import.meta.dirname, '..');
-const source = path.join(root, 'native', 'raysub-init.c');
+const native = path.join(root, 'native');
+const files = fs.readdirSync(native).filter((f) => f.endsWith('.c') || f.endsWith('.h')).map((f) => path.join(native, f));
+const sources = files.filter((f) => f.endsWith('.c'));
 const out = path.join(root, 'dist', 'native', 'raysub-init');
 fs.mkdirSync(path.dirname(out), { recursive: true });
 
-const fresh = fs.existsSync(out) && fs.statSync(out).mtimeMs >= fs.statSync(source).mtimeMs;
+const newest = Math.max(...files.map((f) => fs.statSync(f).mtimeMs));
+const fresh = fs.existsSync(out) && fs.statSync(out).mtimeMs >= newest;
 if (!fresh) {
   const compilers = [process.env.CC, 'musl-gcc', 'cc', 'gcc', 'clang'].filter(Boolean);
-  const flags = ['-O2', '-s', '-Wall', '-Wextra', '-Werror', '-o', `${out}.tmp`, source];
+  const flags = ['-O2', '-s', '-Wall', '-Wextra', '-Werror', '-o', `${out}.tmp`, ...sources];
   let built = false;
   let why = 'no C compiler found (set CC)';
   for (const cc of compilers) {

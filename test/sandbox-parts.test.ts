@@ -16,6 +16,7 @@ import { directArgv, findInit, INIT_FORMAT, initStartFile } from '../src/agent/s
 import { passwdFile, uidBlockFor, UidPool, UIDS_PER_AGENT } from '../src/agent/sandbox/identity.js';
 import { bwrapOptions, planLayout, unreadableEntries } from '../src/agent/sandbox/layout.js';
 import { MountPlan } from '../src/agent/sandbox/mountPlan.js';
+import { SECCOMP_RULES, seccompProgram, type RuleGroup, type SeccompArch } from '../src/agent/sandbox/seccomp.js';
 import { startScript } from '../src/agent/sandbox/startScript.js';
 import { taskEnv } from '../src/agent/sandbox/taskEnv.js';
 import { tempDir, waitFor } from './helpers/cluster.js';
@@ -149,7 +150,7 @@ describe('identity', () => {
     expect(a).not.toBeNull();
     expect(Math.abs((a ?? 0) - (b ?? 0))).toBeGreaterThanOrEqual(UIDS_PER_AGENT);
     expect(uidBlockFor(1000, '0 100000 65536')).toBeNull();
-    const pool = new UidPool(a ?? 0, 2);
+    const pool = new UidPool(a ?? 0, { size: 2 });
     const u1 = pool.take() ?? -1;
     const u2 = pool.take() ?? -1;
     expect(u2).not.toBe(u1);
@@ -285,5 +286,58 @@ describe('raysub-init', () => {
     const bad = await run(Buffer.from('raysub-init 9\0'));
     expect(bad).toMatchObject({ code: 125, ready: '' });
     expect(bad.err).toContain(`not in ${INIT_FORMAT} format`);
+  });
+});
+
+/** Run a classic BPF seccomp program, as the kernel would, on one system call. */
+function runFilter(prog: Buffer, call: { arch: number; nr: number; arg0?: number }): number {
+  const data = Buffer.alloc(64);
+  data.writeUInt32LE(call.nr >>> 0, 0);
+  data.writeUInt32LE(call.arch >>> 0, 4);
+  data.writeUInt32LE((call.arg0 ?? 0) >>> 0, 16);
+  let acc = 0;
+  for (let pc = 0; pc * 8 < prog.length; pc++) {
+    const code = prog.readUInt16LE(pc * 8);
+    const [jt, jf, k] = [prog.readUInt8(pc * 8 + 2), prog.readUInt8(pc * 8 + 3), prog.readUInt32LE(pc * 8 + 4)];
+    if (code === 0x20) acc = data.readUInt32LE(k);
+    else if (code === 0x06) return k;
+    else {
+      const taken = code === 0x15 ? acc === k : code === 0x35 ? acc >= k : code === 0x45 ? (acc & k) !== 0 : null;
+      if (taken === null) throw new Error(`unknown instruction ${code}`);
+      pc += taken ? jt : jf;
+    }
+  }
+  throw new Error('fell off the end of the program');
+}
+
+describe('seccomp filter', () => {
+  const ALLOW = 0x7fff0000;
+  const EPERM = 0x50001;
+  const arches: [SeccompArch, number][] = [
+    ['x64', 0xc000003e],
+    ['arm64', 0xc00000b7],
+  ];
+
+  it('refuses each listed call of the groups it is built for, allows the rest, and kills foreign architectures', () => {
+    for (const [arch, audit] of arches) {
+      for (const groups of [['default', 'namespaces'], ['namespaces'], ['default']] as RuleGroup[][]) {
+        const prog = seccompProgram(new Set(groups), arch);
+        if (!prog) throw new Error('no program');
+        for (const r of SECCOMP_RULES) {
+          const nr = r.nr[arch];
+          if (nr === undefined) continue;
+          const arg0 = r.arg0In?.[0] ?? r.arg0Bits ?? 0;
+          const want = !groups.includes(r.group) ? ALLOW : r.enosys ? 0x50026 : EPERM;
+          expect(runFilter(prog, { arch: audit, nr, arg0 }), `${arch} ${groups.join('+')} ${r.name}`).toBe(want);
+        }
+        // read, write, and the argument-checked calls with harmless arguments.
+        for (const nr of [0, 1, 63]) expect(runFilter(prog, { arch: audit, nr })).toBe(ALLOW);
+        expect(runFilter(prog, { arch: audit, nr: arch === 'x64' ? 101 : 117, arg0: 0 }), 'PTRACE_TRACEME').toBe(ALLOW);
+        expect(runFilter(prog, { arch: audit, nr: arch === 'x64' ? 56 : 220, arg0: 0x01200011 }), 'clone as fork does it').toBe(ALLOW);
+        expect(runFilter(prog, { arch: 0x40000003, nr: 0 }), 'i386').toBe(0x80000000);
+      }
+    }
+    expect(runFilter(seccompProgram(new Set(['default']), 'x64') ?? Buffer.alloc(0), { arch: 0xc000003e, nr: 0x40000000 + 1 }), 'x32').toBe(0x80000000);
+    expect(seccompProgram(new Set(), 'x64')).toBeNull();
   });
 });

@@ -19,7 +19,7 @@ describe('sandbox reuse', () => {
     const work = tempDir('raysub-reuse-');
     const workDir = path.join(work, 'agent');
     const launcher: Launcher = await chooseLauncher(
-      { sandbox: 'auto', workDir, hiddenPaths: [], nodeName: unique('reuse'), sandboxInterpreters: ['python3'], sandboxBinds: [], taskPidsMax: 4096, taskOpenFiles: 4096, sandboxReuse: true },
+      { sandbox: 'auto', workDir, hiddenPaths: [], nodeName: unique('reuse'), sandboxInterpreters: ['python3'], sandboxBinds: [], taskPidsMax: 4096, taskOpenFiles: 4096, sandboxReuse: true, sandboxSeccomp: true },
       silentLogger(),
     );
     onTestFinished(() => launcher.close?.());

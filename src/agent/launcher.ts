@@ -24,6 +24,8 @@ export interface LaunchSpec {
   network: 'host' | 'none';
   /** Extra directories the worker may read (runtime envs, caches). */
   readOnlyPaths: string[];
+  /** The job may create user namespaces (and mounts in them): `runtime_env.sandbox.user_namespaces`. */
+  userNamespaces?: boolean;
 }
 
 export interface WorkerExit {

@@ -129,6 +129,7 @@ export class TaskRun {
           gpuIds: a.gpu_ids,
           network: a.sandbox.network ?? 'host',
           readOnlyPaths: [...prepared.readOnlyPaths, ...(api?.paths ?? [])],
+          userNamespaces: a.sandbox.user_namespaces === true,
         });
       } catch (err) {
         throw new SetupError('spawn_failed', `could not start the worker: ${toRaysubError(err).message}`);

@@ -84,6 +84,7 @@ export function buildProgram(): Command {
     .option('--task-pids-max <n>', 'processes and threads per task (default: 4096)')
     .option('--task-open-files <n>', 'open files per task process (default: 4096)')
     .option('--no-sandbox-reuse', "start every task in a new sandbox (default: a job's consecutive tasks on a node reuse one, emptied between them)")
+    .option('--no-sandbox-seccomp', "leave out the workers' seccomp deny list (keyrings, ptrace, bpf, io_uring...; new namespaces stay refused)")
     .option('--max-package-size <bytes>', 'largest package the head accepts (default: 512M)')
     .option('--max-log-size <bytes>', "output a job's logs keep; the beginning is kept, plus the end of each attempt (default: 100M; 0: no cap)")
     .option('--heartbeat-ms <ms>', 'agent heartbeat interval (head option)')

@@ -63,6 +63,8 @@ export interface AgentOptions {
   readonly taskOpenFiles: number;
   /** A job's consecutive tasks on this node may run in one sandbox, emptied between them. */
   readonly sandboxReuse: boolean;
+  /** Workers get the seccomp deny list (docs/sandbox.md); false: only new namespaces are refused. */
+  readonly sandboxSeccomp: boolean;
 }
 
 /** How the head stores and serves logs. */
@@ -143,6 +145,8 @@ export interface StartFlags {
   maxLogSize?: string;
   jobTtl?: string;
   maxFinishedJobs?: string;
+  /** false with --no-sandbox-seccomp. */
+  sandboxSeccomp?: boolean;
 }
 
 function parseNumberFlag(name: string, value: string | undefined, min = 0): number | undefined {
@@ -220,6 +224,7 @@ function agentBase(flags: StartFlags, workDir: string, hiddenPaths: string[]): O
     taskPidsMax: Math.floor(parseNumberFlag('task-pids-max', flags.taskPidsMax, 16) ?? envNumber('RAYSUB_TASK_PIDS_MAX') ?? 4096),
     taskOpenFiles: Math.floor(parseNumberFlag('task-open-files', flags.taskOpenFiles, 64) ?? envNumber('RAYSUB_TASK_OPEN_FILES') ?? 4096),
     sandboxReuse: flags.sandboxReuse !== false && env('RAYSUB_SANDBOX_REUSE') !== '0',
+    sandboxSeccomp: flags.sandboxSeccomp !== false && env('RAYSUB_SANDBOX_SECCOMP') !== '0',
   };
 }
 

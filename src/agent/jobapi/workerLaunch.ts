@@ -73,6 +73,7 @@ export async function launchWorker(deps: LaunchDeps, job: JobState, o: { workerI
       gpuIds: o.gpuIds,
       network: ctx.sandbox.network ?? 'host',
       readOnlyPaths: [...prepared.readOnlyPaths, ...api.paths],
+      userNamespaces: ctx.sandbox.user_namespaces === true,
     });
     const cleanup = (): void => {
       deps.workspace.removeTaskDir(dir);

@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { LaunchSpec } from '../launcher.js';
+import { SECCOMP_FD } from './gate.js';
 import { chownTree, groupFile, passwdFile, type Identity } from './identity.js';
 import { directArgv, initStartFile } from './init.js';
 import { bwrapNamespaceArgs, bwrapOptions, SANDBOX_INIT, SANDBOX_START } from './layout.js';
@@ -15,11 +16,16 @@ import type { TaskLimits } from './limits.js';
 import type { BwrapSettings } from './settings.js';
 import { startScript } from './startScript.js';
 
-/** bwrap's command line for a task running as `uid` (null: the agent's own); `serve`: raysub-init --serve. */
-export function bwrapArgv(bwrap: BwrapSettings, uid: number | null, serve = false): string[] {
-  if (bwrap.init) return [...bwrapNamespaceArgs(bwrap.userns), '--args', '3', '--', SANDBOX_INIT, ...(serve ? ['--serve'] : [])];
+/**
+ * bwrap's command line for a task running as `uid` (null: the agent's own). `serve`: raysub-init
+ * --serve; `userNamespaces`: the job may create user namespaces (an unprivileged agent's
+ * sandbox then lacks --disable-userns).
+ */
+export function bwrapArgv(bwrap: BwrapSettings, uid: number | null, o: { serve?: boolean; userNamespaces?: boolean } = {}): string[] {
+  const namespaces = bwrapNamespaceArgs(bwrap.userns, o.userNamespaces === true);
+  if (bwrap.init) return [...namespaces, '--args', '3', '--', SANDBOX_INIT, ...(o.serve ? ['--serve'] : [])];
   const drop = bwrap.setpriv && uid !== null ? [bwrap.setpriv, '--reuid', String(uid), '--regid', String(uid), '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs', '--'] : [];
-  return [...bwrapNamespaceArgs(bwrap.userns), '--args', '3', '--', ...drop, '/bin/sh', SANDBOX_START];
+  return [...namespaces, '--args', '3', '--', ...drop, '/bin/sh', SANDBOX_START];
 }
 
 export interface TaskFiles {
@@ -59,7 +65,7 @@ export function writeTaskFiles(t: BwrapTask, files: TaskFiles, served: boolean):
   if (bwrap.init) {
     // Read by raysub-init before it drops to the task's uid: the worker itself cannot read it.
     const argv = directArgv(spec.argv, bwrap.layout.links) ?? spec.argv;
-    const file = initStartFile({ env, rlimits: t.limits.rlimits, uid: ownUid ? id.uid : null, argv, cwd: served ? spec.cwd : null });
+    const file = initStartFile({ env, rlimits: t.limits.rlimits, seccomp: t.limits.seccomp, uid: ownUid ? id.uid : null, argv, cwd: served ? spec.cwd : null });
     fs.writeFileSync(files.start, file, { mode: 0o400 });
   } else {
     // The start script holds the job's environment: readable by the task's user only.
@@ -80,7 +86,9 @@ export function prepareBwrapTask(t: BwrapTask, o: { devices: readonly string[]; 
   const files = ctl ?? { passwd: path.join(o.dir, 'passwd'), group: path.join(o.dir, 'group'), start: path.join(o.dir, 'start') };
   if (ctl) fs.mkdirSync(ctl.ctlDir, { mode: 0o700 });
   writeTaskFiles(t, files, o.served !== null);
-  const view = { cwd: t.spec.cwd, readOnlyPaths: t.spec.readOnlyPaths, network: t.spec.network, ...files, init: t.bwrap.init, devices: o.devices, ownUid: t.ownUid };
+  // Without raysub-init, bwrap installs the filter (sent on the gate's SECCOMP_FD).
+  const seccompFd = !t.bwrap.init && t.limits.seccomp ? SECCOMP_FD : null;
+  const view = { cwd: t.spec.cwd, readOnlyPaths: t.spec.readOnlyPaths, network: t.spec.network, ...files, init: t.bwrap.init, seccompFd, devices: o.devices, ownUid: t.ownUid };
   const options = bwrapOptions(t.bwrap.layout, ctl && o.served ? { ...view, served: { ctlDir: ctl.ctlDir, bindDir: o.served.bindDir } } : view);
   return options.join('\0') + '\0';
 }

@@ -6,7 +6,9 @@
  * launch error with its own message, not a job failure.
  *
  * A served gate (raysub-init --serve) keeps fd 4 open for the sandbox's life — raysub-init's
- * lines ("serve", "ok", "exit CODE SIGNAL") arrive there — and takes requests on fd 5.
+ * lines ("serve", "ok", "exit CODE SIGNAL") arrive there — and takes requests on fd 5. A gate
+ * whose worker starts without raysub-init has fd 6, from which bwrap reads the seccomp filter
+ * (`--seccomp 6` among the options), written when the gate opens.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
@@ -52,6 +54,9 @@ export class Lines {
   }
 }
 
+/** Where bwrap reads the seccomp filter from, on a gate without raysub-init. */
+export const SECCOMP_FD = 6;
+
 export interface Served {
   lines: Lines;
   /** raysub-init's request fd: "run\n" starts the next task. */
@@ -66,17 +71,30 @@ export interface Gate {
   exit: Promise<ExitInfo>;
   /** Resolves once the process is in all its cgroups (a first move may wait for an RCU grace period). */
   joined: Promise<void>;
-  /** Send the gate input, then wait for the worker to report it is starting. */
-  open(input: string): Promise<void>;
+  /** Send the gate input (and the seccomp filter, on a gate with a filter fd), then wait for the worker to report it is starting. */
+  open(input: string, seccomp?: Buffer | null): Promise<void>;
   /** Kill a gate that will not be opened; returns what it printed on stderr (why it failed, if it did). */
   discard(): Promise<string>;
 }
 
 const STDIO: SpawnOptions['stdio'] = ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'];
 const SERVED_STDIO: SpawnOptions['stdio'] = ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'];
+const FILTER_STDIO: SpawnOptions['stdio'] = ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'ignore', 'pipe'];
 
-export async function startGate(cmd: string, args: string[], opts: { cwd: string; env: Record<string, string> }, cgroup: TaskCgroup | null, serve = false): Promise<Gate> {
-  const child = spawn(cmd, args, { ...opts, detached: true, stdio: serve ? SERVED_STDIO : STDIO });
+export interface GateOptions {
+  cwd: string;
+  env: Record<string, string>;
+  /** Moved into these cgroups before it is opened. */
+  cgroup: TaskCgroup | null;
+  /** raysub-init --serve: a served sandbox. */
+  serve?: boolean;
+  /** bwrap reads a seccomp filter from SECCOMP_FD. */
+  filterFd?: boolean;
+}
+
+export async function startGate(cmd: string, args: string[], o: GateOptions): Promise<Gate> {
+  const { cgroup, serve = false } = o;
+  const child = spawn(cmd, args, { cwd: o.cwd, env: o.env, detached: true, stdio: serve ? SERVED_STDIO : o.filterFd ? FILTER_STDIO : STDIO });
   const exit = new Promise<ExitInfo>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   const pid = await new Promise<number>((resolve, reject) => {
     child.once('error', reject);
@@ -108,7 +126,12 @@ export async function startGate(cmd: string, args: string[], opts: { cwd: string
     served,
     exit,
     joined,
-    async open(input: string) {
+    async open(input: string, seccomp?: Buffer | null) {
+      if (o.filterFd) {
+        const filter = (child.stdio as unknown as Writable[])[SECCOMP_FD] as Writable;
+        filter.on('error', () => undefined);
+        filter.end(seccomp ?? Buffer.alloc(0));
+      }
       const gate = child.stdio[3] as Writable;
       // A sandbox that dies before reading its options closes the pipe; ready() reports why.
       gate.on('error', () => undefined);
@@ -122,6 +145,8 @@ export async function startGate(cmd: string, args: string[], opts: { cwd: string
     },
     async discard() {
       child.kill('SIGKILL');
+      // The pipes the agent writes to are its own to close: nothing will read them now.
+      for (const fd of [3, SECCOMP_FD]) (child.stdio as unknown as (Writable | null | undefined)[])[fd]?.destroy();
       await Promise.allSettled([joined]);
       return failure();
     },

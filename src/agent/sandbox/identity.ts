@@ -5,6 +5,8 @@
  * RLIMIT_NPROC become per-task limits. An unprivileged agent runs tasks as itself.
  */
 import fs from 'node:fs';
+import type { Logger } from '../../shared/log.js';
+import type { KeyCleaner } from './keyrings.js';
 
 const BLOCK_BASE = 2 ** 30;
 export const UIDS_PER_AGENT = 1024;
@@ -21,17 +23,46 @@ export function uidBlockFor(pid: number, uidMap: string): number | null {
   return null;
 }
 
+export interface UidPoolOptions {
+  /** How many uids the pool hands out at most at once (UIDS_PER_AGENT). */
+  size?: number;
+  /** Keys the kernel keeps per uid (keyrings.ts): a uid with keys left goes back only once cleared. */
+  keys?: KeyCleaner | null;
+  log?: Logger;
+}
+
+/**
+ * The agent's uids. A uid is free again once its task is gone and the kernel holds no key of it
+ * (keyrings.ts); one whose keys cannot be cleared is kept out for good, and the pool is smaller.
+ */
 export class UidPool {
   private readonly used = new Set<number>();
+  /** Uids never handed out again (the kernel kept keys of them). */
+  private readonly kept = new Set<number>();
+  private readonly clearing = new Set<Promise<void>>();
+  private readonly limit: number;
+  readonly keys: KeyCleaner | null;
+  private readonly log: Logger | null;
+
   constructor(
     readonly base: number,
-    /** How many uids the pool hands out at most at once. */
-    readonly size = UIDS_PER_AGENT,
-  ) {}
+    o: UidPoolOptions = {},
+  ) {
+    this.limit = o.size ?? UIDS_PER_AGENT;
+    this.keys = o.keys ?? null;
+    this.log = o.log ?? null;
+    // A previous agent given the same block may have left keys behind.
+    for (const uid of this.keys?.holders() ?? []) if (uid >= base && uid < base + this.limit) this.clear(uid);
+  }
+
+  /** How many uids the pool hands out at most at once. */
+  get size(): number {
+    return this.limit - this.kept.size;
+  }
 
   /** A free uid, or null when every one is in use (the caller decides what that means). */
   take(): number | null {
-    for (let i = 0; i < this.size; i++) {
+    for (let i = 0; i < this.limit; i++) {
       const uid = this.base + i;
       if (!this.used.has(uid)) {
         this.used.add(uid);
@@ -41,8 +72,30 @@ export class UidPool {
     return null;
   }
 
+  /** The uid's task is gone: free it, or first clear the keys the kernel still holds of it. */
   give(uid: number): void {
-    this.used.delete(uid);
+    if (this.keys?.holders().has(uid)) this.clear(uid);
+    else this.used.delete(uid);
+  }
+
+  /** Settles when a uid being cleared comes back (or is kept out); null when none is being cleared. */
+  settling(): Promise<void> | null {
+    return this.clearing.size > 0 ? Promise.race(this.clearing) : null;
+  }
+
+  private clear(uid: number): void {
+    this.used.add(uid);
+    const done = (this.keys?.clear(uid) ?? Promise.resolve(false))
+      .catch(() => false)
+      .then((cleared) => {
+        if (cleared) this.used.delete(uid);
+        else {
+          this.kept.add(uid);
+          this.log?.warn({ uid }, 'the kernel keeps keys of this uid that could not be cleared: it is not handed to another task');
+        }
+      })
+      .finally(() => this.clearing.delete(done));
+    this.clearing.add(done);
   }
 }
 

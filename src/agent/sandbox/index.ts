@@ -9,6 +9,7 @@ import { ProcessLauncher, type Launcher } from '../launcher.js';
 import { fdTaskCapacity, openCgroups } from './probe.js';
 import { probeBwrap } from './probeBwrap.js';
 import { SandboxLauncher } from './sandboxLauncher.js';
+import { describeSeccomp } from './seccomp.js';
 import type { SandboxOptions } from './settings.js';
 
 export type { SandboxOptions } from './settings.js';
@@ -26,7 +27,7 @@ export async function chooseLauncher(opts: SandboxOptions, log: Logger): Promise
   if (opts.sandbox !== 'process') {
     const probed = await probeBwrap(opts, agentEnv, cg, log);
     if (probed.ok) {
-      const detail = `bubblewrap ${probed.settings.bwrap?.version ?? ''}; ${probed.who}; ${limits}; ${probed.interpreters}`;
+      const detail = `bubblewrap ${probed.settings.bwrap?.version ?? ''}; ${probed.who}; ${describeSeccomp(probed.settings.seccomp)}; ${limits}; ${probed.interpreters}`;
       const launcher = new SandboxLauncher('bwrap', detail, probed.settings, { log: log.child({ component: 'sandbox' }) });
       launcher.prestart();
       return launcher;

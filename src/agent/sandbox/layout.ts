@@ -136,6 +136,8 @@ export interface TaskView {
   served?: { ctlDir: string; bindDir: string };
   /** raysub-init on the host, bound at SANDBOX_INIT (null: setpriv and a shell script start the worker). */
   init: string | null;
+  /** bwrap installs the seccomp filter it reads from this fd (without raysub-init); null: none. */
+  seccompFd?: number | null;
   /** Host device nodes to expose (the GPUs the task holds). */
   devices: readonly string[];
   /**
@@ -150,9 +152,11 @@ export interface TaskView {
  * the gate ever closed without options, bwrap would still run in new namespaces with an empty
  * root, where nothing can run.
  */
-export function bwrapNamespaceArgs(userns: boolean): string[] {
+export function bwrapNamespaceArgs(userns: boolean, nestedUserns = false): string[] {
   const args = ['--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try', '--new-session', '--die-with-parent', '--clearenv'];
-  if (userns) args.push('--unshare-user', '--disable-userns');
+  // In a user namespace of its own (an unprivileged agent), tasks create none of their own
+  // unless the job asked for them (the seccomp filter refuses them too).
+  if (userns) args.push('--unshare-user', ...(nestedUserns ? [] : ['--disable-userns']));
   return args;
 }
 
@@ -163,6 +167,7 @@ export function bwrapOptions(layout: StaticLayout, task: TaskView): string[] {
   }
   const plan = new MountPlan();
   if (task.network === 'none') plan.args.push('--unshare-net');
+  if (task.seccompFd != null) plan.args.push('--seccomp', String(task.seccompFd));
   for (const s of layout.system) {
     if (s.kind === 'ro') plan.roBind(s.path);
     else plan.symlink(s.target, s.path);

@@ -1,8 +1,9 @@
 /**
  * Every limit of one task in one record, computed once per launch (taskLimits) and rendered by
  * each start mechanism: cgroup files (cgroupLimits.ts), raysub-init's start file (init.ts), and
- * the shell lines of the start script and the process gate (shellLimitLines). A new resource
- * limit is one entry of RLIMITS and one field here; no start mechanism lists limits of its own.
+ * the shell lines of the start script and the process gate (shellLimitLines); the seccomp filter
+ * by raysub-init or bwrap's --seccomp. A new resource limit is one entry of RLIMITS; no start
+ * mechanism lists limits of its own.
  */
 import type { TaskRequest } from '../../shared/resources.js';
 
@@ -34,6 +35,8 @@ export interface TaskLimits {
   /** Device allow rules (v1 devices syntax) after denying everything; null leaves devices alone. */
   deviceRules: readonly string[] | null;
   rlimits: readonly Rlimit[];
+  /** The seccomp filter (seccomp.ts) as a struct sock_filter array; null: none. */
+  seccomp: Buffer | null;
 }
 
 export interface LimitInputs {
@@ -45,17 +48,18 @@ export interface LimitInputs {
   openFiles: number;
   /** RLIMIT_NPROC counts a uid's processes: it is a per-task limit only for a task with a uid of its own. */
   ownUid: boolean;
+  seccomp: Buffer | null;
 }
 
 export function taskLimits(o: LimitInputs): TaskLimits {
   const rlimits: Rlimit[] = [{ name: 'nofile', value: o.openFiles }];
   if (o.ownUid) rlimits.push({ name: 'nproc', value: o.pidsMax });
-  return { memoryBytes: o.resources.memory, cpus: o.resources.cpus, cpusetCpus: o.cpusetCpus, pidsMax: o.pidsMax, deviceRules: o.deviceRules, rlimits };
+  return { memoryBytes: o.resources.memory, cpus: o.resources.cpus, cpusetCpus: o.cpusetCpus, pidsMax: o.pidsMax, deviceRules: o.deviceRules, rlimits, seccomp: o.seccomp };
 }
 
 /** A spare gate's cgroup limits until its task comes: none but the process cap and the base devices. */
 export function spareLimits(pidsMax: number, deviceRules: readonly string[]): TaskLimits {
-  return { memoryBytes: 0, cpus: 0, cpusetCpus: null, pidsMax, deviceRules, rlimits: [] };
+  return { memoryBytes: 0, cpus: 0, cpusetCpus: null, pidsMax, deviceRules, rlimits: [], seccomp: null };
 }
 
 /** The resource limits as POSIX shell lines, each failing the start with exit 125 and a message. */

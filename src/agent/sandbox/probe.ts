@@ -9,6 +9,7 @@ import type { AgentOptions } from '../../shared/config.js';
 import { findCgroupMounts } from './cgroupMounts.js';
 import { AgentCgroups } from './cgroups.js';
 import { CpuPinner, readCoreIds, siblingPinnedCpus } from './cpus.js';
+import { seccompArch } from './seccomp.js';
 import type { BaseSettings } from './settings.js';
 import { tasksDirOf } from '../workspace.js';
 
@@ -68,7 +69,7 @@ export interface OpenedCgroups {
   settings: BaseSettings;
 }
 
-type Opts = Pick<AgentOptions, 'workDir' | 'nodeName' | 'taskPidsMax' | 'taskOpenFiles'> & Partial<Pick<AgentOptions, 'sandboxReuse'>>;
+type Opts = Pick<AgentOptions, 'workDir' | 'nodeName' | 'taskPidsMax' | 'taskOpenFiles'> & Partial<Pick<AgentOptions, 'sandboxReuse' | 'sandboxSeccomp'>>;
 
 /** The agent's cgroup root (named after the node and its work dir, stable across restarts) and the settings every launcher shares. */
 export function openCgroups(opts: Opts): OpenedCgroups {
@@ -83,6 +84,7 @@ export function openCgroups(opts: Opts): OpenedCgroups {
     // not Linux, or no /proc
   }
   const { cgroups, problems } = AgentCgroups.open(findCgroupMounts(mountinfo), name);
+  const arch = seccompArch();
   let pinner: CpuPinner | null = null;
   const cpusetRoot = cgroups?.roots.get('cpuset');
   if (cgroups && cpusetRoot && cgroups.allCpus.length > 0) {
@@ -103,6 +105,7 @@ export function openCgroups(opts: Opts): OpenedCgroups {
       maxTasks: fdTaskCapacity(),
       devDir: '/dev',
       reuse: opts.sandboxReuse === false ? null : { tasksRoot: tasksDirOf(opts.workDir) },
+      seccomp: arch ? { arch, denyList: opts.sandboxSeccomp !== false } : null,
     },
   };
 }

@@ -10,6 +10,7 @@ import path from 'node:path';
 import type { Logger } from '../../shared/log.js';
 import { uidBlockFor, UidPool } from './identity.js';
 import { findInit } from './init.js';
+import { keyCleaner } from './keyrings.js';
 import { discoverInterpreters } from './interpreters.js';
 import { planLayout } from './layout.js';
 import { isWithin } from './mountPlan.js';
@@ -38,7 +39,7 @@ export async function probeBwrap(opts: SandboxOptions, agentEnv: Readonly<Record
     if (!init.path && !setpriv) return { ok: false, reason: 'setpriv (util-linux) is not installed, nor raysub-init built; a root agent needs one to run tasks as unprivileged users' };
     const base = uidBlockFor(process.pid, fs.readFileSync('/proc/self/uid_map', 'utf8'));
     if (base === null) return { ok: false, reason: 'no block of unused uids is mapped in the agent\'s user namespace' };
-    uids = new UidPool(base);
+    uids = new UidPool(base, { keys: keyCleaner(init.path), log });
   }
 
   const found = await discoverInterpreters(opts.sandboxInterpreters, agentEnv);

@@ -22,6 +22,7 @@ import { BASE_DEVICE_RULES, deviceRules, gpuDeviceNodes } from './gpus.js';
 import type { Identity } from './identity.js';
 import { SANDBOX_BIN_DIR } from './layout.js';
 import { shellLimitLines, spareLimits, taskLimits, type TaskLimits } from './limits.js';
+import { taskSeccomp } from './seccomp.js';
 import { childrenOf, descendantsOf, signal } from './processTree.js';
 import { release, reservation, type Reservation } from './reservation.js';
 import { boundIdentity, ServedPool, type ServedSandbox, type ServedTask } from './servedPool.js';
@@ -111,7 +112,7 @@ export class SandboxLauncher implements Launcher {
     if (!this.serving || !reuse || spec.group === undefined || path.dirname(spec.cwd) !== path.join(reuse.tasksRoot, spec.group)) return null;
     // The same request too: limits a task does not set (no memory limit, no CPU quota) are not
     // written at all, so a sandbox keeps those of the task before it.
-    return JSON.stringify([spec.group, spec.network, spec.gpuIds, spec.readOnlyPaths, spec.resources]);
+    return JSON.stringify([spec.group, spec.network, spec.gpuIds, spec.readOnlyPaths, spec.resources, spec.userNamespaces === true]);
   }
 
   async launch(spec: LaunchSpec): Promise<WorkerHandle> {
@@ -122,7 +123,9 @@ export class SandboxLauncher implements Launcher {
     try {
       if (s.cgroups && Number.isInteger(spec.resources.cpus)) r.cpus = s.pinner?.take(spec.resources.cpus) ?? null;
       const gpuNodes = gpuDeviceNodes(s.devDir, spec.gpuIds);
-      const limits = taskLimits({ resources: spec.resources, cpusetCpus: r.cpus, deviceRules: deviceRules(gpuNodes), pidsMax: s.pidsMax, openFiles: s.openFiles, ownUid: s.uids !== null });
+      // The filter needs bubblewrap's sandbox (raysub-init or bwrap --seccomp install it).
+      const seccomp = s.bwrap ? taskSeccomp(s.seccomp, spec.userNamespaces === true) : null;
+      const limits = taskLimits({ resources: spec.resources, cpusetCpus: r.cpus, deviceRules: deviceRules(gpuNodes), pidsMax: s.pidsMax, openFiles: s.openFiles, ownUid: s.uids !== null, seccomp });
       const env = taskEnv(spec, { sandboxed: s.bwrap !== null, user: 'raysub', binDir: SANDBOX_BIN_DIR });
       const plan: Plan = { spec, env, limits, gpuNodes, key };
       if (warm) return await this.pool.run(warm, plan, r, false);
@@ -139,9 +142,11 @@ export class SandboxLauncher implements Launcher {
     const bwrap = s.bwrap;
     // A served sandbox runs a task that cannot share it (key null) once, then ends.
     const serve = bwrap !== null && this.serving;
+    // A spare's namespaces refuse nested user namespaces where bwrap makes one itself.
+    const ownGate = bwrap?.userns === true && spec.userNamespaces === true;
 
     let gate: Gate;
-    const spare = bwrap ? await this.takeSpare() : null;
+    const spare = bwrap && !ownGate ? await this.takeSpare() : null;
     if (spare) {
       ({ gate, uid: r.uid, cgroup: r.cgroup } = spare);
       try {
@@ -154,8 +159,8 @@ export class SandboxLauncher implements Launcher {
       r.cgroup = s.cgroups?.createTask(spec.key, limits) ?? null;
       gate = bwrap
         ? // bwrap itself runs with an empty environment: it is privileged, and the job's variables are not for it.
-          await startGate(bwrap.path, bwrapArgv(bwrap, r.uid, serve), { cwd: '/', env: {} }, r.cgroup, serve)
-        : await startGate('/bin/sh', ['-c', processGate(limits), 'raysub-worker', ...spec.argv], { cwd: spec.cwd, env }, r.cgroup);
+          await startGate(bwrap.path, bwrapArgv(bwrap, r.uid, { serve, userNamespaces: spec.userNamespaces }), { cwd: '/', env: {}, cgroup: r.cgroup, serve, filterFd: !bwrap.init })
+        : await startGate('/bin/sh', ['-c', processGate(limits), 'raysub-worker', ...spec.argv], { cwd: spec.cwd, env, cgroup: r.cgroup });
     }
     let input = 'go\n';
     try {
@@ -178,7 +183,7 @@ export class SandboxLauncher implements Launcher {
       const sb: ServedSandbox = { gate, served: gate.served, uid: r.uid, cgroup: r.cgroup, dir: r.stateDir, key, bound: boundIdentity(spec), idle: null };
       Object.assign(r, { uid: null, cgroup: null, stateDir: null });
       try {
-        await gate.open(input);
+        await gate.open(input, limits.seccomp);
       } catch (err) {
         await this.pool.discard(sb);
         throw err;
@@ -186,7 +191,7 @@ export class SandboxLauncher implements Launcher {
       setImmediate(guarded(this.log, 'starting a spare sandbox', () => this.prestart()));
       return this.pool.run(sb, plan, r, true);
     }
-    await gate.open(input);
+    await gate.open(input, limits.seccomp);
     // The next spare is started once this worker is on its way, not in its path.
     setImmediate(guarded(this.log, 'starting a spare sandbox', () => this.prestart()));
     return this.handle(gate, r);
@@ -195,8 +200,8 @@ export class SandboxLauncher implements Launcher {
   /**
    * A uid for a task, or null where tasks run as the agent's own. With none free: a sandbox
    * waiting for its job's next task gives its uid up, or a task that has just exited gives its
-   * own back (an exit is reported before its cgroups are removed). Only with neither is the
-   * node at capacity: a typed error the task reports, never a crash.
+   * own back (an exit is reported before its cgroups are removed and its keys cleared). Only
+   * with none of these is the node at capacity: a typed error the task reports, never a crash.
    */
   private async takeUid(): Promise<number | null> {
     const uids = this.s.bwrap ? this.s.uids : null;
@@ -205,7 +210,8 @@ export class SandboxLauncher implements Launcher {
       const uid = uids.take();
       if (uid !== null) return uid;
       if (await this.pool.evictOldest()) continue;
-      if (this.releasing.size > 0) await Promise.race(this.releasing);
+      const back = this.releasing.size > 0 ? Promise.race(this.releasing) : uids.settling();
+      if (back) await back;
       else throw new RaysubError('NODE_AT_CAPACITY', `this node runs ${this.capacity} tasks at once, its capacity; the task was not started`);
     }
   }
@@ -220,7 +226,8 @@ export class SandboxLauncher implements Launcher {
         // No uid free: no spare (never one running as the agent's uid where tasks get their own).
         if (this.s.uids && (r.uid = this.s.uids.take()) === null) return null;
         r.cgroup = this.s.cgroups?.createTask(`spare-${++this.spares}`, spareLimits(this.s.pidsMax, BASE_DEVICE_RULES)) ?? null;
-        return { gate: await startGate(bwrap.path, bwrapArgv(bwrap, r.uid, this.serving), { cwd: '/', env: {} }, r.cgroup, this.serving), uid: r.uid, cgroup: r.cgroup };
+        const gate = await startGate(bwrap.path, bwrapArgv(bwrap, r.uid, { serve: this.serving }), { cwd: '/', env: {}, cgroup: r.cgroup, serve: this.serving, filterFd: !bwrap.init });
+        return { gate, uid: r.uid, cgroup: r.cgroup };
       } catch (err) {
         this.log.debug({ err }, 'no spare sandbox');
         await release(this.s, r);

@@ -7,9 +7,10 @@ import type { AgentCgroups } from './cgroups.js';
 import type { CpuPinner } from './cpus.js';
 import type { UidPool } from './identity.js';
 import type { StaticLayout } from './layout.js';
+import type { SeccompSettings } from './seccomp.js';
 
 /** The agent's options the sandbox reads. */
-export type SandboxOptions = Pick<AgentOptions, 'sandbox' | 'workDir' | 'hiddenPaths' | 'nodeName' | 'sandboxInterpreters' | 'sandboxBinds' | 'taskPidsMax' | 'taskOpenFiles' | 'sandboxReuse'>;
+export type SandboxOptions = Pick<AgentOptions, 'sandbox' | 'workDir' | 'hiddenPaths' | 'nodeName' | 'sandboxInterpreters' | 'sandboxBinds' | 'taskPidsMax' | 'taskOpenFiles' | 'sandboxReuse' | 'sandboxSeccomp'>;
 
 export interface BwrapSettings {
   path: string;
@@ -36,6 +37,8 @@ export interface SandboxSettings {
   envBinary: string | null;
   pidsMax: number;
   openFiles: number;
+  /** The seccomp filter tasks get in bwrap (null: none on this architecture). */
+  seccomp: SeccompSettings | null;
   /** Tasks at once the agent's own file-descriptor limit allows (fdTaskCapacity). */
   maxTasks: number;
   devDir: string;

@@ -142,7 +142,7 @@ export const jobContextSchema = z.object({
   working_dir_package: z.string().nullable(),
   runtime_env: z.record(z.string(), z.unknown()),
   env_vars: z.record(z.string(), z.string()),
-  sandbox: z.object({ network: z.enum(['host', 'none']).optional(), require: z.enum(['bwrap', 'process', 'none']).optional() }).passthrough(),
+  sandbox: z.object({ network: z.enum(['host', 'none']).optional(), require: z.enum(['bwrap', 'process', 'none']).optional(), user_namespaces: z.boolean().optional() }).passthrough(),
 });
 export type JobContext = z.infer<typeof jobContextSchema>;
 

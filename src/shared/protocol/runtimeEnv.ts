@@ -30,6 +30,8 @@ export const sandboxRequestSchema = z.strictObject({
   network: z.enum(['host', 'none']).optional(),
   /** Refuse to run unless the node provides at least this isolation. */
   require: z.enum(['none', 'process', 'bwrap']).optional(),
+  /** Let tasks create user namespaces and mount in them (refused by default: docs/sandbox.md). */
+  user_namespaces: z.boolean().optional(),
 });
 
 export const runtimeEnvFields = {
