@@ -88,19 +88,29 @@ describe('npm, py_modules and env_vars', { timeout: 180_000 }, () => {
     expect(missing.stderr).toContain('does not exist');
   });
 
-  it('expands ${VAR} in env_vars from the agent\'s environment and keeps raysub\'s own variables', async () => {
-    const head = await startHead({ numCpus: 1, env: { RAYSUB_TEST_WHO: 'world', RAYSUB_TEST_SECRET: 'hidden' } });
+  it('expands ${VAR} in env_vars only from what the task is given, never from the agent\'s environment', async () => {
+    const head = await startHead({ numCpus: 1, env: { RAYSUB_TEST_WHO: 'world', RAYSUB_TEST_SECRET: 'hidden', RAYSUB_TOKEN: 'agent-secret-token' } });
     const envVars = {
-      GREETING: 'hello ${RAYSUB_TEST_WHO}!',
+      WHO: 'job',
+      GREETING: 'hello ${WHO}!',
+      FROM_AGENT: '[${RAYSUB_TEST_WHO}]',
+      TOKEN: '[${RAYSUB_TOKEN}]',
       EMPTY: '[${RAYSUB_TEST_UNSET_VARIABLE}]',
       LITERAL: '$RAYSUB_TEST_WHO',
+      ID: 'id=${RAYSUB_JOB_ID}',
+      PATH: '/opt/job/bin:${PATH}',
+      PROTO: '[${constructor}]',
       RAYSUB_JOB_ID: 'hijacked',
     };
-    const code = 'import os; print("|".join(os.environ.get(k, "<unset>") for k in ["GREETING", "EMPTY", "LITERAL", "RAYSUB_JOB_ID", "RAYSUB_TEST_SECRET"]))';
+    const keys = ['GREETING', 'FROM_AGENT', 'TOKEN', 'EMPTY', 'LITERAL', 'ID', 'PROTO', 'RAYSUB_JOB_ID', 'RAYSUB_TEST_SECRET', 'RAYSUB_TOKEN'];
+    const code = `import os; print("|".join(os.environ.get(k, "<unset>") for k in ${JSON.stringify(keys)})); print("PATH=" + os.environ["PATH"])`;
     const res = await runCli(['job', 'submit', '--submission-id', 'vars', '--runtime-env-json', JSON.stringify({ env_vars: envVars }), '--', 'python3', '-c', code], { env: head.env });
     expect(res.code, res.stderr).toBe(0);
-    // Only ${VAR} is expanded (as Ray does); an unset variable becomes empty; the agent's other
-    // variables never reach the job, and raysub's own cannot be overridden.
-    expect(res.stdout).toContain('hello world!|[]|$RAYSUB_TEST_WHO|vars|<unset>');
+    // Only ${VAR} is expanded (as Ray does), from the job's own variables and what raysub gives
+    // the task; the agent's other variables (its token included) expand to nothing and never reach
+    // the job, and raysub's own cannot be overridden.
+    expect(res.stdout).toContain('hello job!|[]|[]|[]|$RAYSUB_TEST_WHO|id=vars|[]|vars|<unset>|<unset>');
+    // ${PATH} is the task's own PATH, which the job extends.
+    expect(res.stdout).toMatch(/PATH=(?:[^\n]*:)?\/opt\/job\/bin:[^\n]*\/usr\/bin/);
   });
 });

@@ -24,7 +24,7 @@ describe('terminal output', () => {
   it.skipIf(!hasPty)('follows an array job with task prefixes and red stderr on a terminal, plain elsewhere', async () => {
     const head = await startHead({ numCpus: 2 });
     expect((await runCli(['job', 'submit', '--no-wait', '--submission-id', 'arr', ...ARRAY_JOB], { env: head.env })).code).toBe(0);
-    const conn = ['--address', head.url, '--token', head.token];
+    const conn = ['--address', head.url, '--token-file', path.join(head.dataDir, 'token')];
 
     const term = runCliInPty(['job', 'logs', 'arr', '--follow', ...conn]);
     expect(await term.exited).toBe(0);
@@ -52,7 +52,7 @@ describe('terminal output', () => {
     const dir = workingDir({ 'main.py': 'print("uploaded")\n' });
     fs.writeFileSync(path.join(dir, 'weights.bin'), crypto.randomBytes(24 * 1024 * 1024));
     const slow = await startProxy({ target: () => new URL(head.url), bytesPerSecond: 8 * 1024 * 1024 });
-    const term = runCliInPty(['job', 'submit', '--working-dir', dir, '--address', slow.url, '--token', head.token, '--', 'python3', 'main.py']);
+    const term = runCliInPty(['job', 'submit', '--working-dir', dir, '--address', slow.url, '--token-file', path.join(head.dataDir, 'token'), '--', 'python3', 'main.py']);
     expect(await term.exited).toBe(0);
     const out = term.output();
     expect(out).toMatch(/\rUploading \[#*\.*\] \d+\.\d MiB \/ 24\.0 MiB {2}\d+\.\d MiB\/s/);
@@ -75,7 +75,7 @@ describe('job list', () => {
     const long = 'a-very-long-argument-'.repeat(6);
     expect((await runCli(['job', 'submit', '--submission-id', 'wordy', '--', 'sh', '-c', `echo ${long}; exit 9`], { env: head.env })).code).toBe(9);
     expect((await runCli(['job', 'submit', '--submission-id', 'fine', '--', 'true'], { env: head.env })).code).toBe(0);
-    const term = runCliInPty(['job', 'list', '--address', head.url, '--token', head.token], { cols: 110 });
+    const term = runCliInPty(['job', 'list', '--address', head.url, '--token-file', path.join(head.dataDir, 'token')], { cols: 110 });
     expect(await term.exited).toBe(0);
     const lines = term.output().replace(/\u001b\[[0-9;]*m/g, '').split('\r\n').filter(Boolean);
     expect(lines[0]).toMatch(/^ID +STATUS +SUBMITTED +DURATION +TASKS +ENTRYPOINT +DETAIL$/);
@@ -105,7 +105,7 @@ describe('shell completion', () => {
     const script = path.join(tempDir(), 'raysub.bash');
     fs.writeFileSync(script, r.stdout);
     expect(bashComplete(script, 'raysub sch')).toEqual(['schedule']);
-    expect(bashComplete(script, 'raysub ')).toEqual(['start', 'stop', 'job', 'nodes', 'schedule', 'status', 'completion']);
+    expect(bashComplete(script, 'raysub ')).toEqual(['start', 'stop', 'job', 'nodes', 'schedule', 'status', 'token', 'cert', 'completion']);
     expect(bashComplete(script, 'raysub schedule ')).toEqual(['create', 'list', 'get', 'runs', 'pause', 'resume', 'trigger', 'delete']);
     expect(bashComplete(script, 'raysub schedule create nightly --concurrency ')).toEqual(['allow', 'forbid', 'replace']);
     expect(bashComplete(script, 'raysub schedule create nightly --concurrency forbid --sus')).toEqual(['--suspend']);
@@ -154,7 +154,7 @@ describe('start-up', () => {
 
   it('loads ink only for the live view: plain `raysub status` does not', async () => {
     const head = await startHead({ numCpus: 1 });
-    const traced = traceModules([cliPath, 'status', '--address', head.url, '--token', head.token]);
+    const traced = traceModules([cliPath, 'status', '--address', head.url, '--token-file', path.join(head.dataDir, 'token')]);
     expect(traced.modules.some((m) => m.includes('/dist/ui/status/sections.js'))).toBe(true);
     expect(traced.modules.filter((m) => /\/node_modules\/(ink|react)\//.test(m))).toEqual([]);
   });

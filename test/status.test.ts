@@ -91,7 +91,7 @@ describe('raysub status', () => {
 
   it.skipIf(!hasPty)('draws a live view on a terminal that refreshes and quits on q', async () => {
     const head = await busyCluster();
-    const term = runCliInPty(['status', '--watch', '--interval', '0.5', '--address', head.url, '--token', head.token], { cols: 110, rows: 40 });
+    const term = runCliInPty(['status', '--watch', '--interval', '0.5', '--address', head.url, '--token-file', path.join(head.dataDir, 'token')], { cols: 110, rows: 40 });
     const screen = () => renderScreen(term.output(), 110, 40);
     const first = await waitFor(() => {
       const s = screen();
@@ -119,7 +119,7 @@ describe('raysub status', () => {
 
   it.skipIf(!hasPty)('quits cleanly on Ctrl-C, and draws once without --watch (NO_COLOR obeyed)', async () => {
     const head = await startHead({ numCpus: 1 });
-    const conn = ['--address', head.url, '--token', head.token];
+    const conn = ['--address', head.url, '--token-file', path.join(head.dataDir, 'token')];
     const live = runCliInPty(['status', '--watch', ...conn]);
     await waitFor(() => renderScreen(live.output()).includes('Schedules due next'), { what: 'the dashboard to draw' });
     live.type('\u0003');

@@ -15,12 +15,15 @@ import {
 
 /** The agent's HTTP calls to its head. */
 export class HeadLink {
-  private readonly dispatcher: Dispatcher = createDispatcher();
+  private readonly dispatcher: Dispatcher;
 
   constructor(
     readonly address: string,
     private readonly token: string,
-  ) {}
+    tls: { ca?: string; pin?: string } = {},
+  ) {
+    this.dispatcher = createDispatcher(tls);
+  }
 
   register(req: RegisterRequest, signal: AbortSignal): Promise<RegisterResponse> {
     return callJson(this.dispatcher, 'POST', `${this.address}/api/agents/register`, this.token, registerResponseSchema, { body: req, signal });

@@ -12,6 +12,7 @@ import { detectGpus } from './detect.js';
 import { installRuntimeLibs, JobApi, localAddressFor } from './jobapi/index.js';
 import { EnvCache } from './envs/index.js';
 import { HeadLink } from './headLink.js';
+import { alternativeName, lockWorkDir, readNodeFile, writeNodeFile } from './nodeFile.js';
 import type { Launcher } from './launcher.js';
 import { Outbox } from './outbox.js';
 import { chooseLauncher } from './sandbox/index.js';
@@ -72,6 +73,14 @@ class Agent implements RunningAgent {
   private loops: Promise<void>[] = [];
   private readonly envCache: EnvCache;
   private readonly jobApi: JobApi;
+  /** The name this node registers under: given, or kept in the work dir, or the default. */
+  private name: string;
+  /** The node id of this work dir's last registration, presented to take it back. */
+  private lastId: string | undefined;
+  /** What agents authenticate each other with; the head hands it out at registration. */
+  private peerToken = '';
+  /** Runs once the agent has stopped (releases the work dir). */
+  afterClose: (() => void) | null = null;
 
   constructor(
     private readonly opts: AgentOptions,
@@ -82,11 +91,14 @@ class Agent implements RunningAgent {
     private readonly outbox: Outbox,
     private readonly log: Logger,
   ) {
+    const saved = readNodeFile(opts.workDir);
+    this.name = opts.nodeNameGiven ? opts.nodeName : (saved?.name ?? opts.nodeName);
+    this.lastId = saved?.name === this.name ? saved.node_id : undefined;
     outbox.onChange = (urgency) => this.wakeReporter(urgency === 'exit' ? 0 : urgency === 'output' ? OUTPUT_BATCH_MS : START_BATCH_MS);
     this.envCache = new EnvCache(path.join(opts.workDir, 'envs'), opts.cacheLimitBytes, log.child({ component: 'envs' }));
     this.jobApi = new JobApi({
       workDir: opts.workDir,
-      token: opts.token,
+      token: () => this.peerToken,
       outbox,
       killGraceMs: opts.killGraceMs,
       log: log.child({ component: 'jobapi' }),
@@ -102,7 +114,7 @@ class Agent implements RunningAgent {
   }
 
   get nodeName(): string {
-    return this.opts.nodeName;
+    return this.name;
   }
 
   nodeId(): string {
@@ -111,7 +123,7 @@ class Agent implements RunningAgent {
 
   async start(): Promise<void> {
     await this.jobApi.start(await localAddressFor(this.head.address));
-    await this.register();
+    await this.register(this.lastId);
     this.state = 'running';
     this.loops = [this.pollLoop(), this.reportLoop()];
   }
@@ -121,7 +133,7 @@ class Agent implements RunningAgent {
       try {
         const res = await this.head.register(
           {
-            node_name: this.opts.nodeName,
+            node_name: this.name,
             hostname: os.hostname(),
             pid: process.pid,
             version: RAYSUB_VERSION,
@@ -134,11 +146,23 @@ class Agent implements RunningAgent {
         this.id = res.node_id;
         this.heartbeatMs = res.heartbeat_interval_ms;
         this.pollWaitMs = res.poll_wait_ms;
-        this.log.info({ nodeId: this.id, name: this.opts.nodeName, totals: this.totals }, 'registered with the head');
+        // A head from before peer tokens: agents shared one token and presented it to each other.
+        this.peerToken = res.peer_token ?? this.opts.token;
+        if (res.warning) this.log.warn(res.warning);
+        writeNodeFile(this.opts.workDir, { name: this.name, node_id: this.id });
+        this.log.info({ nodeId: this.id, name: this.name, totals: this.totals }, 'registered with the head');
         return;
       } catch (err) {
         const e = toRaysubError(err);
-        if (e.code === 'UNAUTHORIZED') throw e;
+        if (e.code === 'NODE_NAME_TAKEN' && !this.opts.nodeNameGiven && this.name === this.opts.nodeName) {
+          // The default name (the host name) is another agent's, e.g. the head's embedded one: take
+          // one of our own, kept in the work dir so restarts keep it.
+          this.name = alternativeName(this.opts.nodeName);
+          previous = undefined;
+          this.log.warn({ name: this.name }, `${e.message}; registering as ${this.name}`);
+          continue;
+        }
+        if (e.code === 'UNAUTHORIZED' || e.code === 'FORBIDDEN' || e.code === 'TLS_UNTRUSTED' || e.code === 'NODE_NAME_TAKEN') throw e;
         this.log.warn({ err: e.message, attempt }, 'cannot register with the head yet; retrying');
         await sleep(Math.min(10_000, 200 * 2 ** Math.min(attempt, 6)), this.stop.signal);
       }
@@ -187,7 +211,7 @@ class Agent implements RunningAgent {
       killGraceMs: this.opts.killGraceMs,
       headAddress: this.head.address,
       nodeId: () => this.id,
-      nodeName: this.opts.nodeName,
+      nodeName: this.name,
       runtimeEnv: { agentEnv: agentProcessEnv(), cache: this.envCache, packages: this.workspace },
       jobApi: this.jobApi,
     });
@@ -309,6 +333,7 @@ class Agent implements RunningAgent {
     await this.launcher.close?.();
     await this.head.close();
     this.state = 'closed';
+    this.afterClose?.();
     this.log.info('agent stopped');
   }
 }
@@ -316,14 +341,24 @@ class Agent implements RunningAgent {
 export async function startAgent(opts: AgentOptions, logger?: Logger): Promise<RunningAgent> {
   const log = logger ?? createLogger('raysub-agent', opts.logLevel);
   if (opts.token === '') throw new RaysubError('USAGE', 'the agent needs a token');
-  const gpus = opts.numGpus ?? (await detectGpus()).length;
-  const launcher = await chooseLauncher(opts, log);
-  log.info({ sandbox: launcher.mode, detail: launcher.detail, capacity: launcher.capacity }, 'sandbox');
-  const head = new HeadLink(opts.address, opts.token);
-  const workspace = new Workspace(opts.workDir, head);
-  const outbox = new Outbox(workspace.spoolDir, opts.maxBufferedLogBytes);
-  const totals = { num_cpus: opts.numCpus, num_gpus: gpus, memory: opts.memory, resources: { ...opts.resources } };
-  const agent = new Agent(opts, totals, launcher, head, workspace, outbox, log);
-  await agent.start();
-  return agent;
+  const unlock = lockWorkDir(opts.workDir);
+  let agent: Agent | null = null;
+  try {
+    const gpus = opts.numGpus ?? (await detectGpus()).length;
+    const launcher = await chooseLauncher(opts, log);
+    log.info({ sandbox: launcher.mode, detail: launcher.detail, capacity: launcher.capacity }, 'sandbox');
+    const head = new HeadLink(opts.address, opts.token, { ca: opts.ca, pin: opts.pin });
+    const workspace = new Workspace(opts.workDir, head);
+    const outbox = new Outbox(workspace.spoolDir, opts.maxBufferedLogBytes);
+    const totals = { num_cpus: opts.numCpus, num_gpus: gpus, memory: opts.memory, resources: { ...opts.resources } };
+    agent = new Agent(opts, totals, launcher, head, workspace, outbox, log);
+    agent.afterClose = unlock;
+    await agent.start();
+    return agent;
+  } catch (err) {
+    // Refused for good (a token, certificate or name problem): give back what start-up took.
+    await agent?.close().catch(() => undefined);
+    unlock();
+    throw err;
+  }
 }

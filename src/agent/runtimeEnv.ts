@@ -1,7 +1,8 @@
 /**
- * A task's environment: a scrubbed base, the job's env_vars (with `${VAR}` expanded from the
- * agent's environment, as Ray does), and raysub's own variables, which a job cannot override;
- * then what the runtime_env builds (pip, npm, py_modules), under the job's setup timeout.
+ * A task's environment: a scrubbed base, the job's env_vars (with `${VAR}` expanded from what the
+ * task itself is given, never from the agent's own environment), and raysub's own variables,
+ * which a job cannot override; then what the runtime_env builds (pip, npm, py_modules), under the
+ * job's setup timeout.
  */
 import { parseRuntimeEnv, type Assignment } from '../shared/protocol/index.js';
 import { needsEnvSetup, setUpEnvs, type EnvCache, type PackageSource } from './envs/index.js';
@@ -37,26 +38,51 @@ export interface PreparedEnv {
   release?: () => void;
 }
 
+/**
+ * Replace `${NAME}` (braces only, as Ray does) by `from[NAME]`, or by nothing. Own properties only:
+ * `${constructor}` is not a variable.
+ */
 export function expandVars(value: string, from: Readonly<Record<string, string>>): string {
-  return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => from[name] ?? '');
+  return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => (Object.hasOwn(from, name) ? (from[name] ?? '') : ''));
 }
 
-export function buildTaskEnv(a: Assignment, headAddress: string, nodeId: string, agentEnv: Readonly<Record<string, string>>): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(agentEnv)) if (INHERITED.test(k)) env[k] = v;
-  env.PYTHONUNBUFFERED = '1';
-  for (const [k, v] of Object.entries(a.env_vars)) env[k] = expandVars(v, agentEnv);
-  Object.assign(env, {
+export interface TaskEnvPlace {
+  headAddress: string;
+  nodeId: string;
+  /** The task's HOME when the sandbox gives it one (its own directory); else the agent's is passed on. */
+  home?: string;
+}
+
+/**
+ * The variables a task starts with. `${VAR}` in the job's env_vars sees only what the task is given
+ * anyway — the inherited base (PATH, HOME, locale...), raysub's own variables — and then the job's
+ * other env_vars (as written, not expanded again); never the rest of the agent's environment, so a
+ * job cannot ask for the agent's token or any other secret the agent holds.
+ */
+export function buildTaskEnv(a: Assignment, place: TaskEnvPlace, agentEnv: Readonly<Record<string, string>>): Record<string, string> {
+  const base: Record<string, string> = {};
+  for (const [k, v] of Object.entries(agentEnv)) if (INHERITED.test(k)) base[k] = v;
+  if (place.home !== undefined) base.HOME = place.home;
+  base.PYTHONUNBUFFERED = '1';
+  const own: Record<string, string> = {
     RAYSUB_JOB_ID: a.job_id,
     RAYSUB_TASK_INDEX: String(a.task_index),
     RAYSUB_TASK_COUNT: String(a.task_count),
     RAYSUB_ATTEMPT: String(a.attempt),
-    RAYSUB_ADDRESS: headAddress,
-    RAYSUB_NODE_ID: nodeId,
+    RAYSUB_ADDRESS: place.headAddress,
+    RAYSUB_NODE_ID: place.nodeId,
     RAY_JOB_SUBMISSION_ID: a.job_id,
     CUDA_VISIBLE_DEVICES: a.gpu_ids.join(','),
-  });
-  return env;
+  };
+  const env: Record<string, string> = { ...base };
+  for (const [k, v] of Object.entries(a.env_vars)) {
+    // `PATH: "/opt/x/bin:${PATH}"` extends the task's own PATH; another name is the job's first.
+    const from: Record<string, string> = { ...base, ...a.env_vars, ...own };
+    if (Object.hasOwn(base, k)) from[k] = base[k] ?? '';
+    else delete from[k];
+    env[k] = expandVars(v, from);
+  }
+  return Object.assign(env, own);
 }
 
 /**

@@ -101,7 +101,7 @@ export class TaskRun {
       }
       this.checkAborted();
       taskDir = workspace.createTaskDir(this.key, source, a.job_id);
-      const env = buildTaskEnv(a, this.deps.headAddress, this.deps.nodeId(), this.deps.runtimeEnv.agentEnv);
+      const env = buildTaskEnv(a, { headAddress: this.deps.headAddress, nodeId: this.deps.nodeId(), home: launcher.mode === 'bwrap' ? taskDir : undefined }, this.deps.runtimeEnv.agentEnv);
       const prepared = await prepareRuntimeEnv(a, env, {
         ...this.deps.runtimeEnv,
         signal: this.abort.signal,

@@ -3,18 +3,14 @@
  * from flags and environment.
  */
 import fs from 'node:fs';
-import path from 'node:path';
 import { RaysubClient } from '../client/index.js';
-import { clientEnv, normaliseAddress, DEFAULT_PORT } from '../shared/config.js';
+import { clientSettingsFrom, noColorFromEnv, normaliseAddress, DEFAULT_PORT, type ClientFlags } from '../shared/config.js';
+import { dataDirLayout } from '../shared/dataDir.js';
 import { RaysubError } from '../shared/errors.js';
 import { palette, type Palette } from '../ui/color.js';
 
-export interface GlobalFlags {
-  address?: string;
-  token?: string;
-  headers?: string;
+export interface GlobalFlags extends ClientFlags {
   color?: boolean;
-  dataDir?: string;
 }
 
 export interface CliContext {
@@ -33,19 +29,25 @@ export interface CliContext {
 interface LocalHead {
   url: string;
   token: string | null;
+  /** The certificate an https local head serves. */
+  cert: string | null;
+}
+
+function readOr(file: string | undefined): string | null {
+  if (!file) return null;
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return null;
+  }
 }
 
 function readLocalHead(dataDir: string): LocalHead | null {
+  const layout = dataDirLayout(dataDir);
   try {
-    const info = JSON.parse(fs.readFileSync(path.join(dataDir, 'head.json'), 'utf8')) as { url?: string };
+    const info = JSON.parse(fs.readFileSync(layout.headInfo, 'utf8')) as { url?: string; tls_cert?: string };
     if (!info.url) return null;
-    let token: string | null = null;
-    try {
-      token = fs.readFileSync(path.join(dataDir, 'token'), 'utf8').trim();
-    } catch {
-      token = null;
-    }
-    return { url: info.url, token };
+    return { url: info.url, token: readOr(layout.token)?.trim() || null, cert: readOr(info.tls_cert) };
   } catch {
     return null;
   }
@@ -73,28 +75,29 @@ function parseHeaders(json: string | undefined, source: string): Record<string, 
 }
 
 export function colorEnabled(flag: boolean | undefined, stream: NodeJS.WriteStream): boolean {
-  const env = clientEnv();
-  return flag !== false && !env.noColor && Boolean(stream.isTTY);
+  return flag !== false && !noColorFromEnv() && Boolean(stream.isTTY);
 }
 
 export function createContext(flags: GlobalFlags): CliContext {
-  const env = clientEnv();
-  const dataDir = flags.dataDir ? path.resolve(flags.dataDir) : env.dataDir;
-  const local = readLocalHead(dataDir);
-  const explicit = flags.address ?? env.address;
-  const address = normaliseAddress(explicit ?? local?.url ?? `http://127.0.0.1:${DEFAULT_PORT}`);
-  const headers = parseHeaders(flags.headers ?? env.rayJobHeaders, flags.headers ? '--headers' : 'RAY_JOB_HEADERS');
-  let token = flags.token ?? env.token;
-  const hasAuthHeader = Object.keys(headers).some((h) => h.toLowerCase() === 'authorization');
-  // The local head's token is only ever sent to the local head.
-  if (!token && !hasAuthHeader && local?.token && (address === normaliseAddress(local.url) || (!explicit && isLoopback(address)))) {
-    token = local.token;
-  }
+  const settings = clientSettingsFrom(flags);
   const err = process.stderr;
+  for (const w of settings.warnings) err.write(`raysub: warning: ${w}\n`);
+  const local = readLocalHead(settings.dataDir);
+  const explicit = settings.address;
+  const address = normaliseAddress(explicit ?? local?.url ?? `http://127.0.0.1:${DEFAULT_PORT}`);
+  const headers = parseHeaders(settings.headers, settings.headersFrom);
+  let token = settings.token;
+  const hasAuthHeader = Object.keys(headers).some((h) => h.toLowerCase() === 'authorization');
+  const isLocal = local !== null && (address === normaliseAddress(local.url) || (!explicit && isLoopback(address)));
+  // The local head's token is only ever sent to the local head.
+  if (!token && !hasAuthHeader && isLocal && local.token) token = local.token;
   const client = new RaysubClient({
     address,
     token,
     headers,
+    ca: settings.ca,
+    // The local head's own certificate is trusted as it is (it may not name 127.0.0.1).
+    pin: isLocal ? (local.cert ?? undefined) : undefined,
     onRetry: ({ attempt, delayMs, error }) => {
       err.write(`raysub: ${error.message}; retrying in ${(delayMs / 1000).toFixed(1)}s (attempt ${attempt})\n`);
     },
@@ -107,6 +110,6 @@ export function createContext(flags: GlobalFlags): CliContext {
     color: palette(colorEnabled(flags.color, process.stdout)),
     errColor: palette(colorEnabled(flags.color, process.stderr)),
     isTTY: Boolean(process.stdout.isTTY),
-    follow: { idleMs: env.followIdleMs, unreachableTimeoutMs: env.unreachableTimeoutMs },
+    follow: { idleMs: settings.followIdleMs, unreachableTimeoutMs: settings.unreachableTimeoutMs },
   };
 }

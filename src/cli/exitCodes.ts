@@ -9,6 +9,7 @@ export const EXIT = {
   REJECTED: 65,
   INTERNAL: 70,
   UNREACHABLE: 69,
+  TLS: 76,
   UNAUTHORIZED: 77,
   WAIT_TIMEOUT: 124,
   STOPPED: 130,
@@ -42,6 +43,9 @@ export function exitCodeForError(code: ErrorCode): number {
       return EXIT.UNREACHABLE;
     case 'UNAUTHORIZED':
       return EXIT.UNAUTHORIZED;
+    case 'TLS_UNTRUSTED':
+    case 'TLS_REQUIRED':
+      return EXIT.TLS;
     case 'WAIT_TIMEOUT':
       return EXIT.WAIT_TIMEOUT;
     case 'INTERNAL':

@@ -3,7 +3,8 @@
  * boundary turns known errors into a one-line message and a documented exit code.
  */
 import { Command, CommanderError, Option } from 'commander';
-import { RAYSUB_VERSION } from '../shared/config.js';
+import { RAYSUB_VERSION } from '../shared/version.js';
+import { DEFAULTS } from '../shared/config.js';
 import { RaysubError, toRaysubError } from '../shared/errors.js';
 import type { CliContext } from './context.js';
 import { EXIT, exitCodeForError } from './exitCodes.js';
@@ -13,10 +14,13 @@ type Flags = Record<string, unknown>;
 
 function withConnection(cmd: Command): Command {
   return cmd
-    .option('--address <url>', 'head address (default: $RAYSUB_ADDRESS, $RAY_ADDRESS, the local head, http://127.0.0.1:8265)')
-    .option('--token <token>', 'cluster token (default: $RAYSUB_TOKEN, or the local head\'s token file)')
+    .option('--address <url>', `head address (default: $RAYSUB_ADDRESS, $RAY_ADDRESS, the config file, the local head, http://127.0.0.1:${DEFAULTS.port})`)
+    .option('--token-file <file>', "file holding your token (default: $RAYSUB_TOKEN_FILE, the config file, or the local head's token)")
+    .option('--token <token>', 'your token (visible in ps: prefer --token-file or $RAYSUB_TOKEN)')
+    .option('--ca <file>', 'CA certificate(s) to trust for an https head (default: $RAYSUB_CA)')
     .option('--headers <json>', 'extra HTTP headers as JSON (Ray\'s --headers; default: $RAY_JOB_HEADERS)')
-    .option('--data-dir <dir>', 'data dir of the local head (default: ~/.raysub)')
+    .option('--config <file>', 'config file (default: $RAYSUB_CONFIG, ~/.config/raysub/config.yaml)')
+    .option('--data-dir <dir>', 'data dir of the local head (default: $RAYSUB_DATA_DIR, ~/.raysub)')
     .option('--no-color', 'never colour output (also: NO_COLOR)');
 }
 
@@ -27,13 +31,13 @@ function withJobSpec(cmd: Command): Command {
     .option('--runtime-env <file>', 'runtime env as a JSON or YAML file')
     .option('--runtime-env-json <json>', 'runtime env as JSON')
     .option('--metadata-json <json>', 'metadata (string to string) as JSON')
-    .option('--entrypoint-num-cpus <n>', 'CPUs per task (default: 1)')
+    .option('--entrypoint-num-cpus <n>', `CPUs per task (default: ${DEFAULTS.entrypointNumCpus})`)
     .option('--entrypoint-num-gpus <n>', 'GPUs per task (default: 0)')
     .option('--entrypoint-memory <bytes>', 'memory per task, e.g. 2G (the task is killed above it)')
     .option('--entrypoint-resources <json>', 'custom resources per task as JSON')
     .option('--parallel <n>', 'run N tasks (an array job); each sees RAYSUB_TASK_INDEX')
     .option('--max-retries <n>', 'retry a failed task up to N times')
-    .option('--retry-backoff <seconds>', 'first retry delay, doubled each retry (default: 1)')
+    .option('--retry-backoff <seconds>', `first retry delay, doubled each retry (default: ${DEFAULTS.retryBackoffS})`)
     .option('--timeout <seconds>', 'kill a task after this long (the job fails as TIMEOUT)')
     .option('--priority <n>', 'higher runs first (default: 0)')
     .option('--wait-for-capacity', 'queue even if no node could ever fit the request')
@@ -62,12 +66,17 @@ export function buildProgram(): Command {
 
   program
     .command('start')
-    .description('start a head (--head) or an agent that joins one (--address URL --token T)')
+    .description('start a head (--head) or an agent that joins one (--address URL --token-file FILE)')
     .option('--head', 'start a head server (with an embedded local agent unless --no-local-agent)')
-    .option('--address <url>', 'head to join, for an agent')
-    .option('--token <token>', 'cluster token, for an agent (default: $RAYSUB_TOKEN)')
-    .option('--port <port>', 'head port', '8265')
-    .option('--host <host>', 'head listen address', '127.0.0.1')
+    .option('--address <url>', 'head to join, for an agent (default: $RAYSUB_ADDRESS)')
+    .option('--token-file <file>', "file holding the agent's token (default: $RAYSUB_TOKEN_FILE)")
+    .option('--token <token>', "the agent's token (visible in ps: prefer --token-file or $RAYSUB_TOKEN)")
+    .option('--ca <file>', "CA certificate(s) to trust for an https head, for an agent (default: $RAYSUB_CA)")
+    .option('--config <file>', 'config file (default: $RAYSUB_CONFIG, ~/.config/raysub/config.yaml)')
+    .option('--port <port>', `head port (default: ${DEFAULTS.port})`)
+    .option('--host <host>', `head listen address (default: ${DEFAULTS.host})`)
+    .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM; with --tls-key)')
+    .option('--tls-key <file>', 'private key of --tls-cert (PEM)')
     .option('--data-dir <dir>', 'data dir (default: ~/.raysub)')
     .option('--num-cpus <n>', 'CPUs this node offers (default: all)')
     .option('--num-gpus <n>', 'GPUs this node offers (default: detected with nvidia-smi)')
@@ -77,8 +86,8 @@ export function buildProgram(): Command {
     .option('--work-dir <dir>', 'agent work dir (default: <data-dir>/agents/<node-name>)')
     .option('--no-local-agent', 'run the head without its embedded agent')
     .option('--detach', 'run the head in the background (stop it with `raysub stop`)')
-    .option('--kill-grace <seconds>', 'time between SIGTERM and SIGKILL when stopping a task', '3')
-    .addOption(new Option('--sandbox <mode>', 'worker isolation').choices(['auto', 'bwrap', 'process', 'none']).default('auto'))
+    .option('--kill-grace <seconds>', `time between SIGTERM and SIGKILL when stopping a task (default: ${DEFAULTS.killGraceS})`)
+    .addOption(new Option('--sandbox <mode>', `worker isolation (default: ${DEFAULTS.sandbox})`).choices(['auto', 'bwrap', 'process', 'none']))
     .option('--sandbox-interpreters <list>', 'interpreters workers see, found on PATH (default: python3,python,node)')
     .option('--sandbox-bind <paths>', 'extra host paths workers may read, comma-separated')
     .option('--task-pids-max <n>', 'processes and threads per task (default: 4096)')
@@ -90,6 +99,12 @@ export function buildProgram(): Command {
     .option('--heartbeat-ms <ms>', 'agent heartbeat interval (head option)')
     .option('--lease-ms <ms>', 'how long a silent agent keeps its lease (head option)')
     .option('--cache-limit <bytes>', 'agent cache size limit (default: 10G)')
+    .option('--max-connections <n>', 'HTTP connections the head holds at once (default: 3/4 of its open-file limit)')
+    .option('--max-connections-per-address <n>', `HTTP connections one remote address may hold (default: ${DEFAULTS.maxConnectionsPerAddress})`)
+    .option('--http-request-timeout <seconds>', `a request, body included, must arrive within this (default: ${DEFAULTS.httpRequestTimeoutS})`)
+    .option('--http-headers-timeout <seconds>', `request headers must arrive within this (default: ${DEFAULTS.httpHeadersTimeoutS})`)
+    .option('--http-keep-alive-timeout <seconds>', `idle keep-alive connections close after this (default: ${DEFAULTS.httpKeepAliveTimeoutS})`)
+    .option('--http-idle-timeout <seconds>', `connections where nothing moves close after this (default: ${DEFAULTS.httpIdleTimeoutS})`)
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .action(
       action(async (flags: Flags) => {
@@ -102,7 +117,7 @@ export function buildProgram(): Command {
     .command('stop')
     .description('stop the head running on this machine\'s data dir')
     .option('--data-dir <dir>', 'data dir of the head (default: ~/.raysub)')
-    .option('--timeout <seconds>', 'how long to wait before killing it', '30')
+    .option('--timeout <seconds>', `how long to wait before killing it (default: ${DEFAULTS.stopTimeoutS})`)
     .action(
       action(async (flags: Flags) => {
         const { stopCommand } = await import('./commands/stop.js');
@@ -170,7 +185,7 @@ export function buildProgram(): Command {
     job
       .command('list')
       .description('list jobs, newest first')
-      .option('--limit <n>', 'page size', '50')
+      .option('--limit <n>', `page size (default: ${DEFAULTS.listLimit})`)
       .option('--cursor <cursor>', 'continue after a previous page')
       .option('--status <list>', 'only these statuses, e.g. RUNNING,PENDING')
       .option('--schedule <name>', 'only jobs fired by this schedule')
@@ -190,9 +205,38 @@ export function buildProgram(): Command {
       .command('status')
       .description('the cluster at a glance: nodes, running and pending jobs, recent failures, schedules due next')
       .option('-w, --watch', 'refresh until q, Esc or Ctrl-C (without a terminal: print a snapshot every interval)')
-      .option('--interval <seconds>', 'refresh interval for --watch', '2')
+      .option('--interval <seconds>', `refresh interval for --watch (default: ${DEFAULTS.statusIntervalS})`)
       .option('--json', 'print JSON (with --watch: one object per line)'),
   ).action(action(async (flags: Flags) => (await import('./commands/status.js')).statusCommand(await context(flags), flags)));
+
+  const token = program.command('token').description('user and agent tokens (the admin token only: the head\'s <data-dir>/token)');
+  withConnection(
+    token
+      .command('create')
+      .description('create a user token (the user API) or an agent token (registers and serves its own nodes only)')
+      .requiredOption('--kind <kind>', 'user or agent')
+      .option('--name <name>', 'a name to list and revoke it by (default: generated)')
+      .option('--output <file>', 'write the token to this new file (mode 0600) instead of stdout')
+      .option('--json', 'print JSON'),
+  ).action(action(async (flags: Flags) => (await import('./commands/token.js')).tokenCreateCommand(await context(flags), flags)));
+  withConnection(token.command('list').description('list tokens (never the tokens themselves)').option('--json', 'print JSON')).action(
+    action(async (flags: Flags) => (await import('./commands/token.js')).tokenListCommand(await context(flags), flags)),
+  );
+  withConnection(token.command('revoke').description('revoke a token: requests carrying it are refused from now on').argument('<id-or-name>', 'token id or name').option('--json', 'print JSON')).action(
+    action(async (id: string, flags: Flags) => (await import('./commands/token.js')).tokenRevokeCommand(await context(flags), id, flags)),
+  );
+
+  program
+    .command('cert')
+    .description('certificates for a head that serves HTTPS')
+    .command('create')
+    .description("make a CA and a head certificate it signs (for --tls-cert/--tls-key, and --ca on agents and clients)")
+    .option('--dir <dir>', 'where to write ca.pem, ca-key.pem, head.pem, head-key.pem (default: <data-dir>/tls)')
+    .option('--host <names...>', "extra DNS names or IP addresses clients use to reach the head (this machine's name, localhost, 127.0.0.1 and ::1 are always in)")
+    .option('--days <n>', `how long the certificates are valid (default: ${DEFAULTS.certDays})`)
+    .option('--force', 'replace existing files')
+    .option('--data-dir <dir>', 'data dir (default: $RAYSUB_DATA_DIR, ~/.raysub)')
+    .action(action(async (flags: Flags) => (await import('./commands/cert.js')).certCreateCommand(flags)));
 
   program
     .command('completion')

@@ -19,6 +19,10 @@ import {
   scheduleRunListSchema,
   scheduleRunSchema,
   versionResponseSchema,
+  tokenCreateResponseSchema,
+  tokenInfoSchema,
+  tokenListSchema,
+  type TokenCreateRequest,
   type JobDetails,
   type JobStatus,
   type JobSubmitRequest,
@@ -39,6 +43,10 @@ export interface ClientOptions {
   headers?: Record<string, string>;
   /** How many times to retry a safe request when the head cannot be reached. */
   retries?: number;
+  /** PEM of the CA(s) that sign an https head's certificate, besides the system's (--ca). */
+  ca?: string;
+  /** An https head's own certificate, accepted whatever names it carries (a head on this machine). */
+  pin?: string;
   /** Told about each retry, so a CLI can say what it is doing. */
   onRetry?: (info: { attempt: number; delayMs: number; error: RaysubError }) => void;
 }
@@ -54,10 +62,11 @@ const uploadResponseSchema = z.object({ uploaded: z.boolean(), size: z.number() 
 
 export class RaysubClient {
   readonly address: string;
-  private readonly dispatcher: Dispatcher = createDispatcher();
+  private readonly dispatcher: Dispatcher;
 
   constructor(private readonly opts: ClientOptions) {
     this.address = opts.address.replace(/\/+$/, '');
+    this.dispatcher = createDispatcher({ ca: opts.ca, pin: opts.pin });
   }
 
   /** A client for the same head and credentials with other retry settings. */
@@ -245,6 +254,21 @@ export class RaysubClient {
   /** Delete a schedule and its run history (the jobs it fired stay). */
   async deleteSchedule(name: string): Promise<void> {
     await this.json('DELETE', `/api/schedules/${encodeURIComponent(name)}`, z.object({ deleted: z.boolean() }));
+  }
+
+  /** Create a user or agent token (admin token only); the answer is the only place the token appears. */
+  createToken(req: TokenCreateRequest) {
+    return this.json('POST', '/api/tokens', tokenCreateResponseSchema, req);
+  }
+
+  /** Every token the head knows, revoked ones too (never the tokens themselves). */
+  async listTokens() {
+    return (await this.retrying(() => this.json('GET', '/api/tokens', tokenListSchema))).tokens;
+  }
+
+  /** Revoke a token by id or name: requests carrying it are refused from now on. */
+  revokeToken(idOrName: string) {
+    return this.retrying(() => this.json('DELETE', `/api/tokens/${encodeURIComponent(idOrName)}`, tokenInfoSchema));
   }
 
   async close(): Promise<void> {

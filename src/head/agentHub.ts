@@ -65,14 +65,10 @@ export class AgentHub {
     for (const wake of [...this.parked.values()]) wake();
   }
 
-  register(req: RegisterRequest): RegisterResponse {
+  /** Register a node for `credential`; `replacing`: its own earlier registration (nodeIdentity.ts admits it). */
+  register(req: RegisterRequest, credential: string, replacing: readonly string[]): RegisterResponse {
     const now = Date.now();
-    // A node name is one machine's identity: a new agent under the same name replaces the old one.
-    const replacing = this.engine.view
-      .nodeList()
-      .filter((n) => n.name === req.node_name || n.id === req.previous_node_id)
-      .map((n) => n.id);
-    const id = this.engine.registerNode({ name: req.node_name, hostname: req.hostname, totals: req.totals, sandbox: req.sandbox }, replacing, now);
+    const id = this.engine.registerNode({ name: req.node_name, credential, hostname: req.hostname, totals: req.totals, sandbox: req.sandbox }, replacing, now);
     this.log.info({ nodeId: id, name: req.node_name, totals: req.totals, sandbox: req.sandbox.mode }, 'node registered');
     return {
       node_id: id,

@@ -3,6 +3,7 @@ import type { LogOptions } from '../shared/config.js';
 import type { Logger } from '../shared/log.js';
 import type { AgentHub } from './agentHub.js';
 import type { Authenticator } from './auth.js';
+import type { NodeIdentity } from './nodeIdentity.js';
 import type { Engine } from './engine.js';
 import type { JobService } from './jobService.js';
 import type { LogFollowers } from './logFollower.js';
@@ -19,6 +20,9 @@ export interface HeadContext {
   packages: PackageStore;
   schedules: ScheduleService;
   auth: Authenticator;
+  identity: NodeIdentity;
+  /** What agents authenticate each other with (objects between agents): derived from the admin token. */
+  peerToken: string;
   metrics: HeadMetrics;
   /** Open log streams and tails, ended when the head closes. */
   followers: LogFollowers;

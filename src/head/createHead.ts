@@ -4,10 +4,9 @@
  * `serve()` starts listening, the lease checks, the cron ticker and the first scheduling pass.
  */
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { DEFAULT_LOG_OPTIONS, type HeadOptions } from '../shared/config.js';
+import { DEFAULT_LOG_OPTIONS, defaultHttpLimits, type HeadOptions } from '../shared/config.js';
+import { dataDirLayout, preparePrivateDataDir } from '../shared/dataDir.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import { AgentHub } from './agentHub.js';
 import { Authenticator, loadOrCreateToken } from './auth.js';
@@ -17,20 +16,21 @@ import { InjobHub } from './injob.js';
 import { JobService } from './jobService.js';
 import { takeLock } from './lock.js';
 import { LogFollowers } from './logFollower.js';
+import { NodeIdentity } from './nodeIdentity.js';
 import { LogStore } from './logStore.js';
 import { HeadMetrics } from './metrics.js';
 import { PackageStore } from './packageStore.js';
 import { ScheduleService, ScheduleTicker } from './schedules/index.js';
 import { buildServer } from './server.js';
 
-export const TOKEN_FILE = 'token';
-
 export type CreateHeadOptions = Pick<HeadOptions, 'dataDir' | 'logLevel' | 'maxPackageBytes' | 'heartbeatIntervalMs' | 'leaseMs' | 'pollWaitMs' | 'starvationMs'> &
-  Partial<Pick<HeadOptions, 'logs'>>;
+  Partial<Pick<HeadOptions, 'logs' | 'http' | 'tls'>>;
 
 export interface Head {
   readonly dataDir: string;
   readonly token: string;
+  /** The embedded agent's own credential (not the admin token). */
+  readonly localAgentToken: string;
   readonly log: Logger;
   readonly store: Store;
   readonly logs: LogStore;
@@ -47,22 +47,23 @@ export interface Head {
 }
 
 export async function createHead(opts: CreateHeadOptions, logger?: Logger): Promise<Head> {
-  fs.mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+  const layout = dataDirLayout(opts.dataDir);
+  preparePrivateDataDir(layout);
   const log = logger ?? createLogger('raysub-head', opts.logLevel);
-  const releaseLock = takeLock(path.join(opts.dataDir, 'head.lock'));
+  const releaseLock = takeLock(layout.headLock);
   const cleanups: (() => void | Promise<void>)[] = [releaseLock];
   const cleanUp = async (): Promise<void> => {
     for (const fn of cleanups.splice(0)) await fn();
   };
   try {
-    const token = loadOrCreateToken(path.join(opts.dataDir, TOKEN_FILE));
-    const store = openStore(path.join(opts.dataDir, 'raysub.db'));
+    const token = loadOrCreateToken(layout.token);
+    const store = openStore(layout.db);
     cleanups.unshift(() => {
       store.close();
     });
     const logOptions = opts.logs ?? DEFAULT_LOG_OPTIONS;
-    const logs = new LogStore(path.join(opts.dataDir, 'logs'), { maxJobBytes: logOptions.maxJobBytes, tailBytes: logOptions.droppedTailBytes }, log.child({ component: 'logs' }));
-    const packages = new PackageStore(path.join(opts.dataDir, 'packages'), opts.maxPackageBytes);
+    const logs = new LogStore(layout.logs, { maxJobBytes: logOptions.maxJobBytes, tailBytes: logOptions.droppedTailBytes }, log.child({ component: 'logs' }));
+    const packages = new PackageStore(layout.packages, opts.maxPackageBytes);
     const engine = new Engine(store, logs, { leaseMs: opts.leaseMs, starvationMs: opts.starvationMs }, log.child({ component: 'engine' }));
     engine.load();
     const injob = new InjobHub(engine, store, log.child({ component: 'injob' }));
@@ -72,6 +73,7 @@ export async function createHead(opts: CreateHeadOptions, logger?: Logger): Prom
     const metrics = new HeadMetrics(engine, store, followers);
     const schedules = new ScheduleService(engine, store, jobs, packages, log.child({ component: 'schedules' }));
     const ticker = new ScheduleTicker(schedules, log.child({ component: 'cron' }));
+    const auth = new Authenticator(token, store);
     const app = await buildServer({
       engine,
       jobs,
@@ -79,13 +81,15 @@ export async function createHead(opts: CreateHeadOptions, logger?: Logger): Prom
       logs,
       packages,
       schedules,
-      auth: new Authenticator(token),
+      auth,
+      identity: new NodeIdentity(store, auth),
+      peerToken: crypto.createHmac('sha256', token).update('raysub agent peers').digest('hex'),
       metrics,
       followers,
       logOptions,
       log,
       sessionName: `raysub_${crypto.randomBytes(4).toString('hex')}`,
-    });
+    }, { http: opts.http ?? defaultHttpLimits(), tls: opts.tls ?? null });
     cleanups.unshift(() => app.close());
     // Followers end first, so closing the server does not wait on streams that would never finish.
     cleanups.unshift(() => followers.closeAll());
@@ -95,6 +99,7 @@ export async function createHead(opts: CreateHeadOptions, logger?: Logger): Prom
     return {
       dataDir: opts.dataDir,
       token,
+      localAgentToken: auth.localAgentToken,
       log,
       store,
       logs,

@@ -28,6 +28,8 @@ export type { EngineEvents } from './events.js';
 
 export interface NewNode {
   name: string;
+  /** The credential that registered it (nodeIdentity.ts decides who may). */
+  credential: string | null;
   hostname: string;
   totals: NodeTotals;
   sandbox: { mode: SandboxMode; detail: string; cgroups: boolean };
@@ -255,7 +257,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         const node = this.live.nodes.get(old);
         if (node) this.markLost(node, `replaced by a new agent registering as ${n.name}`, now);
       }
-      this.store.nodes.insert({ id, name: n.name, hostname: n.hostname, totals: JSON.stringify(n.totals), sandbox: JSON.stringify(n.sandbox), registered_at: now });
+      this.store.nodes.insert({ id, name: n.name, hostname: n.hostname, totals: JSON.stringify(n.totals), sandbox: JSON.stringify(n.sandbox), registered_at: now, credential: n.credential });
       const row = this.store.nodes.get(id);
       if (row) this.live.addNode(row, now + this.opts.leaseMs);
     });

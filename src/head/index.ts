@@ -3,17 +3,17 @@
  * embedded agent so one process is a working one-machine cluster.
  */
 import fs from 'node:fs';
-import path from 'node:path';
 import { startAgent, type RunningAgent } from '../agent/index.js';
 import type { HeadOptions } from '../shared/config.js';
 import { RAYSUB_VERSION } from '../shared/config.js';
+import { dataDirLayout, writePrivateFile } from '../shared/dataDir.js';
 import type { Logger } from '../shared/log.js';
 import { createHead, type Head } from './createHead.js';
 import type { Engine } from './engine.js';
 import type { JobService } from './jobService.js';
 
 export { loadOrCreateToken } from './auth.js';
-export { createHead, TOKEN_FILE, type CreateHeadOptions, type Head } from './createHead.js';
+export { createHead, type CreateHeadOptions, type Head } from './createHead.js';
 
 export interface RunningHead {
   url: string;
@@ -33,9 +33,14 @@ export interface HeadInfoFile {
   data_dir: string;
   version: string;
   started_at: number;
+  /** The certificate an https head serves (PEM file), so clients on this machine can trust it. */
+  tls_cert?: string;
 }
 
-export const HEAD_INFO_FILE = 'head.json';
+/** Whether `host` is reachable only from this machine. */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
 
 /** Build the head, serve it, write head.json, and start the embedded agent unless told not to. */
 export async function startHead(opts: HeadOptions, logger?: Logger): Promise<RunningHead> {
@@ -45,16 +50,19 @@ export async function startHead(opts: HeadOptions, logger?: Logger): Promise<Run
   try {
     const port = await head.serve(opts.host, opts.port);
     const host = opts.host === '0.0.0.0' || opts.host === '::' ? '127.0.0.1' : opts.host;
-    const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-    const infoFile = path.join(opts.dataDir, HEAD_INFO_FILE);
-    const info: HeadInfoFile = { url, pid: process.pid, data_dir: opts.dataDir, version: RAYSUB_VERSION, started_at: Date.now() };
-    fs.writeFileSync(infoFile, JSON.stringify(info, null, 2) + '\n', { mode: 0o600 });
+    const url = `${opts.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    const infoFile = dataDirLayout(opts.dataDir).headInfo;
+    const info: HeadInfoFile = { url, pid: process.pid, data_dir: opts.dataDir, version: RAYSUB_VERSION, started_at: Date.now(), ...(opts.tls ? { tls_cert: opts.tls.certFile } : {}) };
+    writePrivateFile(infoFile, JSON.stringify(info, null, 2) + '\n');
     cleanups.unshift(() => fs.rmSync(infoFile, { force: true }));
-    log.info({ url, dataDir: opts.dataDir }, 'head listening');
+    log.info({ url, dataDir: opts.dataDir, tls: opts.tls !== null }, 'head listening');
+    if (!opts.tls && !isLoopbackHost(opts.host)) {
+      log.warn({ host: opts.host }, 'serving plain HTTP beyond this machine: tokens, jobs and logs travel unencrypted; use --tls-cert and --tls-key');
+    }
 
     let agent: RunningAgent | null = null;
     if (opts.localAgent) {
-      agent = await startAgent({ ...opts.localAgent, address: url, token: head.token }, log.child({ component: 'local-agent' }));
+      agent = await startAgent({ ...opts.localAgent, address: url, token: head.localAgentToken, ca: undefined, pin: opts.tls?.cert, warnings: [] }, log.child({ component: 'local-agent' }));
       const a = agent;
       cleanups.unshift(() => a.close());
     }

@@ -80,7 +80,7 @@ export class LogStore {
     private readonly opts: LogStoreOptions = { maxJobBytes: 0, tailBytes: 64 * 1024 },
     private readonly log?: Logger,
   ) {
-    fs.mkdirSync(dir, { recursive: true });
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     this.tails = new DroppedTail(opts.tailBytes);
   }
 
@@ -181,7 +181,7 @@ export class LogStore {
     const job = this.jobState(jobId);
     if (job.capped) return;
     try {
-      fs.writeFileSync(path.join(this.dir, jobId, CAPPED_FILE), '');
+      fs.writeFileSync(path.join(this.dir, jobId, CAPPED_FILE), '', { mode: 0o600 });
     } catch (err) {
       throw storageError(err, `the log cap of job ${jobId}`);
     }
@@ -257,8 +257,8 @@ export class LogStore {
   private write(jobId: string, idx: number, at: number, data: Buffer, stream: LogStream): number {
     if (data.length === 0) return at;
     try {
-      fs.mkdirSync(path.join(this.dir, jobId), { recursive: true });
-      const fd = fs.openSync(this.logPath(jobId, idx), 'a');
+      fs.mkdirSync(path.join(this.dir, jobId), { recursive: true, mode: 0o700 });
+      const fd = fs.openSync(this.logPath(jobId, idx), 'a', 0o600);
       try {
         let done = 0;
         while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done);
@@ -285,7 +285,7 @@ export class LogStore {
   }
 
   private appendRange(jobId: string, idx: number, r: StreamRange): void {
-    const fd = fs.openSync(this.streamsPath(jobId, idx), 'a');
+    const fd = fs.openSync(this.streamsPath(jobId, idx), 'a', 0o600);
     const before = fs.fstatSync(fd).size;
     try {
       const line = Buffer.from(`${r.offset} ${r.length} ${r.stream}\n`);

@@ -31,7 +31,7 @@ export class PackageStore {
     private readonly maxBytes: number,
   ) {
     this.tmpDir = path.join(dir, '.incoming');
-    fs.mkdirSync(this.tmpDir, { recursive: true });
+    fs.mkdirSync(this.tmpDir, { recursive: true, mode: 0o700 });
     for (const f of fs.readdirSync(this.tmpDir)) fs.rmSync(path.join(this.tmpDir, f), { force: true });
   }
 

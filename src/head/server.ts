@@ -1,7 +1,9 @@
 import websocket from '@fastify/websocket';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import { RaysubError, toRaysubError } from '../shared/errors.js';
-import type { Principal } from './auth.js';
+import type { HttpLimits } from '../shared/httpLimits.js';
+import type { Access, Principal } from './auth.js';
+import { createHeadServer, type ServerTls } from './httpServer.js';
 import type { HeadContext } from './context.js';
 import { agentRoutes } from './routes/agents.js';
 import { clusterRoutes } from './routes/cluster.js';
@@ -9,6 +11,7 @@ import { jobRoutes } from './routes/jobs.js';
 import { logRoutes } from './routes/logs.js';
 import { packageRoutes } from './routes/packages.js';
 import { scheduleRoutes } from './routes/schedules.js';
+import { tokenRoutes } from './routes/tokens.js';
 
 export type { HeadContext } from './context.js';
 
@@ -32,10 +35,17 @@ export function normaliseHttpError(err: unknown): RaysubError {
   return toRaysubError(err);
 }
 
-export async function buildServer(ctx: HeadContext): Promise<FastifyInstance> {
+export interface ServerOptions {
+  http: HttpLimits;
+  tls: ServerTls | null;
+}
+
+export async function buildServer(ctx: HeadContext, opts: ServerOptions): Promise<FastifyInstance> {
+  const httpLog = ctx.log.child({ component: 'http' });
   const app = Fastify({
+    serverFactory: (handler) => createHeadServer(handler, opts.http, opts.tls, httpLog),
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- pino's Logger is wider than Fastify's
-    loggerInstance: ctx.log.child({ component: 'http' }) as FastifyBaseLogger,
+    loggerInstance: httpLog as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 500 },
     bodyLimit: 8 * 1024 * 1024,
@@ -45,10 +55,13 @@ export async function buildServer(ctx: HeadContext): Promise<FastifyInstance> {
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
 
   app.addHook('onRequest', async (req) => {
-    req.principal = ctx.auth.authenticate(req.headers);
-    if (!req.principal) {
+    const principal = ctx.auth.authenticate(req.headers);
+    if (!principal) {
       throw new RaysubError('UNAUTHORIZED', 'missing or invalid token: send "Authorization: Bearer <token>"');
     }
+    // Each route says who may call it (routes/*.ts); unknown paths are the user API's.
+    const access = (req.routeOptions.config as { access?: Access } | undefined)?.access ?? 'user';
+    req.principal = ctx.auth.authorize(principal, access);
   });
 
   app.setErrorHandler((err, req, reply) => {
@@ -66,5 +79,6 @@ export async function buildServer(ctx: HeadContext): Promise<FastifyInstance> {
   await app.register(packageRoutes(ctx));
   await app.register(agentRoutes(ctx));
   await app.register(scheduleRoutes(ctx));
+  await app.register(tokenRoutes(ctx));
   return app;
 }

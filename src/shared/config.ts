@@ -1,94 +1,58 @@
 /**
- * Options compiled once at start-up from flags, environment and defaults. This is the only module
- * that reads `process.env`; everything else receives an immutable options object.
+ * Options compiled once at start-up. This is the only module that reads `process.env`, and the
+ * only place defaults live: each option comes from its flag, else its environment variable, else
+ * the config file, else the default below (commander declares none, so the environment works).
  */
 import os from 'node:os';
 import path from 'node:path';
+import { defaultConfigPath, expandHome, readConfigFile, type ConfigFile, type ConfigSection } from './configFile.js';
+import { dataDirLayout } from './dataDir.js';
 import { RaysubError } from './errors.js';
-import type { ResourceMap } from './resources.js';
+import { bytes, num, oneOf, parseDuration, parseList, parseResources, readPem } from './optionParsers.js';
+import type { AgentOptions, ClientFlags, ClientSettings, HeadOptions, LocalAgentOptions, LogLevel, LogOptions, RetentionOptions, SandboxChoice, StartFlags, TlsFiles } from './optionTypes.js';
+import { connectionLimits, type HttpLimits } from './httpLimits.js';
+import { readCredentials, type Credentials, type Raw } from './credentials.js';
 
-export const RAYSUB_VERSION = '0.1.0';
-/** The Ray version the head reports, so Ray's clients enable every feature of API v4. */
-export const COMPATIBLE_RAY_VERSION = '2.58.0';
-export const DEFAULT_PORT = 8265;
-export const DEFAULT_MAX_PACKAGE_BYTES = 512 * 1024 * 1024;
+export { RAYSUB_VERSION, COMPATIBLE_RAY_VERSION } from './version.js';
+export type { HttpLimits } from './httpLimits.js';
+export type { Credentials } from './credentials.js';
+export { parseBytes, parseDuration } from './optionParsers.js';
+export type * from './optionTypes.js';
 
-export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-
-function env(name: string): string | undefined {
-  const value = process.env[name];
-  return value === undefined || value === '' ? undefined : value;
-}
-
-function envNumber(name: string): number | undefined {
-  const value = env(name);
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isFinite(n)) throw new RaysubError('USAGE', `${name} must be a number, got "${value}"`);
-  return n;
-}
-
-export function defaultDataDir(): string {
-  return env('RAYSUB_DATA_DIR') ?? path.join(os.homedir(), '.raysub');
-}
-
-export function logLevelFromEnv(fallback: LogLevel = 'info'): LogLevel {
-  return (env('RAYSUB_LOG_LEVEL') as LogLevel | undefined) ?? fallback;
-}
-
-export interface AgentOptions {
-  readonly address: string;
-  readonly token: string;
-  readonly workDir: string;
-  readonly nodeName: string;
-  readonly numCpus: number;
-  readonly numGpus: number | undefined; // undefined: detect with nvidia-smi
-  readonly memory: number;
-  readonly resources: ResourceMap;
-  readonly killGraceMs: number;
-  readonly sandbox: 'auto' | 'bwrap' | 'process' | 'none';
-  readonly logLevel: LogLevel;
-  /** Bytes of undelivered output kept in memory per task before spilling to disk. */
-  readonly maxBufferedLogBytes: number;
-  /** Directories the head must never expose to a worker (its data dir, for the embedded agent). */
-  readonly hiddenPaths: readonly string[];
-  readonly cacheLimitBytes: number;
-  /** Interpreters whose real installations workers see (read-only), linked first on their PATH. */
-  readonly sandboxInterpreters: readonly string[];
-  /** Extra host paths workers may read. */
-  readonly sandboxBinds: readonly string[];
-  /** Processes and threads one task may have at once. */
-  readonly taskPidsMax: number;
-  /** Open files one task process may have (RLIMIT_NOFILE). */
-  readonly taskOpenFiles: number;
-  /** A job's consecutive tasks on this node may run in one sandbox, emptied between them. */
-  readonly sandboxReuse: boolean;
-  /** Workers get the seccomp deny list (docs/sandbox.md); false: only new namespaces are refused. */
-  readonly sandboxSeccomp: boolean;
-}
-
-/** How the head stores and serves logs. */
-export interface LogOptions {
-  /** Keep-alive interval of log streams and WebSocket tails while a job is quiet or queued. */
-  readonly keepaliveMs: number;
-  /** Most bytes of output a job's logs keep (0: no cap); the beginning is kept. */
-  readonly maxJobBytes: number;
-  /** Bytes of the end of each attempt's dropped output kept past the cap. */
-  readonly droppedTailBytes: number;
-  /** Most bytes of log text in Ray's `GET /api/jobs/{id}/logs` answer (the end of the log). */
-  readonly rayResponseMaxBytes: number;
-}
-
-/** How long the head keeps finished jobs and their logs. */
-export interface RetentionOptions {
-  /** Finished jobs are deleted this long after they ended (0: kept until deleted). */
-  readonly jobTtlMs: number;
-  /** At most this many finished jobs are kept, the oldest deleted first (0: no limit). */
-  readonly maxFinishedJobs: number;
-  /** How often the head looks for jobs to delete. */
-  readonly sweepMs: number;
-}
-
+/** Every default, in one place (README's CLI table and docs/security.md quote them). */
+export const DEFAULTS = {
+  port: 8265,
+  host: '127.0.0.1',
+  logLevel: 'info' as LogLevel,
+  maxPackageBytes: 512 * 1024 * 1024,
+  heartbeatMs: 1000,
+  leaseMs: 15_000,
+  pollWaitMs: 20_000,
+  starvationS: 60,
+  killGraceS: 3,
+  sandbox: 'auto' as SandboxChoice,
+  maxBufferedLogBytes: 8 * 1024 * 1024,
+  cacheLimitBytes: 10 * 1024 ** 3,
+  sandboxInterpreters: 'python3,python,node',
+  taskPidsMax: 4096,
+  taskOpenFiles: 4096,
+  /** The head's HTTP server (docs/security.md#the-heads-http-server). */
+  httpHeadersTimeoutS: 15,
+  httpRequestTimeoutS: 600,
+  httpKeepAliveTimeoutS: 10,
+  httpIdleTimeoutS: 600,
+  maxConnectionsPerAddress: 256,
+  /** Client commands. */
+  stopTimeoutS: 30,
+  listLimit: 50,
+  statusIntervalS: 2,
+  entrypointNumCpus: 1,
+  retryBackoffS: 1,
+  /** `raysub cert create`: how long its certificates are valid. */
+  certDays: 825,
+} as const;
+export const DEFAULT_PORT = DEFAULTS.port;
+export const DEFAULT_MAX_PACKAGE_BYTES = DEFAULTS.maxPackageBytes;
 export const DEFAULT_MAX_LOG_BYTES = 100 * 1024 * 1024;
 export const DEFAULT_LOG_OPTIONS: LogOptions = {
   keepaliveMs: 5000,
@@ -98,183 +62,203 @@ export const DEFAULT_LOG_OPTIONS: LogOptions = {
 };
 export const DEFAULT_JOB_TTL_MS = 7 * 24 * 3600 * 1000;
 export const DEFAULT_MAX_FINISHED_JOBS = 1000;
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
-export interface HeadOptions {
-  readonly host: string;
-  readonly port: number;
-  readonly dataDir: string;
-  readonly logLevel: LogLevel;
-  readonly maxPackageBytes: number;
-  readonly heartbeatIntervalMs: number;
-  readonly leaseMs: number;
-  readonly pollWaitMs: number;
-  /** How long a task may wait before it reserves a node against smaller ones behind it. */
-  readonly starvationMs: number;
-  readonly killGraceMs: number;
-  readonly logs: LogOptions;
-  readonly retention: RetentionOptions;
-  readonly localAgent: Omit<AgentOptions, 'address' | 'token'> | null;
+function env(name: string): string | undefined {
+  const value = process.env[name];
+  return value === undefined || value === '' ? undefined : value;
 }
 
-export interface StartFlags {
-  port?: string;
-  host?: string;
-  dataDir?: string;
-  numCpus?: string;
-  numGpus?: string;
-  memory?: string;
-  resources?: string;
-  nodeName?: string;
-  localAgent?: boolean;
-  address?: string;
-  token?: string;
-  workDir?: string;
-  killGrace?: string;
-  sandbox?: string;
-  logLevel?: string;
-  maxPackageSize?: string;
-  heartbeatMs?: string;
-  leaseMs?: string;
-  cacheLimit?: string;
-  sandboxInterpreters?: string;
-  sandboxBind?: string;
-  taskPidsMax?: string;
-  taskOpenFiles?: string;
-  /** false with --no-sandbox-reuse. */
-  sandboxReuse?: boolean;
-  maxLogSize?: string;
-  jobTtl?: string;
-  maxFinishedJobs?: string;
-  /** false with --no-sandbox-seccomp. */
-  sandboxSeccomp?: boolean;
+export function defaultDataDir(): string {
+  return env('RAYSUB_DATA_DIR') ?? path.join(os.homedir(), '.raysub');
 }
 
-function parseNumberFlag(name: string, value: string | undefined, min = 0): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < min) throw new RaysubError('USAGE', `--${name} must be a number >= ${min}, got "${value}"`);
-  return n;
+export function logLevelFromEnv(fallback: LogLevel = DEFAULTS.logLevel): LogLevel {
+  const v = env('RAYSUB_LOG_LEVEL');
+  return v && (LOG_LEVELS as readonly string[]).includes(v) ? (v as LogLevel) : fallback;
 }
 
-/** Parse sizes such as "512M", "2GiB", "1000000". */
-export function parseBytes(name: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)$/i.exec(value.trim());
-  if (!m) throw new RaysubError('USAGE', `--${name} must be a size such as 512M or 2G, got "${value}"`);
-  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[(m[2] ?? '').toLowerCase()] ?? 1;
-  return Math.floor(Number(m[1]) * mult);
+/** The config file named by --config or RAYSUB_CONFIG, else the default one if it exists. */
+export function loadConfigFile(flag: string | undefined): ConfigFile {
+  const named = flag ?? env('RAYSUB_CONFIG');
+  if (named) return readConfigFile(path.resolve(expandHome(named)), true);
+  return readConfigFile(defaultConfigPath(env('XDG_CONFIG_HOME')), false);
 }
 
-/** Parse durations such as "7d", "12h", "30m", "45s", "1.5h" or plain seconds. */
-export function parseDuration(name: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/i.exec(value.trim());
-  if (!m) throw new RaysubError('USAGE', `--${name} must be a duration such as 7d, 12h, 30m or 45s, got "${value}"`);
-  const mult = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 's').toLowerCase()] ?? 1000;
-  return Math.round(Number(m[1]) * mult);
-}
 
-function parseResources(value: string | undefined): ResourceMap {
-  if (!value) return {};
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value);
-  } catch {
-    throw new RaysubError('USAGE', `--resources must be JSON such as '{"tpu": 4}'`);
+/** Looks an option up: its flag, its environment variable, then the config file's sections. */
+class Lookup {
+  constructor(
+    private readonly flags: Record<string, unknown>,
+    private readonly file: ConfigFile,
+    private readonly sections: readonly ConfigSection[],
+  ) {}
+
+  get(flag: string, envName?: string): Raw | undefined {
+    const key = flag.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+    const f = this.flags[key];
+    if (typeof f === 'string') return { value: f, from: `--${flag}` };
+    const e = envName ? env(envName) : undefined;
+    if (e !== undefined && envName) return { value: e, from: envName };
+    for (const s of this.sections) {
+      const v = s[flag];
+      if (v !== undefined) return { value: typeof v === 'object' ? JSON.stringify(v) : String(v), from: `${flag} in ${this.file.path ?? 'the config file'}` };
+    }
+    return undefined;
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new RaysubError('USAGE', '--resources must be a JSON object of numbers');
+
+  /** A boolean flag (`--no-x` gives false); the environment and file say 0/1, true/false. */
+  bool(flag: string, envName: string | undefined, fallback: boolean): boolean {
+    const key = flag.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+    if (this.flags[key] === false) return false;
+    const raw = this.get(flag, envName);
+    if (!raw) return fallback;
+    if (/^(1|true|yes|on)$/i.test(raw.value)) return true;
+    if (/^(0|false|no|off)$/i.test(raw.value)) return false;
+    throw new RaysubError('USAGE', `${raw.from} must be true or false, got "${raw.value}"`);
   }
-  const out: ResourceMap = {};
-  for (const [k, v] of Object.entries(parsed)) {
-    if (typeof v !== 'number' || v < 0) throw new RaysubError('USAGE', `--resources: "${k}" must be a number >= 0`);
-    if (k === 'CPU' || k === 'GPU' || k === 'memory') throw new RaysubError('USAGE', `--resources: use --num-cpus, --num-gpus or --memory for "${k}"`);
-    out[k] = v;
+
+  path(flag: string, envName?: string): string | undefined {
+    const raw = this.get(flag, envName);
+    return raw ? path.resolve(expandHome(raw.value)) : undefined;
   }
-  return out;
 }
 
-/** "a,b:c" -> ["a", "b", "c"]: commas or colons, as in PATH. */
-function parseList(value: string): string[] {
-  return value.split(/[,:]/).map((s) => s.trim()).filter(Boolean);
+function logLevel(l: Lookup): LogLevel {
+  return oneOf(l.get('log-level', 'RAYSUB_LOG_LEVEL'), LOG_LEVELS, DEFAULTS.logLevel);
 }
 
-function agentBase(flags: StartFlags, workDir: string, hiddenPaths: string[]): Omit<AgentOptions, 'address' | 'token'> {
-  const sandbox = flags.sandbox ?? env('RAYSUB_SANDBOX') ?? 'auto';
-  if (!['auto', 'bwrap', 'process', 'none'].includes(sandbox)) {
-    throw new RaysubError('USAGE', `--sandbox must be auto, bwrap, process or none, got "${sandbox}"`);
-  }
-  const numGpus = parseNumberFlag('num-gpus', flags.numGpus);
+function killGraceMs(l: Lookup): number {
+  return (num(l.get('kill-grace', 'RAYSUB_KILL_GRACE_S')) ?? DEFAULTS.killGraceS) * 1000;
+}
+
+function agentBase(l: Lookup, workDir: string, nodeName: string, hiddenPaths: string[]): LocalAgentOptions {
+  const numGpus = num(l.get('num-gpus', 'RAYSUB_NUM_GPUS'));
   if (numGpus !== undefined && !Number.isInteger(numGpus)) throw new RaysubError('USAGE', '--num-gpus must be a whole number');
   return {
     workDir,
-    nodeName: flags.nodeName ?? os.hostname(),
-    numCpus: parseNumberFlag('num-cpus', flags.numCpus) ?? os.availableParallelism(),
+    nodeName,
+    nodeNameGiven: l.get('node-name', 'RAYSUB_NODE_NAME') !== undefined,
+    numCpus: num(l.get('num-cpus', 'RAYSUB_NUM_CPUS')) ?? os.availableParallelism(),
     numGpus,
-    memory: parseBytes('memory', flags.memory) ?? os.totalmem(),
-    resources: parseResources(flags.resources),
-    killGraceMs: (parseNumberFlag('kill-grace', flags.killGrace) ?? envNumber('RAYSUB_KILL_GRACE_S') ?? 3) * 1000,
-    sandbox: sandbox as AgentOptions['sandbox'],
-    logLevel: (flags.logLevel as LogLevel | undefined) ?? logLevelFromEnv(),
-    maxBufferedLogBytes: 8 * 1024 * 1024,
+    memory: bytes(l.get('memory', 'RAYSUB_MEMORY')) ?? os.totalmem(),
+    resources: parseResources(l.get('resources', 'RAYSUB_RESOURCES')),
+    killGraceMs: killGraceMs(l),
+    sandbox: oneOf(l.get('sandbox', 'RAYSUB_SANDBOX'), ['auto', 'bwrap', 'process', 'none'] as const, DEFAULTS.sandbox),
+    logLevel: logLevel(l),
+    maxBufferedLogBytes: DEFAULTS.maxBufferedLogBytes,
     hiddenPaths,
-    cacheLimitBytes: parseBytes('cache-limit', flags.cacheLimit) ?? envNumber('RAYSUB_CACHE_LIMIT') ?? 10 * 1024 ** 3,
-    sandboxInterpreters: parseList(flags.sandboxInterpreters ?? env('RAYSUB_SANDBOX_INTERPRETERS') ?? 'python3,python,node'),
-    sandboxBinds: parseList(flags.sandboxBind ?? env('RAYSUB_SANDBOX_BIND') ?? '').map((p) => path.resolve(p)),
-    taskPidsMax: Math.floor(parseNumberFlag('task-pids-max', flags.taskPidsMax, 16) ?? envNumber('RAYSUB_TASK_PIDS_MAX') ?? 4096),
-    taskOpenFiles: Math.floor(parseNumberFlag('task-open-files', flags.taskOpenFiles, 64) ?? envNumber('RAYSUB_TASK_OPEN_FILES') ?? 4096),
-    sandboxReuse: flags.sandboxReuse !== false && env('RAYSUB_SANDBOX_REUSE') !== '0',
-    sandboxSeccomp: flags.sandboxSeccomp !== false && env('RAYSUB_SANDBOX_SECCOMP') !== '0',
+    cacheLimitBytes: bytes(l.get('cache-limit', 'RAYSUB_CACHE_LIMIT')) ?? DEFAULTS.cacheLimitBytes,
+    sandboxInterpreters: parseList(l.get('sandbox-interpreters', 'RAYSUB_SANDBOX_INTERPRETERS')?.value ?? DEFAULTS.sandboxInterpreters),
+    sandboxBinds: parseList(l.get('sandbox-bind', 'RAYSUB_SANDBOX_BIND')?.value ?? '').map((p) => path.resolve(p)),
+    taskPidsMax: Math.floor(num(l.get('task-pids-max', 'RAYSUB_TASK_PIDS_MAX'), 16) ?? DEFAULTS.taskPidsMax),
+    taskOpenFiles: Math.floor(num(l.get('task-open-files', 'RAYSUB_TASK_OPEN_FILES'), 64) ?? DEFAULTS.taskOpenFiles),
+    sandboxReuse: l.bool('sandbox-reuse', 'RAYSUB_SANDBOX_REUSE', true),
+    sandboxSeccomp: l.bool('sandbox-seccomp', 'RAYSUB_SANDBOX_SECCOMP', true),
   };
 }
 
-export function headOptionsFrom(flags: StartFlags): HeadOptions {
-  const dataDir = path.resolve(flags.dataDir ?? defaultDataDir());
-  const heartbeatIntervalMs = parseNumberFlag('heartbeat-ms', flags.heartbeatMs, 10) ?? envNumber('RAYSUB_HEARTBEAT_MS') ?? 1000;
-  const leaseMs = parseNumberFlag('lease-ms', flags.leaseMs, 100) ?? envNumber('RAYSUB_LEASE_MS') ?? 15_000;
+
+function tlsFiles(l: Lookup): TlsFiles | null {
+  const certFile = l.path('tls-cert', 'RAYSUB_TLS_CERT');
+  const keyFile = l.path('tls-key', 'RAYSUB_TLS_KEY');
+  if (!certFile && !keyFile) return null;
+  if (!certFile || !keyFile) throw new RaysubError('USAGE', 'TLS needs both --tls-cert FILE and --tls-key FILE');
+  return { certFile, keyFile, cert: readPem(certFile, 'the certificate'), key: readPem(keyFile, 'the private key') };
+}
+
+export function headOptionsFrom(flags: StartFlags, file: ConfigFile = loadConfigFile(flags.config)): HeadOptions {
+  const l = new Lookup(flags as Record<string, unknown>, file, [file.head, file.agent]);
+  const dataDir = l.path('data-dir', 'RAYSUB_DATA_DIR') ?? path.resolve(defaultDataDir());
+  const heartbeatIntervalMs = num(l.get('heartbeat-ms', 'RAYSUB_HEARTBEAT_MS'), 10) ?? DEFAULTS.heartbeatMs;
+  const leaseMs = num(l.get('lease-ms', 'RAYSUB_LEASE_MS'), 100) ?? DEFAULTS.leaseMs;
+  const secs = (flag: string, envName: string, fallback: number): number => (num(l.get(flag, envName)) ?? fallback) * 1000;
+  const nodeName = l.get('node-name', 'RAYSUB_NODE_NAME')?.value ?? os.hostname();
   return {
-    host: flags.host ?? '127.0.0.1',
-    port: parseNumberFlag('port', flags.port) ?? 8265,
+    host: l.get('host', 'RAYSUB_HOST')?.value ?? DEFAULTS.host,
+    port: num(l.get('port', 'RAYSUB_PORT')) ?? DEFAULTS.port,
     dataDir,
-    logLevel: (flags.logLevel as LogLevel | undefined) ?? logLevelFromEnv(),
-    maxPackageBytes: parseBytes('max-package-size', flags.maxPackageSize) ?? envNumber('RAYSUB_MAX_PACKAGE_BYTES') ?? DEFAULT_MAX_PACKAGE_BYTES,
+    logLevel: logLevel(l),
+    maxPackageBytes: bytes(l.get('max-package-size', 'RAYSUB_MAX_PACKAGE_BYTES')) ?? DEFAULTS.maxPackageBytes,
     heartbeatIntervalMs,
     leaseMs: Math.max(leaseMs, heartbeatIntervalMs * 3),
-    pollWaitMs: 20_000,
-    starvationMs: (envNumber('RAYSUB_STARVATION_S') ?? 60) * 1000,
-    killGraceMs: (parseNumberFlag('kill-grace', flags.killGrace) ?? envNumber('RAYSUB_KILL_GRACE_S') ?? 3) * 1000,
-    logs: logOptionsFrom(flags),
-    retention: retentionOptionsFrom(flags),
-    localAgent: flags.localAgent === false ? null : agentBase(flags, path.join(dataDir, 'agent'), [dataDir]),
+    pollWaitMs: DEFAULTS.pollWaitMs,
+    starvationMs: (num(l.get('starvation-s', 'RAYSUB_STARVATION_S')) ?? DEFAULTS.starvationS) * 1000,
+    killGraceMs: killGraceMs(l),
+    tls: tlsFiles(l),
+    logs: logOptionsFrom(l),
+    retention: retentionOptionsFrom(l),
+    http: {
+      headersTimeoutMs: secs('http-headers-timeout', 'RAYSUB_HTTP_HEADERS_TIMEOUT_S', DEFAULTS.httpHeadersTimeoutS),
+      requestTimeoutMs: secs('http-request-timeout', 'RAYSUB_HTTP_REQUEST_TIMEOUT_S', DEFAULTS.httpRequestTimeoutS),
+      keepAliveTimeoutMs: secs('http-keep-alive-timeout', 'RAYSUB_HTTP_KEEP_ALIVE_TIMEOUT_S', DEFAULTS.httpKeepAliveTimeoutS),
+      idleTimeoutMs: secs('http-idle-timeout', 'RAYSUB_HTTP_IDLE_TIMEOUT_S', DEFAULTS.httpIdleTimeoutS),
+      ...connectionLimits(num(l.get('max-connections', 'RAYSUB_MAX_CONNECTIONS'), 1), num(l.get('max-connections-per-address', 'RAYSUB_MAX_CONNECTIONS_PER_ADDRESS'), 1), DEFAULTS.maxConnectionsPerAddress),
+    },
+    localAgent: l.bool('local-agent', undefined, true) ? agentBase(l, dataDirLayout(dataDir).localAgent, nodeName, [dataDir]) : null,
   };
 }
 
-function logOptionsFrom(flags: StartFlags): LogOptions {
+function logOptionsFrom(l: Lookup): LogOptions {
   return {
-    keepaliveMs: Math.max(10, envNumber('RAYSUB_LOG_KEEPALIVE_MS') ?? DEFAULT_LOG_OPTIONS.keepaliveMs),
-    maxJobBytes: parseBytes('max-log-size', flags.maxLogSize ?? env('RAYSUB_MAX_LOG_SIZE')) ?? DEFAULT_LOG_OPTIONS.maxJobBytes,
-    droppedTailBytes: Math.max(1024, envNumber('RAYSUB_LOG_DROPPED_TAIL_BYTES') ?? DEFAULT_LOG_OPTIONS.droppedTailBytes),
-    rayResponseMaxBytes: Math.max(1024, envNumber('RAYSUB_RAY_LOGS_MAX_BYTES') ?? DEFAULT_LOG_OPTIONS.rayResponseMaxBytes),
+    keepaliveMs: Math.max(10, num(l.get('log-keepalive-ms', 'RAYSUB_LOG_KEEPALIVE_MS')) ?? DEFAULT_LOG_OPTIONS.keepaliveMs),
+    maxJobBytes: bytes(l.get('max-log-size', 'RAYSUB_MAX_LOG_SIZE')) ?? DEFAULT_LOG_OPTIONS.maxJobBytes,
+    droppedTailBytes: Math.max(1024, num(l.get('log-dropped-tail-bytes', 'RAYSUB_LOG_DROPPED_TAIL_BYTES')) ?? DEFAULT_LOG_OPTIONS.droppedTailBytes),
+    rayResponseMaxBytes: Math.max(1024, num(l.get('ray-logs-max-bytes', 'RAYSUB_RAY_LOGS_MAX_BYTES')) ?? DEFAULT_LOG_OPTIONS.rayResponseMaxBytes),
   };
 }
 
-function retentionOptionsFrom(flags: StartFlags): RetentionOptions {
-  const jobTtlMs = parseDuration('job-ttl', flags.jobTtl ?? env('RAYSUB_JOB_TTL')) ?? DEFAULT_JOB_TTL_MS;
-  const maxFinishedJobs = parseNumberFlag('max-finished-jobs', flags.maxFinishedJobs ?? env('RAYSUB_MAX_FINISHED_JOBS'));
+function retentionOptionsFrom(l: Lookup): RetentionOptions {
+  const ttl = l.get('job-ttl', 'RAYSUB_JOB_TTL');
+  const jobTtlMs = (ttl ? parseDuration(ttl.from.replace(/^--/, ''), ttl.value) : undefined) ?? DEFAULT_JOB_TTL_MS;
+  const maxFinishedJobs = num(l.get('max-finished-jobs', 'RAYSUB_MAX_FINISHED_JOBS'));
   if (maxFinishedJobs !== undefined && !Number.isInteger(maxFinishedJobs)) throw new RaysubError('USAGE', '--max-finished-jobs must be a whole number');
   // Look often enough that a job outlives its TTL by at most a quarter of it (and at most a minute).
-  const sweepMs = envNumber('RAYSUB_RETENTION_SWEEP_MS') ?? Math.min(60_000, Math.max(1000, jobTtlMs > 0 ? jobTtlMs / 4 : 60_000));
+  const sweepMs = num(l.get('retention-sweep-ms', 'RAYSUB_RETENTION_SWEEP_MS')) ?? Math.min(60_000, Math.max(1000, jobTtlMs > 0 ? jobTtlMs / 4 : 60_000));
   return { jobTtlMs, maxFinishedJobs: maxFinishedJobs ?? DEFAULT_MAX_FINISHED_JOBS, sweepMs: Math.max(50, sweepMs) };
 }
 
-export function agentOptionsFrom(flags: StartFlags): AgentOptions {
-  const address = flags.address ?? env('RAYSUB_ADDRESS');
-  if (!address) throw new RaysubError('USAGE', 'an agent needs the head\'s address: --address URL');
-  const token = flags.token ?? env('RAYSUB_TOKEN');
-  if (!token) throw new RaysubError('USAGE', 'an agent needs the cluster token: --token T (or RAYSUB_TOKEN)');
-  const dataDir = path.resolve(flags.dataDir ?? defaultDataDir());
-  const workDir = path.resolve(flags.workDir ?? path.join(dataDir, 'agents', sanitize(flags.nodeName ?? os.hostname())));
-  return { ...agentBase(flags, workDir, []), address: normaliseAddress(address), token };
+/** The HTTP limits with every default (for heads built without start-up options, as in tests). */
+export function defaultHttpLimits(): HttpLimits {
+  return {
+    headersTimeoutMs: DEFAULTS.httpHeadersTimeoutS * 1000,
+    requestTimeoutMs: DEFAULTS.httpRequestTimeoutS * 1000,
+    keepAliveTimeoutMs: DEFAULTS.httpKeepAliveTimeoutS * 1000,
+    idleTimeoutMs: DEFAULTS.httpIdleTimeoutS * 1000,
+    ...connectionLimits(undefined, undefined, DEFAULTS.maxConnectionsPerAddress),
+  };
+}
+
+export function agentOptionsFrom(flags: StartFlags, file: ConfigFile = loadConfigFile(flags.config)): AgentOptions {
+  const l = new Lookup(flags as Record<string, unknown>, file, [file.agent]);
+  const address = l.get('address', 'RAYSUB_ADDRESS');
+  if (!address) throw new RaysubError('USAGE', "an agent needs the head's address: --address URL");
+  const creds = credentialsFor(l, 'an agent needs its token: --token-file FILE (or RAYSUB_TOKEN_FILE, or RAYSUB_TOKEN)');
+  if (!creds.token) throw new RaysubError('USAGE', 'an agent needs its token: --token-file FILE (or RAYSUB_TOKEN_FILE, or RAYSUB_TOKEN)');
+  const dataDir = l.path('data-dir', 'RAYSUB_DATA_DIR') ?? path.resolve(defaultDataDir());
+  const name = l.get('node-name', 'RAYSUB_NODE_NAME')?.value;
+  const workDir = l.path('work-dir', 'RAYSUB_WORK_DIR') ?? path.join(dataDirLayout(dataDir).agents, sanitize(name ?? os.hostname()));
+  return {
+    ...agentBase(l, workDir, name ?? os.hostname(), []),
+    address: normaliseAddress(address.value),
+    token: creds.token,
+    ca: creds.ca,
+    warnings: creds.warnings,
+  };
+}
+
+/** The token (flag, token file, environment, or the config file's token file) and the CA to trust. */
+function credentialsFor(l: Lookup, missing: string | null): Credentials {
+  const file = (raw: Raw | undefined): Raw | undefined => (raw ? { ...raw, value: path.resolve(expandHome(raw.value)) } : undefined);
+  const creds = readCredentials({
+    token: l.get('token', 'RAYSUB_TOKEN'),
+    tokenFile: file(l.get('token-file', 'RAYSUB_TOKEN_FILE')),
+    ca: file(l.get('ca', 'RAYSUB_CA')),
+    missing,
+  });
+  // Children of this process (tools it runs, jobs' installers) must never inherit it.
+  delete process.env.RAYSUB_TOKEN;
+  return creds;
 }
 
 function sanitize(name: string): string {
@@ -289,34 +273,33 @@ export function normaliseAddress(address: string): string {
   return a.replace(/\/+$/, '');
 }
 
-export interface ClientEnv {
-  address: string | undefined;
-  token: string | undefined;
-  dataDir: string;
-  noColor: boolean;
-  isTTY: boolean;
-  rayJobHeaders: string | undefined;
-  /** A followed log stream silent this long (no output, no keep-alive) is reconnected. */
-  followIdleMs: number;
-  /** Commands that follow a job give up once the head has been unreachable this long. */
-  unreachableTimeoutMs: number;
-}
 
-/** What the CLI takes from its environment. */
-export function clientEnv(): ClientEnv {
+/** What a client command takes from its flags, environment and config file. */
+export function clientSettingsFrom(flags: ClientFlags, file: ConfigFile = loadConfigFile(flags.config)): ClientSettings {
+  const l = new Lookup(flags as Record<string, unknown>, file, [file.client]);
+  const address = l.get('address', 'RAYSUB_ADDRESS') ?? l.get('address', 'RAY_ADDRESS');
+  const creds = credentialsFor(l, null);
   return {
-    address: env('RAYSUB_ADDRESS') ?? env('RAY_ADDRESS'),
-    token: env('RAYSUB_TOKEN'),
-    dataDir: defaultDataDir(),
+    address: address?.value,
+    token: creds.token,
+    ca: creds.ca,
+    dataDir: l.path('data-dir', 'RAYSUB_DATA_DIR') ?? path.resolve(defaultDataDir()),
+    headers: flags.headers ?? env('RAY_JOB_HEADERS'),
+    headersFrom: flags.headers ? '--headers' : 'RAY_JOB_HEADERS',
     noColor: env('NO_COLOR') !== undefined || env('TERM') === 'dumb',
     isTTY: Boolean(process.stdout.isTTY),
-    rayJobHeaders: env('RAY_JOB_HEADERS'),
-    followIdleMs: Math.max(100, envNumber('RAYSUB_FOLLOW_IDLE_MS') ?? 30_000),
-    unreachableTimeoutMs: Math.max(0, envNumber('RAYSUB_UNREACHABLE_TIMEOUT_S') ?? 300) * 1000,
+    followIdleMs: Math.max(100, num(l.get('follow-idle-ms', 'RAYSUB_FOLLOW_IDLE_MS')) ?? 30_000),
+    unreachableTimeoutMs: Math.max(0, num(l.get('unreachable-timeout-s', 'RAYSUB_UNREACHABLE_TIMEOUT_S')) ?? 300) * 1000,
+    warnings: creds.warnings,
   };
 }
 
-/** The agent's own environment, for `${VAR}` expansion in env_vars and for passing PATH on. */
+/** Colour is off with NO_COLOR or TERM=dumb. */
+export function noColorFromEnv(): boolean {
+  return env('NO_COLOR') !== undefined || env('TERM') === 'dumb';
+}
+
+/** The agent's own environment, for passing PATH and the like on to tasks (never expanded into them). */
 export function agentProcessEnv(): Readonly<Record<string, string>> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined) out[k] = v;

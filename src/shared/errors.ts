@@ -12,19 +12,28 @@ export const errorCodes = {
   INVALID_PACKAGE: 400,
   INVALID_CURSOR: 400,
   INVALID_SCHEDULE: 400,
+  /** Plain HTTP sent to a head that serves HTTPS. */
+  TLS_REQUIRED: 400,
   UNAUTHORIZED: 401,
+  /** Authenticated, but this credential may not do that (a user on an agent endpoint...). */
+  FORBIDDEN: 403,
   JOB_NOT_FOUND: 404,
   PACKAGE_NOT_FOUND: 404,
   NODE_NOT_FOUND: 404,
   SCHEDULE_NOT_FOUND: 404,
   NOT_FOUND: 404,
+  TOKEN_NOT_FOUND: 404,
   JOB_ALREADY_EXISTS: 409,
   JOB_NOT_TERMINAL: 409,
   SCHEDULE_ALREADY_EXISTS: 409,
+  TOKEN_EXISTS: 409,
+  /** Another live agent holds the node name, or it is bound to another credential. */
+  NODE_NAME_TAKEN: 409,
   NODE_LOST: 410,
   PACKAGE_TOO_LARGE: 413,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
+  TOO_MANY_REQUESTS: 429,
   // server side
   INTERNAL: 500,
   SHUTTING_DOWN: 503,
@@ -34,6 +43,7 @@ export const errorCodes = {
   DISK_FULL: 507,
   // client side only (never sent by the head)
   HEAD_UNREACHABLE: 0,
+  TLS_UNTRUSTED: 0,
   USAGE: 0,
   WAIT_TIMEOUT: 0,
   PACKAGE_LIMIT_EXCEEDED: 0,
@@ -60,7 +70,7 @@ export class RaysubError extends Error {
     this.name = 'RaysubError';
     this.code = code;
     this.httpStatus = options.httpStatus ?? (errorCodes[code] || 500);
-    this.retryable = options.retryable ?? (code === 'HEAD_UNREACHABLE' || code === 'SHUTTING_DOWN' || code === 'NODE_AT_CAPACITY');
+    this.retryable = options.retryable ?? (code === 'HEAD_UNREACHABLE' || code === 'SHUTTING_DOWN' || code === 'NODE_AT_CAPACITY' || code === 'TOO_MANY_REQUESTS');
   }
 
   toJSON(): { error: { code: ErrorCode; message: string } } {

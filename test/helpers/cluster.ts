@@ -84,6 +84,8 @@ function manage(proc: ChildProcess): ManagedProcess {
 export interface TestHead extends ManagedProcess {
   url: string;
   token: string;
+  /** The CA file clients trust, for a head serving HTTPS. */
+  ca?: string;
   dataDir: string;
   pid: number;
   client: RaysubClient;
@@ -102,6 +104,10 @@ export interface HeadOptions {
   numGpus?: number;
   args?: string[];
   env?: Record<string, string>;
+  /** A command that runs the head (it must exec it, keeping the pid), e.g. ['prlimit', '--nofile=1024', '--']. */
+  prefix?: string[];
+  /** Serve HTTPS with this pair ({cert, key} files) and trust `ca` in clients. */
+  tls?: { cert: string; key: string; ca: string };
 }
 
 export async function startHead(opts: HeadOptions = {}): Promise<TestHead> {
@@ -110,9 +116,11 @@ export async function startHead(opts: HeadOptions = {}): Promise<TestHead> {
   if (opts.localAgent === false) args.push('--no-local-agent');
   if (opts.numCpus !== undefined) args.push('--num-cpus', String(opts.numCpus));
   if (opts.numGpus !== undefined) args.push('--num-gpus', String(opts.numGpus));
+  if (opts.tls) args.push('--tls-cert', opts.tls.cert, '--tls-key', opts.tls.key);
   args.push(...(opts.args ?? []));
   const infoFile = path.join(dataDir, 'head.json');
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+  const [cmd, ...pre] = [...(opts.prefix ?? []), process.execPath];
+  const proc = spawn(cmd ?? process.execPath, [...pre, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   const managed = manage(proc);
   const info = await waitFor(
     () => {
@@ -123,7 +131,8 @@ export async function startHead(opts: HeadOptions = {}): Promise<TestHead> {
     { what: 'the head to start' },
   );
   const token = fs.readFileSync(path.join(dataDir, 'token'), 'utf8').trim();
-  const client = new RaysubClient({ address: info.url, token, retries: 0 });
+  const ca = opts.tls?.ca;
+  const client = new RaysubClient({ address: info.url, token, retries: 0, ca: ca ? fs.readFileSync(ca, 'utf8') : undefined });
   onTestFinished(() => client.close());
   if (opts.localAgent !== false) {
     await waitFor(async () => (await client.nodes()).some((n) => n.state === 'ALIVE'), { what: 'the local agent to register' });
@@ -132,10 +141,11 @@ export async function startHead(opts: HeadOptions = {}): Promise<TestHead> {
     ...managed,
     url: info.url,
     token,
+    ca,
     dataDir,
     pid: info.pid,
     client,
-    env: { RAYSUB_ADDRESS: info.url, RAYSUB_TOKEN: token, NO_COLOR: '1' },
+    env: { RAYSUB_ADDRESS: info.url, RAYSUB_TOKEN: token, NO_COLOR: '1', ...(ca ? { RAYSUB_CA: ca } : {}) },
     restart: async () => {
       await managed.stop();
       await waitFor(() => !pidAlive(info.pid), { what: 'the old head to exit' });
@@ -154,15 +164,16 @@ export interface AgentOptions {
   env?: Record<string, string>;
 }
 
-export async function startAgent(head: Pick<TestHead, 'url' | 'token' | 'client'>, opts: AgentOptions): Promise<ManagedProcess & { workDir: string }> {
+export async function startAgent(head: Pick<TestHead, 'url' | 'token' | 'client'> & { ca?: string }, opts: AgentOptions): Promise<ManagedProcess & { workDir: string }> {
   const workDir = tempDir(`raysub-agent-${opts.name}-`);
-  const args = [cliPath, 'start', '--address', head.url, '--token', head.token, '--node-name', opts.name, '--work-dir', workDir, '--log-level', process.env.RAYSUB_TEST_LOG ?? 'warn'];
+  const args = [cliPath, 'start', '--address', head.url, '--node-name', opts.name, '--work-dir', workDir, '--log-level', process.env.RAYSUB_TEST_LOG ?? 'warn'];
   if (opts.numCpus !== undefined) args.push('--num-cpus', String(opts.numCpus));
   args.push('--num-gpus', String(opts.numGpus ?? 0));
   if (opts.memory) args.push('--memory', opts.memory);
   if (opts.resources) args.push('--resources', JSON.stringify(opts.resources));
   args.push(...(opts.args ?? []));
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+  const env = { ...process.env, RAYSUB_TOKEN: head.token, ...(head.ca ? { RAYSUB_CA: head.ca } : {}), ...opts.env };
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   const managed = manage(proc);
   await waitFor(async () => (await head.client.nodes()).some((n) => n.node_name === opts.name && n.state === 'ALIVE'), {
     what: `agent ${opts.name} to register`,

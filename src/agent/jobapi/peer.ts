@@ -2,7 +2,7 @@
  * Agent-to-agent transport for what is too large to relay through the head: each agent runs a
  * small HTTP server (on an ephemeral port of the address it reaches the head from) that serves
  * its jobs' large objects and answers where an object it owns stands. Callers authenticate with
- * the cluster token, which only agents hold: no job process can ask.
+ * the peer token the head gives every agent at registration: no job process can ask.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -38,7 +38,7 @@ export class PeerServer {
   address: string | null = null;
 
   constructor(
-    private readonly token: string,
+    private readonly token: () => string,
     private readonly backend: PeerBackend,
     private readonly log: Logger,
   ) {}
@@ -56,8 +56,10 @@ export class PeerServer {
   }
 
   private authorised(req: http.IncomingMessage): boolean {
+    const token = this.token();
+    if (!token) return false; // not registered yet
     const got = Buffer.from(req.headers.authorization ?? '');
-    const want = Buffer.from(`Bearer ${this.token}`);
+    const want = Buffer.from(`Bearer ${token}`);
     return got.length === want.length && crypto.timingSafeEqual(got, want);
   }
 
@@ -104,12 +106,12 @@ function end(res: http.ServerResponse, status: number, body: unknown): void {
 export class PeerClient {
   private readonly dispatcher: Dispatcher = new Agent({ keepAliveTimeout: 30_000, connections: 8, headersTimeout: 0, bodyTimeout: 0 });
 
-  constructor(private readonly token: string) {}
+  constructor(private readonly token: () => string) {}
 
   async fetchObject(base: string, job: string, id: string, dest: string): Promise<void> {
     const res = await request(`${base}/v1/jobs/${encodeURIComponent(job)}/objects/${encodeURIComponent(id)}`, {
       dispatcher: this.dispatcher,
-      headers: { authorization: `Bearer ${this.token}` },
+      headers: { authorization: `Bearer ${this.token()}` },
     });
     if (res.statusCode !== 200) {
       const text = await res.body.text();
@@ -128,7 +130,7 @@ export class PeerClient {
     const res = await request(`${base}/v1/refs`, {
       method: 'POST',
       dispatcher: this.dispatcher,
-      headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
+      headers: { authorization: `Bearer ${this.token()}`, 'content-type': 'application/json' },
       body: JSON.stringify({ job_id: job, ids, wait_ms: waitMs }),
     });
     const body: unknown = await res.body.json();

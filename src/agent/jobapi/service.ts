@@ -30,7 +30,8 @@ import { jobApiEnv, type LaunchDeps } from './workerLaunch.js';
 
 export interface JobApiDeps extends LaunchDeps {
   workDir: string;
-  token: string;
+  /** What agents present to each other's object servers (the head hands it out at registration). */
+  token: () => string;
   outbox: Outbox;
   killGraceMs: number;
   log: Logger;

@@ -58,7 +58,7 @@ export async function launchWorker(deps: LaunchDeps, job: JobState, o: { workerI
       timeout_s: null,
       sandbox: ctx.sandbox,
     };
-    const base = buildTaskEnv(a, deps.headAddress, deps.nodeId(), deps.runtimeEnv.agentEnv);
+    const base = buildTaskEnv(a, { headAddress: deps.headAddress, nodeId: deps.nodeId(), home: deps.launcher.mode === 'bwrap' ? dir : undefined }, deps.runtimeEnv.agentEnv);
     const prepared = await prepareRuntimeEnv(a, base, { ...deps.runtimeEnv, signal: o.signal, taskDir: dir, output: o.output });
     release = prepared.release;
     const api = jobApiEnv(job, deps.libs, prepared.env);

@@ -1,3 +1,4 @@
+import { DEFAULTS } from '../../shared/config.js';
 import { RaysubError } from '../../shared/errors.js';
 import { jobStatusSchema, type JobDetails, type JobStatus } from '../../shared/protocol/index.js';
 import { statusColor } from '../../ui/color.js';
@@ -123,7 +124,7 @@ function listDetail(j: JobDetails): string {
 }
 
 export async function listCommand(ctx: CliContext, flags: { limit?: string; cursor?: string; status?: string; schedule?: string; json?: boolean }): Promise<number> {
-  const limit = flags.limit === undefined ? 50 : Number(flags.limit);
+  const limit = flags.limit === undefined ? DEFAULTS.listLimit : Number(flags.limit);
   if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new RaysubError('USAGE', '--limit must be a whole number from 1 to 10000');
   let status: JobStatus[] | undefined;
   if (flags.status) {

@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
 import v8 from 'node:v8';
 import fs from 'node:fs';
-import path from 'node:path';
 import { agentOptionsFrom, headOptionsFrom, type StartFlags } from '../../shared/config.js';
+import { dataDirLayout, ensurePrivateDir } from '../../shared/dataDir.js';
 import { RaysubError } from '../../shared/errors.js';
 import { EXIT } from '../exitCodes.js';
 
@@ -42,7 +42,7 @@ function runUntilSignalled(first: () => Promise<void>, now?: () => Promise<void>
 
 async function waitForHeadFile(dataDir: string, pid: number, logFile: string, timeoutMs: number): Promise<string> {
   const deadline = Date.now() + timeoutMs;
-  const file = path.join(dataDir, 'head.json');
+  const file = dataDirLayout(dataDir).headInfo;
   while (Date.now() < deadline) {
     try {
       const info = JSON.parse(fs.readFileSync(file, 'utf8')) as { url: string; pid: number };
@@ -67,30 +67,35 @@ export async function startCommand(flags: StartCommandFlags, argv: string[]): Pr
   v8.setFlagsFromString('--max-semi-space-size=2');
   if (flags.head) v8.setFlagsFromString('--optimize-for-size');
   if (flags.head && flags.address) throw new RaysubError('USAGE', 'use --head to start a head, or --address to start an agent, not both');
-  if (!flags.head && !flags.address) throw new RaysubError('USAGE', 'say what to start: --head, or --address URL --token T for an agent');
+  if (!flags.head && !flags.address) throw new RaysubError('USAGE', 'say what to start: --head, or --address URL --token-file FILE for an agent');
   if (flags.head) {
     const opts = headOptionsFrom(flags);
     if (flags.detach) {
-      fs.mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
-      const logFile = path.join(opts.dataDir, 'head.log');
+      const layout = dataDirLayout(opts.dataDir);
+      ensurePrivateDir(layout.root);
+      const logFile = layout.headLog;
       const out = fs.openSync(logFile, 'a', 0o600);
       const args = argv.slice(1).filter((a) => a !== '--detach');
       const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', out, out] });
       child.unref();
       const url = await waitForHeadFile(opts.dataDir, child.pid ?? -1, logFile, 60_000);
       process.stdout.write(`raysub head started in the background at ${url} (pid ${child.pid}); logs: ${logFile}\n`);
-      process.stdout.write(`Token: ${path.join(opts.dataDir, 'token')}. Stop it with: raysub stop${flags.dataDir ? ` --data-dir ${flags.dataDir}` : ''}\n`);
+      process.stdout.write(`Token: ${layout.token}. Stop it with: raysub stop${flags.dataDir ? ` --data-dir ${flags.dataDir}` : ''}\n`);
       return EXIT.OK;
     }
-    const { startHead } = await import('../../head/index.js');
+    const { startHead, isLoopbackHost } = await import('../../head/index.js');
     const head = await startHead(opts);
     process.stderr.write(`raysub head listening at ${head.url}\n`);
-    process.stderr.write(`  data dir: ${head.dataDir} (token in ${path.join(head.dataDir, 'token')})\n`);
+    if (!opts.tls && !isLoopbackHost(opts.host)) {
+      process.stderr.write(`raysub: warning: serving plain HTTP on ${opts.host}: tokens, jobs and logs cross the network unencrypted; serve HTTPS with --tls-cert and --tls-key (raysub cert create makes a pair)\n`);
+    }
+    process.stderr.write(`  data dir: ${head.dataDir} (token in ${dataDirLayout(head.dataDir).token})\n`);
     if (head.agent) process.stderr.write(`  local agent: ${head.agent.nodeName} (sandbox: ${head.agent.launcher.mode})\n`);
     return runUntilSignalled(() => head.close());
   }
   if (flags.detach) throw new RaysubError('USAGE', '--detach is only for --head; run agents under your service manager');
   const opts = agentOptionsFrom(flags);
+  for (const w of opts.warnings) process.stderr.write(`raysub: warning: ${w}\n`);
   const { startAgent } = await import('../../agent/index.js');
   const agent = await startAgent(opts);
   process.stderr.write(`raysub agent ${agent.nodeName} connected to ${opts.address} (sandbox: ${agent.launcher.mode})\n`);

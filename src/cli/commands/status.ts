@@ -1,4 +1,5 @@
 import type { RaysubClient } from '../../client/index.js';
+import { DEFAULTS } from '../../shared/config.js';
 import { RaysubError, toRaysubError } from '../../shared/errors.js';
 import { buildStatusView, type StatusView } from '../../ui/status/model.js';
 import { renderStatusText } from '../../ui/status/sections.js';
@@ -44,7 +45,7 @@ function pause(ms: number, stop: AbortSignal): Promise<boolean> {
 }
 
 export async function statusCommand(ctx: CliContext, flags: StatusFlags): Promise<number> {
-  const interval = Number(flags.interval ?? 2);
+  const interval = Number(flags.interval ?? DEFAULTS.statusIntervalS);
   if (!Number.isFinite(interval) || interval < 0.2) throw new RaysubError('USAGE', `--interval must be seconds >= 0.2, got "${flags.interval}"`);
   const intervalMs = interval * 1000;
   const first = await fetchStatus(ctx.client, ctx.address);

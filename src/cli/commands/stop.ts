@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { defaultDataDir } from '../../shared/config.js';
+import { defaultDataDir, DEFAULTS } from '../../shared/config.js';
+import { dataDirLayout } from '../../shared/dataDir.js';
 import { RaysubError } from '../../shared/errors.js';
 import { EXIT } from '../exitCodes.js';
 
@@ -16,19 +17,20 @@ function alive(pid: number): boolean {
 /** Stop the head that runs on this data dir (started with --detach or in another terminal). */
 export async function stopCommand(flags: { dataDir?: string; timeout?: string }): Promise<number> {
   const dataDir = path.resolve(flags.dataDir ?? defaultDataDir());
+  const { headInfo } = dataDirLayout(dataDir);
   let pid: number;
   try {
-    pid = (JSON.parse(fs.readFileSync(path.join(dataDir, 'head.json'), 'utf8')) as { pid: number }).pid;
+    pid = (JSON.parse(fs.readFileSync(headInfo, 'utf8')) as { pid: number }).pid;
   } catch {
     throw new RaysubError('USAGE', `no head is running on ${dataDir}`);
   }
   if (!alive(pid)) {
-    fs.rmSync(path.join(dataDir, 'head.json'), { force: true });
+    fs.rmSync(headInfo, { force: true });
     process.stderr.write(`The head (pid ${pid}) was not running.\n`);
     return EXIT.OK;
   }
   process.kill(pid, 'SIGTERM');
-  const deadline = Date.now() + Number(flags.timeout ?? 30) * 1000;
+  const deadline = Date.now() + Number(flags.timeout ?? DEFAULTS.stopTimeoutS) * 1000;
   while (alive(pid)) {
     if (Date.now() > deadline) {
       process.kill(pid, 'SIGKILL');

@@ -3,11 +3,13 @@ import { openDatabase, type Db } from './open.js';
 import { jobsRepo } from './jobsRepo.js';
 import { tasksRepo } from './tasksRepo.js';
 import { nodesRepo } from './nodesRepo.js';
+import { tokensRepo } from './tokensRepo.js';
 
 export type { Db } from './open.js';
 export type { JobRow, NewJob, ListJobsQuery } from './jobsRepo.js';
 export type { TaskRow, AttemptRow } from './tasksRepo.js';
 export type { NodeRow } from './nodesRepo.js';
+export type { TokenRow, TokenKind } from './tokensRepo.js';
 
 /** The head's store: one SQLite database and its statements grouped by concern. */
 export function openStore(file: string) {
@@ -17,6 +19,7 @@ export function openStore(file: string) {
     jobs: jobsRepo(db),
     tasks: tasksRepo(db),
     nodes: nodesRepo(db),
+    tokens: tokensRepo(db),
     /** Run `fn` as one transaction: every state change is all-or-nothing. */
     tx<T>(fn: () => T): T {
       return db.transaction(fn)();

@@ -122,4 +122,20 @@ export const migrations: readonly { version: number; name: string; sql: string }
     name: 'in-job task counts of finished jobs',
     sql: `ALTER TABLE jobs ADD COLUMN injob_counts TEXT;`,
   },
+  {
+    version: 4,
+    name: 'user and agent tokens; the credential each node registered with',
+    sql: `
+      CREATE TABLE tokens (
+        id         TEXT PRIMARY KEY,
+        kind       TEXT NOT NULL CHECK (kind IN ('user', 'agent')),
+        name       TEXT NOT NULL UNIQUE,
+        hash       TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER
+      );
+      ALTER TABLE nodes ADD COLUMN credential TEXT;
+      CREATE INDEX nodes_by_name ON nodes(name, registered_at);
+    `,
+  },
 ];

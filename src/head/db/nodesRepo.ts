@@ -12,12 +12,17 @@ export interface NodeRow {
   last_seen_at: number;
   last_seq: number;
   usage: string;
+  /** The credential that registered the node (a token id, 'local' or 'admin'); null: before credentials existed. */
+  credential: string | null;
 }
 
 export function nodesRepo(db: Db) {
   const insert = db.prepare(`
-    INSERT INTO nodes (id, name, hostname, state, totals, sandbox, registered_at, last_seen_at)
-    VALUES (@id, @name, @hostname, 'ALIVE', @totals, @sandbox, @registered_at, @registered_at)`);
+    INSERT INTO nodes (id, name, hostname, state, totals, sandbox, registered_at, last_seen_at, credential)
+    VALUES (@id, @name, @hostname, 'ALIVE', @totals, @sandbox, @registered_at, @registered_at, @credential)`);
+  // The credential a name is bound to: that of its latest registration the head still knows.
+  const nameBinding = db.prepare("SELECT id, credential FROM nodes WHERE name = ? AND state != 'GONE' ORDER BY registered_at DESC LIMIT 1");
+  const credentialOf = db.prepare('SELECT credential FROM nodes WHERE id = ?');
   const get = db.prepare('SELECT * FROM nodes WHERE id = ?');
   const all = db.prepare("SELECT * FROM nodes WHERE state != 'GONE' ORDER BY name, registered_at");
   const alive = db.prepare("SELECT * FROM nodes WHERE state IN ('ALIVE', 'DRAINING')");
@@ -28,7 +33,9 @@ export function nodesRepo(db: Db) {
   const forgetLost = db.prepare("UPDATE nodes SET state = 'GONE' WHERE state = 'LOST' AND last_seen_at < ?");
 
   return {
-    insert: (n: { id: string; name: string; hostname: string; totals: string; sandbox: string; registered_at: number }) => insert.run(n),
+    insert: (n: { id: string; name: string; hostname: string; totals: string; sandbox: string; registered_at: number; credential: string | null }) => insert.run(n),
+    nameBinding: (name: string) => nameBinding.get(name) as { id: string; credential: string | null } | undefined,
+    credentialOf: (id: string) => (credentialOf.get(id) as { credential: string | null } | undefined)?.credential,
     get: (id: string) => get.get(id) as NodeRow | undefined,
     all: () => all.all() as NodeRow[],
     alive: () => alive.all() as NodeRow[],

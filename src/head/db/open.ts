@@ -1,10 +1,13 @@
 import Database from 'better-sqlite3';
+import { createPrivateFile } from '../../shared/dataDir.js';
 import { migrations } from './migrations.js';
 
 export type Db = Database.Database;
 
 /** Open (creating if needed) the head's database in WAL mode and bring its schema up to date. */
 export function openDatabase(file: string): Db {
+  // SQLite creates its -wal and -shm files with the database's own mode.
+  if (file !== ':memory:') createPrivateFile(file);
   const db = new Database(file);
   db.pragma('journal_mode = WAL');
   // NORMAL is durable across process crashes in WAL mode; only an OS crash can lose the last commits.

@@ -23,7 +23,8 @@ export function packageRoutes(ctx: HeadContext): FastifyPluginAsync {
       return reply.status(200).send({ exists: true, size: ctx.packages.size(name) });
     });
 
-    app.get('/api/packages/:protocol/:name/content', async (req, reply) => {
+    // Agents fetch the packages their tasks need; users may read what they uploaded.
+    app.get('/api/packages/:protocol/:name/content', { config: { access: 'user-or-agent' } }, async (req, reply) => {
       const { protocol, name } = parseWith(params, req.params);
       checkPackageAddress(protocol, name);
       const size = ctx.packages.size(name);

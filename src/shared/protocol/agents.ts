@@ -39,6 +39,10 @@ export const registerResponseSchema = z.object({
   heartbeat_interval_ms: z.number(),
   lease_ms: z.number(),
   poll_wait_ms: z.number(),
+  /** What agents present to each other's object servers. */
+  peer_token: z.string().optional(),
+  /** Something the agent's operator should hear (a deprecated credential...). */
+  warning: z.string().optional(),
 });
 export type RegisterResponse = z.infer<typeof registerResponseSchema>;
 

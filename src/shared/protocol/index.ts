@@ -5,3 +5,4 @@ export * from './agents.js';
 export * from './nodes.js';
 export * from './schedules.js';
 export * from './jobapi.js';
+export * from './tokens.js';

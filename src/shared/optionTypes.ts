@@ -1,0 +1,168 @@
+/** The shapes of compiled options (built by config.ts). */
+import type { HttpLimits } from './httpLimits.js';
+import type { ResourceMap } from './resources.js';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+export type SandboxChoice = 'auto' | 'bwrap' | 'process' | 'none';
+
+export interface AgentOptions {
+  readonly address: string;
+  readonly token: string;
+  /** PEM of the CA(s) that sign the head's certificate (--ca), when not the system's. */
+  readonly ca: string | undefined;
+  /** The head's own certificate, for the embedded agent (accepted whatever names it carries). */
+  readonly pin?: string;
+  readonly workDir: string;
+  readonly nodeName: string;
+  /** false when the name is the default: the agent may pick another if the head refuses it. */
+  readonly nodeNameGiven: boolean;
+  readonly numCpus: number;
+  readonly numGpus: number | undefined; // undefined: detect with nvidia-smi
+  readonly memory: number;
+  readonly resources: ResourceMap;
+  readonly killGraceMs: number;
+  readonly sandbox: SandboxChoice;
+  readonly logLevel: LogLevel;
+  /** Bytes of undelivered output kept in memory per task before spilling to disk. */
+  readonly maxBufferedLogBytes: number;
+  /** Directories the head must never expose to a worker (its data dir, for the embedded agent). */
+  readonly hiddenPaths: readonly string[];
+  readonly cacheLimitBytes: number;
+  /** Interpreters whose real installations workers see (read-only), linked first on their PATH. */
+  readonly sandboxInterpreters: readonly string[];
+  /** Extra host paths workers may read. */
+  readonly sandboxBinds: readonly string[];
+  /** Processes and threads one task may have at once. */
+  readonly taskPidsMax: number;
+  /** Open files one task process may have (RLIMIT_NOFILE). */
+  readonly taskOpenFiles: number;
+  /** A job's consecutive tasks on this node may run in one sandbox, emptied between them. */
+  readonly sandboxReuse: boolean;
+  /** Workers get the seccomp deny list (docs/sandbox.md); false: only new namespaces are refused. */
+  readonly sandboxSeccomp: boolean;
+  /** What the operator should hear about the options (a token on the command line...). */
+  readonly warnings: readonly string[];
+}
+
+export type LocalAgentOptions = Omit<AgentOptions, 'address' | 'token' | 'ca' | 'pin' | 'warnings'>;
+
+export interface TlsFiles {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly cert: string;
+  readonly key: string;
+}
+
+/** How the head stores and serves logs. */
+export interface LogOptions {
+  /** Keep-alive interval of log streams and WebSocket tails while a job is quiet or queued. */
+  readonly keepaliveMs: number;
+  /** Most bytes of output a job's logs keep (0: no cap); the beginning is kept. */
+  readonly maxJobBytes: number;
+  /** Bytes of the end of each attempt's dropped output kept past the cap. */
+  readonly droppedTailBytes: number;
+  /** Most bytes of log text in Ray's `GET /api/jobs/{id}/logs` answer (the end of the log). */
+  readonly rayResponseMaxBytes: number;
+}
+
+/** How long the head keeps finished jobs and their logs. */
+export interface RetentionOptions {
+  /** Finished jobs are deleted this long after they ended (0: kept until deleted). */
+  readonly jobTtlMs: number;
+  /** At most this many finished jobs are kept, the oldest deleted first (0: no limit). */
+  readonly maxFinishedJobs: number;
+  /** How often the head looks for jobs to delete. */
+  readonly sweepMs: number;
+}
+
+export interface HeadOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly dataDir: string;
+  readonly logLevel: LogLevel;
+  readonly maxPackageBytes: number;
+  readonly heartbeatIntervalMs: number;
+  readonly leaseMs: number;
+  readonly pollWaitMs: number;
+  /** How long a task may wait before it reserves a node against smaller ones behind it. */
+  readonly starvationMs: number;
+  readonly killGraceMs: number;
+  readonly tls: TlsFiles | null;
+  readonly http: HttpLimits;
+  readonly logs: LogOptions;
+  readonly retention: RetentionOptions;
+  readonly localAgent: LocalAgentOptions | null;
+}
+
+/** The flags of `raysub start` (commander's camelCase keys; strings as typed). */
+export interface StartFlags {
+  config?: string;
+  port?: string;
+  host?: string;
+  dataDir?: string;
+  numCpus?: string;
+  numGpus?: string;
+  memory?: string;
+  resources?: string;
+  nodeName?: string;
+  localAgent?: boolean;
+  address?: string;
+  token?: string;
+  tokenFile?: string;
+  ca?: string;
+  workDir?: string;
+  killGrace?: string;
+  sandbox?: string;
+  logLevel?: string;
+  maxPackageSize?: string;
+  heartbeatMs?: string;
+  leaseMs?: string;
+  cacheLimit?: string;
+  sandboxInterpreters?: string;
+  sandboxBind?: string;
+  taskPidsMax?: string;
+  taskOpenFiles?: string;
+  /** false with --no-sandbox-reuse. */
+  sandboxReuse?: boolean;
+  /** false with --no-sandbox-seccomp. */
+  sandboxSeccomp?: boolean;
+  maxLogSize?: string;
+  jobTtl?: string;
+  maxFinishedJobs?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  httpHeadersTimeout?: string;
+  httpRequestTimeout?: string;
+  httpKeepAliveTimeout?: string;
+  httpIdleTimeout?: string;
+  maxConnections?: string;
+  maxConnectionsPerAddress?: string;
+}
+
+/** The flags every client command shares. */
+export interface ClientFlags {
+  config?: string;
+  address?: string;
+  token?: string;
+  tokenFile?: string;
+  ca?: string;
+  dataDir?: string;
+  headers?: string;
+}
+
+export interface ClientSettings {
+  /** The address given by flag, environment or config file; undefined: find the local head. */
+  address: string | undefined;
+  token: string | undefined;
+  ca: string | undefined;
+  dataDir: string;
+  headers: string | undefined;
+  headersFrom: string;
+  noColor: boolean;
+  isTTY: boolean;
+  /** A followed log stream silent this long (no output, no keep-alive) is reconnected. */
+  followIdleMs: number;
+  /** Commands that follow a job give up once the head has been unreachable this long. */
+  unreachableTimeoutMs: number;
+  warnings: readonly string[];
+}
