@@ -48,15 +48,24 @@ function notices(ctx: CliContext, quiet: boolean) {
   const say = (text: string): void => {
     if (!quiet) ctx.err.write(ctx.errColor.dim(`raysub: ${text}`) + '\n');
   };
+  /**
+   * The job left the queue. Its state lines carry the state when they are sent, so a short job
+   * can go from PENDING to its end between two of them: its first output says it ran.
+   */
+  const started = (): void => {
+    if (!waited) return;
+    waited = false;
+    say('job is running');
+  };
   return {
+    onOutput: started,
     onState(s: FollowState): void {
       // A job placed on a node (position 0) is about to start: only a real wait is worth a line.
       if (s.status === 'PENDING' && s.queue && s.queue.position > 0) {
         waited = true;
         say(`job is queued (position ${s.queue.position}): ${s.queue.reason}`);
-      } else if (s.status === 'RUNNING' && waited) {
-        waited = false;
-        say('job is running');
+      } else if (s.status === 'RUNNING') {
+        started();
       }
     },
     onRetry(r: FollowRetry): void {
@@ -101,15 +110,22 @@ export async function printLogs(ctx: CliContext, jobId: string, opts: FollowOpti
     for (const line of splitter.push(`${task}/${stream}`, text)) target.write(`${pal.cyan(`[task ${task}]`)} ${paint(line)}\n`);
   };
   let status: JobStatus | null = null;
+  const notice = notices(ctx, Boolean(opts.quiet));
   const lines = ctx.client.followLogs(jobId, {
     follow: opts.follow,
     idleMs: ctx.follow.idleMs,
     unreachableTimeoutMs: ctx.follow.unreachableTimeoutMs,
-    ...notices(ctx, Boolean(opts.quiet)),
+    onState: (s) => notice.onState(s),
+    onRetry: (r) => notice.onRetry(r),
+    onResumed: () => notice.onResumed(),
   });
   for await (const line of lines) {
-    if ('end' in line) status = line.status;
-    else write(line.task, line.stream, line.data);
+    if ('end' in line) {
+      status = line.status;
+      continue;
+    }
+    if (line.stream !== 'system') notice.onOutput();
+    write(line.task, line.stream, line.data);
   }
   for (const [key, rest] of splitter.flush()) {
     const [task, stream] = key.split('/');
