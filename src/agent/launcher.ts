@@ -26,6 +26,11 @@ export interface LaunchSpec {
   readOnlyPaths: string[];
   /** The job may create user namespaces (and mounts in them): `runtime_env.sandbox.user_namespaces`. */
   userNamespaces?: boolean;
+  /**
+   * false: `resources.cpus` only weights the task's share of the CPUs (no quota, no pinning), as
+   * Ray treats a task's CPUs: a scheduling hint (in-job workers). Default true.
+   */
+  cpuQuota?: boolean;
 }
 
 export interface WorkerExit {

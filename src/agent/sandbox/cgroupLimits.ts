@@ -35,9 +35,12 @@ export function limitWrites(h: Hierarchy, limits: TaskLimits, scope: CgroupScope
       break;
     case 'cpu':
       out.push({ file: 'cpu.shares', value: String(Math.max(2, Math.round(limits.cpus * 1024))) });
-      if (limits.cpus > 0) {
+      if (limits.cpus > 0 && limits.cpuQuota) {
         out.push({ file: 'cpu.cfs_period_us', value: String(CFS_PERIOD_US) });
         out.push({ file: 'cpu.cfs_quota_us', value: String(Math.max(1000, Math.round(limits.cpus * CFS_PERIOD_US))) });
+      } else if (!limits.cpuQuota) {
+        // Written, not left out: a reused cgroup must not keep the quota of the task before.
+        out.push({ file: 'cpu.cfs_quota_us', value: '-1' });
       }
       break;
     case 'cpuset':

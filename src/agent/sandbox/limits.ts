@@ -29,6 +29,8 @@ export interface TaskLimits {
   memoryBytes: number;
   /** CPU quota in CPUs; 0 sets no quota (the task only gets a small share). */
   cpus: number;
+  /** false: `cpus` only weights the share, with no quota (quota left unlimited). */
+  cpuQuota: boolean;
   /** CPUs to pin to; null: every CPU the agent may use. */
   cpusetCpus: readonly number[] | null;
   pidsMax: number;
@@ -49,17 +51,27 @@ export interface LimitInputs {
   /** RLIMIT_NPROC counts a uid's processes: it is a per-task limit only for a task with a uid of its own. */
   ownUid: boolean;
   seccomp: Buffer | null;
+  cpuQuota?: boolean;
 }
 
 export function taskLimits(o: LimitInputs): TaskLimits {
   const rlimits: Rlimit[] = [{ name: 'nofile', value: o.openFiles }];
   if (o.ownUid) rlimits.push({ name: 'nproc', value: o.pidsMax });
-  return { memoryBytes: o.resources.memory, cpus: o.resources.cpus, cpusetCpus: o.cpusetCpus, pidsMax: o.pidsMax, deviceRules: o.deviceRules, rlimits, seccomp: o.seccomp };
+  return {
+    memoryBytes: o.resources.memory,
+    cpus: o.resources.cpus,
+    cpuQuota: o.cpuQuota !== false,
+    cpusetCpus: o.cpusetCpus,
+    pidsMax: o.pidsMax,
+    deviceRules: o.deviceRules,
+    rlimits,
+    seccomp: o.seccomp,
+  };
 }
 
 /** A spare gate's cgroup limits until its task comes: none but the process cap and the base devices. */
 export function spareLimits(pidsMax: number, deviceRules: readonly string[]): TaskLimits {
-  return { memoryBytes: 0, cpus: 0, cpusetCpus: null, pidsMax, deviceRules, rlimits: [], seccomp: null };
+  return { memoryBytes: 0, cpus: 0, cpuQuota: true, cpusetCpus: null, pidsMax, deviceRules, rlimits: [], seccomp: null };
 }
 
 /** The resource limits as POSIX shell lines, each failing the start with exit 125 and a message. */

@@ -112,7 +112,7 @@ export class SandboxLauncher implements Launcher {
     if (!this.serving || !reuse || spec.group === undefined || path.dirname(spec.cwd) !== path.join(reuse.tasksRoot, spec.group)) return null;
     // The same request too: limits a task does not set (no memory limit, no CPU quota) are not
     // written at all, so a sandbox keeps those of the task before it.
-    return JSON.stringify([spec.group, spec.network, spec.gpuIds, spec.readOnlyPaths, spec.resources, spec.userNamespaces === true]);
+    return JSON.stringify([spec.group, spec.network, spec.gpuIds, spec.readOnlyPaths, spec.resources, spec.cpuQuota !== false, spec.userNamespaces === true]);
   }
 
   async launch(spec: LaunchSpec): Promise<WorkerHandle> {
@@ -121,11 +121,11 @@ export class SandboxLauncher implements Launcher {
     const warm = key === null ? null : this.pool.take(key, spec);
     const r = reservation();
     try {
-      if (s.cgroups && Number.isInteger(spec.resources.cpus)) r.cpus = s.pinner?.take(spec.resources.cpus) ?? null;
+      if (s.cgroups && spec.cpuQuota !== false && Number.isInteger(spec.resources.cpus)) r.cpus = s.pinner?.take(spec.resources.cpus) ?? null;
       const gpuNodes = gpuDeviceNodes(s.devDir, spec.gpuIds);
       // The filter needs bubblewrap's sandbox (raysub-init or bwrap --seccomp install it).
       const seccomp = s.bwrap ? taskSeccomp(s.seccomp, spec.userNamespaces === true) : null;
-      const limits = taskLimits({ resources: spec.resources, cpusetCpus: r.cpus, deviceRules: deviceRules(gpuNodes), pidsMax: s.pidsMax, openFiles: s.openFiles, ownUid: s.uids !== null, seccomp });
+      const limits = taskLimits({ resources: spec.resources, cpusetCpus: r.cpus, deviceRules: deviceRules(gpuNodes), pidsMax: s.pidsMax, openFiles: s.openFiles, ownUid: s.uids !== null, seccomp, cpuQuota: spec.cpuQuota });
       const env = taskEnv(spec, { sandboxed: s.bwrap !== null, user: 'raysub', binDir: SANDBOX_BIN_DIR });
       const plan: Plan = { spec, env, limits, gpuNodes, key };
       if (warm) return await this.pool.run(warm, plan, r, false);
