@@ -60,7 +60,7 @@ async function timeJob(client, req) {
   const total = Number(process.hrtime.bigint() - t0) / 1e6;
   if (job.status !== 'SUCCEEDED') throw new Error(`job ${id} ended ${job.status}: ${job.message}`);
   const logs = await client.getLogs(id);
-  return { start: job.start_time - job.raysub.created_at, total, logs };
+  return { start: job.raysub.started_at - job.raysub.created_at, total, logs };
 }
 
 const stat = (v) => `${percentile(v, 50).toFixed(0)} / ${percentile(v, 90).toFixed(0)}`;

@@ -86,7 +86,7 @@ describe('bad input gets a clear error and loses nothing', () => {
     const cliDel = await runCli(['job', 'delete', 'dup'], { env: head.env });
     expect(cliDel.code).toBe(65);
     expect(cliDel.stderr.trim().split('\n')).toHaveLength(1);
-    expect(cliDel.stderr).toContain('stop it before deleting it');
+    expect(cliDel.stderr).toContain('Stop it before deleting it');
     await head.client.stopJob('dup');
 
     const unroutable = await http(head, 'GET', '/api/nothing-here');
@@ -165,7 +165,7 @@ with zipfile.ZipFile(sys.argv[1], 'w') as z:
     expect(res.code).toBe(127);
     expect(res.stderr).toMatch(/not found/);
     const job = await head.client.getJob('ghost');
-    expect(job).toMatchObject({ status: 'FAILED', error_type: 'ENTRYPOINT_FAILED', driver_exit_code: 127 });
+    expect(job).toMatchObject({ status: 'FAILED', driver_exit_code: 127, error_type: 'JOB_ENTRYPOINT_COMMAND_ERROR', raysub: { error_type: 'ENTRYPOINT_FAILED' } });
     expect(await head.client.getLogs('ghost')).toMatch(/definitely-not-a-command.*not found/);
   });
 
@@ -180,15 +180,20 @@ with zipfile.ZipFile(sys.argv[1], 'w') as z:
       ['POST', '/api/agents/register'],
       ['PUT', '/api/packages/gcs/_ray_pkg_1234567812345678.zip'],
     ] as const) {
-      for (const headers of [{}, { authorization: `Bearer ${head.token}x` }, { authorization: 'Bearer ' }]) {
+      // No token is 401; a token the head does not know is 403 (as Ray answers them).
+      for (const [headers, status, code] of [
+        [{}, 401, 'UNAUTHORIZED'],
+        [{ authorization: `Bearer ${head.token}x` }, 403, 'INVALID_TOKEN'],
+        [{ authorization: 'Bearer ' }, 403, 'INVALID_TOKEN'],
+      ] as const) {
         const res = await request(head.url + p, { method, headers });
-        expect(res.statusCode, `${method} ${p}`).toBe(401);
-        expect(((await res.body.json()) as { error: { code: string } }).error.code).toBe('UNAUTHORIZED');
+        expect(res.statusCode, `${method} ${p}`).toBe(status);
+        expect(((await res.body.json()) as { error: { code: string } }).error.code).toBe(code);
       }
     }
     const cli = await runCli(['job', 'list'], { env: { ...head.env, RAYSUB_TOKEN: 'wrong' } });
     expect(cli.code).toBe(77);
-    expect(cli.stderr).toContain('invalid token');
+    expect(cli.stderr).toContain('Invalid authentication token');
     const unreachable = await runCli(['job', 'list'], { env: { RAYSUB_ADDRESS: 'http://127.0.0.1:9', RAYSUB_TOKEN: 'x' } });
     expect(unreachable.code).toBe(69);
     expect(fs.statSync(path.join(head.dataDir, 'token')).mode & 0o777).toBe(0o600);

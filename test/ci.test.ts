@@ -12,11 +12,14 @@ import { freePort, startProxy } from './helpers/netProxy.js';
 
 /** The keys of `job status|wait|submit --json`, as docs/cli-json.md documents them. */
 const JOB_KEYS = [
-  'driver_agent_http_address', 'driver_exit_code', 'driver_info', 'driver_node_id', 'end_time', 'entrypoint', 'entrypoint_memory',
-  'entrypoint_num_cpus', 'entrypoint_num_gpus', 'entrypoint_resources', 'error_type', 'job_id', 'message', 'metadata', 'raysub',
-  'runtime_env', 'start_time', 'status', 'submission_id', 'type',
+  'driver_agent_http_address', 'driver_exit_code', 'driver_info', 'driver_node_id', 'end_time', 'entrypoint', 'error_type', 'job_id',
+  'message', 'metadata', 'raysub', 'runtime_env', 'start_time', 'status', 'submission_id', 'type',
 ];
-const RAYSUB_KEYS = ['created_at', 'injob', 'max_retries', 'parallel', 'priority', 'queue', 'retry_backoff_s', 'schedule', 'task_counts', 'tasks', 'timeout_s', 'wait_for_capacity'];
+const RAYSUB_KEYS = [
+  'created_at', 'driver_node', 'entrypoint_memory', 'entrypoint_num_cpus', 'entrypoint_num_gpus', 'entrypoint_resources', 'error_type', 'injob',
+  'max_retries', 'message', 'parallel', 'priority', 'queue', 'retry_backoff_s', 'schedule', 'started_at', 'task_counts', 'tasks', 'timeout_s',
+  'wait_for_capacity',
+];
 
 function parseJob(text: string) {
   const raw = JSON.parse(text) as Record<string, unknown>;
@@ -47,7 +50,7 @@ describe('CI: exit codes and JSON', () => {
 
     const wait = await runCli(['job', 'wait', 'ci-7', '--json'], { env: head.env });
     expect(wait.code).toBe(7);
-    expect(parseJob(wait.stdout)).toMatchObject({ status: 'FAILED', driver_exit_code: 7, error_type: 'ENTRYPOINT_FAILED' });
+    expect(parseJob(wait.stdout)).toMatchObject({ status: 'FAILED', driver_exit_code: 7, error_type: 'JOB_ENTRYPOINT_COMMAND_ERROR', raysub: { error_type: 'ENTRYPOINT_FAILED' } });
     const status = await runCli(['job', 'status', 'ci-7', '--json'], { env: head.env });
     expect(status.code).toBe(0); // a read command succeeds; the job's outcome is in the JSON
     expect(parseJob(status.stdout).raysub.tasks?.[0]).toMatchObject({ index: 0, state: 'FAILED', exit_code: 7 });
@@ -83,7 +86,7 @@ describe('CI: exit codes and JSON', () => {
     const follower = spawnCli(['job', 'logs', 'ci-long', '--follow'], { env: head.env });
     const stop = await runCli(['job', 'stop', 'ci-long', '--json'], { env: head.env });
     expect(stop.code).toBe(0);
-    expect(parseJob(stop.stdout)).toMatchObject({ status: 'STOPPED', error_type: 'STOPPED_BY_USER' });
+    expect(parseJob(stop.stdout)).toMatchObject({ status: 'STOPPED', error_type: null, raysub: { error_type: 'STOPPED_BY_USER' } });
     const waited = await waiter.result;
     expect(waited.code).toBe(130);
     expect(parseJob(waited.stdout).status).toBe('STOPPED');
@@ -92,7 +95,7 @@ describe('CI: exit codes and JSON', () => {
     const jobTimeout = await runCli(['job', 'submit', '--timeout', '1', '--json', '--', 'sleep', '30'], { env: head.env });
     expect(jobTimeout.code).toBe(1);
     // The process raysub killed has an exit status, but not one of its own: the CLI exits 1.
-    expect(parseJob(jobTimeout.stdout)).toMatchObject({ status: 'FAILED', error_type: 'TIMEOUT' });
+    expect(parseJob(jobTimeout.stdout)).toMatchObject({ status: 'FAILED', error_type: 'JOB_SUPERVISOR_ACTOR_UNKNOWN_FAILURE', raysub: { error_type: 'TIMEOUT' } });
 
     expect((await runCli(['job', 'wait', 'no-such-job'], { env: head.env })).code).toBe(65);
     expect((await runCli(['job', 'wait', 'ci-long', '--timeout', 'soon'], { env: head.env })).code).toBe(64);

@@ -121,12 +121,12 @@ describe('scheduling across several agents', () => {
     const big = await waitTerminal(head, 'big');
     expect(big.status).toBe('SUCCEEDED');
     const smalls = await Promise.all(small.map((id) => waitTerminal(head, id)));
-    const bigStart = big.start_time ?? Infinity;
+    const bigStart = big.raysub.started_at ?? Infinity;
     // Small jobs behind the big one ran first while it could not fit (backfilling)...
-    expect(smalls.filter((j) => (j.start_time ?? 0) < bigStart).length).toBeGreaterThan(0);
+    expect(smalls.filter((j) => (j.raysub.started_at ?? 0) < bigStart).length).toBeGreaterThan(0);
     // ...but not forever: the big job started within a few seconds, before later small jobs.
     expect(bigStart - big.raysub.created_at).toBeLessThan(6000);
-    expect(smalls.filter((j) => (j.start_time ?? 0) > bigStart).length).toBeGreaterThan(0);
+    expect(smalls.filter((j) => (j.raysub.started_at ?? 0) > bigStart).length).toBeGreaterThan(0);
 
     // Priority: with the node busy, a later high-priority job takes the first CPU that frees up.
     await sleeper('hold-1', 1, 1.5);
@@ -138,7 +138,7 @@ describe('scheduling across several agents', () => {
     expect((await head.client.getJob('low')).raysub.queue?.position).toBe(2);
     const [low, high] = await Promise.all([waitTerminal(head, 'low'), waitTerminal(head, 'high')]);
     // One CPU frees when hold-1 ends: high gets it, and low starts only once high has finished.
-    expect(low.start_time ?? 0).toBeGreaterThanOrEqual(high.end_time ?? Infinity);
+    expect(low.raysub.started_at ?? 0).toBeGreaterThanOrEqual(high.end_time ?? Infinity);
   });
 
   it('fails an impossible request fast as UNSCHEDULABLE unless told to wait', async () => {
@@ -146,10 +146,11 @@ describe('scheduling across several agents', () => {
     const res = await runCli(['job', 'submit', '--entrypoint-num-cpus', '8', '--submission-id', 'huge', '--', 'true'], { env: head.env });
     expect(res.code).toBe(1);
     const job = await head.client.getJob('huge');
-    expect(job).toMatchObject({ status: 'FAILED', error_type: 'UNSCHEDULABLE' });
-    expect(job.message).toMatch(/no node can ever provide 8 CPUs/);
+    expect(job).toMatchObject({ status: 'FAILED', error_type: 'JOB_SUPERVISOR_ACTOR_UNSCHEDULABLE', raysub: { error_type: 'UNSCHEDULABLE' } });
+    expect(job.raysub.message).toMatch(/no node can ever provide 8 CPUs/);
+    expect(job.message).toMatch(/^Job supervisor actor could not be scheduled: no node can ever provide 8 CPUs/);
     await submit(head, { submission_id: 'gpu', entrypoint: 'true', entrypoint_num_gpus: 1 });
-    expect((await waitTerminal(head, 'gpu')).error_type).toBe('UNSCHEDULABLE');
+    expect((await waitTerminal(head, 'gpu')).raysub.error_type).toBe('UNSCHEDULABLE');
     await submit(head, { submission_id: 'patient', entrypoint: 'true', entrypoint_num_cpus: 8, raysub: { wait_for_capacity: true } });
     const patient = await head.client.getJob('patient');
     expect(patient.status).toBe('PENDING');
@@ -168,7 +169,7 @@ describe('scheduling across several agents', () => {
     expect(res.code).toBe(5);
     const job = await head.client.getJob('arr');
     expect(job.status).toBe('FAILED');
-    expect(job.message).toMatch(/^task 1 of 4 failed: exited with code 5/);
+    expect(job.raysub.message).toMatch(/^task 1 of 4 failed: exited with code 5/);
     const tasks = job.raysub.tasks ?? [];
     expect(tasks.find((t) => t.index === 1)?.state).toBe('FAILED');
     expect(tasks.filter((t) => t.state === 'STOPPED')).toHaveLength(3);
@@ -205,7 +206,7 @@ describe('scheduling across several agents', () => {
     expect(res.code).toBe(1);
     expect(Date.now() - started).toBeLessThan(15_000);
     const job = await head.client.getJob('slow');
-    expect(job).toMatchObject({ status: 'FAILED', error_type: 'TIMEOUT' });
+    expect(job).toMatchObject({ status: 'FAILED', error_type: 'JOB_SUPERVISOR_ACTOR_UNKNOWN_FAILURE', raysub: { error_type: 'TIMEOUT' } });
     expect(res.stdout).toContain('started');
     await waitFor(() => processesWith('sleep 3031').length === 0, { what: 'the timed-out child to be gone' });
   });
@@ -239,7 +240,7 @@ describe('surviving failures', () => {
     await waitFor(async () => (await head.client.getJob('orphan')).status === 'RUNNING');
     await agents[victimName === 'a' ? 'b' : 'a'].kill('SIGKILL');
     const orphan = await waitTerminal(head, 'orphan');
-    expect(orphan).toMatchObject({ status: 'FAILED', error_type: 'NODE_LOST' });
+    expect(orphan).toMatchObject({ status: 'FAILED', error_type: 'JOB_SUPERVISOR_ACTOR_DIED', raysub: { error_type: 'NODE_LOST' } });
   });
 
   it('fences an agent that comes back after being declared lost: its stale task is killed, nothing is recorded twice', async () => {

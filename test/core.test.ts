@@ -42,8 +42,8 @@ describe('core job lifecycle through the CLI', () => {
     expect(failed.code).toBe(3);
     expect(failed.stderr).toContain('ENTRYPOINT_FAILED');
     const status = await runCli(['job', 'status', 'py-3', '--json'], { env: head.env });
-    const job = JSON.parse(status.stdout) as { status: string; driver_exit_code: number; error_type: string; message: string };
-    expect(job).toMatchObject({ status: 'FAILED', driver_exit_code: 3, error_type: 'ENTRYPOINT_FAILED' });
+    const job = JSON.parse(status.stdout) as { status: string; driver_exit_code: number; error_type: string; message: string; raysub: { message: string } };
+    expect(job).toMatchObject({ status: 'FAILED', driver_exit_code: 3, error_type: 'JOB_ENTRYPOINT_COMMAND_ERROR', raysub: { error_type: 'ENTRYPOINT_FAILED' } });
     expect(job.message).toContain('hello from python');
 
     // `job wait` and `job logs --follow` exit with the job's code too.
@@ -70,7 +70,7 @@ describe('core job lifecycle through the CLI', () => {
     expect(fs.existsSync(path.join(head.dataDir, 'logs', 'py-ok'))).toBe(false);
     const gone = await runCli(['job', 'status', 'py-ok'], { env: head.env });
     expect(gone.code).toBe(65);
-    expect(gone.stderr).toContain('no job with submission id "py-ok"');
+    expect(gone.stderr).toContain('Job py-ok does not exist');
   });
 
   it('stops a running job and its whole process tree, and follows logs live', async () => {
@@ -91,7 +91,7 @@ describe('core job lifecycle through the CLI', () => {
     await waitFor(() => processesWith('sleep 301').length === 0, { what: 'the job\'s children to be gone', timeoutMs: 10_000 });
     const job = await head.client.getJob('tree');
     expect(job.status).toBe('STOPPED');
-    expect(job.error_type).toBe('STOPPED_BY_USER');
+    expect(job.raysub.error_type).toBe('STOPPED_BY_USER');
     // Stopping a finished job is harmless.
     expect((await runCli(['job', 'stop', 'tree'], { env: head.env })).code).toBe(0);
   });

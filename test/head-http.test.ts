@@ -11,7 +11,7 @@ describe('HTTP answers with stable codes', () => {
     expect((await call(head, 'POST', '/api/jobs/', { entrypoint: 'true', submission_id: 'taken', entrypoint_num_cpus: 1 })).status).toBe(200);
     const cases: [method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, body: unknown, status: number, code: string, token?: string | null][] = [
       ['GET', '/api/jobs/', undefined, 401, 'UNAUTHORIZED', null],
-      ['GET', '/api/jobs/', undefined, 401, 'UNAUTHORIZED', 'wrong-token'],
+      ['GET', '/api/jobs/', undefined, 403, 'INVALID_TOKEN', 'wrong-token'],
       ['GET', '/api/jobs/nope', undefined, 404, 'JOB_NOT_FOUND'],
       ['POST', '/api/jobs/nope/stop', undefined, 404, 'JOB_NOT_FOUND'],
       ['DELETE', '/api/jobs/nope', undefined, 404, 'JOB_NOT_FOUND'],

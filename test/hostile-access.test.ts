@@ -214,7 +214,7 @@ describe('credentials', () => {
 
     // Revoked: refused at once; listing shows no secret.
     expect((await runCli(['token', 'revoke', 'rack-b'], { env: head.env })).code).toBe(0);
-    expect((await raw(head.url, 'POST', '/api/agents/register', agentB, registration('rack-b-1'))).status).toBe(401);
+    expect((await raw(head.url, 'POST', '/api/agents/register', agentB, registration('rack-b-1'))).status).toBe(403);
     const list = await runCli(['token', 'list', '--json'], { env: head.env });
     expect(list.code, list.stderr).toBe(0);
     for (const t of [user, agentA, agentB]) expect(list.stdout).not.toContain(t);

@@ -59,6 +59,21 @@ describe("Ray's job clients against a raysub head", () => {
     expect(noToken.code).not.toBe(0);
   });
 
+  it('`ray job submit --runtime-env-json` with pip installs from the local index (Ray\'s client adds `_ray_commit`)', async (ctx) => {
+    if (skipReason) return ctx.skip();
+    const head = await startHead({ numCpus: 2, env: { PIP_RETRIES: '0' } });
+    const env = { RAY_JOB_HEADERS: JSON.stringify({ Authorization: `Bearer ${head.token}` }), RAY_ADDRESS: '' };
+    const ray = path.join(VENV, 'bin', 'ray');
+    const rt = JSON.stringify({ pip: ['tabulate'], config: { setup_timeout_seconds: 300 } });
+    const code = 'import tabulate; print("tabulated:", tabulate.tabulate([[1, 2]], tablefmt="plain"))';
+    const submit = await run(ray, ['job', 'submit', '--address', head.url, '--submission-id', 'ray-pip', '--runtime-env-json', rt, '--', 'python3', '-c', code], env, 300_000);
+    expect(submit.code, submit.out).toBe(0);
+    expect(submit.out).toContain('tabulated: 1  2');
+    expect(submit.out).toContain("Job 'ray-pip' succeeded");
+    const job = await head.client.getJob('ray-pip');
+    expect(job.runtime_env).toMatchObject({ pip: { packages: ['tabulate'], pip_check: false }, _ray_commit: expect.any(String) as unknown });
+  });
+
   it('JobSubmissionClient submits, tails, lists, stops and deletes', async (ctx) => {
     if (skipReason) return ctx.skip();
     const head = await startHead({ numCpus: 2 });

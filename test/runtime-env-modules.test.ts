@@ -54,7 +54,7 @@ describe('npm, py_modules and env_vars', { timeout: 180_000 }, () => {
     const failed = await runCli(['job', 'submit', '--submission-id', 'npm-nolock', '--working-dir', noLock, '--runtime-env-json', '{"npm": true}', '--', 'node', 'index.js'], { env: head.env });
     expect(failed.code).toBe(1);
     const job = await head.client.getJob('npm-nolock');
-    expect(job).toMatchObject({ status: 'FAILED', error_type: 'RUNTIME_ENV_SETUP_FAILED' });
+    expect(job).toMatchObject({ status: 'FAILED', error_type: 'RUNTIME_ENV_SETUP_FAILURE', raysub: { error_type: 'RUNTIME_ENV_SETUP_FAILED' } });
     expect(job.message).toContain('no package-lock.json');
   });
 
@@ -75,7 +75,7 @@ describe('npm, py_modules and env_vars', { timeout: 180_000 }, () => {
     expect(first.stderr).toMatch(/py_modules: .*mymod -> gcs:\/\/_raysub_pkg_[0-9a-f]{64}\.tar\.gz \(uploaded/);
     expect(first.stderr).toContain(`-> gcs://wheelmod-2.0-py3-none-any.whl (uploaded`);
     const job = await head.client.getJob('mods-1');
-    expect(job.runtime_env.py_modules).toEqual([expect.stringMatching(/^gcs:\/\/_raysub_pkg_/), 'gcs://wheelmod-2.0-py3-none-any.whl']);
+    expect(job.runtime_env?.py_modules).toEqual([expect.stringMatching(/^gcs:\/\/_raysub_pkg_/), 'gcs://wheelmod-2.0-py3-none-any.whl']);
 
     const second = await runCli(['job', 'submit', '--submission-id', 'mods-2', '--runtime-env-json', rt, '--', 'python3', '-c', code], { env: head.env });
     expect(second.code, second.stderr).toBe(0);

@@ -36,8 +36,8 @@ function cacheContents(dir: string): { ready: string[]; partial: string[] } {
 
 async function startDelay(head: TestHead, id: string): Promise<number> {
   const job = await head.client.getJob(id);
-  if (job.start_time === null) throw new Error(`job ${id} never started`);
-  return job.start_time - job.raysub.created_at;
+  if (job.raysub.started_at === null) throw new Error(`job ${id} never started`);
+  return job.raysub.started_at - job.raysub.created_at;
 }
 
 describe('pip runtime envs', { timeout: 180_000 }, () => {
@@ -112,7 +112,7 @@ describe('pip runtime envs', { timeout: 180_000 }, () => {
     );
     expect(res.code).toBe(1);
     const job = await head.client.getJob('broken');
-    expect(job).toMatchObject({ status: 'FAILED', error_type: 'RUNTIME_ENV_SETUP_FAILED' });
+    expect(job).toMatchObject({ status: 'FAILED', error_type: 'RUNTIME_ENV_SETUP_FAILURE', raysub: { error_type: 'RUNTIME_ENV_SETUP_FAILED' } });
     expect(job.message).toContain('pip install failed with exit code 1');
     expect(job.message).toContain('No matching distribution found for no-such-package-raysub==9.9');
     const log = await head.client.getLogs('broken');
@@ -136,7 +136,7 @@ describe('pip runtime envs', { timeout: 180_000 }, () => {
     const stop = await runCli(['job', 'stop', 'slow'], { env: head.env });
     expect(stop.code, stop.stderr).toBe(0);
     const job = await head.client.getJob('slow');
-    expect(job).toMatchObject({ status: 'STOPPED', error_type: 'STOPPED_BY_USER' });
+    expect(job).toMatchObject({ status: 'STOPPED', error_type: null, raysub: { error_type: 'STOPPED_BY_USER' } });
     expect(Date.now() - t0).toBeLessThan(10_000);
     await waitFor(() => processesMatching(envs).length === 0, { what: 'pip to be killed', timeoutMs: 10_000 });
     await waitFor(() => cacheContents(path.join(envs, 'pip')).partial.length === 0, { what: 'the half-built env to be removed' });
@@ -147,7 +147,7 @@ describe('pip runtime envs', { timeout: 180_000 }, () => {
     );
     expect(timed.code).toBe(1);
     const failed = await head.client.getJob('too-slow');
-    expect(failed).toMatchObject({ status: 'FAILED', error_type: 'RUNTIME_ENV_SETUP_FAILED' });
+    expect(failed).toMatchObject({ status: 'FAILED', error_type: 'RUNTIME_ENV_SETUP_FAILURE', raysub: { error_type: 'RUNTIME_ENV_SETUP_FAILED' } });
     expect(failed.message).toContain('did not finish within 1s');
     await waitFor(() => processesMatching(envs).length === 0, { what: 'pip to be killed after the timeout', timeoutMs: 10_000 });
   });

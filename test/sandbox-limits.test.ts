@@ -62,8 +62,8 @@ describe('sandbox limits', () => {
     expect(res.stdout).toContain('holding 48 MiB');
     expect(res.stdout).not.toContain('never killed');
     const job = await head.client.getJob('hog');
-    expect(job).toMatchObject({ status: 'FAILED', error_type: 'OOM_KILLED' });
-    expect(job.message).toMatch(/exceeding its memory limit of 100\.0 MiB/);
+    expect(job).toMatchObject({ status: 'FAILED', error_type: 'JOB_ENTRYPOINT_COMMAND_ERROR', raysub: { error_type: 'OOM_KILLED' } });
+    expect(job.raysub.message).toMatch(/exceeding its memory limit of 100\.0 MiB/);
     expect(res.stderr).toContain('OOM_KILLED');
     await waitFor(() => taskCgroups(node).length === 0, { what: 'the task\'s cgroups to be removed' });
   });

@@ -138,7 +138,7 @@ describe('without bubblewrap', () => {
     const strict = await runCli(['job', 'submit', '--submission-id', 'strict', '--runtime-env-json', '{"sandbox": {"require": "bwrap"}}', '--', 'echo never'], { env: head.env });
     expect(strict.code).toBe(1);
     expect(strict.stdout).not.toContain('never');
-    expect(await head.client.getJob('strict')).toMatchObject({ status: 'FAILED', error_type: 'SANDBOX_UNAVAILABLE' });
+    expect(await head.client.getJob('strict')).toMatchObject({ status: 'FAILED', error_type: 'JOB_SUPERVISOR_ACTOR_START_FAILURE', raysub: { error_type: 'SANDBOX_UNAVAILABLE' } });
 
     const lenient = await runCli(['job', 'submit', '--runtime-env-json', '{"sandbox": {"require": "process"}}', '--', 'echo ran'], { env: head.env });
     expect(lenient.code).toBe(0);

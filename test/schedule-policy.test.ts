@@ -81,7 +81,7 @@ describe('schedule concurrency policies', () => {
         const j = await head.client.getJob(prev);
         return j.status === 'STOPPED' ? j : null;
       }, { what: `${prev} to stop` });
-      expect(stopped.error_type).toBe('STOPPED_BY_USER');
+      expect(stopped.raysub.error_type).toBe('STOPPED_BY_USER');
     }
     expect(runs[0]!.replaced).toEqual([]);
     await windDown(head, 'latest');

@@ -104,7 +104,7 @@ describe('schedules', () => {
     const wait = await runCli(['job', 'wait', 'yearly-manual-1'], { env: head.env });
     expect(wait.code).toBe(0);
     const job = await head.client.getJob('yearly-manual-1');
-    expect(job.metadata.raysub_schedule).toBe('yearly');
+    expect(job.metadata?.raysub_schedule).toBe('yearly');
     expect(await head.client.getLogs('yearly-manual-1')).toBe('by hand\n');
 
     const plain = await runCli(['schedule', 'trigger', 'yearly'], { env: head.env });

@@ -118,7 +118,7 @@ describe('in-job tasks, objects and actors across two agents', () => {
     expect(done.code, done.stderr).toBe(0);
     expect(done.stdout).toContain('done holding');
     // It started only once the in-job tasks (6 s each) had given their CPUs back.
-    expect((later.start_time ?? 0) - ((await head.client.getJob('busy')).start_time ?? Infinity)).toBeGreaterThanOrEqual(5000);
+    expect((later.raysub.started_at ?? 0) - ((await head.client.getJob('busy')).raysub.started_at ?? Infinity)).toBeGreaterThanOrEqual(5000);
   }, 120_000);
 
   it('stopping the job kills its actors on every node and frees their resources', async () => {

@@ -53,6 +53,24 @@ export interface TaskEnvPlace {
   home?: string;
 }
 
+/** The most a variable may hold: the kernel refuses to start a program given one longer than 128 KiB. */
+const MAX_VARIABLE_BYTES = 120 * 1024;
+
+/**
+ * What Ray's job driver is given in RAY_JOB_CONFIG_JSON_ENV_VAR: the runtime env and the metadata,
+ * with Ray's defaults (`job_submission_id`, `job_name`) under what the job set. Too long for a
+ * variable, the runtime env is left out, then the job's own metadata.
+ */
+export function rayJobConfig(a: Pick<Assignment, 'job_id' | 'runtime_env' | 'metadata'>): string {
+  const defaults = { job_submission_id: a.job_id, job_name: a.job_id };
+  const metadata = { ...defaults, ...(a.metadata ?? {}) };
+  for (const config of [{ runtime_env: a.runtime_env, metadata }, { metadata }, { metadata: defaults }]) {
+    const text = JSON.stringify(config);
+    if (Buffer.byteLength(text) <= MAX_VARIABLE_BYTES) return text;
+  }
+  return JSON.stringify({ metadata: {} });
+}
+
 /**
  * The variables a task starts with. `${VAR}` in the job's env_vars sees only what the task is given
  * anyway — the inherited base (PATH, HOME, locale...), raysub's own variables — and then the job's
@@ -72,6 +90,7 @@ export function buildTaskEnv(a: Assignment, place: TaskEnvPlace, agentEnv: Reado
     RAYSUB_ADDRESS: place.headAddress,
     RAYSUB_NODE_ID: place.nodeId,
     RAY_JOB_SUBMISSION_ID: a.job_id,
+    RAY_JOB_CONFIG_JSON_ENV_VAR: rayJobConfig(a),
     CUDA_VISIBLE_DEVICES: a.gpu_ids.join(','),
   };
   const env: Record<string, string> = { ...base };

@@ -16,18 +16,20 @@ export const EXIT = {
 } as const;
 
 /**
- * A finished job's exit code: 0, its own code when its entrypoint failed with one, 1 otherwise,
- * 130 if stopped. A process raysub killed (timeout, OOM) has a code, but not one of its own.
+ * A finished job's exit code: 0, its own code when its entrypoint failed with one (128 + N, as a
+ * shell says it, for one killed by signal N), 1 otherwise, 130 if stopped. A process raysub killed
+ * (timeout, OOM) has a code, but not one of its own.
  */
-export function exitCodeForJob(job: Pick<JobDetails, 'status' | 'driver_exit_code' | 'error_type'>): number {
+export function exitCodeForJob(job: Pick<JobDetails, 'status' | 'driver_exit_code'> & { raysub: Pick<JobDetails['raysub'], 'error_type'> }): number {
   switch (job.status) {
     case 'SUCCEEDED':
       return EXIT.OK;
     case 'STOPPED':
       return EXIT.STOPPED;
     case 'FAILED': {
-      const code = job.driver_exit_code;
-      return job.error_type === 'ENTRYPOINT_FAILED' && code !== null && code > 0 && code < 256 ? code : EXIT.JOB_FAILED;
+      const raw = job.driver_exit_code;
+      const code = raw !== null && raw < 0 ? 128 - raw : raw;
+      return job.raysub.error_type === 'ENTRYPOINT_FAILED' && code !== null && code > 0 && code < 256 ? code : EXIT.JOB_FAILED;
     }
     default:
       return EXIT.JOB_FAILED;

@@ -145,8 +145,8 @@ export function describeOutcome(ctx: CliContext, job: JobDetails): string {
     case 'STOPPED':
       return `${id} was ${c.yellow('stopped')}`;
     case 'FAILED': {
-      const first = (job.message ?? '').split('\n')[0] ?? '';
-      return `${id} ${c.red('failed')} (${job.error_type ?? 'UNKNOWN'}): ${first}`;
+      const first = (job.raysub.message ?? job.message ?? '').split('\n')[0] ?? '';
+      return `${id} ${c.red('failed')} (${job.raysub.error_type ?? 'UNKNOWN'}): ${first}`;
     }
     default:
       return `${id} is ${job.status}`;

@@ -161,7 +161,10 @@ export class Engine extends EventEmitter<EngineEvents> {
       const existing = this.store.jobs.get(row.id);
       if (existing) {
         if (existing.spec_hash === row.spec_hash) return false;
-        throw new RaysubError('JOB_ALREADY_EXISTS', `a job with submission id "${row.id}" already exists with a different spec`);
+        throw new RaysubError(
+          'JOB_ALREADY_EXISTS',
+          `Job with submission_id ${row.id} already exists. Please use a different submission_id. (Submitting the same spec again returns the existing job; this one differs.)`,
+        );
       }
       this.tx.touch();
       this.store.jobs.insert(row);

@@ -215,6 +215,11 @@ export class InjobHub {
     return sum;
   }
 
+  /** The HTTP address of a node's agent (its object server), once the agent has said it. */
+  addressOf(nodeId: string): string | null {
+    return this.addresses.get(nodeId) ?? null;
+  }
+
   private liveAddresses(): [string, string][] {
     return [...this.addresses].filter(([id]) => this.engine.view.node(id));
   }

@@ -32,6 +32,7 @@ export function assignmentOf(job: JobView | undefined, task: TaskView): Assignme
     gpu_ids: [...task.gpuIds],
     timeout_s: job.timeoutS,
     sandbox: env.sandbox ?? {},
+    metadata: job.metadata,
   };
 }
 

@@ -12,6 +12,7 @@ import {
   type InjobCounts,
   type JobDetails,
   type JobStatus,
+  type QueueInfo,
   type RuntimeEnv,
   type TaskInfo,
 } from '../shared/protocol/index.js';
@@ -20,6 +21,7 @@ import type { JobRow, NewJob, Store } from './db/index.js';
 import type { Engine } from './engine.js';
 import type { InjobHub } from './injob.js';
 import { packageNameOf } from './jobContext.js';
+import { jobDetailsOf } from './jobView.js';
 import type { LogStore } from './logStore.js';
 import type { PackageStore } from './packageStore.js';
 
@@ -38,6 +40,11 @@ export interface ListOptions {
 function stripNulls(value: unknown): unknown {
   if (!value || typeof value !== 'object' || Array.isArray(value)) return value;
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== null));
+}
+
+/** A submitted runtime_env as it is kept and shown: its fields as given (Ray's `_`-prefixed ones too), without nulls. */
+function asGiven(env: Record<string, unknown> | undefined): Record<string, unknown> | null {
+  return env === undefined ? null : (stripNulls(env) as Record<string, unknown>);
 }
 
 export class JobService {
@@ -72,19 +79,18 @@ export class JobService {
       priority: o.priority ?? 0,
       wait_for_capacity: o.wait_for_capacity ?? false,
     };
-    const userMetadata = req.metadata ?? {};
     const specHash = sha256(
-      canonicalJson({ entrypoint: req.entrypoint, runtimeEnv, metadata: userMetadata, request, options, schedule: extra.schedule ?? null }),
+      canonicalJson({ entrypoint: req.entrypoint, runtimeEnv, metadata: req.metadata ?? {}, request, options, schedule: extra.schedule ?? null }),
     );
     const id = req.submission_id ?? req.job_id ?? newSubmissionId();
     const now = Date.now();
-    const metadata = { job_submission_id: id, job_name: id, ...userMetadata };
     const row: NewJob = {
       id,
       spec_hash: specHash,
       entrypoint: req.entrypoint,
-      runtime_env: JSON.stringify(runtimeEnv),
-      metadata: JSON.stringify(metadata),
+      // Both as given (null when absent), as Ray returns them; what raysub adds is only in what the job sees.
+      runtime_env: JSON.stringify(asGiven(req.runtime_env)),
+      metadata: JSON.stringify(req.metadata ?? null),
       request: JSON.stringify(request),
       parallel: options.parallel,
       max_retries: options.max_retries,
@@ -113,7 +119,7 @@ export class JobService {
 
   row(id: string): JobRow {
     const row = this.store.jobs.get(id);
-    if (!row) throw new RaysubError('JOB_NOT_FOUND', `no job with submission id "${id}"`);
+    if (!row) throw new RaysubError('JOB_NOT_FOUND', `Job ${id} does not exist`);
     return row;
   }
 
@@ -146,10 +152,15 @@ export class JobService {
   delete(id: string): void {
     const row = this.row(id);
     if (!isTerminal(row.status)) {
-      throw new RaysubError('JOB_NOT_TERMINAL', `job "${id}" is ${row.status}; stop it before deleting it`);
+      throw new RaysubError('JOB_NOT_TERMINAL', `Attempted to delete job '${id}', but it is in a non-terminal state ${row.status}. Stop it before deleting it.`);
     }
     this.store.jobs.remove(id);
     this.logs.removeJob(id);
+  }
+
+  /** When a job last ended (epoch ms), or null. */
+  lastEndTime(): number | null {
+    return this.store.jobs.lastEndTime();
   }
 
   /** Resolve when the job is terminal or `timeoutMs` passes. */
@@ -173,9 +184,9 @@ export class JobService {
 
   private view(row: JobRow, withTasks: boolean, queue?: Map<string, QueueInfo>): JobDetails {
     const { store } = this;
-    const request = JSON.parse(row.request) as TaskRequest;
     const counts: Record<string, number> = {};
     for (const c of store.tasks.countsOfJob(row.id)) counts[c.state] = c.n;
+    const nodeName = (id: string | null): string | null => (id ? (store.nodes.get(id)?.name ?? null) : null);
     let tasks: TaskInfo[] | undefined;
     if (withTasks) {
       const nodeNames = new Map(store.nodes.all().map((n) => [n.id, n.name]));
@@ -207,48 +218,23 @@ export class JobService {
           })),
       }));
     }
-    return {
-      type: 'SUBMISSION',
-      job_id: null,
-      submission_id: row.id,
-      driver_info: null,
-      status: row.status,
-      entrypoint: row.entrypoint,
-      message: row.status === 'PENDING' || row.status === 'RUNNING' ? this.progressMessage(row, queue) : row.message,
-      error_type: isTerminal(row.status) ? row.error_type : null,
-      start_time: row.start_time,
-      end_time: row.end_time,
-      metadata: JSON.parse(row.metadata) as Record<string, string>,
-      runtime_env: JSON.parse(row.runtime_env) as Record<string, unknown>,
-      driver_agent_http_address: null,
-      driver_node_id: row.driver_node_id,
-      driver_exit_code: row.exit_code,
-      entrypoint_num_cpus: request.cpus,
-      entrypoint_num_gpus: request.gpus,
-      entrypoint_memory: request.memory,
-      entrypoint_resources: request.custom,
-      raysub: {
-        created_at: row.created_at,
-        parallel: row.parallel,
-        max_retries: row.max_retries,
-        retry_backoff_s: row.retry_backoff_s,
-        timeout_s: row.timeout_s,
-        priority: row.priority,
-        wait_for_capacity: row.wait_for_capacity === 1,
-        schedule: row.schedule,
-        task_counts: counts,
-        queue: row.status === 'PENDING' ? this.queueInfo(row.id, queue) : null,
-        injob: row.injob_counts ? (JSON.parse(row.injob_counts) as InjobCounts) : this.injob.countsOf(row.id),
-        ...(tasks ? { tasks } : {}),
-      },
-    };
+    const live = !isTerminal(row.status);
+    const q = row.status === 'PENDING' ? this.queueInfo(row.id, queue) : null;
+    return jobDetailsOf(row, {
+      queue: q,
+      progress: live ? this.progressMessage(row, q) : null,
+      counts,
+      injob: row.injob_counts ? (JSON.parse(row.injob_counts) as InjobCounts) : this.injob.countsOf(row.id),
+      tasks,
+      driverNode: row.driver_node_id ? { name: nodeName(row.driver_node_id), address: this.injob.addressOf(row.driver_node_id) } : null,
+    });
   }
 
-  private progressMessage(row: JobRow, queue?: Map<string, QueueInfo>): string {
+  private progressMessage(row: JobRow, queue: QueueInfo | null): string {
     if (row.stop_requested) return 'Stopping: waiting for its processes to end.';
     if (row.failed_task !== null) return 'Failing: waiting for the remaining tasks to stop.';
     if (row.status === 'RUNNING') return 'Job is currently running.';
-    return this.queueInfo(row.id, queue)?.reason ?? 'Job is waiting to be scheduled.';
+    return queue?.reason ?? 'Job is waiting to be scheduled.';
   }
 
   /** A pending job's place in the queue and why it waits (null once it runs or ends). */
@@ -274,7 +260,3 @@ export class JobService {
   }
 }
 
-export interface QueueInfo {
-  position: number;
-  reason: string;
-}

@@ -2,7 +2,7 @@ import websocket from '@fastify/websocket';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import { RaysubError, toRaysubError } from '../shared/errors.js';
 import type { HttpLimits } from '../shared/httpLimits.js';
-import type { Access, Principal } from './auth.js';
+import { presentedToken, type Access, type Principal } from './auth.js';
 import { createHeadServer, type ServerTls } from './httpServer.js';
 import type { HeadContext } from './context.js';
 import { agentRoutes } from './routes/agents.js';
@@ -54,11 +54,14 @@ export async function buildServer(ctx: HeadContext, opts: ServerOptions): Promis
   app.decorateRequest('principal', null);
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
 
+  // As Ray's token auth: no token is 401, a token the head does not know is 403 (Ray's client
+  // words the two differently: "no token found" and "invalid token").
   app.addHook('onRequest', async (req) => {
-    const principal = ctx.auth.authenticate(req.headers);
-    if (!principal) {
-      throw new RaysubError('UNAUTHORIZED', 'missing or invalid token: send "Authorization: Bearer <token>"');
+    if (presentedToken(req.headers) === null) {
+      throw new RaysubError('UNAUTHORIZED', 'Unauthorized: Missing authentication token: send "Authorization: Bearer <token>"');
     }
+    const principal = ctx.auth.authenticate(req.headers);
+    if (!principal) throw new RaysubError('INVALID_TOKEN', 'Forbidden: Invalid authentication token: the head knows no such token (or it was revoked)');
     // Each route says who may call it (routes/*.ts); unknown paths are the user API's.
     const access = (req.routeOptions.config as { access?: Access } | undefined)?.access ?? 'user';
     req.principal = ctx.auth.authorize(principal, access);

@@ -3,14 +3,25 @@
  * decides; a retry re-queues the task after its back-off; a task that failed for good fails its
  * job, cancelling what has not started; a job whose tasks are all done takes its final state.
  */
+import os from 'node:os';
 import type { ExitOutcome, JobErrorType, JobStatus } from '../shared/protocol/index.js';
 import type { Store } from './db/index.js';
 import type { EngineEvents } from './events.js';
 import type { LogStore } from './logStore.js';
+import { lastLines, rayFailureMessage } from './rayVocabulary.js';
 import type { LiveJob, LiveState, LiveTask } from './state.js';
 import { retryOf, verdictOf, type Verdict } from './verdict.js';
 
 const MESSAGE_TAIL_BYTES = 2000;
+/** How much of a log's end Ray's message of a failed job is taken from (its last 10 lines, at most 20,000 characters). */
+const RAY_TAIL_BYTES = 80_000;
+
+/** A process killed by a signal has Ray's exit code for it: minus the signal's number (Python's Popen.returncode). */
+export function exitCodeOf(exitCode: number | null, signal: string | null): number | null {
+  if (exitCode !== null || signal === null) return exitCode;
+  const n = (os.constants.signals as Record<string, number | undefined>)[signal];
+  return n === undefined ? null : -n;
+}
 
 export interface SettlerHooks {
   /** Emit an engine event once the transaction commits. */
@@ -26,9 +37,10 @@ export class Settler {
     private readonly hooks: SettlerHooks,
   ) {}
 
-  endAttempt(task: LiveTask, outcome: ExitOutcome | 'lost', exitCode: number | null, signal: string | null, message: string | null, at: number): void {
+  endAttempt(task: LiveTask, outcome: ExitOutcome | 'lost', code: number | null, signal: string | null, message: string | null, at: number): void {
     const job = this.live.jobs.get(task.jobId);
     if (!job) return;
+    const exitCode = exitCodeOf(code, signal);
     // Past the log cap, the end of the attempt's output goes in before anything reads the log's tail.
     this.logs.endAttempt(task.jobId, task.idx);
     const v = verdictOf(job, { taskIdx: task.idx, outcome, exitCode, signal, message });
@@ -79,11 +91,14 @@ export class Settler {
     if (job.failedTask !== null) return;
     const what = job.parallel > 1 ? `task ${task.idx} of ${job.parallel} failed` : 'job failed';
     let message = `${what}: ${v.message}`;
-    if (v.errorType === 'ENTRYPOINT_FAILED') {
+    const errorType = v.errorType ?? 'ENTRYPOINT_FAILED';
+    if (errorType === 'ENTRYPOINT_FAILED') {
       const tail = this.logTail(job.id, task.idx);
       if (tail) message += `; last output:\n${tail}`;
     }
-    this.store.jobs.setFailedTask(job.id, task.idx, message, v.errorType ?? 'ENTRYPOINT_FAILED', exitCode);
+    const logTail = errorType === 'ENTRYPOINT_FAILED' || errorType === 'OOM_KILLED' ? this.rayLogTail(job.id, task.idx) : '';
+    const rayMessage = rayFailureMessage({ submissionId: job.id, errorType, exitCode, detail: v.message ?? what, logTail });
+    this.store.jobs.setFailedTask(job.id, task.idx, { message, rayMessage, errorType, exitCode });
     job.failedTask = task.idx;
     this.cancelPending(job, `cancelled because task ${task.idx} failed`, null, at);
     this.hooks.announce('stopping', job.id);
@@ -106,6 +121,16 @@ export class Settler {
       .join('');
     const lines = text.split('\n').filter((l) => l.length > 0);
     return lines.slice(from > 0 ? 1 : 0).slice(-10).join('\n');
+  }
+
+  /** The end of a task's log as Ray's message of a failed job quotes it: the job's own output, not raysub's lines. */
+  private rayLogTail(jobId: string, idx: number): string {
+    const size = this.logs.size(jobId, idx);
+    const from = Math.max(0, size - RAY_TAIL_BYTES);
+    const segments = this.logs.read(jobId, idx, from, RAY_TAIL_BYTES).filter((s) => s.stream !== 'system');
+    let text = Buffer.concat(segments.map((s) => s.data)).toString('utf8');
+    if (from > 0) text = text.slice(text.indexOf('\n') + 1);
+    return lastLines(text);
   }
 
   /** When every task of a job is finished, the job takes its final state, once. */
@@ -141,7 +166,7 @@ export class Settler {
 
   /** Fail a whole job that cannot run at all (no task has started). */
   failUnstarted(job: LiveJob, errorType: JobErrorType, message: string, at: number): void {
-    this.store.jobs.setFailedTask(job.id, 0, message, errorType, null);
+    this.store.jobs.setFailedTask(job.id, 0, { message, rayMessage: rayFailureMessage({ submissionId: job.id, errorType, exitCode: null, detail: message, logTail: '' }), errorType, exitCode: null });
     job.failedTask = 0;
     for (const t of this.live.tasksOfJob(job.id)) {
       this.logs.appendSystem(job.id, t.idx, `[raysub] ${errorType}: ${message}`);

@@ -13,6 +13,8 @@ export interface LiveJob {
   seq: number;
   entrypoint: string;
   runtimeEnv: RuntimeEnv;
+  /** As submitted (null: none). */
+  metadata: Record<string, string> | null;
   request: TaskRequest;
   parallel: number;
   maxRetries: number;
@@ -217,7 +219,8 @@ export class LiveState implements LiveView {
       id: row.id,
       seq: row.seq,
       entrypoint: row.entrypoint,
-      runtimeEnv: JSON.parse(row.runtime_env) as RuntimeEnv,
+      runtimeEnv: (JSON.parse(row.runtime_env) ?? {}) as RuntimeEnv,
+      metadata: JSON.parse(row.metadata) as Record<string, string> | null,
       request: JSON.parse(row.request) as TaskRequest,
       parallel: row.parallel,
       maxRetries: row.max_retries,

@@ -14,7 +14,10 @@ export const errorCodes = {
   INVALID_SCHEDULE: 400,
   /** Plain HTTP sent to a head that serves HTTPS. */
   TLS_REQUIRED: 400,
+  /** No token was presented. */
   UNAUTHORIZED: 401,
+  /** A token was presented that the head does not know (or that was revoked). */
+  INVALID_TOKEN: 403,
   /** Authenticated, but this credential may not do that (a user on an agent endpoint...). */
   FORBIDDEN: 403,
   JOB_NOT_FOUND: 404,

@@ -9,6 +9,7 @@
  */
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { background, guarded } from '../../shared/boundary.js';
@@ -22,6 +23,12 @@ import { childrenOf, descendantsOf, signal } from './processTree.js';
 import { release, type Reservation } from './reservation.js';
 import type { SandboxSettings } from './settings.js';
 import type { TaskCgroup } from './taskCgroup.js';
+
+/** The name of signal `n` (SIGKILL for 9), or null for a number this system does not name. */
+export function signalName(n: number): NodeJS.Signals | null {
+  for (const [name, num] of Object.entries(os.constants.signals)) if (num === n) return name as NodeJS.Signals;
+  return null;
+}
 
 /** How long a served sandbox waits for its job's next task. */
 export const IDLE_MS = 2000;
@@ -223,10 +230,10 @@ export class ServedPool {
       let code: number | null;
       let sig: NodeJS.Signals | null;
       if (m) {
-        // As from a sandbox of its own (bwrap's exit status): a signal shows as 128 + its number.
+        // raysub-init says exactly how the worker ended: a code, or the signal that killed it.
         const n = Number(m[2]);
-        code = n > 0 ? 128 + n : Number(m[1]);
-        sig = null;
+        sig = n > 0 ? signalName(n) : null;
+        code = sig === null ? (n > 0 ? 128 + n : Number(m[1])) : null;
       } else {
         ({ code, signal: sig } = await gate.exit);
       }

@@ -19,14 +19,15 @@ export function renderJobStatus(ctx: CliContext, job: JobDetails): string {
   const c = ctx.color;
   const lines: string[] = [];
   lines.push(`${c.bold('Job')}        ${job.submission_id}`);
-  lines.push(`${c.bold('Status')}     ${statusColor(c, job.status)}${job.error_type ? ` (${job.error_type})` : ''}`);
-  lines.push(`${c.bold('Entrypoint')} ${job.entrypoint}`);
-  if (job.message) lines.push(`${c.bold('Message')}    ${job.message.split('\n').join('\n           ')}`);
-  if (job.driver_exit_code !== null) lines.push(`${c.bold('Exit code')}  ${job.driver_exit_code}`);
   const r = job.raysub;
+  lines.push(`${c.bold('Status')}     ${statusColor(c, job.status)}${r.error_type ? ` (${r.error_type})` : ''}`);
+  lines.push(`${c.bold('Entrypoint')} ${job.entrypoint}`);
+  const message = r.message ?? job.message;
+  if (message) lines.push(`${c.bold('Message')}    ${message.split('\n').join('\n           ')}`);
+  if (job.driver_exit_code !== null) lines.push(`${c.bold('Exit code')}  ${job.driver_exit_code}`);
   if (r.queue) lines.push(`${c.bold('Queue')}      position ${r.queue.position}: ${r.queue.reason}`);
-  lines.push(`${c.bold('Submitted')}  ${time(r.created_at)}   started ${time(job.start_time)}   ended ${time(job.end_time)}`);
-  const res = [`${job.entrypoint_num_cpus} CPU`, job.entrypoint_num_gpus ? `${job.entrypoint_num_gpus} GPU` : '', job.entrypoint_memory ? `${job.entrypoint_memory} B memory` : '']
+  lines.push(`${c.bold('Submitted')}  ${time(r.created_at)}   started ${time(r.started_at)}   ended ${time(job.end_time)}`);
+  const res = [`${r.entrypoint_num_cpus} CPU`, r.entrypoint_num_gpus ? `${r.entrypoint_num_gpus} GPU` : '', r.entrypoint_memory ? `${r.entrypoint_memory} B memory` : '']
     .filter(Boolean)
     .join(', ');
   lines.push(`${c.bold('Resources')}  ${res} per task${r.parallel > 1 ? ` × ${r.parallel} tasks` : ''}${r.max_retries ? `, up to ${r.max_retries} retries` : ''}${r.timeout_s ? `, timeout ${r.timeout_s}s` : ''}`);
@@ -76,8 +77,8 @@ export async function logsCommand(ctx: CliContext, id: string, flags: { follow?:
   if (!flags.follow) return EXIT.OK;
   const final = await client.waitForJob(id);
   if (flags.json) {
-    const { submission_id, status, error_type, driver_exit_code } = final;
-    ctx.out.write(JSON.stringify({ end: true, submission_id, status, error_type, driver_exit_code }) + '\n');
+    const { submission_id, status, driver_exit_code } = final;
+    ctx.out.write(JSON.stringify({ end: true, submission_id, status, error_type: final.raysub.error_type, driver_exit_code }) + '\n');
   } else if (!flags.quiet) ctx.err.write(describeOutcome(ctx, final) + '\n');
   return exitCodeForJob(final);
 }
@@ -118,8 +119,8 @@ export async function waitCommand(ctx: CliContext, id: string, flags: { timeout?
 
 /** The one thing worth knowing about a job in a list: why it failed, why it waits, what fired it. */
 function listDetail(j: JobDetails): string {
-  if (j.status === 'FAILED') return `${j.error_type ?? ''} ${(j.message ?? '').split('\n')[0]}`;
-  if (j.status === 'PENDING') return j.message ?? '';
+  if (j.status === 'FAILED') return `${j.raysub.error_type ?? ''} ${(j.raysub.message ?? j.message ?? '').split('\n')[0]}`;
+  if (j.status === 'PENDING') return j.raysub.queue?.reason ?? j.raysub.message ?? j.message ?? '';
   return j.raysub.schedule ? `schedule ${j.raysub.schedule}` : '';
 }
 
@@ -144,7 +145,7 @@ export async function listCommand(ctx: CliContext, flags: { limit?: string; curs
     j.submission_id,
     statusColor(ctx.color, j.status),
     formatAge(now - j.raysub.created_at) + ' ago',
-    j.start_time ? formatAge((j.end_time ?? now) - j.start_time) : '-',
+    j.raysub.started_at ? formatAge((j.end_time ?? now) - j.raysub.started_at) : '-',
     j.raysub.parallel > 1 ? String(j.raysub.parallel) : '1',
     truncate(j.entrypoint, 40),
     truncate(listDetail(j), 80),

@@ -28,9 +28,11 @@ export interface JobRow {
   driver_node_id: string | null;
   /** In-job task and actor counts, written when the job ends (JSON), if it ran any. */
   injob_counts: string | null;
+  /** Ray's message for a failed job (rayVocabulary.ts); `message` holds raysub's. */
+  ray_message: string | null;
 }
 
-export type NewJob = Omit<JobRow, 'seq' | 'stop_requested' | 'failed_task' | 'message' | 'error_type' | 'exit_code' | 'start_time' | 'end_time' | 'driver_node_id' | 'injob_counts'>;
+export type NewJob = Omit<JobRow, 'seq' | 'stop_requested' | 'failed_task' | 'message' | 'error_type' | 'exit_code' | 'start_time' | 'end_time' | 'driver_node_id' | 'injob_counts' | 'ray_message'>;
 
 export interface ListJobsQuery {
   limit: number;
@@ -53,14 +55,15 @@ export function jobsRepo(db: Db) {
   );
   const finish = db.prepare(`
     UPDATE jobs SET status = @status, message = @message, error_type = @error_type, exit_code = @exit_code,
-      end_time = @end_time, start_time = COALESCE(start_time, @end_time)
+      end_time = @end_time
     WHERE id = @id AND status IN ('PENDING', 'RUNNING')`);
   const requestStop = db.prepare('UPDATE jobs SET stop_requested = 1 WHERE id = ?');
-  const setFailedTask = db.prepare('UPDATE jobs SET failed_task = ?, message = ?, error_type = ?, exit_code = ? WHERE id = ? AND failed_task IS NULL');
+  const setFailedTask = db.prepare('UPDATE jobs SET failed_task = ?, message = ?, ray_message = ?, error_type = ?, exit_code = ? WHERE id = ? AND failed_task IS NULL');
   const remove = db.prepare('DELETE FROM jobs WHERE id = ?');
   const setInjobCounts = db.prepare('UPDATE jobs SET injob_counts = ? WHERE id = ?');
   const active = db.prepare("SELECT * FROM jobs WHERE status IN ('PENDING', 'RUNNING')");
   const countsByStatus = db.prepare('SELECT status, COUNT(*) AS n FROM jobs GROUP BY status');
+  const lastEnd = db.prepare('SELECT MAX(end_time) AS t FROM jobs');
 
   return {
     insert: (job: NewJob) => insert.run(job),
@@ -69,12 +72,13 @@ export function jobsRepo(db: Db) {
     finish: (f: { id: string; status: JobStatus; message: string | null; error_type: JobErrorType | null; exit_code: number | null; end_time: number }) =>
       finish.run(f).changes > 0,
     requestStop: (id: string) => requestStop.run(id),
-    setFailedTask: (id: string, idx: number, message: string, errorType: JobErrorType, exitCode: number | null) =>
-      setFailedTask.run(idx, message, errorType, exitCode, id).changes > 0,
+    setFailedTask: (id: string, idx: number, f: { message: string; rayMessage: string; errorType: JobErrorType; exitCode: number | null }) =>
+      setFailedTask.run(idx, f.message, f.rayMessage, f.errorType, f.exitCode, id).changes > 0,
     remove: (id: string) => remove.run(id),
     setInjobCounts: (id: string, counts: string) => setInjobCounts.run(counts, id),
     active: () => active.all() as JobRow[],
     countsByStatus: () => countsByStatus.all() as { status: JobStatus; n: number }[],
+    lastEndTime: () => (lastEnd.get() as { t: number | null }).t,
     list(q: ListJobsQuery): JobRow[] {
       const where: string[] = [];
       const params: unknown[] = [];

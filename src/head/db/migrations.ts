@@ -138,4 +138,9 @@ export const migrations: readonly { version: number; name: string; sql: string }
       CREATE INDEX nodes_by_name ON nodes(name, registered_at);
     `,
   },
+  {
+    version: 5,
+    name: "the message Ray's clients read for a failed job",
+    sql: `ALTER TABLE jobs ADD COLUMN ray_message TEXT;`,
+  },
 ];

@@ -5,12 +5,13 @@ import type { HeadContext } from '../context.js';
 /** Version (Ray's handshake), nodes, Prometheus metrics and Ray's idle-detection endpoint. */
 export function clusterRoutes(ctx: HeadContext): FastifyPluginAsync {
   return async (app) => {
+    // Ray's four keys, and raysub's own under `raysub`.
     app.get('/api/version', async () => ({
       version: '4',
       ray_version: COMPATIBLE_RAY_VERSION,
       ray_commit: 'raysub',
       session_name: ctx.sessionName,
-      raysub_version: RAYSUB_VERSION,
+      raysub: { version: RAYSUB_VERSION },
     }));
 
     app.get('/api/nodes', async () => ({ nodes: ctx.hub.nodeInfos() }));
@@ -20,15 +21,17 @@ export function clusterRoutes(ctx: HeadContext): FastifyPluginAsync {
       return ctx.metrics.render();
     });
 
+    // As Ray words it: the number of live drivers (here: jobs pending or running) as the reason
+    // when active, none when not; the last activity is when a job last ended (seconds).
     app.get('/api/component_activities', async () => {
-      const running = ctx.engine.view.jobCount > 0;
-      const now = Date.now() / 1000;
+      const active = ctx.engine.view.jobCount;
+      const lastEnd = ctx.jobs.lastEndTime();
       return {
         driver: {
-          is_active: running ? 'ACTIVE' : 'INACTIVE',
-          reason: running ? 'jobs are pending or running' : 'no pending or running jobs',
-          timestamp: now,
-          last_activity_at: now,
+          is_active: active > 0 ? 'ACTIVE' : 'INACTIVE',
+          reason: active > 0 ? `Number of active drivers: ${active}` : null,
+          timestamp: Date.now() / 1000,
+          last_activity_at: lastEnd === null ? null : lastEnd / 1000,
         },
       };
     });

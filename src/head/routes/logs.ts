@@ -1,4 +1,4 @@
-import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { RaysubError } from '../../shared/errors.js';
 import { logStreamRequestSchema, parseWith, type LogStreamRequest } from '../../shared/protocol/index.js';
@@ -35,7 +35,11 @@ export function logRoutes(ctx: HeadContext): FastifyPluginAsync {
       await serveRayLogs(ctx, id, reply.raw, req.log);
     });
 
-    app.get('/api/jobs/:id/logs/tail', { websocket: true }, (socket, req) => {
+    // An unknown job is answered 404 before the upgrade, as Ray does (its client then raises).
+    const knownJob = async (req: FastifyRequest): Promise<void> => {
+      ctx.jobs.row(parseWith(idParams, req.params).id);
+    };
+    app.get('/api/jobs/:id/logs/tail', { websocket: true, preValidation: knownJob }, (socket, req) => {
       const parsed = idParams.safeParse(req.params);
       if (!parsed.success) {
         socket.close(1008, 'invalid job id');

@@ -68,6 +68,8 @@ export const assignmentSchema = z.object({
   gpu_ids: z.array(z.number().int()),
   timeout_s: z.number().nullable(),
   sandbox: sandboxRequestSchema,
+  /** The job's metadata as submitted (the job sees it with Ray's defaults added). */
+  metadata: z.record(z.string(), z.string()).nullable().optional(),
 });
 export type Assignment = z.infer<typeof assignmentSchema>;
 

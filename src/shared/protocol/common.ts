@@ -27,6 +27,19 @@ export const jobErrorTypeSchema = z.enum([
 ]);
 export type JobErrorType = z.infer<typeof jobErrorTypeSchema>;
 
+/** Ray's `JobErrorType` values: what Ray's clients read in `error_type` (raysub's own code is in `raysub.error_type`). */
+export const rayErrorTypeSchema = z.enum([
+  'RUNTIME_ENV_SETUP_FAILURE',
+  'JOB_SUPERVISOR_ACTOR_START_TIMEOUT',
+  'JOB_SUPERVISOR_ACTOR_START_FAILURE',
+  'JOB_SUPERVISOR_ACTOR_UNSCHEDULABLE',
+  'JOB_SUPERVISOR_ACTOR_UNKNOWN_FAILURE',
+  'JOB_SUPERVISOR_ACTOR_DIED',
+  'JOB_ENTRYPOINT_COMMAND_START_ERROR',
+  'JOB_ENTRYPOINT_COMMAND_ERROR',
+]);
+export type RayErrorType = z.infer<typeof rayErrorTypeSchema>;
+
 export const resourceMapSchema = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$/), z.number().min(0));
 
 /** Render a zod error as one line naming the field. */

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { injobCountsSchema } from './jobapi.js';
-import { jobErrorTypeSchema, jobStatusSchema, resourceMapSchema, submissionIdSchema } from './common.js';
+import { jobErrorTypeSchema, jobStatusSchema, rayErrorTypeSchema, resourceMapSchema, submissionIdSchema } from './common.js';
 
 /** raysub's own submission options, namespaced so they never collide with Ray's fields. */
 export const jobOptionsSchema = z.strictObject({
@@ -67,9 +67,23 @@ export const taskInfoSchema = z.object({
 export type TaskInfo = z.infer<typeof taskInfoSchema>;
 
 export const queueInfoSchema = z.object({ position: z.number(), reason: z.string() });
+export type QueueInfo = z.infer<typeof queueInfoSchema>;
 
+/** What raysub adds to a job's details: everything beyond Ray's JobDetails, under one key. */
 export const raysubJobInfoSchema = z.object({
   created_at: z.number(),
+  /** When its first task started running (Ray's `start_time` is the submission time). */
+  started_at: z.number().nullable(),
+  /** raysub's own code for how the job failed or was stopped (finer than Ray's `error_type`). */
+  error_type: jobErrorTypeSchema.nullable(),
+  /** raysub's own account of the job's state (Ray's words are in `message`). */
+  message: z.string().nullable(),
+  /** The node that ran (or runs) the job's first task, as raysub names it. */
+  driver_node: z.object({ id: z.string(), name: z.string().nullable() }).nullable(),
+  entrypoint_num_cpus: z.number(),
+  entrypoint_num_gpus: z.number(),
+  entrypoint_memory: z.number(),
+  entrypoint_resources: z.record(z.string(), z.number()),
   parallel: z.number(),
   max_retries: z.number(),
   retry_backoff_s: z.number(),
@@ -83,8 +97,9 @@ export const raysubJobInfoSchema = z.object({
   injob: injobCountsSchema.nullable().optional(),
   tasks: z.array(taskInfoSchema).optional(),
 });
+export type RaysubJobInfo = z.infer<typeof raysubJobInfoSchema>;
 
-/** Ray's JobDetails, with raysub's additions under `raysub`. */
+/** Ray's JobDetails, key for key (Ray 2.58), with raysub's additions under `raysub`. */
 export const jobDetailsSchema = z.object({
   type: z.literal('SUBMISSION'),
   job_id: z.string().nullable(),
@@ -93,18 +108,16 @@ export const jobDetailsSchema = z.object({
   status: jobStatusSchema,
   entrypoint: z.string(),
   message: z.string().nullable(),
-  error_type: jobErrorTypeSchema.nullable(),
+  error_type: rayErrorTypeSchema.nullable(),
+  /** When the job was submitted (as Ray sets it), epoch ms. */
   start_time: z.number().nullable(),
   end_time: z.number().nullable(),
-  metadata: z.record(z.string(), z.string()),
-  runtime_env: z.record(z.string(), z.unknown()),
-  driver_agent_http_address: z.null(),
+  /** As submitted (null when none was). */
+  metadata: z.record(z.string(), z.string()).nullable(),
+  runtime_env: z.record(z.string(), z.unknown()).nullable(),
+  driver_agent_http_address: z.string().nullable(),
   driver_node_id: z.string().nullable(),
   driver_exit_code: z.number().nullable(),
-  entrypoint_num_cpus: z.number(),
-  entrypoint_num_gpus: z.number(),
-  entrypoint_memory: z.number(),
-  entrypoint_resources: z.record(z.string(), z.number()),
   raysub: raysubJobInfoSchema,
 });
 export type JobDetails = z.infer<typeof jobDetailsSchema>;
@@ -131,10 +144,11 @@ export const logStreamRequestSchema = z.object({
 });
 export type LogStreamRequest = z.infer<typeof logStreamRequestSchema>;
 
+/** Ray's version answer, with raysub's own version under `raysub`. */
 export const versionResponseSchema = z.object({
   version: z.string(),
   ray_version: z.string(),
   ray_commit: z.string(),
   session_name: z.string(),
-  raysub_version: z.string().optional(),
+  raysub: z.object({ version: z.string() }).optional(),
 });

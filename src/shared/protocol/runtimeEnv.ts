@@ -4,7 +4,9 @@ import { describeZodError } from './common.js';
 
 /**
  * The runtime_env a job may carry. Field names follow Ray's where Ray has them; `npm` and
- * `sandbox` are raysub's own. Unknown fields are refused with the list of known ones.
+ * `sandbox` are raysub's own. As on Ray, fields whose name starts with `_` (Ray's clients add
+ * `_ray_commit`) are ignored; Ray's fields raysub does not provide are refused by name, and
+ * unknown fields with the list of known ones.
  */
 const pipSchema = z.union([
   z.array(z.string().min(1)),
@@ -41,17 +43,23 @@ export const runtimeEnvFields = {
   pip: pipSchema,
   py_modules: z.array(z.string().min(1)),
   npm: npmSchema,
+  // Every key Ray's client sends (it fills in all three): the timeout is honoured; the others are
+  // accepted and documented (docs/runtime-env.md).
   config: z.strictObject({
     setup_timeout_seconds: z
       .number()
       .refine((v) => v === -1 || v > 0, 'must be a positive number of seconds, or -1 for no timeout')
       .optional(),
     eager_install: z.boolean().optional(),
+    log_files: z.array(z.string()).max(1000).optional(),
   }),
   sandbox: sandboxRequestSchema,
 };
 
 export const knownRuntimeEnvFields = Object.keys(runtimeEnvFields);
+
+/** Ray's runtime_env fields that raysub does not provide (docs/ray-compat.md says why). */
+const RAY_ONLY_FIELDS = ['conda', 'uv', 'container', 'image_uri', 'java_jars', 'py_executable', 'worker_process_setup_hook', 'mpi', 'nsight', 'rocprof_sys'];
 
 const runtimeEnvObject = z.strictObject({
   working_dir: runtimeEnvFields.working_dir.optional(),
@@ -72,7 +80,14 @@ export function parseRuntimeEnv(value: unknown): RuntimeEnv {
   if (typeof value !== 'object' || Array.isArray(value)) {
     throw new RaysubError('INVALID_RUNTIME_ENV', 'runtime_env must be an object');
   }
-  const stripped = Object.fromEntries(Object.entries(value).filter(([, v]) => v !== null && v !== undefined));
+  const stripped = Object.fromEntries(Object.entries(value).filter(([k, v]) => v !== null && v !== undefined && !k.startsWith('_')));
+  const rayOnly = Object.keys(stripped).filter((k) => RAY_ONLY_FIELDS.includes(k));
+  if (rayOnly.length) {
+    throw new RaysubError(
+      'INVALID_RUNTIME_ENV',
+      `runtime_env field${rayOnly.length > 1 ? 's' : ''} ${rayOnly.map((k) => `"${k}"`).join(', ')} ${rayOnly.length > 1 ? 'are' : 'is'} Ray's but not provided by raysub (see docs/ray-compat.md); known fields: ${knownRuntimeEnvFields.join(', ')}`,
+    );
+  }
   const unknown = Object.keys(stripped).filter((k) => !knownRuntimeEnvFields.includes(k));
   if (unknown.length) {
     throw new RaysubError(

@@ -52,8 +52,8 @@ export function buildStatusView(d: StatusData): StatusView {
     running: d.running.map((j) => ({
       submission_id: j.submission_id,
       entrypoint: j.entrypoint,
-      started_at: j.start_time,
-      age_s: ageS(j.start_time ?? j.raysub.created_at, now),
+      started_at: j.raysub.started_at,
+      age_s: ageS(j.raysub.started_at ?? j.raysub.created_at, now),
       tasks: j.raysub.parallel,
       schedule: j.raysub.schedule,
     })),
@@ -63,13 +63,13 @@ export function buildStatusView(d: StatusData): StatusView {
       created_at: j.raysub.created_at,
       age_s: ageS(j.raysub.created_at, now),
       position: j.raysub.queue?.position ?? null,
-      reason: j.raysub.queue?.reason ?? j.message ?? 'waiting to be scheduled',
+      reason: j.raysub.queue?.reason ?? j.raysub.message ?? 'waiting to be scheduled',
     })),
     recent_failures: d.failures.map((j) => ({
       submission_id: j.submission_id,
-      error_type: j.error_type,
+      error_type: j.raysub.error_type,
       exit_code: j.driver_exit_code,
-      message: (j.message ?? '').split('\n')[0] ?? '',
+      message: (j.raysub.message ?? j.message ?? '').split('\n')[0] ?? '',
       ended_at: j.end_time,
     })),
     // Due soonest first; paused ones last.
