@@ -1,8 +1,10 @@
 /*
  * raysub-init: the first program a sandboxed worker runs, inside bubblewrap's namespaces.
  *
- * It reads the task's start file, settles who the worker is and what it may use, tells the agent
- * the worker is starting, then becomes the worker:
+ * It reads the task's start file and forks: it stays as the sandbox's reaper (reap.c: until the
+ * worker has exited, and while the task is being stopped, until every process of it has), and the
+ * child settles who the worker is and what it may use, tells the agent the worker is starting,
+ * then becomes the worker:
  *   1. join a new, empty session keyring (the agent's own is not the task's to read), drop every
  *      capability from the bounding set, clear supplementary groups, switch to the task's uid and
  *      gid (when it has its own), clear every remaining capability set;
@@ -15,7 +17,7 @@
  * executables fewer on every task's start. The agent keeps the setpriv and shell path for
  * machines where this program could not be built.
  *
- * With --serve it stays in the sandbox as root and runs one task after another (tasks of one job
+ * With --serve it also stays in the sandbox as root and runs one task after another (tasks of one job
  * on one node reuse a sandbox: no new bubblewrap, namespaces or cgroups per task):
  *   - it creates two FIFOs, /run/raysub/ctl/out and /run/raysub/ctl/err (the agent reads them
  *     through the bound control directory), says "serve" on fd 4, and waits for "run" on fd 5;
@@ -30,8 +32,9 @@
  *
  * With --clear-keys UID it invalidates the keys the kernel keeps for a uid (keys.c).
  *
- * The parts: this file (the start file, settling the worker), serve.c (--serve), keys.c (kernel
- * keyrings: a session keyring per task, --clear-keys).
+ * The parts: this file (the start file, settling the worker), serve.c (--serve), reap.c (staying
+ * as the reaper, and the stop signal), keys.c (kernel keyrings: a session keyring per task,
+ * --clear-keys).
  *
  * Start file (written by the agent, readable by root only): a sequence of NUL-terminated fields
  *   "raysub-init 4", uid ("-": keep), gid ("-": keep), working directory ("-": keep), seccomp
@@ -50,7 +53,9 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* The seccomp(2) ABI (linux/seccomp.h). */
@@ -247,6 +252,39 @@ void become_worker(struct start *s, const char *ok) {
   exit(err == ENOENT ? 127 : 126);
 }
 
+/*
+ * One task: fork the worker and stay as the sandbox's reaper until it has exited (and, when it is
+ * being stopped, until every other process of the task has too: reap.c); then end as it ended, so
+ * bubblewrap reports its status.
+ */
+static int supervise(struct start *s) {
+  become_subreaper();
+  supervisor_signals();
+  pid_t pid = fork();
+  if (pid < 0) fail("cannot fork", errno);
+  if (pid == 0) {
+    worker_signals();
+    become_worker(s, "ok");
+  }
+  close(GATE_FD);
+  close(READY_FD);
+  close(CONTROL_FD);
+  oom_score_adj("-1000");
+  int status = wait_worker(pid);
+  if (stop_requested()) wait_rest();
+  if (WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    signal(sig, SIG_DFL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    raise(sig);
+    return 128 + sig;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 126;
+}
+
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "--version") == 0) {
     puts(FORMAT);
@@ -255,6 +293,5 @@ int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "--serve") == 0) return serve();
   if (argc > 2 && strcmp(argv[1], "--clear-keys") == 0) return clear_keys(argv[2]);
   struct start s = parse(argc > 1 ? argv[1] : START_FILE);
-  become_worker(&s, "ok");
-  return 126;
+  return supervise(&s);
 }

@@ -4,6 +4,7 @@
 #define RAYSUB_INIT_H
 #define _GNU_SOURCE
 #include <stdint.h>
+#include <sys/types.h>
 
 #define START_FILE "/run/raysub/start"
 #define READY_FD 4
@@ -57,5 +58,14 @@ int clear_keys(const char *uid);
 
 /* serve.c */
 int serve(void);
+
+/* reap.c: raysub-init stays as the sandbox's reaper while its worker runs. */
+void supervisor_signals(void);
+void worker_signals(void);
+int stop_requested(void);
+void become_subreaper(void);
+void oom_score_adj(const char *value);
+int wait_worker(pid_t pid);
+void wait_rest(void);
 
 #endif

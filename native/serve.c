@@ -26,27 +26,12 @@
 #define SERVE_ERR "/run/raysub/ctl/err"
 #define SERVE_MQUEUE "/run/raysub/mqueue"
 
-static const int HANDLED[] = {SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGQUIT, SIGUSR1, SIGUSR2};
-
-static void dispositions(void (*how)(int)) {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = how;
-  for (size_t i = 0; i < sizeof HANDLED / sizeof *HANDLED; i++) sigaction(HANDLED[i], &sa, NULL);
-}
-
-static void oom_score_adj(const char *value) {
-  int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  if (write(fd, value, strlen(value)) < 0) {
-    /* best effort: the memory cgroup still bounds the sandbox */
-  }
-  close(fd);
-}
-
 static void say(const char *line) {
   size_t n = strlen(line);
-  if (write(READY_FD, line, n) != (ssize_t)n) fail("cannot write to the agent", errno);
+  ssize_t w;
+  while ((w = write(READY_FD, line, n)) < 0 && errno == EINTR) {
+  }
+  if (w != (ssize_t)n) fail("cannot write to the agent", errno);
 }
 
 /* One line (at most 63 bytes) from the control fd; 0 at its end. */
@@ -140,9 +125,9 @@ static void sweep(void) {
 
 int serve(void) {
   close(GATE_FD);
-  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) fail("cannot become a subreaper", errno);
+  become_subreaper();
   oom_score_adj("-1000");
-  dispositions(SIG_IGN);
+  supervisor_signals();
   mount_mqueue();
   if (mkfifo(SERVE_OUT, 0600) < 0 && errno != EEXIST) fail("cannot create " SERVE_OUT, errno);
   if (mkfifo(SERVE_ERR, 0600) < 0 && errno != EEXIST) fail("cannot create " SERVE_ERR, errno);
@@ -150,13 +135,14 @@ int serve(void) {
   char line[64];
   while (control_line(line, sizeof line)) {
     if (strcmp(line, "run") != 0) fail("unknown request on the control fd", 0);
+    supervisor_signals(); /* a stop notice is for the task about to start, not one before it */
     pid_t pid = fork();
     if (pid < 0) fail("cannot fork", errno);
     if (pid == 0) {
       /* Set-up errors go to the sandbox's stderr (the agent reads it when a start fails). */
       err_fd = fcntl(2, F_DUPFD_CLOEXEC, 10);
       if (err_fd < 0) err_fd = 2;
-      dispositions(SIG_DFL);
+      worker_signals();
       oom_score_adj("0");
       setsid();
       struct start s = parse(SERVE_START);
@@ -169,9 +155,9 @@ int serve(void) {
       close(err);
       become_worker(&s, "ok\n");
     }
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    int status = wait_worker(pid);
+    /* Stopping: the task's other processes get the agent's grace period too (reap.c). */
+    if (stop_requested()) wait_rest();
     sweep();
     char report[64];
     snprintf(report, sizeof report, "exit %d %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1, WIFSIGNALED(status) ? WTERMSIG(status) : 0);

@@ -46,9 +46,15 @@ export interface WorkerHandle {
   stderr: Readable;
   /** Resolves once the worker and everything it started are gone. */
   exited: Promise<WorkerExit>;
-  /** SIGTERM to the whole tree, SIGKILL after `graceMs`; resolves when all are gone. */
-  terminate(graceMs: number): Promise<void>;
+  /**
+   * Stop: `signal` (SIGTERM unless said) to every process of the task, then wait for all of them
+   * (not only the first) for `graceMs`, then SIGKILL; resolves when all are gone.
+   */
+  terminate(graceMs: number, signal?: StopSignal): Promise<void>;
 }
+
+/** The signals a task may be stopped with (Ray's RAY_JOB_STOP_SIGNAL allows these two). */
+export type StopSignal = 'SIGTERM' | 'SIGINT';
 
 export interface Launcher {
   readonly mode: SandboxMode;
@@ -66,6 +72,36 @@ export interface Launcher {
   close?(): Promise<void>;
 }
 
+/** Whether any process of the process group is alive. */
+export function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** How often a stop looks whether the task's processes are gone (as Ray's supervisor polls, every 0.1 s). */
+const STOP_POLL_MS = 100;
+
+/** Resolve once `done()` is true, looking every STOP_POLL_MS (a throwing check counts as done). */
+export function until(done: () => boolean): Promise<void> {
+  return new Promise((resolve) => {
+    const look = (): void => {
+      let finished: boolean;
+      try {
+        finished = done();
+      } catch {
+        finished = true;
+      }
+      if (finished) resolve();
+      else setTimeout(look, STOP_POLL_MS);
+    };
+    look();
+  });
+}
+
 export function killGroup(pgid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(-pgid, signal);
@@ -79,9 +115,13 @@ export interface HandleParts {
   pid: number;
   stdout: Readable;
   stderr: Readable;
+  /**
+   * Resolves once the worker and everything it started are gone: during a stop (after
+   * `stopping()`), not before every process of the task has ended or been killed.
+   */
   exited: Promise<WorkerExit>;
-  /** Ask every process of the task to end (SIGTERM), sparing what holds the task together. */
-  askToEnd(): void;
+  /** Ask every process of the task to end with `signal`, sparing what holds the task together. */
+  askToEnd(signal: StopSignal): void;
   /** End every process of the task at once (after the grace period). */
   killAll(): void;
   /** Told once, when a stop begins (before anything is signalled). */
@@ -104,7 +144,7 @@ export function workerHandle(p: HandleParts): WorkerHandle {
     stdout: p.stdout,
     stderr: p.stderr,
     exited: p.exited,
-    async terminate(graceMs: number) {
+    async terminate(graceMs: number, signal: StopSignal = 'SIGTERM') {
       if (done) return;
       p.stopping?.();
       const timer = setTimeout(() => {
@@ -115,7 +155,7 @@ export function workerHandle(p: HandleParts): WorkerHandle {
         }
       }, graceMs);
       try {
-        p.askToEnd();
+        p.askToEnd(signal);
         await p.exited;
       } finally {
         clearTimeout(timer);
@@ -132,10 +172,15 @@ export function spawnGroup(argv: string[], opts: { cwd: string; env: Record<stri
   const [cmd, ...args] = argv;
   if (!cmd) return Promise.reject(new Error('empty command'));
   const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stopping = false;
   const exited = new Promise<WorkerExit>((res) => {
     child.once('exit', (code, signal) => {
-      if (child.pid !== undefined) killGroup(child.pid, 'SIGKILL');
-      res({ code, signal, oom: false });
+      const pid = child.pid;
+      // During a stop the rest of its group has its grace period too (terminate() kills it after).
+      void (stopping && pid !== undefined ? until(() => !groupAlive(pid)) : Promise.resolve()).then(() => {
+        if (pid !== undefined) killGroup(pid, 'SIGKILL');
+        res({ code, signal, oom: false });
+      });
     });
   });
   return new Promise((resolve, reject) => {
@@ -149,7 +194,8 @@ export function spawnGroup(argv: string[], opts: { cwd: string; env: Record<stri
           stdout: child.stdout,
           stderr: child.stderr,
           exited,
-          askToEnd: () => killGroup(pid, 'SIGTERM'),
+          stopping: () => (stopping = true),
+          askToEnd: (signal) => killGroup(pid, signal),
           killAll: () => killGroup(pid, 'SIGKILL'),
         }),
       );

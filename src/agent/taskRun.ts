@@ -9,6 +9,7 @@ import { formatBytes } from '../shared/resources.js';
 import type { Launcher, WorkerHandle } from './launcher.js';
 import type { Outbox } from './outbox.js';
 import { buildTaskEnv, prepareRuntimeEnv, type RuntimeEnvContext } from './runtimeEnv.js';
+import { stopPolicyOf, type StopPolicy } from './stopPolicy.js';
 import type { Workspace } from './workspace.js';
 
 export type RunState = 'preparing' | 'running' | 'exited';
@@ -48,6 +49,8 @@ export class TaskRun {
   private worker: WorkerHandle | null = null;
   private killReason: 'head' | 'timeout' | null = null;
   private timer: NodeJS.Timeout | null = null;
+  /** The job's stop signal and grace period (Ray's RAY_JOB_STOP_SIGNAL and RAY_JOB_STOP_WAIT_TIME_S). */
+  private readonly stop: StopPolicy;
   readonly done: Promise<void>;
 
   constructor(
@@ -55,7 +58,12 @@ export class TaskRun {
     private readonly deps: TaskRunDeps,
   ) {
     this.ref = { task_id: assignment.task_id, attempt: assignment.attempt };
+    this.stop = stopPolicyOf(assignment.env_vars, deps.killGraceMs);
     this.done = this.run();
+  }
+
+  private terminate(): void {
+    void this.worker?.terminate(this.stop.graceMs, this.stop.signal);
   }
 
   get key(): string {
@@ -72,7 +80,7 @@ export class TaskRun {
     if (this.killReason || this.state === 'exited') return;
     this.killReason = reason;
     this.abort.abort();
-    void this.worker?.terminate(this.deps.killGraceMs);
+    this.terminate();
   }
 
   private async run(): Promise<void> {
@@ -84,6 +92,7 @@ export class TaskRun {
     let releaseHold: (() => void) | undefined;
     try {
       if (a.attempt > 1) this.system(`attempt ${a.attempt} on ${this.deps.nodeName}`);
+      for (const note of this.stop.notes) this.system(note);
       const required = a.sandbox.require;
       if (required && STRENGTH[required] > STRENGTH[launcher.mode]) {
         throw new SetupError('sandbox_unavailable', `job requires a "${required}" sandbox; node ${this.deps.nodeName} provides "${launcher.mode}" (${launcher.detail})`);
@@ -136,7 +145,7 @@ export class TaskRun {
       }
       this.state = 'running';
       outbox.started(this.ref, Date.now());
-      if (this.killReason) void this.worker.terminate(this.deps.killGraceMs);
+      if (this.killReason) this.terminate();
       const streams = Promise.all([
         pump(this.worker.stdout, (b) => outbox.output(this.ref, 'stdout', b)),
         pump(this.worker.stderr, (b) => outbox.output(this.ref, 'stderr', b)),

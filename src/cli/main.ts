@@ -41,6 +41,8 @@ function withJobSpec(cmd: Command): Command {
     .option('--timeout <seconds>', 'kill a task after this long (the job fails as TIMEOUT)')
     .option('--priority <n>', 'higher runs first (default: 0)')
     .option('--wait-for-capacity', 'queue even if no node could ever fit the request')
+    .option('--stop-signal <signal>', "signal a stop sends to every process of the job: SIGTERM or SIGINT (sets Ray's RAY_JOB_STOP_SIGNAL)")
+    .option('--stop-grace <seconds>', "how long a stop waits for the job's processes before killing them (sets Ray's RAY_JOB_STOP_WAIT_TIME_S; default: the node's --kill-grace)")
     .option('--max-package-size <bytes>', 'largest working dir to upload (default: 512M)');
 }
 

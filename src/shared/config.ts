@@ -128,8 +128,10 @@ function logLevel(l: Lookup): LogLevel {
   return oneOf(l.get('log-level', 'RAYSUB_LOG_LEVEL'), LOG_LEVELS, DEFAULTS.logLevel);
 }
 
+/** The node's stop grace period: its flag, RAYSUB_KILL_GRACE_S, or Ray's RAY_JOB_STOP_WAIT_TIME_S (a job's own wins). */
 function killGraceMs(l: Lookup): number {
-  return (num(l.get('kill-grace', 'RAYSUB_KILL_GRACE_S')) ?? DEFAULTS.killGraceS) * 1000;
+  const ray = env('RAY_JOB_STOP_WAIT_TIME_S');
+  return (num(l.get('kill-grace', 'RAYSUB_KILL_GRACE_S')) ?? num(ray === undefined ? undefined : { value: ray, from: 'RAY_JOB_STOP_WAIT_TIME_S' }) ?? DEFAULTS.killGraceS) * 1000;
 }
 
 function agentBase(l: Lookup, workDir: string, nodeName: string, hiddenPaths: string[]): LocalAgentOptions {

@@ -45,6 +45,14 @@ export function descendantsOf(root: number, depth = Infinity): number[] {
   return out;
 }
 
+/**
+ * The first program of a sandbox started as `gatePid` (bubblewrap): the child of the namespace's
+ * init — raysub-init where it runs, which stays as the task's reaper.
+ */
+export function supervisorsOf(gatePid: number): number[] {
+  return childrenOf(gatePid).flatMap((init) => childrenOf(init));
+}
+
 export function signal(pids: readonly number[], sig: NodeJS.Signals): void {
   for (const pid of pids) {
     try {

@@ -15,7 +15,7 @@ import { background, guarded } from '../../shared/boundary.js';
 import { RaysubError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { SandboxMode } from '../../shared/protocol/index.js';
-import { killGroup, workerHandle, type LaunchSpec, type Launcher, type WorkerExit, type WorkerHandle } from '../launcher.js';
+import { groupAlive, killGroup, until, workerHandle, type LaunchSpec, type Launcher, type WorkerExit, type WorkerHandle } from '../launcher.js';
 import { bwrapArgv, prepareBwrapTask } from './bwrapTask.js';
 import { startGate, type Gate } from './gate.js';
 import { BASE_DEVICE_RULES, deviceRules, gpuDeviceNodes } from './gpus.js';
@@ -23,7 +23,7 @@ import type { Identity } from './identity.js';
 import { SANDBOX_BIN_DIR } from './layout.js';
 import { shellLimitLines, spareLimits, taskLimits, type TaskLimits } from './limits.js';
 import { taskSeccomp } from './seccomp.js';
-import { childrenOf, descendantsOf, signal } from './processTree.js';
+import { childrenOf, descendantsOf, signal, supervisorsOf } from './processTree.js';
 import { release, reservation, type Reservation } from './reservation.js';
 import { boundIdentity, ServedPool, type ServedSandbox, type ServedTask } from './servedPool.js';
 import type { SandboxSettings } from './settings.js';
@@ -255,7 +255,11 @@ export class SandboxLauncher implements Launcher {
   private handle(gate: Gate, r: Reservation): WorkerHandle {
     const { child, pid } = gate;
     const bwrapped = this.s.bwrap !== null;
+    let stopping = false;
     const exited: Promise<WorkerExit> = gate.exit.then(async ({ code, signal: sig }) => {
+      // During a stop the task's other processes have their grace period too (in bwrap raysub-init
+      // waits for them: native/reap.c); terminate() kills what is left when it ends.
+      if (stopping && !bwrapped) await until(() => (r.cgroup ? r.cgroup.pids().length === 0 : !groupAlive(pid)));
       // Whatever the worker left behind goes with it.
       if (!bwrapped) killGroup(pid, 'SIGKILL');
       await r.cgroup?.drain();
@@ -277,9 +281,13 @@ export class SandboxLauncher implements Launcher {
       stdout: child.stdout as Readable,
       stderr: child.stderr as Readable,
       exited,
-      askToEnd: () => {
-        if (!bwrapped) killGroup(pid, 'SIGTERM');
-        signal(workers(), 'SIGTERM');
+      stopping: () => (stopping = true),
+      askToEnd: (sig) => {
+        if (!bwrapped) killGroup(pid, sig);
+        // raysub-init first: the signal tells it a stop is under way, before the worker can exit.
+        const first = bwrapped ? supervisorsOf(pid) : [];
+        signal(first, sig);
+        signal(workers().filter((p) => !first.includes(p)), sig);
       },
       killAll: () => {
         r.cgroup?.kill();

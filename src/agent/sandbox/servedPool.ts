@@ -19,7 +19,7 @@ import { servedFiles, writeTaskFiles } from './bwrapTask.js';
 import type { Gate, Served } from './gate.js';
 import type { Identity } from './identity.js';
 import type { TaskLimits } from './limits.js';
-import { childrenOf, descendantsOf, signal } from './processTree.js';
+import { childrenOf, descendantsOf, signal, supervisorsOf } from './processTree.js';
 import { release, type Reservation } from './reservation.js';
 import type { SandboxSettings } from './settings.js';
 import type { TaskCgroup } from './taskCgroup.js';
@@ -246,7 +246,8 @@ export class ServedPool {
       }
       return { code, signal: sig, oom };
     })();
-    // bwrap, the namespace's init and raysub-init stay out of a SIGTERM meant for the worker.
+    // bwrap and the namespace's init stay out of a signal meant for the worker; raysub-init gets
+    // it first, as the notice that a stop is under way (native/reap.c).
     const workers = (): number[] => {
       const outer = childrenOf(gate.pid);
       const keep = new Set([gate.pid, ...outer, ...outer.flatMap((p) => childrenOf(p))]);
@@ -258,7 +259,10 @@ export class ServedPool {
       stderr,
       exited,
       stopping: () => (stopped = true),
-      askToEnd: () => signal(workers(), 'SIGTERM'),
+      askToEnd: (sig) => {
+        signal(supervisorsOf(gate.pid), sig);
+        signal(workers(), sig);
+      },
       killAll: () => {
         sb.cgroup?.kill();
         signal(childrenOf(gate.pid), 'SIGKILL');

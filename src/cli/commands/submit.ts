@@ -29,6 +29,8 @@ export interface SubmitFlags {
   timeout?: string;
   priority?: string;
   waitForCapacity?: boolean;
+  stopSignal?: string;
+  stopGrace?: string;
   maxPackageSize?: string;
   json?: boolean;
   quiet?: boolean;
@@ -59,7 +61,7 @@ function num(name: string, value: string | undefined, opts: { int?: boolean; min
 }
 
 /** The runtime env from --runtime-env (JSON or YAML file) or --runtime-env-json, then --working-dir. */
-export function loadRuntimeEnv(flags: Pick<SubmitFlags, 'runtimeEnv' | 'runtimeEnvJson' | 'workingDir'>): RuntimeEnv {
+export function loadRuntimeEnv(flags: Pick<SubmitFlags, 'runtimeEnv' | 'runtimeEnvJson' | 'workingDir' | 'stopSignal' | 'stopGrace'>): RuntimeEnv {
   if (flags.runtimeEnv && flags.runtimeEnvJson) throw new RaysubError('USAGE', 'use either --runtime-env or --runtime-env-json, not both');
   let raw: unknown = {};
   if (flags.runtimeEnv) {
@@ -79,7 +81,19 @@ export function loadRuntimeEnv(flags: Pick<SubmitFlags, 'runtimeEnv' | 'runtimeE
   }
   const env = parseRuntimeEnv(raw);
   if (flags.workingDir) env.working_dir = flags.workingDir;
-  return env;
+  return withStopFlags(env, flags);
+}
+
+/** `--stop-signal` and `--stop-grace` are Ray's two variables for how a job is stopped, in its env_vars. */
+function withStopFlags(env: RuntimeEnv, flags: Pick<SubmitFlags, 'stopSignal' | 'stopGrace'>): RuntimeEnv {
+  const vars: Record<string, string> = {};
+  if (flags.stopSignal !== undefined) {
+    const s = flags.stopSignal.toUpperCase().replace(/^(?!SIG)/, 'SIG');
+    if (s !== 'SIGTERM' && s !== 'SIGINT') throw new RaysubError('USAGE', `--stop-signal must be SIGTERM or SIGINT, got "${flags.stopSignal}"`);
+    vars.RAY_JOB_STOP_SIGNAL = s;
+  }
+  if (flags.stopGrace !== undefined) vars.RAY_JOB_STOP_WAIT_TIME_S = String(num('--stop-grace', flags.stopGrace));
+  return Object.keys(vars).length ? { ...env, env_vars: { ...env.env_vars, ...vars } } : env;
 }
 
 /** Turn a local working_dir (directory or archive) into an uploaded package URI. */
