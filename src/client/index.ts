@@ -22,6 +22,7 @@ import {
   tokenCreateResponseSchema,
   tokenInfoSchema,
   tokenListSchema,
+  jobCountsResponseSchema,
   type TokenCreateRequest,
   type JobDetails,
   type JobStatus,
@@ -269,6 +270,11 @@ export class RaysubClient {
   /** Revoke a token by id or name: requests carrying it are refused from now on. */
   revokeToken(idOrName: string) {
     return this.retrying(() => this.json('DELETE', `/api/tokens/${encodeURIComponent(idOrName)}`, tokenInfoSchema));
+  }
+
+  /** Jobs by status, read without scanning every job (with a label filter: `key` or `key=value`). */
+  jobCounts(label?: string) {
+    return this.retrying(() => this.json('GET', `/api/cluster/summary${label ? `?label=${encodeURIComponent(label)}` : ''}`, jobCountsResponseSchema));
   }
 
   async close(): Promise<void> {

@@ -11,6 +11,17 @@ import type { LogStore } from './logStore.js';
 import type { HeadMetrics } from './metrics.js';
 import type { PackageStore } from './packageStore.js';
 import type { ScheduleService } from './schedules/index.js';
+import type { Store } from './db/index.js';
+import type { JobChanges } from './dashboard/changes.js';
+import type { ClusterHistory } from './dashboard/history.js';
+
+/** What the dashboard reads: live job changes and the last hour's samples. */
+export interface DashboardContext {
+  changes: JobChanges;
+  history: ClusterHistory;
+  /** Read-only use: job counts and label counts. */
+  store: Pick<Store, 'jobs'>;
+}
 
 export interface HeadContext {
   engine: Engine;
@@ -29,4 +40,5 @@ export interface HeadContext {
   logOptions: LogOptions;
   log: Logger;
   sessionName: string;
+  dashboard: DashboardContext;
 }

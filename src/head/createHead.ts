@@ -22,9 +22,14 @@ import { HeadMetrics } from './metrics.js';
 import { PackageStore } from './packageStore.js';
 import { ScheduleService, ScheduleTicker } from './schedules/index.js';
 import { buildServer } from './server.js';
+import { JobChanges } from './dashboard/changes.js';
+import { ClusterHistory, DEFAULT_HISTORY, type HistoryOptions } from './dashboard/history.js';
 
 export type CreateHeadOptions = Pick<HeadOptions, 'dataDir' | 'logLevel' | 'maxPackageBytes' | 'heartbeatIntervalMs' | 'leaseMs' | 'pollWaitMs' | 'starvationMs'> &
-  Partial<Pick<HeadOptions, 'logs' | 'http' | 'tls'>>;
+  Partial<Pick<HeadOptions, 'logs' | 'http' | 'tls'>> & {
+    /** The cluster history's sampling (tests sample faster). */
+    history?: HistoryOptions;
+  };
 
 export interface Head {
   readonly dataDir: string;
@@ -74,6 +79,8 @@ export async function createHead(opts: CreateHeadOptions, logger?: Logger): Prom
     const schedules = new ScheduleService(engine, store, jobs, packages, log.child({ component: 'schedules' }));
     const ticker = new ScheduleTicker(schedules, log.child({ component: 'cron' }));
     const auth = new Authenticator(token, store);
+    const history = new ClusterHistory(engine, store, log.child({ component: 'history' }), opts.history ?? DEFAULT_HISTORY);
+    const changes = new JobChanges(engine, store, log.child({ component: 'dashboard' }));
     const app = await buildServer({
       engine,
       jobs,
@@ -89,10 +96,13 @@ export async function createHead(opts: CreateHeadOptions, logger?: Logger): Prom
       logOptions,
       log,
       sessionName: `raysub_${crypto.randomBytes(4).toString('hex')}`,
+      dashboard: { changes, history, store },
     }, { http: opts.http ?? defaultHttpLimits(), tls: opts.tls ?? null });
     cleanups.unshift(() => app.close());
     // Followers end first, so closing the server does not wait on streams that would never finish.
     cleanups.unshift(() => followers.closeAll());
+    cleanups.unshift(() => changes.closeAll());
+    cleanups.unshift(() => history.shutdown());
     cleanups.unshift(() => hub.close());
     cleanups.unshift(() => ticker.shutdown());
     let closing: Promise<void> | null = null;
@@ -114,6 +124,7 @@ export async function createHead(opts: CreateHeadOptions, logger?: Logger): Prom
         hub.start();
         engine.requestSchedule();
         ticker.start();
+        history.start();
         const address = app.server.address();
         return typeof address === 'object' && address ? address.port : port;
       },

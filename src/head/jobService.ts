@@ -17,7 +17,7 @@ import {
   type TaskInfo,
 } from '../shared/protocol/index.js';
 import type { TaskRequest } from '../shared/resources.js';
-import type { JobRow, NewJob, Store } from './db/index.js';
+import type { JobRow, LabelFilter, NewJob, Store } from './db/index.js';
 import type { Engine } from './engine.js';
 import type { InjobHub } from './injob.js';
 import { packageNameOf } from './jobContext.js';
@@ -35,6 +35,7 @@ export interface ListOptions {
   cursor?: string;
   statuses?: JobStatus[];
   schedule?: string;
+  label?: LabelFilter;
 }
 
 function stripNulls(value: unknown): unknown {
@@ -135,7 +136,7 @@ export class JobService {
       if (!/^[0-9]{1,15}$/.test(decoded)) throw new RaysubError('INVALID_CURSOR', 'invalid cursor');
       beforeSeq = Number(decoded);
     }
-    const rows = this.store.jobs.list({ limit: limit + 1, beforeSeq, statuses: opts.statuses, schedule: opts.schedule });
+    const rows = this.store.jobs.list({ limit: limit + 1, beforeSeq, statuses: opts.statuses, schedule: opts.schedule, label: opts.label });
     const page = rows.slice(0, limit);
     const last = page[page.length - 1];
     const nextCursor = rows.length > limit && last ? Buffer.from(String(last.seq)).toString('base64url') : null;

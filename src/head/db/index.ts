@@ -6,7 +6,8 @@ import { nodesRepo } from './nodesRepo.js';
 import { tokensRepo } from './tokensRepo.js';
 
 export type { Db } from './open.js';
-export type { JobRow, NewJob, ListJobsQuery } from './jobsRepo.js';
+export type { JobRow, NewJob, ListJobsQuery, LabelFilter, StatusCounts } from './jobsRepo.js';
+export { LABEL_COUNT_LIMIT } from './jobsRepo.js';
 export type { TaskRow, AttemptRow } from './tasksRepo.js';
 export type { NodeRow } from './nodesRepo.js';
 export type { TokenRow, TokenKind } from './tokensRepo.js';

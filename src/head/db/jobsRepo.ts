@@ -40,7 +40,23 @@ export interface ListJobsQuery {
   beforeSeq?: number;
   statuses?: readonly JobStatus[];
   schedule?: string;
+  /** Only jobs whose metadata has this key (and this value, if given). */
+  label?: LabelFilter;
 }
+
+export interface LabelFilter {
+  key: string;
+  value?: string;
+}
+
+/** Jobs counted by status; `capped`: only the newest LABEL_COUNT_LIMIT labelled jobs were counted. */
+export interface StatusCounts {
+  counts: Partial<Record<JobStatus, number>>;
+  capped: boolean;
+}
+
+/** How many labelled jobs a filtered count reads at most (counting is never a scan of every job). */
+export const LABEL_COUNT_LIMIT = 10_000;
 
 /** Prepared statements for jobs, grouped in one place. */
 export function jobsRepo(db: Db) {
@@ -62,7 +78,17 @@ export function jobsRepo(db: Db) {
   const remove = db.prepare('DELETE FROM jobs WHERE id = ?');
   const setInjobCounts = db.prepare('UPDATE jobs SET injob_counts = ? WHERE id = ?');
   const active = db.prepare("SELECT * FROM jobs WHERE status IN ('PENDING', 'RUNNING')");
-  const countsByStatus = db.prepare('SELECT status, COUNT(*) AS n FROM jobs GROUP BY status');
+  // Kept by triggers (migration 6): reading the counts never scans the jobs.
+  const countsByStatus = db.prepare('SELECT status, n FROM job_status_counts WHERE n > 0');
+  const maxSeq = db.prepare('SELECT COALESCE(MAX(seq), 0) AS seq FROM jobs');
+  const labelCounts = (value: boolean) =>
+    db.prepare(`
+      SELECT j.status AS status, COUNT(*) AS n FROM
+        (SELECT seq FROM job_labels WHERE key = ? ${value ? 'AND value = ?' : ''} ORDER BY seq DESC LIMIT ${LABEL_COUNT_LIMIT + 1}) AS l
+        JOIN jobs AS j ON j.seq = l.seq
+      GROUP BY j.status`);
+  const labelCountsByKey = labelCounts(false);
+  const labelCountsByValue = labelCounts(true);
   const lastEnd = db.prepare('SELECT MAX(end_time) AS t FROM jobs');
 
   return {
@@ -79,22 +105,43 @@ export function jobsRepo(db: Db) {
     active: () => active.all() as JobRow[],
     countsByStatus: () => countsByStatus.all() as { status: JobStatus; n: number }[],
     lastEndTime: () => (lastEnd.get() as { t: number | null }).t,
+    /** The newest job's seq (0 when there is none): with the counts, it changes whenever jobs do. */
+    maxSeq: () => (maxSeq.get() as { seq: number }).seq,
+    /** Counts by status of the jobs carrying a label, among the newest LABEL_COUNT_LIMIT of them. */
+    labelCounts(label: LabelFilter): StatusCounts {
+      const rows = (label.value === undefined ? labelCountsByKey.all(label.key) : labelCountsByValue.all(label.key, label.value)) as { status: JobStatus; n: number }[];
+      const counts: StatusCounts['counts'] = {};
+      let total = 0;
+      for (const r of rows) {
+        counts[r.status] = r.n;
+        total += r.n;
+      }
+      return { counts, capped: total > LABEL_COUNT_LIMIT };
+    },
     list(q: ListJobsQuery): JobRow[] {
       const where: string[] = [];
       const params: unknown[] = [];
+      const seq = q.label ? 'l.seq' : 'j.seq';
       if (q.beforeSeq !== undefined) {
-        where.push('seq < ?');
+        where.push(`${seq} < ?`);
         params.push(q.beforeSeq);
       }
       if (q.statuses?.length) {
-        where.push(`status IN (${q.statuses.map(() => '?').join(',')})`);
+        where.push(`j.status IN (${q.statuses.map(() => '?').join(',')})`);
         params.push(...q.statuses);
       }
       if (q.schedule !== undefined) {
-        where.push('schedule = ?');
+        where.push('j.schedule = ?');
         params.push(q.schedule);
       }
-      const sql = `SELECT * FROM jobs ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq DESC LIMIT ?`;
+      let from = 'jobs AS j';
+      if (q.label) {
+        // Walk the label's index newest first, so a page reads about as many rows as it shows.
+        from = 'job_labels AS l JOIN jobs AS j ON j.seq = l.seq';
+        where.unshift(q.label.value === undefined ? 'l.key = ?' : 'l.key = ? AND l.value = ?');
+        params.unshift(...(q.label.value === undefined ? [q.label.key] : [q.label.key, q.label.value]));
+      }
+      const sql = `SELECT j.* FROM ${from} ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY ${seq} DESC LIMIT ?`;
       return db.prepare(sql).all(...params, q.limit) as JobRow[];
     },
   };

@@ -143,4 +143,36 @@ export const migrations: readonly { version: number; name: string; sql: string }
     name: "the message Ray's clients read for a failed job",
     sql: `ALTER TABLE jobs ADD COLUMN ray_message TEXT;`,
   },
+  {
+    version: 6,
+    name: 'job counts by status and job labels, kept by triggers',
+    sql: `
+      CREATE TABLE job_status_counts (status TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+      INSERT INTO job_status_counts (status, n) SELECT status, COUNT(*) FROM jobs GROUP BY status;
+      CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs BEGIN
+        INSERT INTO job_status_counts (status, n) VALUES (NEW.status, 1) ON CONFLICT (status) DO UPDATE SET n = n + 1;
+      END;
+      CREATE TRIGGER job_counts_update AFTER UPDATE OF status ON jobs WHEN OLD.status != NEW.status BEGIN
+        UPDATE job_status_counts SET n = n - 1 WHERE status = OLD.status;
+        INSERT INTO job_status_counts (status, n) VALUES (NEW.status, 1) ON CONFLICT (status) DO UPDATE SET n = n + 1;
+      END;
+      CREATE TRIGGER job_counts_delete AFTER DELETE ON jobs BEGIN
+        UPDATE job_status_counts SET n = n - 1 WHERE status = OLD.status;
+      END;
+
+      CREATE TABLE job_labels (
+        seq   INTEGER NOT NULL REFERENCES jobs(seq) ON DELETE CASCADE,
+        key   TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (seq, key)
+      ) WITHOUT ROWID;
+      CREATE INDEX job_labels_by_value ON job_labels(key, value, seq);
+      INSERT OR IGNORE INTO job_labels (seq, key, value)
+        SELECT jobs.seq, m.key, CAST(m.value AS TEXT) FROM jobs, json_each(jobs.metadata) AS m WHERE m.key != 'job_submission_id';
+      CREATE TRIGGER job_labels_insert AFTER INSERT ON jobs BEGIN
+        INSERT OR IGNORE INTO job_labels (seq, key, value)
+          SELECT NEW.seq, m.key, CAST(m.value AS TEXT) FROM json_each(NEW.metadata) AS m WHERE m.key != 'job_submission_id';
+      END;
+    `,
+  },
 ];

@@ -2,6 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
 import { jobStatusSchema, parseWith } from '../../shared/protocol/index.js';
 import type { HeadContext } from '../context.js';
+import { labelSchema } from './labels.js';
 
 const listQuery = z.object({
   limit: z.coerce.number().int().min(1).max(10_000).optional(),
@@ -12,6 +13,8 @@ const listQuery = z.object({
     .pipe(z.array(jobStatusSchema))
     .optional(),
   schedule: z.string().max(200).optional(),
+  /** `key` (jobs whose metadata has it) or `key=value`. */
+  label: labelSchema.optional(),
 });
 
 const getQuery = z.object({ wait_s: z.coerce.number().min(0).max(300).optional() });
@@ -27,7 +30,7 @@ export function jobRoutes(ctx: HeadContext): FastifyPluginAsync {
 
     app.get('/api/jobs/', async (req, reply) => {
       const q = parseWith(listQuery, req.query);
-      const { jobs, nextCursor } = ctx.jobs.list({ limit: q.limit, cursor: q.cursor, statuses: q.status, schedule: q.schedule });
+      const { jobs, nextCursor } = ctx.jobs.list({ limit: q.limit, cursor: q.cursor, statuses: q.status, schedule: q.schedule, label: q.label });
       if (nextCursor) void reply.header('x-next-cursor', nextCursor);
       return jobs;
     });

@@ -4,6 +4,7 @@ import { RaysubError } from '../../shared/errors.js';
 import { logStreamRequestSchema, parseWith, type LogStreamRequest } from '../../shared/protocol/index.js';
 import { serveLogStream, serveRayLogs, tailOverWebSocket } from '../logResponses.js';
 import type { HeadContext } from '../context.js';
+import { serveLogDownload } from '../dashboard/logDownload.js';
 
 const idParams = z.object({ id: z.string().min(1).max(200) });
 const streamQuery = z.object({
@@ -33,6 +34,14 @@ export function logRoutes(ctx: HeadContext): FastifyPluginAsync {
       ctx.jobs.row(id);
       reply.hijack();
       await serveRayLogs(ctx, id, reply.raw, req.log);
+    });
+
+    // The whole log as a text file (the dashboard's Download).
+    app.get('/api/jobs/:id/logs/download', async (req, reply) => {
+      const { id } = parseWith(idParams, req.params);
+      ctx.jobs.row(id);
+      reply.hijack();
+      await serveLogDownload(ctx, id, reply.raw, req.log);
     });
 
     // An unknown job is answered 404 before the upgrade, as Ray does (its client then raises).

@@ -6,3 +6,4 @@ export * from './nodes.js';
 export * from './schedules.js';
 export * from './jobapi.js';
 export * from './tokens.js';
+export * from './dashboard.js';
