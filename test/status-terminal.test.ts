@@ -105,7 +105,7 @@ describe('shell completion', () => {
     const script = path.join(tempDir(), 'raysub.bash');
     fs.writeFileSync(script, r.stdout);
     expect(bashComplete(script, 'raysub sch')).toEqual(['schedule']);
-    expect(bashComplete(script, 'raysub ')).toEqual(['start', 'stop', 'job', 'nodes', 'schedule', 'status', 'token', 'cert', 'completion']);
+    expect(bashComplete(script, 'raysub ')).toEqual(['start', 'stop', 'job', 'nodes', 'schedule', 'status', 'dashboard', 'token', 'cert', 'completion']);
     expect(bashComplete(script, 'raysub schedule ')).toEqual(['create', 'list', 'get', 'runs', 'pause', 'resume', 'trigger', 'delete']);
     expect(bashComplete(script, 'raysub schedule create nightly --concurrency ')).toEqual(['allow', 'forbid', 'replace']);
     expect(bashComplete(script, 'raysub schedule create nightly --concurrency forbid --sus')).toEqual(['--suspend']);

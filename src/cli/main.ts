@@ -211,6 +211,14 @@ export function buildProgram(): Command {
       .option('--json', 'print JSON (with --watch: one object per line)'),
   ).action(action(async (flags: Flags) => (await import('./commands/status.js')).statusCommand(await context(flags), flags)));
 
+  withConnection(
+    program
+      .command('dashboard')
+      .description('print a one-time login link for the web dashboard (works once, for two minutes)')
+      .option('--url', 'print only the link')
+      .option('--json', 'print JSON: {"url", "expires_at"}'),
+  ).action(action(async (flags: Flags) => (await import('./commands/dashboard.js')).dashboardCommand(await context(flags), flags)));
+
   const token = program.command('token').description('user and agent tokens (the admin token only: the head\'s <data-dir>/token)');
   withConnection(
     token

@@ -22,6 +22,7 @@ import {
   tokenCreateResponseSchema,
   tokenInfoSchema,
   tokenListSchema,
+  loginCodeResponseSchema,
   jobCountsResponseSchema,
   type TokenCreateRequest,
   type JobDetails,
@@ -270,6 +271,12 @@ export class RaysubClient {
   /** Revoke a token by id or name: requests carrying it are refused from now on. */
   revokeToken(idOrName: string) {
     return this.retrying(() => this.json('DELETE', `/api/tokens/${encodeURIComponent(idOrName)}`, tokenInfoSchema));
+  }
+
+  /** A one-time dashboard login code for this client's token (open `<address><path>` in a browser). */
+  createLoginCode() {
+    // Not retried: each call makes a new code, and an unanswered one simply expires.
+    return this.json('POST', '/api/session/login-codes', loginCodeResponseSchema, {});
   }
 
   /** Jobs by status, read without scanning every job (with a label filter: `key` or `key=value`). */

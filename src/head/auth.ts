@@ -58,8 +58,8 @@ export type Principal =
   /** `credential`: the token id that binds the nodes it registers (or 'local', or 'admin'). */
   | { kind: 'agent'; credential: string; name: string };
 
-/** Which principals a route serves: the user API, the agent endpoints, token administration. */
-export type Access = 'user' | 'agent' | 'admin' | 'user-or-agent';
+/** Which principals a route serves: the user API, the agent endpoints, token administration; 'public': anyone (the dashboard's page and login). */
+export type Access = 'user' | 'agent' | 'admin' | 'user-or-agent' | 'public';
 
 export interface TokenInfo {
   id: string;
@@ -103,7 +103,7 @@ export class Authenticator {
   }
 
   /** Whether a principal may call a route of this access; agents acting with the admin token are the single-token setups of before. */
-  authorize(p: Principal, access: Access): Principal {
+  authorize(p: Principal, access: Exclude<Access, 'public'>): Principal {
     if (p.kind === 'admin') {
       if (access !== 'agent') return p;
       if (this.hasAgentTokens()) {

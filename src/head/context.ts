@@ -12,11 +12,15 @@ import type { HeadMetrics } from './metrics.js';
 import type { PackageStore } from './packageStore.js';
 import type { ScheduleService } from './schedules/index.js';
 import type { Store } from './db/index.js';
+import type { DashboardAssets } from './dashboard/assets.js';
 import type { JobChanges } from './dashboard/changes.js';
 import type { ClusterHistory } from './dashboard/history.js';
+import type { SessionManager } from './dashboard/sessions.js';
 
-/** What the dashboard reads: live job changes and the last hour's samples. */
+/** The dashboard's parts: its sessions, built files, live job changes and the last hour's samples. */
 export interface DashboardContext {
+  sessions: SessionManager;
+  assets: DashboardAssets;
   changes: JobChanges;
   history: ClusterHistory;
   /** Read-only use: job counts and label counts. */

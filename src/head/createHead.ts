@@ -5,7 +5,7 @@
  */
 import crypto from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import { DEFAULT_LOG_OPTIONS, defaultHttpLimits, type HeadOptions } from '../shared/config.js';
+import { DEFAULT_LOG_OPTIONS, DEFAULTS, defaultHttpLimits, type HeadOptions } from '../shared/config.js';
 import { dataDirLayout, preparePrivateDataDir } from '../shared/dataDir.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import { AgentHub } from './agentHub.js';
@@ -22,8 +22,10 @@ import { HeadMetrics } from './metrics.js';
 import { PackageStore } from './packageStore.js';
 import { ScheduleService, ScheduleTicker } from './schedules/index.js';
 import { buildServer } from './server.js';
+import { DashboardAssets, defaultAssetDir } from './dashboard/assets.js';
 import { JobChanges } from './dashboard/changes.js';
 import { ClusterHistory, DEFAULT_HISTORY, type HistoryOptions } from './dashboard/history.js';
+import { SessionManager } from './dashboard/sessions.js';
 
 export type CreateHeadOptions = Pick<HeadOptions, 'dataDir' | 'logLevel' | 'maxPackageBytes' | 'heartbeatIntervalMs' | 'leaseMs' | 'pollWaitMs' | 'starvationMs'> &
   Partial<Pick<HeadOptions, 'logs' | 'http' | 'tls'>> & {
@@ -79,6 +81,12 @@ export async function createHead(opts: CreateHeadOptions, logger?: Logger): Prom
     const schedules = new ScheduleService(engine, store, jobs, packages, log.child({ component: 'schedules' }));
     const ticker = new ScheduleTicker(schedules, log.child({ component: 'cron' }));
     const auth = new Authenticator(token, store);
+    const sessions = new SessionManager(store, auth, token, {
+      ttlMs: DEFAULTS.dashboardSessionTtlS * 1000,
+      idleMs: DEFAULTS.dashboardSessionIdleS * 1000,
+      codeTtlMs: DEFAULTS.dashboardLoginCodeTtlS * 1000,
+      secure: Boolean(opts.tls),
+    });
     const history = new ClusterHistory(engine, store, log.child({ component: 'history' }), opts.history ?? DEFAULT_HISTORY);
     const changes = new JobChanges(engine, store, log.child({ component: 'dashboard' }));
     const app = await buildServer({
@@ -96,7 +104,7 @@ export async function createHead(opts: CreateHeadOptions, logger?: Logger): Prom
       logOptions,
       log,
       sessionName: `raysub_${crypto.randomBytes(4).toString('hex')}`,
-      dashboard: { changes, history, store },
+      dashboard: { sessions, assets: new DashboardAssets(defaultAssetDir()), changes, history, store },
     }, { http: opts.http ?? defaultHttpLimits(), tls: opts.tls ?? null });
     cleanups.unshift(() => app.close());
     // Followers end first, so closing the server does not wait on streams that would never finish.

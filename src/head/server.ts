@@ -2,11 +2,14 @@ import websocket from '@fastify/websocket';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import { RaysubError, toRaysubError } from '../shared/errors.js';
 import type { HttpLimits } from '../shared/httpLimits.js';
-import { presentedToken, type Access, type Principal } from './auth.js';
+import type { Access, Principal } from './auth.js';
+import type { SessionRow } from './db/index.js';
+import { identify } from './dashboard/requestAuth.js';
 import { createHeadServer, type ServerTls } from './httpServer.js';
 import type { HeadContext } from './context.js';
 import { agentRoutes } from './routes/agents.js';
 import { clusterRoutes } from './routes/cluster.js';
+import { dashboardRoutes } from './routes/dashboard.js';
 import { jobRoutes } from './routes/jobs.js';
 import { logRoutes } from './routes/logs.js';
 import { packageRoutes } from './routes/packages.js';
@@ -18,6 +21,8 @@ export type { HeadContext } from './context.js';
 declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal | null;
+    /** The dashboard session the request came with, if it came with one. */
+    session: SessionRow | null;
   }
 }
 
@@ -52,19 +57,18 @@ export async function buildServer(ctx: HeadContext, opts: ServerOptions): Promis
     forceCloseConnections: true,
   });
   app.decorateRequest('principal', null);
+  app.decorateRequest('session', null);
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
 
-  // As Ray's token auth: no token is 401, a token the head does not know is 403 (Ray's client
-  // words the two differently: "no token found" and "invalid token").
+  // Who the request speaks for (dashboard/requestAuth.ts). As Ray's token auth: no token is 401,
+  // a token the head does not know is 403 (Ray's client words the two differently).
   app.addHook('onRequest', async (req) => {
-    if (presentedToken(req.headers) === null) {
-      throw new RaysubError('UNAUTHORIZED', 'Unauthorized: Missing authentication token: send "Authorization: Bearer <token>"');
-    }
-    const principal = ctx.auth.authenticate(req.headers);
-    if (!principal) throw new RaysubError('INVALID_TOKEN', 'Forbidden: Invalid authentication token: the head knows no such token (or it was revoked)');
     // Each route says who may call it (routes/*.ts); unknown paths are the user API's.
     const access = (req.routeOptions.config as { access?: Access } | undefined)?.access ?? 'user';
-    req.principal = ctx.auth.authorize(principal, access);
+    if (access === 'public') return;
+    const { principal, session } = identify(req, access, ctx.auth, ctx.dashboard.sessions);
+    req.principal = principal;
+    req.session = session;
   });
 
   app.setErrorHandler((err, req, reply) => {
@@ -83,5 +87,6 @@ export async function buildServer(ctx: HeadContext, opts: ServerOptions): Promis
   await app.register(agentRoutes(ctx));
   await app.register(scheduleRoutes(ctx));
   await app.register(tokenRoutes(ctx));
+  await app.register(dashboardRoutes(ctx));
   return app;
 }

@@ -48,6 +48,10 @@ export const DEFAULTS = {
   statusIntervalS: 2,
   entrypointNumCpus: 1,
   retryBackoffS: 1,
+  /** Dashboard sessions (docs/security.md#the-dashboard): a lifetime, an idle limit, and a login link's life. */
+  dashboardSessionTtlS: 12 * 3600,
+  dashboardSessionIdleS: 2 * 3600,
+  dashboardLoginCodeTtlS: 120,
   /** `raysub cert create`: how long its certificates are valid. */
   certDays: 825,
 } as const;

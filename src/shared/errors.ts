@@ -20,6 +20,8 @@ export const errorCodes = {
   INVALID_TOKEN: 403,
   /** Authenticated, but this credential may not do that (a user on an agent endpoint...). */
   FORBIDDEN: 403,
+  /** A state-changing request carried a cookie but not this origin's CSRF token (or came from another origin). */
+  CSRF_FAILED: 403,
   JOB_NOT_FOUND: 404,
   PACKAGE_NOT_FOUND: 404,
   NODE_NOT_FOUND: 404,

@@ -4,10 +4,12 @@ import { jobsRepo } from './jobsRepo.js';
 import { tasksRepo } from './tasksRepo.js';
 import { nodesRepo } from './nodesRepo.js';
 import { tokensRepo } from './tokensRepo.js';
+import { sessionsRepo } from './sessionsRepo.js';
 
 export type { Db } from './open.js';
 export type { JobRow, NewJob, ListJobsQuery, LabelFilter, StatusCounts } from './jobsRepo.js';
 export { LABEL_COUNT_LIMIT } from './jobsRepo.js';
+export type { SessionRow } from './sessionsRepo.js';
 export type { TaskRow, AttemptRow } from './tasksRepo.js';
 export type { NodeRow } from './nodesRepo.js';
 export type { TokenRow, TokenKind } from './tokensRepo.js';
@@ -21,6 +23,7 @@ export function openStore(file: string) {
     tasks: tasksRepo(db),
     nodes: nodesRepo(db),
     tokens: tokensRepo(db),
+    sessions: sessionsRepo(db),
     /** Run `fn` as one transaction: every state change is all-or-nothing. */
     tx<T>(fn: () => T): T {
       return db.transaction(fn)();

@@ -175,4 +175,21 @@ export const migrations: readonly { version: number; name: string; sql: string }
       END;
     `,
   },
+  {
+    version: 7,
+    name: 'dashboard sessions',
+    sql: `
+      CREATE TABLE sessions (
+        id_hash      TEXT PRIMARY KEY,
+        kind         TEXT NOT NULL CHECK (kind IN ('admin', 'user')),
+        credential   TEXT NOT NULL,
+        name         TEXT NOT NULL,
+        csrf         TEXT NOT NULL,
+        created_at   INTEGER NOT NULL,
+        expires_at   INTEGER NOT NULL,
+        last_seen_at INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE INDEX sessions_by_expiry ON sessions(expires_at);
+    `,
+  },
 ];

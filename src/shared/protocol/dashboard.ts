@@ -29,3 +29,20 @@ export const clusterSampleSchema = z.object({
 export type ClusterSample = z.infer<typeof clusterSampleSchema>;
 export const clusterHistorySchema = z.object({ interval_ms: z.number(), samples: z.array(clusterSampleSchema) });
 export type ClusterHistoryResponse = z.infer<typeof clusterHistorySchema>;
+
+/** `POST /api/session`: the login form's token. */
+export const sessionLoginRequestSchema = z.strictObject({ token: z.string().min(1).max(4096) });
+
+/** `GET /api/session`: who the page is logged in as, and the token its state-changing requests carry. */
+export const sessionInfoSchema = z.object({
+  kind: z.enum(['admin', 'user']),
+  name: z.string(),
+  /** Null for a request made with a token header (no session, nothing to protect). */
+  csrf_token: z.string().nullable(),
+  expires_at: z.number().nullable(),
+});
+export type SessionInfoResponse = z.infer<typeof sessionInfoSchema>;
+
+/** `POST /api/session/login-codes`: a one-time code that opens a session at `/login?code=...`. */
+export const loginCodeResponseSchema = z.object({ code: z.string(), path: z.string(), expires_at: z.number() });
+export type LoginCodeResponse = z.infer<typeof loginCodeResponseSchema>;
