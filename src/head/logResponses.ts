@@ -53,7 +53,8 @@ function drained(res: ServerResponse, signal: AbortSignal): Promise<void> {
   });
 }
 
-async function writeText(res: ServerResponse, text: string, signal: AbortSignal): Promise<void> {
+/** Write `text`, then wait while `res` is full: a slow reader never fills the head's memory. */
+export async function writeText(res: ServerResponse, text: string, signal: AbortSignal): Promise<void> {
   if (!res.write(text)) await drained(res, signal);
 }
 

@@ -8,6 +8,7 @@ import { toRaysubError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { JobService } from '../jobService.js';
 import { LinePrefixer, followLogs, type LogFollowers } from '../logFollower.js';
+import { writeText } from '../logResponses.js';
 import type { LogStore } from '../logStore.js';
 
 export async function serveLogDownload(
@@ -23,20 +24,7 @@ export async function serveLogDownload(
   };
   res.once('close', onClose);
   const { signal } = follower;
-  const write = async (text: string): Promise<void> => {
-    if (!text || res.write(text)) return;
-    await new Promise<void>((resolve) => {
-      const done = (): void => {
-        res.off('drain', done);
-        res.off('close', done);
-        signal.removeEventListener('abort', done);
-        resolve();
-      };
-      res.once('drain', done);
-      res.once('close', done);
-      signal.addEventListener('abort', done);
-    });
-  };
+  const write = (text: string): Promise<void> => (text ? writeText(res, text, signal) : Promise.resolve());
   try {
     res.writeHead(200, {
       'content-type': 'text/plain; charset=utf-8',
