@@ -19,9 +19,12 @@ export function machine() {
   return `${os.cpus().length} × ${cpu}, ${(os.totalmem() / 1024 ** 3).toFixed(0)} GiB, Linux ${os.release()}, Node ${process.version}`;
 }
 
-/** Start a head (optionally without its local agent) in a temp data dir; returns url, token, stop(). */
-export async function startHead(args = [], env = {}) {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'raysub-bench-'));
+/**
+ * Start a head (optionally without its local agent) in a temp data dir, or in `dataDir`; returns
+ * url, token, stop(). stop() removes the data dir unless called with { keep: true }.
+ */
+export async function startHead(args = [], env = {}, dir = undefined) {
+  const dataDir = dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'raysub-bench-'));
   const proc = spawn(process.execPath, [cli, 'start', '--head', '--port', '0', '--data-dir', dataDir, '--log-level', 'warn', ...args], {
     stdio: ['ignore', 'ignore', 'inherit'],
     env: { ...process.env, ...env },
@@ -43,10 +46,10 @@ export async function startHead(args = [], env = {}) {
     token,
     dataDir,
     pid: proc.pid,
-    async stop() {
+    async stop({ keep = false } = {}) {
       proc.kill('SIGTERM');
       await new Promise((r) => (proc.exitCode !== null ? r() : proc.once('exit', r)));
-      fs.rmSync(dataDir, { recursive: true, force: true });
+      if (!keep) fs.rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

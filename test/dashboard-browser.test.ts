@@ -214,7 +214,7 @@ describe.skipIf(!chromiumPath)('the dashboard in chromium', () => {
     await page.getByRole('button', { name: 'Resume' }).click();
     await page.getByRole('button', { name: 'Pause' }).waitFor();
     expect((await head.client.getSchedule('nightly-eval')).suspended).toBe(false);
-    await screenshot(page, 'schedule', { docs: true });
+    await screenshot(page, 'schedule');
 
     await page.getByRole('link', { name: 'Cluster' }).click();
     await page.locator('figure.chart').first().waitFor();
