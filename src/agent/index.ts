@@ -331,6 +331,7 @@ class Agent implements RunningAgent {
     await Promise.allSettled(this.loops);
     await this.head.leave(this.id).catch(() => undefined);
     await this.launcher.close?.();
+    this.workspace.close();
     await this.head.close();
     this.state = 'closed';
     this.afterClose?.();
@@ -342,13 +343,19 @@ export async function startAgent(opts: AgentOptions, logger?: Logger): Promise<R
   const log = logger ?? createLogger('raysub-agent', opts.logLevel);
   if (opts.token === '') throw new RaysubError('USAGE', 'the agent needs a token');
   const unlock = lockWorkDir(opts.workDir);
+  let workspace: Workspace | null = null;
   let agent: Agent | null = null;
   try {
     const gpus = opts.numGpus ?? (await detectGpus()).length;
     const launcher = await chooseLauncher(opts, log);
     log.info({ sandbox: launcher.mode, detail: launcher.detail, capacity: launcher.capacity }, 'sandbox');
     const head = new HeadLink(opts.address, opts.token, { ca: opts.ca, pin: opts.pin });
-    const workspace = new Workspace(opts.workDir, head);
+    workspace = new Workspace(
+      opts.workDir,
+      head,
+      { caps: opts.packageCaps, unusedTtlMs: opts.unusedPackageTtlMs, limitBytes: opts.cacheLimitBytes },
+      log.child({ component: 'workspace' }),
+    );
     const outbox = new Outbox(workspace.spoolDir, opts.maxBufferedLogBytes);
     const totals = { num_cpus: opts.numCpus, num_gpus: gpus, memory: opts.memory, resources: { ...opts.resources } };
     agent = new Agent(opts, totals, launcher, head, workspace, outbox, log);
@@ -357,7 +364,8 @@ export async function startAgent(opts: AgentOptions, logger?: Logger): Promise<R
     return agent;
   } catch (err) {
     // Refused for good (a token, certificate or name problem): give back what start-up took.
-    await agent?.close().catch(() => undefined);
+    if (agent) await agent.close().catch(() => undefined);
+    else workspace?.close();
     unlock();
     throw err;
   }

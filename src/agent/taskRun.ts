@@ -10,7 +10,7 @@ import type { Launcher, WorkerHandle } from './launcher.js';
 import type { Outbox } from './outbox.js';
 import { buildTaskEnv, prepareRuntimeEnv, type RuntimeEnvContext } from './runtimeEnv.js';
 import { stopPolicyOf, type StopPolicy } from './stopPolicy.js';
-import type { Workspace } from './workspace.js';
+import type { PackageLease, Workspace } from './workspace.js';
 
 export type RunState = 'preparing' | 'running' | 'exited';
 
@@ -100,16 +100,23 @@ export class TaskRun {
       if (a.timeout_s) {
         this.timer = setTimeout(() => this.kill('timeout'), a.timeout_s * 1000);
       }
-      let source: string | null = null;
+      let source: PackageLease | null = null;
       if (a.working_dir_package) {
         try {
-          source = await workspace.unpacked(a.working_dir_package, this.abort.signal);
+          source = await workspace.acquire(a.working_dir_package, this.abort.signal);
         } catch (err) {
           throw new SetupError('setup_failed', `could not fetch working dir ${a.working_dir_package}: ${toRaysubError(err).message}`);
         }
       }
-      this.checkAborted();
-      taskDir = workspace.createTaskDir(this.key, source, a.job_id);
+      try {
+        this.checkAborted();
+        taskDir = await workspace.createTaskDir(this.key, source?.dir ?? null, a.job_id);
+      } catch (err) {
+        if (this.abort.signal.aborted) throw err;
+        throw new SetupError('setup_failed', `could not copy the working dir: ${toRaysubError(err).message}`);
+      } finally {
+        source?.release();
+      }
       const env = buildTaskEnv(a, { headAddress: this.deps.headAddress, nodeId: this.deps.nodeId(), home: launcher.mode === 'bwrap' ? taskDir : undefined }, this.deps.runtimeEnv.agentEnv);
       const prepared = await prepareRuntimeEnv(a, env, {
         ...this.deps.runtimeEnv,

@@ -160,6 +160,7 @@ export function archiveAsPackage(file: string): PackedDir {
   const bytes = fs.readFileSync(file);
   const sha256 = crypto.createHash('sha256').update(bytes).digest('hex');
   const ext = file.endsWith('.zip') ? 'zip' : 'tar.gz';
-  const name = ext === 'zip' ? `_ray_pkg_${sha256.slice(0, 16)}.zip` : `_raysub_pkg_${sha256}.tar.gz`;
+  // Named by the SHA-256 of its bytes, which the head checks.
+  const name = `_raysub_pkg_${sha256}.${ext}`;
   return { file, name, uri: `gcs://${name}`, sha256, size: bytes.length, fileCount: 0, contentBytes: bytes.length, cleanup: () => undefined };
 }

@@ -19,6 +19,7 @@ import { LogFollowers } from './logFollower.js';
 import { NodeIdentity } from './nodeIdentity.js';
 import { LogStore } from './logStore.js';
 import { HeadMetrics } from './metrics.js';
+import { PackageCollector } from './packageGc.js';
 import { PackageStore } from './packageStore.js';
 import { ScheduleService, ScheduleTicker } from './schedules/index.js';
 import { buildServer } from './server.js';
@@ -27,7 +28,10 @@ import { JobChanges } from './dashboard/changes.js';
 import { ClusterHistory, DEFAULT_HISTORY, type HistoryOptions } from './dashboard/history.js';
 import { SessionManager } from './dashboard/sessions.js';
 
-export type CreateHeadOptions = Pick<HeadOptions, 'dataDir' | 'logLevel' | 'maxPackageBytes' | 'heartbeatIntervalMs' | 'leaseMs' | 'pollWaitMs' | 'starvationMs'> &
+export type CreateHeadOptions = Pick<
+  HeadOptions,
+  'dataDir' | 'logLevel' | 'maxPackageBytes' | 'packageCaps' | 'unusedPackageTtlMs' | 'heartbeatIntervalMs' | 'leaseMs' | 'pollWaitMs' | 'starvationMs'
+> &
   Partial<Pick<HeadOptions, 'logs' | 'http' | 'tls'>> & {
     /** The cluster history's sampling (tests sample faster). */
     history?: HistoryOptions;
@@ -70,7 +74,7 @@ export async function createHead(opts: CreateHeadOptions, logger?: Logger): Prom
     });
     const logOptions = opts.logs ?? DEFAULT_LOG_OPTIONS;
     const logs = new LogStore(layout.logs, { maxJobBytes: logOptions.maxJobBytes, tailBytes: logOptions.droppedTailBytes }, log.child({ component: 'logs' }));
-    const packages = new PackageStore(layout.packages, opts.maxPackageBytes);
+    const packages = new PackageStore(layout.packages, { maxBytes: opts.maxPackageBytes, caps: opts.packageCaps });
     const engine = new Engine(store, logs, { leaseMs: opts.leaseMs, starvationMs: opts.starvationMs }, log.child({ component: 'engine' }));
     engine.load();
     const injob = new InjobHub(engine, store, log.child({ component: 'injob' }));
@@ -89,6 +93,7 @@ export async function createHead(opts: CreateHeadOptions, logger?: Logger): Prom
     });
     const history = new ClusterHistory(engine, store, log.child({ component: 'history' }), opts.history ?? DEFAULT_HISTORY);
     const changes = new JobChanges(engine, store, log.child({ component: 'dashboard' }));
+    const collector = new PackageCollector(packages, store.packageRefs, opts.unusedPackageTtlMs, log.child({ component: 'packages' }));
     const app = await buildServer({
       engine,
       jobs,
@@ -113,6 +118,7 @@ export async function createHead(opts: CreateHeadOptions, logger?: Logger): Prom
     cleanups.unshift(() => history.shutdown());
     cleanups.unshift(() => hub.close());
     cleanups.unshift(() => ticker.shutdown());
+    cleanups.unshift(() => collector.shutdown());
     let closing: Promise<void> | null = null;
     return {
       dataDir: opts.dataDir,
@@ -133,6 +139,7 @@ export async function createHead(opts: CreateHeadOptions, logger?: Logger): Prom
         engine.requestSchedule();
         ticker.start();
         history.start();
+        collector.start();
         const address = app.server.address();
         return typeof address === 'object' && address ? address.port : port;
       },

@@ -156,7 +156,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   }
 
   /** Record a new job and its tasks; false when the same spec was submitted before under its id. */
-  submitJob(row: NewJob, opts: { waitForCapacity: boolean }): boolean {
+  submitJob(row: NewJob, opts: { waitForCapacity: boolean; packages: readonly string[] }): boolean {
     const created = this.transact(() => {
       const existing = this.store.jobs.get(row.id);
       if (existing) {
@@ -168,6 +168,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       }
       this.tx.touch();
       this.store.jobs.insert(row);
+      this.store.packageRefs.add(row.id, opts.packages);
       for (let i = 0; i < row.parallel; i++) this.store.tasks.insert(row.id, i);
       const stored = this.store.jobs.get(row.id);
       if (!stored) throw new RaysubError('INTERNAL', `job ${row.id} vanished after insert`);

@@ -4,15 +4,18 @@
  */
 import { RaysubError } from '../shared/errors.js';
 import type { Assignment, JobContext, RuntimeEnv } from '../shared/protocol/index.js';
+import { packageNameOfUri, packageScheme } from '../shared/protocol/packages.js';
 import type { JobView, TaskView } from './state.js';
 
-const PACKAGE_URI = /^gcs:\/\/(.+)$/;
-
-/** The package name in a `gcs://<name>` URI, or null for none or another scheme. */
+/** The package name in a `gcs://<name>` URI, or null for none, another scheme, or an invalid name. */
 export function packageNameOf(uri: string | undefined): string | null {
-  if (!uri) return null;
-  const m = PACKAGE_URI.exec(uri);
-  return m ? (m[1] ?? null) : null;
+  const name = packageNameOfUri(uri);
+  return name !== null && packageScheme(name) !== null ? name : null;
+}
+
+/** Every package a runtime env names. */
+export function packagesOf(env: RuntimeEnv): string[] {
+  return [env.working_dir, ...(env.py_modules ?? [])].map((u) => packageNameOf(u)).filter((n): n is string => n !== null);
 }
 
 export function assignmentOf(job: JobView | undefined, task: TaskView): Assignment {

@@ -20,7 +20,7 @@ import type { TaskRequest } from '../shared/resources.js';
 import type { JobRow, LabelFilter, NewJob, Store } from './db/index.js';
 import type { Engine } from './engine.js';
 import type { InjobHub } from './injob.js';
-import { packageNameOf } from './jobContext.js';
+import { packageNameOf, packagesOf } from './jobContext.js';
 import { jobDetailsOf } from './jobView.js';
 import type { LogStore } from './logStore.js';
 import type { PackageStore } from './packageStore.js';
@@ -103,7 +103,7 @@ export class JobService {
       status: 'PENDING',
       created_at: now,
     };
-    const created = this.engine.submitJob(row, { waitForCapacity: options.wait_for_capacity });
+    const created = this.engine.submitJob(row, { waitForCapacity: options.wait_for_capacity, packages: packagesOf(runtimeEnv) });
     return { submissionId: id, created };
   }
 

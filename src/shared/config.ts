@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { defaultConfigPath, expandHome, readConfigFile, type ConfigFile, type ConfigSection } from './configFile.js';
 import { dataDirLayout } from './dataDir.js';
+import { DEFAULT_MAX_ENTRIES, DEFAULT_MAX_UNPACKED_BYTES, type ArchiveCaps } from './archive/caps.js';
 import { RaysubError } from './errors.js';
 import { bytes, num, oneOf, parseDuration, parseList, parseResources, readPem } from './optionParsers.js';
 import type { AgentOptions, ClientFlags, ClientSettings, HeadOptions, LocalAgentOptions, LogLevel, LogOptions, RetentionOptions, SandboxChoice, StartFlags, TlsFiles } from './optionTypes.js';
@@ -25,6 +26,8 @@ export const DEFAULTS = {
   host: '127.0.0.1',
   logLevel: 'info' as LogLevel,
   maxPackageBytes: 512 * 1024 * 1024,
+  /** A package no job, schedule or running task uses is deleted this long after its last use. */
+  unusedPackageTtlS: 600,
   heartbeatMs: 1000,
   leaseMs: 15_000,
   pollWaitMs: 20_000,
@@ -138,6 +141,21 @@ function killGraceMs(l: Lookup): number {
   return (num(l.get('kill-grace', 'RAYSUB_KILL_GRACE_S')) ?? num(ray === undefined ? undefined : { value: ray, from: 'RAY_JOB_STOP_WAIT_TIME_S' }) ?? DEFAULTS.killGraceS) * 1000;
 }
 
+function packageCaps(l: Lookup): ArchiveCaps {
+  const maxEntries = num(l.get('max-package-entries', 'RAYSUB_MAX_PACKAGE_ENTRIES'), 1) ?? DEFAULT_MAX_ENTRIES;
+  return {
+    maxBytes: bytes(l.get('max-package-unpacked-size', 'RAYSUB_MAX_PACKAGE_UNPACKED_BYTES')) ?? DEFAULT_MAX_UNPACKED_BYTES,
+    maxEntries: Math.floor(maxEntries),
+  };
+}
+
+function unusedPackageTtlMs(l: Lookup): number {
+  const raw = l.get('unused-package-ttl', 'RAYSUB_UNUSED_PACKAGE_TTL');
+  const ms = (raw ? parseDuration(raw.from.replace(/^--/, ''), raw.value) : undefined) ?? DEFAULTS.unusedPackageTtlS * 1000;
+  if (ms < 1000) throw new RaysubError('USAGE', `${raw?.from ?? '--unused-package-ttl'} must be at least 1s`);
+  return ms;
+}
+
 function agentBase(l: Lookup, workDir: string, nodeName: string, hiddenPaths: string[]): LocalAgentOptions {
   const numGpus = num(l.get('num-gpus', 'RAYSUB_NUM_GPUS'));
   if (numGpus !== undefined && !Number.isInteger(numGpus)) throw new RaysubError('USAGE', '--num-gpus must be a whole number');
@@ -161,6 +179,8 @@ function agentBase(l: Lookup, workDir: string, nodeName: string, hiddenPaths: st
     taskOpenFiles: Math.floor(num(l.get('task-open-files', 'RAYSUB_TASK_OPEN_FILES'), 64) ?? DEFAULTS.taskOpenFiles),
     sandboxReuse: l.bool('sandbox-reuse', 'RAYSUB_SANDBOX_REUSE', true),
     sandboxSeccomp: l.bool('sandbox-seccomp', 'RAYSUB_SANDBOX_SECCOMP', true),
+    packageCaps: packageCaps(l),
+    unusedPackageTtlMs: unusedPackageTtlMs(l),
   };
 }
 
@@ -186,6 +206,8 @@ export function headOptionsFrom(flags: StartFlags, file: ConfigFile = loadConfig
     dataDir,
     logLevel: logLevel(l),
     maxPackageBytes: bytes(l.get('max-package-size', 'RAYSUB_MAX_PACKAGE_BYTES')) ?? DEFAULTS.maxPackageBytes,
+    packageCaps: packageCaps(l),
+    unusedPackageTtlMs: unusedPackageTtlMs(l),
     heartbeatIntervalMs,
     leaseMs: Math.max(leaseMs, heartbeatIntervalMs * 3),
     pollWaitMs: DEFAULTS.pollWaitMs,

@@ -34,6 +34,7 @@ export const errorCodes = {
   TOKEN_EXISTS: 409,
   /** Another live agent holds the node name, or it is bound to another credential. */
   NODE_NAME_TAKEN: 409,
+  PACKAGE_CONFLICT: 409,
   NODE_LOST: 410,
   PACKAGE_TOO_LARGE: 413,
   PAYLOAD_TOO_LARGE: 413,

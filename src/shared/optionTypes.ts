@@ -1,4 +1,5 @@
 /** The shapes of compiled options (built by config.ts). */
+import type { ArchiveCaps } from './archive/caps.js';
 import type { HttpLimits } from './httpLimits.js';
 import type { ResourceMap } from './resources.js';
 
@@ -40,6 +41,10 @@ export interface AgentOptions {
   readonly sandboxReuse: boolean;
   /** Workers get the seccomp deny list (docs/sandbox.md); false: only new namespaces are refused. */
   readonly sandboxSeccomp: boolean;
+  /** What one package may unpack to on this node. */
+  readonly packageCaps: ArchiveCaps;
+  /** Unpacked packages no task has used for this long are removed. */
+  readonly unusedPackageTtlMs: number;
   /** What the operator should hear about the options (a token on the command line...). */
   readonly warnings: readonly string[];
 }
@@ -81,6 +86,10 @@ export interface HeadOptions {
   readonly dataDir: string;
   readonly logLevel: LogLevel;
   readonly maxPackageBytes: number;
+  /** What one package may unpack to, checked at upload. */
+  readonly packageCaps: ArchiveCaps;
+  /** Packages no job or schedule references are deleted this long after their last use. */
+  readonly unusedPackageTtlMs: number;
   readonly heartbeatIntervalMs: number;
   readonly leaseMs: number;
   readonly pollWaitMs: number;
@@ -115,6 +124,9 @@ export interface StartFlags {
   sandbox?: string;
   logLevel?: string;
   maxPackageSize?: string;
+  maxPackageUnpackedSize?: string;
+  maxPackageEntries?: string;
+  unusedPackageTtl?: string;
   heartbeatMs?: string;
   leaseMs?: string;
   cacheLimit?: string;

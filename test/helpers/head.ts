@@ -15,6 +15,8 @@ export async function inProcessHead(opts: Partial<CreateHeadOptions> = {}): Prom
       dataDir: tempDir('raysub-inproc-'),
       logLevel: 'silent',
       maxPackageBytes: 1024 * 1024,
+      packageCaps: { maxBytes: 64 * 1024 * 1024, maxEntries: 10_000 },
+      unusedPackageTtlMs: 600_000,
       heartbeatIntervalMs: 1000,
       leaseMs: 15_000,
       pollWaitMs: 1000,

@@ -4,11 +4,14 @@
  * skip their Ray side.
  */
 import { execFile, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
 export const RAY_VENV = path.join(os.tmpdir(), 'raysub-test-ray-venv');
 export const rayPython = path.join(RAY_VENV, 'bin', 'python');
+/** Test files run in parallel processes: one installs while the others wait on this lock. */
+const LOCK = `${RAY_VENV}.lock`;
 
 export function run(cmd: string, args: string[], env: Record<string, string>, timeoutMs = 120_000, cwd?: string): Promise<{ code: number; out: string; stdout: string }> {
   return new Promise((resolve) => {
@@ -37,6 +40,26 @@ async function install(): Promise<string | null> {
     }
   };
   if (ready()) return null;
+  for (const deadline = Date.now() + 590_000; ; ) {
+    try {
+      fs.mkdirSync(LOCK);
+      break;
+    } catch {
+      if (ready()) return null;
+      if (Date.now() > deadline) return 'another test process held the Ray install lock too long';
+      try {
+        // A lock older than any install is a leftover of a killed run.
+        if (Date.now() - fs.statSync(LOCK).mtimeMs > 600_000) fs.rmSync(LOCK, { recursive: true, force: true });
+      } catch {
+        // gone meanwhile
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+  if (ready()) {
+    fs.rmSync(LOCK, { recursive: true, force: true });
+    return null;
+  }
   let reason: string | null = null;
   try {
     execFileSync('python3', ['-m', 'venv', RAY_VENV], { stdio: 'pipe' });
@@ -45,6 +68,8 @@ async function install(): Promise<string | null> {
     else if (!ready()) reason = 'ray installed but cannot be imported';
   } catch (err) {
     reason = `cannot create a virtualenv: ${(err as Error).message}`;
+  } finally {
+    fs.rmSync(LOCK, { recursive: true, force: true });
   }
   return reason;
 }

@@ -16,6 +16,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { untilAborted } from '../../shared/abort.js';
 import type { Logger } from '../../shared/log.js';
 import { makeTreeReadOnly, pidAlive, removeTree, removeTreeSync, treeSize, writeFileAtomic } from './files.js';
 import { AbortedError } from './run.js';
@@ -164,7 +165,7 @@ export class EnvCache {
     const current = b;
     let entry: Entry;
     try {
-      entry = await untilAborted(current.promise, opts.signal);
+      entry = await untilAborted(current.promise, opts.signal, () => new AbortedError());
     } finally {
       current.waiters--;
       current.outputs.delete(opts.output);
@@ -318,23 +319,4 @@ export class EnvCache {
     }
     return { cache_bytes: total, cache_limit_bytes: this.limitBytes, caches, building: this.builds.size };
   }
-}
-
-/** `promise`, or an AbortedError as soon as `signal` aborts. */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(new AbortedError());
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(new AbortedError());
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err instanceof Error ? err : new Error(String(err)));
-      },
-    );
-  });
 }

@@ -14,9 +14,9 @@ import { addToPythonPath, installWheel, isWheel, pyModulePackage, wheelKey } fro
 export { EnvCache, type CacheUsage } from './cache.js';
 export { AbortedError } from './run.js';
 
-/** Where py_modules packages come from: the agent's workspace (fetched and unpacked once). */
+/** Where py_modules packages come from: the agent's workspace (fetched and unpacked once, leased while used). */
 export interface PackageSource {
-  unpacked(name: string, signal: AbortSignal): Promise<string>;
+  acquire(name: string, signal: AbortSignal): Promise<{ dir: string; release(): void }>;
 }
 
 export interface EnvSetup {
@@ -53,10 +53,13 @@ export async function setUpEnvs(s: EnvSetup): Promise<void> {
   const moduleDirs: string[] = [];
   for (const uri of re.py_modules ?? []) {
     const name = pyModulePackage(uri);
-    const unpacked = await s.packages.unpacked(name, signal).catch((err: unknown) => {
+    const pkg = await s.packages.acquire(name, signal).catch((err: unknown) => {
       if (signal.aborted) throw err;
       throw new Error(`could not fetch py_modules package ${name}: ${(err as Error).message}`);
     });
+    // Held until the task ends: the tree is bound into its sandbox.
+    s.leases.push({ dir: pkg.dir, built: false, release: () => pkg.release() });
+    const unpacked = pkg.dir;
     if (isWheel(name) && python) {
       const py = python;
       const lease = await s.cache.acquire('py_modules', wheelKey(name, py), { signal, output, label: `py_modules ${name}` }, (b) => installWheel(b, unpacked, name, py, install));

@@ -38,9 +38,14 @@ export interface LaunchedWorker {
 export async function launchWorker(deps: LaunchDeps, job: JobState, o: { workerId: string; lang: 'python' | 'node'; req: TaskRequest; gpuIds: number[]; signal: AbortSignal; output: (text: string) => void }): Promise<LaunchedWorker> {
   const ctx = job.ctx;
   if (!ctx) throw new Error(`no job context for ${job.jobId} on this node`);
-  const source = ctx.working_dir_package ? await deps.workspace.unpacked(ctx.working_dir_package, o.signal) : null;
+  const source = ctx.working_dir_package ? await deps.workspace.acquire(ctx.working_dir_package, o.signal) : null;
   const key = `${path.basename(job.dir)}.${o.workerId}`;
-  const dir = deps.workspace.createTaskDir(key, source);
+  let dir: string;
+  try {
+    dir = await deps.workspace.createTaskDir(key, source?.dir ?? null);
+  } finally {
+    source?.release();
+  }
   let release: (() => void) | undefined;
   try {
     const a: Assignment = {

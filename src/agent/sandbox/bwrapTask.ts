@@ -58,7 +58,7 @@ export interface BwrapTask {
  * Write a task's passwd, group and start file and give its directory to its uid. A served
  * sandbox's files are rewritten in place for each task (bound files keep their inode).
  */
-export function writeTaskFiles(t: BwrapTask, files: TaskFiles, served: boolean): void {
+export async function writeTaskFiles(t: BwrapTask, files: TaskFiles, served: boolean): Promise<void> {
   const { bwrap, spec, env, id, ownUid } = t;
   fs.writeFileSync(files.passwd, passwdFile(id), { mode: 0o644 });
   fs.writeFileSync(files.group, groupFile(id), { mode: 0o644 });
@@ -72,7 +72,8 @@ export function writeTaskFiles(t: BwrapTask, files: TaskFiles, served: boolean):
     fs.writeFileSync(files.start, startScript(env, t.limits.rlimits, t.envBinary, spec.argv), { mode: 0o400 });
     if (ownUid) fs.chownSync(files.start, id.uid, id.gid);
   }
-  if (ownUid) chownTree(spec.cwd, id.uid, id.gid);
+  // A walk over the task's whole directory: off the event loop.
+  if (ownUid) await chownTree(spec.cwd, id.uid, id.gid);
 }
 
 /**
@@ -80,12 +81,12 @@ export function writeTaskFiles(t: BwrapTask, files: TaskFiles, served: boolean):
  * for the gate. `o.served`: a served sandbox (`dir` holds servedFiles()) binding `bindDir`, the
  * task's directory or the job's directory holding it.
  */
-export function prepareBwrapTask(t: BwrapTask, o: { devices: readonly string[]; dir: string; served: { bindDir: string } | null }): string {
+export async function prepareBwrapTask(t: BwrapTask, o: { devices: readonly string[]; dir: string; served: { bindDir: string } | null }): Promise<string> {
   fs.mkdirSync(o.dir, { mode: 0o700 });
   const ctl = o.served ? servedFiles(o.dir) : null;
   const files = ctl ?? { passwd: path.join(o.dir, 'passwd'), group: path.join(o.dir, 'group'), start: path.join(o.dir, 'start') };
   if (ctl) fs.mkdirSync(ctl.ctlDir, { mode: 0o700 });
-  writeTaskFiles(t, files, o.served !== null);
+  await writeTaskFiles(t, files, o.served !== null);
   // Without raysub-init, bwrap installs the filter (sent on the gate's SECCOMP_FD).
   const seccompFd = !t.bwrap.init && t.limits.seccomp ? SECCOMP_FD : null;
   const view = { cwd: t.spec.cwd, readOnlyPaths: t.spec.readOnlyPaths, network: t.spec.network, ...files, init: t.bwrap.init, seccompFd, devices: o.devices, ownUid: t.ownUid };

@@ -4,9 +4,9 @@
  * while both run); files the task writes are owned by that uid, and per-uid limits such as
  * RLIMIT_NPROC become per-task limits. An unprivileged agent runs tasks as itself.
  */
-import fs from 'node:fs';
 import type { Logger } from '../../shared/log.js';
 import type { KeyCleaner } from './keyrings.js';
+import { fileOp } from '../files/index.js';
 
 const BLOCK_BASE = 2 ** 30;
 export const UIDS_PER_AGENT = 1024;
@@ -119,12 +119,7 @@ export function groupFile(id: Identity): string {
   return lines.join('\n') + '\n';
 }
 
-/** Change the owner of a task's directory tree (not following symlinks) to its uid. */
-export function chownTree(dir: string, uid: number, gid: number): void {
-  fs.lchownSync(dir, uid, gid);
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = `${dir}/${e.name}`;
-    if (e.isDirectory()) chownTree(p, uid, gid);
-    else fs.lchownSync(p, uid, gid);
-  }
+/** Change the owner of a task's directory tree (not following symlinks) to its uid, off the event loop. */
+export async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
+  await fileOp({ op: 'chown', dir, uid, gid });
 }

@@ -169,7 +169,7 @@ export class SandboxLauncher implements Launcher {
         const id: Identity = { uid: r.uid ?? s.self.uid, gid: r.uid ?? s.self.gid, name: 'raysub', home: spec.cwd };
         r.stateDir = path.join(s.stateDir, serve ? `served-${++servedCount}` : spec.key);
         const task = { bwrap, envBinary: s.envBinary, spec, env, limits, id, ownUid: r.uid !== null };
-        input = prepareBwrapTask(task, { devices: plan.gpuNodes, dir: r.stateDir, served: serve ? { bindDir: key === null ? spec.cwd : path.dirname(spec.cwd) } : null });
+        input = await prepareBwrapTask(task, { devices: plan.gpuNodes, dir: r.stateDir, served: serve ? { bindDir: key === null ? spec.cwd : path.dirname(spec.cwd) } : null });
       }
       await gate.joined;
     } catch (err) {

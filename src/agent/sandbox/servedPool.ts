@@ -187,7 +187,7 @@ export class ServedPool {
     if (!first) {
       const id: Identity = { uid: sb.uid ?? s.self.uid, gid: sb.uid ?? s.self.gid, name: 'raysub', home: t.spec.cwd };
       try {
-        writeTaskFiles({ bwrap, envBinary: s.envBinary, spec: t.spec, env: t.env, limits: t.limits, id, ownUid: sb.uid !== null }, files, true);
+        await writeTaskFiles({ bwrap, envBinary: s.envBinary, spec: t.spec, env: t.env, limits: t.limits, id, ownUid: sb.uid !== null }, files, true);
         sb.cgroup?.setLimits(t.limits);
       } catch (err) {
         this.discardLater(sb);

@@ -5,6 +5,7 @@ import { tasksRepo } from './tasksRepo.js';
 import { nodesRepo } from './nodesRepo.js';
 import { tokensRepo } from './tokensRepo.js';
 import { sessionsRepo } from './sessionsRepo.js';
+import { packageRefsRepo } from './packageRefsRepo.js';
 
 export type { Db } from './open.js';
 export type { JobRow, NewJob, ListJobsQuery, LabelFilter, StatusCounts } from './jobsRepo.js';
@@ -24,6 +25,7 @@ export function openStore(file: string) {
     nodes: nodesRepo(db),
     tokens: tokensRepo(db),
     sessions: sessionsRepo(db),
+    packageRefs: packageRefsRepo(db),
     /** Run `fn` as one transaction: every state change is all-or-nothing. */
     tx<T>(fn: () => T): T {
       return db.transaction(fn)();

@@ -192,4 +192,22 @@ export const migrations: readonly { version: number; name: string; sql: string }
       CREATE INDEX sessions_by_expiry ON sessions(expires_at);
     `,
   },
+  {
+    version: 8,
+    name: 'packages each job names',
+    sql: `
+      CREATE TABLE job_packages (
+        name   TEXT NOT NULL,
+        job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        PRIMARY KEY (name, job_id)
+      ) WITHOUT ROWID;
+      CREATE INDEX job_packages_by_job ON job_packages(job_id);
+      INSERT OR IGNORE INTO job_packages (name, job_id)
+        SELECT substr(json_extract(runtime_env, '$.working_dir'), 7), id FROM jobs
+        WHERE json_extract(runtime_env, '$.working_dir') LIKE 'gcs://%';
+      INSERT OR IGNORE INTO job_packages (name, job_id)
+        SELECT substr(m.value, 7), j.id FROM jobs j, json_each(j.runtime_env, '$.py_modules') m
+        WHERE m.type = 'text' AND m.value LIKE 'gcs://%';
+    `,
+  },
 ];

@@ -7,7 +7,8 @@ import { parseWith } from '../../shared/protocol/index.js';
 import { checkPackageAddress } from '../packageStore.js';
 import type { HeadContext } from '../context.js';
 
-const params = z.object({ protocol: z.string().max(20), name: z.string().max(300) });
+// Lengths and alphabets are checked by checkPackageAddress, which says what a name must be.
+const params = z.object({ protocol: z.string(), name: z.string() });
 
 /** Ray's package endpoints (GET = exists?, PUT = upload), plus a download route for agents. */
 export function packageRoutes(ctx: HeadContext): FastifyPluginAsync {
@@ -20,6 +21,8 @@ export function packageRoutes(ctx: HeadContext): FastifyPluginAsync {
       const { protocol, name } = parseWith(params, req.params);
       checkPackageAddress(protocol, name);
       if (!ctx.packages.has(name)) throw new RaysubError('PACKAGE_NOT_FOUND', `package ${protocol}://${name} not found`);
+      // A client that saw it exists submits a job naming it next: keep it from collection meanwhile.
+      ctx.packages.touch(name);
       return reply.status(200).send({ exists: true, size: ctx.packages.size(name) });
     });
 

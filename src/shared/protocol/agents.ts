@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { packageNameSchema } from './packages.js';
 import { resourceMapSchema } from './common.js';
 import { injobAnswerSchema, injobPollSchema, injobReportSchema } from './jobapi.js';
 import { sandboxRequestSchema } from './runtimeEnv.js';
@@ -61,7 +62,7 @@ export const assignmentSchema = z.object({
   task_count: z.number().int(),
   entrypoint: z.string(),
   /** Package name in the head's store for the working dir, or null for none. */
-  working_dir_package: z.string().nullable(),
+  working_dir_package: packageNameSchema.nullable(),
   runtime_env: z.record(z.string(), z.unknown()),
   env_vars: z.record(z.string(), z.string()),
   resources: taskResourcesSchema,

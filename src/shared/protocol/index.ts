@@ -7,3 +7,4 @@ export * from './schedules.js';
 export * from './jobapi.js';
 export * from './tokens.js';
 export * from './dashboard.js';
+export * from './packages.js';

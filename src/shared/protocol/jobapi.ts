@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { packageNameSchema } from './packages.js';
 import { resourceMapSchema } from './common.js';
 
 /**
@@ -139,7 +140,7 @@ export type RelayValue = z.infer<typeof relayValueSchema>;
 /** What a worker needs to start for a job on a node that may not run any of its tasks. */
 export const jobContextSchema = z.object({
   job_id: z.string(),
-  working_dir_package: z.string().nullable(),
+  working_dir_package: packageNameSchema.nullable(),
   runtime_env: z.record(z.string(), z.unknown()),
   env_vars: z.record(z.string(), z.string()),
   sandbox: z.object({ network: z.enum(['host', 'none']).optional(), require: z.enum(['bwrap', 'process', 'none']).optional(), user_namespaces: z.boolean().optional() }).passthrough(),

@@ -1,0 +1,100 @@
+/**
+ * The agent's whole-tree file operations: unpacking a package, copying it into a task's
+ * directory, handing a directory to a task's uid, removing a tree. They are synchronous system
+ * call loops over possibly tens of thousands of entries, so they run in a worker thread (see
+ * index.ts), never on the agent's event loop. None follows a symbolic link.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { extractArchive, inspectArchive, removeTreeSync, type ArchiveCaps, type ArchiveKind } from '../../shared/archive/index.js';
+import { RaysubError } from '../../shared/errors.js';
+
+export type FileOp =
+  | { op: 'extract'; file: string; kind: ArchiveKind; dest: string; caps: ArchiveCaps }
+  | { op: 'inspect'; file: string; kind: ArchiveKind; caps: ArchiveCaps }
+  | { op: 'copy'; src: string; dest: string; mode: number; maxEntries: number }
+  | { op: 'chown'; dir: string; uid: number; gid: number }
+  | { op: 'remove'; path: string };
+
+export interface FileOpResult {
+  entries: number;
+  bytes: number;
+}
+
+/** What the worker thread answers for one operation. */
+export type FileOpReply =
+  | { id: number; ok: true; result: FileOpResult }
+  | { id: number; ok: false; error: { message: string; raysubCode: string | null; errno: string | null } };
+
+export async function runFileOp(op: FileOp): Promise<FileOpResult> {
+  switch (op.op) {
+    case 'extract':
+      return extractArchive(op.file, op.kind, op.dest, op.caps);
+    case 'inspect': {
+      const r = await inspectArchive(op.file, op.kind, op.caps);
+      return { entries: r.entries, bytes: r.bytes };
+    }
+    case 'copy':
+      return copyTree(op.src, op.dest, op.mode, op.maxEntries);
+    case 'chown':
+      return chownTree(op.dir, op.uid, op.gid);
+    case 'remove':
+      removeTreeSync(op.path);
+      return { entries: 0, bytes: 0 };
+  }
+}
+
+/**
+ * Copy `src` (an unpacked package: read-only, links checked) to the new directory `dest` (mode
+ * `mode`), writable by its owner: files are cloned where the file system can, links copied as
+ * links, never followed.
+ */
+function copyTree(src: string, dest: string, mode: number, maxEntries: number): FileOpResult {
+  fs.mkdirSync(dest, { mode });
+  fs.chmodSync(dest, mode);
+  const result = { entries: 0, bytes: 0 };
+  try {
+    const stack: [string, string][] = [[src, dest]];
+    while (stack.length > 0) {
+      const [from, to] = stack.pop() as [string, string];
+      for (const name of fs.readdirSync(from)) {
+        if (++result.entries > maxEntries) throw new RaysubError('INVALID_PACKAGE', `working dir holds more than ${maxEntries} entries`);
+        const s = path.join(from, name);
+        const d = path.join(to, name);
+        const st = fs.lstatSync(s);
+        if (st.isDirectory()) {
+          fs.mkdirSync(d, { mode: 0o700 });
+          fs.chmodSync(d, (st.mode & 0o777) | 0o700);
+          stack.push([s, d]);
+        } else if (st.isSymbolicLink()) {
+          fs.symlinkSync(fs.readlinkSync(s), d);
+        } else if (st.isFile()) {
+          fs.copyFileSync(s, d, fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE);
+          fs.chmodSync(d, (st.mode & 0o777) | 0o200);
+          result.bytes += st.size;
+        }
+      }
+    }
+    return result;
+  } catch (err) {
+    removeTreeSync(dest);
+    throw err;
+  }
+}
+
+/** Give a tree to `uid:gid` (lchown: links themselves, never their targets). */
+function chownTree(dir: string, uid: number, gid: number): FileOpResult {
+  let entries = 1;
+  fs.lchownSync(dir, uid, gid);
+  const stack = [dir];
+  while (stack.length > 0) {
+    const d = stack.pop() as string;
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      fs.lchownSync(p, uid, gid);
+      entries++;
+      if (e.isDirectory()) stack.push(p);
+    }
+  }
+  return { entries, bytes: 0 };
+}

@@ -1,0 +1,193 @@
+/**
+ * The agent's unpacked packages (`<work>/unpacked/<name>`): each fetched from the head and
+ * unpacked once (off the event loop, with the caps and tree checks of the archive module),
+ * read-only, shared by every task that names it. Tasks hold a lease while they use one; a package
+ * no task holds is removed once unused for the TTL, or earlier, least recently used first, while
+ * the cache is over its size limit.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { untilAborted } from '../shared/abort.js';
+import { archiveKind, type ArchiveCaps } from '../shared/archive/index.js';
+import { RaysubError } from '../shared/errors.js';
+import type { Logger } from '../shared/log.js';
+import { packageScheme } from '../shared/protocol/packages.js';
+import { fileOp } from './files/index.js';
+import type { HeadLink } from './headLink.js';
+
+export interface PackageLease {
+  dir: string;
+  release(): void;
+}
+
+export interface PackageCacheOptions {
+  caps: ArchiveCaps;
+  unusedTtlMs: number;
+  limitBytes: number;
+}
+
+interface Entry {
+  name: string;
+  dir: string;
+  bytes: number;
+  refs: number;
+  lastUsed: number;
+}
+
+export class PackageCache {
+  private readonly entries = new Map<string, Entry>();
+  private readonly inflight = new Map<string, Promise<Entry>>();
+  private timer: NodeJS.Timeout | null = null;
+  /** A fetch serves every task waiting for it, so only closing the cache cancels it. */
+  private readonly closing = new AbortController();
+
+  constructor(
+    /** Downloads in progress. */
+    private readonly downloadDir: string,
+    private readonly dir: string,
+    private readonly head: Pick<HeadLink, 'download'>,
+    private readonly opts: PackageCacheOptions,
+    private readonly log: Logger,
+  ) {
+    for (const d of [downloadDir, dir]) fs.mkdirSync(d, { recursive: true, mode: 0o711 });
+    for (const f of fs.readdirSync(downloadDir)) fs.rmSync(path.join(downloadDir, f), { recursive: true, force: true });
+    const now = Date.now();
+    for (const name of fs.readdirSync(dir)) {
+      const p = path.join(dir, name);
+      // Packages a previous run unpacked are kept (and collected like any other); half-done ones go.
+      if (packageScheme(name) !== null) this.entries.set(name, { name, dir: p, bytes: 0, refs: 0, lastUsed: now });
+      else this.discard(p);
+    }
+  }
+
+  /** A lease on the unpacked tree of `name`, fetching and unpacking it once however many ask. */
+  async acquire(name: string, signal: AbortSignal): Promise<PackageLease> {
+    if (packageScheme(name) === null) throw new RaysubError('INVALID_PACKAGE', `invalid package name "${name}"`);
+    let entry = this.entries.get(name);
+    if (!entry) {
+      let p = this.inflight.get(name);
+      if (!p) {
+        p = this.fetch(name, this.closing.signal).finally(() => this.inflight.delete(name));
+        // Nobody may be waiting any more when it fails: that is not an unhandled rejection.
+        p.catch(() => undefined);
+        this.inflight.set(name, p);
+      }
+      entry = await untilAborted(p, signal);
+    }
+    const e = entry;
+    e.refs++;
+    e.lastUsed = Date.now();
+    let released = false;
+    return {
+      dir: e.dir,
+      release: () => {
+        if (released) return;
+        released = true;
+        e.refs--;
+        e.lastUsed = Date.now();
+        this.evictOverLimit();
+      },
+    };
+  }
+
+  private async fetch(name: string, signal: AbortSignal): Promise<Entry> {
+    const kind = archiveKind(name);
+    if (!kind) throw new RaysubError('INVALID_PACKAGE', `unsupported package ${name}`);
+    const tag = `${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
+    const file = path.join(this.downloadDir, `${tag}-${name}`);
+    const staging = path.join(this.dir, `.tmp-${tag}-${name}`);
+    try {
+      const body = await this.head.download(name, signal);
+      await pipeline(body, fs.createWriteStream(file, { mode: 0o600, flags: 'wx' }), { signal });
+      let bytes: number;
+      if (kind === 'whl') {
+        // pip installs a wheel from the file itself; it is checked like any zip first.
+        await fileOp({ op: 'inspect', file, kind, caps: this.opts.caps });
+        await fs.promises.mkdir(staging, { mode: 0o755 });
+        await fs.promises.rename(file, path.join(staging, name));
+        await fs.promises.chmod(path.join(staging, name), 0o444);
+        await fs.promises.chmod(staging, 0o555);
+        bytes = (await fs.promises.stat(path.join(staging, name))).size;
+      } else {
+        bytes = (await fileOp({ op: 'extract', file, kind, dest: staging, caps: this.opts.caps })).bytes;
+      }
+      const dir = path.join(this.dir, name);
+      await fs.promises.rename(staging, dir);
+      const entry: Entry = { name, dir, bytes, refs: 0, lastUsed: Date.now() };
+      this.entries.set(name, entry);
+      this.log.info({ name, bytes }, 'package unpacked');
+      return entry;
+    } catch (err) {
+      this.discard(staging);
+      throw err;
+    } finally {
+      await fs.promises.rm(file, { force: true });
+    }
+  }
+
+  /** Remove a tree in the background (renamed away first, so its name is free at once). */
+  private discard(p: string): void {
+    void fileOp({ op: 'remove', path: p }).catch((err: unknown) => this.log.warn({ err, path: p }, 'could not remove a package directory'));
+  }
+
+  private remove(e: Entry): void {
+    this.entries.delete(e.name);
+    const trash = path.join(this.dir, `.trash-${crypto.randomBytes(4).toString('hex')}-${e.name}`);
+    try {
+      fs.renameSync(e.dir, trash);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    this.discard(trash);
+  }
+
+  /** Remove packages no task holds that were unused for the TTL. */
+  sweep(now = Date.now()): string[] {
+    const removed: string[] = [];
+    for (const e of [...this.entries.values()]) {
+      if (e.refs > 0 || now - e.lastUsed < this.opts.unusedTtlMs) continue;
+      this.remove(e);
+      removed.push(e.name);
+    }
+    if (removed.length > 0) this.log.info({ removed }, 'removed unpacked packages no task used recently');
+    return removed;
+  }
+
+  private evictOverLimit(): void {
+    let total = 0;
+    for (const e of this.entries.values()) total += e.bytes;
+    if (total <= this.opts.limitBytes) return;
+    const idle = [...this.entries.values()].filter((e) => e.refs === 0).sort((a, b) => a.lastUsed - b.lastUsed);
+    for (const e of idle) {
+      if (total <= this.opts.limitBytes) break;
+      this.remove(e);
+      total -= e.bytes;
+    }
+  }
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => {
+      try {
+        this.sweep();
+      } catch (err) {
+        this.log.error({ err }, 'package sweep failed; retrying at the next one');
+      }
+    }, Math.max(1000, Math.min(60_000, this.opts.unusedTtlMs / 2)));
+    this.timer.unref();
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    this.closing.abort();
+  }
+
+  /** Names and use counts, for tests and the node's report. */
+  usage(): { name: string; refs: number; bytes: number }[] {
+    return [...this.entries.values()].map((e) => ({ name: e.name, refs: e.refs, bytes: e.bytes }));
+  }
+}
