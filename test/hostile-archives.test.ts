@@ -8,28 +8,13 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { request } from 'undici';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { extractArchive, type ArchiveKind } from '../src/shared/archive/index.js';
-import { contentName, deflateBomb, gzipAgain, gzipBomb, listTree, writeArchive, zipWithNul, type Spec } from './helpers/archives.js';
-import { startAgent, startHead, tempDir, waitFor, type TestHead } from './helpers/cluster.js';
+import { contentName, deflateBomb, gzipAgain, gzipBomb, listTree, putPackage, writeArchive, zipWithNul, type Spec } from './helpers/archives.js';
+import { startAgent, startHead, tempDir, waitFor } from './helpers/cluster.js';
 import { ensureRayVenv, RAY_VENV, run } from './helpers/rayVenv.js';
 
-async function put(head: Pick<TestHead, 'url' | 'token'>, name: string, body: Buffer): Promise<{ status: number; code: string | undefined; message: string }> {
-  const res = await request(`${head.url}/api/packages/gcs/${name}`, {
-    method: 'PUT',
-    body,
-    headers: { authorization: `Bearer ${head.token}`, 'content-type': 'application/octet-stream' },
-  });
-  const text = await res.body.text();
-  let error: { code?: string; message?: string } = {};
-  try {
-    error = (JSON.parse(text) as { error?: typeof error }).error ?? {};
-  } catch {
-    // not JSON
-  }
-  return { status: res.statusCode, code: error.code, message: error.message ?? text };
-}
+const put = putPackage;
 
 /** One hostile archive: its entries in order, and what the refusal must say. */
 interface Case {

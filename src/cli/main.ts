@@ -100,7 +100,7 @@ export function buildProgram(): Command {
     .option('--max-log-size <bytes>', "output a job's logs keep; the beginning is kept, plus the end of each attempt (default: 100M; 0: no cap)")
     .option('--max-package-unpacked-size <bytes>', 'most a package may unpack to, checked at upload and when a node unpacks it (default: 1G)')
     .option('--max-package-entries <n>', 'most files, directories and links a package may hold (default: 100000)')
-    .option('--unused-package-ttl <seconds>', 'delete packages nothing has used for this long: on the head, those no job or schedule names; on a node, unpacked ones no task uses (default: 600)')
+    .option('--unused-package-ttl <duration>', 'delete packages nothing has used for this long (e.g. 600, 10m): on the head, those no job or schedule names; on a node, unpacked ones no task uses (default: 10m)')
     .option('--heartbeat-ms <ms>', 'agent heartbeat interval (head option)')
     .option('--lease-ms <ms>', 'how long a silent agent keeps its lease (head option)')
     .option('--cache-limit <bytes>', 'agent cache size limit (default: 10G)')

@@ -8,6 +8,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
+import { request } from 'undici';
 
 export type Spec =
   | { name: string; type: 'file'; data?: string; mode?: number }
@@ -138,4 +139,21 @@ export function listTree(dir: string): string[] {
   };
   if (fs.existsSync(dir)) walk(dir);
   return out.sort();
+}
+
+/** PUT a package through the head's HTTP API; the status and the error's code and message. */
+export async function putPackage(head: { url: string; token: string }, name: string, body: Buffer): Promise<{ status: number; code: string | undefined; message: string }> {
+  const res = await request(`${head.url}/api/packages/gcs/${name}`, {
+    method: 'PUT',
+    body,
+    headers: { authorization: `Bearer ${head.token}`, 'content-type': 'application/octet-stream' },
+  });
+  const text = await res.body.text();
+  let error: { code?: string; message?: string } = {};
+  try {
+    error = (JSON.parse(text) as { error?: typeof error }).error ?? {};
+  } catch {
+    // not JSON
+  }
+  return { status: res.statusCode, code: error.code, message: error.message ?? text };
 }

@@ -2,9 +2,9 @@
  * Runtime envs beyond variables: pip virtualenvs, npm node_modules and py_modules, built once per
  * spec hash into the agent's env cache and leased to the tasks that use them.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import type { Assignment, RuntimeEnv } from '../../shared/protocol/index.js';
+import { fileOp } from '../files/index.js';
 import type { EnvCache, Lease } from './cache.js';
 import { buildNodeModules, exposeNodeModules, npmKey, npmSpecOf } from './npm.js';
 import { activateVenv, buildVenv, pipKey, pipSpecOf } from './pip.js';
@@ -99,11 +99,12 @@ export async function setUpEnvs(s: EnvSetup): Promise<void> {
 async function withWorkDirCopy(taskDir: string | null, envDir: string, fn: (cwd: string) => Promise<void>): Promise<void> {
   if (!taskDir) return fn(envDir);
   const copy = `${envDir}.src.tmp`;
-  fs.rmSync(copy, { recursive: true, force: true });
-  fs.cpSync(taskDir, copy, { recursive: true, verbatimSymlinks: true, filter: (src) => path.basename(src) !== 'node_modules' || src === taskDir });
+  // A working dir may hold tens of thousands of files: copied and removed off the event loop.
+  await fileOp({ op: 'remove', path: copy });
+  await fileOp({ op: 'copy', src: taskDir, dest: copy, mode: 0o700, maxEntries: Number.MAX_SAFE_INTEGER, skipNames: ['node_modules'] });
   try {
     await fn(copy);
   } finally {
-    fs.rmSync(copy, { recursive: true, force: true });
+    await fileOp({ op: 'remove', path: copy });
   }
 }

@@ -44,7 +44,6 @@ class Slot {
 
   constructor(private readonly pool: FileWorkers) {
     this.worker = new Worker(fileURLToPath(WORKER_URL), { resourceLimits: { maxOldGenerationSizeMb: WORKER_HEAP_MB } });
-    this.worker.unref();
     this.worker.on('message', (reply: FileOpReply) => {
       const job = this.job;
       if (!job || reply.id !== job.id) return;
@@ -53,6 +52,8 @@ class Slot {
       else job.reject(errorFrom(reply.error));
       this.pool.dispatch();
       if (this.job === null) {
+        // An idle worker never keeps the process alive; a busy one does, until it answers.
+        this.worker.unref();
         this.idle = setTimeout(() => {
           this.pool.forget(this);
           void this.worker.terminate();
@@ -70,12 +71,15 @@ class Slot {
     };
     this.worker.on('error', died);
     this.worker.on('exit', died);
+    // After the listeners (adding a 'message' listener refs the worker's port again).
+    this.worker.unref();
   }
 
   run(job: Job): void {
     if (this.idle) clearTimeout(this.idle);
     this.idle = null;
     this.job = job;
+    this.worker.ref();
     this.worker.postMessage({ id: job.id, op: job.op });
   }
 }

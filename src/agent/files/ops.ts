@@ -12,7 +12,7 @@ import { RaysubError } from '../../shared/errors.js';
 export type FileOp =
   | { op: 'extract'; file: string; kind: ArchiveKind; dest: string; caps: ArchiveCaps }
   | { op: 'inspect'; file: string; kind: ArchiveKind; caps: ArchiveCaps }
-  | { op: 'copy'; src: string; dest: string; mode: number; maxEntries: number }
+  | { op: 'copy'; src: string; dest: string; mode: number; maxEntries: number; skipNames?: readonly string[] }
   | { op: 'chown'; dir: string; uid: number; gid: number }
   | { op: 'remove'; path: string };
 
@@ -35,7 +35,7 @@ export async function runFileOp(op: FileOp): Promise<FileOpResult> {
       return { entries: r.entries, bytes: r.bytes };
     }
     case 'copy':
-      return copyTree(op.src, op.dest, op.mode, op.maxEntries);
+      return copyTree(op.src, op.dest, op.mode, op.maxEntries, new Set(op.skipNames ?? []));
     case 'chown':
       return chownTree(op.dir, op.uid, op.gid);
     case 'remove':
@@ -45,11 +45,11 @@ export async function runFileOp(op: FileOp): Promise<FileOpResult> {
 }
 
 /**
- * Copy `src` (an unpacked package: read-only, links checked) to the new directory `dest` (mode
+ * Copy `src` (an unpacked package, or a task's directory) to the new directory `dest` (mode
  * `mode`), writable by its owner: files are cloned where the file system can, links copied as
- * links, never followed.
+ * links, never followed; entries named in `skip` (below the top) are left out.
  */
-function copyTree(src: string, dest: string, mode: number, maxEntries: number): FileOpResult {
+function copyTree(src: string, dest: string, mode: number, maxEntries: number, skip: ReadonlySet<string>): FileOpResult {
   fs.mkdirSync(dest, { mode });
   fs.chmodSync(dest, mode);
   const result = { entries: 0, bytes: 0 };
@@ -58,6 +58,7 @@ function copyTree(src: string, dest: string, mode: number, maxEntries: number): 
     while (stack.length > 0) {
       const [from, to] = stack.pop() as [string, string];
       for (const name of fs.readdirSync(from)) {
+        if (skip.has(name)) continue;
         if (++result.entries > maxEntries) throw new RaysubError('INVALID_PACKAGE', `working dir holds more than ${maxEntries} entries`);
         const s = path.join(from, name);
         const d = path.join(to, name);

@@ -10,8 +10,8 @@ export function packageRefsRepo(db: Db) {
   const insert = db.prepare('INSERT OR IGNORE INTO job_packages (name, job_id) VALUES (?, ?)');
   const used = db
     .prepare(
-      `SELECT 1 FROM job_packages WHERE name = ?1
-       UNION ALL SELECT 1 FROM schedules WHERE instr(job, 'gcs://' || ?1) > 0
+      `SELECT 1 FROM job_packages WHERE name = @name
+       UNION ALL SELECT 1 FROM schedules WHERE instr(job, 'gcs://' || @name) > 0
        LIMIT 1`,
     )
     .pluck();
@@ -21,7 +21,7 @@ export function packageRefsRepo(db: Db) {
     },
     /** True while any job (pending, running, or finished and kept) or any schedule names the package. */
     isReferenced(name: string): boolean {
-      return used.get(name) !== undefined;
+      return used.get({ name }) !== undefined;
     },
   };
 }
