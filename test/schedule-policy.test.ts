@@ -7,7 +7,9 @@ import type { JobDetails, ScheduleRun } from '../src/shared/protocol/index.js';
 import { runCli, startHead, waitFor, type TestHead } from './helpers/cluster.js';
 
 async function create(head: TestHead, name: string, cron: string, policy: string, command: string[]): Promise<void> {
-  const r = await runCli(['schedule', 'create', name, '--cron', cron, '--concurrency', policy, '--entrypoint-num-cpus', '0', '-q', '--', ...command], { env: head.env });
+  // Every run's job is looked at: none may be deleted by the schedule's history limits meanwhile.
+  const keep = ['--successful-jobs-history-limit', '1000', '--failed-jobs-history-limit', '1000'];
+  const r = await runCli(['schedule', 'create', name, '--cron', cron, '--concurrency', policy, ...keep, '--entrypoint-num-cpus', '0', '-q', '--', ...command], { env: head.env });
   expect(r.code, r.stderr).toBe(0);
 }
 

@@ -21,7 +21,8 @@ describe('schedules', () => {
   it('fires a schedule with a seconds field on time, run after run', async () => {
     const head = await startHead({ numCpus: 2 });
     const info = scheduleInfoSchema.parse(
-      await cliJson(head, ['schedule', 'create', 'tick', '--cron', '*/2 * * * * *', '--entrypoint-num-cpus', '0', '--', 'echo', 'tick']),
+      // Every run's job is looked at below: the history limit keeps them all.
+      await cliJson(head, ['schedule', 'create', 'tick', '--cron', '*/2 * * * * *', '--successful-jobs-history-limit', '100', '--entrypoint-num-cpus', '0', '--', 'echo', 'tick']),
     );
     expect(info).toMatchObject({ name: 'tick', cron: '*/2 * * * * *', timezone: 'UTC', concurrency: 'allow', suspended: false, last_run: null });
     expect(info.next_run_at! % 2000).toBe(0);
@@ -50,7 +51,22 @@ describe('schedules', () => {
     const list = scheduleListSchema.parse(await cliJson(head, ['schedule', 'list']));
     expect(list.schedules.map((s) => s.name)).toEqual(['tick']);
     expect(Object.keys(list.schedules[0]!).sort()).toEqual(
-      ['active_jobs', 'concurrency', 'created_at', 'cron', 'job', 'last_run', 'name', 'next_run_at', 'starting_deadline_s', 'suspended', 'timezone', 'updated_at'],
+      [
+        'active_jobs',
+        'concurrency',
+        'created_at',
+        'cron',
+        'failed_jobs_history_limit',
+        'job',
+        'last_run',
+        'name',
+        'next_run_at',
+        'starting_deadline_s',
+        'successful_jobs_history_limit',
+        'suspended',
+        'timezone',
+        'updated_at',
+      ],
     );
     const history = scheduleRunListSchema.parse(await cliJson(head, ['schedule', 'runs', 'tick', '--limit', '2']));
     expect(history.runs).toHaveLength(2);

@@ -101,6 +101,8 @@ export function buildProgram(): Command {
     .option('--max-package-unpacked-size <bytes>', 'most a package may unpack to, checked at upload and when a node unpacks it (default: 1G)')
     .option('--max-package-entries <n>', 'most files, directories and links a package may hold (default: 100000)')
     .option('--unused-package-ttl <duration>', 'delete packages nothing has used for this long (e.g. 600, 10m): on the head, those no job or schedule names; on a node, unpacked ones no task uses (default: 10m)')
+    .option('--job-ttl <duration>', 'delete finished jobs and their logs this long after they ended, e.g. 7d, 12h (default: 7d; 0: keep)')
+    .option('--max-finished-jobs <n>', 'keep at most this many finished jobs, deleting the oldest (default: 1000; 0: no limit)')
     .option('--heartbeat-ms <ms>', 'agent heartbeat interval (head option)')
     .option('--lease-ms <ms>', 'how long a silent agent keeps its lease (head option)')
     .option('--cache-limit <bytes>', 'agent cache size limit (default: 10G)')

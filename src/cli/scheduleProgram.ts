@@ -44,6 +44,8 @@ export function addScheduleCommands(program: Command, kit: CommandKit): void {
             .default('allow'),
         )
         .option('--starting-deadline <seconds>', 'never start a run more than this late, e.g. after the head was down (default: no limit)')
+        .option('--successful-jobs-history-limit <n>', 'succeeded jobs of this schedule kept; older ones are deleted with their logs (default: 3)')
+        .option('--failed-jobs-history-limit <n>', 'failed or stopped jobs of this schedule kept (default: 1)')
         .option('--suspend', 'create it paused')
         .option('--update', 'create, or replace the definition of an existing schedule (re-packs the working dir, keeps its history)'),
     )

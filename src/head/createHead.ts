@@ -5,7 +5,7 @@
  */
 import crypto from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import { DEFAULT_LOG_OPTIONS, DEFAULTS, defaultHttpLimits, type HeadOptions } from '../shared/config.js';
+import { DEFAULT_LOG_OPTIONS, DEFAULT_RETENTION_OPTIONS, DEFAULTS, defaultHttpLimits, type HeadOptions } from '../shared/config.js';
 import { dataDirLayout, preparePrivateDataDir } from '../shared/dataDir.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import { AgentHub } from './agentHub.js';
@@ -21,6 +21,7 @@ import { LogStore } from './logStore.js';
 import { HeadMetrics } from './metrics.js';
 import { PackageCollector } from './packageGc.js';
 import { PackageStore } from './packageStore.js';
+import { RetentionSweeper } from './retention.js';
 import { ScheduleService, ScheduleTicker } from './schedules/index.js';
 import { buildServer } from './server.js';
 import { DashboardAssets, defaultAssetDir } from './dashboard/assets.js';
@@ -32,7 +33,7 @@ export type CreateHeadOptions = Pick<
   HeadOptions,
   'dataDir' | 'logLevel' | 'maxPackageBytes' | 'packageCaps' | 'unusedPackageTtlMs' | 'heartbeatIntervalMs' | 'leaseMs' | 'pollWaitMs' | 'starvationMs'
 > &
-  Partial<Pick<HeadOptions, 'logs' | 'http' | 'tls'>> & {
+  Partial<Pick<HeadOptions, 'logs' | 'retention' | 'http' | 'tls'>> & {
     /** The cluster history's sampling (tests sample faster). */
     history?: HistoryOptions;
   };
@@ -50,6 +51,7 @@ export interface Head {
   readonly jobs: JobService;
   readonly hub: AgentHub;
   readonly schedules: ScheduleService;
+  readonly retention: RetentionSweeper;
   readonly app: FastifyInstance;
   /** Listen on host:port and start the head's timers; resolves with the bound port. */
   serve(host: string, port: number): Promise<number>;
@@ -84,6 +86,18 @@ export async function createHead(opts: CreateHeadOptions, logger?: Logger): Prom
     const metrics = new HeadMetrics(engine, store, followers);
     const schedules = new ScheduleService(engine, store, jobs, packages, log.child({ component: 'schedules' }));
     const ticker = new ScheduleTicker(schedules, log.child({ component: 'cron' }));
+    const retention = new RetentionSweeper(
+      store,
+      {
+        deleteJob: (id) => jobs.delete(id),
+        scheduleLimits: () => schedules.repo.historyLimits(),
+        logDirs: () => logs.jobDirs(),
+        jobExists: (id) => store.jobs.get(id) !== undefined,
+        removeLogs: (id) => logs.removeJob(id),
+      },
+      opts.retention ?? DEFAULT_RETENTION_OPTIONS,
+      log.child({ component: 'retention' }),
+    );
     const auth = new Authenticator(token, store);
     const sessions = new SessionManager(store, auth, token, {
       ttlMs: DEFAULTS.dashboardSessionTtlS * 1000,
@@ -119,6 +133,7 @@ export async function createHead(opts: CreateHeadOptions, logger?: Logger): Prom
     cleanups.unshift(() => hub.close());
     cleanups.unshift(() => ticker.shutdown());
     cleanups.unshift(() => collector.shutdown());
+    cleanups.unshift(() => retention.shutdown());
     let closing: Promise<void> | null = null;
     return {
       dataDir: opts.dataDir,
@@ -132,8 +147,11 @@ export async function createHead(opts: CreateHeadOptions, logger?: Logger): Prom
       jobs,
       hub,
       schedules,
+      retention,
       app,
       async serve(host, port) {
+        // Before any request: logs a crash left without their job are removed while nothing writes.
+        retention.start();
         await app.listen({ host, port });
         hub.start();
         engine.requestSchedule();

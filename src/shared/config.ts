@@ -69,6 +69,7 @@ export const DEFAULT_LOG_OPTIONS: LogOptions = {
 };
 export const DEFAULT_JOB_TTL_MS = 7 * 24 * 3600 * 1000;
 export const DEFAULT_MAX_FINISHED_JOBS = 1000;
+export const DEFAULT_RETENTION_OPTIONS: RetentionOptions = { jobTtlMs: DEFAULT_JOB_TTL_MS, maxFinishedJobs: DEFAULT_MAX_FINISHED_JOBS, sweepMs: 60_000 };
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 function env(name: string): string | undefined {

@@ -12,6 +12,8 @@ export interface CreateFlags extends SubmitFlags {
   timezone?: string;
   concurrency?: string;
   startingDeadline?: string;
+  successfulJobsHistoryLimit?: string;
+  failedJobsHistoryLimit?: string;
   suspend?: boolean;
   update?: boolean;
 }
@@ -40,6 +42,14 @@ export async function createCommand(ctx: CliContext, name: string, args: string[
     deadline = Number(flags.startingDeadline);
     if (!Number.isFinite(deadline) || deadline < 1) throw new RaysubError('USAGE', `--starting-deadline must be seconds >= 1, got "${flags.startingDeadline}"`);
   }
+  const limit = (flag: string, value: string | undefined): number | undefined => {
+    if (value === undefined) return undefined;
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0 || n > 10_000) throw new RaysubError('USAGE', `--${flag} must be a whole number from 0 to 10000, got "${value}"`);
+    return n;
+  };
+  const successful = limit('successful-jobs-history-limit', flags.successfulJobsHistoryLimit);
+  const failed = limit('failed-jobs-history-limit', flags.failedJobsHistoryLimit);
   const entrypoint = joinEntrypoint(args);
   const draft = {
     name,
@@ -48,6 +58,8 @@ export async function createCommand(ctx: CliContext, name: string, args: string[
     concurrency: flags.concurrency as ScheduleCreateRequest['concurrency'],
     starting_deadline_s: deadline,
     ...(flags.suspend ? { suspend: true } : {}),
+    ...(successful !== undefined ? { successful_jobs_history_limit: successful } : {}),
+    ...(failed !== undefined ? { failed_jobs_history_limit: failed } : {}),
   };
   // Check the name, expression and zone before packing and uploading anything.
   const checked = scheduleCreateRequestSchema.safeParse({ ...draft, job: { entrypoint } });
@@ -123,6 +135,7 @@ export async function getCommand(ctx: CliContext, name: string, flags: { json?: 
     `${label('Cron')}${s.cron} (${s.timezone})`,
     `${label('Concurrency')}${s.concurrency}${s.starting_deadline_s !== null ? `, starting deadline ${s.starting_deadline_s}s` : ''}`,
     `${label('State')}${s.suspended ? c.yellow('paused') : 'active'}`,
+    `${label('History')}keeps its last ${s.successful_jobs_history_limit} succeeded and ${s.failed_jobs_history_limit} failed or stopped jobs`,
   ];
   if (s.next_run_at !== null) {
     const cron = compileCron(s.cron, s.timezone);

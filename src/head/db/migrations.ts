@@ -210,4 +210,13 @@ export const migrations: readonly { version: number; name: string; sql: string }
         WHERE m.type = 'text' AND m.value LIKE 'gcs://%';
     `,
   },
+  {
+    version: 9,
+    name: 'retention: finished jobs by end time, schedule history limits',
+    sql: `
+      CREATE INDEX jobs_finished ON jobs(end_time) WHERE end_time IS NOT NULL;
+      ALTER TABLE schedules ADD COLUMN successful_jobs_history_limit INTEGER NOT NULL DEFAULT 3;
+      ALTER TABLE schedules ADD COLUMN failed_jobs_history_limit INTEGER NOT NULL DEFAULT 1;
+    `,
+  },
 ];

@@ -8,6 +8,8 @@ import { RaysubError } from '../../shared/errors.js';
 import { canonicalJson, sha256 } from '../../shared/ids.js';
 import type { Logger } from '../../shared/log.js';
 import {
+  DEFAULT_FAILED_JOBS_HISTORY_LIMIT,
+  DEFAULT_SUCCESSFUL_JOBS_HISTORY_LIMIT,
   parseRuntimeEnv,
   parseWith,
   scheduleCreateRequestSchema,
@@ -67,7 +69,14 @@ export class ScheduleService extends EventEmitter<ScheduleEvents> {
       starting_deadline_s: req.starting_deadline_s ?? null,
       job,
     };
-    const hash = sha256(canonicalJson(definition));
+    const history = {
+      successful_jobs_history_limit: req.successful_jobs_history_limit ?? DEFAULT_SUCCESSFUL_JOBS_HISTORY_LIMIT,
+      failed_jobs_history_limit: req.failed_jobs_history_limit ?? DEFAULT_FAILED_JOBS_HISTORY_LIMIT,
+    };
+    // History limits other than the defaults are part of the definition; the defaults are left out
+    // of the hash, so schedules saved before the limits existed keep their hash.
+    const defaults = history.successful_jobs_history_limit === DEFAULT_SUCCESSFUL_JOBS_HISTORY_LIMIT && history.failed_jobs_history_limit === DEFAULT_FAILED_JOBS_HISTORY_LIMIT;
+    const hash = sha256(canonicalJson(defaults ? definition : { ...definition, history }));
     const now = Date.now();
     const created = this.engine.transact(() => {
       const existing = this.repo.get(req.name);
@@ -84,6 +93,7 @@ export class ScheduleService extends EventEmitter<ScheduleEvents> {
       const row = {
         name: req.name,
         ...definition,
+        ...history,
         job: JSON.stringify(job),
         suspended: suspended ? 1 : 0,
         definition_hash: hash,
@@ -126,6 +136,8 @@ export class ScheduleService extends EventEmitter<ScheduleEvents> {
       next_run_at: row.suspended === 1 ? null : row.next_run_at,
       last_run: this.repo.lastRun(row.name),
       active_jobs: this.repo.activeJobs(row.name).map((j) => j.id),
+      successful_jobs_history_limit: row.successful_jobs_history_limit,
+      failed_jobs_history_limit: row.failed_jobs_history_limit,
       job: JSON.parse(row.job) as ScheduleJob,
     };
   }

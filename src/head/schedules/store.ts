@@ -13,6 +13,8 @@ export interface ScheduleRow {
   created_at: number;
   updated_at: number;
   next_run_at: number | null;
+  successful_jobs_history_limit: number;
+  failed_jobs_history_limit: number;
 }
 
 export interface NewRun {
@@ -55,16 +57,18 @@ function toRun(r: RunRow): ScheduleRun {
 export function schedulesRepo(db: Db) {
   const insert = db.prepare(`
     INSERT INTO schedules (name, cron, timezone, concurrency, starting_deadline_s, suspended, job, definition_hash,
-      created_at, updated_at, next_run_at)
+      created_at, updated_at, next_run_at, successful_jobs_history_limit, failed_jobs_history_limit)
     VALUES (@name, @cron, @timezone, @concurrency, @starting_deadline_s, @suspended, @job, @definition_hash,
-      @created_at, @updated_at, @next_run_at)`);
+      @created_at, @updated_at, @next_run_at, @successful_jobs_history_limit, @failed_jobs_history_limit)`);
   const replace = db.prepare(`
     UPDATE schedules SET cron = @cron, timezone = @timezone, concurrency = @concurrency,
       starting_deadline_s = @starting_deadline_s, suspended = @suspended, job = @job,
-      definition_hash = @definition_hash, updated_at = @updated_at, next_run_at = @next_run_at
+      definition_hash = @definition_hash, updated_at = @updated_at, next_run_at = @next_run_at,
+      successful_jobs_history_limit = @successful_jobs_history_limit, failed_jobs_history_limit = @failed_jobs_history_limit
     WHERE name = @name`);
   const get = db.prepare('SELECT * FROM schedules WHERE name = ?');
   const all = db.prepare('SELECT * FROM schedules ORDER BY name');
+  const historyLimits = db.prepare('SELECT name, successful_jobs_history_limit AS successful, failed_jobs_history_limit AS failed FROM schedules');
   const due = db.prepare('SELECT * FROM schedules WHERE suspended = 0 AND next_run_at IS NOT NULL AND next_run_at <= ? ORDER BY next_run_at');
   const earliestAfter = db.prepare('SELECT MIN(next_run_at) AS at FROM schedules WHERE suspended = 0 AND next_run_at > ?');
   const setState = db.prepare('UPDATE schedules SET suspended = ?, next_run_at = ?, updated_at = ? WHERE name = ?');
@@ -91,6 +95,8 @@ export function schedulesRepo(db: Db) {
     replace: (row: Omit<ScheduleRow, 'created_at'>) => replace.run(row),
     get: (name: string) => get.get(name) as ScheduleRow | undefined,
     all: () => all.all() as ScheduleRow[],
+    /** How many finished jobs each schedule keeps, by outcome. */
+    historyLimits: () => historyLimits.all() as { name: string; successful: number; failed: number }[],
     due: (now: number) => due.all(now) as ScheduleRow[],
     /** The earliest due time of an active schedule strictly after `now`. */
     earliestAfter: (now: number) => (earliestAfter.get(now) as { at: number | null }).at,

@@ -16,6 +16,10 @@ export const concurrencyPolicySchema = z.enum(['allow', 'forbid', 'replace']);
 export type ConcurrencyPolicy = z.infer<typeof concurrencyPolicySchema>;
 
 /** The job a schedule fires: a job submission without an id (each run gets its own). */
+/** Kubernetes CronJob's defaults: the last 3 succeeded jobs and the last failed one are kept. */
+export const DEFAULT_SUCCESSFUL_JOBS_HISTORY_LIMIT = 3;
+export const DEFAULT_FAILED_JOBS_HISTORY_LIMIT = 1;
+
 export const scheduleJobSchema = jobSubmitRequestSchema.omit({ submission_id: true, job_id: true });
 export type ScheduleJob = z.infer<typeof scheduleJobSchema>;
 
@@ -30,6 +34,9 @@ export const scheduleCreateRequestSchema = z
     starting_deadline_s: z.number().min(1).max(365 * 24 * 3600).nullable().optional(),
     /** Create it paused. */
     suspend: z.boolean().optional(),
+    /** Finished jobs of the schedule kept, by outcome (as CronJob's); older ones are deleted with their logs. */
+    successful_jobs_history_limit: z.number().int().min(0).max(10_000).optional(),
+    failed_jobs_history_limit: z.number().int().min(0).max(10_000).optional(),
     job: scheduleJobSchema,
   })
   .superRefine((req, ctx) => {
@@ -86,6 +93,9 @@ export const scheduleInfoSchema = z.object({
   last_run: scheduleRunSchema.nullable(),
   /** Its jobs that are PENDING or RUNNING now. */
   active_jobs: z.array(z.string()),
+  /** How many of its succeeded, and of its failed or stopped, jobs are kept. */
+  successful_jobs_history_limit: z.number(),
+  failed_jobs_history_limit: z.number(),
   job: scheduleJobSchema,
 });
 export type ScheduleInfo = z.infer<typeof scheduleInfoSchema>;
