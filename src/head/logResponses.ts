@@ -234,9 +234,9 @@ export async function serveRayLogs(ctx: LogServingContext, id: string, res: Serv
         let chunk = Buffer.concat(segments.map((s) => s.data));
         at += chunk.length;
         if (skipToLine) {
+          // Start at a line, unless the part sent is all one line.
           const nl = chunk.indexOf(0x0a);
-          if (nl < 0) continue;
-          chunk = chunk.subarray(nl + 1);
+          if (nl >= 0 && nl < chunk.length - 1) chunk = chunk.subarray(nl + 1);
           skipToLine = false;
         }
         const text = decoder.write(chunk);

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { RaysubError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import type { LogStream } from '../shared/protocol/index.js';
+import { cutBack, mib, storageError, writeAll } from './logIo.js';
 import { DroppedTail } from './logTail.js';
 
 export interface LogSegment {
@@ -34,29 +35,9 @@ export interface LogStoreOptions {
 export type LogWatcher = (idx: number | null) => void;
 
 const CACHE_LIMIT = 512;
+/** The submission id alphabet (protocol/common.ts): the only names log directories have. */
+const JOB_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const CAPPED_FILE = 'capped';
-
-function mib(n: number): string {
-  return n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(n % (1024 * 1024) ? 1 : 0)} MiB` : `${Math.round(n / 1024)} KiB`;
-}
-
-/** Cut a file back to `size` after a failed write (best effort: a device cannot be cut). */
-function cutBack(fd: number, size: number): void {
-  try {
-    fs.ftruncateSync(fd, size);
-  } catch {
-    // nothing more to do: the caller forgets what it knew of the file
-  }
-}
-
-/** ENOSPC and friends become DISK_FULL (507, retryable); anything else stays what it is. */
-export function storageError(err: unknown, what: string): unknown {
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOSPC' || code === 'EDQUOT') {
-    return new RaysubError('DISK_FULL', `the head's disk is full: cannot store ${what}; free space on the head (retry later)`, { cause: err, retryable: true });
-  }
-  return err;
-}
 
 /**
  * Per-task log files under `logs/<job-id>/<task-index>.log`: the only code that reads or writes
@@ -88,16 +69,25 @@ export class LogStore {
     return `${jobId}/${idx}`;
   }
 
+  /** The job's directory, checked: ids are validated at submission, and this holds whatever calls it. */
+  private jobDir(jobId: string): string {
+    const dir = path.resolve(this.dir, jobId);
+    if (!JOB_ID.test(jobId) || path.dirname(dir) !== path.resolve(this.dir)) {
+      throw new RaysubError('INTERNAL', `not a job id a log path can be built from: ${JSON.stringify(jobId.slice(0, 200))}`);
+    }
+    return dir;
+  }
+
   logPath(jobId: string, idx: number): string {
-    return path.join(this.dir, jobId, `${idx}.log`);
+    return path.join(this.jobDir(jobId), `${idx}.log`);
   }
 
   private streamsPath(jobId: string, idx: number): string {
-    return path.join(this.dir, jobId, `${idx}.streams`);
+    return path.join(this.jobDir(jobId), `${idx}.streams`);
   }
 
   private tailPath(jobId: string, idx: number): string {
-    return path.join(this.dir, jobId, `${idx}.dropped`);
+    return path.join(this.jobDir(jobId), `${idx}.dropped`);
   }
 
   private remember<T>(map: Map<string, T>, key: string, value: T): void {
@@ -147,13 +137,13 @@ export class LogStore {
     const state: JobLogState = { bytes: 0, capped: false };
     let names: string[];
     try {
-      names = fs.readdirSync(path.join(this.dir, jobId));
+      names = fs.readdirSync(this.jobDir(jobId));
     } catch {
       names = [];
     }
     for (const name of names) {
       if (name === CAPPED_FILE) state.capped = true;
-      else if (name.endsWith('.log')) state.bytes += fs.statSync(path.join(this.dir, jobId, name), { throwIfNoEntry: false })?.size ?? 0;
+      else if (name.endsWith('.log')) state.bytes += fs.statSync(path.join(this.jobDir(jobId), name), { throwIfNoEntry: false })?.size ?? 0;
     }
     this.remember(this.jobs, jobId, state);
     return state;
@@ -181,7 +171,7 @@ export class LogStore {
     const job = this.jobState(jobId);
     if (job.capped) return;
     try {
-      fs.writeFileSync(path.join(this.dir, jobId, CAPPED_FILE), '', { mode: 0o600 });
+      fs.writeFileSync(path.join(this.jobDir(jobId), CAPPED_FILE), '', { mode: 0o600 });
     } catch (err) {
       throw storageError(err, `the log cap of job ${jobId}`);
     }
@@ -257,11 +247,10 @@ export class LogStore {
   private write(jobId: string, idx: number, at: number, data: Buffer, stream: LogStream): number {
     if (data.length === 0) return at;
     try {
-      fs.mkdirSync(path.join(this.dir, jobId), { recursive: true, mode: 0o700 });
+      fs.mkdirSync(this.jobDir(jobId), { recursive: true, mode: 0o700 });
       const fd = fs.openSync(this.logPath(jobId, idx), 'a', 0o600);
       try {
-        let done = 0;
-        while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done);
+        writeAll(fd, data);
         if (stream !== 'stdout') this.appendRange(jobId, idx, { offset: at, length: data.length, stream });
       } catch (err) {
         cutBack(fd, at);
@@ -288,9 +277,7 @@ export class LogStore {
     const fd = fs.openSync(this.streamsPath(jobId, idx), 'a', 0o600);
     const before = fs.fstatSync(fd).size;
     try {
-      const line = Buffer.from(`${r.offset} ${r.length} ${r.stream}\n`);
-      let done = 0;
-      while (done < line.length) done += fs.writeSync(fd, line, done, line.length - done);
+      writeAll(fd, Buffer.from(`${r.offset} ${r.length} ${r.stream}\n`));
     } catch (err) {
       cutBack(fd, before);
       throw err;
@@ -363,18 +350,19 @@ export class LogStore {
 
   /** Delete a job's logs; its followers are told. */
   removeJob(jobId: string): void {
+    const dir = this.jobDir(jobId);
     for (const map of [this.sizes, this.ranges]) {
       for (const key of [...map.keys()]) if (key.startsWith(`${jobId}/`)) map.delete(key);
     }
     this.jobs.delete(jobId);
-    fs.rmSync(path.join(this.dir, jobId), { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true });
     this.notify(jobId, null);
   }
 
   /** Job ids that have a log directory (to find logs no job refers to any more). */
   jobDirs(): string[] {
     try {
-      return fs.readdirSync(this.dir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name);
+      return fs.readdirSync(this.dir, { withFileTypes: true }).filter((d) => d.isDirectory() && JOB_ID.test(d.name)).map((d) => d.name);
     } catch {
       return [];
     }

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { writeAll } from './logIo.js';
 
 const HEADER = 32;
 
@@ -24,11 +25,6 @@ export class DroppedTail {
     return { attempt: buf.readUInt32LE(0), received: buf.readDoubleLE(8), dropped: buf.readDoubleLE(16) };
   }
 
-  private writeAll(fd: number, data: Buffer, at: number): void {
-    let done = 0;
-    while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done, at + done);
-  }
-
   /** Remember dropped bytes starting at absolute position `at`; returns the position received. */
   add(file: string, attempt: number, at: number, data: Buffer): number {
     const fd = fs.openSync(file, fs.existsSync(file) ? 'r+' : 'w+', 0o600);
@@ -42,7 +38,7 @@ export class DroppedTail {
       let rest = keep;
       while (rest.length > 0) {
         const n = Math.min(rest.length, this.size - pos);
-        this.writeAll(fd, rest.subarray(0, n), HEADER + pos);
+        writeAll(fd, rest.subarray(0, n), HEADER + pos);
         rest = rest.subarray(n);
         pos = (pos + n) % this.size;
       }
@@ -52,7 +48,7 @@ export class DroppedTail {
       head.writeUInt32LE(h.attempt, 0);
       head.writeDoubleLE(h.received, 8);
       head.writeDoubleLE(h.dropped, 16);
-      this.writeAll(fd, head, 0);
+      writeAll(fd, head, 0);
       return h.received;
     } finally {
       fs.closeSync(fd);

@@ -11,7 +11,7 @@ import type { Readable } from 'node:stream';
 import { archiveKind, inspectArchive, type ArchiveCaps, type ArchiveKind } from '../shared/archive/index.js';
 import { RaysubError } from '../shared/errors.js';
 import { PACKAGE_NAME_RULE, packageNameSchema, packageScheme, type PackageScheme } from '../shared/protocol/packages.js';
-import { storageError } from './logStore.js';
+import { storageError } from './logIo.js';
 import { receiveFile } from './receiveFile.js';
 
 export const PACKAGE_PROTOCOLS = ['gcs'] as const;

@@ -129,8 +129,12 @@ export class RetentionSweeper {
       let removed = 0;
       for (const id of this.deps.logDirs()) {
         if (this.deps.jobExists(id)) continue;
-        this.deps.removeLogs(id);
-        removed++;
+        try {
+          this.deps.removeLogs(id);
+          removed++;
+        } catch (err) {
+          this.log.warn({ err, jobId: id }, 'could not remove logs without a job');
+        }
       }
       if (removed > 0) this.log.info({ removed }, 'removed logs of jobs that no longer exist');
     } catch (err) {
