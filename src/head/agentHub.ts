@@ -5,7 +5,7 @@
  */
 import os from 'node:os';
 import { RaysubError } from '../shared/errors.js';
-import { guarded } from '../shared/guard.js';
+import { guarded } from '../shared/boundary.js';
 import type { Logger } from '../shared/log.js';
 import type {
   Assignment,

@@ -6,7 +6,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { RaysubError } from '../shared/errors.js';
-import { guarded } from '../shared/guard.js';
+import { guarded } from '../shared/boundary.js';
 import { newNodeId } from '../shared/ids.js';
 import type { Logger } from '../shared/log.js';
 import type { AgentEvent, NodeTotals, SandboxMode, TaskRef, Usage } from '../shared/protocol/index.js';
