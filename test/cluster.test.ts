@@ -154,7 +154,7 @@ describe('scheduling across several agents', () => {
     await submit(head, { submission_id: 'patient', entrypoint: 'true', entrypoint_num_cpus: 8, raysub: { wait_for_capacity: true } });
     const patient = await head.client.getJob('patient');
     expect(patient.status).toBe('PENDING');
-    expect(patient.raysub.queue?.reason).toMatch(/needs 8 CPUs/);
+    expect(patient.raysub.queue?.reason).toMatch(/^no node can ever provide 8 CPUs \(largest node .+ has 2\); waiting for one to join$/);
     expect((await runCli(['job', 'stop', 'patient'], { env: head.env })).code).toBe(0);
   });
 

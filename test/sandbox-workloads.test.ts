@@ -138,7 +138,13 @@ describe('without bubblewrap', () => {
     const strict = await runCli(['job', 'submit', '--submission-id', 'strict', '--runtime-env-json', '{"sandbox": {"require": "bwrap"}}', '--', 'echo never'], { env: head.env });
     expect(strict.code).toBe(1);
     expect(strict.stdout).not.toContain('never');
-    expect(await head.client.getJob('strict')).toMatchObject({ status: 'FAILED', error_type: 'JOB_SUPERVISOR_ACTOR_START_FAILURE', raysub: { error_type: 'SANDBOX_UNAVAILABLE' } });
+    // No node has bubblewrap: placement refuses it at once instead of running it weaker.
+    expect(await head.client.getJob('strict')).toMatchObject({
+      status: 'FAILED',
+      error_type: 'JOB_SUPERVISOR_ACTOR_UNSCHEDULABLE',
+      message: 'Job supervisor actor could not be scheduled: no node can ever provide a "bwrap" sandbox (the nodes have: process)',
+      raysub: { error_type: 'UNSCHEDULABLE', message: 'no node can ever provide a "bwrap" sandbox (the nodes have: process)' },
+    });
 
     const lenient = await runCli(['job', 'submit', '--runtime-env-json', '{"sandbox": {"require": "process"}}', '--', 'echo ran'], { env: head.env });
     expect(lenient.code).toBe(0);

@@ -6,8 +6,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { agentProcessEnv, RAYSUB_VERSION, type AgentOptions } from '../shared/config.js';
 import { RaysubError, toRaysubError } from '../shared/errors.js';
+import { containUnhandledRejections } from '../shared/boundary.js';
 import { createLogger, type Logger } from '../shared/log.js';
-import type { Assignment, PollResponse, TaskRef } from '../shared/protocol/index.js';
+import type { Assignment, NodeTotals, PollResponse, TaskRef } from '../shared/protocol/index.js';
 import { detectGpus } from './detect.js';
 import { installRuntimeLibs, JobApi, localAddressFor } from './jobapi/index.js';
 import { EnvCache } from './envs/index.js';
@@ -16,6 +17,7 @@ import { alternativeName, lockWorkDir, readNodeFile, writeNodeFile } from './nod
 import type { Launcher } from './launcher.js';
 import { Outbox } from './outbox.js';
 import { chooseLauncher } from './sandbox/index.js';
+import { StartQueue } from './startQueue.js';
 import { TaskRun } from './taskRun.js';
 import { Workspace } from './workspace.js';
 
@@ -40,6 +42,8 @@ const OUTPUT_BATCH_MS = 20;
  */
 const START_BATCH_MS = 100;
 const FINISHED_KEPT = 10_000;
+/** Worker launches in flight at once (see startQueue.ts). */
+const MAX_CONCURRENT_LAUNCHES = 8;
 const refKey = (r: TaskRef): string => `${r.task_id}#${r.attempt}`;
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -72,6 +76,7 @@ class Agent implements RunningAgent {
   private reregistering: Promise<void> | null = null;
   private loops: Promise<void>[] = [];
   private readonly envCache: EnvCache;
+  private readonly starts = new StartQueue(MAX_CONCURRENT_LAUNCHES);
   private readonly jobApi: JobApi;
   /** The name this node registers under: given, or kept in the work dir, or the default. */
   private name: string;
@@ -84,7 +89,7 @@ class Agent implements RunningAgent {
 
   constructor(
     private readonly opts: AgentOptions,
-    private readonly totals: { num_cpus: number; num_gpus: number; memory: number; resources: Record<string, number> },
+    private readonly totals: NodeTotals,
     readonly launcher: Launcher,
     private readonly head: HeadLink,
     private readonly workspace: Workspace,
@@ -214,6 +219,7 @@ class Agent implements RunningAgent {
       nodeName: this.name,
       runtimeEnv: { agentEnv: agentProcessEnv(), cache: this.envCache, packages: this.workspace },
       jobApi: this.jobApi,
+      starts: this.starts,
     });
     this.runs.set(k, run);
   }
@@ -341,6 +347,7 @@ class Agent implements RunningAgent {
 
 export async function startAgent(opts: AgentOptions, logger?: Logger): Promise<RunningAgent> {
   const log = logger ?? createLogger('raysub-agent', opts.logLevel);
+  containUnhandledRejections(log);
   if (opts.token === '') throw new RaysubError('USAGE', 'the agent needs a token');
   const unlock = lockWorkDir(opts.workDir);
   let workspace: Workspace | null = null;
@@ -357,7 +364,9 @@ export async function startAgent(opts: AgentOptions, logger?: Logger): Promise<R
       log.child({ component: 'workspace' }),
     );
     const outbox = new Outbox(workspace.spoolDir, opts.maxBufferedLogBytes);
-    const totals = { num_cpus: opts.numCpus, num_gpus: gpus, memory: opts.memory, resources: { ...opts.resources } };
+    // The head places no more tasks here than the launcher can run at once (in-job tasks included).
+    const slots = Math.max(0, Math.floor(launcher.capacity));
+    const totals: NodeTotals = { num_cpus: opts.numCpus, num_gpus: gpus, memory: opts.memory, resources: { ...opts.resources }, task_slots: slots };
     agent = new Agent(opts, totals, launcher, head, workspace, outbox, log);
     agent.afterClose = unlock;
     await agent.start();

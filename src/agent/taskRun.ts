@@ -6,8 +6,9 @@ import type { Logger } from '../shared/log.js';
 import type { Assignment, ExitOutcome, TaskRef } from '../shared/protocol/index.js';
 import { toRaysubError } from '../shared/errors.js';
 import { formatBytes } from '../shared/resources.js';
-import type { Launcher, WorkerHandle } from './launcher.js';
+import type { LaunchSpec, Launcher, WorkerHandle } from './launcher.js';
 import type { Outbox } from './outbox.js';
+import type { StartQueue } from './startQueue.js';
 import { buildTaskEnv, prepareRuntimeEnv, type RuntimeEnvContext } from './runtimeEnv.js';
 import { stopPolicyOf, type StopPolicy } from './stopPolicy.js';
 import type { PackageLease, Workspace } from './workspace.js';
@@ -24,6 +25,8 @@ export interface TaskRunDeps {
   nodeId: () => string;
   nodeName: string;
   runtimeEnv: RuntimeEnvContext;
+  /** Turns for launching workers, shared by the node's tasks. */
+  starts: StartQueue;
   /** The in-job task API: the job's socket and libraries, and this node's own resource ledger. */
   jobApi?: {
     attach(a: Assignment, ref: TaskRef, env: Record<string, string>): Promise<{ env: Record<string, string>; paths: string[]; detach: () => void }>;
@@ -32,6 +35,21 @@ export interface TaskRunDeps {
 }
 
 const STRENGTH = { none: 0, process: 1, bwrap: 2 } as const;
+/** First and longest wait before trying a launch again that found no room. */
+const CAPACITY_RETRY_MS = 100;
+const CAPACITY_RETRY_MAX_MS = 2000;
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
 
 class SetupError extends Error {
   constructor(
@@ -134,22 +152,18 @@ export class TaskRun {
       this.checkAborted();
       const api = await this.deps.jobApi?.attach(a, this.ref, prepared.env);
       detachApi = api?.detach;
-      try {
-        this.worker = await launcher.launch({
-          key: this.key,
-          group: a.job_id,
-          argv: prepared.argv ?? ['/bin/sh', '-c', a.entrypoint],
-          cwd: taskDir,
-          env: api?.env ?? prepared.env,
-          resources: a.resources,
-          gpuIds: a.gpu_ids,
-          network: a.sandbox.network ?? 'host',
-          readOnlyPaths: [...prepared.readOnlyPaths, ...(api?.paths ?? [])],
-          userNamespaces: a.sandbox.user_namespaces === true,
-        });
-      } catch (err) {
-        throw new SetupError('spawn_failed', `could not start the worker: ${toRaysubError(err).message}`);
-      }
+      this.worker = await this.launch({
+        key: this.key,
+        group: a.job_id,
+        argv: prepared.argv ?? ['/bin/sh', '-c', a.entrypoint],
+        cwd: taskDir,
+        env: api?.env ?? prepared.env,
+        resources: a.resources,
+        gpuIds: a.gpu_ids,
+        network: a.sandbox.network ?? 'host',
+        readOnlyPaths: [...prepared.readOnlyPaths, ...(api?.paths ?? [])],
+        userNamespaces: a.sandbox.user_namespaces === true,
+      });
       this.state = 'running';
       outbox.started(this.ref, Date.now());
       if (this.killReason) this.terminate();
@@ -183,6 +197,32 @@ export class TaskRun {
       releaseEnvs?.();
       detachApi?.();
       releaseHold?.();
+    }
+  }
+
+  /**
+   * Launch the worker. While the node has no room for it (NODE_AT_CAPACITY: the head's ledger and
+   * the launcher's disagree for a moment, say while sandboxes of exited tasks are removed), wait
+   * and try again: the task is not at fault.
+   */
+  private async launch(spec: LaunchSpec): Promise<WorkerHandle> {
+    for (let delay = CAPACITY_RETRY_MS; ; delay = Math.min(delay * 2, CAPACITY_RETRY_MAX_MS)) {
+      const done = await this.deps.starts.take(this.abort.signal);
+      try {
+        return await this.deps.launcher.launch(spec);
+      } catch (err) {
+        const e = toRaysubError(err);
+        if (e.code !== 'NODE_AT_CAPACITY') throw new SetupError('spawn_failed', `could not start the worker: ${e.message}`);
+        if (delay === CAPACITY_RETRY_MS) {
+          this.deps.log.warn({ err: e.message }, 'no room for another worker on this node yet; waiting');
+          this.system('waiting for room on the node to start');
+        }
+        done();
+        await sleep(delay, this.abort.signal);
+        this.checkAborted();
+      } finally {
+        done();
+      }
     }
   }
 

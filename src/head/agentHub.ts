@@ -183,6 +183,7 @@ export class AgentHub {
             num_gpus: n.free.gpus.filter((g) => g === 10_000).length,
             memory: n.free.memory,
             resources: Object.fromEntries(Object.entries(n.free.custom).map(([k, v]) => [k, fromUnits(v)])),
+            ...(totals.task_slots !== undefined ? { task_slots: n.free.tasks } : {}),
           }
         : { num_cpus: 0, num_gpus: 0, memory: 0, resources: {} };
       return {

@@ -31,7 +31,7 @@ import { SessionManager } from './dashboard/sessions.js';
 
 export type CreateHeadOptions = Pick<
   HeadOptions,
-  'dataDir' | 'logLevel' | 'maxPackageBytes' | 'packageCaps' | 'unusedPackageTtlMs' | 'heartbeatIntervalMs' | 'leaseMs' | 'pollWaitMs' | 'starvationMs'
+  'dataDir' | 'logLevel' | 'maxPackageBytes' | 'packageCaps' | 'unusedPackageTtlMs' | 'heartbeatIntervalMs' | 'leaseMs' | 'pollWaitMs' | 'starvationMs' | 'unschedulableGraceMs'
 > &
   Partial<Pick<HeadOptions, 'logs' | 'retention' | 'http' | 'tls'>> & {
     /** The cluster history's sampling (tests sample faster). */
@@ -77,7 +77,7 @@ export async function createHead(opts: CreateHeadOptions, logger?: Logger): Prom
     const logOptions = opts.logs ?? DEFAULT_LOG_OPTIONS;
     const logs = new LogStore(layout.logs, { maxJobBytes: logOptions.maxJobBytes, tailBytes: logOptions.droppedTailBytes }, log.child({ component: 'logs' }));
     const packages = new PackageStore(layout.packages, { maxBytes: opts.maxPackageBytes, caps: opts.packageCaps });
-    const engine = new Engine(store, logs, { leaseMs: opts.leaseMs, starvationMs: opts.starvationMs }, log.child({ component: 'engine' }));
+    const engine = new Engine(store, logs, { leaseMs: opts.leaseMs, starvationMs: opts.starvationMs, unschedulableGraceMs: opts.unschedulableGraceMs }, log.child({ component: 'engine' }));
     engine.load();
     const injob = new InjobHub(engine, store, log.child({ component: 'injob' }));
     const jobs = new JobService(engine, store, logs, packages, injob);
@@ -134,6 +134,7 @@ export async function createHead(opts: CreateHeadOptions, logger?: Logger): Prom
     cleanups.unshift(() => ticker.shutdown());
     cleanups.unshift(() => collector.shutdown());
     cleanups.unshift(() => retention.shutdown());
+    cleanups.unshift(() => engine.stop());
     let closing: Promise<void> | null = null;
     return {
       dataDir: opts.dataDir,
@@ -154,7 +155,7 @@ export async function createHead(opts: CreateHeadOptions, logger?: Logger): Prom
         retention.start();
         await app.listen({ host, port });
         hub.start();
-        engine.requestSchedule();
+        engine.start();
         ticker.start();
         history.start();
         collector.start();

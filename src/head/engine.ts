@@ -13,7 +13,7 @@ import type { AgentEvent, NodeTotals, SandboxMode, TaskRef, Usage } from '../sha
 import { applyPlacement, type TaskRequest } from '../shared/resources.js';
 import type { NewJob, Store } from './db/index.js';
 import type { LogStore } from './logStore.js';
-import { planPlacements, unschedulableReason } from './placement.js';
+import { neverReason, planPlacements } from './placement.js';
 import { LiveState, type LiveNode, type LiveView, type NodeView } from './state.js';
 import type { EngineEvents } from './events.js';
 import { Settler } from './settle.js';
@@ -22,6 +22,8 @@ import { Transactions } from './transactions.js';
 export interface EngineOptions {
   leaseMs: number;
   starvationMs: number;
+  /** How long a queued job that no alive node could ever run waits for one to join before it fails. */
+  unschedulableGraceMs: number;
 }
 
 export type { EngineEvents } from './events.js';
@@ -39,7 +41,11 @@ export class Engine extends EventEmitter<EngineEvents> {
   private readonly live = new LiveState();
   /** Live state, read-only. */
   readonly view: LiveView = this.live;
+  /** Scheduling passes run on their own only once the head serves (start()); tests call schedule(). */
+  private started = false;
   private scheduled = false;
+  /** Jobs no alive node could ever run, and since when (see placement.ts). */
+  private unplaceable = new Map<string, number>();
   private wakeTimer: NodeJS.Timeout | null = null;
   private readonly runPass: () => void;
   private readonly tx: Transactions;
@@ -103,9 +109,22 @@ export class Engine extends EventEmitter<EngineEvents> {
     });
   }
 
+  /** Run scheduling passes when something asks for one, from now on (the first one at once). */
+  start(): void {
+    this.started = true;
+    this.requestSchedule();
+  }
+
+  /** No more passes on their own. */
+  stop(): void {
+    this.started = false;
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    this.wakeTimer = null;
+  }
+
   /** Ask for a scheduling pass soon; many triggers in one tick give one pass. */
   requestSchedule(): void {
-    if (this.scheduled) return;
+    if (this.scheduled || !this.started) return;
     this.scheduled = true;
     setImmediate(this.runPass);
   }
@@ -114,10 +133,15 @@ export class Engine extends EventEmitter<EngineEvents> {
    * One scheduling pass. Nodes that got work are woken, except `answering`: the node whose
    * report is being answered, whose answer carries its new assignments.
    */
-  schedule(answering?: string): void {
+  schedule(answering?: string, now = Date.now()): void {
     this.scheduled = false;
-    const now = Date.now();
-    const pass = planPlacements(this.live, now, this.opts.starvationMs);
+    const pass = planPlacements(this.live, {
+      now,
+      starvationMs: this.opts.starvationMs,
+      unschedulableGraceMs: this.opts.unschedulableGraceMs,
+      unplaceableSince: this.unplaceable,
+    });
+    this.unplaceable = pass.unplaceable;
     for (const [t, reason] of pass.reasons) {
       const task = this.live.tasks.get(t.id);
       if (task) task.reason = reason;
@@ -127,6 +151,15 @@ export class Engine extends EventEmitter<EngineEvents> {
     if (pass.nextWakeAt !== null) {
       this.wakeTimer = setTimeout(guarded(this.log, 'scheduling wake-up', () => this.requestSchedule()), Math.max(0, pass.nextWakeAt - now) + 5);
       this.wakeTimer.unref();
+    }
+    if (pass.fail.length > 0) {
+      this.transact(() => {
+        this.tx.touch();
+        for (const [j, reason] of pass.fail) {
+          const job = this.live.jobs.get(j.id);
+          if (job) this.settler.failUnschedulable(job, reason, now);
+        }
+      });
     }
     if (pass.placements.length === 0) return;
     const woken = new Set<string>();
@@ -174,8 +207,8 @@ export class Engine extends EventEmitter<EngineEvents> {
       if (!stored) throw new RaysubError('INTERNAL', `job ${row.id} vanished after insert`);
       const job = this.live.addJob(stored);
       for (const t of this.store.tasks.ofJob(row.id)) this.live.addTask(t, row.created_at);
-      const never = opts.waitForCapacity ? null : unschedulableReason(this.live, job);
-      if (never) this.settler.failUnstarted(job, 'UNSCHEDULABLE', never, row.created_at);
+      const never = opts.waitForCapacity ? null : neverReason(this.live, job);
+      if (never) this.settler.failUnschedulable(job, never, row.created_at);
       return true;
     });
     if (created) this.requestSchedule();
@@ -263,7 +296,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       }
       this.store.nodes.insert({ id, name: n.name, hostname: n.hostname, totals: JSON.stringify(n.totals), sandbox: JSON.stringify(n.sandbox), registered_at: now, credential: n.credential });
       const row = this.store.nodes.get(id);
-      if (row) this.live.addNode(row, now + this.opts.leaseMs);
+      if (row) this.live.addNode(row, now + this.opts.leaseMs, true);
     });
     this.requestSchedule();
     return id;
@@ -274,6 +307,10 @@ export class Engine extends EventEmitter<EngineEvents> {
     const node = this.live.nodes.get(nodeId);
     if (!node) throw new RaysubError('NODE_LOST', `node ${nodeId} is not registered or was declared lost; register again`);
     node.leaseUntil = Math.max(node.leaseUntil, now + this.opts.leaseMs);
+    if (!node.contacted) {
+      node.contacted = true;
+      this.requestSchedule();
+    }
     return node;
   }
 

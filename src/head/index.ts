@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import { startAgent, type RunningAgent } from '../agent/index.js';
 import type { HeadOptions } from '../shared/config.js';
 import { RAYSUB_VERSION } from '../shared/config.js';
+import { containUnhandledRejections } from '../shared/boundary.js';
 import { dataDirLayout, writePrivateFile } from '../shared/dataDir.js';
 import type { Logger } from '../shared/log.js';
 import { createHead, type Head } from './createHead.js';
@@ -46,6 +47,7 @@ export function isLoopbackHost(host: string): boolean {
 export async function startHead(opts: HeadOptions, logger?: Logger): Promise<RunningHead> {
   const head: Head = await createHead(opts, logger);
   const { log } = head;
+  containUnhandledRejections(log);
   const cleanups: (() => void | Promise<void>)[] = [() => head.close()];
   try {
     const port = await head.serve(opts.host, opts.port);

@@ -151,11 +151,12 @@ export class InjobHub {
     if (this.queue.length === 0) return;
     const waiting: RelayTask[] = [];
     for (const t of this.queue) {
-      if (!this.live(t.job_id)) continue;
+      const job = this.engine.view.job(t.job_id);
+      if (!job || !this.live(t.job_id)) continue;
       const req = t.spec.resources;
-      const choice = placeInjob(this.engine.view, req);
+      const choice = placeInjob(this.engine.view, job, req);
       if (choice.kind === 'never') {
-        this.fail(t, 'UnschedulableError', `no node can ever provide what ${t.spec.name} asks for`);
+        this.fail(t, 'UnschedulableError', `${t.spec.name}: ${choice.reason}`);
         continue;
       }
       if (choice.kind === 'wait') {
@@ -227,7 +228,7 @@ export class InjobHub {
   private freeView(): Record<string, Usage> {
     const out: Record<string, Usage> = {};
     for (const n of this.engine.view.nodeList()) {
-      if (!n.draining) out[n.id] = { cpus: n.free.cpus, memory: n.free.memory, gpus: [...n.free.gpus], custom: { ...n.free.custom } };
+      if (!n.draining) out[n.id] = { cpus: n.free.cpus, memory: n.free.memory, gpus: [...n.free.gpus], custom: { ...n.free.custom }, tasks: n.free.tasks };
     }
     return out;
   }

@@ -1,15 +1,28 @@
 /**
- * Placement: which pending task goes to which node, now. Pure functions of the live view and the
- * time; the engine applies what they decide.
+ * Placement: which pending task goes to which node, now. Pure functions of the live view, the
+ * time and the policy; the engine applies what they decide.
  *
+ * A node takes new work when it is alive, not draining, has contacted this head since it started,
+ * offers what the job's sandbox settings require, and has a task slot and the resources free.
  * Order: higher priority first, then older job, then task index. A task that does not fit is
  * skipped so smaller tasks behind it can use what is free (backfilling). To keep a large task
  * from being overtaken forever, once it has waited longer than `starvationMs` it reserves one
  * node that could hold it (the one with the most free CPUs): from then on nothing behind it in
- * the queue is placed on that node, which therefore drains until the large task fits.
+ * the queue is placed on that node, which therefore drains until the large task fits. A job that
+ * no alive node could ever run waits `unschedulableGraceMs` for one to join, then fails.
  */
+import type { SandboxMode } from '../shared/protocol/index.js';
 import { applyPlacement, cloneCapacity, couldEverFit, describeRequest, fit, fromUnits, shortfall, type Capacity, type ReadonlyCapacity, type TaskRequest } from '../shared/resources.js';
 import type { JobView, LiveView, NodeView, TaskView } from './state.js';
+
+export interface PlacementPolicy {
+  now: number;
+  starvationMs: number;
+  /** How long a job no alive node could ever run waits for one to join before it fails. */
+  unschedulableGraceMs: number;
+  /** Since when each job has been found unplaceable (from the previous pass). */
+  unplaceableSince: ReadonlyMap<string, number>;
+}
 
 export interface PlannedPlacement {
   task: TaskView;
@@ -21,17 +34,40 @@ export interface SchedulingPass {
   placements: PlannedPlacement[];
   /** Why each task that stays queued waits. */
   reasons: [task: TaskView, reason: string][];
-  /** Earliest time a task in back-off becomes eligible, if any. */
+  /** Jobs no alive node could ever run, and since when (carry it to the next pass). */
+  unplaceable: Map<string, number>;
+  /** Jobs to fail as UNSCHEDULABLE now, with the reason. */
+  fail: [job: JobView, reason: string][];
+  /** Earliest time something changes without an event (a back-off or a grace period ends). */
   nextWakeAt: number | null;
 }
 
-export function planPlacements(state: LiveView, now: number, starvationMs: number): SchedulingPass {
-  const nodes = state.nodeList().filter((n) => !n.draining);
+const STRENGTH: Record<SandboxMode, number> = { none: 0, process: 1, bwrap: 2 };
+
+/** What the job's sandbox settings need that this node lacks, or null. */
+export function missingOn(node: NodeView, job: JobView): string | null {
+  const want = job.runtimeEnv.sandbox;
+  const mode = node.sandbox.mode;
+  if (want?.require && STRENGTH[mode] < STRENGTH[want.require]) return `a "${want.require}" sandbox`;
+  // Only bubblewrap gives a task a network namespace of its own.
+  if (want?.network === 'none' && mode !== 'bwrap') return 'network isolation (a "bwrap" sandbox)';
+  return null;
+}
+
+/** Whether the node takes new work for this job (resources aside). */
+function open(node: NodeView, job: JobView): boolean {
+  return !node.draining && node.contacted && missingOn(node, job) === null;
+}
+
+export function planPlacements(state: LiveView, policy: PlacementPolicy): SchedulingPass {
+  const { now } = policy;
+  const nodes = state.nodeList().filter((n) => !n.draining && n.contacted);
   const free = new Map<string, Capacity>(nodes.map((n) => [n.id, cloneCapacity(n.free)]));
   const reserved = new Map<string, string>(); // node id -> task id holding the reservation
-  const placements: PlannedPlacement[] = [];
-  const reasons: [TaskView, string][] = [];
-  let nextWakeAt: number | null = null;
+  const pass: SchedulingPass = { placements: [], reasons: [], unplaceable: new Map(), fail: [], nextWakeAt: null };
+  const wakeAt = (t: number): void => {
+    pass.nextWakeAt = pass.nextWakeAt === null ? t : Math.min(pass.nextWakeAt, t);
+  };
   // Tasks of one job ask for the same thing: once one does not fit, the rest of the job waits too.
   const blocked = new Map<string, string>();
 
@@ -40,12 +76,12 @@ export function planPlacements(state: LiveView, now: number, starvationMs: numbe
     if (!job) continue;
     const blockedReason = blocked.get(job.id);
     if (blockedReason !== undefined && task.notBefore <= now) {
-      reasons.push([task, blockedReason]);
+      pass.reasons.push([task, blockedReason]);
       continue;
     }
     if (task.notBefore > now) {
-      reasons.push([task, `retrying after back-off (attempt ${task.attempt + 1} in ${Math.ceil((task.notBefore - now) / 1000)}s)`]);
-      nextWakeAt = nextWakeAt === null ? task.notBefore : Math.min(nextWakeAt, task.notBefore);
+      pass.reasons.push([task, `retrying after back-off (attempt ${task.attempt + 1} in ${Math.ceil((task.notBefore - now) / 1000)}s)`]);
+      wakeAt(task.notBefore);
       continue;
     }
     let best: { nodeId: string; gpuIds: number[]; score: number } | null = null;
@@ -53,7 +89,7 @@ export function planPlacements(state: LiveView, now: number, starvationMs: numbe
       const holder = reserved.get(node.id);
       if (holder !== undefined && holder !== task.id) continue;
       const cap = free.get(node.id);
-      if (!cap) continue;
+      if (!cap || missingOn(node, job)) continue;
       const placed = fit(cap, job.request);
       if (!placed) continue;
       // Spread: prefer the node left with the most free CPUs, then the fewest running tasks.
@@ -63,68 +99,117 @@ export function planPlacements(state: LiveView, now: number, starvationMs: numbe
     if (best) {
       const cap = free.get(best.nodeId);
       if (cap) applyPlacement(cap, job.request, best.gpuIds, -1);
-      placements.push({ task, nodeId: best.nodeId, gpuIds: best.gpuIds });
+      pass.placements.push({ task, nodeId: best.nodeId, gpuIds: best.gpuIds });
       continue;
     }
-    let reason = waitReason(state, job, free);
-    if (now - task.waitingSince >= starvationMs) {
-      let target: { id: string; name: string; cpus: number } | null = null;
-      for (const node of nodes) {
-        if (reserved.has(node.id) || !couldEverFit(node.capacity, job.request)) continue;
-        const cpus = free.get(node.id)?.cpus ?? 0;
-        if (!target || cpus > target.cpus) target = { id: node.id, name: node.name, cpus };
+    let reason: string;
+    const never = neverReason(state, job);
+    if (never !== null && job.waitForCapacity) {
+      reason = `${never}; waiting for one to join`;
+    } else if (never !== null) {
+      const since = policy.unplaceableSince.get(job.id) ?? now;
+      pass.unplaceable.set(job.id, since);
+      const failAt = since + policy.unschedulableGraceMs;
+      if (failAt <= now) {
+        pass.fail.push([job, never]);
+        blocked.set(job.id, never);
+        continue;
       }
-      if (target) {
-        reserved.set(target.id, task.id);
-        reason += `; holds a reservation on ${target.name}`;
+      wakeAt(failAt);
+      reason = `${never}; fails as UNSCHEDULABLE in ${Math.ceil((failAt - now) / 1000)}s unless a node that can run it joins`;
+    } else {
+      const heldFor = nodes.filter((n) => reserved.has(n.id) && !missingOn(n, job) && fit(free.get(n.id) ?? n.free, job.request));
+      reason = heldFor.length
+        ? `needs ${describeRequest(job.request)}; ${heldFor.map((n) => n.name).join(', ')} ${heldFor.length > 1 ? 'are' : 'is'} held for a task that has waited longer`
+        : waitReason(state, job, free);
+      if (now - task.waitingSince >= policy.starvationMs) {
+        const target = reservationTarget(nodes, job, reserved, free);
+        if (target) {
+          reserved.set(target.id, task.id);
+          reason += `; holds a reservation on ${target.name}`;
+        }
       }
     }
-    reasons.push([task, reason]);
+    pass.reasons.push([task, reason]);
     blocked.set(job.id, reason);
   }
-  return { placements, reasons, nextWakeAt };
+  return pass;
+}
+
+/** The node a starving task reserves: of those that could ever hold it, the one with the most free CPUs. */
+function reservationTarget(nodes: readonly NodeView[], job: JobView, reserved: ReadonlyMap<string, string>, free: ReadonlyMap<string, Capacity>): NodeView | null {
+  let target: NodeView | null = null;
+  let most = -1;
+  for (const node of nodes) {
+    if (reserved.has(node.id) || missingOn(node, job) || !couldEverFit(node.capacity, job.request)) continue;
+    const cpus = free.get(node.id)?.cpus ?? 0;
+    if (cpus > most) {
+      target = node;
+      most = cpus;
+    }
+  }
+  return target;
 }
 
 /** "needs 4 CPUs; largest free: 2 on node-a" */
-export function waitReason(state: LiveView, job: JobView, free?: Map<string, Capacity>): string {
-  const nodes = state.nodeList().filter((n) => !n.draining);
-  if (nodes.length === 0) return `needs ${describeRequest(job.request)}; no nodes are registered`;
+export function waitReason(state: LiveView, job: JobView, free?: ReadonlyMap<string, Capacity>): string {
+  const all = state.nodeList();
+  const needs = `needs ${describeRequest(job.request)}`;
+  if (all.length === 0) return `${needs}; no nodes are registered`;
+  const nodes = all.filter((n) => open(n, job));
+  if (nodes.length === 0) {
+    if (all.some((n) => !n.contacted)) return `${needs}; waiting for nodes to reconnect after the head restarted`;
+    const lacking = all.map((n) => missingOn(n, job)).find((m) => m !== null);
+    return lacking ? `needs ${lacking}; no node that has one takes work now` : `${needs}; every node is draining`;
+  }
   let largest: { name: string; cap: ReadonlyCapacity } | null = null;
   for (const n of nodes) {
-    const cap = free?.get(n.id) ?? (n.free);
+    const cap = free?.get(n.id) ?? n.free;
     if (!largest || cap.cpus > largest.cap.cpus) largest = { name: n.name, cap };
   }
-  if (!largest) return `needs ${describeRequest(job.request)}`;
+  if (!largest) return needs;
   const short = shortfall(largest.cap, job.request);
   if (short) {
     const [need, have] = short.split('; free: ');
     return `needs ${need}; largest free: ${have} on ${largest.name}`;
   }
-  return `needs ${describeRequest(job.request)}; largest free: ${fromUnits(largest.cap.cpus)} CPUs on ${largest.name}`;
+  return `${needs}; largest free: ${fromUnits(largest.cap.cpus)} CPUs on ${largest.name}`;
 }
 
-/** Why no node could ever run this request, or null if one could. */
-export function unschedulableReason(state: LiveView, job: JobView): string | null {
+/**
+ * Why no alive node (draining and not yet reconnected ones included) could ever run this job, or
+ * null if one could. With no nodes at all (a cluster starting up) the answer is null: wait.
+ */
+export function neverReason(state: LiveView, job: JobView): string | null {
   const nodes = state.nodeList();
-  if (nodes.length === 0) return null; // a cluster still starting up: wait for nodes
-  if (nodes.some((n) => couldEverFit(n.capacity, job.request))) return null;
-  const biggest = nodes.reduce((a, b) => (b.capacity.cpus > a.capacity.cpus ? b : a));
+  if (nodes.length === 0) return null;
+  const suitable = nodes.filter((n) => missingOn(n, job) === null);
+  if (suitable.length === 0) {
+    const first = nodes[0] as NodeView;
+    const have = [...new Set(nodes.map((n) => n.sandbox.mode))].join(', ');
+    return `no node can ever provide ${missingOn(first, job) ?? 'what it needs'} (the nodes have: ${have})`;
+  }
+  if (suitable.some((n) => couldEverFit(n.capacity, job.request))) return null;
+  const biggest = suitable.reduce((a, b) => (b.capacity.cpus > a.capacity.cpus ? b : a));
   const short = shortfall(biggest.capacity, job.request) ?? describeRequest(job.request);
   const [need, have] = short.split('; free: ');
   return `no node can ever provide ${need} (largest node ${biggest.name} has ${have ?? 'less'})`;
 }
 
-export type InjobChoice = { kind: 'placed'; nodeId: string; gpuIds: number[] } | { kind: 'wait' } | { kind: 'never' };
+export type InjobChoice = { kind: 'placed'; nodeId: string; gpuIds: number[] } | { kind: 'wait' } | { kind: 'never'; reason: string };
 
-/** Where an in-job task the agents could not run goes now: the node with the most free CPUs that holds it. */
-export function placeInjob(state: LiveView, req: TaskRequest): InjobChoice {
-  const nodes = state.nodeList().filter((n) => !n.draining);
+/**
+ * Where an in-job task its agent could not run goes now: of the nodes open to its job, the one
+ * with the most free CPUs that holds it.
+ */
+export function placeInjob(state: LiveView, job: JobView, req: TaskRequest): InjobChoice {
   let best: { node: NodeView; gpuIds: number[] } | null = null;
-  for (const n of nodes) {
+  for (const n of state.nodeList()) {
+    if (!open(n, job)) continue;
     const p = fit(n.free, req);
     if (p && (!best || n.free.cpus > best.node.free.cpus)) best = { node: n, gpuIds: p.gpuIds };
   }
   if (best) return { kind: 'placed', nodeId: best.node.id, gpuIds: best.gpuIds };
-  if (nodes.length > 0 && !nodes.some((n) => fit(n.capacity, req))) return { kind: 'never' };
-  return { kind: 'wait' };
+  const never = neverReason(state, { ...job, request: req });
+  return never === null ? { kind: 'wait' } : { kind: 'never', reason: never };
 }

@@ -164,15 +164,27 @@ export class Settler {
     this.hooks.announce('job', job.id, status);
   }
 
-  /** Fail a whole job that cannot run at all (no task has started). */
-  failUnstarted(job: LiveJob, errorType: JobErrorType, message: string, at: number): void {
-    this.store.jobs.setFailedTask(job.id, 0, { message, rayMessage: rayFailureMessage({ submissionId: job.id, errorType, exitCode: null, detail: message, logTail: '' }), errorType, exitCode: null });
-    job.failedTask = 0;
-    for (const t of this.live.tasksOfJob(job.id)) {
-      this.logs.appendSystem(job.id, t.idx, `[raysub] ${errorType}: ${message}`);
-      this.finishTask(job, t, 'FAILED', null, errorType, message, at);
+  /**
+   * Fail a job whose waiting tasks no node can ever run: they end as UNSCHEDULABLE, and tasks of
+   * it that run are killed, as for a task that failed for good.
+   */
+  failUnschedulable(job: LiveJob, message: string, at: number): void {
+    const tasks = this.live.tasksOfJob(job.id);
+    const pending = tasks.filter((t) => t.state === 'PENDING');
+    const first = pending[0];
+    if (!first) return;
+    const rayMessage = rayFailureMessage({ submissionId: job.id, errorType: 'UNSCHEDULABLE', exitCode: null, detail: message, logTail: '' });
+    if (job.failedTask === null && this.store.jobs.setFailedTask(job.id, first.idx, { message, rayMessage, errorType: 'UNSCHEDULABLE', exitCode: null })) job.failedTask = first.idx;
+    for (const t of pending) {
+      this.logs.appendSystem(job.id, t.idx, `[raysub] UNSCHEDULABLE: ${message}`);
+      this.finishTask(job, t, 'FAILED', null, 'UNSCHEDULABLE', message, at);
+    }
+    if (pending.length < tasks.length) {
+      for (const t of tasks) if (t.nodeId) this.hooks.announce('wake', t.nodeId);
+      this.hooks.announce('stopping', job.id);
     }
     this.settleJob(job, at);
   }
+
 
 }

@@ -21,6 +21,8 @@ export interface LiveJob {
   retryBackoffS: number;
   timeoutS: number | null;
   priority: number;
+  /** Wait for a node that can run it to join, however long, instead of failing as UNSCHEDULABLE. */
+  waitForCapacity: boolean;
   createdAt: number;
   stopRequested: boolean;
   failedTask: number | null;
@@ -57,6 +59,11 @@ export interface LiveNode {
   sandbox: { mode: SandboxMode; detail: string; cgroups: boolean };
   leaseUntil: number;
   draining: boolean;
+  /**
+   * The agent has registered or reported to this head process. Nodes loaded from the database at
+   * start-up may be gone: they get no new work until they show themselves.
+   */
+  contacted: boolean;
   running: Set<string>;
   injob: InjobHoldings;
 }
@@ -99,6 +106,7 @@ export function compareTasks(ja: JobView | undefined, a: TaskView, jb: JobView |
 export function applyUsage(cap: Capacity, u: Usage, sign: 1 | -1): void {
   cap.cpus += sign * u.cpus;
   cap.memory += sign * u.memory;
+  cap.tasks += sign * (u.tasks ?? 0);
   for (const [k, v] of Object.entries(u.custom)) cap.custom[k] = (cap.custom[k] ?? 0) + sign * v;
   u.gpus.forEach((g, i) => {
     if (i < cap.gpus.length) cap.gpus[i] = (cap.gpus[i] ?? 0) + sign * g;
@@ -200,7 +208,7 @@ export class LiveState implements LiveView {
     for (const row of store.jobs.active()) this.addJob(row);
     for (const row of store.nodes.alive()) {
       const before = carry.get(row.id);
-      const node = this.addNode(row, before?.leaseUntil ?? freshLeaseUntil);
+      const node = this.addNode(row, before?.leaseUntil ?? freshLeaseUntil, before?.contacted ?? false);
       if (before) this.carryInjob(node, before.injob);
     }
     for (const row of store.tasks.active()) {
@@ -227,6 +235,7 @@ export class LiveState implements LiveView {
       retryBackoffS: row.retry_backoff_s,
       timeoutS: row.timeout_s,
       priority: row.priority,
+      waitForCapacity: row.wait_for_capacity === 1,
       createdAt: row.created_at,
       stopRequested: row.stop_requested === 1,
       failedTask: row.failed_task,
@@ -263,7 +272,7 @@ export class LiveState implements LiveView {
     return task;
   }
 
-  addNode(row: NodeRow, leaseUntil: number): LiveNode {
+  addNode(row: NodeRow, leaseUntil: number, contacted: boolean): LiveNode {
     const totals = JSON.parse(row.totals) as NodeTotals;
     const capacity = capacityFromTotals(totals);
     const node: LiveNode = {
@@ -275,6 +284,7 @@ export class LiveState implements LiveView {
       sandbox: JSON.parse(row.sandbox) as LiveNode['sandbox'],
       leaseUntil,
       draining: row.state === 'DRAINING',
+      contacted,
       running: new Set(),
       injob: { usage: null, held: new Map() },
     };

@@ -21,3 +21,15 @@ export function guarded<A extends unknown[]>(log: Logger, what: string, fn: (...
 export function background(log: Logger, what: string, p: Promise<unknown>): void {
   p.catch((err: unknown) => log.error({ err }, `${what} failed`));
 }
+
+let rejectionsContained = false;
+
+/**
+ * For the long-running processes (head, agent): a rejected promise that nothing handled is logged
+ * and the process keeps serving, instead of Node ending it. The last boundary behind `guarded`.
+ */
+export function containUnhandledRejections(log: Logger): void {
+  if (rejectionsContained) return;
+  rejectionsContained = true;
+  process.on('unhandledRejection', (reason: unknown) => log.error({ err: reason }, 'a promise nothing waited for failed; still serving'));
+}

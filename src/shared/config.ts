@@ -32,6 +32,8 @@ export const DEFAULTS = {
   leaseMs: 15_000,
   pollWaitMs: 20_000,
   starvationS: 60,
+  /** How long a queued job no alive node could ever run waits for one to join before it fails. */
+  unschedulableGraceS: 60,
   killGraceS: 3,
   sandbox: 'auto' as SandboxChoice,
   maxBufferedLogBytes: 8 * 1024 * 1024,
@@ -213,6 +215,7 @@ export function headOptionsFrom(flags: StartFlags, file: ConfigFile = loadConfig
     leaseMs: Math.max(leaseMs, heartbeatIntervalMs * 3),
     pollWaitMs: DEFAULTS.pollWaitMs,
     starvationMs: (num(l.get('starvation-s', 'RAYSUB_STARVATION_S')) ?? DEFAULTS.starvationS) * 1000,
+    unschedulableGraceMs: (num(l.get('unschedulable-grace-s', 'RAYSUB_UNSCHEDULABLE_GRACE_S')) ?? DEFAULTS.unschedulableGraceS) * 1000,
     killGraceMs: killGraceMs(l),
     tls: tlsFiles(l),
     logs: logOptionsFrom(l),

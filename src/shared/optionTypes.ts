@@ -95,6 +95,8 @@ export interface HeadOptions {
   readonly pollWaitMs: number;
   /** How long a task may wait before it reserves a node against smaller ones behind it. */
   readonly starvationMs: number;
+  /** How long a queued job that no alive node could ever run waits for one to join before it fails. */
+  readonly unschedulableGraceMs: number;
   readonly killGraceMs: number;
   readonly tls: TlsFiles | null;
   readonly http: HttpLimits;

@@ -33,7 +33,12 @@ export interface Capacity {
   memory: number;
   gpus: number[]; // free units per device index
   custom: ResourceMap;
+  /** Task slots: how many more tasks (of any size, 0 CPUs included) the node can run at once. */
+  tasks: number;
 }
+
+/** The task slots of a node that does not say how many it has (an agent that predates them). */
+export const UNLIMITED_TASK_SLOTS = 1_000_000;
 
 /** A capacity that is only read. */
 export type ReadonlyCapacity = Readonly<Omit<Capacity, 'gpus' | 'custom'>> & { readonly gpus: readonly number[]; readonly custom: Readonly<ResourceMap> };
@@ -43,6 +48,7 @@ export function capacityFromTotals(totals: {
   num_gpus: number;
   memory: number;
   resources: ResourceMap;
+  task_slots?: number | undefined;
 }): Capacity {
   const custom: ResourceMap = {};
   for (const [k, v] of Object.entries(totals.resources)) custom[k] = toUnits(v);
@@ -51,6 +57,7 @@ export function capacityFromTotals(totals: {
     memory: totals.memory,
     gpus: Array.from({ length: Math.floor(totals.num_gpus) }, () => SCALE),
     custom,
+    tasks: totals.task_slots ?? UNLIMITED_TASK_SLOTS,
   };
 }
 
@@ -84,6 +91,7 @@ export interface Placement {
 
 /** Whether a request fits in a capacity; returns the GPU choice when it does. */
 export function fit(cap: ReadonlyCapacity, req: TaskRequest): Placement | null {
+  if (cap.tasks < 1) return null;
   if (toUnits(req.cpus) > cap.cpus) return null;
   if (req.memory > cap.memory) return null;
   for (const [k, v] of Object.entries(req.custom)) {
@@ -100,6 +108,7 @@ function gpuShare(req: TaskRequest): number {
 
 /** Take (sign -1) or give back (sign +1) a placed request's resources. */
 export function applyPlacement(cap: Capacity, req: TaskRequest, gpuIds: readonly number[], sign: 1 | -1): void {
+  cap.tasks += sign;
   cap.cpus += sign * toUnits(req.cpus);
   cap.memory += sign * req.memory;
   for (const [k, v] of Object.entries(req.custom)) cap.custom[k] = (cap.custom[k] ?? 0) + sign * toUnits(v);
@@ -115,7 +124,7 @@ export function couldEverFit(totals: ReadonlyCapacity, req: TaskRequest): boolea
 }
 
 export function cloneCapacity(cap: ReadonlyCapacity): Capacity {
-  return { cpus: cap.cpus, memory: cap.memory, gpus: [...cap.gpus], custom: { ...cap.custom } };
+  return { cpus: cap.cpus, memory: cap.memory, gpus: [...cap.gpus], custom: { ...cap.custom }, tasks: cap.tasks };
 }
 
 /** A human description of a request, e.g. "4 CPUs, 1 GPU, 2.0 GiB". */
@@ -141,6 +150,7 @@ export function formatBytes(bytes: number): string {
 
 /** Which dimension of a request is short on a capacity, for "why is my job waiting". */
 export function shortfall(cap: ReadonlyCapacity, req: TaskRequest): string | null {
+  if (cap.tasks < 1) return `a task slot; free: 0 task slots`;
   if (toUnits(req.cpus) > cap.cpus) return `${req.cpus} CPUs; free: ${fromUnits(cap.cpus)}`;
   if (req.memory > cap.memory) return `${formatBytes(req.memory)} memory; free: ${formatBytes(cap.memory)}`;
   for (const [k, v] of Object.entries(req.custom)) {

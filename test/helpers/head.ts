@@ -1,11 +1,15 @@
 /**
- * A head built in this process with createHead, on a temporary data dir and SQLite file, serving
- * nothing: tests drive it through `app.inject` (HTTP) and its parts directly. Closed when the
- * test ends.
+ * Heads built in this process, on a temporary data dir and SQLite file: a whole head (createHead)
+ * serving nothing, which tests drive through `app.inject` (HTTP) and its parts, or an engine alone
+ * for the head's decisions. Closed when the test ends.
  */
+import path from 'node:path';
 import { onTestFinished } from 'vitest';
 import { createHead, type CreateHeadOptions, type Head } from '../../src/head/createHead.js';
-import type { RegisterRequest } from '../../src/shared/protocol/index.js';
+import { openStore, type NewJob, type Store } from '../../src/head/db/index.js';
+import { Engine, type EngineOptions } from '../../src/head/engine.js';
+import { LogStore } from '../../src/head/logStore.js';
+import type { RegisterRequest, RuntimeEnv } from '../../src/shared/protocol/index.js';
 import { silentLogger } from '../../src/shared/log.js';
 import { tempDir } from './cluster.js';
 
@@ -21,6 +25,7 @@ export async function inProcessHead(opts: Partial<CreateHeadOptions> = {}): Prom
       leaseMs: 15_000,
       pollWaitMs: 1000,
       starvationMs: 60_000,
+      unschedulableGraceMs: 60_000,
       ...opts,
     },
     silentLogger(),
@@ -64,4 +69,92 @@ export function registration(name: string, totals: Partial<RegisterRequest['tota
     totals: { num_cpus: 2, num_gpus: 0, memory: 8 * 1024 ** 3, resources: {}, ...totals },
     sandbox: { mode: sandbox, detail: 'test', cgroups: false },
   };
+}
+
+export interface EngineRig {
+  engine: Engine;
+  store: Store;
+  logs: LogStore;
+}
+
+/**
+ * An engine alone on a temporary SQLite file: no server, no timers (passes run only when the
+ * test calls schedule(), with the time it passes in).
+ */
+export function engineOnTempDb(opts: Partial<EngineOptions> = {}): EngineRig {
+  const dir = tempDir('raysub-engine-');
+  const store = openStore(path.join(dir, 'raysub.db'));
+  onTestFinished(() => {
+    store.close();
+  });
+  const logs = new LogStore(path.join(dir, 'logs'));
+  const engine = new Engine(store, logs, { leaseMs: 15_000, starvationMs: 60_000, unschedulableGraceMs: 60_000, ...opts }, silentLogger());
+  engine.load();
+  return { engine, store, logs };
+}
+
+export interface NodeSpec {
+  cpus?: number;
+  gpus?: number;
+  memory?: number;
+  resources?: Record<string, number>;
+  slots?: number;
+  sandbox?: 'bwrap' | 'process' | 'none';
+}
+
+/** Register a node the way an agent does; returns its id. */
+export function addNode(rig: EngineRig, name: string, spec: NodeSpec = {}, now = Date.now()): string {
+  return rig.engine.registerNode(
+    {
+      name,
+      credential: 'admin',
+      hostname: 'test-host',
+      totals: { num_cpus: spec.cpus ?? 2, num_gpus: spec.gpus ?? 0, memory: spec.memory ?? 8 * 1024 ** 3, resources: spec.resources ?? {}, ...(spec.slots !== undefined ? { task_slots: spec.slots } : {}) },
+      sandbox: { mode: spec.sandbox ?? 'bwrap', detail: 'test', cgroups: false },
+    },
+    [],
+    now,
+  );
+}
+
+export interface JobSpec {
+  cpus?: number;
+  gpus?: number;
+  memory?: number;
+  custom?: Record<string, number>;
+  parallel?: number;
+  priority?: number;
+  maxRetries?: number;
+  retryBackoffS?: number;
+  waitForCapacity?: boolean;
+  runtimeEnv?: RuntimeEnv;
+}
+
+/** Record a job the way the job service does (validation aside); returns whether it was created. */
+export function addJob(rig: EngineRig, id: string, spec: JobSpec = {}, now = Date.now()): boolean {
+  const row: NewJob = {
+    id,
+    spec_hash: JSON.stringify(spec),
+    entrypoint: 'true',
+    runtime_env: JSON.stringify(spec.runtimeEnv ?? {}),
+    metadata: '{}',
+    request: JSON.stringify({ cpus: spec.cpus ?? 1, gpus: spec.gpus ?? 0, memory: spec.memory ?? 0, custom: spec.custom ?? {} }),
+    parallel: spec.parallel ?? 1,
+    max_retries: spec.maxRetries ?? 0,
+    retry_backoff_s: spec.retryBackoffS ?? 1,
+    timeout_s: null,
+    priority: spec.priority ?? 0,
+    wait_for_capacity: spec.waitForCapacity ? 1 : 0,
+    schedule: null,
+    status: 'PENDING',
+    created_at: now,
+  };
+  return rig.engine.submitJob(row, { waitForCapacity: spec.waitForCapacity ?? false, packages: [] });
+}
+
+/** The head restarting on the same database: a new engine that loads what the old one left. */
+export function restartEngine(rig: EngineRig, opts: Partial<EngineOptions> = {}): EngineRig {
+  const engine = new Engine(rig.store, rig.logs, { leaseMs: 15_000, starvationMs: 60_000, unschedulableGraceMs: 60_000, ...opts }, silentLogger());
+  engine.load();
+  return { ...rig, engine };
 }

@@ -4,7 +4,7 @@
  * view is advisory and follows the agent's reports.
  */
 import type { Usage } from '../../shared/protocol/index.js';
-import { applyPlacement, capacityFromTotals, cloneCapacity, fit, toUnits, type Capacity, type TaskRequest } from '../../shared/resources.js';
+import { applyPlacement, capacityFromTotals, cloneCapacity, fit, toUnits, UNLIMITED_TASK_SLOTS, type Capacity, type TaskRequest } from '../../shared/resources.js';
 
 export interface Holding {
   req: TaskRequest;
@@ -20,7 +20,7 @@ export class NodeLedger {
   readonly free: Capacity;
   private readonly holdings = new Set<Holding>();
 
-  constructor(totals: { num_cpus: number; num_gpus: number; memory: number; resources: Record<string, number> }) {
+  constructor(totals: { num_cpus: number; num_gpus: number; memory: number; resources: Record<string, number>; task_slots?: number | undefined }) {
     this.totals = capacityFromTotals(totals);
     this.free = cloneCapacity(this.totals);
   }
@@ -29,7 +29,7 @@ export class NodeLedger {
   tryTake(req: TaskRequest, injob: boolean, gpuIds?: readonly number[]): Holding | null {
     let ids: number[];
     if (gpuIds) {
-      if (toUnits(req.cpus) > this.free.cpus || req.memory > this.free.memory) return null;
+      if (this.free.tasks < 1 || toUnits(req.cpus) > this.free.cpus || req.memory > this.free.memory) return null;
       for (const [k, v] of Object.entries(req.custom)) if (toUnits(v) > (this.free.custom[k] ?? 0)) return null;
       const share = toUnits(req.gpus) < 10_000 ? toUnits(req.gpus) : 10_000;
       if (gpuIds.some((g) => (this.free.gpus[g] ?? 0) < share)) return null;
@@ -76,9 +76,10 @@ export class NodeLedger {
 
   /** What in-job work holds here, net of lent CPUs, for the head's view of this node. */
   injobUsage(): Usage {
-    const u: Usage = { cpus: 0, memory: 0, gpus: this.totals.gpus.map(() => 0), custom: {} };
+    const u: Usage = { cpus: 0, memory: 0, gpus: this.totals.gpus.map(() => 0), custom: {}, tasks: 0 };
     for (const h of this.holdings) {
       if (!h.injob) continue;
+      u.tasks = (u.tasks ?? 0) + 1;
       u.cpus += toUnits(h.req.cpus) - h.lentCpus;
       u.memory += h.req.memory;
       for (const [k, v] of Object.entries(h.req.custom)) u.custom[k] = (u.custom[k] ?? 0) + toUnits(v);
@@ -92,14 +93,15 @@ export class NodeLedger {
 
 /** Whether a request fits a free-capacity snapshot (the head's view of another node). */
 export function fitsUsage(free: Usage, req: TaskRequest): boolean {
-  const cap: Capacity = { cpus: free.cpus, memory: free.memory, gpus: [...free.gpus], custom: { ...free.custom } };
+  const cap: Capacity = { cpus: free.cpus, memory: free.memory, gpus: [...free.gpus], custom: { ...free.custom }, tasks: free.tasks ?? UNLIMITED_TASK_SLOTS };
   return fit(cap, req) !== null;
 }
 
 export function takeFromUsage(free: Usage, req: TaskRequest): void {
-  const cap: Capacity = { cpus: free.cpus, memory: free.memory, gpus: free.gpus, custom: free.custom };
+  const cap: Capacity = { cpus: free.cpus, memory: free.memory, gpus: free.gpus, custom: free.custom, tasks: free.tasks ?? UNLIMITED_TASK_SLOTS };
   const placed = fit(cap, req);
   if (placed) applyPlacement(cap, req, placed.gpuIds, -1);
   free.cpus = cap.cpus;
   free.memory = cap.memory;
+  if (free.tasks !== undefined) free.tasks = cap.tasks;
 }

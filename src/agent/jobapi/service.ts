@@ -35,7 +35,7 @@ export interface JobApiDeps extends LaunchDeps {
   outbox: Outbox;
   killGraceMs: number;
   log: Logger;
-  totals: { num_cpus: number; num_gpus: number; memory: number; resources: Record<string, number> };
+  totals: { num_cpus: number; num_gpus: number; memory: number; resources: Record<string, number>; task_slots?: number | undefined };
   /** Wake the report loop: there is in-job traffic for the head. */
   wake: () => void;
 }

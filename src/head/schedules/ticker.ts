@@ -2,6 +2,7 @@
  * The cron ticker: one timer, armed for the earliest due time of any active schedule (and at
  * least every 30 s, so a clock change is noticed). It runs on the head's real clock.
  */
+import { guarded } from '../../shared/boundary.js';
 import type { Logger } from '../../shared/log.js';
 import type { ScheduleService } from './service.js';
 
@@ -54,7 +55,7 @@ export class ScheduleTicker {
   }
 
   private armAt(delay: number): void {
-    this.timer = setTimeout(() => this.tick(), delay);
+    this.timer = setTimeout(guarded(this.log, 'cron tick', () => this.tick()), delay);
     this.timer.unref();
   }
 

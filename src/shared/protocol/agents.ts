@@ -20,6 +20,11 @@ export const nodeTotalsSchema = z.object({
   num_gpus: z.number().int().min(0),
   memory: z.number().int().min(0),
   resources: resourceMapSchema,
+  /**
+   * How many tasks the node can run at once, whatever their size (its sandbox's pool of task
+   * users, processes); absent from agents that predate it (then unlimited).
+   */
+  task_slots: z.number().int().min(0).optional(),
 });
 export type NodeTotals = z.infer<typeof nodeTotalsSchema>;
 

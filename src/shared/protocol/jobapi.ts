@@ -167,6 +167,8 @@ export const usageSchema = z.object({
   memory: z.number(),
   gpus: z.array(z.number()),
   custom: z.record(z.string(), z.number()),
+  /** Task slots (each in-job task or actor holds one). */
+  tasks: z.number().int().optional(),
 });
 export type Usage = z.infer<typeof usageSchema>;
 
