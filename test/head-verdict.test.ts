@@ -82,7 +82,7 @@ describe('verdicts applied by the engine', () => {
     const { rig, node } = running({ maxRetries: 1, retryBackoffS: 2 });
     rig.engine.applyReport(node, [exited('j:0', 1, T0 + 1000, 'exited', 3)], null, T0 + 1000);
     expect(rig.store.tasks.get('j', 0)).toMatchObject({ state: 'PENDING', attempt: 1, not_before: T0 + 3000, error_type: 'ENTRYPOINT_FAILED' });
-    expect(rig.logs.readAll('j', 0).toString()).toContain('attempt 1 failed (ENTRYPOINT_FAILED: exited with code 3); retrying in 2.0s (1/1 retries used)');
+    expect(rig.logs.read('j', 0, 0).map((seg) => seg.data.toString()).join('')).toContain('attempt 1 failed (ENTRYPOINT_FAILED: exited with code 3); retrying in 2.0s (1/1 retries used)');
     rig.engine.schedule(undefined, T0 + 2999);
     expect(rig.store.tasks.get('j', 0)?.state).toBe('PENDING');
     expect(rig.engine.view.tasksOfJob('j')[0]?.reason).toBe('retrying after back-off (attempt 2 in 1s)');

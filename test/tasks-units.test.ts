@@ -35,7 +35,7 @@ describe('node ledger', () => {
     const t1 = l.tryTake(req(1, 1), true);
     expect(t1?.gpuIds).toEqual([0]);
     expect(l.tryTake(req(1), true)).toBeNull();
-    expect(l.injobUsage()).toEqual({ cpus: 10_000, memory: 0, gpus: [10_000, 0], custom: {} });
+    expect(l.injobUsage()).toEqual({ cpus: 10_000, memory: 0, gpus: [10_000, 0], custom: {}, tasks: 1 });
     if (!t1) return;
     l.lend(t1);
     const child = l.tryTake(req(1), true);
@@ -47,6 +47,19 @@ describe('node ledger', () => {
     l.release(driver);
     expect(l.free.cpus).toBe(20_000);
     expect(l.couldEverFit(req(3))).toBe(false);
+  });
+
+  it('never holds more tasks than the node has task slots, 0-CPU ones included', () => {
+    const l = new NodeLedger({ num_cpus: 2, num_gpus: 1, memory: 1000, resources: {}, task_slots: 2 });
+    const job = l.take(req(0), false, []);
+    const a = l.tryTake(req(0), true);
+    expect(a).not.toBeNull();
+    expect(l.tryTake(req(0), true)).toBeNull();
+    expect(l.tryTake(req(0, 1), true, [0])).toBeNull();
+    expect(l.injobUsage().tasks).toBe(1);
+    if (a) l.release(a);
+    l.release(job);
+    expect(l.free.tasks).toBe(2);
   });
 });
 
