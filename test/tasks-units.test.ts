@@ -2,7 +2,9 @@
 import { describe, expect, it } from 'vitest';
 import { encodeFrame, FrameReader, type Frame } from '../src/agent/jobapi/frames.js';
 import { NodeLedger } from '../src/agent/jobapi/ledger.js';
+import { objectPath } from '../src/agent/jobapi/objects.js';
 import { Relay } from '../src/agent/jobapi/relay.js';
+import { clientMessageSchema } from '../src/shared/protocol/index.js';
 
 const req = (cpus: number, gpus = 0) => ({ cpus, gpus, memory: 0, custom: {} });
 
@@ -67,13 +69,24 @@ describe('relay to the head', () => {
   it('sends again what a failed report carried, before anything newer', () => {
     const r = new Relay();
     const base = { address: null, usage: { cpus: 0, memory: 0, gpus: [], custom: {} }, jobs: [], counts: {} };
-    r.done.push('t1');
-    expect(r.take(base).done).toEqual(['t1']);
+    const t = (id: string) => ({ job_id: 'j', id });
+    r.done.push(t('t1'));
+    expect(r.take(base).done).toEqual([t('t1')]);
     r.failed();
-    r.done.push('t2');
-    expect(r.take(base).done).toEqual(['t1', 't2']);
+    r.done.push(t('t2'));
+    expect(r.take(base).done).toEqual([t('t1'), t('t2')]);
     r.sent();
     expect(r.hasWork()).toBe(false);
     expect(r.take(base).done).toEqual([]);
+  });
+});
+
+describe('object ids', () => {
+  it('name a file directly inside the store, or are refused', () => {
+    expect(objectPath('/w/objects', 'a1b2c3_-Z')).toBe('/w/objects/a1b2c3_-Z');
+    for (const bad of ['../x', 'a/b', '..', '.', 'x\u0000y', '', 'a'.repeat(65), '/etc/passwd', 'a\\b']) {
+      expect(() => objectPath('/w/objects', bad), JSON.stringify(bad)).toThrow(/object id/);
+      expect(clientMessageSchema.safeParse({ t: 'put', id: bad, len: 0 }).success, JSON.stringify(bad)).toBe(false);
+    }
   });
 });

@@ -21,6 +21,12 @@ interface Outgoing {
   items: { seq: number; msg: InjobDelivery }[];
 }
 
+function deliveryJob(msg: InjobDelivery): string {
+  if (msg.type === 'task') return msg.task.job_id;
+  if (msg.type === 'result') return msg.result.job_id;
+  return msg.job_id;
+}
+
 const emptyCounts = (): InjobCounts => ({ pending: 0, running: 0, finished: 0, failed: 0, actors_alive: 0, actors_dead: 0 });
 const key = (job: string, id: string): string => `${job}\u0000${id}`;
 
@@ -68,6 +74,7 @@ export class InjobHub {
     for (const [k, p] of this.placed) if (p.task.job_id === jobId) this.release(p, k);
     for (const k of [...this.actors.keys()]) if (k.startsWith(`${jobId}\u0000`)) this.actors.delete(k);
     for (const k of [...this.waitingForActor.keys()]) if (k.startsWith(`${jobId}\u0000`)) this.waitingForActor.delete(k);
+    for (const out of this.outgoing.values()) out.items = out.items.filter((i) => deliveryJob(i.msg) !== jobId);
     this.counts.delete(jobId);
     this.seen.delete(jobId);
     this.jobStopping(jobId);
@@ -101,8 +108,11 @@ export class InjobHub {
     this.engine.setInjobUsage(nodeId, r.usage);
     this.jobsOnNode.set(nodeId, new Set(r.jobs));
     // Taken in: the node's reported usage covers it from now on.
-    for (const id of r.received) for (const p of this.placedOn(nodeId, id)) this.engine.releaseInjob(p.nodeId, id);
-    for (const id of r.done) for (const p of this.placedOn(nodeId, id)) this.release(p, id);
+    for (const t of r.received) if (this.placedOn(nodeId, t.job_id, t.id)) this.engine.releaseInjob(nodeId, key(t.job_id, t.id));
+    for (const t of r.done) {
+      const p = this.placedOn(nodeId, t.job_id, t.id);
+      if (p) this.release(p, key(t.job_id, t.id));
+    }
     for (const [jobId, c] of Object.entries(r.counts)) {
       // A report can trail its job's end: counts of a job that is over are not taken in again.
       if (!this.engine.view.job(jobId)) continue;
@@ -131,9 +141,9 @@ export class InjobHub {
     return { ended: r.jobs.filter((j) => !this.live(j)), nodes: Object.fromEntries(this.liveAddresses()), free: this.freeView() };
   }
 
-  private *placedOn(nodeId: string, id: string): Generator<Placed> {
-    const p = this.placed.get(id);
-    if (p && p.nodeId === nodeId) yield p;
+  private placedOn(nodeId: string, jobId: string, id: string): Placed | null {
+    const p = this.placed.get(key(jobId, id));
+    return p && p.nodeId === nodeId ? p : null;
   }
 
   private routeCall(t: RelayTask): void {
@@ -163,8 +173,10 @@ export class InjobHub {
         waiting.push(t);
         continue;
       }
-      this.engine.holdInjob(choice.nodeId, t.spec.id, req, choice.gpuIds);
-      this.placed.set(t.spec.id, { task: t, nodeId: choice.nodeId });
+      // Ids are chosen by jobs: unique only within a job, so every key names the job too.
+      const k = key(t.job_id, t.spec.id);
+      this.engine.holdInjob(choice.nodeId, k, req, choice.gpuIds);
+      this.placed.set(k, { task: t, nodeId: choice.nodeId });
       // The creation goes out before any call waiting for the actor.
       this.deliver(choice.nodeId, { type: 'task', task: t, job: jobContextOf(t.job_id, this.engine.view.job(t.job_id)) });
       if (t.spec.kind === 'actor_create') this.locateActor(t.job_id, t.spec.actor_id ?? t.spec.id, choice.nodeId);

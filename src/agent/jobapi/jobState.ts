@@ -31,6 +31,16 @@ export class Conn {
     if (!this.closed) writeFrame(this.sock, header, payload);
   }
 
+  /** Tell the client why, then close: nothing more is read from it. */
+  refuse(code: string, message: string): void {
+    if (this.closed) return;
+    this.send({ t: 'error', code, message });
+    this.closed = true;
+    // What it sends from now on is dropped; it gets a moment to read why before the socket goes.
+    this.sock.end();
+    setTimeout(() => this.sock.destroy(), 2000).unref();
+  }
+
   /** Results for this client, coalesced into one frame per turn of the event loop. */
   resolved(item: { id: string; state: string; len: number; path?: string; error?: unknown }, data?: Buffer): void {
     if (!this.batch) {
@@ -100,13 +110,15 @@ export class JobState {
     const server = net.createServer((sock) => {
       const conn = new Conn(sock, this);
       this.conns.add(conn);
-      const reader = new FrameReader((f) => onFrame(conn, f));
+      const reader = new FrameReader((f) => {
+        if (!conn.closed) onFrame(conn, f);
+      });
       sock.on('data', (chunk: Buffer) => {
+        if (conn.closed) return;
         try {
           reader.push(chunk);
         } catch (err) {
-          conn.send({ t: 'error', message: `bad frame: ${(err as Error).message}` });
-          sock.destroy();
+          conn.refuse('INVALID_FRAME', `bad frame: ${(err as Error).message}`);
         }
       });
       sock.on('error', () => undefined);

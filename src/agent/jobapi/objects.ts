@@ -6,7 +6,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ErrorInfo, RelayValue } from '../../shared/protocol/index.js';
+import { OBJECT_ID_PATTERN, type ErrorInfo, type RelayValue } from '../../shared/protocol/index.js';
 
 /** Values above this stay in the store of the agent that made them and are fetched on demand. */
 export const INLINE_LIMIT = 100 * 1024;
@@ -19,6 +19,8 @@ export type ObjValue =
 interface Entry {
   value: ObjValue | null;
   waiters: ((v: ObjValue) => void)[];
+  /** Something here will produce it (a submitted task, a put): no second producer may take the id. */
+  claimed: boolean;
 }
 
 export class ObjectTable {
@@ -40,7 +42,7 @@ export class ObjectTable {
   private entry(id: string): Entry {
     let e = this.entries.get(id);
     if (!e) {
-      e = { value: null, waiters: [] };
+      e = { value: null, waiters: [], claimed: false };
       this.entries.set(id, e);
     }
     return e;
@@ -50,17 +52,24 @@ export class ObjectTable {
     return this.entries.has(id);
   }
 
-  /** An object this node's clients will produce (a submitted task's result). */
-  expect(id: string): void {
-    this.entry(id);
+  /** Whether `id` may be produced here: no task or put has taken it already. */
+  free(id: string): boolean {
+    const e = this.entries.get(id);
+    return !e || (!e.claimed && !e.value);
+  }
+
+  /** An object this node's clients will produce (a submitted task's result, a put). */
+  claim(id: string): void {
+    this.entry(id).claimed = true;
   }
 
   get(id: string): ObjValue | null {
     return this.entries.get(id)?.value ?? null;
   }
 
+  /** Where object `id` lives on disk: always a file directly inside this job's object directory. */
   filePath(id: string): string {
-    return path.join(this.dir, id);
+    return objectPath(this.dir, id);
   }
 
   /** Store bytes as a value: in memory when small (and memory allows), else as a file here. */
@@ -122,6 +131,18 @@ export class ObjectTable {
     this.entries.clear();
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * `dir/id`, for an id that passed its schema; checked again after resolution, so no id can name a
+ * file outside `dir` whatever reached this far.
+ */
+export function objectPath(dir: string, id: string): string {
+  if (!OBJECT_ID_PATTERN.test(id)) throw new Error(`invalid object id ${JSON.stringify(id.slice(0, 80))}`);
+  const root = path.resolve(dir);
+  const p = path.resolve(root, id);
+  if (path.dirname(p) !== root) throw new Error(`object id ${JSON.stringify(id)} names a path outside its store`);
+  return p;
 }
 
 export function fromRelay(v: RelayValue): ObjValue {

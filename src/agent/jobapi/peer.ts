@@ -10,8 +10,11 @@ import http from 'node:http';
 import net from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { Agent, request, type Dispatcher } from 'undici';
-import { parseWith, refsRequestSchema, refsResponseSchema, type RefsResponse } from '../../shared/protocol/index.js';
+import { jobIdSchema, objectIdSchema, parseWith, refsRequestSchema, refsResponseSchema, type RefsResponse } from '../../shared/protocol/index.js';
 import type { Logger } from '../../shared/log.js';
+
+/** A refs request names at most 10,000 ids of at most 64 characters. */
+const MAX_REFS_BODY = 1024 * 1024;
 
 export interface PeerBackend {
   /** A local file holding object `id` of `job`, or null. */
@@ -69,7 +72,10 @@ export class PeerServer {
       const url = new URL(req.url ?? '/', 'http://x');
       const m = /^\/v1\/jobs\/([^/]+)\/objects\/([^/]+)$/.exec(url.pathname);
       if (req.method === 'GET' && m) {
-        const file = this.backend.objectFile(decodeURIComponent(m[1] ?? ''), decodeURIComponent(m[2] ?? ''));
+        const job = jobIdSchema.safeParse(decodeURIComponent(m[1] ?? ''));
+        const id = objectIdSchema.safeParse(decodeURIComponent(m[2] ?? ''));
+        if (!job.success || !id.success) return end(res, 400, { error: 'invalid job or object id' });
+        const file = this.backend.objectFile(job.data, id.data);
         if (!file) return end(res, 404, { error: 'no such object' });
         const size = fs.statSync(file).size;
         res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(size) });
@@ -78,7 +84,12 @@ export class PeerServer {
       }
       if (req.method === 'POST' && url.pathname === '/v1/refs') {
         const chunks: Buffer[] = [];
-        for await (const c of req) chunks.push(c as Buffer);
+        let size = 0;
+        for await (const c of req) {
+          size += (c as Buffer).length;
+          if (size > MAX_REFS_BODY) return end(res, 413, { error: 'request too large' });
+          chunks.push(c as Buffer);
+        }
         const body = parseWith(refsRequestSchema, JSON.parse(Buffer.concat(chunks).toString('utf8')));
         return end(res, 200, await this.backend.refs(body.job_id, body.ids, body.wait_ms));
       }

@@ -132,38 +132,35 @@ export class JobApi {
   private onFrame(conn: Conn, f: Frame): void {
     const parsed = clientMessageSchema.safeParse(f.header);
     if (!parsed.success) {
-      conn.send({ t: 'error', message: `bad message: ${parsed.error.issues[0]?.message ?? ''}` });
-      conn.sock.destroy();
-      return;
+      const issue = parsed.error.issues[0];
+      return conn.refuse('INVALID_MESSAGE', `bad message: ${issue ? `${issue.path.join('.')}: ${issue.message}` : 'unknown'}`);
     }
     const msg = parsed.data;
     const job = conn.job;
     if (msg.t === 'hello') {
-      if (!job.checkToken(msg.token)) {
-        conn.send({ t: 'error', message: 'invalid job token' });
-        conn.sock.destroy();
-        return;
-      }
+      if (!job.checkToken(msg.token)) return conn.refuse('UNAUTHORIZED', 'invalid job token');
+      const w = msg.role === 'worker' ? [...job.workers].find((x) => x.id === msg.worker_id && !x.conn) : null;
+      if (msg.role === 'worker' && !w) return conn.refuse('UNAUTHORIZED', `no worker ${msg.worker_id ?? '?'} is waiting to connect for this job`);
       conn.role = msg.role;
       conn.lang = msg.lang;
       conn.send({ t: 'welcome', node_id: this.me(), job_id: job.jobId });
-      if (msg.role === 'worker') {
-        const w = [...job.workers].find((x) => x.id === msg.worker_id);
-        if (!w) return void conn.sock.destroy();
+      if (w) {
         w.conn = conn;
         conn.worker = w;
         this.executor.workerReady(w);
       }
       return;
     }
-    if (!conn.role) return void conn.sock.destroy();
+    if (!conn.role) return conn.refuse('UNAUTHORIZED', 'say hello first');
     switch (msg.t) {
       case 'submit': {
+        const taken = takenId(job, msg.tasks.map((s) => s.id), msg.tasks.flatMap((s) => (s.kind === 'actor_create' ? [s.actor_id ?? s.id] : [])));
+        if (taken) return conn.refuse('DUPLICATE_ID', `object id ${taken} is already in use in this job`);
         let at = 0;
         for (const spec of msg.tasks) {
           const args = f.payload.subarray(at, at + spec.args_len);
           at += spec.args_len;
-          job.objects.expect(spec.id);
+          job.objects.claim(spec.id);
           void job.objects.whenReady(spec.id, '').then((v) => this.push(conn, spec.id, v, false));
           const task: Task = { job, spec, args, lang: conn.lang, attempt: 1, origin: 'local', ownerNode: this.me(), deps: new Map(), holding: null, worker: null, dispatched: false };
           if (spec.kind === 'task') job.counts.pending++;
@@ -172,6 +169,8 @@ export class JobApi {
         return;
       }
       case 'put':
+        if (!job.objects.free(msg.id)) return conn.refuse('DUPLICATE_ID', `object id ${msg.id} is already in use in this job`);
+        job.objects.claim(msg.id);
         job.objects.resolve(msg.id, job.objects.store(msg.id, Buffer.from(f.payload)));
         return;
       case 'get':
@@ -261,7 +260,7 @@ export class JobApi {
     job.objects.resolve(task.spec.id, value);
     if (task.origin === 'head') {
       if (task.ownerNode !== this.me()) this.relay.results.push({ job_id: job.jobId, id: task.spec.id, owner_node: task.ownerNode, value: job.objects.toRelay(value) });
-      this.relay.done.push(task.spec.id);
+      this.relay.done.push({ job_id: job.jobId, id: task.spec.id });
       this.d.wake();
     }
   }
@@ -352,7 +351,7 @@ export class JobApi {
         const t = msg.task;
         const deps = new Map(t.deps.map((d) => [d.id, fromRelay(d.value)]));
         const task: Task = { job, spec: t.spec, args: Buffer.from(t.args, 'base64'), lang: t.lang, attempt: t.attempt, origin: 'head', ownerNode: t.owner_node, deps, holding: null, worker: null, dispatched: false };
-        this.relay.received.push(t.spec.id);
+        this.relay.received.push({ job_id: t.job_id, id: t.spec.id });
         if (t.spec.kind === 'actor_call') this.executor.actors.call(task);
         else {
           if (t.spec.kind === 'task') job.counts.pending++;
@@ -390,4 +389,15 @@ export class JobApi {
     await this.peer.close();
     await this.peers.close();
   }
+}
+
+/** The first of `ids` (task and object ids, and new actors' ids) this job already uses, or that repeats. */
+function takenId(job: JobState, ids: readonly string[], actorIds: readonly string[]): string | null {
+  const seen = new Set<string>();
+  for (const id of ids) {
+    if (seen.has(id) || !job.objects.free(id)) return id;
+    seen.add(id);
+  }
+  for (const id of actorIds) if (job.actorHome.has(id) || job.actors.has(id)) return id;
+  return null;
 }

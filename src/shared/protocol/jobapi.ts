@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { packageNameSchema } from './packages.js';
-import { resourceMapSchema } from './common.js';
+import { resourceMapSchema, submissionIdSchema } from './common.js';
 
 /**
  * The in-job task API. Two wires:
@@ -13,6 +13,23 @@ import { resourceMapSchema } from './common.js';
  *   cannot place itself, their results on the way back to their owner, actor calls for actors on
  *   other nodes. Bytes are base64 there; large values never travel this way (only locations).
  */
+
+// ---- ids -----------------------------------------------------------------------------------------
+
+/**
+ * Ids a job chooses itself (tasks, objects, actors) name files in the agent's object store and keys
+ * of the agent's and the head's tables: a fixed alphabet and length, checked where they enter.
+ * The libraries make them as 12 random hex digits and a counter.
+ */
+export const OBJECT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+export const objectIdSchema = z.string().regex(OBJECT_ID_PATTERN, 'an object id is 1 to 64 characters of A-Z, a-z, 0-9, "_" and "-"');
+/** A node id as the head makes them (`node_<hex>`); empty where the owner is not known yet. */
+export const nodeIdSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'a node id is 1 to 64 characters of A-Z, a-z, 0-9, "_" and "-"');
+export const ownerSchema = z.union([z.literal(''), nodeIdSchema]);
+/** A job id: the job's submission id. */
+export const jobIdSchema = submissionIdSchema;
+/** A warm worker's id, as its agent gave it (`w<n>`). */
+export const workerIdSchema = z.string().regex(/^w[0-9]{1,12}$/, 'a worker id is "w" and a number');
 
 export const langSchema = z.enum(['python', 'node']);
 export type Lang = z.infer<typeof langSchema>;
@@ -32,7 +49,7 @@ export const injobResourcesSchema = z.object({
   custom: resourceMapSchema,
 });
 
-export const refSchema = z.object({ id: z.string().min(1).max(128), owner: z.string().max(128) });
+export const refSchema = z.object({ id: objectIdSchema, owner: ownerSchema });
 export type RefInfo = z.infer<typeof refSchema>;
 
 export const taskKindSchema = z.enum(['task', 'actor_create', 'actor_call']);
@@ -40,11 +57,11 @@ export type TaskKind = z.infer<typeof taskKindSchema>;
 
 /** A task as its submitter describes it (job socket). Its id is also its result's object id. */
 export const submitSpecSchema = z.object({
-  id: z.string().min(1).max(128),
+  id: objectIdSchema,
   kind: taskKindSchema,
   fn: fnRefSchema,
   name: z.string().max(256),
-  actor_id: z.string().max(128).optional(),
+  actor_id: objectIdSchema.optional(),
   method: z.string().max(256).optional(),
   resources: injobResourcesSchema,
   max_retries: z.number().int().min(-1).max(1000),
@@ -72,15 +89,15 @@ export const clientMessageSchema = z.discriminatedUnion('t', [
     token: z.string().max(256),
     role: z.enum(['driver', 'worker']),
     lang: langSchema,
-    worker_id: z.string().max(128).optional(),
+    worker_id: workerIdSchema.optional(),
   }),
   z.object({ t: z.literal('submit'), tasks: z.array(submitSpecSchema).max(100_000) }),
-  z.object({ t: z.literal('put'), id: z.string().min(1).max(128), len: z.number().int().min(0) }),
+  z.object({ t: z.literal('put'), id: objectIdSchema, len: z.number().int().min(0) }),
   /** Ask for objects: the agent answers with `resolved` for each once it is ready (and local, for large ones). */
   z.object({ t: z.literal('get'), refs: z.array(refSchema).max(100_000) }),
   z.object({
     t: z.literal('result'),
-    task_id: z.string().max(128),
+    task_id: objectIdSchema,
     ok: z.boolean(),
     len: z.number().int().min(0),
     error: errorInfoSchema.optional(),
@@ -132,7 +149,7 @@ export interface ExecuteMessage {
 /** A value as it travels between agents: inline bytes, or where the bytes are. */
 export const relayValueSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('inline'), data: z.string() }),
-  z.object({ kind: z.literal('file'), node: z.string(), size: z.number().int().min(0) }),
+  z.object({ kind: z.literal('file'), node: nodeIdSchema, size: z.number().int().min(0) }),
   z.object({ kind: z.literal('error'), error: errorInfoSchema, data: z.string() }),
 ]);
 export type RelayValue = z.infer<typeof relayValueSchema>;
@@ -149,17 +166,21 @@ export type JobContext = z.infer<typeof jobContextSchema>;
 
 /** A task travelling to the head and on to the node that runs it. */
 export const relayTaskSchema = z.object({
-  job_id: z.string(),
-  owner_node: z.string(),
+  job_id: jobIdSchema,
+  owner_node: nodeIdSchema,
   lang: langSchema,
   spec: submitSpecSchema,
   args: z.string(),
-  deps: z.array(z.object({ id: z.string(), value: relayValueSchema })),
+  deps: z.array(z.object({ id: objectIdSchema, value: relayValueSchema })).max(10_000),
   attempt: z.number().int().min(1),
 });
 export type RelayTask = z.infer<typeof relayTaskSchema>;
 
-export const relayResultSchema = z.object({ job_id: z.string(), id: z.string(), owner_node: z.string(), value: relayValueSchema });
+export const relayResultSchema = z.object({ job_id: jobIdSchema, id: objectIdSchema, owner_node: nodeIdSchema, value: relayValueSchema });
+
+/** One in-job task of one job (ids are chosen by jobs, so they are unique only within a job). */
+export const jobTaskIdSchema = z.object({ job_id: jobIdSchema, id: objectIdSchema });
+export type JobTaskId = z.infer<typeof jobTaskIdSchema>;
 export type RelayResult = z.infer<typeof relayResultSchema>;
 
 export const usageSchema = z.object({
@@ -189,27 +210,27 @@ export const injobReportSchema = z.object({
   /** Resources held on this node by in-job work (net of tasks blocked in `get`). */
   usage: usageSchema,
   /** Jobs with in-job state on this node; the head answers which of them have ended. */
-  jobs: z.array(z.string()),
-  counts: z.record(z.string(), injobCountsSchema),
+  jobs: z.array(jobIdSchema).max(100_000),
+  counts: z.record(jobIdSchema, injobCountsSchema),
   submit: z.array(relayTaskSchema).max(100_000),
   results: z.array(relayResultSchema).max(100_000),
   /** Head-placed tasks this node has taken in (its usage now covers them). */
-  received: z.array(z.string()).max(100_000),
+  received: z.array(jobTaskIdSchema).max(100_000),
   /** Head-placed tasks that finished here (or failed for good). */
-  done: z.array(z.string()).max(100_000),
+  done: z.array(jobTaskIdSchema).max(100_000),
   /** Actors this node started, so calls from other nodes find them. */
-  actors: z.array(z.object({ job_id: z.string(), actor_id: z.string() })).max(100_000),
-  kill_actors: z.array(z.object({ job_id: z.string(), actor_id: z.string(), owner: z.string() })).max(10_000),
+  actors: z.array(z.object({ job_id: jobIdSchema, actor_id: objectIdSchema })).max(100_000),
+  kill_actors: z.array(z.object({ job_id: jobIdSchema, actor_id: objectIdSchema, owner: ownerSchema })).max(10_000),
   /** Worker output for a job whose tasks run elsewhere: the head passes it to a node running one of its tasks. */
-  logs: z.array(z.object({ job_id: z.string(), data: z.string() })).max(10_000),
+  logs: z.array(z.object({ job_id: jobIdSchema, data: z.string() })).max(10_000),
 });
 export type InjobReport = z.infer<typeof injobReportSchema>;
 
 export const injobDeliverySchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('task'), task: relayTaskSchema, job: jobContextSchema }),
   z.object({ type: z.literal('result'), result: relayResultSchema }),
-  z.object({ type: z.literal('kill_actor'), job_id: z.string(), actor_id: z.string() }),
-  z.object({ type: z.literal('log'), job_id: z.string(), data: z.string() }),
+  z.object({ type: z.literal('kill_actor'), job_id: jobIdSchema, actor_id: objectIdSchema }),
+  z.object({ type: z.literal('log'), job_id: jobIdSchema, data: z.string() }),
 ]);
 export type InjobDelivery = z.infer<typeof injobDeliverySchema>;
 
@@ -231,8 +252,8 @@ export const injobPollSchema = z.object({
 export type InjobPoll = z.infer<typeof injobPollSchema>;
 
 /** Agent <-> agent: where an object stands at its owner. */
-export const refsRequestSchema = z.object({ job_id: z.string(), ids: z.array(z.string()).max(10_000), wait_ms: z.number().int().min(0).max(60_000) });
+export const refsRequestSchema = z.object({ job_id: jobIdSchema, ids: z.array(objectIdSchema).max(10_000), wait_ms: z.number().int().min(0).max(60_000) });
 export const refsResponseSchema = z.object({
-  items: z.array(z.object({ id: z.string(), value: relayValueSchema.nullable(), known: z.boolean() })),
+  items: z.array(z.object({ id: objectIdSchema, value: relayValueSchema.nullable(), known: z.boolean() })).max(10_000),
 });
 export type RefsResponse = z.infer<typeof refsResponseSchema>;
