@@ -5,6 +5,7 @@ import { NodeLedger } from '../src/agent/jobapi/ledger.js';
 import { objectPath } from '../src/agent/jobapi/objects.js';
 import { Relay } from '../src/agent/jobapi/relay.js';
 import { clientMessageSchema } from '../src/shared/protocol/index.js';
+import { UNLIMITED_TASK_SLOTS } from '../src/shared/resources.js';
 
 const req = (cpus: number, gpus = 0) => ({ cpus, gpus, memory: 0, custom: {} });
 
@@ -33,14 +34,15 @@ describe('job socket frames', () => {
 describe('node ledger', () => {
   it('places what fits, lends a blocked holder\'s CPUs and reports only in-job usage', () => {
     const l = new NodeLedger({ num_cpus: 2, num_gpus: 2, memory: 1000, resources: {} });
-    const driver = l.take(req(1), false, []);
-    const t1 = l.tryTake(req(1, 1), true);
+    const driver = l.take(req(1), null, []);
+    const t1 = l.tryTake(req(1, 1), 'job');
     expect(t1?.gpuIds).toEqual([0]);
-    expect(l.tryTake(req(1), true)).toBeNull();
+    expect(l.tryTake(req(1), 'job')).toBeNull();
     expect(l.injobUsage()).toEqual({ cpus: 10_000, memory: 0, gpus: [10_000, 0], custom: {}, tasks: 1 });
     if (!t1) return;
     l.lend(t1);
-    const child = l.tryTake(req(1), true);
+    expect(l.imbalance()).toBeNull();
+    const child = l.tryTake(req(1), 'job');
     expect(child).not.toBeNull();
     l.reclaim(t1); // oversubscribed until the child ends
     expect(l.free.cpus).toBe(-10_000);
@@ -48,20 +50,41 @@ describe('node ledger', () => {
     l.release(t1);
     l.release(driver);
     expect(l.free.cpus).toBe(20_000);
+    expect(l.imbalance()).toBeNull();
     expect(l.couldEverFit(req(3))).toBe(false);
   });
 
   it('never holds more tasks than the node has task slots, 0-CPU ones included', () => {
     const l = new NodeLedger({ num_cpus: 2, num_gpus: 1, memory: 1000, resources: {}, task_slots: 2 });
-    const job = l.take(req(0), false, []);
-    const a = l.tryTake(req(0), true);
+    const job = l.take(req(0), null, []);
+    const a = l.tryTake(req(0), 'job');
     expect(a).not.toBeNull();
-    expect(l.tryTake(req(0), true)).toBeNull();
-    expect(l.tryTake(req(0, 1), true, [0])).toBeNull();
+    expect(l.tryTake(req(0), 'job')).toBeNull();
+    expect(l.tryTake(req(0, 1), 'job', [0])).toBeNull();
     expect(l.injobUsage().tasks).toBe(1);
     if (a) l.release(a);
     l.release(job);
     expect(l.free.tasks).toBe(2);
+    expect(l.imbalance()).toBeNull();
+  });
+
+  it("gives back everything a job's in-job work holds when the job ends, whatever each holding's state", () => {
+    const l = new NodeLedger({ num_cpus: 4, num_gpus: 1, memory: 1000, resources: { tpu: 2 } });
+    const driver = l.take(req(1), null, []);
+    const a = l.tryTake({ cpus: 1, gpus: 1, memory: 100, custom: { tpu: 1 } }, 'a');
+    const lent = l.tryTake(req(1), 'a');
+    if (lent) l.lend(lent);
+    const b = l.tryTake(req(1), 'b');
+    expect(a && lent && b).toBeTruthy();
+    expect(l.releaseOwner('a')).toBe(2);
+    expect(l.heldBy('a')).toBe(0);
+    expect(l.imbalance()).toBeNull();
+    if (a) l.release(a); // a path that releases again after the job's end changes nothing
+    expect(l.imbalance()).toBeNull();
+    expect(l.free).toEqual({ cpus: 20_000, memory: 1000, gpus: [10_000], custom: { tpu: 20_000 }, tasks: UNLIMITED_TASK_SLOTS - 2 });
+    if (b) l.release(b);
+    l.release(driver);
+    expect(l.free).toEqual(l.totals);
   });
 });
 

@@ -10,6 +10,8 @@ import { jobContextOf } from './jobContext.js';
 import type { Store } from './db/index.js';
 import type { Engine } from './engine.js';
 import { placeInjob } from './placement.js';
+import { applyPlacement, capacityDiff, cloneCapacity } from '../shared/resources.js';
+import { applyUsage } from './state.js';
 
 interface Placed {
   task: RelayTask;
@@ -138,7 +140,29 @@ export class InjobHub {
       if (driver?.nodeId) this.deliver(driver.nodeId, { type: 'log', job_id: l.job_id, data: l.data });
     }
     this.place();
+    const off = this.imbalance(nodeId);
+    if (off) this.log.error({ node: nodeId, off }, 'resource invariant broken: free + held != total');
     return { ended: r.jobs.filter((j) => !this.live(j)), nodes: Object.fromEntries(this.liveAddresses()), free: this.freeView() };
+  }
+
+  /**
+   * A node's invariant on the head: free + held == total, where held is what its job tasks ask
+   * for, the in-job usage its agent last reported, and in-job tasks placed on it that it has not
+   * taken in yet. Null when it holds, else what differs.
+   */
+  imbalance(nodeId: string): string | null {
+    const node = this.engine.view.node(nodeId);
+    if (!node) return null;
+    const sum = cloneCapacity(node.free);
+    for (const id of node.running) {
+      const t = this.engine.view.task(id);
+      const j = t ? this.engine.view.job(t.jobId) : undefined;
+      if (t && j) applyPlacement(sum, j.request, t.gpuIds, 1);
+    }
+    const u = node.injob.usage;
+    if (u) applyUsage(sum, { cpus: u.cpus, memory: u.memory, gpus: [...u.gpus], custom: { ...u.custom }, tasks: u.tasks }, 1);
+    for (const h of node.injob.held.values()) applyPlacement(sum, h.req, h.gpuIds, 1);
+    return capacityDiff(sum, node.capacity);
   }
 
   private placedOn(nodeId: string, jobId: string, id: string): Placed | null {

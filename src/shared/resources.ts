@@ -127,6 +127,20 @@ export function cloneCapacity(cap: ReadonlyCapacity): Capacity {
   return { cpus: cap.cpus, memory: cap.memory, gpus: [...cap.gpus], custom: { ...cap.custom }, tasks: cap.tasks };
 }
 
+/** Where two capacities differ ("cpus 10000 != 20000, ..."), or null when they are equal. */
+export function capacityDiff(got: ReadonlyCapacity, want: ReadonlyCapacity): string | null {
+  const off: string[] = [];
+  if (got.cpus !== want.cpus) off.push(`cpus ${got.cpus} != ${want.cpus}`);
+  if (got.memory !== want.memory) off.push(`memory ${got.memory} != ${want.memory}`);
+  if (got.tasks !== want.tasks) off.push(`task slots ${got.tasks} != ${want.tasks}`);
+  const gpus = Math.max(got.gpus.length, want.gpus.length);
+  for (let i = 0; i < gpus; i++) if ((got.gpus[i] ?? 0) !== (want.gpus[i] ?? 0)) off.push(`gpu ${i} ${got.gpus[i] ?? 0} != ${want.gpus[i] ?? 0}`);
+  for (const k of new Set([...Object.keys(got.custom), ...Object.keys(want.custom)])) {
+    if ((got.custom[k] ?? 0) !== (want.custom[k] ?? 0)) off.push(`${k} ${got.custom[k] ?? 0} != ${want.custom[k] ?? 0}`);
+  }
+  return off.length ? off.join(', ') : null;
+}
+
 /** A human description of a request, e.g. "4 CPUs, 1 GPU, 2.0 GiB". */
 export function describeRequest(req: TaskRequest): string {
   const parts: string[] = [];

@@ -101,7 +101,7 @@ export class Executor {
             continue;
           }
           const req = task.spec.resources;
-          const h = this.ledger.tryTake(req, true);
+          const h = this.ledger.tryTake(req, task.job.jobId);
           if (h) {
             q.shift();
             task.holding = h;
@@ -296,6 +296,7 @@ export class Executor {
       else if (task) this.finish(task, errorValue('ActorDiedError', `the actor's worker process ${why}`, task.spec.name));
       return;
     }
+    if (task && w.job.ended && task.holding) this.ledger.release(task.holding);
     if (!task || w.job.ended) return;
     task.worker = null;
     if (started && this.retriesLeft(task)) {
@@ -316,21 +317,24 @@ export class Executor {
 
   // ---- lifecycle ------------------------------------------------------------------------------
 
-  /** The job ended: its workers and actors go, its queued tasks are dropped, its resources freed. */
+  /**
+   * The job ended: its workers and actors go, its queued tasks are dropped, and everything its
+   * in-job work holds goes back now, whatever state each task was in (queued, waiting for a
+   * worker to start, running, blocked, an actor's).
+   */
   async endJob(job: JobState): Promise<void> {
     job.ended = true;
     for (const q of this.queues.values()) for (let i = q.length - 1; i >= 0; i--) if (q[i]?.job === job) q.splice(i, 1);
     for (const a of job.actors.values()) {
-      if (a.holding) this.ledger.release(a.holding);
       a.holding = null;
       a.dead ??= { type: 'ActorDiedError', message: 'the job ended', traceback: '', task: a.name };
     }
     const waits: Promise<unknown>[] = [];
     for (const w of [...job.workers]) {
-      if (w.task?.holding) this.ledger.release(w.task.holding);
-      if (w.task) w.task.holding = null;
+      for (const t of [w.task, w.first]) if (t) t.holding = null;
       if (w.handle) waits.push(w.handle.terminate(this.killGraceMs));
     }
+    this.ledger.releaseOwner(job.jobId);
     this.pump();
     await Promise.allSettled(waits);
   }

@@ -4,13 +4,16 @@
  * view is advisory and follows the agent's reports.
  */
 import type { Usage } from '../../shared/protocol/index.js';
-import { applyPlacement, capacityFromTotals, cloneCapacity, fit, toUnits, UNLIMITED_TASK_SLOTS, type Capacity, type TaskRequest } from '../../shared/resources.js';
+import { applyPlacement, capacityDiff, capacityFromTotals, cloneCapacity, fit, toUnits, UNLIMITED_TASK_SLOTS, type Capacity, type TaskRequest } from '../../shared/resources.js';
 
 export interface Holding {
   req: TaskRequest;
   gpuIds: number[];
-  /** In-job work (reported to the head as usage) rather than a job task the head placed. */
-  injob: boolean;
+  /**
+   * The job whose in-job work holds it (reported to the head as usage), or null for a job task the
+   * head placed here. When a job ends, everything its in-job work holds goes back at once.
+   */
+  owner: string | null;
   /** CPUs given back while the holder is blocked in `get`. */
   lentCpus: number;
 }
@@ -25,8 +28,8 @@ export class NodeLedger {
     this.free = cloneCapacity(this.totals);
   }
 
-  /** Reserve `req` if it fits now (with the given GPUs, or any that fit). */
-  tryTake(req: TaskRequest, injob: boolean, gpuIds?: readonly number[]): Holding | null {
+  /** Reserve `req` for `owner` if it fits now (with the given GPUs, or any that fit). */
+  tryTake(req: TaskRequest, owner: string | null, gpuIds?: readonly number[]): Holding | null {
     let ids: number[];
     if (gpuIds) {
       if (this.free.tasks < 1 || toUnits(req.cpus) > this.free.cpus || req.memory > this.free.memory) return null;
@@ -39,21 +42,52 @@ export class NodeLedger {
       if (!placed) return null;
       ids = placed.gpuIds;
     }
-    return this.take(req, injob, ids);
+    return this.take(req, owner, ids);
   }
 
   /** Reserve without checking (a job task the head already placed here). */
-  take(req: TaskRequest, injob: boolean, gpuIds: readonly number[]): Holding {
-    const h: Holding = { req, gpuIds: [...gpuIds], injob, lentCpus: 0 };
+  take(req: TaskRequest, owner: string | null, gpuIds: readonly number[]): Holding {
+    const h: Holding = { req, gpuIds: [...gpuIds], owner, lentCpus: 0 };
     applyPlacement(this.free, req, h.gpuIds, -1);
     this.holdings.add(h);
     return h;
   }
 
+  /** Give back what `h` holds; releasing twice is harmless. */
   release(h: Holding): void {
     if (!this.holdings.delete(h)) return;
     applyPlacement(this.free, h.req, h.gpuIds, 1);
     this.free.cpus -= h.lentCpus;
+  }
+
+  /** Give back everything `owner`'s in-job work holds (its job ended); returns how many holdings went. */
+  releaseOwner(owner: string): number {
+    let n = 0;
+    for (const h of [...this.holdings]) {
+      if (h.owner !== owner) continue;
+      this.release(h);
+      n++;
+    }
+    return n;
+  }
+
+  heldBy(owner: string): number {
+    let n = 0;
+    for (const h of this.holdings) if (h.owner === owner) n++;
+    return n;
+  }
+
+  /**
+   * The ledger's invariant, free + held == total in every dimension (lent CPUs count as free).
+   * Null when it holds, else what differs.
+   */
+  imbalance(): string | null {
+    const sum = cloneCapacity(this.free);
+    for (const h of this.holdings) {
+      applyPlacement(sum, h.req, h.gpuIds, 1);
+      sum.cpus -= h.lentCpus;
+    }
+    return capacityDiff(sum, this.totals);
   }
 
   /** A holder blocked in `get` lends its CPUs back, so the tasks it waits for can run (as Ray does). */
@@ -78,7 +112,7 @@ export class NodeLedger {
   injobUsage(): Usage {
     const u: Usage = { cpus: 0, memory: 0, gpus: this.totals.gpus.map(() => 0), custom: {}, tasks: 0 };
     for (const h of this.holdings) {
-      if (!h.injob) continue;
+      if (h.owner === null) continue;
       u.tasks = (u.tasks ?? 0) + 1;
       u.cpus += toUnits(h.req.cpus) - h.lentCpus;
       u.memory += h.req.memory;

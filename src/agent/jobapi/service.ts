@@ -28,6 +28,8 @@ import { Relay } from './relay.js';
 import type { Task, WorkerProc } from './types.js';
 import { jobApiEnv, type LaunchDeps } from './workerLaunch.js';
 
+const ENDED_KEPT = 10_000;
+
 export interface JobApiDeps extends LaunchDeps {
   workDir: string;
   /** What agents present to each other's object servers (the head hands it out at registration). */
@@ -45,6 +47,8 @@ export class JobApi {
   readonly executor: Executor;
   readonly relay = new Relay();
   private readonly jobs = new Map<string, JobState>();
+  /** Jobs whose in-job state ended here, newest last: late deliveries for them are dropped. */
+  private readonly endedJobs = new Set<string>();
   private readonly peer: PeerServer;
   private readonly peers: PeerClient;
   private nodes: Record<string, string> = {};
@@ -120,7 +124,7 @@ export class JobApi {
 
   /** Hold a job task's resources on this node's ledger, waiting while in-job work holds them. */
   holdJobTask(a: Assignment, signal: AbortSignal): Promise<() => void> {
-    const fits = (): Holding | null => this.ledger.tryTake(a.resources, false, a.gpu_ids);
+    const fits = (): Holding | null => this.ledger.tryTake(a.resources, null, a.gpu_ids);
     return this.executor.holdJobTask(fits, signal).then((h) => () => {
       this.ledger.release(h);
       this.executor.pump();
@@ -347,6 +351,8 @@ export class JobApi {
       if (seq <= this.relay.deliveredSeq) continue;
       this.relay.deliveredSeq = seq;
       if (msg.type === 'task') {
+        // A delivery that crossed its job's end: the job's in-job state is gone here for good.
+        if (this.endedJobs.has(msg.task.job_id)) continue;
         const job = await this.job(msg.task.job_id, msg.job);
         const t = msg.task;
         const deps = new Map(t.deps.map((d) => [d.id, fromRelay(d.value)]));
@@ -377,8 +383,21 @@ export class JobApi {
       const job = this.jobs.get(id);
       if (!job || job.ended) continue;
       this.jobs.delete(id);
-      void this.executor.endJob(job).finally(() => job.close());
+      this.endedJobs.add(id);
+      if (this.endedJobs.size > ENDED_KEPT) this.endedJobs.delete(this.endedJobs.values().next().value ?? id);
+      const ending = this.executor.endJob(job);
+      this.checkLedger(id);
+      // Its usage went down: the head hears it in the next report, now.
+      this.d.wake();
+      void ending.finally(() => job.close());
     }
+  }
+
+  /** The ledger's invariant after a job ended: nothing held for it, free + held == total. */
+  private checkLedger(jobId: string): void {
+    const held = this.ledger.heldBy(jobId);
+    const off = this.ledger.imbalance();
+    if (held > 0 || off) this.d.log.error({ job: jobId, held, off }, 'resource invariant broken: free + held != total');
   }
 
   async close(): Promise<void> {
