@@ -1,6 +1,6 @@
 /** The in-job API's building blocks on their own: socket framing, the node ledger, the relay to the head. */
 import { describe, expect, it } from 'vitest';
-import { encodeFrame, FrameReader, type Frame } from '../src/agent/jobapi/frames.js';
+import { encodeFrame, FrameError, FrameReader } from '../src/agent/jobapi/frames.js';
 import { NodeLedger } from '../src/agent/jobapi/ledger.js';
 import { objectPath } from '../src/agent/jobapi/objects.js';
 import { Relay } from '../src/agent/jobapi/relay.js';
@@ -9,25 +9,62 @@ import { UNLIMITED_TASK_SLOTS } from '../src/shared/resources.js';
 
 const req = (cpus: number, gpus = 0) => ({ cpus, gpus, memory: 0, custom: {} });
 
+/** A reader that buffers every payload, or streams those its `stream` says, recording what it saw. */
+function reader(opts: { maxPayload?: number; stream?: (msg: unknown) => boolean } = {}) {
+  const got: [unknown, string, boolean][] = [];
+  const streamed: string[] = [];
+  const r = new FrameReader<unknown>({
+    admit: (_h, p) => {
+      if (p > (opts.maxPayload ?? Infinity)) throw new FrameError('LIMIT_EXCEEDED', 'frame too large');
+    },
+    route: (header) => {
+      if (!opts.stream?.(header)) return { msg: header, stream: null };
+      let text = '';
+      return { msg: header, stream: { write: (c) => void (text += c.toString()), end: () => void streamed.push(text), abort: () => void streamed.push(`aborted:${text}`) } };
+    },
+    frame: (f) => void got.push([f.msg, f.payload.toString(), f.streamed]),
+  });
+  return { r, got, streamed };
+}
+
 describe('job socket frames', () => {
   it('reassembles frames split and joined at any byte', () => {
     const bytes = Buffer.concat([...encodeFrame({ t: 'a', n: 1 }, Buffer.from('payload-one')), ...encodeFrame({ t: 'b' }), ...encodeFrame({ t: 'c' }, [Buffer.from('x'), Buffer.from('yz')])]);
     for (const step of [1, 3, 7, bytes.length]) {
-      const got: Frame[] = [];
-      const r = new FrameReader((f) => got.push(f));
+      const { r, got } = reader();
       for (let i = 0; i < bytes.length; i += step) r.push(bytes.subarray(i, i + step));
-      expect(got.map((f) => [f.header, f.payload.toString()])).toEqual([
-        [{ t: 'a', n: 1 }, 'payload-one'],
-        [{ t: 'b' }, ''],
-        [{ t: 'c' }, 'xyz'],
+      expect(got).toEqual([
+        [{ t: 'a', n: 1 }, 'payload-one', false],
+        [{ t: 'b' }, '', false],
+        [{ t: 'c' }, 'xyz', false],
       ]);
     }
   });
 
-  it('refuses a frame that announces more than it may carry', () => {
-    const bad = Buffer.alloc(8);
-    bad.writeUInt32BE(0xffffffff, 0);
-    expect(() => new FrameReader(() => undefined).push(bad)).toThrow(/too large/);
+  it('streams the payloads its handler routes to a stream, never holding them', () => {
+    const bytes = Buffer.concat([...encodeFrame({ t: 'big' }, Buffer.from('0123456789')), ...encodeFrame({ t: 'small' }, Buffer.from('ab'))]);
+    const { r, got, streamed } = reader({ stream: (m) => (m as { t: string }).t === 'big' });
+    for (let i = 0; i < bytes.length; i += 4) r.push(bytes.subarray(i, i + 4));
+    expect(streamed).toEqual(['0123456789']);
+    expect(got).toEqual([
+      [{ t: 'big' }, '', true],
+      [{ t: 'small' }, 'ab', false],
+    ]);
+    // A connection that goes mid-payload abandons what was streamed.
+    const half = reader({ stream: () => true });
+    half.r.push(Buffer.concat(encodeFrame({ t: 'big' }, Buffer.from('0123456789'))).subarray(0, 8 + 11 + 5));
+    half.r.close();
+    expect(half.streamed).toEqual(['aborted:01234']);
+  });
+
+  it('refuses a frame by its announced size, and a header that is not JSON or empty', () => {
+    const big = Buffer.alloc(8);
+    big.writeUInt32BE(2, 0);
+    big.writeUInt32BE(0xffffffff, 4);
+    expect(() => reader({ maxPayload: 1024 }).r.push(big)).toThrow(/too large/);
+    const junk = Buffer.concat([Buffer.from([0, 0, 0, 3, 0, 0, 0, 0]), Buffer.from('{x}')]);
+    expect(() => reader().r.push(junk)).toThrow(/not JSON/);
+    expect(() => reader().r.push(Buffer.alloc(8))).toThrow(/needs a header/);
   });
 });
 
@@ -89,18 +126,37 @@ describe('node ledger', () => {
 });
 
 describe('relay to the head', () => {
-  it('sends again what a failed report carried, before anything newer', () => {
+  const base = { address: null, usage: { cpus: 0, memory: 0, gpus: [], custom: {} }, jobs: [], counts: {} };
+  const t = (id: string) => ({ job_id: 'j', id });
+
+  it('sends again what a failed report carried, alone, then what came since', () => {
     const r = new Relay();
-    const base = { address: null, usage: { cpus: 0, memory: 0, gpus: [], custom: {} }, jobs: [], counts: {} };
-    const t = (id: string) => ({ job_id: 'j', id });
-    r.done.push(t('t1'));
+    let sent = 0;
+    r.push('done', t('t1'), () => sent++);
     expect(r.take(base).done).toEqual([t('t1')]);
-    r.failed();
-    r.done.push(t('t2'));
-    expect(r.take(base).done).toEqual([t('t1'), t('t2')]);
+    r.unsent();
+    r.push('done', t('t2'), () => sent++);
+    expect(r.take(base).done).toEqual([t('t1')]);
+    expect(sent).toBe(0);
     r.sent();
+    expect(sent).toBe(1);
+    expect(r.take(base).done).toEqual([t('t2')]);
+    r.sent();
+    expect(sent).toBe(2);
     expect(r.hasWork()).toBe(false);
+    expect(r.pendingBytes).toBe(0);
     expect(r.take(base).done).toEqual([]);
+  });
+
+  it('carries at most its byte budget in one report (one item at least), the rest in the next', () => {
+    const r = new Relay();
+    for (let i = 0; i < 5; i++) r.push('logs', { job_id: 'j', data: 'x'.repeat(1000) });
+    expect(r.take(base, 2300).logs).toHaveLength(2);
+    r.sent();
+    expect(r.hasWork()).toBe(true);
+    expect(r.take(base, 10).logs).toHaveLength(1);
+    r.sent();
+    expect(r.take(base).logs).toHaveLength(2);
   });
 });
 

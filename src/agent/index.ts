@@ -108,6 +108,7 @@ class Agent implements RunningAgent {
       killGraceMs: opts.killGraceMs,
       log: log.child({ component: 'jobapi' }),
       totals,
+      nodeName: opts.nodeName,
       wake: () => this.wakeReporter(2),
       workspace,
       launcher,

@@ -9,7 +9,7 @@ import { RaysubError } from '../shared/errors.js';
 import { guarded } from '../shared/boundary.js';
 import { newNodeId } from '../shared/ids.js';
 import type { Logger } from '../shared/log.js';
-import type { AgentEvent, NodeTotals, SandboxMode, TaskRef, Usage } from '../shared/protocol/index.js';
+import type { AgentEvent, JobErrorType, NodeTotals, SandboxMode, TaskRef, Usage } from '../shared/protocol/index.js';
 import { applyPlacement, type TaskRequest } from '../shared/resources.js';
 import type { NewJob, Store } from './db/index.js';
 import type { LogStore } from './logStore.js';
@@ -263,6 +263,22 @@ export class Engine extends EventEmitter<EngineEvents> {
       this.settler.cancelPending(job, 'stopped by the user', 'STOPPED_BY_USER', at);
       this.settler.settleJob(job, at);
       this.announce('stopping', job.id);
+    });
+    this.requestSchedule();
+    return true;
+  }
+
+  /**
+   * Fail a running job for what it did besides its tasks' exits (its in-job traffic went over a
+   * limit on an agent): its tasks are killed by their agents and it ends FAILED with `errorType`.
+   */
+  failJob(jobId: string, errorType: JobErrorType, message: string): boolean {
+    const job = this.live.jobs.get(jobId);
+    if (!job || job.stopRequested || job.failedTask !== null) return false;
+    const at = Date.now();
+    this.transact(() => {
+      this.tx.touch();
+      this.settler.failWhole(job, errorType, message, at);
     });
     this.requestSchedule();
     return true;

@@ -10,7 +10,7 @@ import { jobContextOf } from './jobContext.js';
 import type { Store } from './db/index.js';
 import type { Engine } from './engine.js';
 import { placeInjob } from './placement.js';
-import { applyPlacement, capacityDiff, cloneCapacity } from '../shared/resources.js';
+import { applyPlacement, capacityDiff, cloneCapacity, formatBytes } from '../shared/resources.js';
 import { applyUsage } from './state.js';
 
 interface Placed {
@@ -20,7 +20,28 @@ interface Placed {
 
 interface Outgoing {
   seq: number;
-  items: { seq: number; msg: InjobDelivery }[];
+  items: { seq: number; msg: InjobDelivery; bytes: number }[];
+}
+
+const MiB = 1024 * 1024;
+/** What the head holds for one job's in-job traffic at once (tasks waiting for a node, deliveries not yet taken): past it the job fails. */
+export const MAX_HEAD_JOB_BYTES = 64 * MiB;
+/** Per job, how many task submissions are remembered to drop a resent report's copies. */
+const SEEN_KEPT = 100_000;
+/** One poll answer's deliveries (the rest come with the next poll, at once). */
+const MAX_POLL_BYTES = 8 * MiB;
+
+/** About what a delivery adds to the JSON the head holds and sends. */
+function deliveryBytes(msg: InjobDelivery): number {
+  if (msg.type === 'task') return taskBytes(msg.task);
+  if (msg.type === 'result') return 300 + (msg.result.value.kind === 'file' ? 0 : msg.result.value.data.length);
+  if (msg.type === 'log') return 100 + msg.data.length;
+  return 100;
+}
+
+function taskBytes(t: RelayTask): number {
+  const args = typeof t.args === 'string' ? t.args.length : 100;
+  return 2048 + args + t.deps.reduce((n, d) => n + 100 + (d.value.kind === 'file' ? 0 : d.value.data.length), 0);
 }
 
 function deliveryJob(msg: InjobDelivery): string {
@@ -40,9 +61,11 @@ export class InjobHub {
   private readonly outgoing = new Map<string, Outgoing>();
   private readonly counts = new Map<string, Map<string, InjobCounts>>();
   private readonly jobsOnNode = new Map<string, Set<string>>();
-  /** Per job, tasks already taken in (a resent report carries them again). */
+  /** Per job, the newest tasks already taken in (a resent report carries them again). */
   private readonly seen = new Map<string, Set<string>>();
   private readonly addresses = new Map<string, string>();
+  /** Per job, bytes of its in-job traffic the head holds now. */
+  private readonly held = new Map<string, number>();
 
   constructor(
     private readonly engine: Engine,
@@ -77,15 +100,39 @@ export class InjobHub {
     for (const k of [...this.actors.keys()]) if (k.startsWith(`${jobId}\u0000`)) this.actors.delete(k);
     for (const k of [...this.waitingForActor.keys()]) if (k.startsWith(`${jobId}\u0000`)) this.waitingForActor.delete(k);
     for (const out of this.outgoing.values()) out.items = out.items.filter((i) => deliveryJob(i.msg) !== jobId);
+    this.held.delete(jobId);
     this.counts.delete(jobId);
     this.seen.delete(jobId);
     this.jobStopping(jobId);
   }
 
-  private deliver(nodeId: string, msg: InjobDelivery): void {
+  /**
+   * Count `bytes` more of a job's traffic as held here. Past MAX_HEAD_JOB_BYTES the job fails
+   * (or, for what may be dropped, like worker output, the traffic is dropped): false.
+   */
+  private hold(jobId: string, bytes: number, failOver = true): boolean {
+    const now = (this.held.get(jobId) ?? 0) + bytes;
+    if (now > MAX_HEAD_JOB_BYTES) {
+      const why = `its in-job traffic waiting on the head would hold ${formatBytes(now)}; a job's is at most ${formatBytes(MAX_HEAD_JOB_BYTES)}`;
+      if (failOver && this.engine.failJob(jobId, 'INJOB_LIMIT_EXCEEDED', why)) this.log.info({ job: jobId }, why);
+      return false;
+    }
+    this.held.set(jobId, now);
+    return true;
+  }
+
+  private unhold(jobId: string, bytes: number): void {
+    const left = (this.held.get(jobId) ?? 0) - bytes;
+    if (this.held.has(jobId)) this.held.set(jobId, Math.max(0, left));
+  }
+
+  /** Queue a delivery for a node (counted against its job until the node acknowledges it). */
+  private deliver(nodeId: string, msg: InjobDelivery, counted = false): void {
+    const bytes = deliveryBytes(msg);
+    if (!counted && !this.hold(deliveryJob(msg), bytes, msg.type !== 'log')) return;
     let out = this.outgoing.get(nodeId);
     if (!out) this.outgoing.set(nodeId, (out = { seq: 0, items: [] }));
-    out.items.push({ seq: ++out.seq, msg });
+    out.items.push({ seq: ++out.seq, msg, bytes });
     this.engine.wakeNode(nodeId);
   }
 
@@ -93,6 +140,7 @@ export class InjobHub {
     const k = key(jobId, actorId);
     const node = this.actors.get(k);
     if (node) return this.deliver(node, msg);
+    if (!this.hold(jobId, deliveryBytes(msg))) return;
     const list = this.waitingForActor.get(k) ?? [];
     list.push(msg);
     this.waitingForActor.set(k, list);
@@ -101,7 +149,7 @@ export class InjobHub {
   private locateActor(jobId: string, actorId: string, nodeId: string): void {
     const k = key(jobId, actorId);
     this.actors.set(k, nodeId);
-    for (const msg of this.waitingForActor.get(k) ?? []) this.deliver(nodeId, msg);
+    for (const msg of this.waitingForActor.get(k) ?? []) this.deliver(nodeId, msg, true);
     this.waitingForActor.delete(k);
   }
 
@@ -130,14 +178,19 @@ export class InjobHub {
       if (!seen) this.seen.set(t.job_id, (seen = new Set()));
       if (seen.has(seenKey)) continue;
       seen.add(seenKey);
+      // A resent report follows the one it repeats: the newest entries are the ones that matter.
+      if (seen.size > SEEN_KEPT) seen.delete(seen.values().next().value ?? seenKey);
       if (t.spec.kind === 'actor_call') this.routeCall(t);
-      else this.queue.push(t);
+      else if (this.hold(t.job_id, taskBytes(t))) this.queue.push(t);
     }
     for (const res of r.results) if (this.engine.view.node(res.owner_node)) this.deliver(res.owner_node, { type: 'result', result: res });
     for (const k of r.kill_actors) this.toActor(k.job_id, k.actor_id, { type: 'kill_actor', job_id: k.job_id, actor_id: k.actor_id });
     for (const l of r.logs) {
       const driver = this.engine.view.tasksOfJob(l.job_id).find((t) => t.state === 'RUNNING' && t.nodeId);
       if (driver?.nodeId) this.deliver(driver.nodeId, { type: 'log', job_id: l.job_id, data: l.data });
+    }
+    for (const f of r.failed) {
+      if (this.engine.failJob(f.job_id, 'INJOB_LIMIT_EXCEEDED', f.message)) this.log.info({ job: f.job_id, node: nodeId }, `in-job traffic over a limit: ${f.message}`);
     }
     this.place();
     const off = this.imbalance(nodeId);
@@ -190,6 +243,7 @@ export class InjobHub {
       const req = t.spec.resources;
       const choice = placeInjob(this.engine.view, job, req);
       if (choice.kind === 'never') {
+        this.unhold(t.job_id, taskBytes(t));
         this.fail(t, 'UnschedulableError', `${t.spec.name}: ${choice.reason}`);
         continue;
       }
@@ -202,7 +256,7 @@ export class InjobHub {
       this.engine.holdInjob(choice.nodeId, k, req, choice.gpuIds);
       this.placed.set(k, { task: t, nodeId: choice.nodeId });
       // The creation goes out before any call waiting for the actor.
-      this.deliver(choice.nodeId, { type: 'task', task: t, job: jobContextOf(t.job_id, this.engine.view.job(t.job_id)) });
+      this.deliver(choice.nodeId, { type: 'task', task: t, job: jobContextOf(t.job_id, this.engine.view.job(t.job_id)) }, true);
       if (t.spec.kind === 'actor_create') this.locateActor(t.job_id, t.spec.actor_id ?? t.spec.id, choice.nodeId);
     }
     this.queue = waiting;
@@ -224,10 +278,12 @@ export class InjobHub {
       this.placed.delete(k);
       const t = p.task;
       const retries = t.spec.max_retries;
-      if (t.spec.kind === 'task' && (retries < 0 || t.attempt <= retries)) this.queue.push({ ...t, attempt: t.attempt + 1 });
-      else this.fail(t, t.spec.kind === 'task' ? 'WorkerCrashedError' : 'ActorDiedError', `the node running ${t.spec.name} was lost`);
+      if (t.spec.kind === 'task' && (retries < 0 || t.attempt <= retries)) {
+        if (this.hold(t.job_id, taskBytes(t))) this.queue.push({ ...t, attempt: t.attempt + 1 });
+      } else this.fail(t, t.spec.kind === 'task' ? 'WorkerCrashedError' : 'ActorDiedError', `the node running ${t.spec.name} was lost`);
     }
     for (const [k, n] of [...this.actors]) if (n === nodeId) this.actors.delete(k);
+    for (const i of this.outgoing.get(nodeId)?.items ?? []) this.unhold(deliveryJob(i.msg), i.bytes);
     this.outgoing.delete(nodeId);
     this.jobsOnNode.delete(nodeId);
     this.addresses.delete(nodeId);
@@ -237,8 +293,18 @@ export class InjobHub {
   /** Deliveries for a node's poll, after dropping what it acknowledged. */
   poll(nodeId: string, ack: number | undefined, jobs: readonly string[] | undefined): InjobPoll {
     const out = this.outgoing.get(nodeId);
-    if (out && ack !== undefined) out.items = out.items.filter((i) => i.seq > ack);
-    return { deliveries: out?.items.slice(0, 5000) ?? [], ended: (jobs ?? []).filter((j) => !this.live(j)) };
+    if (out && ack !== undefined) {
+      for (const i of out.items) if (i.seq <= ack) this.unhold(deliveryJob(i.msg), i.bytes);
+      out.items = out.items.filter((i) => i.seq > ack);
+    }
+    const deliveries: InjobPoll['deliveries'] = [];
+    let bytes = 0;
+    for (const i of out?.items ?? []) {
+      if (deliveries.length >= 5000 || (deliveries.length > 0 && bytes + i.bytes > MAX_POLL_BYTES)) break;
+      bytes += i.bytes;
+      deliveries.push({ seq: i.seq, msg: i.msg });
+    }
+    return { deliveries, ended: (jobs ?? []).filter((j) => !this.live(j)) };
   }
 
   /** Live counts of a running job's in-job work (null if it has none). */

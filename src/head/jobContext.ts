@@ -41,5 +41,5 @@ export function assignmentOf(job: JobView | undefined, task: TaskView): Assignme
 
 export function jobContextOf(jobId: string, job: JobView | undefined): JobContext {
   const env = (job?.runtimeEnv ?? {}) as RuntimeEnv;
-  return { job_id: jobId, working_dir_package: packageNameOf(env.working_dir), runtime_env: env, env_vars: env.env_vars ?? {}, sandbox: env.sandbox ?? {} };
+  return { job_id: jobId, memory: job?.request.memory ?? 0, working_dir_package: packageNameOf(env.working_dir), runtime_env: env, env_vars: env.env_vars ?? {}, sandbox: env.sandbox ?? {} };
 }

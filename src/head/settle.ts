@@ -104,6 +104,23 @@ export class Settler {
     this.hooks.announce('stopping', job.id);
   }
 
+  /**
+   * Fail a running job as a whole, for something other than one task's exit (its in-job traffic
+   * went over a limit): record why, cancel what has not started, have what runs killed.
+   */
+  failWhole(job: LiveJob, errorType: JobErrorType, message: string, at: number): void {
+    if (job.failedTask !== null || job.stopRequested) return;
+    const tasks = this.live.tasksOfJob(job.id);
+    const idx = tasks.find((t) => t.state !== 'PENDING')?.idx ?? 0;
+    const rayMessage = rayFailureMessage({ submissionId: job.id, errorType, exitCode: null, detail: message, logTail: '' });
+    this.store.jobs.setFailedTask(job.id, idx, { message, rayMessage, errorType, exitCode: null });
+    job.failedTask = idx;
+    for (const t of tasks) this.logs.appendSystem(job.id, t.idx, `[raysub] ${errorType}: ${message}`);
+    this.cancelPending(job, `cancelled: ${message}`, errorType, at);
+    this.hooks.announce('stopping', job.id);
+    this.settleJob(job, at);
+  }
+
   /** End a job's tasks that have not started; wake the nodes of those that run, to kill them. */
   cancelPending(job: LiveJob, message: string, errorType: string | null, at: number): void {
     for (const t of this.live.tasksOfJob(job.id)) {

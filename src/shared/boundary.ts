@@ -17,6 +17,11 @@ export function guarded<A extends unknown[]>(log: Logger, what: string, fn: (...
   };
 }
 
+/** Run `fn` now, inside the boundary: what it throws or rejects with is logged as `what`. */
+export function runGuarded(log: Logger, what: string, fn: () => unknown): void {
+  guarded(log, what, fn)();
+}
+
 /** Run a promise nobody waits for, logging its failure instead of leaving it unhandled. */
 export function background(log: Logger, what: string, p: Promise<unknown>): void {
   p.catch((err: unknown) => log.error({ err }, `${what} failed`));

@@ -94,7 +94,7 @@ export class ActorHost {
     if (actor.holding) this.d.ledger.release(actor.holding);
     actor.holding = null;
     const w = actor.worker;
-    if (w && w.state !== 'dead') void w.handle?.terminate(this.d.killGraceMs);
+    if (w && w.state !== 'dead') w.handle?.terminate(this.d.killGraceMs).catch(() => undefined);
     if (w) w.state = w.handle ? w.state : 'dead';
     this.d.pump();
   }

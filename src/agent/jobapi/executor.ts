@@ -4,15 +4,20 @@
  * warm workers reused across tasks, and actors, each a dedicated worker whose calls run one at a
  * time in the order they arrive.
  */
-import type { ErrorInfo, Usage } from '../../shared/protocol/index.js';
+import { guarded } from '../../shared/boundary.js';
 import type { Logger } from '../../shared/log.js';
+import type { ErrorInfo, Usage } from '../../shared/protocol/index.js';
+import { fromUnits } from '../../shared/resources.js';
+import { executeMessage } from './execute.js';
 import { fitsUsage, takeFromUsage, type Holding, type NodeLedger } from './ledger.js';
 import type { JobState } from './jobState.js';
 import { errorValue, type ObjValue } from './objects.js';
 import { depError, shapeKey, type Task, type WorkerProc } from './types.js';
-import { launchWorker, type LaunchDeps } from './workerLaunch.js';
-import { LineSplitter } from './lines.js';
+import { WorkerSlots } from './slots.js';
+import type { LaunchDeps } from './workerLaunch.js';
+import { startWorkerProcess, stopWorkerProcess } from './workerProcess.js';
 import { ActorHost } from './actors.js';
+import { JobTaskWaits } from './jobTaskWaits.js';
 
 export interface ExecutorHooks {
   finished(task: Task, value: ObjValue): void;
@@ -23,59 +28,52 @@ export interface ExecutorHooks {
   remoteFree(): Usage[];
   /** Tasks wait here that another node might take: hear from the head again soon. */
   waiting(): void;
-}
-
-interface JobTaskWaiter {
-  fits: () => Holding | null;
-  resolve: (h: Holding) => void;
+  /** Every job's workers on this node. */
+  allWorkers(): Iterable<WorkerProc>;
 }
 
 const IDLE_WORKER_MS = 5 * 60_000;
 
 export class Executor {
   private readonly queues = new Map<string, Task[]>();
-  private readonly jobWaiters: JobTaskWaiter[] = [];
+  private readonly jobTasks = new JobTaskWaits();
   private pumping = false;
   private readonly reaper: NodeJS.Timeout;
   private readonly stopping = new AbortController();
   readonly actors: ActorHost;
+  readonly slots: WorkerSlots;
 
   constructor(
     readonly ledger: NodeLedger,
     private readonly launch: LaunchDeps,
     private readonly hooks: ExecutorHooks,
-    private readonly killGraceMs: number,
+    readonly killGraceMs: number,
     private readonly log: Logger,
   ) {
     this.actors = new ActorHost({ ledger, hooks, killGraceMs, startWorker: (j, t, k, a) => this.startWorker(j, t, k, a), send: (w, t) => this.send(w, t), pump: () => this.pump() });
-    this.reaper = setInterval(() => this.reapIdle(), 30_000);
+    this.slots = new WorkerSlots(launch.launcher.capacity, fromUnits(ledger.totals.cpus));
+    this.reaper = setInterval(guarded(log, 'stopping idle in-job workers', () => this.reapIdle()), 30_000);
     this.reaper.unref();
   }
 
   /** A job task the head placed here waits until the node really has its resources. */
   holdJobTask(fits: () => Holding | null, signal: AbortSignal): Promise<Holding> {
-    const now = fits();
-    if (now) return Promise.resolve(now);
-    return new Promise((resolve, reject) => {
-      const w: JobTaskWaiter = { fits, resolve };
-      this.jobWaiters.push(w);
-      signal.addEventListener('abort', () => {
-        const i = this.jobWaiters.indexOf(w);
-        if (i >= 0) this.jobWaiters.splice(i, 1);
-        reject(new Error('aborted'));
-      });
-    });
+    return this.jobTasks.wait(fits, signal);
   }
 
   enqueue(task: Task): void {
     const err = depError(task);
     if (task.spec.kind === 'actor_create') this.actors.expect(task, err);
     if (err) return this.finish(task, err);
+    this.queueOf(task).push(task);
+    this.pump();
+  }
+
+  private queueOf(task: Task): Task[] {
     const key = shapeKey(task.lang, task.spec.resources, []);
     let q = this.queues.get(key);
     if (!q) this.queues.set(key, (q = []));
-    q.push(task);
-    this.pump();
+    return q;
   }
 
   /** Place what can be placed: job tasks first, then each shape's queue in order. */
@@ -83,14 +81,7 @@ export class Executor {
     if (this.pumping) return;
     this.pumping = true;
     try {
-      while (this.jobWaiters.length > 0) {
-        const w = this.jobWaiters[0];
-        const h = w?.fits();
-        if (!w || !h) break;
-        this.jobWaiters.shift();
-        w.resolve(h);
-      }
-      if (this.jobWaiters.length > 0) return;
+      if (!this.jobTasks.serve()) return;
       let remote: Usage[] | null = null;
       let spillable = false;
       for (const [key, q] of this.queues) {
@@ -102,6 +93,11 @@ export class Executor {
           }
           const req = task.spec.resources;
           const h = this.ledger.tryTake(req, task.job.jobId);
+          // It fits: it also needs room for its worker, else it waits holding nothing.
+          if (h && !this.slots.canRun(key, task.spec.kind === 'actor_create', task.job.workers, () => this.hooks.allWorkers(), (w) => this.retire(w))) {
+            this.ledger.release(h);
+            break;
+          }
           if (h) {
             q.shift();
             task.holding = h;
@@ -158,31 +154,67 @@ export class Executor {
       task: null,
       first: task,
       idleSince: Date.now(),
+      slot: false,
+      evicted: false,
+      blocked: false,
     };
     job.workers.add(w);
+    this.slots.started(w);
     const label = actorId ? `${task.spec.name.replace(/\.__init__$/, '')} actor` : `worker ${w.id}`;
-    const out = { stdout: new LineSplitter(`(${label}) `), stderr: new LineSplitter(`(${label}) `) };
-    launchWorker(this.launch, job, { workerId: w.id, lang: w.lang, req: w.req, gpuIds: w.gpuIds, signal: this.stopping.signal, output: (t) => this.hooks.output(job, 'stdout', Buffer.from(t)) })
-      .then(({ handle, cleanup }) => {
-        w.handle = handle;
-        for (const s of ['stdout', 'stderr'] as const) {
-          handle[s].on('data', (d: Buffer) => this.hooks.output(job, s, out[s].push(d)));
-        }
-        if (w.state === 'dead' || job.ended) void handle.terminate(this.killGraceMs);
-        void handle.exited.then((exit) => {
-          cleanup();
-          for (const s of ['stdout', 'stderr'] as const) {
-            const rest = out[s].flush();
-            if (rest.length) this.hooks.output(job, s, rest);
-          }
-          this.workerGone(w, `exit code ${exit.code ?? exit.signal ?? '?'}${exit.oom ? ', killed for exceeding its memory limit' : ''}`);
-        });
-      })
-      .catch((err: unknown) => {
-        this.log.warn({ err: (err as Error).message, job: job.jobId }, 'could not start an in-job worker');
-        this.workerGone(w, `could not be started: ${(err as Error).message}`, false);
-      });
+    startWorkerProcess(w, label, {
+      launch: this.launch,
+      signal: this.stopping.signal,
+      killGraceMs: this.killGraceMs,
+      log: this.log,
+      hooks: {
+        output: (j, stream, data) => this.hooks.output(j, stream, data),
+        exited: (x, why) => this.workerGone(x, why),
+        failed: (x, err) => {
+          if (err.code === 'NODE_AT_CAPACITY') return this.noRoom(x);
+          this.log.warn({ err: err.message, job: job.jobId }, 'could not start an in-job worker');
+          this.workerGone(x, `could not be started: ${err.message}`, false);
+        },
+      },
+    });
     return w;
+  }
+
+  /**
+   * The launcher had no room for a worker (the node's job tasks took it): its task goes back to the
+   * front of its queue, holding nothing, until a worker's process is gone.
+   */
+  private noRoom(w: WorkerProc): void {
+    this.slots.gone(w);
+    this.slots.launcherFull();
+    // Job tasks may hold the room rather than workers: look again in a moment whatever happens.
+    setTimeout(
+      guarded(this.log, 'in-job queue', () => {
+        this.slots.retry();
+        this.pump();
+      }),
+      1000,
+    ).unref();
+    w.state = 'dead';
+    w.job.workers.delete(w);
+    const task = w.first;
+    w.first = null;
+    if (!task || w.job.ended) return;
+    if (w.actorId) return this.workerGone(w, 'could not be started: the node is at capacity', false);
+    if (task.holding) this.ledger.release(task.holding);
+    task.holding = null;
+    if (task.dispatched) {
+      task.job.counts.running = Math.max(0, task.job.counts.running - 1);
+      task.job.counts.pending++;
+      task.dispatched = false;
+    }
+    this.queueOf(task).unshift(task);
+  }
+
+  /** An idle worker goes: stopped, and no task is given to it any more. */
+  private retire(w: WorkerProc): void {
+    w.state = 'dead';
+    w.job.workers.delete(w);
+    if (w.handle) stopWorkerProcess(w, this.killGraceMs, this.log);
   }
 
   /** A worker said hello on the job socket. */
@@ -205,40 +237,27 @@ export class Executor {
   }
 
   send(w: WorkerProc, task: Task): void {
-    void this.executeMessage(task).then(
-      ({ header, payload }) => w.conn?.send(header, payload),
-      (err: unknown) => this.result(w, { ok: false, error: info('ObjectLostError', `an argument could not be fetched: ${(err as Error).message}`, task) }, Buffer.alloc(0)),
+    executeMessage(task).then(
+      guarded(this.log, 'sending a task to its worker', ({ header, payload }: Awaited<ReturnType<typeof executeMessage>>) => w.conn?.send(header, payload)),
+      guarded(this.log, 'failing a task whose arguments are lost', (err: unknown) =>
+        this.result(w, { ok: false, error: info('ObjectLostError', `an argument could not be fetched: ${(err as Error).message}`, task) }, Buffer.alloc(0)),
+      ),
     );
   }
 
-  private async executeMessage(task: Task): Promise<{ header: unknown; payload: Buffer[] }> {
-    const payload = [task.args];
-    const deps: unknown[] = [];
-    for (const d of task.spec.deps) {
-      const v = task.deps.get(d.id);
-      if (!v || v.kind === 'error') continue;
-      if (v.kind === 'inline') {
-        deps.push({ id: d.id, state: 'value', len: v.data.length });
-        payload.push(v.data);
-      } else {
-        deps.push({ id: d.id, state: 'path', len: 0, path: await task.job.objects.localPath(d.id, v) });
-      }
-    }
-    const s = task.spec;
-    const header = {
-      t: 'execute',
-      task: { id: s.id, kind: s.kind, fn: s.fn, name: s.name, actor_id: s.actor_id, method: s.method, args_len: task.args.length, deps, gpu_ids: task.holding?.gpuIds ?? [], attempt: task.attempt },
-    };
-    return { header, payload };
+  /** The task a worker runs now (an actor's: the call it runs). */
+  currentTask(w: WorkerProc): Task | null {
+    return w.actorId ? (w.job.actors.get(w.actorId)?.busy ?? w.task) : w.task;
   }
 
-  /** A worker finished its task. */
-  result(w: WorkerProc, msg: { ok: boolean; error?: ErrorInfo; fatal?: boolean }, payload: Buffer): void {
-    const task = w.actorId ? (w.job.actors.get(w.actorId)?.busy ?? w.task) : w.task;
+  /** A worker finished its task: its result's bytes, or the value they were already stored as. */
+  result(w: WorkerProc, msg: { ok: boolean; error?: ErrorInfo; fatal?: boolean }, payload: Buffer | ObjValue): void {
+    const task = this.currentTask(w);
     if (!task) return;
     const job = task.job;
     let value: ObjValue;
-    if (msg.ok) value = job.objects.store(task.spec.id, payload);
+    if (!Buffer.isBuffer(payload)) value = payload;
+    else if (msg.ok) value = job.objects.store(task.spec.id, payload);
     else value = { kind: 'error', error: msg.error ?? info('TaskError', 'the task failed', task), data: payload };
     if (w.actorId) return this.actors.result(w, task, value, msg.ok);
     w.task = null;
@@ -284,6 +303,9 @@ export class Executor {
   }
 
   private workerGone(w: WorkerProc, why: string, started = true): void {
+    this.slots.gone(w);
+    // Its slot is free: a task waiting for room may start now.
+    setImmediate(guarded(this.log, 'in-job queue', () => this.pump()));
     if (w.state === 'dead') return;
     w.state = 'dead';
     w.job.workers.delete(w);
@@ -296,7 +318,6 @@ export class Executor {
       else if (task) this.finish(task, errorValue('ActorDiedError', `the actor's worker process ${why}`, task.spec.name));
       return;
     }
-    if (task && w.job.ended && task.holding) this.ledger.release(task.holding);
     if (!task || w.job.ended) return;
     task.worker = null;
     if (started && this.retriesLeft(task)) {
@@ -308,10 +329,11 @@ export class Executor {
   }
 
   blocked(w: WorkerProc, on: boolean): void {
+    // A worker that waits lets another start in its place (a task it waits for may need one).
+    this.slots.setBlocked(w, on);
     const h = w.actorId ? w.job.actors.get(w.actorId)?.holding : w.task?.holding;
-    if (!h) return;
-    if (on) this.ledger.lend(h);
-    else this.ledger.reclaim(h);
+    if (h && on) this.ledger.lend(h);
+    else if (h) this.ledger.reclaim(h);
     if (on) this.pump();
   }
 
@@ -332,7 +354,7 @@ export class Executor {
     const waits: Promise<unknown>[] = [];
     for (const w of [...job.workers]) {
       for (const t of [w.task, w.first]) if (t) t.holding = null;
-      if (w.handle) waits.push(w.handle.terminate(this.killGraceMs));
+      if (w.handle) waits.push(w.handle.terminate(this.killGraceMs).catch(() => undefined));
     }
     this.ledger.releaseOwner(job.jobId);
     this.pump();
@@ -342,20 +364,10 @@ export class Executor {
   private reapIdle(): void {
     const now = Date.now();
     // Workers idle for long are stopped; a later task starts a new one.
-    for (const w of this.allWorkers()) {
-      if (w.state === 'idle' && w.actorId === null && now - w.idleSince > IDLE_WORKER_MS) {
-        w.state = 'dead';
-        w.job.workers.delete(w);
-        void w.handle?.terminate(this.killGraceMs);
-      }
+    for (const w of [...this.hooks.allWorkers()]) {
+      if (w.state === 'idle' && w.actorId === null && now - w.idleSince > IDLE_WORKER_MS) this.retire(w);
     }
   }
-
-  private allWorkers(): WorkerProc[] {
-    return this.workerSource?.() ?? [];
-  }
-
-  workerSource: (() => WorkerProc[]) | null = null;
 
   close(): void {
     clearInterval(this.reaper);

@@ -1,15 +1,50 @@
 /**
  * Job-socket framing: `[u32 header length][u32 payload length][JSON header][payload]`, big-endian.
- * The reader keeps partial frames across chunks and never copies a payload more than once.
+ *
+ * The reader never holds more of a frame than its handler admitted: the sizes are checked as soon
+ * as the 8-byte prefix is in, the header is parsed as soon as it is in, and the handler then says
+ * where the payload goes, into memory (one copy, counted by the handler) or into a stream (a large
+ * object written to disk as it arrives, never held whole).
  */
 import type { Socket } from 'node:net';
+import type { SocketErrorCode } from '../../shared/protocol/index.js';
 
-export const MAX_HEADER_BYTES = 64 * 1024 * 1024;
-export const MAX_PAYLOAD_BYTES = 2 * 1024 * 1024 * 1024 - 1;
+/** Where a frame's payload goes while it arrives. */
+export interface PayloadStream {
+  write(chunk: Buffer): void;
+  /** The whole payload is in. */
+  end(): void;
+  /** The frame will never be complete (the connection closed, or it was refused). */
+  abort(): void;
+}
 
-export interface Frame {
-  header: unknown;
+export interface FrameHandler<M> {
+  /** The frame's sizes are known: throw a FrameError to refuse it before anything is held. */
+  admit(headerBytes: number, payloadBytes: number): void;
+  /**
+   * The header is in: check it (throw a FrameError to refuse it) and say where its payload goes,
+   * into memory (`stream` null) or into a stream.
+   */
+  route(header: unknown, payloadBytes: number): { msg: M; stream: PayloadStream | null };
+  /** The frame is complete (a streamed payload arrives here empty). */
+  frame(f: Frame<M>): void;
+}
+
+export interface Frame<M = unknown> {
+  msg: M;
   payload: Buffer;
+  /** The payload went to the stream `route` returned. */
+  streamed: boolean;
+}
+
+/** A frame the connection must be refused for. */
+export class FrameError extends Error {
+  constructor(
+    readonly code: SocketErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 export function encodeFrame(header: unknown, payload?: Buffer | readonly Buffer[]): Buffer[] {
@@ -22,7 +57,7 @@ export function encodeFrame(header: unknown, payload?: Buffer | readonly Buffer[
   return [prefix, h, ...parts];
 }
 
-/** Write a frame; resolves when the socket has taken it (back-pressure for large payloads). */
+/** Queue a frame on the socket (its bytes are referenced, not copied). */
 export function writeFrame(sock: Socket, header: unknown, payload?: Buffer | readonly Buffer[]): void {
   const parts = encodeFrame(header, payload);
   if (sock.destroyed) return;
@@ -31,49 +66,97 @@ export function writeFrame(sock: Socket, header: unknown, payload?: Buffer | rea
   sock.uncork();
 }
 
-export class FrameReader {
-  private chunks: Buffer[] = [];
-  private buffered = 0;
+type Stage = 'prefix' | 'header' | 'payload';
 
-  constructor(private readonly onFrame: (f: Frame) => void) {}
+export class FrameReader<M> {
+  private stage: Stage = 'prefix';
+  /** Bytes the current stage needs in all. */
+  private need = 8;
+  private parts: Buffer[] = [];
+  private got = 0;
+  private msg: M | null = null;
+  private payloadBytes = 0;
+  private stream: PayloadStream | null = null;
+  private broken = false;
 
-  /** Feed bytes; throws on a malformed frame (the connection should then be closed). */
+  constructor(private readonly handler: FrameHandler<M>) {}
+
+  /** Feed bytes; throws (a FrameError for what the peer did) when the connection must be closed. */
   push(chunk: Buffer): void {
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
-    for (;;) {
-      if (this.buffered < 8) return;
-      const head = this.peek(8);
-      const hlen = head.readUInt32BE(0);
-      const plen = head.readUInt32BE(4);
-      if (hlen > MAX_HEADER_BYTES || plen > MAX_PAYLOAD_BYTES) throw new Error('frame too large');
-      if (this.buffered < 8 + hlen + plen) return;
-      const all = this.take(8 + hlen + plen);
-      const header: unknown = JSON.parse(all.subarray(8, 8 + hlen).toString('utf8'));
-      this.onFrame({ header, payload: all.subarray(8 + hlen) });
+    if (this.broken) return;
+    try {
+      this.consume(chunk);
+    } catch (err) {
+      this.broken = true;
+      this.close();
+      throw err;
     }
   }
 
-  private peek(n: number): Buffer {
-    const first = this.chunks[0];
-    if (first && first.length >= n) return first.subarray(0, n);
-    return Buffer.concat(this.chunks).subarray(0, n);
+  /** The connection is gone: a payload half-streamed is abandoned. */
+  close(): void {
+    const s = this.stream;
+    this.stream = null;
+    this.parts = [];
+    s?.abort();
   }
 
-  private take(n: number): Buffer {
-    const first = this.chunks[0];
-    if (first && first.length >= n) {
-      const out = first.subarray(0, n);
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-      this.buffered -= n;
-      return out;
+  private consume(chunk: Buffer): void {
+    let at = 0;
+    while (at < chunk.length && !this.broken) {
+      const take = Math.min(this.need - this.got, chunk.length - at);
+      const piece = chunk.subarray(at, at + take);
+      at += take;
+      this.got += take;
+      if (this.stage === 'payload' && this.stream) this.stream.write(piece);
+      else if (take > 0) this.parts.push(piece);
+      if (this.got === this.need) this.advance();
     }
-    const all = Buffer.concat(this.chunks);
-    const out = all.subarray(0, n);
-    const rest = all.subarray(n);
-    this.chunks = rest.length > 0 ? [rest] : [];
-    this.buffered -= n;
-    return out;
+  }
+
+  private collected(): Buffer {
+    const parts = this.parts;
+    this.parts = [];
+    this.got = 0;
+    return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
+  }
+
+  private advance(): void {
+    if (this.stage === 'prefix') {
+      const p = this.collected();
+      const hlen = p.readUInt32BE(0);
+      this.payloadBytes = p.readUInt32BE(4);
+      if (hlen === 0) throw new FrameError('INVALID_FRAME', 'a frame needs a header');
+      this.handler.admit(hlen, this.payloadBytes);
+      this.stage = 'header';
+      this.need = hlen;
+      return;
+    }
+    if (this.stage === 'header') {
+      const raw = this.collected();
+      let header: unknown;
+      try {
+        header = JSON.parse(raw.toString('utf8'));
+      } catch {
+        throw new FrameError('INVALID_FRAME', 'the header is not JSON');
+      }
+      const routed = this.handler.route(header, this.payloadBytes);
+      this.msg = routed.msg;
+      this.stream = routed.stream;
+      this.stage = 'payload';
+      this.need = this.payloadBytes;
+      if (this.need > 0) return;
+    }
+    const streamed = this.stream !== null;
+    const payload = streamed ? Buffer.alloc(0) : this.collected();
+    this.got = 0;
+    const stream = this.stream;
+    this.stream = null;
+    stream?.end();
+    const msg = this.msg as M;
+    this.msg = null;
+    this.stage = 'prefix';
+    this.need = 8;
+    this.handler.frame({ msg, payload, streamed });
   }
 }

@@ -7,53 +7,27 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import type { InjobCounts, JobContext, Lang, TaskRef } from '../../shared/protocol/index.js';
-import { FrameReader, writeFrame, type Frame } from './frames.js';
+import { guarded } from '../../shared/boundary.js';
+import type { Logger } from '../../shared/log.js';
+import type { InjobCounts, JobContext, TaskRef } from '../../shared/protocol/index.js';
+import { JobBudget } from './budget.js';
+import { Conn } from './conn.js';
+import { FrameError, FrameReader } from './frames.js';
+import { Intake, type IntakeHooks } from './intake.js';
+import { MAX_CONNECTIONS, MAX_HELD_BYTES, MAX_STORE_BYTES, MIN_HELD_BYTES } from './limits.js';
 import { ObjectTable, type ObjValue } from './objects.js';
 import type { Actor, Task, WorkerProc } from './types.js';
 
 /** Longest path a Unix socket may have (sun_path is 108 bytes with its terminating NUL). */
 const MAX_SOCKET_PATH = 107;
 
-export class Conn {
-  role: 'driver' | 'worker' | null = null;
-  lang: Lang = 'python';
-  worker: WorkerProc | null = null;
-  closed = false;
-  private batch: { items: unknown[]; payload: Buffer[] } | null = null;
-
-  constructor(
-    readonly sock: net.Socket,
-    readonly job: JobState,
-  ) {}
-
-  send(header: unknown, payload?: Buffer | readonly Buffer[]): void {
-    if (!this.closed) writeFrame(this.sock, header, payload);
-  }
-
-  /** Tell the client why, then close: nothing more is read from it. */
-  refuse(code: string, message: string): void {
-    if (this.closed) return;
-    this.send({ t: 'error', code, message });
-    this.closed = true;
-    // What it sends from now on is dropped; it gets a moment to read why before the socket goes.
-    this.sock.end();
-    setTimeout(() => this.sock.destroy(), 2000).unref();
-  }
-
-  /** Results for this client, coalesced into one frame per turn of the event loop. */
-  resolved(item: { id: string; state: string; len: number; path?: string; error?: unknown }, data?: Buffer): void {
-    if (!this.batch) {
-      const batch = { items: [] as unknown[], payload: [] as Buffer[] };
-      this.batch = batch;
-      setImmediate(() => {
-        this.batch = null;
-        this.send({ t: 'resolved', items: batch.items }, batch.payload);
-      });
-    }
-    this.batch.items.push(item);
-    if (data && data.length > 0) this.batch.payload.push(data);
-  }
+export interface JobStateDeps {
+  nodeId: () => string;
+  fetchRemote: (node: string, id: string, dest: string) => Promise<void>;
+  askOwner: (owner: string, id: string) => Promise<ObjValue>;
+  /** The job went over one of its limits here. */
+  over: (job: JobState, why: string) => void;
+  log: Logger;
 }
 
 export class JobState {
@@ -61,7 +35,10 @@ export class JobState {
   readonly dir: string;
   readonly sockPath: string;
   readonly objects: ObjectTable;
-  ctx: JobContext | null = null;
+  readonly ctx: JobContext;
+  /** The job's memory request per task (0: none). */
+  readonly memory: number;
+  readonly budget: JobBudget;
   /** Attempts of this job's own tasks running here: worker output goes to their log. */
   readonly drivers: TaskRef[] = [];
   readonly conns = new Set<Conn>();
@@ -78,14 +55,21 @@ export class JobState {
   private tmpDir: string | null = null;
   ended = false;
   workerSeq = 0;
+  /** Worker output on its way through the head, and what was dropped since it could not wait. */
+  relayedLogBytes = 0;
+  droppedLogBytes = 0;
+
+  private readonly log: Logger;
 
   constructor(
     readonly jobId: string,
+    ctx: JobContext,
     root: string,
-    nodeId: () => string,
-    fetchRemote: (node: string, id: string, dest: string) => Promise<void>,
-    askOwner: (owner: string, id: string) => Promise<ObjValue>,
+    d: JobStateDeps,
   ) {
+    this.ctx = ctx;
+    this.log = d.log;
+    this.memory = ctx.memory ?? 0;
     const hash = crypto.createHash('sha256').update(jobId).digest('hex').slice(0, 12);
     this.dir = path.join(root, hash);
     fs.rmSync(this.dir, { recursive: true, force: true });
@@ -98,7 +82,10 @@ export class JobState {
       sock = path.join(this.tmpDir, 's');
     }
     this.sockPath = sock;
-    this.objects = new ObjectTable(path.join(this.dir, 'objects'), nodeId, fetchRemote, askOwner);
+    // The agent holds at most the job's memory request for it (but MIN_HELD_BYTES at least), and never more than MAX_HELD_BYTES.
+    const held = this.memory > 0 ? Math.max(MIN_HELD_BYTES, Math.min(this.memory, MAX_HELD_BYTES)) : MAX_HELD_BYTES;
+    this.budget = new JobBudget(held, storeLimit(this.dir), (why) => d.over(this, why));
+    this.objects = new ObjectTable(path.join(this.dir, 'objects'), d.nodeId, d.fetchRemote, d.askOwner, this.budget);
   }
 
   /** Directories the job's sandboxes must see (read-only). */
@@ -106,28 +93,43 @@ export class JobState {
     return this.tmpDir ? [this.dir, this.tmpDir] : [this.dir];
   }
 
-  listen(onFrame: (c: Conn, f: Frame) => void, onClose: (c: Conn) => void): Promise<void> {
+  /** Serve the job's socket; each connection's frames go through an Intake to `hooks`. */
+  listen(hooks: IntakeHooks & { closed(c: Conn): void }): Promise<void> {
     const server = net.createServer((sock) => {
-      const conn = new Conn(sock, this);
-      this.conns.add(conn);
-      const reader = new FrameReader((f) => {
-        if (!conn.closed) onFrame(conn, f);
-      });
-      sock.on('data', (chunk: Buffer) => {
-        if (conn.closed) return;
-        try {
-          reader.push(chunk);
-        } catch (err) {
-          conn.refuse('INVALID_FRAME', `bad frame: ${(err as Error).message}`);
-        }
-      });
+      const conn = new Conn(sock, this, this.log);
       sock.on('error', () => undefined);
-      sock.on('close', () => {
-        conn.closed = true;
-        this.conns.delete(conn);
-        onClose(conn);
-      });
+      if (this.conns.size >= MAX_CONNECTIONS) {
+        conn.refuse('LIMIT_EXCEEDED', `this job already holds ${MAX_CONNECTIONS} connections to its agent`);
+        return;
+      }
+      this.conns.add(conn);
+      const intake = new Intake(conn, hooks);
+      const reader = new FrameReader(intake);
+      sock.on(
+        'data',
+        guarded(this.log, 'job socket read', (chunk: Buffer) => {
+          if (conn.closed) return;
+          try {
+            reader.push(chunk);
+          } catch (err) {
+            if (err instanceof FrameError) return conn.refuse(err.code, err.message);
+            this.log.warn({ err, job: this.jobId }, 'could not take a frame from a job');
+            conn.refuse('INTERNAL', `the agent could not take this frame: ${(err as Error).message}`);
+          }
+        }),
+      );
+      sock.on(
+        'close',
+        guarded(this.log, 'job socket close', () => {
+          conn.gone();
+          reader.close();
+          intake.close();
+          this.conns.delete(conn);
+          hooks.closed(conn);
+        }),
+      );
     });
+    server.on('error', (err) => this.log.warn({ err, job: this.jobId }, 'job socket error'));
     this.server = server;
     return new Promise((resolve, reject) => {
       server.once('error', reject);
@@ -147,10 +149,23 @@ export class JobState {
 
   close(): void {
     this.ended = true;
-    for (const c of this.conns) c.sock.destroy();
+    for (const c of this.conns) {
+      c.gone();
+      c.sock.destroy();
+    }
     this.server?.close();
     this.objects.remove();
     fs.rmSync(this.dir, { recursive: true, force: true });
     if (this.tmpDir) fs.rmSync(this.tmpDir, { recursive: true, force: true });
+  }
+}
+
+/** Large objects of a job on this disk: MAX_STORE_BYTES, or half the free space now, whichever is less. */
+function storeLimit(dir: string): number {
+  try {
+    const st = fs.statfsSync(dir);
+    return Math.min(MAX_STORE_BYTES, Math.floor((st.bavail * st.bsize) / 2));
+  } catch {
+    return MAX_STORE_BYTES;
   }
 }

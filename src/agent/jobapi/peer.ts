@@ -11,6 +11,7 @@ import net from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { Agent, request, type Dispatcher } from 'undici';
 import { jobIdSchema, objectIdSchema, parseWith, refsRequestSchema, refsResponseSchema, type RefsResponse } from '../../shared/protocol/index.js';
+import { runGuarded } from '../../shared/boundary.js';
 import type { Logger } from '../../shared/log.js';
 
 /** A refs request names at most 10,000 ids of at most 64 characters. */
@@ -47,7 +48,8 @@ export class PeerServer {
   ) {}
 
   async start(host: string): Promise<void> {
-    const server = http.createServer((req, res) => void this.handle(req, res));
+    const server = http.createServer((req, res) => runGuarded(this.log, 'peer request', () => this.handle(req, res)));
+    server.on('error', (err) => this.log.warn({ err }, 'object server error'));
     server.keepAliveTimeout = 30_000;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -1,31 +1,33 @@
 /**
  * The agent's in-job task API: one socket per job for its processes, the executor that runs their
  * tasks here, the relay of what it cannot place to the head (and of results back to their
- * owners), and the peer server other agents fetch large objects from.
+ * owners), and the other agents (peers.ts).
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { guarded, runGuarded } from '../../shared/boundary.js';
 import {
-  clientMessageSchema,
   type Assignment,
   type InjobAnswer,
   type InjobPoll,
   type InjobReport,
   type JobContext,
-  type RefsResponse,
+  type RelayTask,
   type TaskRef,
   type Usage,
 } from '../../shared/protocol/index.js';
 import type { Logger } from '../../shared/log.js';
 import type { Outbox } from '../outbox.js';
+import { Clients, taskCost } from './clients.js';
 import { Executor } from './executor.js';
-import type { Frame } from './frames.js';
-import { JobState, type Conn } from './jobState.js';
+import { JobState } from './jobState.js';
 import { NodeLedger, type Holding } from './ledger.js';
-import { errorValue, fromRelay, type ObjValue } from './objects.js';
-import { PeerClient, PeerServer } from './peer.js';
+import { MAX_RELAYED_INLINE_BYTES, MAX_RELAYED_LOG_BYTES } from './limits.js';
+import { errorValue, fromRelay, INLINE_LIMIT, type ObjValue } from './objects.js';
+import { Peers } from './peers.js';
 import { Relay } from './relay.js';
-import type { Task, WorkerProc } from './types.js';
+import type { Task } from './types.js';
 import { jobApiEnv, type LaunchDeps } from './workerLaunch.js';
 
 const ENDED_KEPT = 10_000;
@@ -38,6 +40,7 @@ export interface JobApiDeps extends LaunchDeps {
   killGraceMs: number;
   log: Logger;
   totals: { num_cpus: number; num_gpus: number; memory: number; resources: Record<string, number>; task_slots?: number | undefined };
+  nodeName: string;
   /** Wake the report loop: there is in-job traffic for the head. */
   wake: () => void;
 }
@@ -49,12 +52,11 @@ export class JobApi {
   private readonly jobs = new Map<string, JobState>();
   /** Jobs whose in-job state ended here, newest last: late deliveries for them are dropped. */
   private readonly endedJobs = new Set<string>();
-  private readonly peer: PeerServer;
-  private readonly peers: PeerClient;
-  private nodes: Record<string, string> = {};
+  private readonly peers: Peers;
   private free: Record<string, Usage> = {};
   private viewTimer: NodeJS.Timeout | null = null;
   private readonly root: string;
+  private readonly clients: Clients;
 
   constructor(private readonly d: JobApiDeps) {
     this.root = path.join(d.workDir, 'j');
@@ -65,24 +67,36 @@ export class JobApi {
       finished: (t, v) => this.finished(t, v),
       spill: (t) => this.spill(t),
       actorPlaced: (job, id) => {
-        this.relay.actors.push({ job_id: job.jobId, actor_id: id });
+        this.relay.push('actors', { job_id: job.jobId, actor_id: id });
         this.d.wake();
       },
       output: (job, stream, data) => this.output(job, stream, data),
       remoteFree: () => Object.entries(this.free).filter(([id]) => id !== this.me()).map(([, f]) => ({ ...f, gpus: [...f.gpus], custom: { ...f.custom } })),
+      allWorkers: () => [...this.jobs.values()].flatMap((j) => [...j.workers]),
       waiting: () => {
         // The head's view of other nodes comes with each report's answer; while tasks wait here
         // that another node could take, refresh it often (it was maybe taken while they were busy).
         if (this.viewTimer) return;
-        this.viewTimer = setTimeout(() => {
-          this.viewTimer = null;
-          this.d.wake();
-        }, 100);
+        this.viewTimer = setTimeout(
+          guarded(d.log, 'in-job view refresh', () => {
+            this.viewTimer = null;
+            this.d.wake();
+          }),
+          100,
+        );
       },
     }, d.killGraceMs, d.log);
-    this.executor.workerSource = () => [...this.jobs.values()].flatMap((j) => [...j.workers]);
-    this.peer = new PeerServer(d.token, { objectFile: (j, id) => this.objectFile(j, id), refs: (j, ids, w) => this.refs(j, ids, w) }, d.log);
-    this.peers = new PeerClient(d.token);
+    this.peers = new Peers(d.token, d.log, () => this.me(), (id) => this.jobs.get(id));
+    this.clients = new Clients({
+      executor: this.executor,
+      log: d.log,
+      me: () => this.me(),
+      accept: (t) => this.accept(t),
+      killElsewhere: (job, actorId, owner) => {
+        this.relay.push('kill_actors', { job_id: job.jobId, actor_id: actorId, owner });
+        this.d.wake();
+      },
+    });
   }
 
   private me(): string {
@@ -90,27 +104,44 @@ export class JobApi {
   }
 
   async start(host: string): Promise<void> {
-    await this.peer.start(host);
+    await this.peers.start(host);
   }
 
   get address(): string | null {
-    return this.peer.address;
+    return this.peers.address;
   }
 
-  private async job(jobId: string, ctx: JobContext | null): Promise<JobState> {
+  private async job(jobId: string, ctx: JobContext): Promise<JobState> {
     let job = this.jobs.get(jobId);
     if (!job) {
-      job = new JobState(jobId, this.root, () => this.me(), (node, id, dest) => this.fetchRemote(jobId, node, id, dest), (owner, id) => this.askOwner(jobId, owner, id));
+      job = new JobState(jobId, ctx, this.root, {
+        nodeId: () => this.me(),
+        fetchRemote: (node, id, dest) => this.peers.fetchRemote(jobId, node, id, dest),
+        askOwner: (owner, id) => this.peers.askOwner(jobId, owner, id),
+        over: (j, why) => this.over(j, why),
+        log: this.d.log.child({ job: jobId }),
+      });
       this.jobs.set(jobId, job);
-      await job.listen((c, f) => this.onFrame(c, f), (c) => this.onClose(c));
+      await job.listen(this.clients);
     }
-    job.ctx ??= ctx;
     return job;
+  }
+
+  /**
+   * A job went over one of its limits here: its processes hear why, everything it holds here goes
+   * now, and the head fails it (INJOB_LIMIT_EXCEEDED) in the next report, which goes at once.
+   */
+  private over(job: JobState, why: string): void {
+    this.d.log.warn({ job: job.jobId, why }, 'a job went over its in-job limits; failing it');
+    this.relay.push('failed', { job_id: job.jobId, message: `its in-job traffic went over a limit on node ${this.d.nodeName}: ${why}`.slice(0, 4000) });
+    for (const c of job.conns) c.refuse('LIMIT_EXCEEDED', why);
+    setImmediate(guarded(this.d.log, 'ending a job over its limits', () => this.ended([job.jobId])));
+    this.d.wake();
   }
 
   /** A job task is about to start here: give it the socket, token and libraries. */
   async attach(a: Assignment, ref: TaskRef, env: Record<string, string>): Promise<{ env: Record<string, string>; paths: string[]; detach: () => void }> {
-    const job = await this.job(a.job_id, { job_id: a.job_id, working_dir_package: a.working_dir_package, runtime_env: a.runtime_env, env_vars: a.env_vars, sandbox: a.sandbox });
+    const job = await this.job(a.job_id, { job_id: a.job_id, memory: a.resources.memory, working_dir_package: a.working_dir_package, runtime_env: a.runtime_env, env_vars: a.env_vars, sandbox: a.sandbox });
     job.drivers.push(ref);
     const api = jobApiEnv(job, this.d.libs, env);
     return {
@@ -131,88 +162,6 @@ export class JobApi {
     });
   }
 
-  // ---- the job socket ---------------------------------------------------------------------------
-
-  private onFrame(conn: Conn, f: Frame): void {
-    const parsed = clientMessageSchema.safeParse(f.header);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      return conn.refuse('INVALID_MESSAGE', `bad message: ${issue ? `${issue.path.join('.')}: ${issue.message}` : 'unknown'}`);
-    }
-    const msg = parsed.data;
-    const job = conn.job;
-    if (msg.t === 'hello') {
-      if (!job.checkToken(msg.token)) return conn.refuse('UNAUTHORIZED', 'invalid job token');
-      const w = msg.role === 'worker' ? [...job.workers].find((x) => x.id === msg.worker_id && !x.conn) : null;
-      if (msg.role === 'worker' && !w) return conn.refuse('UNAUTHORIZED', `no worker ${msg.worker_id ?? '?'} is waiting to connect for this job`);
-      conn.role = msg.role;
-      conn.lang = msg.lang;
-      conn.send({ t: 'welcome', node_id: this.me(), job_id: job.jobId });
-      if (w) {
-        w.conn = conn;
-        conn.worker = w;
-        this.executor.workerReady(w);
-      }
-      return;
-    }
-    if (!conn.role) return conn.refuse('UNAUTHORIZED', 'say hello first');
-    switch (msg.t) {
-      case 'submit': {
-        const taken = takenId(job, msg.tasks.map((s) => s.id), msg.tasks.flatMap((s) => (s.kind === 'actor_create' ? [s.actor_id ?? s.id] : [])));
-        if (taken) return conn.refuse('DUPLICATE_ID', `object id ${taken} is already in use in this job`);
-        let at = 0;
-        for (const spec of msg.tasks) {
-          const args = f.payload.subarray(at, at + spec.args_len);
-          at += spec.args_len;
-          job.objects.claim(spec.id);
-          void job.objects.whenReady(spec.id, '').then((v) => this.push(conn, spec.id, v, false));
-          const task: Task = { job, spec, args, lang: conn.lang, attempt: 1, origin: 'local', ownerNode: this.me(), deps: new Map(), holding: null, worker: null, dispatched: false };
-          if (spec.kind === 'task') job.counts.pending++;
-          this.accept(task);
-        }
-        return;
-      }
-      case 'put':
-        if (!job.objects.free(msg.id)) return conn.refuse('DUPLICATE_ID', `object id ${msg.id} is already in use in this job`);
-        job.objects.claim(msg.id);
-        job.objects.resolve(msg.id, job.objects.store(msg.id, Buffer.from(f.payload)));
-        return;
-      case 'get':
-        for (const r of msg.refs) void job.objects.whenReady(r.id, r.owner).then((v) => this.push(conn, r.id, v, true));
-        return;
-      case 'result':
-        if (conn.worker) this.executor.result(conn.worker, msg, Buffer.from(f.payload));
-        return;
-      case 'blocked':
-      case 'unblocked':
-        if (conn.worker) this.executor.blocked(conn.worker, msg.t === 'blocked');
-        return;
-      case 'kill_actor':
-        if (!this.executor.actors.kill(job, msg.actor.id)) {
-          this.relay.kill_actors.push({ job_id: job.jobId, actor_id: msg.actor.id, owner: msg.actor.owner });
-          this.d.wake();
-        }
-        return;
-    }
-  }
-
-  private onClose(conn: Conn): void {
-    const w: WorkerProc | null = conn.worker;
-    if (w && w.state !== 'dead') void w.handle?.terminate(this.d.killGraceMs);
-  }
-
-  /** Send an object's state to a client; large objects held elsewhere are fetched only when asked for. */
-  private push(conn: Conn, id: string, v: ObjValue, fetch: boolean): void {
-    if (conn.closed) return;
-    if (v.kind === 'inline') return conn.resolved({ id, state: 'value', len: v.data.length }, v.data);
-    if (v.kind === 'error') return conn.resolved({ id, state: 'error', len: v.data.length, error: v.error }, v.data);
-    if (v.node !== this.me() && !fetch) return conn.resolved({ id, state: 'remote', len: v.size });
-    conn.job.objects.localPath(id, v).then(
-      (p) => conn.resolved({ id, state: 'path', len: v.size, path: p }),
-      (err: unknown) => this.push(conn, id, errorValue('ObjectLostError', `object ${id} could not be fetched from ${v.node}: ${(err as Error).message}`, ''), false),
-    );
-  }
-
   /** Resolve a task's arguments, keep one submitter's actor calls in order, then run or relay it. */
   private accept(task: Task): void {
     const { job, spec } = task;
@@ -227,7 +176,7 @@ export class JobApi {
         if (home === 'local') this.executor.actors.call(task);
         else this.toHead(task);
       });
-      job.callChains.set(aid, next.catch(() => undefined));
+      job.callChains.set(aid, next.catch((err: unknown) => this.internalError(task, err)));
       return;
     }
     if (spec.kind === 'actor_create') {
@@ -235,7 +184,21 @@ export class JobApi {
       job.actorHome.set(spec.actor_id ?? spec.id, new Promise((r) => (decide = r)));
       task.decide = decide;
     }
-    void deps().then(() => this.executor.enqueue(task));
+    deps()
+      .then(() => this.executor.enqueue(task))
+      .catch((err: unknown) => this.internalError(task, err));
+  }
+
+  /** Something went wrong in the agent while handling a task: the task fails saying so, and the agent goes on. */
+  private internalError(task: Task, err: unknown): void {
+    this.d.log.error({ err, job: task.job.jobId, task: task.spec.name }, 'in-job task failed inside the agent');
+    runGuarded(this.d.log, 'failing a task', () => this.executor.finish(task, errorValue('AgentError', `the agent could not run ${task.spec.name}: ${(err as Error).message}`, task.spec.name)));
+  }
+
+  /** The task leaves this agent's hands (done here, or handed on): what it held of the job's share goes back. */
+  private settled(task: Task): void {
+    task.job.budget.release(task.charged);
+    task.charged = 0;
   }
 
   private spill(task: Task): void {
@@ -243,28 +206,46 @@ export class JobApi {
     this.toHead(task);
   }
 
+  /**
+   * Hand a task to the head. Large arguments and inline dependencies past MAX_RELAYED_INLINE_BYTES
+   * travel by location (files in this node's store that the node running it fetches); the task
+   * holds its share of the job until the head has it.
+   */
   private toHead(task: Task): void {
     task.decide?.('remote');
-    this.relay.submit.push({
-      job_id: task.job.jobId,
-      owner_node: task.ownerNode,
-      lang: task.lang,
-      spec: task.spec,
-      args: task.args.toString('base64'),
-      deps: [...task.deps].map(([id, v]) => ({ id, value: task.job.objects.toRelay(v) })),
-      attempt: task.attempt,
+    const { job } = task;
+    let inline = 0;
+    const deps = [...task.deps].map(([id, v]) => {
+      if (v.kind === 'inline' && (inline += v.data.length) > MAX_RELAYED_INLINE_BYTES) v = job.objects.toFile(id) ?? v;
+      return { id, value: job.objects.toRelay(v) };
     });
+    const item = { job_id: job.jobId, owner_node: task.ownerNode, lang: task.lang, spec: task.spec, args: this.relayArgs(task), deps, attempt: task.attempt };
+    this.relay.push('submit', item, () => this.settled(task));
     this.d.wake();
+  }
+
+  private relayArgs(task: Task): RelayTask['args'] {
+    if (task.argsFile) return task.argsFile;
+    if (task.args.length <= INLINE_LIMIT) return task.args.toString('base64');
+    // Written once to this node's store, as an object of the agent's own naming.
+    const id = `args-${crypto.randomBytes(12).toString('hex')}`;
+    const v = task.job.objects.store(id, task.args);
+    task.job.objects.claim(id);
+    task.job.objects.resolve(id, v);
+    if (v.kind !== 'file') return task.args.toString('base64');
+    task.argsFile = { id, node: v.node, size: v.size };
+    return task.argsFile;
   }
 
   private finished(task: Task, value: ObjValue): void {
     const { job } = task;
+    this.settled(task);
     if (task.spec.kind === 'actor_create') task.decide?.('local');
     // Recorded here whoever owns it: a large value stays in this node's store and is fetched from here.
     job.objects.resolve(task.spec.id, value);
     if (task.origin === 'head') {
-      if (task.ownerNode !== this.me()) this.relay.results.push({ job_id: job.jobId, id: task.spec.id, owner_node: task.ownerNode, value: job.objects.toRelay(value) });
-      this.relay.done.push({ job_id: job.jobId, id: task.spec.id });
+      if (task.ownerNode !== this.me()) this.relay.push('results', { job_id: job.jobId, id: task.spec.id, owner_node: task.ownerNode, value: job.objects.toRelay(value) });
+      this.relay.push('done', { job_id: job.jobId, id: task.spec.id });
       this.d.wake();
     }
   }
@@ -272,52 +253,25 @@ export class JobApi {
   private output(job: JobState, stream: 'stdout' | 'stderr', data: Buffer): void {
     if (data.length === 0) return;
     const driver = job.drivers[0];
-    if (driver) this.d.outbox.output(driver, stream, data);
-    else {
-      this.relay.logs.push({ job_id: job.jobId, data: data.toString('base64') });
-      this.d.wake();
+    if (driver) return this.d.outbox.output(driver, stream, data);
+    // Through the head, to a node running one of the job's tasks: at most MAX_RELAYED_LOG_BYTES waiting at once.
+    if (job.relayedLogBytes + data.length > MAX_RELAYED_LOG_BYTES) {
+      job.droppedLogBytes += data.length;
+      return;
     }
-  }
-
-  // ---- other agents ---------------------------------------------------------------------------
-
-  private async fetchRemote(jobId: string, node: string, id: string, dest: string): Promise<void> {
-    const url = this.nodes[node];
-    if (!url) throw new Error(`no address known for node ${node}`);
-    await this.peers.fetchObject(url, jobId, id, dest);
-  }
-
-  private async askOwner(jobId: string, owner: string, id: string): Promise<ObjValue> {
-    for (let tries = 0; ; tries++) {
-      const url = this.nodes[owner];
-      if (url) {
-        const res = await this.peers.refs(url, jobId, [id], 20_000);
-        const item = res.items[0];
-        if (item?.value) return fromRelay(item.value);
-        if (item && !item.known && tries > 3) throw new Error(`its owner ${owner} does not know it`);
-      } else if (tries > 50) throw new Error(`its owner ${owner} is not a live node`);
-      else await new Promise((r) => setTimeout(r, 200));
+    if (job.droppedLogBytes > 0) {
+      const note = Buffer.from(`[raysub] ${job.droppedLogBytes} bytes of worker output were dropped: more than ${MAX_RELAYED_LOG_BYTES} bytes waited to go through the head\n`);
+      job.droppedLogBytes = 0;
+      data = Buffer.concat([note, data]);
     }
-  }
-
-  private objectFile(jobId: string, id: string): string | null {
-    const job = this.jobs.get(jobId);
-    const v = job?.objects.get(id);
-    if (!job || !v || v.kind !== 'file') return null;
-    return v.node === this.me() ? job.objects.filePath(id) : null;
-  }
-
-  private async refs(jobId: string, ids: string[], waitMs: number): Promise<RefsResponse> {
-    const job = this.jobs.get(jobId);
-    if (!job) return { items: ids.map((id) => ({ id, value: null, known: false })) };
-    const ready = Promise.all(ids.filter((id) => job.objects.has(id)).map((id) => job.objects.whenReady(id, '')));
-    await Promise.race([ready, new Promise((r) => setTimeout(r, waitMs))]);
-    return {
-      items: ids.map((id) => {
-        const v = job.objects.get(id);
-        return { id, value: v ? job.objects.toRelay(v) : null, known: job.objects.has(id) };
-      }),
-    };
+    for (let at = 0; at < data.length; at += 64 * 1024) {
+      const piece = data.subarray(at, at + 64 * 1024);
+      job.relayedLogBytes += piece.length;
+      this.relay.push('logs', { job_id: job.jobId, data: piece.toString('base64') }, () => {
+        job.relayedLogBytes -= piece.length;
+      });
+    }
+    this.d.wake();
   }
 
   // ---- the head -------------------------------------------------------------------------------
@@ -331,14 +285,14 @@ export class JobApi {
   answered(ans: InjobAnswer | undefined): void {
     this.relay.sent();
     if (!ans) return;
-    this.nodes = ans.nodes;
+    this.peers.nodes = ans.nodes;
     this.free = ans.free;
     this.ended(ans.ended);
     this.executor.pump();
   }
 
   reportFailed(): void {
-    this.relay.failed();
+    this.relay.unsent();
   }
 
   pollFields(): { injob_ack: number; injob_jobs: string[] } {
@@ -356,8 +310,11 @@ export class JobApi {
         const job = await this.job(msg.task.job_id, msg.job);
         const t = msg.task;
         const deps = new Map(t.deps.map((d) => [d.id, fromRelay(d.value)]));
-        const task: Task = { job, spec: t.spec, args: Buffer.from(t.args, 'base64'), lang: t.lang, attempt: t.attempt, origin: 'head', ownerNode: t.owner_node, deps, holding: null, worker: null, dispatched: false };
-        this.relay.received.push({ job_id: t.job_id, id: t.spec.id });
+        const args = typeof t.args === 'string' ? Buffer.from(t.args, 'base64') : Buffer.alloc(0);
+        const task: Task = { job, spec: t.spec, args, lang: t.lang, attempt: t.attempt, origin: 'head', ownerNode: t.owner_node, deps, holding: null, worker: null, dispatched: false, charged: taskCost(args) };
+        if (typeof t.args !== 'string') task.argsFile = t.args;
+        job.budget.hold(task.charged, `task ${t.spec.name}`);
+        this.relay.push('received', { job_id: t.job_id, id: t.spec.id });
         if (t.spec.kind === 'actor_call') this.executor.actors.call(task);
         else {
           if (t.spec.kind === 'task') job.counts.pending++;
@@ -389,7 +346,13 @@ export class JobApi {
       this.checkLedger(id);
       // Its usage went down: the head hears it in the next report, now.
       this.d.wake();
-      void ending.finally(() => job.close());
+      ending.then(
+        () => job.close(),
+        (err: unknown) => {
+          this.d.log.error({ err, job: id }, 'ending a job went wrong');
+          job.close();
+        },
+      ).catch((err: unknown) => this.d.log.error({ err, job: id }, 'could not remove a job\'s in-job state'));
     }
   }
 
@@ -405,18 +368,6 @@ export class JobApi {
     this.executor.close();
     await Promise.allSettled([...this.jobs.values()].map((j) => this.executor.endJob(j).finally(() => j.close())));
     this.jobs.clear();
-    await this.peer.close();
     await this.peers.close();
   }
-}
-
-/** The first of `ids` (task and object ids, and new actors' ids) this job already uses, or that repeats. */
-function takenId(job: JobState, ids: readonly string[], actorIds: readonly string[]): string | null {
-  const seen = new Set<string>();
-  for (const id of ids) {
-    if (seen.has(id) || !job.objects.free(id)) return id;
-    seen.add(id);
-  }
-  for (const id of actorIds) if (job.actorHome.has(id) || job.actors.has(id)) return id;
-  return null;
 }

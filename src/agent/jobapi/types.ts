@@ -2,7 +2,8 @@
 import type { ErrorInfo, Lang, SubmitSpec } from '../../shared/protocol/index.js';
 import type { TaskRequest } from '../../shared/resources.js';
 import type { WorkerHandle } from '../launcher.js';
-import type { Conn, JobState } from './jobState.js';
+import type { Conn } from './conn.js';
+import type { JobState } from './jobState.js';
 import type { Holding } from './ledger.js';
 import type { ObjValue } from './objects.js';
 
@@ -10,6 +11,8 @@ export interface Task {
   job: JobState;
   spec: SubmitSpec;
   args: Buffer;
+  /** Large arguments that came by location: an object in its submitter's store (args is then empty). */
+  argsFile?: { id: string; node: string; size: number };
   lang: Lang;
   attempt: number;
   /** 'local': submitted by a client on this node; 'head': placed here by the head for another node's client. */
@@ -20,6 +23,8 @@ export interface Task {
   worker: WorkerProc | null;
   /** Counted as running (a plain task that was given resources here). */
   dispatched: boolean;
+  /** Bytes of the agent's memory counted against the job for this task (0 once given back). */
+  charged: number;
   /** For an actor's creation: tell the submitter's calls where the actor went. */
   decide?: (home: 'local' | 'remote') => void;
 }
@@ -42,6 +47,12 @@ export interface WorkerProc {
   /** Task waiting for this worker to come up. */
   first: Task | null;
   idleSince: number;
+  /** It holds one of the node's worker slots (until its process is gone). */
+  slot: boolean;
+  /** Stopped while idle to make room for another worker. */
+  evicted: boolean;
+  /** Waiting in `get` for now. */
+  blocked: boolean;
 }
 
 export interface Actor {

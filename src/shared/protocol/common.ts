@@ -23,6 +23,8 @@ export const jobErrorTypeSchema = z.enum([
   'NODE_LOST',
   'STOPPED_BY_USER',
   'SANDBOX_UNAVAILABLE',
+  /** Its in-job traffic went over a limit (docs/tasks.md, "Limits"). */
+  'INJOB_LIMIT_EXCEEDED',
   'INTERNAL',
 ]);
 export type JobErrorType = z.infer<typeof jobErrorTypeSchema>;

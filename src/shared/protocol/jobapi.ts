@@ -110,53 +110,88 @@ export const clientMessageSchema = z.discriminatedUnion('t', [
 ]);
 export type ClientMessage = z.infer<typeof clientMessageSchema>;
 
-// ---- job socket: agent -> client (the libraries trust their own agent; described for reference) --
+// ---- job socket: agent -> client (parsed where they enter the Node library) ---------------------
 
-export interface ResolvedItem {
-  id: string;
-  state: 'value' | 'path' | 'error' | 'remote';
-  len: number;
-  path?: string;
-  error?: ErrorInfo;
-}
+/** Why the agent refused a connection (it sends an `error` frame, then closes). */
+export const socketErrorCodeSchema = z.enum([
+  /** Not a frame: a zero-length header, or one that is not JSON. */
+  'INVALID_FRAME',
+  /** A frame whose header is not a message of this protocol (unknown type, bad id, missing field). */
+  'INVALID_MESSAGE',
+  /** No hello, a wrong token, or a worker id the agent is not waiting for. */
+  'UNAUTHORIZED',
+  /** A task or object id already in use in this job. */
+  'DUPLICATE_ID',
+  /** The job went over one of its limits (docs/tasks.md, "Limits"): it is being failed. */
+  'LIMIT_EXCEEDED',
+  /** The agent could not take the frame (its disk is full, say). */
+  'INTERNAL',
+]);
+export type SocketErrorCode = z.infer<typeof socketErrorCodeSchema>;
 
-export interface ExecuteDep {
-  id: string;
-  state: 'value' | 'path' | 'error';
-  len: number;
-  path?: string;
-  error?: ErrorInfo;
-}
+export const resolvedItemSchema = z.object({
+  id: objectIdSchema,
+  state: z.enum(['value', 'path', 'error', 'remote']),
+  /** Bytes of this item in the frame's payload (value, error), or the object's size (path, remote). */
+  len: z.number().int().min(0),
+  path: z.string().optional(),
+  error: errorInfoSchema.optional(),
+});
+export type ResolvedItem = z.infer<typeof resolvedItemSchema>;
 
-export interface ExecuteMessage {
-  t: 'execute';
-  task: {
-    id: string;
-    kind: TaskKind;
-    fn: FnRef;
-    name: string;
-    actor_id?: string;
-    method?: string;
-    args_len: number;
-    deps: ExecuteDep[];
-    gpu_ids: number[];
-    attempt: number;
-  };
-}
+export const executeDepSchema = z.object({
+  id: objectIdSchema,
+  state: z.enum(['value', 'path']),
+  len: z.number().int().min(0),
+  path: z.string().optional(),
+});
+export type ExecuteDep = z.infer<typeof executeDepSchema>;
+
+export const executeTaskSchema = z.object({
+  id: objectIdSchema,
+  kind: taskKindSchema,
+  fn: fnRefSchema,
+  name: z.string(),
+  actor_id: objectIdSchema.optional(),
+  method: z.string().optional(),
+  /** The arguments' bytes at the start of the payload... */
+  args_len: z.number().int().min(0),
+  /** ...or, for large arguments, in this file (args_len is then 0). */
+  args_path: z.string().optional(),
+  deps: z.array(executeDepSchema),
+  gpu_ids: z.array(z.number().int().min(0)),
+  attempt: z.number().int().min(1),
+});
+export type ExecuteTask = z.infer<typeof executeTaskSchema>;
+
+export const agentMessageSchema = z.discriminatedUnion('t', [
+  z.object({ t: z.literal('welcome'), node_id: ownerSchema, job_id: jobIdSchema }),
+  z.object({ t: z.literal('error'), code: socketErrorCodeSchema, message: z.string() }),
+  /** Objects a client asked for or submitted, as they became ready; value and error bytes follow in the payload, in order. */
+  z.object({ t: z.literal('resolved'), items: z.array(resolvedItemSchema) }),
+  /** To a worker: run this task (its arguments, then its inline dependencies, in the payload). */
+  z.object({ t: z.literal('execute'), task: executeTaskSchema }),
+]);
+export type AgentMessage = z.infer<typeof agentMessageSchema>;
 
 // ---- in-job relay: agent <-> head ------------------------------------------------------------
 
 /** A value as it travels between agents: inline bytes, or where the bytes are. */
+/** Inline bytes between agents, base64: values of at most 100 KiB (larger ones travel by location). */
+const inlineDataSchema = z.string().max(140_000);
+
 export const relayValueSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('inline'), data: z.string() }),
+  z.object({ kind: z.literal('inline'), data: inlineDataSchema }),
   z.object({ kind: z.literal('file'), node: nodeIdSchema, size: z.number().int().min(0) }),
-  z.object({ kind: z.literal('error'), error: errorInfoSchema, data: z.string() }),
+  z.object({ kind: z.literal('error'), error: errorInfoSchema, data: inlineDataSchema }),
 ]);
 export type RelayValue = z.infer<typeof relayValueSchema>;
 
 /** What a worker needs to start for a job on a node that may not run any of its tasks. */
 export const jobContextSchema = z.object({
   job_id: z.string(),
+  /** The job's memory request per task: its share of its agents' memory for in-job traffic (docs/tasks.md, "Limits"). */
+  memory: z.number().int().min(0).optional(),
   working_dir_package: packageNameSchema.nullable(),
   runtime_env: z.record(z.string(), z.unknown()),
   env_vars: z.record(z.string(), z.string()),
@@ -170,7 +205,15 @@ export const relayTaskSchema = z.object({
   owner_node: nodeIdSchema,
   lang: langSchema,
   spec: submitSpecSchema,
-  args: z.string(),
+  /** The arguments: inline (base64) when small, else where they are (a file in the submitter's store). */
+  args: z.union([
+    inlineDataSchema,
+    z.object({
+      id: objectIdSchema,
+      node: nodeIdSchema,
+      size: z.number().int().min(0),
+    }),
+  ]),
   deps: z.array(z.object({ id: objectIdSchema, value: relayValueSchema })).max(10_000),
   attempt: z.number().int().min(1),
 });
@@ -222,7 +265,9 @@ export const injobReportSchema = z.object({
   actors: z.array(z.object({ job_id: jobIdSchema, actor_id: objectIdSchema })).max(100_000),
   kill_actors: z.array(z.object({ job_id: jobIdSchema, actor_id: objectIdSchema, owner: ownerSchema })).max(10_000),
   /** Worker output for a job whose tasks run elsewhere: the head passes it to a node running one of its tasks. */
-  logs: z.array(z.object({ job_id: jobIdSchema, data: z.string() })).max(10_000),
+  logs: z.array(z.object({ job_id: jobIdSchema, data: inlineDataSchema })).max(10_000),
+  /** Jobs whose in-job traffic went over a limit here: the head fails them (INJOB_LIMIT_EXCEEDED). */
+  failed: z.array(z.object({ job_id: jobIdSchema, message: z.string().max(4000) })).max(10_000),
 });
 export type InjobReport = z.infer<typeof injobReportSchema>;
 
@@ -230,7 +275,7 @@ export const injobDeliverySchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('task'), task: relayTaskSchema, job: jobContextSchema }),
   z.object({ type: z.literal('result'), result: relayResultSchema }),
   z.object({ type: z.literal('kill_actor'), job_id: jobIdSchema, actor_id: objectIdSchema }),
-  z.object({ type: z.literal('log'), job_id: jobIdSchema, data: z.string() }),
+  z.object({ type: z.literal('log'), job_id: jobIdSchema, data: inlineDataSchema }),
 ]);
 export type InjobDelivery = z.infer<typeof injobDeliverySchema>;
 

@@ -4,6 +4,7 @@
  * Frames are `[u32 header length][u32 payload length][JSON header][payload]`, big-endian.
  */
 import net from 'node:net';
+import type { AgentMessage, ExecuteTask } from '../../shared/protocol/jobapi.js';
 
 export interface Resolved {
   state: 'value' | 'path' | 'error' | 'remote';
@@ -14,6 +15,12 @@ export interface Resolved {
 
 type Header = Record<string, unknown> & { t: string };
 
+/** The agent takes headers of at most 1 MiB: a batch's header is cut well below that. */
+const FLUSH_AT_HEADER_BYTES = 512 * 1024;
+const FLUSH_AT_TASKS = 500;
+const FLUSH_AT_BYTES = 4 * 1024 * 1024;
+const GET_REFS_PER_FRAME = 5000;
+
 export class Connection {
   readonly objects = new Map<string, Resolved>();
   readonly owned = new Set<string>();
@@ -21,13 +28,13 @@ export class Connection {
   nodeId = '';
   jobId = '';
   closed: Error | null = null;
-  private executor: ((task: Record<string, unknown>, payload: Buffer) => void) | null = null;
+  private executor: ((task: ExecuteTask, payload: Buffer) => void) | null = null;
   /** Tasks that arrived before the worker took them (one may come right behind the welcome). */
-  private early: [Record<string, unknown>, Buffer][] = [];
+  private early: [ExecuteTask, Buffer][] = [];
   private readonly waiters = new Set<() => void>();
   private chunks: Buffer[] = [];
   private buffered = 0;
-  private batch: { tasks: unknown[]; payload: Buffer[] } | null = null;
+  private batch: { tasks: string[]; payload: Buffer[]; headerBytes: number; payloadBytes: number } | null = null;
   private readonly ready: Promise<void>;
 
   constructor(
@@ -40,17 +47,24 @@ export class Connection {
         this.chunks.push(chunk);
         this.buffered += chunk.length;
         for (;;) {
-          const frame = this.frame();
+          let frame: { msg: AgentMessage; payload: Buffer } | null;
+          try {
+            frame = this.frame();
+          } catch (err) {
+            sock.destroy(err as Error);
+            return;
+          }
           if (!frame) break;
+          const msg = frame.msg;
           if (!welcomed) {
-            if (frame.header.t !== 'welcome') return reject(new Error(`the agent refused this process: ${String(frame.header.message)}`));
+            if (msg.t !== 'welcome') return reject(new Error(`the agent refused this process: ${msg.t === 'error' ? `${msg.code}: ${msg.message}` : msg.t}`));
             welcomed = true;
-            this.nodeId = String(frame.header.node_id);
-            this.jobId = String(frame.header.job_id);
+            this.nodeId = msg.node_id;
+            this.jobId = msg.job_id;
             resolve();
             continue;
           }
-          this.dispatch(frame.header, frame.payload);
+          this.dispatch(msg, frame.payload);
         }
       });
       const gone = (err?: Error): void => {
@@ -72,7 +86,8 @@ export class Connection {
     return c;
   }
 
-  private frame(): { header: Header; payload: Buffer } | null {
+  /** The next whole frame. */
+  private frame(): { msg: AgentMessage; payload: Buffer } | null {
     if (this.buffered < 8) return null;
     let all = this.chunks.length === 1 ? (this.chunks[0] as Buffer) : Buffer.concat(this.chunks);
     const hlen = all.readUInt32BE(0);
@@ -81,31 +96,30 @@ export class Connection {
       this.chunks = [all];
       return null;
     }
-    const header = JSON.parse(all.subarray(8, 8 + hlen).toString('utf8')) as Header;
+    const header: unknown = JSON.parse(all.subarray(8, 8 + hlen).toString('utf8'));
     const payload = all.subarray(8 + hlen, 8 + hlen + plen);
     all = all.subarray(8 + hlen + plen);
     this.chunks = all.length ? [all] : [];
     this.buffered = all.length;
-    return { header, payload };
+    return { msg: header as AgentMessage, payload };
   }
 
-  private dispatch(h: Header, payload: Buffer): void {
-    if (h.t === 'resolved') {
+  private dispatch(msg: AgentMessage, payload: Buffer): void {
+    if (msg.t === 'resolved') {
       let at = 0;
-      for (const item of h.items as { id: string; state: Resolved['state']; len: number; path?: string; error?: Resolved['error'] }[]) {
+      for (const item of msg.items) {
         const n = item.state === 'value' || item.state === 'error' ? item.len : 0;
         this.objects.set(item.id, { state: item.state, data: payload.subarray(at, at + n), path: item.path, error: item.error });
         at += n;
       }
       this.notify();
-    } else if (h.t === 'execute') {
-      if (this.executor) this.executor(h.task as Record<string, unknown>, payload);
-      else this.early.push([h.task as Record<string, unknown>, payload]);
-    }
-    else if (h.t === 'error') this.sock.destroy(new Error(String(h.message)));
+    } else if (msg.t === 'execute') {
+      if (this.executor) this.executor(msg.task, payload);
+      else this.early.push([msg.task, payload]);
+    } else if (msg.t === 'error') this.sock.destroy(new Error(`the agent closed this connection: ${msg.code}: ${msg.message}`));
   }
 
-  set onExecute(fn: (task: Record<string, unknown>, payload: Buffer) => void) {
+  set onExecute(fn: (task: ExecuteTask, payload: Buffer) => void) {
     this.executor = fn;
     const early = this.early;
     this.early = [];
@@ -136,8 +150,8 @@ export class Connection {
     });
   }
 
-  send(header: Header, payload: readonly Buffer[] = []): void {
-    const h = Buffer.from(JSON.stringify(header));
+  send(header: Header | Buffer, payload: readonly Buffer[] = []): void {
+    const h = Buffer.isBuffer(header) ? header : Buffer.from(JSON.stringify(header));
     const prefix = Buffer.allocUnsafe(8);
     prefix.writeUInt32BE(h.length, 0);
     prefix.writeUInt32BE(payload.reduce((n, b) => n + b.length, 0), 4);
@@ -151,25 +165,31 @@ export class Connection {
   /** Buffer a submission; batches go out at the end of the current turn of the event loop. */
   submit(spec: Record<string, unknown>, args: Buffer): void {
     this.owned.add(String(spec.id));
+    const encoded = JSON.stringify(spec);
+    if (this.batch && this.batch.headerBytes + encoded.length > FLUSH_AT_HEADER_BYTES) this.flush();
     if (!this.batch) {
-      this.batch = { tasks: [], payload: [] };
+      this.batch = { tasks: [], payload: [], headerBytes: 0, payloadBytes: 0 };
       setImmediate(() => this.flush());
     }
-    this.batch.tasks.push(spec);
+    this.batch.tasks.push(encoded);
     this.batch.payload.push(args);
-    if (this.batch.tasks.length >= 500) this.flush();
+    this.batch.headerBytes += encoded.length + 1;
+    this.batch.payloadBytes += args.length;
+    if (this.batch.tasks.length >= FLUSH_AT_TASKS || this.batch.payloadBytes >= FLUSH_AT_BYTES) this.flush();
   }
 
   flush(): void {
     const b = this.batch;
     this.batch = null;
-    if (b && b.tasks.length) this.send({ t: 'submit', tasks: b.tasks }, b.payload);
+    if (b && b.tasks.length) this.send(Buffer.from(`{"t":"submit","tasks":[${b.tasks.join(',')}]}`), b.payload);
   }
 
   request(refs: readonly { id: string; owner: string }[]): void {
     const want = refs.filter((r) => !this.requested.has(r.id));
     for (const r of want) this.requested.add(r.id);
-    if (want.length) this.send({ t: 'get', refs: want.map((r) => ({ id: r.id, owner: r.owner })) });
+    for (let at = 0; at < want.length; at += GET_REFS_PER_FRAME) {
+      this.send({ t: 'get', refs: want.slice(at, at + GET_REFS_PER_FRAME).map((r) => ({ id: r.id, owner: r.owner })) });
+    }
   }
 
   close(): void {

@@ -3,18 +3,10 @@
  * Runs the tasks it is sent one at a time (awaiting async ones), or holds one actor instance.
  */
 import fs from 'node:fs';
+import type { ExecuteTask } from '../../shared/protocol/jobapi.js';
 import { deserialize, init, markWorker, moduleUrl, serialize } from './index.js';
 
-interface Task {
-  id: string;
-  kind: 'task' | 'actor_create' | 'actor_call';
-  fn: { module: string; name: string };
-  name: string;
-  method?: string;
-  args_len: number;
-  deps: { id: string; state: 'value' | 'path'; len: number; path?: string }[];
-  gpu_ids: number[];
-}
+type Task = ExecuteTask;
 
 async function find(ref: { module: string; name: string }): Promise<unknown> {
   const mod = (await import(moduleUrl(ref.module))) as Record<string, unknown>;
@@ -24,7 +16,8 @@ async function find(ref: { module: string; name: string }): Promise<unknown> {
 }
 
 function argumentsOf(task: Task, payload: Buffer): unknown[] {
-  const args = deserialize(payload.subarray(0, task.args_len)) as unknown[];
+  // Large arguments that came from another node are in a file of this node's object store.
+  const args = deserialize(task.args_path ? fs.readFileSync(task.args_path) : payload.subarray(0, task.args_len)) as unknown[];
   const values = new Map<string, unknown>();
   let at = task.args_len;
   for (const d of task.deps) {
@@ -77,7 +70,7 @@ async function main(): Promise<void> {
     running = false;
   };
   conn.onExecute = (task, payload) => {
-    queue.push([task as unknown as Task, payload]);
+    queue.push([task, payload]);
     void run();
   };
 }

@@ -15,6 +15,9 @@ _PREFIX = struct.Struct(">II")
 FLUSH_AFTER_S = 0.002
 FLUSH_AT_TASKS = 500
 FLUSH_AT_BYTES = 4 * 1024 * 1024
+# The agent takes headers of at most 1 MiB: a batch's header is cut well below that.
+FLUSH_AT_HEADER_BYTES = 512 * 1024
+GET_REFS_PER_FRAME = 5000
 
 
 def _recv_exact(sock, n):
@@ -57,12 +60,13 @@ class Connection:
         self.send(hello)
         welcome, _ = read_frame(self.sock)
         if welcome.get("t") != "welcome":
-            raise ConnectionError("the agent refused this process: %s" % welcome.get("message", welcome))
+            raise ConnectionError("the agent refused this process: %s: %s" % (welcome.get("code", "?"), welcome.get("message", welcome)))
         self.node_id = welcome["node_id"]
         self.job_id = welcome["job_id"]
         self._buf = []
         self._buf_payload = []
         self._buf_bytes = 0
+        self._buf_header = 0
         self._buf_lock = threading.Lock()
         self._flush_wanted = threading.Event()
         self._reader = threading.Thread(target=self._read_loop, name="raysub-reader", daemon=True)
@@ -71,7 +75,7 @@ class Connection:
         self._flusher.start()
 
     def send(self, header, payload=()):
-        h = json.dumps(header, separators=(",", ":")).encode()
+        h = header if isinstance(header, bytes) else json.dumps(header, separators=(",", ":")).encode()
         plen = sum(len(p) for p in payload)
         with self.send_lock:
             self.sock.sendall(_PREFIX.pack(len(h), plen) + h)
@@ -82,10 +86,14 @@ class Connection:
     # ---- submissions -----------------------------------------------------------------------
 
     def submit(self, spec, args):
+        encoded = json.dumps(spec, separators=(",", ":")).encode()
         with self._buf_lock:
-            self._buf.append(spec)
+            if self._buf and self._buf_header + len(encoded) > FLUSH_AT_HEADER_BYTES:
+                self._flush_locked()
+            self._buf.append(encoded)
             self._buf_payload.append(args)
             self._buf_bytes += len(args)
+            self._buf_header += len(encoded) + 1
             self.owned.add(spec["id"])
             first = len(self._buf) == 1
             full = len(self._buf) >= FLUSH_AT_TASKS or self._buf_bytes >= FLUSH_AT_BYTES
@@ -96,12 +104,15 @@ class Connection:
 
     def flush(self):
         with self._buf_lock:
-            if not self._buf:
-                return
-            tasks, payload = self._buf, self._buf_payload
-            self._buf, self._buf_payload, self._buf_bytes = [], [], 0
-            # Sent while holding the buffer lock, so batches leave in the order they were made.
-            self.send({"t": "submit", "tasks": tasks}, payload)
+            self._flush_locked()
+
+    def _flush_locked(self):
+        if not self._buf:
+            return
+        tasks, payload = self._buf, self._buf_payload
+        self._buf, self._buf_payload, self._buf_bytes, self._buf_header = [], [], 0, 0
+        # Sent while holding the buffer lock, so batches leave in the order they were made.
+        self.send(b'{"t":"submit","tasks":[' + b",".join(tasks) + b"]}", payload)
 
     def _flush_loop(self):
         while self.closed is None:
@@ -138,7 +149,7 @@ class Connection:
                 elif t == "execute" and self.tasks is not None:
                     self.tasks.put((header["task"], payload))
                 elif t == "error":
-                    raise ConnectionError(header.get("message", "error from the agent"))
+                    raise ConnectionError("the agent closed this connection: %s: %s" % (header["code"], header["message"]))
         except (OSError, ConnectionError, ValueError) as e:
             with self.cond:
                 self.closed = e
@@ -170,10 +181,10 @@ class Connection:
     def request(self, refs):
         """Ask the agent for objects this process does not own (or that are held elsewhere)."""
         want = [{"id": r.id, "owner": r.owner} for r in refs if r.id not in self.requested]
-        if want:
-            for w in want:
-                self.requested.add(w["id"])
-            self.send({"t": "get", "refs": want})
+        for w in want:
+            self.requested.add(w["id"])
+        for at in range(0, len(want), GET_REFS_PER_FRAME):
+            self.send({"t": "get", "refs": want[at:at + GET_REFS_PER_FRAME]})
 
     def close(self):
         try:

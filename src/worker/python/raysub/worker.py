@@ -15,7 +15,12 @@ class _Task:
     def __init__(self, task, payload):
         self.task = task
         n = task["args_len"]
-        self.args_bytes = payload[:n]
+        if task.get("args_path"):
+            # Large arguments that came from another node: in a file of this node's object store.
+            with open(task["args_path"], "rb") as f:
+                self.args_bytes = f.read()
+        else:
+            self.args_bytes = payload[:n]
         self.deps = {}
         at = n
         for d in task["deps"]:

@@ -1,0 +1,53 @@
+/**
+ * A warm worker's process: launched in the job's sandbox, its output split into prefixed lines
+ * for the job's log, its exit (or a launch that failed) told once. Every callback runs inside an
+ * error boundary.
+ */
+import { toRaysubError, type RaysubError } from '../../shared/errors.js';
+import { guarded } from '../../shared/boundary.js';
+import type { Logger } from '../../shared/log.js';
+import type { WorkerHandle } from '../launcher.js';
+import type { JobState } from './jobState.js';
+import { LineSplitter } from './lines.js';
+import type { WorkerProc } from './types.js';
+import { launchWorker, type LaunchDeps, type LaunchedWorker } from './workerLaunch.js';
+
+export interface WorkerProcessHooks {
+  output(job: JobState, stream: 'stdout' | 'stderr', data: Buffer): void;
+  /** The process is gone (`why` says how it ended). */
+  exited(w: WorkerProc, why: string): void;
+  /** It never started. */
+  failed(w: WorkerProc, err: RaysubError): void;
+}
+
+export function startWorkerProcess(w: WorkerProc, label: string, o: { launch: LaunchDeps; signal: AbortSignal; killGraceMs: number; log: Logger; hooks: WorkerProcessHooks }): void {
+  const { job } = w;
+  const { hooks, log } = o;
+  const out = { stdout: new LineSplitter(`(${label}) `), stderr: new LineSplitter(`(${label}) `) };
+  launchWorker(o.launch, job, { workerId: w.id, lang: w.lang, req: w.req, gpuIds: w.gpuIds, signal: o.signal, output: (t) => hooks.output(job, 'stdout', Buffer.from(t)) }).then(
+    guarded(log, 'in-job worker start', ({ handle, cleanup }: LaunchedWorker) => {
+      w.handle = handle;
+      for (const s of ['stdout', 'stderr'] as const) {
+        handle[s].on('data', guarded(log, 'in-job worker output', (d: Buffer) => hooks.output(job, s, out[s].push(d))));
+      }
+      if (w.state === 'dead' || job.ended) stopWorkerProcess(w, o.killGraceMs, log);
+      handle.exited.then(
+        guarded(log, 'in-job worker exit', (exit: Awaited<WorkerHandle['exited']>) => {
+          cleanup();
+          for (const s of ['stdout', 'stderr'] as const) {
+            const rest = out[s].flush();
+            if (rest.length) hooks.output(job, s, rest);
+          }
+          hooks.exited(w, `exit code ${exit.code ?? exit.signal ?? '?'}${exit.oom ? ', killed for exceeding its memory limit' : ''}`);
+        }),
+        guarded(log, 'in-job worker exit', (err: unknown) => hooks.exited(w, `lost: ${(err as Error).message}`)),
+      );
+    }),
+    guarded(log, 'in-job worker start failure', (err: unknown) => hooks.failed(w, toRaysubError(err))),
+  );
+}
+
+/** Stop a worker's process (it is told gone once it has exited). */
+export function stopWorkerProcess(w: WorkerProc, killGraceMs: number, log: Logger): void {
+  w.handle?.terminate(killGraceMs).catch((err: unknown) => log.warn({ err, worker: w.id }, 'could not stop an in-job worker'));
+}
