@@ -5,7 +5,7 @@
  * and in-job task counts per job. Each node's ledger here follows what its agent reports it holds.
  */
 import type { Logger } from '../shared/log.js';
-import type { InjobAnswer, InjobCounts, InjobDelivery, InjobPoll, InjobReport, RelayTask, Usage } from '../shared/protocol/index.js';
+import type { InjobErrorName, InjobAnswer, InjobCounts, InjobDelivery, InjobPoll, InjobReport, RelayTask, Usage } from '../shared/protocol/index.js';
 import { jobContextOf } from './jobContext.js';
 import type { Store } from './db/index.js';
 import type { Engine } from './engine.js';
@@ -262,7 +262,7 @@ export class InjobHub {
     this.queue = waiting;
   }
 
-  private fail(t: RelayTask, type: string, message: string): void {
+  private fail(t: RelayTask, type: InjobErrorName, message: string): void {
     this.log.info({ job: t.job_id, task: t.spec.name }, message);
     if (!this.engine.view.node(t.owner_node)) return;
     this.deliver(t.owner_node, {

@@ -3,11 +3,13 @@
  * counted against the job: a job over a limit gets a clear error and is failed (INJOB_LIMIT_EXCEEDED),
  * and the agent's own memory stays flat. docs/tasks.md ("Limits") lists these.
  */
+import { injobSizes } from '../../shared/protocol/index.js';
+
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 
 /** A frame's JSON header (the libraries send at most 512 KiB: batches of submissions and gets are cut to fit). */
-export const MAX_HEADER_BYTES = 1 * MiB;
+export const MAX_HEADER_BYTES = injobSizes.MAX_HEADER_BYTES;
 /** A header costs this many times its size while it is parsed and handled (the objects it becomes). */
 export const HEADER_COST_FACTOR = 8;
 /** A frame's payload from a process without a memory limit (a process with one may send no frame larger than its limit). */

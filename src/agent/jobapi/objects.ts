@@ -7,14 +7,14 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { OBJECT_ID_PATTERN, type ErrorInfo, type RelayValue } from '../../shared/protocol/index.js';
+import { injobSizes, OBJECT_ID_PATTERN, type ErrorInfo, type InjobErrorName, type RelayValue } from '../../shared/protocol/index.js';
 import { formatBytes } from '../../shared/resources.js';
 import type { JobBudget } from './budget.js';
 import type { PayloadStream } from './frames.js';
 import { ENTRY_COST } from './limits.js';
 
 /** Values above this stay in the store of the agent that made them and are fetched on demand. */
-export const INLINE_LIMIT = 100 * 1024;
+export const INLINE_LIMIT = injobSizes.INLINE_LIMIT;
 
 export type ObjValue =
   | { kind: 'inline'; data: Buffer }
@@ -274,7 +274,8 @@ export function fromRelay(v: RelayValue): ObjValue {
   return { kind: 'error', error: v.error, data: Buffer.from(v.data, 'base64') };
 }
 
-export function errorValue(type: string, message: string, task: string): ObjValue {
+/** A failed object made by raysub itself (not a task's own exception): its type is one of the contract's in-job error names. */
+export function errorValue(type: InjobErrorName, message: string, task: string): ObjValue {
   return { kind: 'error', error: { type, message, traceback: '', task }, data: Buffer.alloc(0) };
 }
 

@@ -8,3 +8,4 @@ export * from './jobapi.js';
 export * from './tokens.js';
 export * from './dashboard.js';
 export * from './packages.js';
+export * from './contract.js';

@@ -5,6 +5,8 @@
  */
 import net from 'node:net';
 import type { AgentMessage, ExecuteTask } from '../../shared/protocol/jobapi.js';
+import { AGENT_MESSAGE, SIZES } from './contract.js';
+import { mismatch } from './schema.js';
 
 export interface Resolved {
   state: 'value' | 'path' | 'error' | 'remote';
@@ -16,10 +18,10 @@ export interface Resolved {
 type Header = Record<string, unknown> & { t: string };
 
 /** The agent takes headers of at most 1 MiB: a batch's header is cut well below that. */
-const FLUSH_AT_HEADER_BYTES = 512 * 1024;
+const FLUSH_AT_HEADER_BYTES = SIZES.BATCH_HEADER_BYTES;
 const FLUSH_AT_TASKS = 500;
 const FLUSH_AT_BYTES = 4 * 1024 * 1024;
-const GET_REFS_PER_FRAME = 5000;
+const GET_REFS_PER_FRAME = SIZES.GET_REFS_PER_FRAME;
 
 export class Connection {
   readonly objects = new Map<string, Resolved>();
@@ -86,7 +88,7 @@ export class Connection {
     return c;
   }
 
-  /** The next whole frame. */
+  /** The next whole frame, its header checked against the contract; throws for one this library does not understand. */
   private frame(): { msg: AgentMessage; payload: Buffer } | null {
     if (this.buffered < 8) return null;
     let all = this.chunks.length === 1 ? (this.chunks[0] as Buffer) : Buffer.concat(this.chunks);
@@ -97,6 +99,8 @@ export class Connection {
       return null;
     }
     const header: unknown = JSON.parse(all.subarray(8, 8 + hlen).toString('utf8'));
+    const bad = mismatch(AGENT_MESSAGE, header);
+    if (bad) throw new Error(`the agent sent a message this library does not understand (${bad}): are the agent and this library the same version?`);
     const payload = all.subarray(8 + hlen, 8 + hlen + plen);
     all = all.subarray(8 + hlen + plen);
     this.chunks = all.length ? [all] : [];

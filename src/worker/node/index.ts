@@ -12,6 +12,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import v8 from 'node:v8';
 import { Connection, type Resolved } from './conn.js';
+import { ERRORS, SIZES } from './contract.js';
 
 export interface RemoteOptions {
   /** The export this function or class is reachable by (default: its own name). */
@@ -49,6 +50,19 @@ export class ObjectLostError extends RaysubError {
 }
 export class GetTimeoutError extends RaysubError {
   override name = 'GetTimeoutError';
+}
+export class UnschedulableError extends RaysubError {
+  override name = 'UnschedulableError';
+}
+
+/** The exception classes the contract's in-job error names map to (contract.ts, ERRORS[name].node). */
+const errorClasses: Record<string, new (message: string) => RaysubError> = { RaysubError, ActorDiedError, WorkerCrashedError, ObjectLostError, UnschedulableError };
+
+/** @internal The error a `get` rejects with for a failed object. */
+export function errorOf(e: { type: string; message: string; traceback: string; task: string }): RaysubError {
+  const system = ERRORS[e.type]?.node;
+  const cls = system ? errorClasses[system] : undefined;
+  return cls ? new cls(e.message) : new TaskError(e.task, e.type, e.traceback, e.message);
 }
 
 export class ObjectRef {
@@ -279,7 +293,7 @@ export async function put(value: unknown): Promise<ObjectRef> {
   const id = newId();
   const data = serialize(value);
   c.send({ t: 'put', id, len: data.length }, [data]);
-  if (data.length <= 100 * 1024) c.objects.set(id, { state: 'value', data });
+  if (data.length <= SIZES.INLINE_LIMIT) c.objects.set(id, { state: 'value', data });
   return new ObjectRef(id, c.nodeId);
 }
 
@@ -287,11 +301,7 @@ function decode(r: Resolved, id: string): unknown {
   if (r.state === 'value') return deserialize(r.data);
   if (r.state === 'path' && r.path) return deserialize(fs.readFileSync(r.path));
   if (r.state === 'error') {
-    const e = r.error ?? { type: 'TaskError', message: '', traceback: '', task: '?' };
-    if (e.type === 'ActorDiedError') return new ActorDiedError(e.message);
-    if (e.type === 'WorkerCrashedError') return new WorkerCrashedError(e.message);
-    if (e.type === 'ObjectLostError') return new ObjectLostError(e.message);
-    return new TaskError(e.task, e.type, e.traceback, e.message);
+    return errorOf(r.error ?? { type: 'TaskError', message: '', traceback: '', task: '?' });
   }
   return new ObjectLostError(`object ${id} is not available here`);
 }

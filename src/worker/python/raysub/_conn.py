@@ -11,13 +11,16 @@ import socket
 import struct
 import threading
 
+from . import _schema
+from ._contract import AGENT_MESSAGE, SIZES
+
 _PREFIX = struct.Struct(">II")
 FLUSH_AFTER_S = 0.002
 FLUSH_AT_TASKS = 500
 FLUSH_AT_BYTES = 4 * 1024 * 1024
 # The agent takes headers of at most 1 MiB: a batch's header is cut well below that.
-FLUSH_AT_HEADER_BYTES = 512 * 1024
-GET_REFS_PER_FRAME = 5000
+FLUSH_AT_HEADER_BYTES = SIZES["BATCH_HEADER_BYTES"]
+GET_REFS_PER_FRAME = SIZES["GET_REFS_PER_FRAME"]
 
 
 def _recv_exact(sock, n):
@@ -35,6 +38,10 @@ def _recv_exact(sock, n):
 def read_frame(sock):
     hlen, plen = _PREFIX.unpack(_recv_exact(sock, 8))
     header = json.loads(_recv_exact(sock, hlen))
+    try:
+        _schema.check(AGENT_MESSAGE, header)
+    except _schema.SchemaError as e:
+        raise ConnectionError("the agent sent a message this library does not understand (%s): are the agent and this library the same version?" % e) from None
     payload = _recv_exact(sock, plen) if plen else b""
     return header, payload
 

@@ -11,11 +11,12 @@ import importlib
 import os
 import sys
 
+from ._contract import SIZES
 from . import _context, _serialization
 from ._refs import ObjectRef, _Dep, new_id
 
 BY_VALUE = "__raysub_fn__"
-INLINE_LIMIT = 100 * 1024
+INLINE_LIMIT = SIZES["INLINE_LIMIT"]
 
 # In a worker: functions and classes already loaded, by reference.
 _loaded = {}
