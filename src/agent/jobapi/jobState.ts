@@ -95,50 +95,56 @@ export class JobState {
 
   /** Serve the job's socket; each connection's frames go through an Intake to `hooks`. */
   listen(hooks: IntakeHooks & { closed(c: Conn): void }): Promise<void> {
-    const server = net.createServer((sock) => {
-      const conn = new Conn(sock, this, this.log);
-      sock.on('error', () => undefined);
-      if (this.conns.size >= MAX_CONNECTIONS) {
-        conn.refuse('LIMIT_EXCEEDED', `this job already holds ${MAX_CONNECTIONS} connections to its agent`);
-        return;
-      }
-      this.conns.add(conn);
-      const intake = new Intake(conn, hooks);
-      const reader = new FrameReader(intake);
-      sock.on(
-        'data',
-        guarded(this.log, 'job socket read', (chunk: Buffer) => {
-          if (conn.closed) return;
-          try {
-            reader.push(chunk);
-          } catch (err) {
-            if (err instanceof FrameError) return conn.refuse(err.code, err.message);
-            this.log.warn({ err, job: this.jobId }, 'could not take a frame from a job');
-            conn.refuse('INTERNAL', `the agent could not take this frame: ${(err as Error).message}`);
-          }
-        }),
-      );
-      sock.on(
-        'close',
-        guarded(this.log, 'job socket close', () => {
-          conn.gone();
-          reader.close();
-          intake.close();
-          this.conns.delete(conn);
-          hooks.closed(conn);
-        }),
-      );
-    });
+    const server = net.createServer(guarded(this.log, 'job socket connection', (sock: net.Socket) => this.serve(sock, hooks)));
     server.on('error', (err) => this.log.warn({ err, job: this.jobId }, 'job socket error'));
     this.server = server;
     return new Promise((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.sockPath, () => {
-        // Any uid may connect (tasks run as uids of their own); the token decides who is served.
-        fs.chmodSync(this.sockPath, 0o666);
-        resolve();
+        try {
+          // Any uid may connect (tasks run as uids of their own); the token decides who is served.
+          fs.chmodSync(this.sockPath, 0o666);
+          resolve();
+        } catch (err) {
+          reject(err instanceof Error ? err : new Error(String(err)));
+        }
       });
     });
+  }
+
+  private serve(sock: net.Socket, hooks: IntakeHooks & { closed(c: Conn): void }): void {
+    const conn = new Conn(sock, this, this.log);
+    sock.on('error', () => undefined);
+    if (this.conns.size >= MAX_CONNECTIONS) {
+      conn.refuse('LIMIT_EXCEEDED', `this job already holds ${MAX_CONNECTIONS} connections to its agent`);
+      return;
+    }
+    this.conns.add(conn);
+    const intake = new Intake(conn, hooks);
+    const reader = new FrameReader(intake);
+    sock.on(
+      'data',
+      guarded(this.log, 'job socket read', (chunk: Buffer) => {
+        if (conn.closed) return;
+        try {
+          reader.push(chunk);
+        } catch (err) {
+          if (err instanceof FrameError) return conn.refuse(err.code, err.message);
+          this.log.warn({ err, job: this.jobId }, 'could not take a frame from a job');
+          conn.refuse('INTERNAL', `the agent could not take this frame: ${(err as Error).message}`);
+        }
+      }),
+    );
+    sock.on(
+      'close',
+      guarded(this.log, 'job socket close', () => {
+        conn.gone();
+        reader.close();
+        intake.close();
+        this.conns.delete(conn);
+        hooks.closed(conn);
+      }),
+    );
   }
 
   checkToken(token: string): boolean {
