@@ -9,6 +9,7 @@ import path from 'node:path';
 import { describe, expect, it, onTestFinished, type TestContext } from 'vitest';
 import type { WorkerExit, WorkerHandle } from '../src/agent/launcher.js';
 import { UidPool } from '../src/agent/sandbox/identity.js';
+import { findCgroupMounts } from '../src/agent/sandbox/cgroupMounts.js';
 import { findExecutable, openCgroups } from '../src/agent/sandbox/probe.js';
 import { probeBwrap } from '../src/agent/sandbox/probeBwrap.js';
 import { SandboxLauncher } from '../src/agent/sandbox/sandboxLauncher.js';
@@ -16,8 +17,8 @@ import type { SandboxOptions } from '../src/agent/sandbox/settings.js';
 import { agentProcessEnv } from '../src/shared/config.js';
 import { RaysubError } from '../src/shared/errors.js';
 import { silentLogger } from '../src/shared/log.js';
-import { tempDir } from './helpers/cluster.js';
-import { resultOf, unique } from './helpers/sandbox.js';
+import { processesWith, runCli, startAgent, startHead, tempDir, waitFor } from './helpers/cluster.js';
+import { resultOf, taskCgroups, unique } from './helpers/sandbox.js';
 
 interface TaskOptions {
   /** Files written into the task's directory first. */
@@ -305,5 +306,52 @@ describe('user namespaces', () => {
     const off = await bwrapLauncher(ctx, { denyList: false });
     if (!off) return;
     expect((await off.run('plain', 'unshare -U true')).exit.code).toBe(1);
+  });
+});
+
+/** Every cgroup root of agents named `node` (in any hierarchy). */
+function rootsOf(node: string): string[] {
+  const mounts = findCgroupMounts(fs.readFileSync('/proc/self/mountinfo', 'utf8'));
+  return [...Object.values(mounts.v1), mounts.unified].flatMap((m) => {
+    const top = m ? path.join(m, 'raysub') : null;
+    return top && fs.existsSync(top) ? fs.readdirSync(top).filter((d) => d.startsWith(`${node}-`)).map((d) => path.join(top, d)) : [];
+  });
+}
+
+describe('cgroups of a killed agent', () => {
+  it("are removed with what still runs in them when the next agent starts, and a live agent's are left alone", async (ctx) => {
+    const head = await startHead({ localAgent: false });
+    const dead = unique('dead');
+    const live = unique('live');
+    // Without bubblewrap a task outlives its agent: the hardest leftover.
+    const a = await startAgent(head, { name: dead, numCpus: 1, resources: { [dead]: 1 }, args: ['--sandbox', 'process'] });
+    await startAgent(head, { name: live, numCpus: 1, resources: { [live]: 1 } });
+    const nodes = await head.client.nodes();
+    if (!nodes.every((n) => n.sandbox.cgroups)) {
+      console.warn(`skipping "${ctx.task.name}": no cgroup limits here (${nodes.map((n) => n.sandbox.detail).join('; ')})`);
+      return ctx.skip();
+    }
+    const markers = { [dead]: unique('orphan'), [live]: unique('working') };
+    for (const node of [dead, live]) {
+      const r = await runCli(['job', 'submit', '--no-wait', '--entrypoint-resources', JSON.stringify({ [node]: 1 }), '--', `sleep 600 # ${markers[node]}`], { env: head.env });
+      expect(r.code, r.stderr).toBe(0);
+    }
+    const running = (node: string): Promise<number> => waitFor(() => processesWith(`sleep 600 # ${markers[node]}`)[0], { what: `the task on ${node}` });
+    const orphan = await running(dead);
+    await running(live);
+    const liveCgroups = taskCgroups(live);
+    expect(liveCgroups.length).toBeGreaterThan(0);
+
+    await a.kill('SIGKILL');
+    // Left behind: the agent's cgroups, and its task still running in them.
+    expect(taskCgroups(dead).length).toBeGreaterThan(0);
+    expect(processesWith(markers[dead] ?? '?')).toContain(orphan);
+
+    await startAgent(head, { name: unique('next'), numCpus: 1 });
+    expect(rootsOf(dead)).toEqual([]);
+    await waitFor(() => !processesWith(markers[dead] ?? '?').includes(orphan), { what: "the dead agent's task to be killed" });
+    // The live agent's task runs on, in its cgroups.
+    expect(taskCgroups(live)).toEqual(liveCgroups);
+    expect(processesWith(markers[live] ?? '?').length).toBeGreaterThan(0);
   });
 });

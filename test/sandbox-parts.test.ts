@@ -8,8 +8,11 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { applyLimits } from '../src/agent/sandbox/cgroupLimits.js';
 import { findCgroupMounts } from '../src/agent/sandbox/cgroupMounts.js';
+import { ownerTag, startTime } from '../src/agent/sandbox/cgroupOwner.js';
 import { AgentCgroups } from '../src/agent/sandbox/cgroups.js';
+import { enableV2, parseControllers, V2_CONTROLLERS, v2Wanted } from '../src/agent/sandbox/cgroupV2.js';
 import { CpuPinner, parseCpuList, siblingPinnedCpus } from '../src/agent/sandbox/cpus.js';
 import { gpuDeviceNodes } from '../src/agent/sandbox/gpus.js';
 import { directArgv, findInit, INIT_FORMAT, initStartFile } from '../src/agent/sandbox/init.js';
@@ -19,6 +22,7 @@ import { MountPlan } from '../src/agent/sandbox/mountPlan.js';
 import { SECCOMP_RULES, seccompProgram, type RuleGroup, type SeccompArch } from '../src/agent/sandbox/seccomp.js';
 import { startScript } from '../src/agent/sandbox/startScript.js';
 import { taskEnv } from '../src/agent/sandbox/taskEnv.js';
+import { taskLimits } from '../src/agent/sandbox/limits.js';
 import { tempDir, waitFor } from './helpers/cluster.js';
 
 describe('mount planning', () => {
@@ -204,6 +208,119 @@ describe('cgroup roots', () => {
     await waitFor(() => fs.readFileSync(path.join(busy, 'task', 'cgroup.procs'), 'utf8').trim() === '', { what: 'the sleeper to leave its cgroup' });
     AgentCgroups.open({ v1: { pids: mount }, unified: null }, `zz-me-${tag}`).cgroups?.close();
     expect(fs.existsSync(busy)).toBe(false);
+  });
+});
+
+describe('cgroup roots of agents that are gone', () => {
+  it("removes a dead agent's root and kills what it left running, and never touches a live agent's", async (ctx) => {
+    const mount = findCgroupMounts(fs.readFileSync('/proc/self/mountinfo', 'utf8')).v1.pids;
+    if (!mount || process.getuid?.() !== 0 || !ownerTag()) {
+      console.warn(`skipping "${ctx.task.name}": needs root, /proc and a cgroup v1 pids hierarchy`);
+      return ctx.skip();
+    }
+    const top = path.join(mount, 'raysub');
+    fs.mkdirSync(top, { recursive: true });
+    const tag = crypto.randomBytes(3).toString('hex');
+    const sleep = async (): Promise<ReturnType<typeof spawn>> => {
+      const p = spawn('sleep', ['60'], { stdio: 'ignore' });
+      onTestFinished(() => void p.kill('SIGKILL'));
+      await new Promise((r) => p.once('spawn', r));
+      return p;
+    };
+    // A dead owner: a process that has exited (its pid and start time name no live process).
+    const gone = await sleep();
+    const goneTag = ownerTag(gone.pid);
+    gone.kill('SIGKILL');
+    await new Promise((r) => gone.once('exit', r));
+    const dead = path.join(top, `zz-dead-${tag}@${goneTag}`);
+    // A live owner: a running process, its root fresh... and one idle for long: still not ours to take.
+    const liveOwner = await sleep();
+    const live = path.join(top, `zz-live-${tag}@${ownerTag(liveOwner.pid)}`);
+    for (const d of [path.join(dead, 'task'), path.join(live, 'task')]) fs.mkdirSync(d, { recursive: true });
+    onTestFinished(() => {
+      for (const d of [path.join(live, 'task'), live, path.join(dead, 'task'), dead]) {
+        try {
+          fs.rmdirSync(d);
+        } catch {
+          // removed by the test, or by the sweep
+        }
+      }
+    });
+    const old = new Date(Date.now() - 5 * 60_000);
+    fs.utimesSync(live, old, old);
+    // What the dead agent left running, and what the live one runs.
+    const orphan = await sleep();
+    const orphanEnd = new Promise((r) => orphan.once('exit', (_code, signal) => r(signal)));
+    const working = await sleep();
+    fs.writeFileSync(path.join(dead, 'task', 'cgroup.procs'), String(orphan.pid));
+    fs.writeFileSync(path.join(live, 'task', 'cgroup.procs'), String(working.pid));
+
+    const { cgroups } = AgentCgroups.open({ v1: { pids: mount }, unified: null }, `zz-me-${tag}@${ownerTag()}`);
+    onTestFinished(() => cgroups?.close());
+    expect(fs.existsSync(dead)).toBe(false);
+    expect(await orphanEnd).toBe('SIGKILL');
+    expect(fs.readFileSync(path.join(live, 'task', 'cgroup.procs'), 'utf8').trim()).toBe(String(working.pid));
+    expect(startTime(working.pid ?? 0)).not.toBeNull();
+    working.kill('SIGKILL');
+    await waitFor(() => fs.readFileSync(path.join(live, 'task', 'cgroup.procs'), 'utf8').trim() === '', { what: 'the live task to end' });
+    fs.rmdirSync(path.join(live, 'task'));
+    fs.rmdirSync(live);
+  });
+});
+
+describe('cgroup v2', () => {
+  const limits = taskLimits({ resources: { cpus: 1.5, gpus: 0, memory: 256 * 2 ** 20, custom: {} }, cpusetCpus: [1], deviceRules: ['c 1:3 rwm'], pidsMax: 99, openFiles: 64, ownUid: true, seccomp: null });
+
+  it('writes the same limits in v2 files for the controllers enabled there, and v1 files for v1 hierarchies', () => {
+    const v2 = tempDir('raysub-cg2-');
+    applyLimits('unified', v2, limits, { mems: '0', allCpus: [0, 1], v2: new Set(V2_CONTROLLERS) });
+    const files = Object.fromEntries(fs.readdirSync(v2).map((f) => [f, fs.readFileSync(path.join(v2, f), 'utf8')]));
+    expect(files).toEqual({ 'memory.max': String(256 * 2 ** 20), 'memory.swap.max': '0', 'cpu.weight': '150', 'cpu.max': '150000 100000', 'cpuset.cpus': '1', 'pids.max': '99' });
+
+    // A controller not enabled on cgroup2 writes nothing there; no memory request, no memory limit.
+    const partial = tempDir('raysub-cg2-');
+    applyLimits('unified', partial, { ...limits, memoryBytes: 0, cpusetCpus: null }, { mems: '0', allCpus: [0, 1], v2: new Set(['memory', 'cpuset'] as const) });
+    expect(fs.readdirSync(partial)).toEqual(['cpuset.cpus']);
+    expect(fs.readFileSync(path.join(partial, 'cpuset.cpus'), 'utf8')).toBe('\n'); // back to the parent's CPUs
+
+    const v1 = tempDir('raysub-cg1-');
+    for (const h of ['memory', 'cpu', 'cpuset', 'pids', 'devices'] as const) applyLimits(h, v1, limits, { mems: '0', allCpus: [0, 1], v2: new Set() });
+    expect(fs.readFileSync(path.join(v1, 'memory.limit_in_bytes'), 'utf8')).toBe(String(256 * 2 ** 20));
+    expect(fs.readFileSync(path.join(v1, 'cpu.cfs_quota_us'), 'utf8')).toBe('150000');
+    expect(fs.readFileSync(path.join(v1, 'pids.max'), 'utf8')).toBe('99');
+  });
+
+  it('wants on cgroup2 the controllers its root offers and no v1 hierarchy holds', () => {
+    expect(parseControllers('cpuset cpu io memory hugetlb pids rdma\n')).toEqual(new Set(['cpuset', 'cpu', 'io', 'memory', 'hugetlb', 'pids', 'rdma']));
+    // A cgroup2-only host (systemd's default): all four.
+    expect(v2Wanted(parseControllers('cpuset cpu io memory pids'), {})).toEqual(['memory', 'cpu', 'cpuset', 'pids']);
+    // A hybrid host: what v1 holds stays there.
+    expect(v2Wanted(parseControllers('cpuset cpu memory pids'), { memory: '/sys/fs/cgroup/memory', cpu: '/sys/fs/cgroup/cpu' })).toEqual(['cpuset', 'pids']);
+    // This kind of machine: every controller on v1, cgroup2 offers none of them.
+    expect(v2Wanted(parseControllers('hugetlb'), { memory: 'm', cpu: 'c', cpuset: 's', pids: 'p' })).toEqual([]);
+  });
+
+  it('on this machine: says which limits hold where, and what its cgroup2 hierarchy cannot carry', (ctx) => {
+    const mounts = findCgroupMounts(fs.readFileSync('/proc/self/mountinfo', 'utf8'));
+    if (!mounts.unified || process.getuid?.() !== 0) {
+      console.warn(`skipping "${ctx.task.name}": needs root and a cgroup2 hierarchy`);
+      return ctx.skip();
+    }
+    const offered = parseControllers(fs.readFileSync(path.join(mounts.unified, 'cgroup.controllers'), 'utf8'));
+    // Asking cgroup2 for what it does not offer writes nothing and says why.
+    const missing = V2_CONTROLLERS.filter((c) => !offered.has(c));
+    const asked = enableV2(mounts.unified, [], missing);
+    expect(asked.enabled.size).toBe(0);
+    expect(asked.problems).toEqual(missing.map((c) => `cgroup2: no ${c} controller offered at ${mounts.unified}`));
+
+    const { cgroups, problems } = AgentCgroups.open(mounts, `zz-v2-${crypto.randomBytes(3).toString('hex')}@${ownerTag()}`);
+    onTestFinished(() => cgroups?.close());
+    for (const l of ['memory', 'cpu', 'cpuset', 'pids'] as const) {
+      const want = mounts.v1[l] ? 'v1' : offered.has(l) ? 'v2' : null;
+      expect(cgroups?.via(l), l).toBe(want);
+      if (!want) expect(problems.join('\n')).toContain(`no ${l} limit`);
+    }
+    console.log(`this machine: ${cgroups?.describe() ?? 'no cgroups'}; cgroup2 offers "${[...offered].join(' ')}"`);
   });
 });
 

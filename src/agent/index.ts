@@ -144,7 +144,7 @@ class Agent implements RunningAgent {
             pid: process.pid,
             version: RAYSUB_VERSION,
             totals: this.totals,
-            sandbox: { mode: this.launcher.mode, detail: this.launcher.detail, cgroups: this.launcher.cgroups },
+            sandbox: { mode: this.launcher.mode, detail: this.launcher.detail, cgroups: this.launcher.cgroups, limits: [...this.launcher.limits] },
             previous_node_id: previous,
           },
           this.stop.signal,

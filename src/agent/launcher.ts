@@ -61,6 +61,8 @@ export interface Launcher {
   /** One line for `raysub nodes` and the agent's start-up log. */
   readonly detail: string;
   readonly cgroups: boolean;
+  /** The cgroup limits it enforces: memory, cpu, cpuset, pids, devices (what `raysub nodes` lists). */
+  readonly limits: readonly string[];
   /**
    * How many tasks it runs at once at most (a uid each where tasks get their own; the agent's
    * file descriptors otherwise): what the node can advertise. A launch past it fails with
@@ -207,6 +209,7 @@ export function spawnGroup(argv: string[], opts: { cwd: string; env: Record<stri
 export class ProcessLauncher implements Launcher {
   readonly mode = 'process' as const;
   readonly cgroups = false;
+  readonly limits: readonly string[] = [];
   constructor(
     readonly detail = 'process group only: no filesystem isolation or resource limits',
     readonly capacity = 1024,

@@ -28,10 +28,18 @@ export function signalAll(pids: readonly number[], signal: NodeJS.Signals): void
   }
 }
 
-/** Kill whatever is left in a cgroup directory tree, then remove it (deepest first). */
-export function destroyTree(dir: string, unified: boolean): void {
+/** Block this thread for `ms` (start-up only: a killed process takes a moment to leave its cgroup). */
+function pause(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * Kill whatever is left in a cgroup directory tree, then remove it (deepest first), waiting up
+ * to `waitMs` for killed processes to leave it.
+ */
+export function destroyTree(dir: string, unified: boolean, waitMs = 0): void {
   if (!fs.existsSync(dir)) return;
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) destroyTree(path.join(dir, e.name), unified);
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) destroyTree(path.join(dir, e.name), unified, waitMs);
   if (unified) {
     try {
       write(dir, 'cgroup.kill', '1');
@@ -39,11 +47,17 @@ export function destroyTree(dir: string, unified: boolean): void {
       // kernels before 5.14 have no cgroup.kill
     }
   }
-  signalAll(listPids(dir), 'SIGKILL');
-  try {
-    fs.rmdirSync(dir);
-  } catch {
-    // still busy: a later agent start removes it
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    signalAll(listPids(dir), 'SIGKILL');
+    try {
+      fs.rmdirSync(dir);
+      return;
+    } catch {
+      // still busy: wait, or leave it for a later agent start
+      if (Date.now() >= deadline) return;
+      pause(5);
+    }
   }
 }
 
@@ -57,37 +71,6 @@ export async function removeCgroupDir(dir: string, offLoop: boolean): Promise<vo
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       await new Promise((r) => setTimeout(r, 10));
-    }
-  }
-}
-
-/** How long a cgroup must have existed, empty, before another agent may collect it. */
-const IDLE_BEFORE_SWEEP_MS = 60_000;
-
-/** No process in the tree, and every cgroup in it older than `before` (a cgroup's mtime is its creation). */
-function idleSince(dir: string, before: number): boolean {
-  if (listPids(dir).length > 0 || fs.statSync(dir).mtimeMs > before) return false;
-  return fs.readdirSync(dir, { withFileTypes: true }).every((e) => !e.isDirectory() || idleSince(path.join(dir, e.name), before));
-}
-
-function removeEmptyTree(dir: string): void {
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) removeEmptyTree(path.join(dir, e.name));
-  fs.rmdirSync(dir);
-}
-
-/**
- * Remove the trees under `top` (other than `keep`) that no process uses and nothing created
- * lately: a cgroup an agent has just made, before its worker joins, is not garbage.
- */
-export function sweepIdle(top: string, keep: string): void {
-  const before = Date.now() - IDLE_BEFORE_SWEEP_MS;
-  for (const e of fs.readdirSync(top, { withFileTypes: true })) {
-    if (!e.isDirectory() || e.name === keep) continue;
-    const dir = path.join(top, e.name);
-    try {
-      if (idleSince(dir, before)) removeEmptyTree(dir);
-    } catch {
-      // raced with its agent: leave it
     }
   }
 }

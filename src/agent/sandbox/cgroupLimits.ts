@@ -1,10 +1,12 @@
 /**
- * A task's limits as cgroup file writes, one hierarchy at a time: which file gets which value.
+ * A task's limits as cgroup file writes, one hierarchy at a time: which file gets which value, in
+ * v1's files for a v1 controller's hierarchy, in v2's for the controllers enabled on cgroup2.
  * Pure (the writes are made by applyLimits), so what each hierarchy receives can be checked
  * against any directory tree.
  */
 import { write } from './cgroupFiles.js';
 import type { Hierarchy } from './cgroupMounts.js';
+import type { V2Controller } from './cgroupV2.js';
 import { formatCpuList } from './cpus.js';
 import type { TaskLimits } from './limits.js';
 
@@ -15,10 +17,11 @@ export interface CgroupWrite {
   optional?: boolean;
 }
 
-/** What the agent's cgroup root allows every task: its memory nodes and CPUs. */
+/** What the agent's cgroup root allows every task: its memory nodes and CPUs, and the controllers on cgroup2. */
 export interface CgroupScope {
   mems: string;
   allCpus: readonly number[];
+  v2: ReadonlySet<V2Controller>;
 }
 
 const CFS_PERIOD_US = 100_000;
@@ -57,8 +60,30 @@ export function limitWrites(h: Hierarchy, limits: TaskLimits, scope: CgroupScope
       }
       break;
     case 'unified':
+      out.push(...v2Writes(limits, scope));
       break;
   }
+  return out;
+}
+
+/** The same limits in cgroup v2's files, for the controllers enabled there. */
+function v2Writes(limits: TaskLimits, scope: CgroupScope): CgroupWrite[] {
+  const out: CgroupWrite[] = [];
+  if (scope.v2.has('memory') && limits.memoryBytes > 0) {
+    out.push({ file: 'memory.max', value: String(limits.memoryBytes) });
+    // As v1's memsw limit: swap does not dodge the limit (absent without swap accounting).
+    out.push({ file: 'memory.swap.max', value: '0', optional: true });
+  }
+  if (scope.v2.has('cpu')) {
+    // v1's shares are 1024 per CPU, v2's weights 100 (1 to 10000).
+    out.push({ file: 'cpu.weight', value: String(Math.min(10_000, Math.max(1, Math.round(limits.cpus * 100)))) });
+    if (limits.cpus > 0 && limits.cpuQuota) out.push({ file: 'cpu.max', value: `${Math.max(1000, Math.round(limits.cpus * CFS_PERIOD_US))} ${CFS_PERIOD_US}` });
+    // As v1's -1: written, so a reused cgroup keeps no quota of the task before.
+    else if (!limits.cpuQuota) out.push({ file: 'cpu.max', value: `max ${CFS_PERIOD_US}` });
+  }
+  // Empty cpuset files inherit the parent's: only a pin, or its end, is written.
+  if (scope.v2.has('cpuset')) out.push({ file: 'cpuset.cpus', value: limits.cpusetCpus ? formatCpuList(limits.cpusetCpus) : '\n' });
+  if (scope.v2.has('pids')) out.push({ file: 'pids.max', value: String(limits.pidsMax) });
   return out;
 }
 

@@ -1,18 +1,25 @@
 /**
- * Kernel-enforced limits for workers. cgroup v1 controllers (memory, cpu, cpuset, pids, devices)
- * carry the limits; a cgroup2 hierarchy, even one without controllers, tracks the whole process
- * tree and kills it at once with `cgroup.kill`. Every cgroup lives under
- * `<mount>/raysub/<agent>/<task>`: a root of raysub's own, never the cgroup the agent was started
- * in (which belongs to whoever started it).
+ * Kernel-enforced limits for workers. Each limit is written where this machine has its
+ * controller: a cgroup v1 hierarchy of its own (memory, cpu, cpuset, pids, devices), or the
+ * cgroup2 hierarchy with the controller enabled for raysub's cgroups (cgroupV2.ts). A cgroup2
+ * hierarchy, even one without controllers, also tracks the whole process tree and kills it at
+ * once with `cgroup.kill`. Every cgroup lives under `<mount>/raysub/<agent>/<task>`: a root of
+ * raysub's own, never the cgroup the agent was started in (which belongs to whoever started it).
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { destroyTree, read, sweepIdle, write } from './cgroupFiles.js';
+import { destroyTree, read, write } from './cgroupFiles.js';
 import { applyLimits, type CgroupScope } from './cgroupLimits.js';
 import { V1_CONTROLLERS, type CgroupMounts, type Hierarchy, type V1Controller } from './cgroupMounts.js';
+import { sweepLeftovers } from './cgroupOwner.js';
+import { enableV2, parseControllers, v2Wanted, type V2Controller } from './cgroupV2.js';
 import { formatCpuList, parseCpuList } from './cpus.js';
 import type { TaskLimits } from './limits.js';
 import { TaskCgroup, type ApplyLimits } from './taskCgroup.js';
+
+/** The limits a node can hold, in the order `raysub nodes` lists them. */
+export type LimitName = V1Controller;
+const LIMIT_NAMES: readonly LimitName[] = ['memory', 'cpu', 'cpuset', 'pids', 'devices'];
 
 /** The agent's own cgroup root in each hierarchy it can use. */
 export class AgentCgroups {
@@ -20,10 +27,6 @@ export class AgentCgroups {
     readonly roots: ReadonlyMap<Hierarchy, string>,
     private readonly scope: CgroupScope,
   ) {}
-
-  get controllers(): V1Controller[] {
-    return V1_CONTROLLERS.filter((c) => this.roots.has(c));
-  }
 
   get unified(): boolean {
     return this.roots.has('unified');
@@ -33,19 +36,43 @@ export class AgentCgroups {
     return this.scope.allCpus;
   }
 
-  has(c: V1Controller): boolean {
-    return this.roots.has(c);
+  /** Where a limit is written: its v1 hierarchy, cgroup2, or nowhere (null). */
+  via(limit: LimitName): 'v1' | 'v2' | null {
+    if (this.roots.has(limit)) return 'v1';
+    return limit !== 'devices' && this.scope.v2.has(limit) ? 'v2' : null;
+  }
+
+  has(limit: LimitName): boolean {
+    return this.via(limit) !== null;
+  }
+
+  /** The limits this node holds. */
+  get limits(): LimitName[] {
+    return LIMIT_NAMES.filter((l) => this.has(l));
+  }
+
+  /** The cgroup directory holding a controller's files for tasks (the cpuset root for CPU pinning). */
+  rootOf(limit: LimitName): string | undefined {
+    const via = this.via(limit);
+    return via === 'v1' ? this.roots.get(limit) : via === 'v2' ? this.roots.get('unified') : undefined;
+  }
+
+  /** One line for the agent's sandbox description: which limits hold, and how. */
+  describe(): string {
+    const by = (v: 'v1' | 'v2'): LimitName[] => this.limits.filter((l) => this.via(l) === v);
+    const parts = (['v1', 'v2'] as const).filter((v) => by(v).length > 0).map((v) => `${by(v).join(' ')} (cgroup ${v})`);
+    return `${parts.length > 0 ? `limits: ${parts.join(', ')}` : 'no cgroup limits'}${this.unified ? '; cgroup2: tracking and kill' : ''}`;
   }
 
   /**
-   * Create `raysub/<name>` in every hierarchy where that is possible, after removing what a
-   * previous run of the same agent left behind. `problems` says why a hierarchy is unusable.
+   * Create `raysub/<name>` in every hierarchy where that is possible, after removing the roots of
+   * agents that are gone (`name` ends with this agent's owner tag: cgroupOwner.ts; `previous` is
+   * the untagged name an earlier version of this agent used). `problems` says why a hierarchy or
+   * a cgroup2 controller is unusable.
    */
-  static open(mounts: CgroupMounts, name: string): { cgroups: AgentCgroups | null; problems: string[] } {
+  static open(mounts: CgroupMounts, name: string, previous?: string): { cgroups: AgentCgroups | null; problems: string[] } {
     const result = AgentCgroups.openRoots(mounts, name);
-    // Roots with no process left anywhere below them are garbage (an agent that was SIGKILLed, or
-    // an idle one, which recreates its root when it next needs it): any agent may collect them.
-    for (const root of result.cgroups?.roots.values() ?? []) sweepIdle(path.dirname(root), path.basename(root));
+    for (const [h, root] of result.cgroups?.roots ?? []) sweepLeftovers(path.dirname(root), path.basename(root), { unified: h === 'unified', previous });
     return result;
   }
 
@@ -55,11 +82,9 @@ export class AgentCgroups {
     const all: [Hierarchy, string | undefined][] = [...V1_CONTROLLERS.map((c): [Hierarchy, string | undefined] => [c, mounts.v1[c]]), ['unified', mounts.unified ?? undefined]];
     let mems = '';
     let allCpus: number[] = [];
+    let v2 = new Set<V2Controller>();
     for (const [h, mount] of all) {
-      if (!mount) {
-        if (h !== 'devices') problems.push(`no ${h === 'unified' ? 'cgroup2' : h} hierarchy`);
-        continue;
-      }
+      if (!mount) continue;
       const top = path.join(mount, 'raysub');
       const root = path.join(top, name);
       try {
@@ -75,17 +100,27 @@ export class AgentCgroups {
           }
           allCpus = parseCpuList(read(root, 'cpuset.cpus'));
         }
-        if (fs.existsSync(root)) {
-          for (const e of fs.readdirSync(root, { withFileTypes: true })) if (e.isDirectory()) destroyTree(path.join(root, e.name), h === 'unified');
-        }
         fs.mkdirSync(root, { recursive: true });
+        if (h === 'unified') {
+          const enabled = enableV2(mount, [top, root], v2Wanted(parseControllers(read(mount, 'cgroup.controllers')), mounts.v1));
+          problems.push(...enabled.problems);
+          v2 = enabled.enabled;
+          if (v2.has('cpuset')) {
+            mems = read(root, 'cpuset.mems.effective').trim();
+            allCpus = parseCpuList(read(root, 'cpuset.cpus.effective'));
+          }
+        }
         roots.set(h, root);
       } catch (err) {
         problems.push(`${h}: ${(err as Error).message}`);
       }
     }
+    for (const l of ['memory', 'cpu', 'cpuset', 'pids'] as const) {
+      if (!roots.has(l) && !v2.has(l)) problems.push(`no ${l} limit: no v1 ${l} hierarchy, and ${l} is not enabled on cgroup2`);
+    }
+    if (!roots.has('unified')) problems.push('no cgroup2 hierarchy: no cgroup.kill, tasks tracked through v1 only');
     if (roots.size === 0) return { cgroups: null, problems };
-    return { cgroups: new AgentCgroups(roots, { mems, allCpus }), problems };
+    return { cgroups: new AgentCgroups(roots, { mems, allCpus, v2 }), problems };
   }
 
   /** A cgroup per hierarchy for one task attempt, with its limits written before anything joins. */
@@ -116,14 +151,19 @@ export class AgentCgroups {
       }
       throw err;
     }
-    return new TaskCgroup(dirs, limits.memoryBytes > 0, apply);
+    return new TaskCgroup(dirs, limits.memoryBytes > 0, apply, this.via('memory') === 'v2');
   }
 
   private remakeRoot(h: Hierarchy, root: string): void {
     fs.mkdirSync(root, { recursive: true });
+    const top = path.dirname(root);
+    if (h === 'unified') {
+      enableV2(path.dirname(top), [top, root], [...this.scope.v2]);
+      return;
+    }
     if (h !== 'cpuset') return;
     // raysub/ itself may have gone too (its last agent closed): parents first.
-    for (const d of [path.dirname(root), root]) {
+    for (const d of [top, root]) {
       if (read(d, 'cpuset.cpus').trim() === '') write(d, 'cpuset.cpus', formatCpuList(this.scope.allCpus));
       if (read(d, 'cpuset.mems').trim() === '') write(d, 'cpuset.mems', this.scope.mems);
     }

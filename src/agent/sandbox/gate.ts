@@ -103,6 +103,8 @@ export async function startGate(cmd: string, args: string[], o: GateOptions): Pr
   // Until the worker runs, stderr is held in paused mode (a 'readable' listener that reads
   // nothing): Node drains unread output when a child exits, and it may say why the sandbox failed.
   const stderr = child.stderr as Readable;
+  // A pipe fails only with its child; whoever reads it sees the end (an unread one must not end the agent).
+  for (const s of [child.stdout, stderr]) s?.on('error', () => undefined);
   const hold = (): void => undefined;
   stderr.on('readable', hold);
   const joined = cgroup?.join(pid) ?? Promise.resolve();

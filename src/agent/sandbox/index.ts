@@ -19,9 +19,8 @@ export async function chooseLauncher(opts: SandboxOptions, log: Logger): Promise
   if (opts.sandbox === 'none') return new ProcessLauncher('sandbox disabled by the operator (--sandbox none)', fdTaskCapacity());
   const agentEnv = agentProcessEnv();
   const cg = openCgroups(opts);
-  const controllers = cg.cgroups?.controllers ?? [];
-  const limits = `${controllers.length > 0 ? `cgroups: ${controllers.join(' ')}` : 'no cgroup limits'}${cg.cgroups?.unified ? ', cgroup2 kill' : ''}`;
-  if (cg.problems.length > 0) log.warn({ problems: cg.problems }, 'some cgroup hierarchies are unusable');
+  const limits = cg.cgroups?.describe() ?? 'no cgroup limits';
+  if (cg.problems.length > 0) log.warn({ problems: cg.problems }, 'some limits or cgroup hierarchies are unusable');
 
   let reason = 'not requested (--sandbox process)';
   if (opts.sandbox !== 'process') {

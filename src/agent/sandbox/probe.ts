@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { AgentOptions } from '../../shared/config.js';
 import { findCgroupMounts } from './cgroupMounts.js';
+import { ownerTag } from './cgroupOwner.js';
 import { AgentCgroups } from './cgroups.js';
 import { CpuPinner, readCoreIds, siblingPinnedCpus } from './cpus.js';
 import { seccompArch } from './seccomp.js';
@@ -71,22 +72,28 @@ export interface OpenedCgroups {
 
 type Opts = Pick<AgentOptions, 'workDir' | 'nodeName' | 'taskPidsMax' | 'taskOpenFiles'> & Partial<Pick<AgentOptions, 'sandboxReuse' | 'sandboxSeccomp'>>;
 
-/** The agent's cgroup root (named after the node and its work dir, stable across restarts) and the settings every launcher shares. */
+/**
+ * The agent's cgroup root and the settings every launcher shares. The root is named after the node
+ * and its work dir, and the agent process that owns it (cgroupOwner.ts): an agent that starts
+ * removes the roots of agents that are gone, its own previous run's included.
+ */
 export function openCgroups(opts: Opts): OpenedCgroups {
   const stateDir = path.join(opts.workDir, 'sandbox');
   fs.rmSync(stateDir, { recursive: true, force: true });
   fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-  const name = `${opts.nodeName.replace(/[^A-Za-z0-9_.-]/g, '_')}-${crypto.createHash('sha256').update(opts.workDir).digest('hex').slice(0, 8)}`;
+  const base = `${opts.nodeName.replace(/[^A-Za-z0-9_.-]/g, '_')}-${crypto.createHash('sha256').update(opts.workDir).digest('hex').slice(0, 8)}`;
+  const owner = ownerTag();
+  const name = owner ? `${base}@${owner}` : base;
   let mountinfo = '';
   try {
     mountinfo = fs.readFileSync('/proc/self/mountinfo', 'utf8');
   } catch {
     // not Linux, or no /proc
   }
-  const { cgroups, problems } = AgentCgroups.open(findCgroupMounts(mountinfo), name);
+  const { cgroups, problems } = AgentCgroups.open(findCgroupMounts(mountinfo), name, base);
   const arch = seccompArch();
   let pinner: CpuPinner | null = null;
-  const cpusetRoot = cgroups?.roots.get('cpuset');
+  const cpusetRoot = cgroups?.rootOf('cpuset');
   if (cgroups && cpusetRoot && cgroups.allCpus.length > 0) {
     const all = cgroups.allCpus;
     pinner = new CpuPinner(all, readCoreIds(all, '/sys/devices/system/cpu'), () => siblingPinnedCpus(cpusetRoot, all));

@@ -86,9 +86,13 @@ export class SandboxLauncher implements Launcher {
     return Math.min(this.s.uids?.size ?? Infinity, this.s.maxTasks);
   }
 
-  /** Limits are enforced (a cgroup2 without controllers only tracks and kills). */
+  /** Memory is limited (a cgroup2 without controllers only tracks and kills). */
   get cgroups(): boolean {
     return this.s.cgroups?.has('memory') ?? false;
+  }
+
+  get limits(): readonly string[] {
+    return this.s.cgroups?.limits ?? [];
   }
 
   /** Spares are served sandboxes (raysub-init --serve). */
@@ -230,7 +234,7 @@ export class SandboxLauncher implements Launcher {
         return { gate, uid: r.uid, cgroup: r.cgroup };
       } catch (err) {
         this.log.debug({ err }, 'no spare sandbox');
-        await release(this.s, r);
+        await release(this.s, r).catch((e: unknown) => this.log.warn({ err: e }, "could not give back a failed spare sandbox's resources"));
         return null;
       }
     })();

@@ -68,6 +68,8 @@ function openFifo(file: string): { stream: net.Socket; release: () => void } {
     throw err;
   }
   const stream = new net.Socket({ fd: rd, readable: true, writable: false });
+  // A FIFO fails only with its sandbox; the reader sees its end either way.
+  stream.on('error', () => undefined);
   return {
     stream,
     release: () => {
@@ -220,9 +222,6 @@ export class ServedPool {
 
   private handle(sb: ServedSandbox, r: Reservation, stdout: Readable, stderr: Readable, oomBefore: number): WorkerHandle {
     const { gate } = sb;
-    // Output streams fail only with the sandbox; their end is the task's end either way.
-    stdout.on('error', () => undefined);
-    stderr.on('error', () => undefined);
     let stopped = false;
     const exited: Promise<WorkerExit> = (async () => {
       const line = await Promise.race([sb.served.lines.next(), gate.exit.then(() => null)]);

@@ -15,6 +15,8 @@ export class TaskCgroup {
     private readonly dirs: Map<Hierarchy, string>,
     private memoryLimited: boolean,
     private readonly apply: ApplyLimits,
+    /** The memory controller is cgroup2's (its OOM kills are counted there). */
+    private readonly v2Memory = false,
   ) {}
 
   /** Set (or change) the limits; allowed while processes are inside. */
@@ -56,12 +58,14 @@ export class TaskCgroup {
     return this.memoryLimited && this.oomKills() > since;
   }
 
-  /** How many processes the OOM killer killed in this cgroup so far. */
+  /** How many processes the OOM killer killed in this cgroup so far (v1's oom_control, or v2's memory.events). */
   oomKills(): number {
-    const dir = this.dirs.get('memory');
+    const v1 = this.dirs.get('memory');
+    const v2 = this.v2Memory ? this.dirs.get('unified') : undefined;
+    const [dir, file] = v1 ? [v1, 'memory.oom_control'] : [v2, 'memory.events'];
     if (!dir) return 0;
     try {
-      return Number(/^oom_kill\s+(\d+)/m.exec(read(dir, 'memory.oom_control'))?.[1] ?? 0);
+      return Number(/^oom_kill\s+(\d+)/m.exec(read(dir, file))?.[1] ?? 0);
     } catch {
       return 0;
     }

@@ -23,9 +23,11 @@ export async function nodesCommand(ctx: CliContext, flags: { json?: boolean }): 
     `${formatBytes(n.totals.memory - n.free.memory)}/${formatBytes(n.totals.memory)}`,
     String(n.running_tasks),
     n.sandbox.mode + (n.sandbox.cgroups ? '+cgroups' : ''),
+    // Which limits the node enforces ("?": an agent too old to say).
+    n.sandbox.limits ? n.sandbox.limits.join(',') || 'none' : '?',
     formatAge(now - n.last_seen_at) + ' ago',
   ]);
-  ctx.out.write(renderTable(['NODE', 'STATE', 'CPUS', 'GPUS', 'MEMORY', 'TASKS', 'SANDBOX', 'SEEN'], rows));
+  ctx.out.write(renderTable(['NODE', 'STATE', 'CPUS', 'GPUS', 'MEMORY', 'TASKS', 'SANDBOX', 'LIMITS', 'SEEN'], rows));
   // A node that isolates or limits its workers less than it could says why.
   for (const n of nodes) {
     if (n.state !== 'GONE' && (n.sandbox.mode !== 'bwrap' || !n.sandbox.cgroups)) ctx.out.write(`${n.node_name}: ${n.sandbox.detail}\n`);

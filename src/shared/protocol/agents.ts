@@ -28,13 +28,23 @@ export const nodeTotalsSchema = z.object({
 });
 export type NodeTotals = z.infer<typeof nodeTotalsSchema>;
 
+/** How a node runs workers: its sandbox mode, a description, whether memory is limited, and which limits hold. */
+export const sandboxInfoSchema = z.object({
+  mode: sandboxModeSchema,
+  detail: z.string(),
+  cgroups: z.boolean(),
+  /** The cgroup limits the node enforces (memory, cpu, cpuset, pids, devices); absent from older agents. */
+  limits: z.array(z.string().max(32)).max(16).optional(),
+});
+export type SandboxInfo = z.infer<typeof sandboxInfoSchema>;
+
 export const registerRequestSchema = z.object({
   node_name: z.string().min(1).max(128),
   hostname: z.string().max(256),
   pid: z.number().int(),
   version: z.string(),
   totals: nodeTotalsSchema,
-  sandbox: z.object({ mode: sandboxModeSchema, detail: z.string(), cgroups: z.boolean() }),
+  sandbox: sandboxInfoSchema,
   /** A previous node id, when the agent re-registers after the head declared it lost. */
   previous_node_id: z.string().optional(),
 });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { nodeTotalsSchema, sandboxModeSchema } from './agents.js';
+import { nodeTotalsSchema, sandboxInfoSchema } from './agents.js';
 
 export const nodeStateSchema = z.enum(['ALIVE', 'LOST', 'DRAINING', 'GONE']);
 export type NodeState = z.infer<typeof nodeStateSchema>;
@@ -14,7 +14,7 @@ export const nodeInfoSchema = z.object({
   totals: nodeTotalsSchema,
   free: nodeTotalsSchema,
   gpu_free: z.array(z.number()),
-  sandbox: z.object({ mode: sandboxModeSchema, detail: z.string(), cgroups: z.boolean() }),
+  sandbox: sandboxInfoSchema,
   running_tasks: z.number(),
   usage: z.record(z.string(), z.unknown()),
 });
