@@ -206,8 +206,8 @@ describe('bombs', () => {
     const agentGrowth = memoryOf(agentPid).peak - before;
     console.log(`the agent refused it: agent peak RSS grew by ${(agentGrowth / MB).toFixed(1)} MB`);
     expect(job.status).toBe('FAILED');
-    expect(job.error_type).toBe('RUNTIME_ENV_SETUP_FAILED');
-    expect(job.message).toContain('more than 1.0 GiB, the limit on unpacked size (--max-package-unpacked-size)');
+    expect(job.raysub.error_type).toBe('RUNTIME_ENV_SETUP_FAILED');
+    expect(job.raysub.message).toContain('more than 1.0 GiB, the limit on unpacked size (--max-package-unpacked-size)');
     expect(agentGrowth).toBeLessThan(64 * MB);
     // Nothing of it is left on the agent: no half-unpacked tree, no download.
     await waitFor(() => listTree(path.join(agent.workDir, 'unpacked')).length === 0 && listTree(path.join(agent.workDir, 'packages')).length === 0, { what: 'the agent to clean up' });

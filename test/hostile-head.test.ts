@@ -50,7 +50,7 @@ describe('the head under careless and hostile use', () => {
     expect(endedAt, 'the job was still RUNNING after 8 leases of 404s').not.toBeNull();
     // The lease, the lease checks' period and this loop's own second.
     expect((endedAt ?? Infinity) - killedAt).toBeLessThan(leaseMs + 2500);
-    expect(await head.client.getJob('orphaned')).toMatchObject({ status: 'FAILED', error_type: 'NODE_LOST' });
+    expect(await head.client.getJob('orphaned')).toMatchObject({ status: 'FAILED', raysub: { error_type: 'NODE_LOST' } });
     expect((await head.client.nodes()).find((n) => n.node_name === 'doomed')?.state).toBe('LOST');
   });
 

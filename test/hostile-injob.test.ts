@@ -86,8 +86,8 @@ describe('hostile in-job traffic', () => {
     expect(res.code, res.stdout + res.stderr).toBe(1);
     const job = await head.client.getJob('huge');
     expect(job.status).toBe('FAILED');
-    expect(job.error_type).toBe('INJOB_LIMIT_EXCEEDED');
-    expect(job.message).toMatch(/a frame of 1\.0 GiB from a process limited to 100\.0 MiB/);
+    expect(job.raysub.error_type).toBe('INJOB_LIMIT_EXCEEDED');
+    expect(job.raysub.message).toMatch(/a frame of 1\.0 GiB from a process limited to 100\.0 MiB/);
     for (const name of ['agent', 'head'] as const) {
       const grew = (peak[name] ?? 0) - before[name];
       console.log(`${name} RSS: ${(before[name] / 2 ** 20).toFixed(1)} MiB before, peak ${((peak[name] ?? 0) / 2 ** 20).toFixed(1)} MiB (+${(grew / 2 ** 20).toFixed(1)} MiB)`);
@@ -139,8 +139,8 @@ describe('hostile in-job traffic', () => {
       const peak = peaks.stop();
       expect(res.code, res.stdout + res.stderr).toBe(1);
       const job = await head.client.getJob(id);
-      expect(job.error_type).toBe('INJOB_LIMIT_EXCEEDED');
-      expect(job.message).toMatch(what);
+      expect(job.raysub.error_type).toBe('INJOB_LIMIT_EXCEEDED');
+      expect(job.raysub.message).toMatch(what);
       for (const name of ['agent', 'head'] as const) {
         const grew = (peak[name] ?? 0) - before[name];
         console.log(`${id}: ${name} RSS ${(before[name] / 2 ** 20).toFixed(1)} MiB before, peak ${((peak[name] ?? 0) / 2 ** 20).toFixed(1)} MiB (+${(grew / 2 ** 20).toFixed(1)} MiB)`);

@@ -33,7 +33,7 @@ describe('retention', () => {
     // An active job is never deleted, however old the others.
     await head.client.submitJob({ entrypoint: 'sleep 300', submission_id: 'active', entrypoint_num_cpus: 0 });
     for (let i = 1; i < 5; i++) {
-      await head.client.submitJob({ entrypoint: `python3 main.py ${i}`, submission_id: `r${i}`, runtime_env });
+      await head.client.submitJob({ entrypoint: `python3 main.py ${i}`, submission_id: `r${i}`, runtime_env: runtime_env ?? undefined });
       expect((await head.client.waitForJob(`r${i}`)).status).toBe('SUCCEEDED');
     }
     // By count: the two oldest go with their logs, the three newest stay.
@@ -47,8 +47,9 @@ describe('retention', () => {
     expect(Date.now() - ended).toBeGreaterThanOrEqual(25_000);
     expect(fs.readdirSync(path.join(head.dataDir, 'logs')).filter((d) => d !== 'active')).toEqual([]);
     // No job refers to the uploaded package any more: it is garbage to the package store.
-    const pkg = String(runtime_env.working_dir);
-    expect((await head.client.listJobs()).jobs.filter((j) => j.runtime_env.working_dir === pkg)).toEqual([]);
+    const pkg = String(runtime_env?.working_dir);
+    expect(pkg).toMatch(/^gcs:\/\//);
+    expect((await head.client.listJobs()).jobs.filter((j) => j.runtime_env?.working_dir === pkg)).toEqual([]);
     expect((await head.client.getJob('active')).status).toBe('RUNNING');
     await head.client.stopJob('active');
   });

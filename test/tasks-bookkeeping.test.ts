@@ -94,7 +94,7 @@ describe('in-job resources come back on every path a job ends by', () => {
     const res = await runCli(submitArgs('runaway', 'runaway', ['--timeout', '4']), { env: c.head.env });
     expect(res.code).toBe(1);
     const job = await c.head.client.getJob('runaway');
-    expect(job.error_type).toBe('TIMEOUT');
+    expect(job.raysub.error_type).toBe('TIMEOUT');
     await expectAllBack(c, job);
   }, 90_000);
 
