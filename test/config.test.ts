@@ -55,6 +55,12 @@ describe('options, in process', () => {
     expect(() => readConfigFile(configFile('head:\n  prot: 1\n'), true)).toThrow(/head: Unrecognized key.*prot/);
     expect(() => readConfigFile(configFile('head: [1\n'), true)).toThrow(/not valid YAML/);
     expect(() => loadConfigFile('/nonexistent/raysub.yaml')).toThrow(/cannot read the config file/);
+    // A node name is never a path: it names the agent's work dir.
+    delete process.env.RAYSUB_SANDBOX;
+    for (const bad of ['../x', 'a/b', '..', 'x\u0000y']) {
+      expect(() => headOptionsFrom({ nodeName: bad }, { path: null, head: {}, agent: {}, client: {} })).toThrow(/invalid node name.*node name is 1-128/);
+    }
+    expect(headOptionsFrom({ nodeName: 'gpu-1.rack_a' }, { path: null, head: {}, agent: {}, client: {} }).localAgent?.nodeName).toBe('gpu-1.rack_a');
   });
 
   it('agents and clients read their token from a file, and warn about a token on the command line', () => {

@@ -183,6 +183,12 @@ describe('credentials', () => {
     const a = await raw(head.url, 'POST', '/api/agents/register', agentA, registration('rack-a-1'));
     expect(a.status, JSON.stringify(a.body)).toBe(200);
     const nodeA = a.body.node_id as string;
+    // A node name is a name, never a path: separators, dot-dot, NUL and the empty name are refused.
+    for (const bad of ['../x', 'a/b', '..', '.hidden', 'x\u0000y', '', 'n'.repeat(129)]) {
+      const refused = await raw(head.url, 'POST', '/api/agents/register', agentA, registration(bad));
+      expect([refused.status, refused.body.error?.code], JSON.stringify(bad)).toEqual([400, 'INVALID_REQUEST']);
+      expect(refused.body.error?.message).toMatch(/node name is 1-128/);
+    }
     // Another credential can neither take its name nor read its assignments...
     const taken = await raw(head.url, 'POST', '/api/agents/register', agentB, registration('rack-a-1'));
     expect([taken.status, taken.body.error?.code]).toEqual([409, 'NODE_NAME_TAKEN']);

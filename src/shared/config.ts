@@ -9,6 +9,7 @@ import { defaultConfigPath, expandHome, readConfigFile, type ConfigFile, type Co
 import { dataDirLayout } from './dataDir.js';
 import { DEFAULT_MAX_ENTRIES, DEFAULT_MAX_UNPACKED_BYTES, type ArchiveCaps } from './archive/caps.js';
 import { RaysubError } from './errors.js';
+import { NODE_NAME_RULE, nodeNameSchema } from './protocol/agents.js';
 import { bytes, num, oneOf, parseDuration, parseList, parseResources, readPem } from './optionParsers.js';
 import type { AgentOptions, ClientFlags, ClientSettings, HeadOptions, LocalAgentOptions, LogLevel, LogOptions, RetentionOptions, SandboxChoice, StartFlags, TlsFiles } from './optionTypes.js';
 import { connectionLimits, type HttpLimits } from './httpLimits.js';
@@ -160,6 +161,7 @@ function unusedPackageTtlMs(l: Lookup): number {
 }
 
 function agentBase(l: Lookup, workDir: string, nodeName: string, hiddenPaths: string[]): LocalAgentOptions {
+  if (!nodeNameSchema.safeParse(nodeName).success) throw new RaysubError('USAGE', `invalid node name "${nodeName}": ${NODE_NAME_RULE}`);
   const numGpus = num(l.get('num-gpus', 'RAYSUB_NUM_GPUS'));
   if (numGpus !== undefined && !Number.isInteger(numGpus)) throw new RaysubError('USAGE', '--num-gpus must be a whole number');
   return {

@@ -38,8 +38,15 @@ export const sandboxInfoSchema = z.object({
 });
 export type SandboxInfo = z.infer<typeof sandboxInfoSchema>;
 
+/**
+ * A node's name: it is shown, logged and used to name the agent's default work dir, so it is
+ * 1-128 of letters, digits, ".", "_" and "-", starting with a letter or digit (never "..", "/" or NUL).
+ */
+export const NODE_NAME_RULE = 'a node name is 1-128 letters, digits, ".", "_" or "-", starting with a letter or digit';
+export const nodeNameSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, NODE_NAME_RULE);
+
 export const registerRequestSchema = z.object({
-  node_name: z.string().min(1).max(128),
+  node_name: nodeNameSchema,
   hostname: z.string().max(256),
   pid: z.number().int(),
   version: z.string(),
