@@ -27,12 +27,48 @@ export interface PipSpec {
 const INCLUDE = /^(-r|--requirement|-c|--constraint)(?:\s*=\s*|\s+)(.+)$/;
 const LOCAL = /^(?:(?:-e|--editable)(?:\s*=\s*|\s+))?(?:\.{1,2}\/|\/|~|file:)|\.(?:whl|zip|tar\.gz|tgz)$/;
 
+/**
+ * A path a requirement reads, checked after resolution to stay in the working dir: the agent reads
+ * and builds it with its own privileges, so `-r /etc/shadow` or `/root/project` would hand a job
+ * host files (through pip's errors or an installed package).
+ */
+function inWorkDir(ref: string, base: string, workDir: string): string {
+  const target = ref.startsWith('file:') ? ref.replace(/^file:(\/\/)?/, '') : ref;
+  const bad = (): never => {
+    throw new Error(`pip: ${ref} is outside the working dir; requirements and local packages must be files of the working dir`);
+  };
+  if (target.startsWith('~') || target.includes('\0')) bad();
+  const abs = path.resolve(base, target);
+  const real = (p: string): string => {
+    try {
+      return fs.realpathSync(p);
+    } catch {
+      return path.resolve(p);
+    }
+  };
+  const root = real(workDir);
+  const resolved = real(abs);
+  if (resolved !== root && !resolved.startsWith(root + path.sep)) bad();
+  return abs;
+}
+
+/** The path of a local requirement (`./pkg`, `-e ../x`, `/abs`, `file:…`, `x.whl`), or null for a name. */
+function localPath(line: string): string | null {
+  if (!LOCAL.test(line)) return null;
+  return line.replace(/^(?:-e|--editable)(?:\s*=\s*|\s+)/, '').split(/\s+/)[0] ?? null;
+}
+
+function checkLocal(line: string, base: string, workDir: string): void {
+  const p = localPath(line);
+  if (p && !/^[a-z][a-z0-9+.-]*:\/\//i.test(p.replace(/^file:/, ''))) inWorkDir(p, base, workDir);
+}
+
 function clean(line: string): string {
   return line.replace(/(^|\s)#.*$/, '').trim();
 }
 
-function readRequirements(file: string, seen: Set<string>, out: string[]): void {
-  const abs = path.resolve(file);
+function readRequirements(file: string, seen: Set<string>, out: string[], workDir: string): void {
+  const abs = inWorkDir(file, workDir, workDir);
   if (seen.has(abs)) return;
   seen.add(abs);
   let text: string;
@@ -48,8 +84,11 @@ function readRequirements(file: string, seen: Set<string>, out: string[]): void 
     const inc = INCLUDE.exec(line);
     if (inc?.[1] && inc[2]) {
       out.push(`${inc[1]} ${inc[2]}`);
-      readRequirements(path.resolve(path.dirname(abs), inc[2]), seen, out);
-    } else out.push(line);
+      readRequirements(path.resolve(path.dirname(abs), inc[2]), seen, out, workDir);
+    } else {
+      checkLocal(line, path.dirname(abs), workDir);
+      out.push(line);
+    }
   }
 }
 
@@ -65,10 +104,16 @@ export function pipSpecOf(pip: NonNullable<RuntimeEnv['pip']>, workDir: string):
     const inc = INCLUDE.exec(line);
     if (inc?.[2]) {
       includes = true;
-      readRequirements(path.resolve(workDir, inc[2]), seen, expanded);
-    } else expanded.push(line);
+      readRequirements(path.resolve(workDir, inc[2]), seen, expanded, workDir);
+    } else {
+      checkLocal(line, workDir, workDir);
+      expanded.push(line);
+    }
   }
   const options = dict?.pip_install_options ?? [];
+  for (const o of options) {
+    if (/^(-r|--requirement|-c|--constraint)\b/.test(o)) throw new Error(`pip: ${o} is not a pip_install_options entry; name requirements files in "packages"`);
+  }
   const local = [...expanded, ...options].some((l) => LOCAL.test(l));
   return {
     install,
