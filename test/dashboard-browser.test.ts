@@ -100,7 +100,7 @@ describe.skipIf(!chromiumPath)('the dashboard in chromium', () => {
     expect(appeared).toBeLessThan(1000);
     await page.locator('table.jobs tr', { hasText: 'the-ticker' }).getByText('RUNNING').waitFor();
     // The queued job says why it waits; the failed one says so.
-    await page.locator('table.jobs tr', { hasText: 'train-big' }).getByText(/needs 8 CPUs/).waitFor();
+    await page.locator('table.jobs tr', { hasText: 'train-big' }).getByText(/no node can ever provide 8 CPUs/).waitFor();
     await page.locator('table.jobs tr', { hasText: 'eval-nlp' }).getByText('FAILED').waitFor();
     await screenshot(page, 'jobs', { docs: true });
 
