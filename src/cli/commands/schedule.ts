@@ -28,6 +28,11 @@ export function relative(ms: number | null, now = Date.now()): string {
   return ms >= now ? `in ${formatAge(ms - now)}` : `${formatAge(now - ms)} ago`;
 }
 
+/** When the next run is: "in 3m20s", or "due now" for one the head is about to fire. */
+export function nextRun(ms: number, now = Date.now()): string {
+  return ms > now ? relative(ms, now) : 'due now';
+}
+
 /** A run's outcome in one word: its job's status, or what the head did instead. */
 export function runOutcome(c: Palette, run: ScheduleRun | null): string {
   if (!run) return '-';
@@ -72,7 +77,7 @@ export async function createCommand(ctx: CliContext, name: string, args: string[
   const info = await ctx.client.createSchedule({ ...draft, job }, { update: Boolean(flags.update) });
   if (flags.json) json(ctx, info);
   else if (!flags.quiet) {
-    const next = info.next_run_at === null ? 'paused' : `next run ${formatInZone(info.next_run_at, info.timezone)} (${relative(info.next_run_at)})`;
+    const next = info.next_run_at === null ? 'paused' : `next run ${formatInZone(info.next_run_at, info.timezone)} (${nextRun(info.next_run_at)})`;
     ctx.err.write(`Schedule '${info.name}' saved: "${info.cron}" in ${info.timezone}, concurrency ${info.concurrency}; ${next}.\n`);
   }
   return EXIT.OK;
@@ -96,7 +101,7 @@ export async function listCommand(ctx: CliContext, flags: { json?: boolean }): P
     s.timezone,
     s.concurrency,
     s.suspended ? c.yellow('paused') : 'active',
-    s.next_run_at === null ? '-' : relative(s.next_run_at, now),
+    s.next_run_at === null ? '-' : nextRun(s.next_run_at, now),
     s.last_run ? relative(s.last_run.fired_at, now) : '-',
     runOutcome(c, s.last_run),
     String(s.active_jobs.length),
@@ -170,7 +175,7 @@ export async function pauseCommand(ctx: CliContext, name: string, paused: boolea
   const s = await ctx.client.setSchedulePaused(name, paused);
   if (flags.json) json(ctx, s);
   else if (paused) ctx.err.write(`Schedule '${name}' paused.\n`);
-  else ctx.err.write(`Schedule '${name}' resumed; next run ${s.next_run_at === null ? 'never' : `${formatInZone(s.next_run_at, s.timezone)} (${relative(s.next_run_at)})`}.\n`);
+  else ctx.err.write(`Schedule '${name}' resumed; next run ${s.next_run_at === null ? 'never' : `${formatInZone(s.next_run_at, s.timezone)} (${nextRun(s.next_run_at)})`}.\n`);
   return EXIT.OK;
 }
 
