@@ -93,6 +93,7 @@ export class AgentHub {
       const size = this.logs.appendAt(t.jobId, t.idx, t.attempt, t.logStart + chunk.offset, data, chunk.stream);
       acks.push({ task_id: chunk.task_id, attempt: chunk.attempt, offset: size - t.logStart, stale: false });
     }
+    if (req.injob) this.injob.counted(nodeId, req.injob);
     const acked = this.engine.applyReport(nodeId, req.events, req.usage ? JSON.stringify(req.usage) : null, Date.now());
     // Events may have freed resources: place what waits now, so that this node's share travels
     // in this answer instead of waking its long-poll (one exchange fewer per task).

@@ -153,6 +153,20 @@ export class InjobHub {
     this.waitingForActor.delete(k);
   }
 
+  /**
+   * A report's in-job task counts, taken in before its task events: the event that ends a job
+   * comes in the same report as the counts of its last in-job tasks, and the job's final counts
+   * are kept when it ends. A report that trails its job's end is not taken in again.
+   */
+  counted(nodeId: string, r: InjobReport): void {
+    for (const [jobId, c] of Object.entries(r.counts)) {
+      if (!this.engine.view.job(jobId)) continue;
+      let m = this.counts.get(jobId);
+      if (!m) this.counts.set(jobId, (m = new Map<string, InjobCounts>()));
+      m.set(nodeId, c);
+    }
+  }
+
   report(nodeId: string, r: InjobReport): InjobAnswer {
     if (r.address) this.addresses.set(nodeId, r.address);
     this.engine.setInjobUsage(nodeId, r.usage);
@@ -162,13 +176,6 @@ export class InjobHub {
     for (const t of r.done) {
       const p = this.placedOn(nodeId, t.job_id, t.id);
       if (p) this.release(p, key(t.job_id, t.id));
-    }
-    for (const [jobId, c] of Object.entries(r.counts)) {
-      // A report can trail its job's end: counts of a job that is over are not taken in again.
-      if (!this.engine.view.job(jobId)) continue;
-      let m = this.counts.get(jobId);
-      if (!m) this.counts.set(jobId, (m = new Map<string, InjobCounts>()));
-      m.set(nodeId, c);
     }
     for (const a of r.actors) this.locateActor(a.job_id, a.actor_id, nodeId);
     for (const t of r.submit) {
