@@ -1,6 +1,8 @@
 """Ray's `ray.actor`: raysub's `raysub.actor` (the same module)."""
+import importlib
 import sys
 
-import raysub.actor as _module
+# import_module, not `import ... as`: a package attribute of the same name (a function) would shadow the module.
+_module = importlib.import_module("raysub.actor")
 
 sys.modules[__name__] = _module

@@ -1,6 +1,8 @@
 """Ray's `ray.util.multiprocessing.pool`: raysub's `raysub.util.multiprocessing.pool` (the same module)."""
+import importlib
 import sys
 
-import raysub.util.multiprocessing.pool as _module
+# import_module, not `import ... as`: a package attribute of the same name (a function) would shadow the module.
+_module = importlib.import_module("raysub.util.multiprocessing.pool")
 
 sys.modules[__name__] = _module
