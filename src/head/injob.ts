@@ -5,13 +5,14 @@
  * and in-job task counts per job. Each node's ledger here follows what its agent reports it holds.
  */
 import type { Logger } from '../shared/log.js';
-import type { InjobErrorName, InjobAnswer, InjobCounts, InjobDelivery, InjobPoll, InjobReport, RelayTask, Usage } from '../shared/protocol/index.js';
+import type { InjobErrorName, InjobAnswer, InjobCounts, InjobDelivery, InjobPoll, InjobReport, RelayTask } from '../shared/protocol/index.js';
 import { jobContextOf } from './jobContext.js';
 import type { Store } from './db/index.js';
 import type { Engine } from './engine.js';
 import { placeInjob } from './placement.js';
-import { applyPlacement, capacityDiff, cloneCapacity, formatBytes } from '../shared/resources.js';
-import { applyUsage } from './state.js';
+import { formatBytes } from '../shared/resources.js';
+import { InjobDirectory, READY_VALUE } from './injobDirectory.js';
+import { clusterView, freeView, nodeImbalance } from './injobViews.js';
 
 interface Placed {
   task: RelayTask;
@@ -28,6 +29,8 @@ const MiB = 1024 * 1024;
 export const MAX_HEAD_JOB_BYTES = 64 * MiB;
 /** Per job, how many task submissions are remembered to drop a resent report's copies. */
 const SEEN_KEPT = 100_000;
+/** Actor calls relayed through the head, remembered (newest) so a cancellation can follow them. */
+const CALLS_KEPT = 100_000;
 /** One poll answer's deliveries (the rest come with the next poll, at once). */
 const MAX_POLL_BYTES = 8 * MiB;
 
@@ -66,6 +69,10 @@ export class InjobHub {
   private readonly addresses = new Map<string, string>();
   /** Per job, bytes of its in-job traffic the head holds now. */
   private readonly held = new Map<string, number>();
+  /** Named actors and placement groups, per job. */
+  private readonly directory: InjobDirectory;
+  /** The actor of each actor call relayed here (newest CALLS_KEPT), by job and call id. */
+  private readonly calls = new Map<string, string>();
 
   constructor(
     private readonly engine: Engine,
@@ -81,6 +88,21 @@ export class InjobHub {
     });
     engine.on('stopping', (jobId) => this.jobStopping(jobId));
     engine.on('nodeLost', (nodeId) => this.nodeLost(nodeId));
+    this.directory = new InjobDirectory({
+      nodes: () => this.engine.view.nodeList().filter((n) => !n.draining).map((n) => ({ id: n.id, free: n.free })),
+      hold: (nodeId, k, req, gpuIds) => this.engine.holdInjob(nodeId, k, req, gpuIds),
+      release: (nodeId, k) => this.engine.releaseInjob(nodeId, k),
+      bundle: (g, index, reserve) => {
+        const spot = g.spots?.[index];
+        const req = g.bundles[index];
+        if (!spot || !req) return;
+        this.deliver(spot.nodeId, { type: 'bundle', job_id: g.jobId, group: g.id, index, resources: req, gpu_ids: spot.gpuIds, reserve, job: jobContextOf(g.jobId, this.engine.view.job(g.jobId)) }, true);
+      },
+      ready: (g) => {
+        if (!this.engine.view.node(g.ownerNode)) return;
+        this.deliver(g.ownerNode, { type: 'result', result: { job_id: g.jobId, id: g.id, owner_node: g.ownerNode, value: { kind: 'inline', data: READY_VALUE } } }, true);
+      },
+    });
   }
 
   /** Whether in-job work of this job may go on (not stopped, not failing, not over). */
@@ -101,6 +123,8 @@ export class InjobHub {
     for (const k of [...this.waitingForActor.keys()]) if (k.startsWith(`${jobId}\u0000`)) this.waitingForActor.delete(k);
     for (const out of this.outgoing.values()) out.items = out.items.filter((i) => deliveryJob(i.msg) !== jobId);
     this.held.delete(jobId);
+    this.directory.forgetJob(jobId);
+    for (const k of [...this.calls.keys()]) if (k.startsWith(`${jobId}\u0000`)) this.calls.delete(k);
     this.counts.delete(jobId);
     this.seen.delete(jobId);
     this.jobStopping(jobId);
@@ -178,6 +202,11 @@ export class InjobHub {
       if (p) this.release(p, key(t.job_id, t.id));
     }
     for (const a of r.actors) this.locateActor(a.job_id, a.actor_id, nodeId);
+    for (const a of r.actors_gone) this.directory.actorGone(a.job_id, a.actor_id);
+    for (const b of r.bundles) this.directory.bundleHeld(nodeId, b.job_id, b.group, b.index);
+    const replies = r.requests.map((q) =>
+      this.live(q.job_id) ? this.directory.answer(q.job_id, q.req, q.call, nodeId) : { req: q.req, ok: false, error: { type: 'RaySystemError' as const, message: 'the job is over' } },
+    );
     for (const t of r.submit) {
       if (!this.live(t.job_id)) continue;
       const seenKey = `${t.spec.id}\u0000${t.attempt}`;
@@ -191,7 +220,10 @@ export class InjobHub {
       else if (this.hold(t.job_id, taskBytes(t))) this.queue.push(t);
     }
     for (const res of r.results) if (this.engine.view.node(res.owner_node)) this.deliver(res.owner_node, { type: 'result', result: res });
-    for (const k of r.kill_actors) this.toActor(k.job_id, k.actor_id, { type: 'kill_actor', job_id: k.job_id, actor_id: k.actor_id });
+    for (const k of r.kill_actors) {
+      this.toActor(k.job_id, k.actor_id, { type: 'kill_actor', job_id: k.job_id, actor_id: k.actor_id, ...(k.graceful ? { graceful: true } : {}), ...(k.restart ? { restart: true } : {}) });
+    }
+    for (const c of r.cancels) this.cancel(c.job_id, c.id, c.force);
     for (const l of r.logs) {
       const driver = this.engine.view.tasksOfJob(l.job_id).find((t) => t.state === 'RUNNING' && t.nodeId);
       if (driver?.nodeId) this.deliver(driver.nodeId, { type: 'log', job_id: l.job_id, data: l.data });
@@ -199,30 +231,16 @@ export class InjobHub {
     for (const f of r.failed) {
       if (this.engine.failJob(f.job_id, 'INJOB_LIMIT_EXCEEDED', f.message)) this.log.info({ job: f.job_id, node: nodeId }, `in-job traffic over a limit: ${f.message}`);
     }
+    this.directory.place();
     this.place();
     const off = this.imbalance(nodeId);
     if (off) this.log.error({ node: nodeId, off }, 'resource invariant broken: free + held != total');
-    return { ended: r.jobs.filter((j) => !this.live(j)), nodes: Object.fromEntries(this.liveAddresses()), free: this.freeView() };
+    return { ended: r.jobs.filter((j) => !this.live(j)), nodes: Object.fromEntries(this.liveAddresses()), free: freeView(this.engine.view), cluster: clusterView(this.engine.view, this.addresses), replies };
   }
 
-  /**
-   * A node's invariant on the head: free + held == total, where held is what its job tasks ask
-   * for, the in-job usage its agent last reported, and in-job tasks placed on it that it has not
-   * taken in yet. Null when it holds, else what differs.
-   */
+  /** A node's invariant on the head (injobViews.ts): null when it holds, else what differs. */
   imbalance(nodeId: string): string | null {
-    const node = this.engine.view.node(nodeId);
-    if (!node) return null;
-    const sum = cloneCapacity(node.free);
-    for (const id of node.running) {
-      const t = this.engine.view.task(id);
-      const j = t ? this.engine.view.job(t.jobId) : undefined;
-      if (t && j) applyPlacement(sum, j.request, t.gpuIds, 1);
-    }
-    const u = node.injob.usage;
-    if (u) applyUsage(sum, { cpus: u.cpus, memory: u.memory, gpus: [...u.gpus], custom: { ...u.custom }, tasks: u.tasks }, 1);
-    for (const h of node.injob.held.values()) applyPlacement(sum, h.req, h.gpuIds, 1);
-    return capacityDiff(sum, node.capacity);
+    return nodeImbalance(this.engine.view, nodeId);
   }
 
   private placedOn(nodeId: string, jobId: string, id: string): Placed | null {
@@ -232,6 +250,7 @@ export class InjobHub {
 
   private routeCall(t: RelayTask): void {
     const actorId = t.spec.actor_id ?? '';
+    this.rememberCall(t.job_id, t.spec.id, actorId);
     this.toActor(t.job_id, actorId, { type: 'task', task: t, job: jobContextOf(t.job_id, this.engine.view.job(t.job_id)) });
   }
 
@@ -248,7 +267,14 @@ export class InjobHub {
       const job = this.engine.view.job(t.job_id);
       if (!job || !this.live(t.job_id)) continue;
       const req = t.spec.resources;
-      const choice = placeInjob(this.engine.view, job, req);
+      const where = t.spec.placement;
+      if (where && 'group' in where) {
+        const step = this.toBundle(t, where.group, where.bundle);
+        if (step === 'wait') waiting.push(t);
+        continue;
+      }
+      let choice = placeInjob(this.engine.view, job, req, where?.node);
+      if (where && where.soft && choice.kind !== 'placed') choice = placeInjob(this.engine.view, job, req);
       if (choice.kind === 'never') {
         this.unhold(t.job_id, taskBytes(t));
         this.fail(t, 'UnschedulableError', `${t.spec.name}: ${choice.reason}`);
@@ -267,6 +293,39 @@ export class InjobHub {
       if (t.spec.kind === 'actor_create') this.locateActor(t.job_id, t.spec.actor_id ?? t.spec.id, choice.nodeId);
     }
     this.queue = waiting;
+  }
+
+  /**
+   * A task of a placement group goes to the node of its bundle (any of the group's for -1), whose
+   * reservation covers its resources; it waits while the group is not placed yet.
+   */
+  private toBundle(t: RelayTask, group: string, bundle: number): 'sent' | 'wait' | 'failed' {
+    if (!this.directory.hasGroup(t.job_id, group)) {
+      this.unhold(t.job_id, taskBytes(t));
+      this.fail(t, 'TaskPlacementGroupRemoved', `the placement group of ${t.spec.name} does not exist (it was removed)`);
+      return 'failed';
+    }
+    const nodeId = this.directory.bundleNode(t.job_id, group, bundle);
+    if (!nodeId) return 'wait';
+    this.placed.set(key(t.job_id, t.spec.id), { task: t, nodeId });
+    this.deliver(nodeId, { type: 'task', task: t, job: jobContextOf(t.job_id, this.engine.view.job(t.job_id)) }, true);
+    if (t.spec.kind === 'actor_create') this.locateActor(t.job_id, t.spec.actor_id ?? t.spec.id, nodeId);
+    return 'sent';
+  }
+
+  /** Cancel a task an agent handed to the head: dropped if it waits here, else passed to where it went. */
+  private cancel(jobId: string, id: string, force: boolean): void {
+    const k = key(jobId, id);
+    const i = this.queue.findIndex((t) => t.job_id === jobId && t.spec.id === id);
+    const queued = i >= 0 ? this.queue.splice(i, 1)[0] : undefined;
+    if (queued) {
+      this.unhold(jobId, taskBytes(queued));
+      return this.fail(queued, 'TaskCancelledError', `${queued.spec.name} was cancelled`);
+    }
+    const p = this.placed.get(k);
+    if (p) return this.deliver(p.nodeId, { type: 'cancel', job_id: jobId, id, force });
+    const call = this.calls.get(k);
+    if (call) this.toActor(jobId, call, { type: 'cancel', job_id: jobId, id, force });
   }
 
   private fail(t: RelayTask, type: InjobErrorName, message: string): void {
@@ -290,6 +349,7 @@ export class InjobHub {
       } else this.fail(t, t.spec.kind === 'task' ? 'WorkerCrashedError' : 'ActorDiedError', `the node running ${t.spec.name} was lost`);
     }
     for (const [k, n] of [...this.actors]) if (n === nodeId) this.actors.delete(k);
+    this.directory.nodeLost(nodeId);
     for (const i of this.outgoing.get(nodeId)?.items ?? []) this.unhold(deliveryJob(i.msg), i.bytes);
     this.outgoing.delete(nodeId);
     this.jobsOnNode.delete(nodeId);
@@ -330,15 +390,13 @@ export class InjobHub {
     return this.addresses.get(nodeId) ?? null;
   }
 
+  private rememberCall(jobId: string, id: string, actorId: string): void {
+    this.calls.set(key(jobId, id), actorId);
+    if (this.calls.size > CALLS_KEPT) this.calls.delete(this.calls.keys().next().value ?? '');
+  }
+
   private liveAddresses(): [string, string][] {
     return [...this.addresses].filter(([id]) => this.engine.view.node(id));
   }
 
-  private freeView(): Record<string, Usage> {
-    const out: Record<string, Usage> = {};
-    for (const n of this.engine.view.nodeList()) {
-      if (!n.draining) out[n.id] = { cpus: n.free.cpus, memory: n.free.memory, gpus: [...n.free.gpus], custom: { ...n.free.custom }, tasks: n.free.tasks };
-    }
-    return out;
-  }
 }

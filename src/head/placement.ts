@@ -200,12 +200,17 @@ export type InjobChoice = { kind: 'placed'; nodeId: string; gpuIds: number[] } |
 
 /**
  * Where an in-job task its agent could not run goes now: of the nodes open to its job, the one
- * with the most free CPUs that holds it.
+ * with the most free CPUs that holds it (`onlyNode`: that node or none; not alive: never).
  */
-export function placeInjob(state: LiveView, job: JobView, req: TaskRequest): InjobChoice {
+export function placeInjob(state: LiveView, job: JobView, req: TaskRequest, onlyNode?: string): InjobChoice {
+  if (onlyNode !== undefined) {
+    const only = state.node(onlyNode);
+    if (!only) return { kind: 'never', reason: `the node it must run on (${onlyNode}) is not alive` };
+    if (!couldEverFit(only.capacity, req)) return { kind: 'never', reason: `the node it must run on (${only.name}) can never provide ${describeRequest(req)}` };
+  }
   let best: { node: NodeView; gpuIds: number[] } | null = null;
   for (const n of state.nodeList()) {
-    if (!open(n, job)) continue;
+    if (!open(n, job) || (onlyNode !== undefined && n.id !== onlyNode)) continue;
     const p = fit(n.free, req);
     if (p && (!best || n.free.cpus > best.node.free.cpus)) best = { node: n, gpuIds: p.gpuIds };
   }

@@ -1,21 +1,34 @@
 /**
  * Actors on this node: each a dedicated worker holding one instance, created with the resources
- * it asked for (held until it dies), whose calls run one at a time in the order they arrive.
+ * it asked for (held until it dies). Its calls run in the order they arrive, one at a time or up
+ * to its `max_concurrency` at once (a threaded or async actor). When its process dies it is
+ * started again while it has restarts left (`max_restarts`): calls running then fail with
+ * ActorUnavailableError unless they may be retried (`max_task_retries`), queued ones wait for it.
+ * When its last handle goes it ends once the calls sent before have run.
  */
+import { guarded } from '../../shared/boundary.js';
+import type { Logger } from '../../shared/log.js';
 import type { JobState } from './jobState.js';
 import type { NodeLedger } from './ledger.js';
-import { errorValue, type ObjValue } from './objects.js';
-import type { ExecutorHooks } from './executor.js';
-import { depError, type Actor, type Task, type WorkerProc } from './types.js';
+import { cancelledValue, errorValue, type ObjValue } from './objects.js';
+import { depError, type Actor, type ExecutorHooks, type Task, type WorkerProc } from './types.js';
 
 export interface ActorDeps {
   ledger: NodeLedger;
+  log: Logger;
   hooks: ExecutorHooks;
   killGraceMs: number;
   startWorker(job: JobState, task: Task, key: string, actorId: string): WorkerProc;
   send(w: WorkerProc, task: Task): void;
+  /** Tell a worker to stop a call it runs (`force`: kill the process). */
+  cancelRunning(w: WorkerProc, task: Task, force: boolean): void;
   pump(): void;
+  /** The actor is dead for good here (its name, if any, is free again). */
+  gone(actor: Actor): void;
 }
+
+/** The least time between two starts of an actor's process. */
+const RESTART_SPACING_MS = 1000;
 
 export class ActorHost {
   constructor(private readonly d: ActorDeps) {}
@@ -32,7 +45,23 @@ export class ActorHost {
   create(task: Task): void {
     const job = task.job;
     const id = task.spec.actor_id ?? task.spec.id;
-    const actor: Actor = { id, job, worker: null, holding: task.holding, queue: [], busy: task, ready: false, dead: null, name: task.spec.name.replace(/\.__init__$/, '') };
+    const actor: Actor = {
+      id,
+      job,
+      worker: null,
+      holding: task.holding,
+      queue: [],
+      running: new Map([[task.spec.id, task]]),
+      creation: task,
+      concurrency: task.spec.max_concurrency ?? 1,
+      restartsLeft: task.spec.max_restarts ?? 0,
+      ready: false,
+      dead: null,
+      name: task.spec.name.replace(/\.__init__$/, ''),
+      released: job.releasedActors.delete(id),
+      final: false,
+      startedAt: Date.now(),
+    };
     job.actors.set(id, actor);
     actor.queue.push(...(job.parkedCalls.get(id) ?? []));
     job.parkedCalls.delete(id);
@@ -45,6 +74,7 @@ export class ActorHost {
     const actor = task.job.actors.get(task.spec.actor_id ?? '');
     const err = depError(task);
     if (err) return this.d.hooks.finished(task, err);
+    if (task.cancelled) return this.d.hooks.finished(task, cancelledValue(task));
     if (!actor) {
       const parked = task.job.parkedCalls.get(task.spec.actor_id ?? '');
       if (parked) return void parked.push(task);
@@ -55,54 +85,153 @@ export class ActorHost {
     this.pump(actor);
   }
 
-  private pump(actor: Actor): void {
-    const w = actor.worker;
-    if (!actor.ready || actor.busy || actor.dead || !w?.conn) return;
-    const next = actor.queue.shift();
-    if (!next) return;
-    actor.busy = next;
-    this.d.send(w, next);
+  /** The call (or creation) of a worker's actor with this id, if it runs now. */
+  runningTask(w: WorkerProc, taskId: string): Task | null {
+    return w.job.actors.get(w.actorId ?? '')?.running.get(taskId) ?? null;
   }
 
-  result(w: WorkerProc, task: Task, value: ObjValue, ok: boolean): void {
+  private pump(actor: Actor): void {
+    const w = actor.worker;
+    if (!actor.ready || actor.dead || !w?.conn) return;
+    while (actor.running.size < actor.concurrency) {
+      const next = actor.queue.shift();
+      if (!next) break;
+      // Cancelled while it waited for its actor to be created.
+      if (next.cancelled) {
+        this.d.hooks.finished(next, cancelledValue(next));
+        continue;
+      }
+      actor.running.set(next.spec.id, next);
+      this.d.send(w, next);
+    }
+    if (actor.released && actor.running.size === 0 && actor.queue.length === 0) {
+      this.died(actor, 'all references to the actor were removed', true);
+    }
+  }
+
+  result(w: WorkerProc, task: Task, value: ObjValue, ok: boolean, retryable: boolean): void {
     const actor = w.job.actors.get(w.actorId ?? '');
-    if (!actor) return;
-    actor.busy = null;
-    if (task.spec.kind === 'actor_create') {
+    if (!actor || actor.running.get(task.spec.id) !== task) return;
+    actor.running.delete(task.spec.id);
+    if (task === actor.creation) {
       if (!ok) {
-        this.d.hooks.finished(task, value);
+        // A constructor that raised: the actor is dead, and is not restarted (as in Ray).
+        if (task.attempt === 1) this.d.hooks.finished(task, value);
         const e = value.kind === 'error' ? value.error : null;
-        this.died(actor, `its constructor raised ${e?.type ?? 'an error'}: ${e?.message ?? ''}`);
+        this.died(actor, `its constructor raised ${e?.type ?? 'an error'}: ${e?.message ?? ''}`, true);
         return;
       }
       actor.ready = true;
       w.job.counts.actors_alive++;
-    }
-    this.d.hooks.finished(task, value);
+      // A restart's constructor: its object is the first one's, already resolved.
+      if (task.attempt === 1) this.d.hooks.finished(task, value);
+    } else if (!ok && retryable && !task.cancelled && task.spec.retry_exceptions && retriesLeft(task)) {
+      task.attempt++;
+      actor.queue.unshift(task);
+    } else this.d.hooks.finished(task, value);
     this.pump(actor);
   }
 
-  died(actor: Actor, why: string): void {
+  /** The actor's process is gone: restart it if it may be, else it is dead. */
+  workerGone(actor: Actor, why: string): void {
+    if (actor.dead) return;
+    if (actor.final || actor.restartsLeft === 0 || actor.released || actor.job.ended) return this.died(actor, `the actor's worker process died (${why})`);
+    if (actor.restartsLeft > 0) actor.restartsLeft--;
+    if (actor.ready) actor.job.counts.actors_alive = Math.max(0, actor.job.counts.actors_alive - 1);
+    actor.ready = false;
+    const running = [...actor.running.values()];
+    actor.running.clear();
+    for (const t of running) {
+      if (t === actor.creation) continue;
+      if (!t.cancelled && retriesLeft(t)) {
+        t.attempt++;
+        actor.queue.unshift(t);
+      } else {
+        this.d.hooks.finished(t, t.cancelled ? cancelledValue(t) : errorValue('ActorUnavailableError', `actor ${actor.name} is restarting: its process died while running ${t.spec.name} (${why})`, t.spec.name));
+      }
+    }
+    const creation = actor.creation;
+    creation.attempt++;
+    actor.running.set(creation.spec.id, creation);
+    actor.worker = null;
+    // An actor whose process keeps dying at once is restarted at most once a second.
+    const wait = Math.max(0, actor.startedAt + RESTART_SPACING_MS - Date.now());
+    const start = (): void => {
+      if (actor.dead || actor.job.ended) return;
+      actor.startedAt = Date.now();
+      actor.worker = this.d.startWorker(actor.job, creation, `actor:${actor.id}`, actor.id);
+    };
+    if (wait === 0) start();
+    else setTimeout(guarded(this.d.log, 'restarting an actor', start), wait).unref();
+  }
+
+  died(actor: Actor, why: string, stop = true): void {
     if (actor.dead) return;
     actor.dead = { type: 'ActorDiedError', message: why, traceback: '', task: actor.name };
     if (actor.ready) actor.job.counts.actors_alive = Math.max(0, actor.job.counts.actors_alive - 1);
+    actor.ready = false;
     actor.job.counts.actors_dead++;
-    const failed = [...(actor.busy ? [actor.busy] : []), ...actor.queue];
-    actor.busy = null;
+    const failed = [...actor.running.values(), ...actor.queue].filter((t) => t !== actor.creation || t.attempt === 1);
+    actor.running.clear();
     actor.queue = [];
-    for (const t of failed) this.d.hooks.finished(t, errorValue('ActorDiedError', `actor ${actor.name} died before ${t.spec.name} finished: ${why}`, t.spec.name));
+    for (const t of failed) {
+      this.d.hooks.finished(t, t.cancelled ? cancelledValue(t) : errorValue('ActorDiedError', `actor ${actor.name} died before ${t.spec.name} finished: ${why}`, t.spec.name));
+    }
     if (actor.holding) this.d.ledger.release(actor.holding);
     actor.holding = null;
     const w = actor.worker;
-    if (w && w.state !== 'dead') w.handle?.terminate(this.d.killGraceMs).catch(() => undefined);
+    if (stop && w && w.state !== 'dead') w.handle?.terminate(this.d.killGraceMs).catch(() => undefined);
     if (w) w.state = w.handle ? w.state : 'dead';
+    this.d.gone(actor);
     this.d.pump();
   }
 
-  kill(job: JobState, actorId: string): boolean {
+  /** Kill an actor living here (`restart`: it starts again if it has restarts left). False if it does not live here. */
+  kill(job: JobState, actorId: string, restart = false): boolean {
     const actor = job.actors.get(actorId);
     if (!actor) return false;
+    if (restart && actor.restartsLeft !== 0 && !actor.dead && !actor.released && actor.worker?.handle) {
+      actor.worker.handle.terminate(this.d.killGraceMs).catch(() => undefined);
+      return true;
+    }
     this.died(actor, 'killed by raysub.kill()');
     return true;
   }
+
+  /** The actor's last handle went: it ends once the calls sent before have run. */
+  release(job: JobState, actorId: string): boolean {
+    const actor = job.actors.get(actorId);
+    if (!actor) return false;
+    actor.released = true;
+    this.pump(actor);
+    return true;
+  }
+
+  /** It ended itself (`exit_actor()`, `__ray_terminate__`): not restarted. */
+  exiting(w: WorkerProc): void {
+    const actor = w.job.actors.get(w.actorId ?? '');
+    if (actor) actor.final = true;
+  }
+
+  /** Cancel a call: dropped if queued, stopped if running (a call is never killed by force). */
+  cancel(job: JobState, actorId: string, taskId: string): boolean {
+    const actor = job.actors.get(actorId);
+    if (!actor) return false;
+    const i = actor.queue.findIndex((t) => t.spec.id === taskId);
+    if (i >= 0) {
+      const [t] = actor.queue.splice(i, 1);
+      if (t) this.d.hooks.finished(t, cancelledValue(t));
+      this.pump(actor);
+      return true;
+    }
+    const t = actor.running.get(taskId);
+    if (!t || t === actor.creation) return false;
+    t.cancelled = { force: false };
+    if (actor.worker) this.d.cancelRunning(actor.worker, t, false);
+    return true;
+  }
+}
+
+function retriesLeft(t: Task): boolean {
+  return t.spec.max_retries < 0 || t.attempt <= t.spec.max_retries;
 }

@@ -6,7 +6,7 @@
  */
 import { guarded } from '../../shared/boundary.js';
 import type { Logger } from '../../shared/log.js';
-import type { ClientMessage, SubmitSpec } from '../../shared/protocol/index.js';
+import { returnId, type ClientCall, type ClientMessage, type RefInfo, type SubmitSpec } from '../../shared/protocol/index.js';
 import type { Conn } from './conn.js';
 import type { Executor } from './executor.js';
 import { FrameError, type Frame, type PayloadStream } from './frames.js';
@@ -22,8 +22,13 @@ export interface ClientDeps {
   me(): string;
   /** A task submitted here: resolve its arguments, then run or relay it. */
   accept(task: Task): void;
-  /** A process asked for an actor to be killed that does not live here. */
-  killElsewhere(job: JobState, actorId: string, owner: string): void;
+  /** A process asked for an actor to be killed (`restart`: restarted if it may be). */
+  kill(job: JobState, actorId: string, owner: string, restart: boolean): void;
+  /** A process asked a question (`payload`: a handle's bytes). */
+  request(conn: Conn, reqId: number, call: ClientCall, payload: Buffer): void;
+  /** A process holds no reference to these objects or actors any more. */
+  release(job: JobState, objects: readonly string[], actors: readonly string[]): void;
+  cancel(job: JobState, ref: RefInfo, force: boolean): void;
 }
 
 /** What the agent holds for a task it has taken in: its record and its arguments. */
@@ -56,6 +61,10 @@ export class Clients implements IntakeHooks {
         if (!job.objects.free(msg.id)) throw new FrameError('DUPLICATE_ID', `object id ${msg.id} is already in use in this job`);
         return;
       case 'result':
+        if (msg.returns && msg.returns.reduce((a, b) => a + b, 0) !== msg.len) throw new FrameError('INVALID_MESSAGE', 'the sizes of a result\'s returns do not add up to its length');
+        if (!conn.worker) throw new FrameError('UNAUTHORIZED', 'only a worker sends results');
+        return;
+      case 'yield':
         if (!conn.worker) throw new FrameError('UNAUTHORIZED', 'only a worker sends results');
         return;
       default:
@@ -67,7 +76,9 @@ export class Clients implements IntakeHooks {
     if (payloadBytes <= INLINE_LIMIT) return null;
     let id: string | null = null;
     if (msg.t === 'put') id = msg.id;
-    else if (msg.t === 'result' && msg.ok && conn.worker) id = this.d.executor.currentTask(conn.worker)?.spec.id ?? null;
+    // A result of several values is split once it is in (it is held in memory, counted, meanwhile).
+    else if (msg.t === 'result' && msg.ok && !msg.returns && conn.worker) id = this.d.executor.taskOf(conn.worker, msg.task_id)?.spec.id ?? null;
+    else if (msg.t === 'yield' && msg.ok && conn.worker && this.d.executor.taskOf(conn.worker, msg.task_id)) id = returnId(msg.task_id, msg.index);
     if (id === null) return null;
     const objects = conn.job.objects;
     // A result for an object that has its value already (a task run twice): read and dropped.
@@ -109,16 +120,32 @@ export class Clients implements IntakeHooks {
           void job.objects.whenReady(r.id, r.owner).then(guarded(this.d.log, 'answering a get', (v: ObjValue) => this.push(conn, r.id, v, true)));
         }
         return;
-      case 'result':
-        if (conn.worker) this.d.executor.result(conn.worker, msg, upload ? upload() : Buffer.from(f.payload));
+      case 'result': {
+        const task = conn.worker ? this.d.executor.taskOf(conn.worker, msg.task_id) : null;
+        // A result for a task the worker no longer runs here (its actor restarted, it was cancelled by force): dropped.
+        if (conn.worker && task) this.d.executor.result(conn.worker, task, msg, upload ? upload() : Buffer.from(f.payload));
         return;
+      }
+      case 'yield': {
+        const task = conn.worker ? this.d.executor.taskOf(conn.worker, msg.task_id) : null;
+        if (!task) return;
+        const data = Buffer.from(f.payload);
+        this.d.executor.yielded(task, msg.index, upload ? upload() : msg.ok ? data : { ok: false, error: msg.error ?? { type: 'TaskError', message: 'the generator failed', traceback: '', task: task.spec.name }, data });
+        return;
+      }
+      case 'request':
+        return this.d.request(conn, msg.req_id, msg.call, Buffer.from(f.payload));
+      case 'release':
+        for (const id of msg.objects) conn.asked.delete(id);
+        return this.d.release(job, msg.objects, msg.actors);
+      case 'cancel':
+        return this.d.cancel(job, msg.ref, msg.force);
       case 'blocked':
       case 'unblocked':
         if (conn.worker) this.d.executor.blocked(conn.worker, msg.t === 'blocked');
         return;
       case 'kill_actor':
-        if (!this.d.executor.actors.kill(job, msg.actor.id)) this.d.killElsewhere(job, msg.actor.id, msg.actor.owner);
-        return;
+        return this.d.kill(job, msg.actor.id, msg.actor.owner, msg.restart === true);
     }
   }
 

@@ -6,31 +6,22 @@
  */
 import { guarded } from '../../shared/boundary.js';
 import type { Logger } from '../../shared/log.js';
-import type { ErrorInfo, Usage } from '../../shared/protocol/index.js';
+import { returnId, type Usage } from '../../shared/protocol/index.js';
 import { fromUnits } from '../../shared/resources.js';
 import { executeMessage } from './execute.js';
-import { fitsUsage, takeFromUsage, type Holding, type NodeLedger } from './ledger.js';
+import { takeFromUsage, type Holding, type NodeLedger } from './ledger.js';
+import { placeTask, type PlaceContext } from './taskPlacement.js';
 import type { JobState } from './jobState.js';
-import { errorValue, type ObjValue } from './objects.js';
-import { depError, shapeKey, type Task, type WorkerProc } from './types.js';
+import { cancelledValue, errorValue, type ObjValue } from './objects.js';
+import { depError, shapeKey, type ExecutorHooks, type Task, type WorkerProc } from './types.js';
 import { WorkerSlots } from './slots.js';
 import type { LaunchDeps } from './workerLaunch.js';
-import { startWorkerProcess, stopWorkerProcess } from './workerProcess.js';
+import { newWorker, startWorkerProcess, stopWorkerProcess, workerLabel } from './workerProcess.js';
+import { resultValue, taskError, yieldValue, type ResultMessage, type YieldedValue } from './results.js';
 import { ActorHost } from './actors.js';
 import { JobTaskWaits } from './jobTaskWaits.js';
 
-export interface ExecutorHooks {
-  finished(task: Task, value: ObjValue): void;
-  spill(task: Task): void;
-  actorPlaced(job: JobState, actorId: string): void;
-  output(job: JobState, stream: 'stdout' | 'stderr', data: Buffer): void;
-  /** Free resources on other nodes, as last heard from the head. */
-  remoteFree(): Usage[];
-  /** Tasks wait here that another node might take: hear from the head again soon. */
-  waiting(): void;
-  /** Every job's workers on this node. */
-  allWorkers(): Iterable<WorkerProc>;
-}
+export type { ExecutorHooks } from './types.js';
 
 const IDLE_WORKER_MS = 5 * 60_000;
 
@@ -50,7 +41,17 @@ export class Executor {
     readonly killGraceMs: number,
     private readonly log: Logger,
   ) {
-    this.actors = new ActorHost({ ledger, hooks, killGraceMs, startWorker: (j, t, k, a) => this.startWorker(j, t, k, a), send: (w, t) => this.send(w, t), pump: () => this.pump() });
+    this.actors = new ActorHost({
+      ledger,
+      log,
+      hooks,
+      killGraceMs,
+      startWorker: (j, t, k, a) => this.startWorker(j, t, k, a),
+      send: (w, t) => this.send(w, t),
+      cancelRunning: (w, t, force) => this.cancelRunning(w, t, force),
+      pump: () => this.pump(),
+      gone: (a) => hooks.actorGone(a.job, a.id),
+    });
     this.slots = new WorkerSlots(launch.launcher.capacity, fromUnits(ledger.totals.cpus));
     this.reaper = setInterval(guarded(log, 'stopping idle in-job workers', () => this.reapIdle()), 30_000);
     this.reaper.unref();
@@ -62,59 +63,70 @@ export class Executor {
   }
 
   enqueue(task: Task): void {
-    const err = depError(task);
+    const err = task.cancelled ? cancelledValue(task) : depError(task);
     if (task.spec.kind === 'actor_create') this.actors.expect(task, err);
     if (err) return this.finish(task, err);
     this.queueOf(task).push(task);
     this.pump();
   }
 
+  private queueKey(task: Task): string {
+    // Tasks of a placement group wait for their bundle, not for the node: a queue of their own.
+    const p = task.spec.placement;
+    return shapeKey(task.lang, task.spec.resources, []) + (p && 'group' in p ? `|pg:${task.job.jobId}:${p.group}` : '');
+  }
+
   private queueOf(task: Task): Task[] {
-    const key = shapeKey(task.lang, task.spec.resources, []);
+    const key = this.queueKey(task);
     let q = this.queues.get(key);
     if (!q) this.queues.set(key, (q = []));
     return q;
   }
 
-  /** Place what can be placed: job tasks first, then each shape's queue in order. */
+  /** Place what can be placed: job tasks first, then each queue in order (see taskPlacement.ts). */
   pump(): void {
     if (this.pumping) return;
     this.pumping = true;
     try {
       if (!this.jobTasks.serve()) return;
       let remote: Usage[] | null = null;
+      const ctx: PlaceContext = { ledger: this.ledger, me: this.launch.nodeId(), remoteFree: () => (remote ??= this.hooks.remoteFree()) };
       let spillable = false;
       for (const [key, q] of this.queues) {
-        while (q.length > 0) {
-          const task = q[0] as Task;
+        for (let i = 0; i < q.length; ) {
+          const task = q[i] as Task;
           if (task.job.ended) {
-            q.shift();
+            q.splice(i, 1);
             continue;
           }
-          const req = task.spec.resources;
-          const h = this.ledger.tryTake(req, task.job.jobId);
-          // It fits: it also needs room for its worker, else it waits holding nothing.
-          if (h && !this.slots.canRun(key, task.spec.kind === 'actor_create', task.job.workers, () => this.hooks.allWorkers(), (w) => this.retire(w))) {
-            this.ledger.release(h);
+          const d = placeTask(task, ctx);
+          if (d.kind === 'skip') {
+            i++;
+            continue;
+          }
+          if (d.kind === 'wait') {
+            spillable ||= d.spillable;
             break;
           }
-          if (h) {
-            q.shift();
-            task.holding = h;
+          if (d.kind === 'run') {
+            // It fits: it also needs room for its worker, else it waits holding nothing.
+            const shape = shapeKey(task.lang, task.spec.resources, []);
+            if (!this.slots.canRun(shape, task.spec.kind === 'actor_create', task.job.workers, () => this.hooks.allWorkers(), (w) => this.retire(w))) {
+              this.ledger.release(d.holding);
+              break;
+            }
+            q.splice(i, 1);
+            task.holding = d.holding;
+            if (d.bundle) task.bundle = d.bundle;
             this.dispatch(task);
             continue;
           }
-          if (task.origin !== 'local') break;
-          remote ??= this.hooks.remoteFree();
-          const never = !this.ledger.couldEverFit(req);
-          const elsewhere = remote.find((f) => fitsUsage(f, req));
-          if (!never && !elsewhere) {
-            spillable ||= remote.length > 0;
-            break;
+          q.splice(i, 1);
+          if (d.kind === 'fail') this.finish(task, errorValue(d.type, d.message, task.spec.name));
+          else {
+            if (d.took) takeFromUsage(d.took, task.spec.resources);
+            this.hooks.spill(task);
           }
-          if (elsewhere) takeFromUsage(elsewhere, req);
-          q.shift();
-          this.hooks.spill(task);
         }
         if (q.length === 0) this.queues.delete(key);
       }
@@ -140,35 +152,16 @@ export class Executor {
   }
 
   startWorker(job: JobState, task: Task, key: string, actorId: string | null): WorkerProc {
-    const w: WorkerProc = {
-      id: `w${++job.workerSeq}`,
-      job,
-      lang: task.lang,
-      key,
-      req: task.spec.resources,
-      gpuIds: task.holding?.gpuIds ?? [],
-      actorId,
-      state: 'starting',
-      conn: null,
-      handle: null,
-      task: null,
-      first: task,
-      idleSince: Date.now(),
-      slot: false,
-      evicted: false,
-      blocked: false,
-    };
-    job.workers.add(w);
+    const w = newWorker(job, task, key, actorId);
     this.slots.started(w);
-    const label = actorId ? `${task.spec.name.replace(/\.__init__$/, '')} actor` : `worker ${w.id}`;
-    startWorkerProcess(w, label, {
+    startWorkerProcess(w, workerLabel(w, task), {
       launch: this.launch,
       signal: this.stopping.signal,
       killGraceMs: this.killGraceMs,
       log: this.log,
       hooks: {
         output: (j, stream, data) => this.hooks.output(j, stream, data),
-        exited: (x, why) => this.workerGone(x, why),
+        exited: (x, why, clean) => this.workerGone(x, why, true, clean),
         failed: (x, err) => {
           if (err.code === 'NODE_AT_CAPACITY') return this.noRoom(x);
           this.log.warn({ err: err.message, job: job.jobId }, 'could not start an in-job worker');
@@ -223,10 +216,24 @@ export class Executor {
     w.state = 'idle';
     const t = w.first;
     w.first = null;
-    if (t) {
-      if (w.actorId) this.send(w, t);
-      else this.run(w, t);
-    }
+    if (!t) return;
+    if (w.actorId) return this.send(w, t);
+    if (t.cancelled) return this.finish(t, cancelledValue(t));
+    this.run(w, t);
+  }
+
+  /** Take a task out of its queue (false if it is not queued). */
+  dequeue(task: Task): boolean {
+    const q = this.queues.get(this.queueKey(task));
+    const i = q ? q.indexOf(task) : -1;
+    if (!q || i < 0) return false;
+    q.splice(i, 1);
+    return true;
+  }
+
+  cancelRunning(w: WorkerProc, task: Task, force: boolean): void {
+    if (force) stopWorkerProcess(w, this.killGraceMs, this.log);
+    else w.conn?.send({ t: 'cancel', task_id: task.spec.id, force: false });
   }
 
   private run(w: WorkerProc, task: Task): void {
@@ -240,33 +247,38 @@ export class Executor {
     executeMessage(task).then(
       guarded(this.log, 'sending a task to its worker', ({ header, payload }: Awaited<ReturnType<typeof executeMessage>>) => w.conn?.send(header, payload)),
       guarded(this.log, 'failing a task whose arguments are lost', (err: unknown) =>
-        this.result(w, { ok: false, error: info('ObjectLostError', `an argument could not be fetched: ${(err as Error).message}`, task) }, Buffer.alloc(0)),
+        this.result(w, task, { ok: false, error: taskError('ObjectLostError', `an argument could not be fetched: ${(err as Error).message}`, task) }, Buffer.alloc(0)),
       ),
     );
   }
 
-  /** The task a worker runs now (an actor's: the call it runs). */
-  currentTask(w: WorkerProc): Task | null {
-    return w.actorId ? (w.job.actors.get(w.actorId)?.busy ?? w.task) : w.task;
+  /** The task (or actor call) with this id that a worker runs now, if it runs one. */
+  taskOf(w: WorkerProc, taskId: string): Task | null {
+    if (w.actorId) return this.actors.runningTask(w, taskId);
+    return w.task?.spec.id === taskId ? w.task : null;
   }
 
-  /** A worker finished its task: its result's bytes, or the value they were already stored as. */
-  result(w: WorkerProc, msg: { ok: boolean; error?: ErrorInfo; fatal?: boolean }, payload: Buffer | ObjValue): void {
-    const task = this.currentTask(w);
-    if (!task) return;
-    const job = task.job;
-    let value: ObjValue;
-    if (!Buffer.isBuffer(payload)) value = payload;
-    else if (msg.ok) value = job.objects.store(task.spec.id, payload);
-    else value = { kind: 'error', error: msg.error ?? info('TaskError', 'the task failed', task), data: payload };
-    if (w.actorId) return this.actors.result(w, task, value, msg.ok);
+  /**
+   * A worker finished a task: its result's bytes (split into its values when it has several
+   * returns), or the value they were already stored as.
+   */
+  result(w: WorkerProc, task: Task, msg: ResultMessage, payload: Buffer | ObjValue): void {
+    const value = resultValue(task, msg, payload);
+    const retryable = msg.retryable !== false && !task.cancelled;
+    if (w.actorId) return this.actors.result(w, task, value, msg.ok, retryable);
     w.task = null;
     w.state = 'idle';
     w.idleSince = Date.now();
     task.worker = null;
-    if (!msg.ok && task.spec.retry_exceptions && this.retriesLeft(task)) this.retry(task);
+    if (!msg.ok && retryable && task.spec.retry_exceptions && this.retriesLeft(task)) this.retry(task);
     else this.finish(task, value);
     this.pump();
+  }
+
+  /** A generator task yielded a value (or its error): the object `<task id>_<index>`. */
+  yielded(task: Task, index: number, value: YieldedValue): void {
+    const id = returnId(task.spec.id, index);
+    this.hooks.item(task, id, yieldValue(task, id, value));
   }
 
   private retriesLeft(task: Task): boolean {
@@ -302,7 +314,7 @@ export class Executor {
     this.pump();
   }
 
-  private workerGone(w: WorkerProc, why: string, started = true): void {
+  private workerGone(w: WorkerProc, why: string, started = true, clean = false): void {
     this.slots.gone(w);
     // Its slot is free: a task waiting for room may start now.
     setImmediate(guarded(this.log, 'in-job queue', () => this.pump()));
@@ -314,12 +326,16 @@ export class Executor {
     w.first = null;
     if (w.actorId) {
       const actor = w.job.actors.get(w.actorId);
-      if (actor) this.actors.died(actor, `the actor's worker process died (${why})`);
-      else if (task) this.finish(task, errorValue('ActorDiedError', `the actor's worker process ${why}`, task.spec.name));
+      if (actor && actor.worker === w) {
+        // An actor that ended itself, or whose process never started, is not restarted.
+        if (clean || !started) actor.final = true;
+        this.actors.workerGone(actor, why);
+      } else if (!actor && task) this.finish(task, errorValue('ActorDiedError', `the actor's worker process ${why}`, task.spec.name));
       return;
     }
     if (!task || w.job.ended) return;
     task.worker = null;
+    if (task.cancelled) return this.finish(task, cancelledValue(task));
     if (started && this.retriesLeft(task)) {
       this.log.info({ task: task.spec.name, attempt: task.attempt }, 'in-job worker died; retrying its task');
       this.retry(task);
@@ -373,8 +389,4 @@ export class Executor {
     clearInterval(this.reaper);
     this.stopping.abort();
   }
-}
-
-function info(type: string, message: string, task: Task): ErrorInfo {
-  return { type, message, traceback: '', task: task.spec.name };
 }

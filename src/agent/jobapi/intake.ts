@@ -35,7 +35,8 @@ export class Intake implements FrameHandler<ClientMessage> {
   private frameLimit(): { bytes: number; why: string } {
     if (!this.conn.role) return { bytes: MAX_HELLO_BYTES, why: 'before its hello' };
     const job = this.conn.job;
-    const mem = this.conn.worker?.req.memory || job.memory;
+    // A task's `memory=` is logical (its worker has the job's memory limit): the job's limit bounds its frames.
+    const mem = job.memory;
     if (mem > 0) return { bytes: Math.min(mem, MAX_PAYLOAD_BYTES), why: `from a process limited to ${formatBytes(mem)}` };
     return { bytes: MAX_PAYLOAD_BYTES, why: 'from any process' };
   }
@@ -101,6 +102,8 @@ function declaredPayload(msg: ClientMessage): number | null {
       return msg.tasks.reduce((n, t) => n + t.args_len, 0);
     case 'put':
     case 'result':
+    case 'yield':
+    case 'request':
       return msg.len;
     default:
       return 0;

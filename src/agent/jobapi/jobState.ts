@@ -16,7 +16,7 @@ import { FrameError, FrameReader } from './frames.js';
 import { Intake, type IntakeHooks } from './intake.js';
 import { MAX_CONNECTIONS, MAX_HELD_BYTES, MAX_STORE_BYTES, MIN_HELD_BYTES } from './limits.js';
 import { ObjectTable, type ObjValue } from './objects.js';
-import type { Actor, Task, WorkerProc } from './types.js';
+import type { Actor, Bundle, Task, WorkerProc } from './types.js';
 
 /** Longest path a Unix socket may have (sun_path is 108 bytes with its terminating NUL). */
 const MAX_SOCKET_PATH = 107;
@@ -50,6 +50,16 @@ export class JobState {
   readonly parkedCalls = new Map<string, Task[]>();
   /** Per actor, the end of the chain that keeps one submitter's calls in order. */
   readonly callChains = new Map<string, Promise<void>>();
+  /** Actors whose last handle went before they were created here: they end once idle. */
+  readonly releasedActors = new Set<string>();
+  /** Tasks taken in here and not finished, by id (for cancellation). */
+  readonly live = new Map<string, Task>();
+  /** Tasks this node handed to the head and has no result for yet (a cancellation follows them there). */
+  readonly handedOff = new Set<string>();
+  /** Placement group bundles reserved on this node, by `<group>:<index>`. */
+  readonly bundles = new Map<string, Bundle>();
+  /** `ray.init(num_cpus=n)`: CPUs (in resource units) its in-job work may hold here at once; null: no limit. */
+  cpuLimit: number | null = null;
   readonly counts: InjobCounts = { pending: 0, running: 0, finished: 0, failed: 0, actors_alive: 0, actors_dead: 0 };
   private server: net.Server | null = null;
   private tmpDir: string | null = null;

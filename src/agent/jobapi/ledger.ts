@@ -16,12 +16,20 @@ export interface Holding {
   owner: string | null;
   /** CPUs given back while the holder is blocked in `get`. */
   lentCpus: number;
+  /**
+   * A holding inside a placement group's bundle: its resources are taken from (and given back to)
+   * the bundle's free capacity, not the node's (the bundle's own holding covers them on the node);
+   * its task slot is the node's, as every running task's.
+   */
+  within?: { free: Capacity; done: boolean };
 }
 
 export class NodeLedger {
   readonly totals: Capacity;
   readonly free: Capacity;
   private readonly holdings = new Set<Holding>();
+  /** Holdings inside bundles: each holds a task slot of the node. */
+  private readonly withins = new Set<Holding>();
 
   constructor(totals: { num_cpus: number; num_gpus: number; memory: number; resources: Record<string, number>; task_slots?: number | undefined }) {
     this.totals = capacityFromTotals(totals);
@@ -53,8 +61,27 @@ export class NodeLedger {
     return h;
   }
 
+  /** Reserve `req` inside a bundle's free capacity, if it fits there now. */
+  tryTakeWithin(bundleFree: Capacity, req: TaskRequest, owner: string): Holding | null {
+    const placed = this.free.tasks >= 1 ? fit(bundleFree, req) : null;
+    if (!placed) return null;
+    applyPlacement(bundleFree, req, placed.gpuIds, -1);
+    const h: Holding = { req, gpuIds: placed.gpuIds, owner, lentCpus: 0, within: { free: bundleFree, done: false } };
+    this.withins.add(h);
+    this.free.tasks -= 1;
+    return h;
+  }
+
   /** Give back what `h` holds; releasing twice is harmless. */
   release(h: Holding): void {
+    if (h.within) {
+      if (h.within.done || !this.withins.delete(h)) return;
+      h.within.done = true;
+      applyPlacement(h.within.free, h.req, h.gpuIds, 1);
+      h.within.free.cpus -= h.lentCpus;
+      this.free.tasks += 1;
+      return;
+    }
     if (!this.holdings.delete(h)) return;
     applyPlacement(this.free, h.req, h.gpuIds, 1);
     this.free.cpus -= h.lentCpus;
@@ -63,7 +90,7 @@ export class NodeLedger {
   /** Give back everything `owner`'s in-job work holds (its job ended); returns how many holdings went. */
   releaseOwner(owner: string): number {
     let n = 0;
-    for (const h of [...this.holdings]) {
+    for (const h of [...this.holdings, ...this.withins]) {
       if (h.owner !== owner) continue;
       this.release(h);
       n++;
@@ -73,7 +100,7 @@ export class NodeLedger {
 
   heldBy(owner: string): number {
     let n = 0;
-    for (const h of this.holdings) if (h.owner === owner) n++;
+    for (const h of [...this.holdings, ...this.withins]) if (h.owner === owner) n++;
     return n;
   }
 
@@ -87,21 +114,33 @@ export class NodeLedger {
       applyPlacement(sum, h.req, h.gpuIds, 1);
       sum.cpus -= h.lentCpus;
     }
+    sum.tasks += this.withins.size;
     return capacityDiff(sum, this.totals);
   }
 
   /** A holder blocked in `get` lends its CPUs back, so the tasks it waits for can run (as Ray does). */
   lend(h: Holding): void {
-    if (!this.holdings.has(h) || h.lentCpus > 0) return;
+    if (h.lentCpus > 0) return;
+    const pool = h.within ? (h.within.done ? null : h.within.free) : this.holdings.has(h) ? this.free : null;
+    if (!pool) return;
     h.lentCpus = toUnits(h.req.cpus);
-    this.free.cpus += h.lentCpus;
+    pool.cpus += h.lentCpus;
   }
 
   /** ...and takes them again when it wakes, even if that briefly oversubscribes the node. */
   reclaim(h: Holding): void {
-    if (!this.holdings.has(h) || h.lentCpus === 0) return;
-    this.free.cpus -= h.lentCpus;
+    if (h.lentCpus === 0) return;
+    const pool = h.within ? (h.within.done ? null : h.within.free) : this.holdings.has(h) ? this.free : null;
+    if (!pool) return;
+    pool.cpus -= h.lentCpus;
     h.lentCpus = 0;
+  }
+
+  /** CPUs `owner`'s in-job work holds here now, net of what it lent (for `ray.init(num_cpus=n)`). */
+  cpusHeldBy(owner: string): number {
+    let n = 0;
+    for (const h of this.holdings) if (h.owner === owner) n += toUnits(h.req.cpus) - h.lentCpus;
+    return n;
   }
 
   couldEverFit(req: TaskRequest): boolean {
@@ -120,6 +159,7 @@ export class NodeLedger {
       const share = toUnits(h.req.gpus) < 10_000 ? toUnits(h.req.gpus) : 10_000;
       for (const g of h.gpuIds) if (g < u.gpus.length) u.gpus[g] = (u.gpus[g] ?? 0) + share;
     }
+    u.tasks = (u.tasks ?? 0) + this.withins.size;
     u.cpus = Math.max(0, u.cpus);
     return u;
   }

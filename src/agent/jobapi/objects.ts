@@ -279,6 +279,11 @@ export function errorValue(type: InjobErrorName, message: string, task: string):
   return { kind: 'error', error: { type, message, traceback: '', task }, data: Buffer.alloc(0) };
 }
 
+/** The object of a task that was cancelled (TaskCancelledError where it is read). */
+export function cancelledValue(task: { spec: { name: string } }): ObjValue {
+  return errorValue('TaskCancelledError', `${task.spec.name} was cancelled`, task.spec.name);
+}
+
 function overValue(id: string, budget: JobBudget): ObjValue {
   return errorValue('ObjectLostError', `object ${id} was not kept: ${budget.over ?? 'the job is over its share'}`, '');
 }

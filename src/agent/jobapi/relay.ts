@@ -10,9 +10,9 @@ import { MAX_REPORT_INJOB_BYTES } from './limits.js';
 type Lists = Omit<InjobReport, 'address' | 'usage' | 'jobs' | 'counts'>;
 type ListName = keyof Lists;
 
-const NAMES: readonly ListName[] = ['failed', 'submit', 'results', 'received', 'done', 'actors', 'kill_actors', 'logs'];
+const NAMES: readonly ListName[] = ['failed', 'bundles', 'requests', 'submit', 'results', 'received', 'done', 'actors', 'kill_actors', 'actors_gone', 'cancels', 'logs'];
 
-const empty = (): Lists => ({ submit: [], results: [], received: [], done: [], actors: [], kill_actors: [], logs: [], failed: [] });
+const empty = (): Lists => ({ submit: [], results: [], received: [], done: [], actors: [], kill_actors: [], logs: [], failed: [], actors_gone: [], requests: [], cancels: [], bundles: [] });
 
 /** About what an item adds to a report's JSON. */
 function itemBytes(name: ListName, item: unknown): number {
@@ -27,6 +27,7 @@ function itemBytes(name: ListName, item: unknown): number {
   }
   if (name === 'logs') return 100 + (item as Lists['logs'][number]).data.length;
   if (name === 'failed') return 100 + (item as Lists['failed'][number]).message.length;
+  if (name === 'requests') return 200 + JSON.stringify((item as Lists['requests'][number]).call).length;
   return 150;
 }
 

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { guarded, runGuarded } from '../../shared/boundary.js';
 import {
+  returnId,
   type Assignment,
   type InjobAnswer,
   type InjobPoll,
@@ -20,10 +21,12 @@ import {
 import type { Logger } from '../../shared/log.js';
 import type { Outbox } from '../outbox.js';
 import { Clients, taskCost } from './clients.js';
+import { Control } from './control.js';
 import { Executor } from './executor.js';
 import { JobState } from './jobState.js';
 import { NodeLedger, type Holding } from './ledger.js';
-import { MAX_RELAYED_INLINE_BYTES, MAX_RELAYED_LOG_BYTES } from './limits.js';
+import { MAX_RELAYED_INLINE_BYTES } from './limits.js';
+import { workerOutput } from './workerOutput.js';
 import { errorValue, fromRelay, INLINE_LIMIT, type ObjValue } from './objects.js';
 import { Peers } from './peers.js';
 import { Relay } from './relay.js';
@@ -57,6 +60,7 @@ export class JobApi {
   private viewTimer: NodeJS.Timeout | null = null;
   private readonly root: string;
   private readonly clients: Clients;
+  private readonly control: Control;
 
   constructor(private readonly d: JobApiDeps) {
     this.root = path.join(d.workDir, 'j');
@@ -65,6 +69,11 @@ export class JobApi {
     this.ledger = new NodeLedger(d.totals);
     this.executor = new Executor(this.ledger, d, {
       finished: (t, v) => this.finished(t, v),
+      item: (t, id, v) => this.item(t, id, v),
+      actorGone: (job, id) => {
+        this.relay.push('actors_gone', { job_id: job.jobId, actor_id: id });
+        this.d.wake();
+      },
       spill: (t) => this.spill(t),
       actorPlaced: (job, id) => {
         this.relay.push('actors', { job_id: job.jobId, actor_id: id });
@@ -92,11 +101,12 @@ export class JobApi {
       log: d.log,
       me: () => this.me(),
       accept: (t) => this.accept(t),
-      killElsewhere: (job, actorId, owner) => {
-        this.relay.push('kill_actors', { job_id: job.jobId, actor_id: actorId, owner });
-        this.d.wake();
-      },
+      kill: (job, actorId, owner, restart) => this.control.kill(job, actorId, owner, restart),
+      request: (conn, reqId, call, payload) => this.control.request(conn, reqId, call, payload),
+      release: (job, objects, actors) => this.control.release(job, objects, actors),
+      cancel: (job, ref, force) => this.control.cancel(job, ref, force),
     });
+    this.control = new Control({ executor: this.executor, ledger: this.ledger, relay: this.relay, log: d.log, me: () => this.me(), wake: () => this.d.wake(), job: (id) => this.jobs.get(id) });
   }
 
   private me(): string {
@@ -165,6 +175,7 @@ export class JobApi {
   /** Resolve a task's arguments, keep one submitter's actor calls in order, then run or relay it. */
   private accept(task: Task): void {
     const { job, spec } = task;
+    job.live.set(spec.id, task);
     const deps = (): Promise<void> =>
       Promise.all(spec.deps.map(async (d) => task.deps.set(d.id, await job.objects.whenReady(d.id, d.owner)))).then(() => undefined);
     if (spec.kind === 'actor_call') {
@@ -214,6 +225,8 @@ export class JobApi {
   private toHead(task: Task): void {
     task.decide?.('remote');
     const { job } = task;
+    job.live.delete(task.spec.id);
+    job.handedOff.add(task.spec.id);
     let inline = 0;
     const deps = [...task.deps].map(([id, v]) => {
       if (v.kind === 'inline' && (inline += v.data.length) > MAX_RELAYED_INLINE_BYTES) v = job.objects.toFile(id) ?? v;
@@ -238,40 +251,43 @@ export class JobApi {
   }
 
   private finished(task: Task, value: ObjValue): void {
-    const { job } = task;
+    const { job, spec } = task;
     this.settled(task);
-    if (task.spec.kind === 'actor_create') task.decide?.('local');
+    if (job.live.get(spec.id) === task) job.live.delete(spec.id);
+    if (spec.kind === 'actor_create') task.decide?.('local');
     // Recorded here whoever owns it: a large value stays in this node's store and is fetched from here.
-    job.objects.resolve(task.spec.id, value);
+    job.objects.resolve(spec.id, value);
+    // A task of N returns: each of its objects is its value, or (failed) its error.
+    const n = typeof spec.num_returns === 'number' && spec.num_returns !== 1 ? spec.num_returns : 0;
+    for (let i = 0; i < n; i++) {
+      const rid = returnId(spec.id, i);
+      if (value.kind === 'error') job.objects.resolve(rid, value);
+      const v = job.objects.get(rid);
+      if (v) this.toOwner(task, rid, v);
+    }
     if (task.origin === 'head') {
-      if (task.ownerNode !== this.me()) this.relay.push('results', { job_id: job.jobId, id: task.spec.id, owner_node: task.ownerNode, value: job.objects.toRelay(value) });
-      this.relay.push('done', { job_id: job.jobId, id: task.spec.id });
+      this.toOwner(task, spec.id, value);
+      this.relay.push('done', { job_id: job.jobId, id: spec.id });
       this.d.wake();
     }
   }
 
-  private output(job: JobState, stream: 'stdout' | 'stderr', data: Buffer): void {
-    if (data.length === 0) return;
-    const driver = job.drivers[0];
-    if (driver) return this.d.outbox.output(driver, stream, data);
-    // Through the head, to a node running one of the job's tasks: at most MAX_RELAYED_LOG_BYTES waiting at once.
-    if (job.relayedLogBytes + data.length > MAX_RELAYED_LOG_BYTES) {
-      job.droppedLogBytes += data.length;
-      return;
-    }
-    if (job.droppedLogBytes > 0) {
-      const note = Buffer.from(`[raysub] ${job.droppedLogBytes} bytes of worker output were dropped: more than ${MAX_RELAYED_LOG_BYTES} bytes waited to go through the head\n`);
-      job.droppedLogBytes = 0;
-      data = Buffer.concat([note, data]);
-    }
-    for (let at = 0; at < data.length; at += 64 * 1024) {
-      const piece = data.subarray(at, at + 64 * 1024);
-      job.relayedLogBytes += piece.length;
-      this.relay.push('logs', { job_id: job.jobId, data: piece.toString('base64') }, () => {
-        job.relayedLogBytes -= piece.length;
-      });
-    }
+  /** One of a task's values before it finished (a generator's yield). */
+  private item(task: Task, id: string, value: ObjValue): void {
+    task.job.objects.resolve(id, value);
+    const v = task.job.objects.get(id);
+    if (v) this.toOwner(task, id, v);
+  }
+
+  /** A value of a task placed here by the head goes back to its owner's node. */
+  private toOwner(task: Task, id: string, value: ObjValue): void {
+    if (task.origin !== 'head' || task.ownerNode === this.me()) return;
+    this.relay.push('results', { job_id: task.job.jobId, id, owner_node: task.ownerNode, value: task.job.objects.toRelay(value) });
     this.d.wake();
+  }
+
+  private output(job: JobState, stream: 'stdout' | 'stderr', data: Buffer): void {
+    workerOutput(job, stream, data, { outbox: this.d.outbox, relay: this.relay, wake: () => this.d.wake() });
   }
 
   // ---- the head -------------------------------------------------------------------------------
@@ -287,6 +303,8 @@ export class JobApi {
     if (!ans) return;
     this.peers.nodes = ans.nodes;
     this.free = ans.free;
+    if (ans.cluster) this.control.view = { nodes: ans.cluster, free: ans.free };
+    this.control.requests.answered(ans.replies ?? []);
     this.ended(ans.ended);
     this.executor.pump();
   }
@@ -314,6 +332,7 @@ export class JobApi {
         const task: Task = { job, spec: t.spec, args, lang: t.lang, attempt: t.attempt, origin: 'head', ownerNode: t.owner_node, deps, holding: null, worker: null, dispatched: false, charged: taskCost(args) };
         if (typeof t.args !== 'string') task.argsFile = t.args;
         job.budget.hold(task.charged, `task ${t.spec.name}`);
+        job.live.set(t.spec.id, task);
         this.relay.push('received', { job_id: t.job_id, id: t.spec.id });
         if (t.spec.kind === 'actor_call') this.executor.actors.call(task);
         else {
@@ -321,10 +340,14 @@ export class JobApi {
           this.executor.enqueue(task);
         }
       } else if (msg.type === 'result') {
-        this.jobs.get(msg.result.job_id)?.objects.resolve(msg.result.id, fromRelay(msg.result.value));
-      } else if (msg.type === 'kill_actor') {
-        const job = this.jobs.get(msg.job_id);
-        if (job) this.executor.actors.kill(job, msg.actor_id);
+        const job = this.jobs.get(msg.result.job_id);
+        job?.handedOff.delete(msg.result.id);
+        job?.objects.resolve(msg.result.id, fromRelay(msg.result.value));
+      } else if (msg.type === 'kill_actor' || msg.type === 'cancel') {
+        this.control.delivered(msg);
+      } else if (msg.type === 'bundle') {
+        if (this.endedJobs.has(msg.job_id)) continue;
+        this.control.bundle(await this.job(msg.job_id, msg.job), msg);
       } else {
         const job = this.jobs.get(msg.job_id);
         const driver = job?.drivers[0];
@@ -341,6 +364,7 @@ export class JobApi {
       if (!job || job.ended) continue;
       this.jobs.delete(id);
       this.endedJobs.add(id);
+      this.control.requests.forgetJob(id);
       if (this.endedJobs.size > ENDED_KEPT) this.endedJobs.delete(this.endedJobs.values().next().value ?? id);
       const ending = this.executor.endJob(job);
       this.checkLedger(id);
@@ -365,6 +389,7 @@ export class JobApi {
 
   async close(): Promise<void> {
     if (this.viewTimer) clearTimeout(this.viewTimer);
+    this.control.close();
     this.executor.close();
     await Promise.allSettled([...this.jobs.values()].map((j) => this.executor.endJob(j).finally(() => j.close())));
     this.jobs.clear();

@@ -1,6 +1,7 @@
 /**
  * Start a warm worker for a job: the same package copy, runtime env, variables and sandbox as
- * the job's own tasks, with cgroup limits equal to what the tasks it will run asked for.
+ * the job's own tasks. Its tasks' resources are logical (they decide where and when they run): the
+ * worker gets a CPU share weighted by its tasks' CPUs and the job's own memory limit.
  */
 import path from 'node:path';
 import type { Assignment } from '../../shared/protocol/index.js';
@@ -74,7 +75,10 @@ export async function launchWorker(deps: LaunchDeps, job: JobState, o: { workerI
       argv: ['/bin/sh', '-c', command],
       cwd: dir,
       env: api.env,
-      resources: o.req,
+      // As in Ray, a task's CPUs and memory are logical: they weight its share of the CPUs (no quota,
+      // no pinning), and its worker is held to the job's own memory limit, not to its `memory=`.
+      resources: { ...o.req, memory: job.memory },
+      cpuQuota: false,
       gpuIds: o.gpuIds,
       network: ctx.sandbox.network ?? 'host',
       readOnlyPaths: [...prepared.readOnlyPaths, ...api.paths],

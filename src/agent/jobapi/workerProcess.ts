@@ -9,13 +9,13 @@ import type { Logger } from '../../shared/log.js';
 import type { WorkerHandle } from '../launcher.js';
 import type { JobState } from './jobState.js';
 import { LineSplitter } from './lines.js';
-import type { WorkerProc } from './types.js';
+import type { Task, WorkerProc } from './types.js';
 import { launchWorker, type LaunchDeps, type LaunchedWorker } from './workerLaunch.js';
 
 export interface WorkerProcessHooks {
   output(job: JobState, stream: 'stdout' | 'stderr', data: Buffer): void;
-  /** The process is gone (`why` says how it ended). */
-  exited(w: WorkerProc, why: string): void;
+  /** The process is gone (`why` says how it ended; `clean`: it exited with code 0). */
+  exited(w: WorkerProc, why: string, clean: boolean): void;
   /** It never started. */
   failed(w: WorkerProc, err: RaysubError): void;
 }
@@ -38,13 +38,42 @@ export function startWorkerProcess(w: WorkerProc, label: string, o: { launch: La
             const rest = out[s].flush();
             if (rest.length) hooks.output(job, s, rest);
           }
-          hooks.exited(w, `exit code ${exit.code ?? exit.signal ?? '?'}${exit.oom ? ', killed for exceeding its memory limit' : ''}`);
+          hooks.exited(w, `exit code ${exit.code ?? exit.signal ?? '?'}${exit.oom ? ', killed for exceeding its memory limit' : ''}`, exit.code === 0);
         }),
-        guarded(log, 'in-job worker exit', (err: unknown) => hooks.exited(w, `lost: ${(err as Error).message}`)),
+        guarded(log, 'in-job worker exit', (err: unknown) => hooks.exited(w, `lost: ${(err as Error).message}`, false)),
       );
     }),
     guarded(log, 'in-job worker start failure', (err: unknown) => hooks.failed(w, toRaysubError(err))),
   );
+}
+
+/** A new worker's record, starting, for `task` (an actor's creation, or its first task). */
+export function newWorker(job: JobState, task: Task, key: string, actorId: string | null): WorkerProc {
+  const w: WorkerProc = {
+    id: `w${++job.workerSeq}`,
+    job,
+    lang: task.lang,
+    key,
+    req: task.spec.resources,
+    gpuIds: task.holding?.gpuIds ?? [],
+    actorId,
+    state: 'starting',
+    conn: null,
+    handle: null,
+    task: null,
+    first: task,
+    idleSince: Date.now(),
+    slot: false,
+    evicted: false,
+    blocked: false,
+  };
+  job.workers.add(w);
+  return w;
+}
+
+/** How its output lines are prefixed in the job's log. */
+export function workerLabel(w: WorkerProc, task: Task): string {
+  return w.actorId ? `${task.spec.name.replace(/\.__init__$/, '')} actor` : `worker ${w.id}`;
 }
 
 /** Stop a worker's process (it is told gone once it has exited). */

@@ -19,6 +19,9 @@ export const injobErrors = {
   ObjectLostError: { doc: 'the object could not be retrieved: its node is gone, the job ended, or it was not kept (the job was over a limit)', python: 'ObjectLostError', node: 'ObjectLostError' },
   UnschedulableError: { doc: 'no node can ever provide what the task asks for', python: 'TaskUnschedulableError', node: 'UnschedulableError' },
   AgentError: { doc: 'the agent could not run the task (an error inside raysub)', python: 'RaySystemError', node: 'RaysubError' },
+  TaskCancelledError: { doc: 'the task was cancelled before it ran, or its worker was killed to cancel it', python: 'TaskCancelledError', node: 'TaskCancelledError' },
+  ActorUnavailableError: { doc: 'the actor was restarting when the call ran: its process died and it has restarts left', python: 'ActorUnavailableError', node: 'ActorDiedError' },
+  TaskPlacementGroupRemoved: { doc: 'the placement group the task or actor was to run in was removed', python: 'TaskPlacementGroupRemoved', node: 'RaysubError' },
 } as const;
 export type InjobErrorName = keyof typeof injobErrors;
 

@@ -1,6 +1,5 @@
 import { z } from 'zod';
 import { packageNameSchema } from './packages.js';
-import { resourceMapSchema, submissionIdSchema } from './common.js';
 
 /**
  * The in-job task API. Two wires:
@@ -14,22 +13,8 @@ import { resourceMapSchema, submissionIdSchema } from './common.js';
  *   other nodes. Bytes are base64 there; large values never travel this way (only locations).
  */
 
-// ---- ids -----------------------------------------------------------------------------------------
-
-/**
- * Ids a job chooses itself (tasks, objects, actors) name files in the agent's object store and keys
- * of the agent's and the head's tables: a fixed alphabet and length, checked where they enter.
- * The libraries make them as 12 random hex digits and a counter.
- */
-export const OBJECT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
-export const objectIdSchema = z.string().regex(OBJECT_ID_PATTERN, 'an object id is 1 to 64 characters of A-Z, a-z, 0-9, "_" and "-"');
-/** A node id as the head makes them (`node_<hex>`); empty where the owner is not known yet. */
-export const nodeIdSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'a node id is 1 to 64 characters of A-Z, a-z, 0-9, "_" and "-"');
-export const ownerSchema = z.union([z.literal(''), nodeIdSchema]);
-/** A job id: the job's submission id. */
-export const jobIdSchema = submissionIdSchema;
-/** A warm worker's id, as its agent gave it (`w<n>`). */
-export const workerIdSchema = z.string().regex(/^w[0-9]{1,12}$/, 'a worker id is "w" and a number');
+import { injobResourcesSchema, jobIdSchema, nodeIdSchema, objectIdSchema, ownerSchema, workerIdSchema } from './jobapiBase.js';
+import { clientCallSchema, injobReplySchema, injobRequestSchema, MAX_BUNDLES, replyErrorSchema } from './jobapiRequests.js';
 
 export const langSchema = z.enum(['python', 'node']);
 export type Lang = z.infer<typeof langSchema>;
@@ -42,18 +27,27 @@ export const fnRefSchema = z.object({
 });
 export type FnRef = z.infer<typeof fnRefSchema>;
 
-export const injobResourcesSchema = z.object({
-  cpus: z.number().min(0).max(100_000),
-  gpus: z.number().min(0).max(1024),
-  memory: z.number().int().min(0),
-  custom: resourceMapSchema,
-});
 
 export const refSchema = z.object({ id: objectIdSchema, owner: ownerSchema });
 export type RefInfo = z.infer<typeof refSchema>;
 
 export const taskKindSchema = z.enum(['task', 'actor_create', 'actor_call']);
 export type TaskKind = z.infer<typeof taskKindSchema>;
+
+/** A task's results past its first: `num_returns` objects, or the values a generator yields. */
+export const MAX_RETURNS = 100_000;
+export const MAX_YIELDS = 10_000_000;
+/** The object id of a task's `index`-th return or yielded value (the library names them the same way). */
+export const returnId = (taskId: string, index: number): string => `${taskId}_${index}`;
+/** A task id with returns leaves room for `_<index>` within an object id's 64 characters. */
+const MAX_RETURNING_ID = 64 - 1 - String(MAX_YIELDS).length;
+
+/** Where a task or actor must run: a placement group's bundle (-1: any of the group's), or a node. */
+export const placementSchema = z.union([
+  z.object({ group: objectIdSchema, bundle: z.number().int().min(-1).max(MAX_BUNDLES - 1) }),
+  z.object({ node: nodeIdSchema, soft: z.boolean() }),
+]);
+export type Placement = z.infer<typeof placementSchema>;
 
 /** A task as its submitter describes it (job socket). Its id is also its result's object id. */
 export const submitSpecSchema = z.object({
@@ -69,7 +63,14 @@ export const submitSpecSchema = z.object({
   /** Objects passed as top-level arguments: resolved before the task runs. */
   deps: z.array(refSchema).max(10_000),
   args_len: z.number().int().min(0),
-});
+  /** Results: N objects `<id>_<i>`, a generator's values as it yields them ('streaming'), or all at its end ('dynamic'). Default 1: the task's own object. */
+  num_returns: z.union([z.number().int().min(0).max(MAX_RETURNS), z.enum(['streaming', 'dynamic'])]).optional(),
+  /** An actor's calls that may run at once (threads, or an async actor's coroutines). */
+  max_concurrency: z.number().int().min(1).max(100_000).optional(),
+  /** Times an actor is restarted when its process dies (-1: always). */
+  max_restarts: z.number().int().min(-1).max(100_000).optional(),
+  placement: placementSchema.optional(),
+}).refine((s) => s.num_returns === undefined || s.num_returns === 1 || s.id.length <= MAX_RETURNING_ID, { message: `a task with several returns has an id of at most ${MAX_RETURNING_ID} characters`, path: ['id'] });
 export type SubmitSpec = z.infer<typeof submitSpecSchema>;
 
 export const errorInfoSchema = z.object({
@@ -103,10 +104,23 @@ export const clientMessageSchema = z.discriminatedUnion('t', [
     error: errorInfoSchema.optional(),
     /** The worker's process is unusable after this (an actor whose constructor failed). */
     fatal: z.boolean().optional(),
+    /** A task with `num_returns` N: the bytes of each of its N values, in order, in the payload. */
+    returns: z.array(z.number().int().min(0)).max(MAX_RETURNS).optional(),
+    /** false: not retried whatever its retry options (it was cancelled, or its exception is not one to retry). */
+    retryable: z.boolean().optional(),
   }),
+  /** A generator task yielded its `index`-th value (or raised: the error is that item). */
+  z.object({ t: z.literal('yield'), task_id: objectIdSchema, index: z.number().int().min(0).max(MAX_YIELDS - 1), ok: z.boolean(), len: z.number().int().min(0), error: errorInfoSchema.optional() }),
   z.object({ t: z.literal('blocked') }),
   z.object({ t: z.literal('unblocked') }),
-  z.object({ t: z.literal('kill_actor'), actor: refSchema }),
+  /** `restart`: the actor is restarted if it has restarts left (`ray.kill(no_restart=False)`). */
+  z.object({ t: z.literal('kill_actor'), actor: refSchema, restart: z.boolean().optional() }),
+  /** A question about the cluster or the job's shared state (answered by a `reply`); `len` payload bytes go with it. */
+  z.object({ t: z.literal('request'), req_id: z.number().int().min(0), call: clientCallSchema, len: z.number().int().min(0).max(64 * 1024) }),
+  /** This process holds no reference to these objects or actors any more (it made them, and none escaped it). */
+  z.object({ t: z.literal('release'), objects: z.array(objectIdSchema).max(100_000), actors: z.array(objectIdSchema).max(100_000) }),
+  /** Cancel a task: never run it if it has not started; stop it if it runs (`force`: kill its worker). */
+  z.object({ t: z.literal('cancel'), ref: refSchema, force: z.boolean(), recursive: z.boolean() }),
 ]);
 export type ClientMessage = z.infer<typeof clientMessageSchema>;
 
@@ -171,6 +185,10 @@ export const agentMessageSchema = z.discriminatedUnion('t', [
   z.object({ t: z.literal('resolved'), items: z.array(resolvedItemSchema) }),
   /** To a worker: run this task (its arguments, then its inline dependencies, in the payload). */
   z.object({ t: z.literal('execute'), task: executeTaskSchema }),
+  /** The answer to a `request` (a named actor's handle follows in the payload). */
+  z.object({ t: z.literal('reply'), req_id: z.number().int().min(0), ok: z.boolean(), value: z.unknown().optional(), error: replyErrorSchema.optional() }),
+  /** To a worker: stop this task it runs (it was cancelled). */
+  z.object({ t: z.literal('cancel'), task_id: objectIdSchema, force: z.boolean() }),
 ]);
 export type AgentMessage = z.infer<typeof agentMessageSchema>;
 
@@ -263,7 +281,16 @@ export const injobReportSchema = z.object({
   done: z.array(jobTaskIdSchema).max(100_000),
   /** Actors this node started, so calls from other nodes find them. */
   actors: z.array(z.object({ job_id: jobIdSchema, actor_id: objectIdSchema })).max(100_000),
-  kill_actors: z.array(z.object({ job_id: jobIdSchema, actor_id: objectIdSchema, owner: ownerSchema })).max(10_000),
+  /** `graceful`: its last handle went (it ends once the calls sent before have run); `restart`: it is restarted if it may be. */
+  kill_actors: z.array(z.object({ job_id: jobIdSchema, actor_id: objectIdSchema, owner: ownerSchema, graceful: z.boolean().optional(), restart: z.boolean().optional() })).max(10_000),
+  /** Actors that died here for good: their names are free again. */
+  actors_gone: z.array(z.object({ job_id: jobIdSchema, actor_id: objectIdSchema })).max(100_000).default([]),
+  /** Questions of the job's processes only the head answers (its answer carries the replies). */
+  requests: z.array(injobRequestSchema).max(10_000).default([]),
+  /** Cancellations of tasks this node handed to the head. */
+  cancels: z.array(z.object({ job_id: jobIdSchema, id: objectIdSchema, force: z.boolean() })).max(100_000).default([]),
+  /** Placement group bundles this node now holds on its own ledger (its usage covers them). */
+  bundles: z.array(z.object({ job_id: jobIdSchema, group: objectIdSchema, index: z.number().int().min(0).max(MAX_BUNDLES - 1) })).max(100_000).default([]),
   /** Worker output for a job whose tasks run elsewhere: the head passes it to a node running one of its tasks. */
   logs: z.array(z.object({ job_id: jobIdSchema, data: inlineDataSchema })).max(10_000),
   /** Jobs whose in-job traffic went over a limit here: the head fails them (INJOB_LIMIT_EXCEEDED). */
@@ -274,7 +301,19 @@ export type InjobReport = z.infer<typeof injobReportSchema>;
 export const injobDeliverySchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('task'), task: relayTaskSchema, job: jobContextSchema }),
   z.object({ type: z.literal('result'), result: relayResultSchema }),
-  z.object({ type: z.literal('kill_actor'), job_id: jobIdSchema, actor_id: objectIdSchema }),
+  z.object({ type: z.literal('kill_actor'), job_id: jobIdSchema, actor_id: objectIdSchema, graceful: z.boolean().optional(), restart: z.boolean().optional() }),
+  z.object({ type: z.literal('cancel'), job_id: jobIdSchema, id: objectIdSchema, force: z.boolean() }),
+  /** Reserve (or give back) a placement group's bundle on this node. */
+  z.object({
+    type: z.literal('bundle'),
+    job_id: jobIdSchema,
+    group: objectIdSchema,
+    index: z.number().int().min(0).max(MAX_BUNDLES - 1),
+    resources: injobResourcesSchema,
+    gpu_ids: z.array(z.number().int().min(0)),
+    reserve: z.boolean(),
+    job: jobContextSchema,
+  }),
   z.object({ type: z.literal('log'), job_id: jobIdSchema, data: inlineDataSchema }),
 ]);
 export type InjobDelivery = z.infer<typeof injobDeliverySchema>;
@@ -287,6 +326,10 @@ export const injobAnswerSchema = z.object({
   nodes: z.record(z.string(), z.string()),
   /** Free resources per live node, as the head sees them (for deciding whether to spill). */
   free: z.record(z.string(), usageSchema),
+  /** The live nodes (what `ray.nodes()` and `cluster_resources()` tell a job). */
+  cluster: z.array(z.object({ node_id: nodeIdSchema, name: z.string().max(256), address: z.string().max(512), total: usageSchema })).max(10_000).optional(),
+  /** The head's answers to the report's requests. */
+  replies: z.array(injobReplySchema).max(10_000).optional(),
 });
 export type InjobAnswer = z.infer<typeof injobAnswerSchema>;
 

@@ -54,9 +54,12 @@ export class GetTimeoutError extends RaysubError {
 export class UnschedulableError extends RaysubError {
   override name = 'UnschedulableError';
 }
+export class TaskCancelledError extends RaysubError {
+  override name = 'TaskCancelledError';
+}
 
 /** The exception classes the contract's in-job error names map to (contract.ts, ERRORS[name].node). */
-const errorClasses: Record<string, new (message: string) => RaysubError> = { RaysubError, ActorDiedError, WorkerCrashedError, ObjectLostError, UnschedulableError };
+const errorClasses: Record<string, new (message: string) => RaysubError> = { RaysubError, ActorDiedError, WorkerCrashedError, ObjectLostError, UnschedulableError, TaskCancelledError };
 
 /** @internal The error a `get` rejects with for a failed object. */
 export function errorOf(e: { type: string; message: string; traceback: string; task: string }): RaysubError {

@@ -33,6 +33,10 @@ def _system(info, ref_id):
     task = info.get("task", "") or ""
     if kind == "ActorDiedError":
         return exceptions.ActorDiedError(msg)
+    if kind == "ActorUnavailableError":
+        return exceptions.ActorUnavailableError(msg)
+    if kind == "TaskPlacementGroupRemoved":
+        return exceptions.ActorPlacementGroupRemoved(msg) if task.endswith(".__init__") else exceptions.TaskPlacementGroupRemoved(msg)
     if kind == "WorkerCrashedError":
         return exceptions.WorkerCrashedError(msg)
     if kind in ("ObjectLostError", "OwnerDiedError", "ObjectFreedError"):
