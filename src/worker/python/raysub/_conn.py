@@ -4,12 +4,14 @@ Frames are `[u32 header length][u32 payload length][JSON header][payload]`, big-
 thread files results as they arrive; submissions are buffered and sent in batches (after a couple
 of milliseconds, at a size threshold, or before anything waits on a result)."""
 
+import collections
 import json
 import queue
 import os
 import socket
 import struct
 import threading
+import time
 
 from . import _schema
 from ._contract import AGENT_MESSAGE, SIZES
@@ -70,11 +72,19 @@ class Connection:
             raise ConnectionError("the agent refused this process: %s: %s" % (welcome.get("code", "?"), welcome.get("message", welcome)))
         self.node_id = welcome["node_id"]
         self.job_id = welcome["job_id"]
+        self._replies = {}
+        self._req = [0]
+        # A worker sets this: the agent asks it to cancel a task it runs.
+        self.on_cancel = None
         self._buf = []
         self._buf_payload = []
         self._buf_bytes = 0
         self._buf_header = 0
         self._buf_lock = threading.Lock()
+        # Objects and actors this process no longer refers to (appended from __del__, so no lock).
+        self._released = collections.deque()
+        # Released objects whose state the agent has yet to send: not kept when it comes.
+        self._gone = set()
         self._flush_wanted = threading.Event()
         self._reader = threading.Thread(target=self._read_loop, name="raysub-reader", daemon=True)
         self._reader.start()
@@ -109,9 +119,17 @@ class Connection:
         elif first:
             self._flush_wanted.set()
 
+    def release(self, kind, oid):
+        """This process holds no more refs to object (kind "o") or actor ("a") `oid`: sent after the
+        submissions made before, which may still need it."""
+        self._released.append((kind, oid))
+        self._flush_wanted.set()
+
     def flush(self):
         with self._buf_lock:
             self._flush_locked()
+            if self._released:
+                self._send_released()
 
     def _flush_locked(self):
         if not self._buf:
@@ -120,6 +138,19 @@ class Connection:
         self._buf, self._buf_payload, self._buf_bytes, self._buf_header = [], [], 0, 0
         # Sent while holding the buffer lock, so batches leave in the order they were made.
         self.send(b'{"t":"submit","tasks":[' + b",".join(tasks) + b"]}", payload)
+
+    def _send_released(self):
+        objects, actors = [], []
+        while self._released and len(objects) + len(actors) < FLUSH_AT_TASKS * 20:
+            kind, oid = self._released.popleft()
+            (objects if kind == "o" else actors).append(oid)
+        with self.cond:
+            for oid in objects:
+                if self.objects.pop(oid, None) is None and (oid in self.owned or oid in self.requested):
+                    self._gone.add(oid)
+                self.owned.discard(oid)
+                self.requested.discard(oid)
+        self.send({"t": "release", "objects": objects, "actors": actors})
 
     def _flush_loop(self):
         while self.closed is None:
@@ -130,6 +161,8 @@ class Connection:
             threading.Event().wait(FLUSH_AFTER_S)
             try:
                 self.flush()
+                while self._released:
+                    self.flush()
             except OSError:
                 return
 
@@ -148,13 +181,24 @@ class Connection:
                             n = item["len"] if item["state"] in ("value", "error") else 0
                             data = payload[at:at + n]
                             at += n
-                            self.objects[item["id"]] = (item["state"], data, item.get("path") or item.get("error"))
+                            if item["id"] in self._gone:
+                                self._gone.discard(item["id"])
+                            else:
+                                self.objects[item["id"]] = (item["state"], data, item.get("path") or item.get("error"))
                             ready.extend(self.watchers.pop(item["id"], ()))
                         self.cond.notify_all()
                     for cb in ready:
                         cb()
                 elif t == "execute" and self.tasks is not None:
                     self.tasks.put((header["task"], payload))
+                elif t == "reply":
+                    with self.cond:
+                        waiter = self._replies.get(header.get("req_id"))
+                        if waiter is not None:
+                            waiter.append((header, payload))
+                        self.cond.notify_all()
+                elif t == "cancel" and self.on_cancel is not None:
+                    self.on_cancel(header.get("task_id"), bool(header.get("force")))
                 elif t == "error":
                     raise ConnectionError("the agent closed this connection: %s: %s" % (header["code"], header["message"]))
         except (OSError, ConnectionError, ValueError) as e:
@@ -184,6 +228,34 @@ class Connection:
         """Store bytes as object `oid` (after the submissions made before it)."""
         self.flush()
         self.send({"t": "put", "id": oid, "len": len(data)}, (data,))
+
+    def call(self, op, fields=None, payload=(), timeout=75.0):
+        """Ask the agent something and wait for its answer: (header, payload). Raises RaySystemError
+        when the agent does not answer in time (it answers within 60 s, an error if the head did
+        not) or the connection is lost."""
+        from .exceptions import RaySystemError
+
+        with self.cond:
+            self._req[0] += 1
+            rid = self._req[0]
+            box = []
+            self._replies[rid] = box
+        try:
+            self.flush()
+            self.send({"t": "request", "req_id": rid, "call": dict(fields or {}, op=op), "len": sum(len(p) for p in payload)}, payload)
+            deadline = time.monotonic() + timeout
+            with self.cond:
+                while not box:
+                    if self.closed is not None:
+                        raise RaySystemError("lost the connection to the agent: %s" % self.closed)
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise RaySystemError("the agent did not answer %s in %ss" % (op, timeout))
+                    self.cond.wait(left)
+                return box[0]
+        finally:
+            with self.cond:
+                self._replies.pop(rid, None)
 
     def request(self, refs):
         """Ask the agent for objects this process does not own (or that are held elsewhere)."""

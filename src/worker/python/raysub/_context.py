@@ -1,6 +1,7 @@
 """This process's link to its job's agent (`init`, `shutdown`) and what it knows about itself
 (`get_runtime_context`): the job, the node, the task or actor it is running, its namespace."""
 
+import contextvars
 import os
 import sys
 import threading
@@ -17,8 +18,76 @@ explicit_init = False
 namespace = None
 # runtime_env given to init(): its env_vars apply to every task and actor this job starts.
 job_env_vars = {}
-# What the task or actor running on this thread is (set by the worker for each call).
-current = threading.local()
+
+
+
+class Call:
+    """What the task or actor call running in this context is (set by the worker for each call)."""
+
+    __slots__ = ("task_id", "task_name", "resources", "script_dir", "placement_group")
+
+    def __init__(self, task_id=None, task_name=None, resources=None, script_dir=None, placement_group=None):
+        self.task_id = task_id
+        self.task_name = task_name
+        self.resources = resources or {}
+        self.script_dir = script_dir
+        self.placement_group = placement_group
+
+
+_NO_CALL = Call()
+# A context variable, not a thread-local: calls of a threaded actor each run in a thread, those of an
+# async actor each in an asyncio task, and each sees its own.
+_call = contextvars.ContextVar("raysub_call", default=_NO_CALL)
+
+
+def current():
+    return _call.get()
+
+
+# A worker tells its agent when every call it runs is blocked in get or wait, so the agent lends
+# the CPUs it holds to other work (and takes them back when one wakes).
+_blocking = {"active": 0, "blocked": 0, "told": False}
+_blocking_lock = threading.Lock()
+
+
+def _tell_blocked():
+    want = _blocking["active"] > 0 and _blocking["blocked"] >= _blocking["active"]
+    if want != _blocking["told"] and conn is not None:
+        _blocking["told"] = want
+        conn.send({"t": "blocked" if want else "unblocked"})
+
+
+def _count(key, delta):
+    if not in_worker:
+        return
+    with _blocking_lock:
+        _blocking[key] = max(0, _blocking[key] + delta)
+        _tell_blocked()
+
+
+def call_started():
+    _count("active", 1)
+
+
+def call_ended():
+    _count("active", -1)
+
+
+def blocked():
+    _count("blocked", 1)
+
+
+def unblocked():
+    _count("blocked", -1)
+
+
+def enter_call(call):
+    return _call.set(call)
+
+
+def leave_call(token):
+    _call.reset(token)
+
 process_actor = {"id": None, "handle": None, "restarted": False}
 
 _INIT_KEYWORDS = {
@@ -111,6 +180,13 @@ def init(address=None, **kwargs):
         job_env_vars.update(env_vars)
         init_options.clear()
         init_options.update({k: v for k, v in kwargs.items() if k in ("num_cpus", "num_gpus", "resources")})
+        cpus = kwargs.get("num_cpus")
+        if cpus is not None and not in_worker:
+            if not isinstance(cpus, (int, float)) or cpus < 0:
+                raise ValueError("num_cpus must be a non-negative number, got %r" % (cpus,))
+            from . import _cluster
+
+            _cluster.limit_cpus(cpus)
         return RayContext(conn)
 
 
@@ -183,17 +259,17 @@ class RuntimeContext:
         return os.environ.get("RAYSUB_WORKER_ID") or "driver-%d" % os.getpid()
 
     def get_task_id(self):
-        return getattr(current, "task_id", None)
+        return current().task_id
 
     @property
     def task_id(self):
         return self.get_task_id()
 
     def get_task_name(self):
-        return getattr(current, "task_name", None)
+        return current().task_name
 
     def get_task_function_name(self):
-        return getattr(current, "task_name", None)
+        return current().task_name
 
     def get_actor_id(self):
         return process_actor["id"]
@@ -220,13 +296,13 @@ class RuntimeContext:
         return namespace
 
     def get_assigned_resources(self):
-        return dict(getattr(current, "resources", None) or {})
+        return dict(current().resources)
 
     def get_accelerator_ids(self):
         return {"GPU": [str(g) for g in get_gpu_ids()]}
 
     def get_placement_group_id(self):
-        return getattr(current, "placement_group", None)
+        return current().placement_group
 
     @property
     def should_capture_child_tasks_in_placement_group(self):

@@ -23,7 +23,7 @@ def put(value, *, _owner=None, _tensor_transport=None):
     if len(data) <= INLINE_LIMIT:
         with c.cond:
             c.objects[oid] = ("value", data, None)
-    return ObjectRef(oid, c.node_id)
+    return ObjectRef(oid, c.node_id, _made=True)
 
 
 def _await(c, refs, need, timeout, local, stop_on_error=False):
@@ -65,14 +65,14 @@ def _await(c, refs, need, timeout, local, stop_on_error=False):
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
-                if not blocked and _context.in_worker:
+                if not blocked:
                     blocked = True
-                    c.send({"t": "blocked"})
+                    _context.blocked()
                 c.cond.wait(left if left is not None else 1.0)
         return True
     finally:
         if blocked:
-            c.send({"t": "unblocked"})
+            _context.unblocked()
 
 
 def _value(c, r):

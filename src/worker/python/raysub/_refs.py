@@ -6,6 +6,8 @@ import concurrent.futures
 import os
 import threading
 
+from . import _refcount
+
 _lock = threading.Lock()
 _prefix = os.urandom(6).hex()
 _counter = [0]
@@ -22,11 +24,19 @@ class ObjectRef:
 
     __slots__ = ("id", "owner", "__weakref__")
 
-    def __init__(self, id, owner):
+    def __init__(self, id, owner, _made=False):
         self.id = id
         self.owner = owner
+        if _made:
+            _refcount.made(("o", id))
+        _refcount.add(("o", id))
+
+    def __del__(self):
+        _refcount.drop(("o", self.id))
 
     def __reduce__(self):
+        # Pickled into a value or an argument: other processes may hold it now.
+        _refcount.escaped(("o", self.id))
         return (ObjectRef, (self.id, self.owner))
 
     def __eq__(self, other):

@@ -26,7 +26,7 @@ def script_dir():
     """The driver script's directory relative to the working dir, so workers can import what the
     script imports from beside it (as Ray adds it to its workers' paths)."""
     if _context.in_worker:
-        return getattr(_context.current, "script_dir", None)
+        return _context.current().script_dir
     main = sys.modules.get("__main__")
     f = getattr(main, "__file__", None)
     if not f:
@@ -130,7 +130,8 @@ def meta(env_vars, req):
     return m
 
 
-def submit(kind, export_ref, name, opts, req, default_retries, args, kwargs, env_vars=None, actor_id=None, method=None, task_id=None, extra=None):
+def submit(kind, export_ref, name, opts, req, default_retries, args, kwargs, env_vars=None, actor_id=None, method=None,
+           task_id=None, extra=None, spec_extra=None):
     c = _context.connection()
     m = meta(env_vars, req)
     if extra:
@@ -156,5 +157,68 @@ def submit(kind, export_ref, name, opts, req, default_retries, args, kwargs, env
         spec["actor_id"] = actor_id
     if method is not None:
         spec["method"] = method
+    if spec_extra:
+        spec.update(spec_extra)
     c.submit(spec, data)
-    return ObjectRef(tid, c.node_id)
+    return ObjectRef(tid, c.node_id, _made=True)
+
+
+def returns_meta(opts, is_generator):
+    """(num_returns, what the worker and the agent are told) for a task or actor call."""
+    nr = opts.get("num_returns")
+    if nr is None:
+        nr = "streaming" if is_generator else 1
+    extra = {}
+    spec = {}
+    if nr != 1:
+        extra["nr"] = nr
+        spec["num_returns"] = nr
+    retry = opts.get("retry_exceptions")
+    if isinstance(retry, (list, tuple)):
+        extra["retry_on"] = list(retry)
+    return nr, extra, spec
+
+
+def returns(ref, nr):
+    """What `.remote()` gives back for `num_returns=nr`: a ref, a list of them, None, or a generator."""
+    from .generators import ObjectRefGenerator
+
+    if nr == 1 or nr == "dynamic":
+        return ref
+    if nr == "streaming":
+        return ObjectRefGenerator(ref.id, ref.owner)
+    if nr == 0:
+        return None
+    return [ObjectRef("%s_%d" % (ref.id, i), ref.owner, _made=True) for i in range(nr)]
+
+
+def placement(opts):
+    """Where a task or actor must run, from `scheduling_strategy` (or the older `placement_group`
+    options): (what the agent is told, what the worker is told)."""
+    from .util.placement_group import PlacementGroup
+    from .util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
+
+    s = opts.get("scheduling_strategy")
+    pg, index, capture = None, -1, False
+    if isinstance(s, PlacementGroupSchedulingStrategy):
+        pg, index, capture = s.placement_group, s.placement_group_bundle_index, bool(s.placement_group_capture_child_tasks)
+    elif isinstance(s, NodeAffinitySchedulingStrategy):
+        return {"placement": {"node": str(s.node_id), "soft": bool(s.soft)}}, {}
+    elif s not in (None, "DEFAULT", "SPREAD"):
+        raise ValueError("Invalid scheduling_strategy %r" % (s,))
+    elif isinstance(opts.get("placement_group"), PlacementGroup):
+        pg = opts["placement_group"]
+        index = opts.get("placement_group_bundle_index", -1)
+        capture = bool(opts.get("placement_group_capture_child_tasks"))
+    elif s is None and opts.get("placement_group", "default") == "default":
+        inherited = _context.current().placement_group
+        if inherited and inherited.get("capture"):
+            return {"placement": {"group": inherited["id"], "bundle": -1}}, {"pg": inherited}
+    if pg is None:
+        return {}, {}
+    if not isinstance(pg, PlacementGroup):
+        raise TypeError("placement_group must be a PlacementGroup, got %r" % (pg,))
+    if index < -1 or index >= pg.bundle_count:
+        raise ValueError("placement group bundle index %d is invalid: the group has %d bundles" % (index, pg.bundle_count))
+    return ({"placement": {"group": pg.id, "bundle": index}},
+            {"pg": {"id": pg.id, "bundles": pg.bundle_specs, "owner": pg._owner, "capture": capture}})

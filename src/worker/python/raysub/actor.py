@@ -3,7 +3,7 @@ the instance), handles whose methods are called with `.remote()`, `method`, `exi
 
 import inspect
 
-from . import _context, _options, _submit
+from . import _cluster, _context, _options, _refcount, _submit
 from ._refs import new_id
 from .remote_function import _Remote, _env_vars
 
@@ -39,6 +39,8 @@ def _method_table(cls):
         opts = dict(getattr(fn, "__ray_method_options__", {}))
         if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
             opts["_async"] = True
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+            opts["_gen"] = True
         table[name] = opts
     return table
 
@@ -57,8 +59,11 @@ class ActorMethod:
         opts.update(self._call_options)
         name = opts.get("name") or "%s.%s" % (h._class_name, self._name)
         req = {"cpus": 0.0, "gpus": 0.0, "memory": 0, "custom": {}}
-        return _submit.submit("actor_call", (h._fn, None), name, {"max_retries": 0}, req, 0, args, kwargs,
-                              actor_id=h._actor_id, method=self._name)
+        nr, extra, spec = _submit.returns_meta(opts, bool(opts.get("_gen")))
+        retries = opts.get("max_task_retries", h._task_retries)
+        ref = _submit.submit("actor_call", (h._fn, None), name, {"max_retries": retries, "retry_exceptions": opts.get("retry_exceptions", False)},
+                             req, 0, args, kwargs, actor_id=h._actor_id, method=self._name, extra=extra, spec_extra=spec)
+        return _submit.returns(ref, nr)
 
     def options(self, **options):
         _options.method_options(options)
@@ -72,14 +77,24 @@ class ActorMethod:
 
 
 class ActorHandle:
-    """A handle to an actor: pass it to tasks and other actors; call its methods with `.remote()`."""
+    """A handle to an actor: pass it to tasks and other actors; call its methods with `.remote()`.
+    When the process that started an actor holds no handle to it any more (and none escaped to
+    other processes), the actor ends once its queued calls have run, as in Ray."""
 
-    def __init__(self, actor_id, owner, fn, class_name, methods=None):
+    def __init__(self, actor_id, owner, fn, class_name, methods=None, task_retries=0, counted=True):
         self._actor_id = actor_id
         self._owner = owner
         self._fn = fn
         self._class_name = class_name
         self._methods = methods if methods is not None else {}
+        self._task_retries = task_retries
+        self._counted = counted
+        if counted:
+            _refcount.add(("a", actor_id))
+
+    def __del__(self):
+        if self.__dict__.get("_counted"):
+            _refcount.drop(("a", self._actor_id))
 
     def __getattr__(self, name):
         if name.startswith("_") and name not in _BUILTIN_METHODS:
@@ -90,7 +105,8 @@ class ActorHandle:
         return ActorMethod(self, name)
 
     def __reduce__(self):
-        return (ActorHandle, (self._actor_id, self._owner, self._fn, self._class_name, self._methods))
+        _refcount.escaped(("a", self._actor_id))
+        return (ActorHandle, (self._actor_id, self._owner, self._fn, self._class_name, self._methods, self._task_retries))
 
     def __eq__(self, other):
         return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
@@ -128,11 +144,28 @@ class ActorClass(_Remote):
 
     def _remote(self, opts, env_vars, args, kwargs):
         export = self._export or _submit.export(self, self._cls, "class")
+        c = _context.connection()
         actor_id = new_id()
+        is_async = any(m.get("_async") for m in self._methods.values())
+        concurrency = opts.get("max_concurrency") or (1000 if is_async else 1)
+        task_retries = opts.get("max_task_retries") or 0
+        handle = ActorHandle(actor_id, c.node_id, export[0], self.__name__, self._methods, task_retries)
+        name = opts.get("name")
+        if name:
+            existing = _cluster.register_actor(handle, name, opts.get("namespace"), bool(opts.get("get_if_exists")), opts.get("lifetime") == "detached")
+            if existing is not None:
+                return existing
+        elif opts.get("lifetime") != "detached":
+            _refcount.made(("a", actor_id))
         req = _options.resources(opts, 0)
-        ref = _submit.submit("actor_create", export, "%s.__init__" % self.__name__, opts, req, 0, args, kwargs, env_vars,
-                             actor_id=actor_id, task_id=actor_id, extra={"actor": {"name": opts.get("name"), "class": self.__name__}})
-        return ActorHandle(actor_id, ref.owner, export[0], self.__name__, self._methods)
+        meta = {"actor": {"name": name, "class": self.__name__, "concurrency": concurrency, "async": is_async}}
+        spec = {"max_concurrency": concurrency, "max_restarts": opts.get("max_restarts") or 0}
+        where, where_meta = _submit.placement(opts)
+        spec.update(where)
+        meta.update(where_meta)
+        _submit.submit("actor_create", export, "%s.__init__" % self.__name__, opts, req, 0, args, kwargs, env_vars,
+                       actor_id=actor_id, task_id=actor_id, extra=meta, spec_extra=spec)
+        return handle
 
     def __reduce__(self):
         state = {"options": self._options, "env": self._env_vars, "methods": self._methods,
@@ -171,9 +204,13 @@ def exit_actor():
 
 
 def kill(actor, *, no_restart=True):
-    """Kill an actor: its process ends, and its pending and later calls fail with ActorDiedError."""
+    """Kill an actor: its process ends, and its pending and later calls fail with ActorDiedError
+    (with `no_restart=False`, an actor with restarts left is restarted instead)."""
     if not isinstance(actor, ActorHandle):
         raise ValueError("ray.kill() only supported for actors. For tasks, try ray.cancel(). Got: %s." % type(actor))
     c = _context.connection()
     c.flush()
-    c.send({"t": "kill_actor", "actor": {"id": actor._actor_id, "owner": actor._owner}})
+    msg = {"t": "kill_actor", "actor": {"id": actor._actor_id, "owner": actor._owner}}
+    if not no_restart:
+        msg["restart"] = True
+    c.send(msg)

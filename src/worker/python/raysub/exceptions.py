@@ -7,7 +7,8 @@ Errors raysub itself detects (a dead actor, a crashed worker, a lost object, a t
 cancellation) have their own classes below."""
 
 import os
-import socket
+
+from ._traceback import ip as _ip, strip_internal as _strip_internal
 
 
 class RayError(Exception):
@@ -31,20 +32,6 @@ class TaskCancelledError(RayError):
     def __str__(self):
         msg = "Task: %s was cancelled. " % self.task_id if self.task_id else ""
         return msg + (self.error_message or "")
-
-
-def _strip_internal(traceback_str):
-    """Drop the library's own frames from a remote traceback (users see only theirs)."""
-    out, skipping = [], False
-    for line in traceback_str.strip().split("\n"):
-        if line.startswith("  File ") and ("raysub/worker.py" in line or "raysub/_" in line):
-            skipping = True
-            continue
-        if skipping and line.startswith("    "):
-            continue
-        skipping = False
-        out.append(line)
-    return out
 
 
 class RayTaskError(RayError):
@@ -125,18 +112,6 @@ def _dual(err):
 def _rebuild_dual(cause, fields):
     function_name, traceback_str, proctitle, pid, ip, actor_repr, actor_id = fields
     return RayTaskError(function_name, traceback_str, cause, proctitle, pid, ip, actor_repr, actor_id).as_instanceof_cause()
-
-
-_ip_cache = []
-
-
-def _ip():
-    if not _ip_cache:
-        try:
-            _ip_cache.append(socket.gethostbyname(socket.gethostname()))
-        except OSError:
-            _ip_cache.append("127.0.0.1")
-    return _ip_cache[0]
 
 
 class LocalRayletDiedError(RayError):

@@ -1,5 +1,7 @@
 """Remote functions: `@remote` on a function, `.remote()` to run it as a task, `.options()`."""
 
+import inspect
+
 from . import _options, _runtime_env, _submit
 
 
@@ -38,6 +40,7 @@ class RemoteFunction(_Remote):
         self._options = dict(options)
         self._env_vars = _env_vars(options, "@remote")
         self._export = None
+        self._is_gen = inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function)
         self._name = getattr(function, "__name__", "task")
         self.__name__ = self._name
         self.__qualname__ = getattr(function, "__qualname__", self._name)
@@ -52,10 +55,16 @@ class RemoteFunction(_Remote):
     def _remote(self, opts, env_vars, args, kwargs):
         export = self._export or _submit.export(self, self._function, "function")
         req = _options.resources(opts, 1)
-        return _submit.submit("task", export, opts.get("name") or self._name, opts, req, 3, args, kwargs, env_vars)
+        nr, extra, spec = _submit.returns_meta(opts, self._is_gen)
+        where, where_meta = _submit.placement(opts)
+        spec.update(where)
+        extra.update(where_meta)
+        ref = _submit.submit("task", export, opts.get("name") or self._name, opts, req, 3, args, kwargs, env_vars, extra=extra, spec_extra=spec)
+        return _submit.returns(ref, nr)
 
     def __reduce__(self):
-        state = {"options": self._options, "name": self._name, "qualname": self.__qualname__, "module": self.__module__, "env": self._env_vars}
+        state = {"options": self._options, "name": self._name, "qualname": self.__qualname__, "module": self.__module__, "env": self._env_vars,
+                 "gen": self._is_gen}
         export = _submit.export_if_connected(self, self._function, "function")
         if export is not None:
             state["export"] = export
@@ -68,6 +77,7 @@ class RemoteFunction(_Remote):
         self._options = state["options"]
         self._env_vars = state.get("env")
         self._export = state.get("export")
+        self._is_gen = state.get("gen", False)
         self._name = state["name"]
         self.__name__ = state["name"]
         self.__qualname__ = state["qualname"]

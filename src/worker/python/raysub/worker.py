@@ -1,51 +1,18 @@
 """A warm worker: `python3 -m raysub.worker`, started by the agent for one job. It runs the tasks
-the agent sends it one at a time (or holds one actor instance), in the job's working dir and
-sandbox, and reports each result."""
+the agent sends it one at a time in its main thread, or holds one actor instance whose calls run
+one at a time (the default), in a pool of threads (`max_concurrency` > 1), or as coroutines on an
+event loop (an async actor), and reports each result."""
 
+import asyncio
+import inspect
 import os
+import signal
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
-from . import _context, _failure, _options, _serialization, _submit
-from ._refs import _Dep
-
-
-class _Task:
-    """One execute message: its dependencies' bytes, decoded on demand."""
-
-    def __init__(self, task, payload):
-        self.task = task
-        n = task["args_len"]
-        if task.get("args_path"):
-            # Large arguments that came from another node: in a file of this node's object store.
-            with open(task["args_path"], "rb") as f:
-                self.args_bytes = f.read()
-        else:
-            self.args_bytes = payload[:n]
-        self.deps = {}
-        at = n
-        for d in task["deps"]:
-            if d["state"] == "value":
-                self.deps[d["id"]] = ("value", payload[at:at + d["len"]])
-                at += d["len"]
-            else:
-                self.deps[d["id"]] = ("path", d["path"])
-
-    def dep(self, oid):
-        state, v = self.deps[oid]
-        return _serialization.decode(v) if state == "value" else _serialization.decode_file(v)
-
-    def arguments(self):
-        args, kwargs, meta = _serialization.decode(self.args_bytes)
-        values = {}
-
-        def fill(a):
-            if isinstance(a, _Dep):
-                if a.id not in values:
-                    values[a.id] = self.dep(a.id)
-                return values[a.id]
-            return a
-
-        return tuple(fill(a) for a in args), {k: fill(v) for k, v in kwargs.items()}, meta
+from . import _context
+from ._calls import Invocation, TaskCancelled
 
 
 class Worker:
@@ -53,99 +20,138 @@ class Worker:
         self.conn = conn
         self.instance = None
         self.paths = set()
+        self.mode = "serial"
+        self.pool = None
+        self.loop = None
+        self.lock = threading.Lock()
+        # The call running in the main thread, and calls asked to stop.
+        self.main_call = None
+        self.cancelled = set()
+        self.async_calls = {}
+        conn.on_cancel = self.cancel
+        signal.signal(signal.SIGINT, self._on_sigint)
 
-    def _enter(self, t, meta):
-        """Set what the call sees of its context; returns how to undo the env_vars it set."""
-        task = t.task
-        cur = _context.current
-        cur.task_id = task["id"]
-        cur.task_name = task["name"]
-        cur.resources = _options.assigned(meta["res"]) if meta.get("res") else {}
-        cur.script_dir = meta.get("path")
-        if meta.get("ns"):
-            _context.namespace = meta["ns"]
-        d = meta.get("path")
-        if d and d not in self.paths:
-            self.paths.add(d)
-            sys.path.insert(1, os.path.join(os.getcwd(), d))
-        env = meta.get("env") or {}
-        if task["kind"] == "actor_create":
-            os.environ.update(env)  # for the actor's lifetime
-            return None
-        if task["kind"] == "actor_call" or not env:
-            return None
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        return saved
+    # ---- dispatch ----------------------------------------------------------------------------
 
-    def _call(self, t, args, kwargs, meta):
-        task = t.task
-        kind = task["kind"]
-        if kind == "actor_call":
-            if self.instance is None:
-                raise RuntimeError("this worker holds no actor")
-            name = task["method"]
-            if name == "__ray_ready__":
-                return True
-            if name == "__ray_terminate__":
-                from .actor import _ActorExit
+    def dispatch(self, task, payload):
+        if task["kind"] == "actor_call" and self.mode == "threads":
+            self.pool.submit(self.run, task, payload)
+        elif task["kind"] == "actor_call" and self.mode == "async":
+            fut = asyncio.run_coroutine_threadsafe(self.run_async(task, payload), self.loop)
+            with self.lock:
+                self.async_calls[task["id"]] = fut
+            fut.add_done_callback(lambda _f, tid=task["id"]: self._forget(tid))
+        else:
+            self.run(task, payload, main=True)
 
-                raise _ActorExit("__ray_terminate__")
-            return getattr(self.instance, name)(*args, **kwargs)
-        target = _submit.load(task["fn"], t.dep)
-        if kind == "actor_create":
-            from .actor import ActorHandle, _method_table
+    def _forget(self, tid):
+        with self.lock:
+            self.async_calls.pop(tid, None)
+            self.cancelled.discard(tid)
 
-            _context.process_actor.update(id=task["actor_id"], name=(meta.get("actor") or {}).get("name"))
-            self.instance = target(*args, **kwargs)
-            _context.process_actor["handle"] = ActorHandle(task["actor_id"], self.conn.node_id, task["fn"], target.__name__, _method_table(target))
-            return None
-        return target(*args, **kwargs)
+    def _start_actor(self, meta):
+        """After the constructor: how this actor's calls run."""
+        info = meta.get("actor") or {}
+        concurrency = info.get("concurrency") or 1
+        if info.get("async"):
+            self.mode = "async"
+            self.loop = asyncio.new_event_loop()
+            threading.Thread(target=self.loop.run_forever, name="raysub-actor-loop", daemon=True).start()
+        elif concurrency > 1:
+            self.mode = "threads"
+            self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="raysub-actor")
 
-    def run(self, task, payload):
-        conn = self.conn
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in task["gpu_ids"])
-        saved = None
+    # ---- cancellation ------------------------------------------------------------------------
+
+    def cancel(self, task_id, force):
+        """The agent asks to stop `task_id` (forced stops kill the process; the agent does that)."""
+        with self.lock:
+            main = self.main_call == task_id and self.instance is None
+            fut = self.async_calls.get(task_id)
+            if main:
+                self.cancelled.add(task_id)
+        if main:
+            # A real signal, so a task blocked in sleep or I/O wakes up to it. (A running call of a
+            # sync actor is not interrupted, as in Ray: only queued ones are dropped, by the agent.)
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        elif fut is not None:
+            fut.cancel()
+
+    def _on_sigint(self, signum, frame):
+        with self.lock:
+            stop = self.main_call is not None and self.main_call in self.cancelled
+        if stop:
+            raise TaskCancelled()
+        # Not for a running task (it ended already): nothing to interrupt.
+
+    # ---- running calls -----------------------------------------------------------------------
+
+    def run(self, task, payload, main=False):
+        inv = Invocation(self, task, payload)
+        if main:
+            with self.lock:
+                self.main_call = task["id"]
         try:
-            t = _Task(task, payload)
-            args, kwargs, meta = t.arguments()
-            saved = self._enter(t, meta)
-            result = self._call(t, args, kwargs, meta)
-            data = _serialization.encode(result)
-            conn.flush()
-            conn.send({"t": "result", "task_id": task["id"], "ok": True, "len": len(data)}, (data,))
+            try:
+                inv.prepare()
+                result = inv.call()
+                if inspect.iscoroutine(result):
+                    result = asyncio.run(result)
+                inv.report(result)
+            finally:
+                if main:
+                    with self.lock:
+                        self.main_call = None
+                        self.cancelled.discard(task["id"])
+        except TaskCancelled as e:
+            inv.fail_cancelled(e)
         except SystemExit as e:
-            from .actor import _ActorExit
-
-            if isinstance(e, _ActorExit) and self.instance is not None:
-                # The actor ends here: its process exits and the agent fails this call and the
-                # ones queued behind it with ActorDiedError.
-                conn.flush()
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(0)
-            self._failed(task, e)
-        except KeyboardInterrupt:
-            raise
+            self._exit_or_fail(inv, e)
         except BaseException as e:  # noqa: BLE001 - a task's failure is its result
-            self._failed(task, e)
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            inv.fail(e)
         finally:
-            if saved:
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
+            inv.leave()
+
+    async def run_async(self, task, payload):
+        inv = Invocation(self, task, payload)
+        try:
+            inv.prepare()
+            result = inv.call()
+            if inspect.isawaitable(result):
+                result = await result
+            if inspect.isasyncgen(result):
+                result = [x async for x in result] if inv.num_returns not in ("streaming", "dynamic") else _AsyncItems(result)
+            if isinstance(result, _AsyncItems):
+                await inv.report_async_items(result.gen)
+            else:
+                inv.report(result)
+        except asyncio.CancelledError as e:
+            inv.fail_cancelled(e)
+        except SystemExit as e:
+            self._exit_or_fail(inv, e)
+        except BaseException as e:  # noqa: BLE001
+            inv.fail(e)
+        finally:
+            inv.leave()
+
+    def _exit_or_fail(self, inv, e):
+        from .actor import _ActorExit
+
+        if isinstance(e, _ActorExit) and self.instance is not None:
+            # The actor ends here: its process exits and the agent fails this call and the ones
+            # queued behind it with ActorDiedError.
+            self.conn.flush()
             sys.stdout.flush()
             sys.stderr.flush()
+            os._exit(0)
+        inv.fail(e)
 
-    def _failed(self, task, e):
-        actor = None
-        if _context.process_actor["id"] is not None:
-            actor = {"id": _context.process_actor["id"], "repr": repr(self.instance) if self.instance is not None else None}
-        info, data = _failure.task_failure(task["name"], e, actor)
-        self.conn.flush()
-        self.conn.send({"t": "result", "task_id": task["id"], "ok": False, "len": len(data), "error": info}, (data,))
+
+class _AsyncItems:
+    def __init__(self, gen):
+        self.gen = gen
 
 
 def main():
@@ -155,10 +161,13 @@ def main():
     _context.explicit_init = True
     w = Worker(conn)
     while True:
-        item = conn.tasks.get()
+        try:
+            item = conn.tasks.get()
+        except TaskCancelled:
+            continue  # a cancellation that came after its task ended
         if item is None:
             return
-        w.run(*item)
+        w.dispatch(*item)
 
 
 if __name__ == "__main__":
