@@ -153,6 +153,39 @@ const UTIL: Record<string, Record<string, unknown>> = {
   helpers: { as_completed: [0, 1, 4, 9], first_not_slowest: true, map_unordered: [0, 1, 4, 9, 16] },
 };
 
+const ACTORS: Record<string, Record<string, unknown>> = {
+  returns: {
+    three: [1, 2, 3],
+    none: null,
+    streamed: [0, 10, 20, 30],
+    broken: [0, 1, 'RayTaskError(ValueError)'],
+    dynamic: [100, 101, 102],
+    async_stream: [0, 10, 20],
+    pair: ['a', 'b'],
+    method_stream: [0, 1, 2],
+    options: [1, 2, 3],
+  },
+  retries: { flaky: 'ok', flaky_tries: 3, exhausted: 'RayTaskError(ValueError)', picky: 'RayTaskError(TypeError)', picky_tries: 1, crashed: 'second try' },
+  restarts: { first: [1, false], crash: 'ActorUnavailableError', again: [1, true], crash_again: 'ActorDiedError', after: 'ActorDiedError', revived: [1, true] },
+  concurrency: { threaded: [true, true], asynchronous: [true, true, true, true] },
+  named: {
+    found: 'one',
+    other: 'two',
+    taken: 'ActorAlreadyExistsError',
+    taken_is_value_error: true,
+    if_exists: 'one',
+    missing: 'ValueError',
+    listed: ['alpha'],
+    detached: 'kept',
+  },
+  named_gone: { gone: true },
+  cancel: { queued: 'TaskCancelledError', running: 'RayTaskError(TaskCancelledError)', quickly: true, forced: 'TaskCancelledError', blockers: [3, 3] },
+  cluster: { cpus: 2, free_cpus_at_most: true, nodes: true, alive: true, node_keys: ['Alive', 'NodeID', 'NodeManagerAddress', 'Resources'] },
+  placement_group: { ready: true, in_pg: [true, true], strict_spread_on_one_node: false, bad_strategy: 'ValueError', empty: 'ValueError', count: 2 },
+  logical: { memory: 200, unpinned: true },
+  sweep: { swept: true, freed: true },
+};
+
 describe('Ray programs run unchanged as raysub jobs', () => {
   it("Ray's Fibonacci example (no __main__ guard) prints what it prints under Ray, each task running once", async () => {
     const head = await startHead({ numCpus: 2 });
@@ -193,6 +226,22 @@ describe('Ray programs run unchanged as raysub jobs', () => {
     const ours = checks((await underRaysub(head, 'util.py')).stdout);
     const theirs = await ray.output();
     expectRayResults(ours, theirs === null ? null : checks(theirs), UTIL);
+  }, 600_000);
+
+  it('actors and tasks beyond the basics: returns and generators, retries, restarts, concurrency, names, cancel, cluster, placement groups, logical resources, a sweep of 20 one-CPU actors on 2 CPUs', async () => {
+    const head = await startHead({ numCpus: 2 });
+    const ray = underRay('actors.py');
+    const ours = checks((await underRaysub(head, 'actors.py')).stdout);
+    const theirs = await ray.output();
+    expectRayResults(ours, theirs === null ? null : checks(theirs), ACTORS);
+  }, 600_000);
+
+  it('ray.init(num_cpus=1) holds the job to one CPU at a time, on a node of two', async () => {
+    const head = await startHead({ numCpus: 2 });
+    const ray = underRay('init_cpus.py');
+    const ours = checks((await underRaysub(head, 'init_cpus.py')).stdout);
+    const theirs = await ray.output();
+    expectRayResults(ours, theirs === null ? null : checks(theirs), { init_cpus: { cpus: 1, overlapping: false } });
   }, 600_000);
 
   it('what raysub leaves out raises NotImplementedError naming the alternative; a real Ray the job brings takes precedence', async () => {
