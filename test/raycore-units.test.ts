@@ -197,6 +197,23 @@ describe("the head's directory of names and placement groups", () => {
     expect(name('a2')).toMatchObject({ ok: true, value: { created: true } });
   });
 
+  it("bounds what a job makes the head keep: handles' bytes, bundles of live groups (a removed group no longer counts)", () => {
+    const { d } = setup([{ id: 'a', cpus: 2 }]);
+    const handle = Buffer.alloc(60 * 1024).toString('base64');
+    const named = Array.from({ length: 400 }, (_, i) => d.answer('j1', i, { op: 'name_actor', name: `n${i}`, namespace: 'ns', get_if_exists: false, detached: false, actor_id: `a${i}`, handle }, 'a'));
+    const refused = named.findIndex((r) => !r.ok);
+    expect(refused).toBeGreaterThan(100);
+    expect(named[refused]).toMatchObject({ ok: false, error: { type: 'ValueError', message: expect.stringMatching(/MiB of handles/) } });
+    // A dead actor's name gives its bytes back.
+    d.actorGone('j1', 'a0');
+    expect(d.answer('j1', 1, { op: 'name_actor', name: 'again', namespace: 'ns', get_if_exists: false, detached: false, actor_id: 'b1', handle }, 'a').ok).toBe(true);
+    const big = (id: string, n: number) => d.answer('j1', 1, { op: 'pg_create', id, bundles: bundles(n, 0.001), strategy: 'PACK', name: '' }, 'a');
+    expect(big('g1', 6000).ok).toBe(true);
+    expect(big('g2', 5000)).toMatchObject({ ok: false, error: { type: 'ValueError' } });
+    d.answer('j1', 2, { op: 'pg_remove', id: 'g1' }, 'a');
+    expect(big('g2', 5000).ok).toBe(true);
+  });
+
   it('places a group all at once or waits; removing it gives everything back; a lost node re-places it', () => {
     const { d, free, held, events } = setup([
       { id: 'a', cpus: 2 },

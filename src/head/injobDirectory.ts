@@ -7,10 +7,13 @@ import type { HeadCall, InjobReply, ReplyError } from '../shared/protocol/index.
 import type { TaskRequest } from '../shared/resources.js';
 import { placeBundles, type BundleNode, type BundleStrategy } from './bundlePlacement.js';
 
-/** A pickled actor handle is small; this bounds what a job can make the head keep per name. */
+/** A pickled actor handle is small (a few KiB); these bound what a job can make the head keep. */
 const MAX_HANDLE_BYTES = 64 * 1024;
+const MAX_HANDLE_BYTES_PER_JOB = 16 * 1024 * 1024;
 const MAX_NAMES_PER_JOB = 10_000;
+/** Placement groups of a job that are not removed, and their bundles all together. */
 const MAX_GROUPS_PER_JOB = 10_000;
+const MAX_BUNDLES_PER_JOB = 10_000;
 
 /** `pickle.dumps(True, protocol=5)`: the value of a placement group's `ready()` ref. */
 export const READY_VALUE = Buffer.from([0x80, 0x05, 0x88, 0x2e]).toString('base64');
@@ -51,6 +54,8 @@ export const heldKey = (jobId: string, groupId: string, index: number): string =
 
 export class InjobDirectory {
   private readonly names = new Map<string, Map<string, NamedActor>>();
+  /** Bytes of the handles each job's names hold. */
+  private readonly nameBytes = new Map<string, number>();
   private readonly groups = new Map<string, Map<string, Group>>();
 
   constructor(private readonly d: DirectoryDeps) {}
@@ -71,7 +76,11 @@ export class InjobDirectory {
           return err('ActorAlreadyExistsError', `The name ${r.name} (namespace=${r.namespace}) is already taken.`);
         }
         if (!found && names.size >= MAX_NAMES_PER_JOB) return err('ValueError', `a job may name at most ${MAX_NAMES_PER_JOB} actors`);
+        const bytes = r.handle.length;
         if (Buffer.byteLength(r.handle, 'base64') > MAX_HANDLE_BYTES) return err('ValueError', 'the actor handle is too large');
+        const held = (this.nameBytes.get(jobId) ?? 0) - (found?.handle.length ?? 0) + bytes;
+        if (held > MAX_HANDLE_BYTES_PER_JOB) return err('ValueError', `a job's named actors may hold at most ${MAX_HANDLE_BYTES_PER_JOB / 1024 / 1024} MiB of handles`);
+        this.nameBytes.set(jobId, held);
         names.set(k, { actorId: r.actor_id, handle: r.handle });
         return ok({ created: true });
       }
@@ -89,6 +98,9 @@ export class InjobDirectory {
         if (!groups) this.groups.set(jobId, (groups = new Map<string, Group>()));
         if (groups.has(r.id)) return ok({});
         if (groups.size >= MAX_GROUPS_PER_JOB) return err('ValueError', `a job may have at most ${MAX_GROUPS_PER_JOB} placement groups`);
+        let bundles = r.bundles.length;
+        for (const g of groups.values()) bundles += g.bundles.length;
+        if (bundles > MAX_BUNDLES_PER_JOB) return err('ValueError', `a job's placement groups may have at most ${MAX_BUNDLES_PER_JOB} bundles together`);
         groups.set(r.id, { jobId, id: r.id, name: r.name, strategy: r.strategy, bundles: r.bundles, spots: null, ownerNode: from, removed: false });
         this.place();
         return ok({});
@@ -147,6 +159,8 @@ export class InjobDirectory {
       this.d.release(s.nodeId, heldKey(g.jobId, g.id, i));
       this.d.bundle(g, i, false);
     });
+    // Gone for good: its tasks still on their way fail as the group's does not exist.
+    this.groups.get(g.jobId)?.delete(g.id);
   }
 
   /** A node holds a bundle on its own ledger now (its reported usage covers it). */
@@ -159,7 +173,11 @@ export class InjobDirectory {
   actorGone(jobId: string, actorId: string): void {
     const names = this.names.get(jobId);
     if (!names) return;
-    for (const [k, a] of names) if (a.actorId === actorId) names.delete(k);
+    for (const [k, a] of names) {
+      if (a.actorId !== actorId) continue;
+      names.delete(k);
+      this.nameBytes.set(jobId, Math.max(0, (this.nameBytes.get(jobId) ?? 0) - a.handle.length));
+    }
   }
 
   /** A node is gone: groups with bundles there wait to be placed again. */
@@ -183,6 +201,7 @@ export class InjobDirectory {
     for (const g of this.groups.get(jobId)?.values() ?? []) g.spots?.forEach((s, i) => this.d.release(s.nodeId, heldKey(jobId, g.id, i)));
     this.groups.delete(jobId);
     this.names.delete(jobId);
+    this.nameBytes.delete(jobId);
   }
 }
 
