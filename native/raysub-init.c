@@ -37,8 +37,10 @@
  * --clear-keys).
  *
  * Start file (written by the agent, readable by root only): a sequence of NUL-terminated fields
- *   "raysub-init 4", uid ("-": keep), gid ("-": keep), working directory ("-": keep), seccomp
- *   filter ("-": none; else the bytes of a struct sock_filter array, in hex), number of resource
+ *   "raysub-init 5", uid ("-": keep), gid ("-": keep), working directory ("-": keep), seccomp
+ *   filter ("-": none; else the bytes of a struct sock_filter array, in hex), stderr ("merge": the
+ *   worker's stderr is its stdout, so its output is one stream in the order it was written;
+ *   "keep": its own), number of resource
  *   limits, then for each its name (for messages), setrlimit resource number and value, number of
  *   environment entries, the entries, number of argv words, the words.
  */
@@ -199,6 +201,13 @@ struct start parse(const char *path) {
   s.cwd = field(&r);
   if (strcmp(s.cwd, "-") == 0) s.cwd = NULL;
   s.filter = hex_filter(field(&r));
+  char *stderr_mode = field(&r);
+  if (strcmp(stderr_mode, "merge") == 0)
+    s.merge_stderr = 1;
+  else if (strcmp(stderr_mode, "keep") == 0)
+    s.merge_stderr = 0;
+  else
+    fail("malformed start file (stderr)", 0);
   s.nlimits = number(&r, "number of limits");
   if (s.nlimits > MAX_LIMITS) fail("malformed start file (too many limits)", 0);
   for (long i = 0; i < s.nlimits; i++) {
@@ -243,6 +252,8 @@ void become_worker(struct start *s, const char *ok) {
   size_t n = strlen(ok);
   if (write(READY_FD, ok, n) != (ssize_t)n) fail("cannot tell the agent the worker is starting", errno);
   close(READY_FD);
+  /* Set-up messages before this went to the sandbox's stderr; the worker's all go to one stream. */
+  if (s->merge_stderr && dup2(1, 2) < 0) fail("cannot merge stderr into stdout", errno);
 
   /* execvp searches the PATH of the environment it runs in: the task's. */
   environ = s->env;

@@ -10,7 +10,7 @@
 #define READY_FD 4
 #define GATE_FD 3
 #define CONTROL_FD 5
-#define FORMAT "raysub-init 4"
+#define FORMAT "raysub-init 5"
 #define MAX_FILTER 4096 /* instructions: the kernel's BPF_MAXINSNS */
 #define MAX_LIMITS 16
 #define MAX_START_BYTES (64 << 20)
@@ -36,6 +36,7 @@ struct start {
   long uid, gid;
   char *cwd; /* NULL: keep */
   struct bpf_prog filter; /* len 0: none */
+  int merge_stderr;       /* the worker's stderr is its stdout: one stream, in the order written */
   long nlimits;
   struct limit limits[MAX_LIMITS];
   char **env;

@@ -166,7 +166,8 @@ with zipfile.ZipFile(sys.argv[1], 'w') as z:
     const head = await startHead({ numCpus: 1 });
     const res = await runCli(['job', 'submit', '--submission-id', 'ghost', '--', 'definitely-not-a-command', '--flag'], { env: head.env });
     expect(res.code).toBe(127);
-    expect(res.stderr).toMatch(/not found/);
+    // The job's stderr is part of its one output stream (docs/logs.md).
+    expect(res.stdout).toMatch(/not found/);
     const job = await head.client.getJob('ghost');
     expect(job).toMatchObject({ status: 'FAILED', driver_exit_code: 127, error_type: 'JOB_ENTRYPOINT_COMMAND_ERROR', raysub: { error_type: 'ENTRYPOINT_FAILED' } });
     expect(await head.client.getLogs('ghost')).toMatch(/definitely-not-a-command.*not found/);

@@ -44,8 +44,8 @@ describe('CI: exit codes and JSON', () => {
 
     const failed = await runCli(['job', 'submit', '--working-dir', dir, '--submission-id', 'ci-7', '--', 'sh', 'fail.sh'], { env: head.env });
     expect(failed.code).toBe(7);
-    expect(failed.stdout).toBe('about to fail\n');
-    expect(failed.stderr).toContain('bad thing');
+    // The job's stdout and stderr are one stream, in the order it wrote them (docs/logs.md).
+    expect(failed.stdout).toBe('about to fail\nbad thing\n');
     expect(failed.stderr).toMatch(/Job 'ci-7' failed \(ENTRYPOINT_FAILED\)/);
 
     const wait = await runCli(['job', 'wait', 'ci-7', '--json'], { env: head.env });
@@ -58,8 +58,8 @@ describe('CI: exit codes and JSON', () => {
     const logs = await runCli(['job', 'logs', 'ci-7', '--follow', '--json'], { env: head.env });
     expect(logs.code).toBe(7);
     const lines = logs.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(lines).toContainEqual({ task: 0, stream: 'stdout', data: 'about to fail\n' });
-    expect(lines).toContainEqual({ task: 0, stream: 'stderr', data: 'bad thing\n' });
+    expect(lines.filter((l) => l.stream === 'stdout').map((l) => l.data).join('')).toBe('about to fail\nbad thing\n');
+    expect(lines.filter((l) => l.stream === 'stderr')).toEqual([]);
     expect(lines.at(-1)).toEqual({ end: true, submission_id: 'ci-7', status: 'FAILED', error_type: 'ENTRYPOINT_FAILED', driver_exit_code: 7 });
 
     const list = await runCli(['job', 'list', '--json', '--status', 'FAILED'], { env: head.env });

@@ -22,8 +22,7 @@ describe('core job lifecycle through the CLI', () => {
 
     const ok = await runCli(['job', 'submit', '--working-dir', dir, '--submission-id', 'py-ok', '--', 'python3', 'main.py'], { env: head.env });
     expect(ok.code).toBe(0);
-    expect(ok.stdout).toContain('hello from python py-ok 0 1');
-    expect(ok.stderr).toContain('a warning');
+    expect(ok.stdout).toContain('hello from python py-ok 0 1\na warning\n');
     expect(ok.stderr).toMatch(/Uploaded working dir: 4 files/);
 
     // The unchanged directory is not uploaded again, and the head stores one package.

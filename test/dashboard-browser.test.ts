@@ -93,7 +93,8 @@ describe.skipIf(!chromiumPath)('the dashboard in chromium', () => {
     await page.locator('table.jobs tr', { hasText: 'from-the-cli' }).getByText('SUCCEEDED').waitFor();
 
     // A job submitted now shows in the open table within a second of the head accepting it.
-    await head.client.submitJob({ submission_id: 'the-ticker', entrypoint: tickerEntrypoint(marker), metadata: { team: 'vision' } });
+    // Its stderr a stream of its own (one ordered stream is the default: docs/logs.md), so it is marked.
+    await head.client.submitJob({ submission_id: 'the-ticker', entrypoint: tickerEntrypoint(marker), metadata: { team: 'vision' }, runtime_env: { sandbox: { separate_stderr: true } } });
     const accepted = Date.now();
     await page.locator('table.jobs a', { hasText: 'the-ticker' }).waitFor({ timeout: 10_000 });
     const appeared = Date.now() - accepted;

@@ -73,7 +73,9 @@ describe('hostile input to the log endpoints', () => {
     const data = stream.filter((l) => 'data' in l).map((l) => l.data as string).join('');
     expect(data).toBe(nasty.toString('utf8'));
     const ray = JSON.parse((await raw(head, 'GET', '/api/jobs/weird/logs')).body) as { logs: string };
-    expect(ray.logs).toBe(nasty.toString('utf8'));
+    expect(ray.logs).toBe(`Running entrypoint for job weird: true\n${nasty.toString('utf8')}`);
+    const ours = JSON.parse((await raw(head, 'GET', '/api/jobs/weird/logs?view=raysub')).body) as { logs: string };
+    expect(ours.logs).toBe(nasty.toString('utf8'));
   });
 
   it("answers Ray's GET with the end of a log that is one long line, not nothing", async () => {

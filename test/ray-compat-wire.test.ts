@@ -98,10 +98,16 @@ out["stopped"] = [info.status.value, info.error_type, info.driver_exit_code, inf
       'FAILED',
       'JOB_ENTRYPOINT_COMMAND_ERROR',
       3,
-      'Job entrypoint command failed with exit code 3, last available logs (truncated to 20,000 chars):\nabout to fail',
+      // Ray's tail of the driver's log holds its first line too.
+      'Job entrypoint command failed with exit code 3, last available logs (truncated to 20,000 chars):\n' +
+        `Running entrypoint for job wire-3: python3 -c "print('about to fail'); import sys; sys.exit(3)"\nabout to fail`,
     ]);
     expect(out.failed_raysub).toEqual(['ENTRYPOINT_FAILED', 'job failed: exited with code 3; last output:\nabout to fail']);
-    expect(out.killed).toEqual(['JOB_ENTRYPOINT_COMMAND_ERROR', -9, expect.stringMatching(/^Job entrypoint command failed with exit code -9\b/)]);
+    expect(out.killed).toEqual([
+      'JOB_ENTRYPOINT_COMMAND_ERROR',
+      -9,
+      'Job entrypoint command failed with exit code -9, last available logs (truncated to 20,000 chars):\nRunning entrypoint for job wire-9: python3 kill.py',
+    ]);
     expect(out.stopped).toEqual(['STOPPED', null, null, 'Job was intentionally stopped.']);
   });
 

@@ -107,10 +107,11 @@ print("RESULT=" + json.dumps(out))
     expect(res.code, res.out).toBe(0);
     const line = res.out.split('\n').find((l) => l.startsWith('RESULT=')) ?? 'RESULT={}';
     const out = JSON.parse(line.slice('RESULT='.length)) as Record<string, unknown>;
-    expect(out.tail).toBe('line1\nline2\n');
+    const driverLog = `Running entrypoint for job sdk-1: python3 -c "print('line1'); print('line2')"\nline1\nline2\n`;
+    expect(out.tail).toBe(driverLog);
     expect(out.status).toBe('SUCCEEDED');
-    expect(out.metadata).toMatchObject({ team: 'ml' });
-    expect(out.logs).toBe('line1\nline2\n');
+    expect(out.metadata).toEqual({ team: 'ml' });
+    expect(out.logs).toBe(driverLog);
     expect(out.stopped).toBe(true);
     expect(out.ids).toContain('sdk-1');
     expect(out.deleted).toBe(true);
@@ -138,7 +139,7 @@ print("RESULT=" + json.dumps(out))
     const line = res.out.split('\n').find((l) => l.startsWith('RESULT=')) ?? 'RESULT={}';
     const out = JSON.parse(line.slice('RESULT='.length)) as { tail: string; big: string };
     // About fifteen pings went by during the quiet three seconds; none of them shows as output.
-    expect(out.tail).toBe('before\nafter\n');
+    expect(out.tail).toMatch(/^Running entrypoint for job raysubmit_\w+: python3 -c .*\nbefore\nafter\n$/);
     const [marker, ...rest] = out.big.split('\n');
     expect(marker).toMatch(/^\[raysub\] this log has 33000 bytes; this answer holds only the last 4096 bytes/);
     expect(rest[0]).toMatch(/^line \d{5}$/);

@@ -399,6 +399,12 @@ describe('raysub-init', () => {
     const missing = await run(initStartFile({ env: { PATH: bin }, rlimits: [{ name: 'nofile', value: 64 }], uid: null, argv: ['no-such-command'] }));
     expect(missing).toMatchObject({ code: 127, ready: 'ok', err: 'raysub: no-such-command: not found\n' });
 
+    // One stream: the worker's stderr is its stdout, in the order it wrote (its own failure too).
+    const merged = await run(initStartFile({ env: { PATH: '/usr/bin:/bin' }, rlimits: [], uid: null, argv: ['sh', '-c', 'echo one; echo two >&2; echo three'], mergeStderr: true }));
+    expect(merged).toEqual({ code: 0, out: 'one\ntwo\nthree\n', err: '', ready: 'ok' });
+    const mergedMissing = await run(initStartFile({ env: { PATH: bin }, rlimits: [], uid: null, argv: ['no-such-command'], mergeStderr: true }));
+    expect(mergedMissing).toMatchObject({ code: 127, out: 'raysub: no-such-command: not found\n', err: '' });
+
     fs.writeFileSync(start, 'not a start file');
     const bad = await run(Buffer.from('raysub-init 9\0'));
     expect(bad).toMatchObject({ code: 125, ready: '' });

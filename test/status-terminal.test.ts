@@ -18,7 +18,8 @@ if (!hasPty) console.warn('status-terminal.test.ts: skipping the pseudo-terminal
 const hasZsh = spawnSync('zsh', ['-c', 'true']).status === 0;
 if (!hasZsh) console.warn('status-terminal.test.ts: skipping the zsh completion test: zsh is not installed');
 
-const ARRAY_JOB = ['--parallel', '2', '--', 'sh', '-c', 'echo "out $RAYSUB_TASK_INDEX"; echo "err $RAYSUB_TASK_INDEX" >&2'];
+// stderr kept a stream of its own, so the CLI can colour it (docs/logs.md).
+const ARRAY_JOB = ['--parallel', '2', '--runtime-env-json', '{"sandbox": {"separate_stderr": true}}', '--', 'sh', '-c', 'echo "out $RAYSUB_TASK_INDEX"; echo "err $RAYSUB_TASK_INDEX" >&2'];
 
 describe('terminal output', () => {
   it.skipIf(!hasPty)('follows an array job with task prefixes and red stderr on a terminal, plain elsewhere', async () => {

@@ -31,6 +31,11 @@ export interface LaunchSpec {
    * Ray treats a task's CPUs: a scheduling hint (in-job workers). Default true.
    */
   cpuQuota?: boolean;
+  /**
+   * The worker's stderr is its stdout: one pipe, so its output arrives in the order it was written
+   * (two pipes cannot be put back in order by any reader). `stderr` then stays empty.
+   */
+  mergeStderr?: boolean;
 }
 
 export interface WorkerExit {
@@ -170,7 +175,8 @@ export function workerHandle(p: HandleParts): WorkerHandle {
  * Start `argv` in its own process group and supervise it: terminate() signals the group,
  * and when the leader exits any process it left behind in its group is killed too.
  */
-export function spawnGroup(argv: string[], opts: { cwd: string; env: Record<string, string> }): Promise<WorkerHandle> {
+export function spawnGroup(command: string[], opts: { cwd: string; env: Record<string, string>; mergeStderr?: boolean }): Promise<WorkerHandle> {
+  const argv = opts.mergeStderr ? ['/bin/sh', '-c', 'exec 2>&1; exec "$@"', 'raysub-worker', ...command] : command;
   const [cmd, ...args] = argv;
   if (!cmd) return Promise.reject(new Error('empty command'));
   const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -216,6 +222,6 @@ export class ProcessLauncher implements Launcher {
   ) {}
 
   launch(spec: LaunchSpec): Promise<WorkerHandle> {
-    return spawnGroup(spec.argv, { cwd: spec.cwd, env: spec.env });
+    return spawnGroup(spec.argv, { cwd: spec.cwd, env: spec.env, mergeStderr: spec.mergeStderr });
   }
 }

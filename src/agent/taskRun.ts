@@ -163,6 +163,7 @@ export class TaskRun {
         network: a.sandbox.network ?? 'host',
         readOnlyPaths: [...prepared.readOnlyPaths, ...(api?.paths ?? [])],
         userNamespaces: a.sandbox.user_namespaces === true,
+        mergeStderr: a.sandbox.separate_stderr !== true,
       });
       this.state = 'running';
       outbox.started(this.ref, Date.now());

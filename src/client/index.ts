@@ -143,9 +143,9 @@ export class RaysubClient {
     await this.json('DELETE', `/api/jobs/${encodeURIComponent(id)}`, z.object({ deleted: z.boolean() }));
   }
 
-  /** The whole log so far, as one string. */
+  /** The whole log so far, as one string (raysub's own lines, marked `[raysub]`, included). */
   async getLogs(id: string): Promise<string> {
-    const r = await this.retrying(() => this.json('GET', `/api/jobs/${encodeURIComponent(id)}/logs`, z.object({ logs: z.string() })));
+    const r = await this.retrying(() => this.json('GET', `/api/jobs/${encodeURIComponent(id)}/logs?view=raysub`, z.object({ logs: z.string() })));
     return r.logs;
   }
 

@@ -2,6 +2,10 @@
  * The three ways the head serves a job's log: raysub's NDJSON stream (resumable, with keep-alives
  * carrying the job's state), Ray's WebSocket tail (text frames; keep-alives are pings), and Ray's
  * `{"logs": "..."}` answer, written piece by piece and bounded to the end of the log.
+ *
+ * Two views of one log: raysub's has everything, its own lines (marked `[raysub]`: setup output,
+ * retries) included; Ray's is what a Ray job's driver log holds — Ray's `Running entrypoint for
+ * job ...` line once the job has started, then the job's own output — without raysub's lines.
  */
 import type { ServerResponse } from 'node:http';
 import { StringDecoder } from 'node:string_decoder';
@@ -14,6 +18,7 @@ import type { Engine } from './engine.js';
 import type { JobService } from './jobService.js';
 import { LinePrefixer, followLogs, type LogFollowers } from './logFollower.js';
 import type { LogStore } from './logStore.js';
+import { rayHeader } from './rayVocabulary.js';
 
 export interface LogServingContext {
   engine: Engine;
@@ -27,6 +32,7 @@ export interface LogServingContext {
 export type FollowLog = Pick<Logger, 'info' | 'warn'>;
 
 const RAY_READ_BYTES = 1024 * 1024;
+
 
 function jobChanges(engine: Engine, id: string): (fn: () => void) => () => void {
   return (fn) => {
@@ -147,6 +153,15 @@ export function tailOverWebSocket(ctx: LogServingContext, socket: WebSocket, id:
       // Resolves once the frame is handed to the socket: a slow reader slows the head down, never fills its memory.
       socket.send(text, (err) => (err ? reject(err) : resolve()));
     });
+  let headerSent = false;
+  /** Ray's first line, as soon as the job has started (before its first output). */
+  const header = async (ran = false): Promise<void> => {
+    if (headerSent) return;
+    const text = rayHeader(ctx.jobs.row(id), ran);
+    if (!text) return;
+    headerSent = true;
+    await send(text);
+  };
   const run = async (): Promise<void> => {
     const row = ctx.jobs.row(id);
     const prefixer = row.parallel > 1 ? new LinePrefixer() : null;
@@ -159,6 +174,8 @@ export function tailOverWebSocket(ctx: LogServingContext, socket: WebSocket, id:
       onJobChange: jobChanges(ctx.engine, id),
     });
     for await (const item of items) {
+      if (item.kind === 'tick') await header();
+      else if (item.stream !== 'system') await header(true);
       if (item.kind === 'tick') {
         if (Date.now() - lastPong > deadAfter) {
           log.info({ jobId: id }, 'a log tail stopped answering pings; closing it');
@@ -168,11 +185,13 @@ export function tailOverWebSocket(ctx: LogServingContext, socket: WebSocket, id:
         socket.ping(pingPayload(ctx, id));
         continue;
       }
+      if (item.stream === 'system') continue;
       const text = prefixer ? prefixer.push(item) : item.text;
       for (let i = 0; i < text.length; i += 20_000) await send(text.slice(i, i + 20_000));
     }
     const rest = prefixer?.flush();
     if (rest && !signal.aborted) await send(rest);
+    if (!signal.aborted) await header();
     if (!signal.aborted) socket.close(1000, 'job finished');
   };
   run()
@@ -199,9 +218,10 @@ function rayPlan(sizes: number[], max: number): { from: number[]; truncated: boo
 /**
  * Ray's `GET /api/jobs/{id}/logs`: `{"logs": "..."}`, written piece by piece so the head never
  * holds the log in memory. A log longer than the cap is answered with its end (for an array job,
- * the end of each task's log), from a line start, after a marker line that says so.
+ * the end of each task's log), from a line start, after a marker line that says so. `view` is
+ * Ray's (its header, no raysub lines), or raysub's (everything the log holds).
  */
-export async function serveRayLogs(ctx: LogServingContext, id: string, res: ServerResponse, log: FollowLog): Promise<void> {
+export async function serveRayLogs(ctx: LogServingContext, id: string, res: ServerResponse, log: FollowLog, view: 'ray' | 'raysub' = 'ray'): Promise<void> {
   const row = ctx.jobs.row(id);
   const { logs } = ctx;
   const sizes = Array.from({ length: row.parallel }, (_, i) => logs.size(id, i));
@@ -222,6 +242,16 @@ export async function serveRayLogs(ctx: LogServingContext, id: string, res: Serv
           `${row.parallel > 1 ? ' (split between the tasks)' : ''}. The whole log: raysub job logs ${id}, or GET /api/jobs/${id}/logs/stream\n`,
       );
     }
+    // Ray's first line comes before the job's first output (which may reach the head before its start).
+    let headerDone = view !== 'ray' || plan.truncated;
+    const text = async (t: string): Promise<void> => {
+      if (!t) return;
+      if (!headerDone) {
+        headerDone = true;
+        await put(rayHeader(row, true));
+      }
+      await put(t);
+    };
     const prefixer = row.parallel > 1 ? new LinePrefixer() : null;
     for (let task = 0; task < row.parallel && !ac.signal.aborted; task++) {
       const decoder = new StringDecoder('utf8');
@@ -231,21 +261,22 @@ export async function serveRayLogs(ctx: LogServingContext, id: string, res: Serv
       while (at < end && !ac.signal.aborted) {
         const segments = logs.read(id, task, at, Math.min(RAY_READ_BYTES, end - at));
         if (segments.length === 0) break;
-        let chunk = Buffer.concat(segments.map((s) => s.data));
-        at += chunk.length;
+        at += segments.reduce((n, s) => n + s.data.length, 0);
+        let chunk = Buffer.concat(segments.filter((s) => view === 'raysub' || s.stream !== 'system').map((s) => s.data));
         if (skipToLine) {
           // Start at a line, unless the part sent is all one line.
           const nl = chunk.indexOf(0x0a);
           if (nl >= 0 && nl < chunk.length - 1) chunk = chunk.subarray(nl + 1);
           skipToLine = false;
         }
-        const text = decoder.write(chunk);
-        await put(prefixer ? prefixer.push({ task, text }) : text);
+        const decoded = decoder.write(chunk);
+        await text(prefixer ? prefixer.push({ task, text: decoded }) : decoded);
       }
       const rest = decoder.end();
-      if (rest) await put(prefixer ? prefixer.push({ task, text: rest }) : rest);
-      if (prefixer) await put(prefixer.flush());
+      if (rest) await text(prefixer ? prefixer.push({ task, text: rest }) : rest);
+      if (prefixer) await text(prefixer.flush());
     }
+    if (!headerDone && !ac.signal.aborted) await put(rayHeader(row));
     if (!ac.signal.aborted) res.end('"}');
   } catch (err) {
     log.warn({ err, jobId: id }, 'sending a log failed');

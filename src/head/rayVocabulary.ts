@@ -68,6 +68,14 @@ export function rayFailureMessage(f: { submissionId: string; errorType: JobError
   }
 }
 
+/**
+ * The first line of a Ray job's driver log (job_supervisor.py), once the job has started (`ran`:
+ * it has output, which can reach the head before its start does).
+ */
+export function rayHeader(row: { id: string; entrypoint: string; start_time: number | null }, ran = false): string {
+  return row.start_time === null && !ran ? '' : `Running entrypoint for job ${row.id}: ${row.entrypoint}\n`;
+}
+
 /** Whether a request names any resource (Ray's `resources_specified`). */
 export function resourcesSpecified(req: TaskRequest): boolean {
   return req.cpus > 0 || req.gpus > 0 || req.memory > 0 || Object.keys(req.custom).length > 0;

@@ -8,7 +8,7 @@ import type { ExitOutcome, JobErrorType, JobStatus } from '../shared/protocol/in
 import type { Store } from './db/index.js';
 import type { EngineEvents } from './events.js';
 import type { LogStore } from './logStore.js';
-import { lastLines, rayFailureMessage } from './rayVocabulary.js';
+import { lastLines, rayFailureMessage, rayHeader } from './rayVocabulary.js';
 import type { LiveJob, LiveState, LiveTask } from './state.js';
 import { retryOf, verdictOf, type Verdict } from './verdict.js';
 
@@ -96,7 +96,7 @@ export class Settler {
       const tail = this.logTail(job.id, task.idx);
       if (tail) message += `; last output:\n${tail}`;
     }
-    const logTail = errorType === 'ENTRYPOINT_FAILED' || errorType === 'OOM_KILLED' ? this.rayLogTail(job.id, task.idx) : '';
+    const logTail = errorType === 'ENTRYPOINT_FAILED' || errorType === 'OOM_KILLED' ? this.rayLogTail(job, task.idx) : '';
     const rayMessage = rayFailureMessage({ submissionId: job.id, errorType, exitCode, detail: v.message ?? what, logTail });
     this.store.jobs.setFailedTask(job.id, task.idx, { message, rayMessage, errorType, exitCode });
     job.failedTask = task.idx;
@@ -140,13 +140,17 @@ export class Settler {
     return lines.slice(from > 0 ? 1 : 0).slice(-10).join('\n');
   }
 
-  /** The end of a task's log as Ray's message of a failed job quotes it: the job's own output, not raysub's lines. */
-  private rayLogTail(jobId: string, idx: number): string {
-    const size = this.logs.size(jobId, idx);
+  /**
+   * The end of a task's log as Ray's message of a failed job quotes it: Ray's view of the log (its
+   * first line, then the job's own output, not raysub's lines).
+   */
+  private rayLogTail(job: LiveJob, idx: number): string {
+    const size = this.logs.size(job.id, idx);
     const from = Math.max(0, size - RAY_TAIL_BYTES);
-    const segments = this.logs.read(jobId, idx, from, RAY_TAIL_BYTES).filter((s) => s.stream !== 'system');
+    const segments = this.logs.read(job.id, idx, from, RAY_TAIL_BYTES).filter((s) => s.stream !== 'system');
     let text = Buffer.concat(segments.map((s) => s.data)).toString('utf8');
     if (from > 0) text = text.slice(text.indexOf('\n') + 1);
+    else text = rayHeader({ id: job.id, entrypoint: job.entrypoint, start_time: null }, true) + text;
     return lastLines(text);
   }
 

@@ -65,11 +65,11 @@ export async function writeTaskFiles(t: BwrapTask, files: TaskFiles, served: boo
   if (bwrap.init) {
     // Read by raysub-init before it drops to the task's uid: the worker itself cannot read it.
     const argv = directArgv(spec.argv, bwrap.layout.links) ?? spec.argv;
-    const file = initStartFile({ env, rlimits: t.limits.rlimits, seccomp: t.limits.seccomp, uid: ownUid ? id.uid : null, argv, cwd: served ? spec.cwd : null });
+    const file = initStartFile({ env, rlimits: t.limits.rlimits, seccomp: t.limits.seccomp, uid: ownUid ? id.uid : null, argv, cwd: served ? spec.cwd : null, mergeStderr: spec.mergeStderr });
     fs.writeFileSync(files.start, file, { mode: 0o400 });
   } else {
     // The start script holds the job's environment: readable by the task's user only.
-    fs.writeFileSync(files.start, startScript(env, t.limits.rlimits, t.envBinary, spec.argv), { mode: 0o400 });
+    fs.writeFileSync(files.start, startScript(env, t.limits.rlimits, t.envBinary, spec.argv, spec.mergeStderr), { mode: 0o400 });
     if (ownUid) fs.chownSync(files.start, id.uid, id.gid);
   }
   // A walk over the task's whole directory: off the event loop.

@@ -12,7 +12,7 @@ import { RLIMITS, type Rlimit } from './limits.js';
 import { shellLine } from './startScript.js';
 
 /** The start-file format (and --version) of the raysub-init this agent speaks to. */
-export const INIT_FORMAT = 'raysub-init 4';
+export const INIT_FORMAT = 'raysub-init 5';
 
 /** Built by scripts/build-native.mjs; this module runs from src/ in tests and dist/ otherwise. */
 const BUILT = path.resolve(import.meta.dirname, '../../../dist/native/raysub-init');
@@ -36,14 +36,23 @@ export function findInit(env: Readonly<Record<string, string | undefined>> = pro
 }
 
 /** The start file raysub-init reads: NUL-terminated fields (format in native/raysub-init.c). */
-export function initStartFile(o: { env: Readonly<Record<string, string>>; rlimits: readonly Rlimit[]; seccomp?: Buffer | null; uid: number | null; argv: readonly string[]; cwd?: string | null }): Buffer {
-  const { env, rlimits, seccomp = null, uid, argv, cwd = null } = o;
+export function initStartFile(o: {
+  env: Readonly<Record<string, string>>;
+  rlimits: readonly Rlimit[];
+  seccomp?: Buffer | null;
+  uid: number | null;
+  argv: readonly string[];
+  cwd?: string | null;
+  /** The worker's stderr is its stdout (one ordered stream). */
+  mergeStderr?: boolean;
+}): Buffer {
+  const { env, rlimits, seccomp = null, uid, argv, cwd = null, mergeStderr = false } = o;
   if (argv.length === 0) throw new Error('empty command');
   if (cwd === '-') throw new Error('a working directory named "-"');
   const entries = Object.entries(env).map(([k, v]) => `${k}=${v}`);
   const id = uid === null ? '-' : String(uid);
   const limits = rlimits.flatMap((l) => [RLIMITS[l.name].what, String(RLIMITS[l.name].resource), String(Math.floor(l.value))]);
-  const fields = [INIT_FORMAT, id, id, cwd ?? '-', seccomp ? seccomp.toString('hex') : '-', String(rlimits.length), ...limits, String(entries.length), ...entries, String(argv.length), ...argv];
+  const fields = [INIT_FORMAT, id, id, cwd ?? '-', seccomp ? seccomp.toString('hex') : '-', mergeStderr ? 'merge' : 'keep', String(rlimits.length), ...limits, String(entries.length), ...entries, String(argv.length), ...argv];
   for (const f of fields) if (f.includes('\0')) throw new Error('a NUL byte in the environment or command');
   return Buffer.from(fields.join('\0') + '\0');
 }

@@ -38,8 +38,9 @@ import { taskEnv } from './taskEnv.js';
 let servedCount = 0;
 
 /** The gate for workers without bwrap: wait for the agent's word on fd 3, set limits, exec. */
-function processGate(limits: TaskLimits): string {
-  return ['IFS= read -r go <&3 || exit 125', 'exec 3<&-', ...shellLimitLines(limits.rlimits), `printf ok >&${READY_FD}`, `exec ${READY_FD}>&-`, 'exec "$@"'].join('; ');
+function processGate(limits: TaskLimits, mergeStderr: boolean): string {
+  const merge = mergeStderr ? ['exec 2>&1'] : [];
+  return ['IFS= read -r go <&3 || exit 125', 'exec 3<&-', ...shellLimitLines(limits.rlimits), `printf ok >&${READY_FD}`, `exec ${READY_FD}>&-`, ...merge, 'exec "$@"'].join('; ');
 }
 
 interface Spare {
@@ -164,7 +165,7 @@ export class SandboxLauncher implements Launcher {
       gate = bwrap
         ? // bwrap itself runs with an empty environment: it is privileged, and the job's variables are not for it.
           await startGate(bwrap.path, bwrapArgv(bwrap, r.uid, { serve, userNamespaces: spec.userNamespaces }), { cwd: '/', env: {}, cgroup: r.cgroup, serve, filterFd: !bwrap.init })
-        : await startGate('/bin/sh', ['-c', processGate(limits), 'raysub-worker', ...spec.argv], { cwd: spec.cwd, env, cgroup: r.cgroup });
+        : await startGate('/bin/sh', ['-c', processGate(limits, spec.mergeStderr === true), 'raysub-worker', ...spec.argv], { cwd: spec.cwd, env, cgroup: r.cgroup });
     }
     let input = 'go\n';
     try {

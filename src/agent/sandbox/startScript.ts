@@ -29,7 +29,7 @@ export function shellLine(argv: readonly string[]): string | null {
  * fd, then the worker. A `/bin/sh -c LINE` worker's LINE becomes the rest of the script (the same
  * shell runs it: one exec fewer); any other argv is exec'd.
  */
-export function startScript(env: Readonly<Record<string, string>>, rlimits: readonly Rlimit[], envBinary: string | null, argv: readonly string[]): string {
+export function startScript(env: Readonly<Record<string, string>>, rlimits: readonly Rlimit[], envBinary: string | null, argv: readonly string[], mergeStderr = false): string {
   const lines = ['# raysub: worker start-up (limits, environment), then the worker itself', ...shellLimitLines(rlimits)];
   const odd: string[] = [];
   for (const [k, v] of Object.entries(env)) {
@@ -37,6 +37,7 @@ export function startScript(env: Readonly<Record<string, string>>, rlimits: read
     else odd.push(shellQuote(`${k}=${v}`));
   }
   lines.push(`printf ok >&${READY_FD}; exec ${READY_FD}>&-`);
+  if (mergeStderr) lines.push('exec 2>&1');
   const line = shellLine(argv);
   if (line !== null && (odd.length === 0 || !envBinary)) {
     return lines.join('\n') + '\n' + line + '\n';

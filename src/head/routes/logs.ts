@@ -7,6 +7,8 @@ import type { HeadContext } from '../context.js';
 import { serveLogDownload } from '../dashboard/logDownload.js';
 
 const idParams = z.object({ id: z.string().min(1).max(200) });
+/** `view=raysub`: raysub's own lines too, and not Ray's first line (raysub's SDK reads this). */
+const logsQuery = z.object({ view: z.enum(['ray', 'raysub']).optional() });
 const streamQuery = z.object({
   follow: z.enum(['true', 'false', '1', '0']).optional(),
   /** "task:offset,task:offset" (tasks not named start at 0). */
@@ -31,9 +33,10 @@ export function logRoutes(ctx: HeadContext): FastifyPluginAsync {
   return async (app) => {
     app.get('/api/jobs/:id/logs', async (req, reply) => {
       const { id } = parseWith(idParams, req.params);
+      const { view } = parseWith(logsQuery, req.query);
       ctx.jobs.row(id);
       reply.hijack();
-      await serveRayLogs(ctx, id, reply.raw, req.log);
+      await serveRayLogs(ctx, id, reply.raw, req.log, view);
     });
 
     // The whole log as a text file (the dashboard's Download).

@@ -34,6 +34,11 @@ export const sandboxRequestSchema = z.strictObject({
   require: z.enum(['none', 'process', 'bwrap']).optional(),
   /** Let tasks create user namespaces and mount in them (refused by default: docs/sandbox.md). */
   user_namespaces: z.boolean().optional(),
+  /**
+   * Keep stderr a stream of its own (marked, coloured by raysub's CLI) instead of one pipe with
+   * stdout; the order between the two is then only the order the agent read them in (docs/logs.md).
+   */
+  separate_stderr: z.boolean().optional(),
 });
 
 export const runtimeEnvFields = {
