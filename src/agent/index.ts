@@ -20,6 +20,7 @@ import { chooseLauncher } from './sandbox/index.js';
 import { StartQueue } from './startQueue.js';
 import { TaskRun } from './taskRun.js';
 import { Workspace } from './workspace.js';
+import { sleep } from '../shared/abort.js';
 
 export interface RunningAgent {
   readonly nodeName: string;
@@ -46,17 +47,6 @@ const FINISHED_KEPT = 10_000;
 const MAX_CONCURRENT_LAUNCHES = 8;
 const refKey = (r: TaskRef): string => `${r.task_id}#${r.attempt}`;
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done);
-  });
-}
 
 class Agent implements RunningAgent {
   private state: AgentState = 'starting';

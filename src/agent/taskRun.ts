@@ -12,6 +12,7 @@ import type { StartQueue } from './startQueue.js';
 import { buildTaskEnv, prepareRuntimeEnv, type RuntimeEnvContext } from './runtimeEnv.js';
 import { stopPolicyOf, type StopPolicy } from './stopPolicy.js';
 import type { PackageLease, Workspace } from './workspace.js';
+import { sleep } from '../shared/abort.js';
 
 export type RunState = 'preparing' | 'running' | 'exited';
 
@@ -39,17 +40,6 @@ const STRENGTH = { none: 0, process: 1, bwrap: 2 } as const;
 const CAPACITY_RETRY_MS = 100;
 const CAPACITY_RETRY_MAX_MS = 2000;
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
 
 class SetupError extends Error {
   constructor(

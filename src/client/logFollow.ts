@@ -8,6 +8,7 @@
 import { StringDecoder } from 'node:string_decoder';
 import { RaysubError, isErrorCode, toRaysubError } from '../shared/errors.js';
 import { logStreamLineSchema, type JobStatus, type LogStream } from '../shared/protocol/index.js';
+import { sleep } from '../shared/abort.js';
 
 export interface FollowState {
   status: JobStatus;
@@ -43,17 +44,6 @@ export type FollowedLine = { task: number; stream: LogStream; data: string } | {
 /** Opens the stream at the given offsets (task index -> byte offset); throws RaysubError on failure. */
 export type OpenLogStream = (from: Record<string, number>, signal: AbortSignal) => Promise<AsyncIterable<Buffer>>;
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener('abort', done);
-  });
-}
 
 export async function* followLogStream(open: OpenLogStream, opts: FollowLogsOptions): AsyncGenerator<FollowedLine> {
   const idleMs = opts.idleMs ?? 30_000;

@@ -16,3 +16,20 @@ export function untilAborted<T>(promise: Promise<T>, signal: AbortSignal, reason
     );
   });
 }
+
+/**
+ * Wait `ms`, or less if `signal` aborts meanwhile (resolving, never rejecting: the caller checks
+ * the signal). A signal aborted before the call does not shorten the wait, so a loop that does not
+ * check it still waits between rounds.
+ */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
