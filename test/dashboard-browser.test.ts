@@ -5,10 +5,11 @@
  * without a session. Screenshots of each page are kept in the artefacts dir (printed below).
  */
 import crypto from 'node:crypto';
+import path from 'node:path';
 import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { artefactsDir, findChromium, launchBrowser, screenshot } from './helpers/browser.js';
-import { processesWith, runCli, startHead, type TestHead } from './helpers/cluster.js';
+import { processesWith, runCli, startHead, tempDir, type TestHead } from './helpers/cluster.js';
 
 const chromiumPath = findChromium();
 if (!chromiumPath) {
@@ -232,6 +233,28 @@ describe.skipIf(!chromiumPath)('the dashboard in chromium', () => {
     expect(await phone.evaluate(() => (globalThis as unknown as PageGlobals).document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
     await screenshot(phone, 'jobs-phone');
     await head.client.stopJob('busy-1');
+    expect(browser.errors).toEqual([]);
+  });
+
+  it('works behind TLS: a __Host- Secure cookie, and Stop passes the origin checks over HTTPS', async () => {
+    const dir = path.join(tempDir('raysub-tls-'), 'tls');
+    const made = await runCli(['cert', 'create', '--dir', dir]);
+    expect(made.code, made.stderr).toBe(0);
+    const head = await startHead({ numCpus: 1, tls: { cert: path.join(dir, 'head.pem'), key: path.join(dir, 'head-key.pem'), ca: path.join(dir, 'ca.pem') } });
+    await head.client.submitJob({ submission_id: 'over-https', entrypoint: 'sleep 60' });
+    const browser = await launchBrowser(chromiumPath as string, { trustAnyCertificate: true });
+    const page = await browser.page();
+    const link = await runCli(['dashboard', '--url'], { env: head.env });
+    expect(link.stdout.trim()).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/login\?code=[A-Za-z0-9_-]+$/);
+    await page.goto(link.stdout.trim());
+    await page.locator('table.jobs a', { hasText: 'over-https' }).click();
+    const [cookie] = await browser.context.cookies();
+    expect(cookie).toMatchObject({ name: '__Host-raysub_session', httpOnly: true, sameSite: 'Strict', secure: true, path: '/' });
+    await page.locator('.section-head .badge', { hasText: 'RUNNING' }).waitFor({ timeout: 30_000 });
+    await page.getByRole('button', { name: 'Stop job' }).click();
+    await page.getByRole('button', { name: 'Yes, stop it' }).click();
+    await page.locator('.section-head .badge', { hasText: 'STOPPED' }).waitFor({ timeout: 30_000 });
+    expect((await head.client.getJob('over-https')).status).toBe('STOPPED');
     expect(browser.errors).toEqual([]);
   });
 });

@@ -52,8 +52,11 @@ export interface Browser {
   errors: string[];
 }
 
-/** Launch chromium with a fresh profile; closed (and the profile removed) when the test ends. */
-export async function launchBrowser(executablePath: string): Promise<Browser> {
+/**
+ * Launch chromium with a fresh profile; closed (and the profile removed) when the test ends.
+ * `trustAnyCertificate`: for a head serving HTTPS with a test CA the browser does not know.
+ */
+export async function launchBrowser(executablePath: string, opts: { trustAnyCertificate?: boolean } = {}): Promise<Browser> {
   const profile = tempDir('raysub-chromium-');
   const context = await chromium.launchPersistentContext(profile, {
     executablePath,
@@ -61,6 +64,7 @@ export async function launchBrowser(executablePath: string): Promise<Browser> {
     args: CHROMIUM_FLAGS,
     viewport: { width: 1280, height: 800 },
     acceptDownloads: false,
+    ignoreHTTPSErrors: opts.trustAnyCertificate ?? false,
   });
   onTestFinished(() => context.close());
   const errors: string[] = [];
