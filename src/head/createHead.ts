@@ -36,6 +36,8 @@ export type CreateHeadOptions = Pick<
   Partial<Pick<HeadOptions, 'logs' | 'retention' | 'http' | 'tls'>> & {
     /** The cluster history's sampling (tests sample faster). */
     history?: HistoryOptions;
+    /** The dashboard's open event streams at most (default 256; tests use fewer). */
+    maxEventStreams?: number;
   };
 
 export interface Head {
@@ -106,7 +108,7 @@ export async function createHead(opts: CreateHeadOptions, logger?: Logger): Prom
       secure: Boolean(opts.tls),
     });
     const history = new ClusterHistory(engine, store, log.child({ component: 'history' }), opts.history ?? DEFAULT_HISTORY);
-    const changes = new JobChanges(engine, store, log.child({ component: 'dashboard' }));
+    const changes = new JobChanges(engine, store, log.child({ component: 'dashboard' }), opts.maxEventStreams);
     const collector = new PackageCollector(packages, store.packageRefs, opts.unusedPackageTtlMs, log.child({ component: 'packages' }));
     const app = await buildServer({
       engine,

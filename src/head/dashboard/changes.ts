@@ -42,6 +42,8 @@ export class JobChanges {
     private readonly engine: Engine,
     private readonly store: Pick<Store, 'jobs'>,
     private readonly log: Logger,
+    /** Open streams at most (tests use fewer). */
+    private readonly maxListeners = MAX_LISTENERS,
   ) {}
 
   get size(): number {
@@ -50,7 +52,7 @@ export class JobChanges {
 
   /** Throws when no more streams may open (call before taking over the response). */
   admit(): void {
-    if (this.listeners.size >= MAX_LISTENERS) throw new RaysubError('TOO_MANY_REQUESTS', 'too many dashboards are open on this head', { retryable: true });
+    if (this.listeners.size >= this.maxListeners) throw new RaysubError('TOO_MANY_REQUESTS', 'too many dashboards are open on this head', { retryable: true });
   }
 
   /** Serve one event stream on `res` until the client goes or the head closes. */
