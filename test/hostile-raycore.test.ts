@@ -50,11 +50,12 @@ describe('hostile Ray core traffic', () => {
   it('an actor whose process dies at once, with endless restarts, is restarted at most once a second until killed', async () => {
     const { c, head } = await run('restarts');
     const r = c.get('restarts');
-    console.log(`an actor dying at once started ${String(r?.starts)} times in 5 s`);
+    console.log(`an actor dying at once started for the fourth time ${String(r?.fourth_after)} s after it was made`);
     expect(r?.dead).toBe('ActorDiedError');
-    // Five seconds: the first start and at most one restart a second (a little slack for the last).
-    expect(r?.starts).toBeGreaterThanOrEqual(2);
-    expect(r?.starts).toBeLessThanOrEqual(7);
+    expect(r?.starts).toBeGreaterThanOrEqual(4);
+    // Each restart waits a second after the start before it: three restarts take three seconds at least
+    // (a loaded machine only makes it longer; unspaced, four starts take well under a second).
+    expect(r?.fourth_after).toBeGreaterThanOrEqual(3);
     expect((await head.client.nodes())[0]?.state).toBe('ALIVE');
   }, 150_000);
 });
