@@ -4,11 +4,11 @@
  * a bundle, the agent's questions to the head, and the head's directory of names and groups.
  */
 import { describe, expect, it } from 'vitest';
-import { NodeLedger } from '../src/agent/jobapi/ledger.js';
-import { Requests, MAX_PENDING, type ReplyBody } from '../src/agent/jobapi/requests.js';
-import { placeTask, type PlaceDecision } from '../src/agent/jobapi/taskPlacement.js';
-import type { JobState } from '../src/agent/jobapi/jobState.js';
-import type { Bundle, Task } from '../src/agent/jobapi/types.js';
+import { NodeLedger } from '../src/agent/injob/ledger.js';
+import { Requests, MAX_PENDING, type ReplyBody } from '../src/agent/injob/requests.js';
+import { placeTask, type PlaceDecision } from '../src/agent/injob/taskPlacement.js';
+import type { JobState } from '../src/agent/injob/jobState.js';
+import type { Bundle, Task } from '../src/agent/injob/types.js';
 import { InjobDirectory, heldKey, type Group } from '../src/head/injobDirectory.js';
 import type { InjobRequest, Placement, Usage } from '../src/shared/protocol/index.js';
 import { applyPlacement, capacityFromTotals, toUnits, UNLIMITED_TASK_SLOTS, type Capacity, type TaskRequest } from '../src/shared/resources.js';

@@ -1,9 +1,9 @@
 /** The in-job API's building blocks on their own: socket framing, the node ledger, the relay to the head. */
 import { describe, expect, it } from 'vitest';
-import { encodeFrame, FrameError, FrameReader } from '../src/agent/jobapi/frames.js';
-import { NodeLedger } from '../src/agent/jobapi/ledger.js';
-import { objectPath } from '../src/agent/jobapi/objects.js';
-import { Relay } from '../src/agent/jobapi/relay.js';
+import { encodeFrame, FrameError, FrameReader } from '../src/agent/injob/frames.js';
+import { NodeLedger } from '../src/agent/injob/ledger.js';
+import { objectPath } from '../src/agent/injob/objects.js';
+import { Relay } from '../src/agent/injob/relay.js';
 import { clientMessageSchema } from '../src/shared/protocol/index.js';
 import { UNLIMITED_TASK_SLOTS } from '../src/shared/resources.js';
 

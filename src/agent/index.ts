@@ -10,7 +10,7 @@ import { containUnhandledRejections } from '../shared/boundary.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import type { Assignment, NodeTotals, PollResponse, TaskRef } from '../shared/protocol/index.js';
 import { detectGpus } from './detect.js';
-import { installRuntimeLibs, JobApi, localAddressFor } from './jobapi/index.js';
+import { installRuntimeLibs, InjobService, localAddressFor } from './injob/index.js';
 import { EnvCache } from './envs/index.js';
 import { HeadLink } from './headLink.js';
 import { alternativeName, lockWorkDir, readNodeFile, writeNodeFile } from './nodeFile.js';
@@ -67,7 +67,7 @@ class Agent implements RunningAgent {
   private loops: Promise<void>[] = [];
   private readonly envCache: EnvCache;
   private readonly starts = new StartQueue(MAX_CONCURRENT_LAUNCHES);
-  private readonly jobApi: JobApi;
+  private readonly injob: InjobService;
   /** The name this node registers under: given, or kept in the work dir, or the default. */
   private name: string;
   /** The node id of this work dir's last registration, presented to take it back. */
@@ -91,12 +91,12 @@ class Agent implements RunningAgent {
     this.lastId = saved?.name === this.name ? saved.node_id : undefined;
     outbox.onChange = (urgency) => this.wakeReporter(urgency === 'exit' ? 0 : urgency === 'output' ? OUTPUT_BATCH_MS : START_BATCH_MS);
     this.envCache = new EnvCache(path.join(opts.workDir, 'envs'), opts.cacheLimitBytes, log.child({ component: 'envs' }));
-    this.jobApi = new JobApi({
+    this.injob = new InjobService({
       workDir: opts.workDir,
       token: () => this.peerToken,
       outbox,
       killGraceMs: opts.killGraceMs,
-      log: log.child({ component: 'jobapi' }),
+      log: log.child({ component: 'injob' }),
       totals,
       nodeName: opts.nodeName,
       wake: () => this.wakeReporter(2),
@@ -118,7 +118,7 @@ class Agent implements RunningAgent {
   }
 
   async start(): Promise<void> {
-    await this.jobApi.start(await localAddressFor(this.head.address));
+    await this.injob.start(await localAddressFor(this.head.address));
     await this.register(this.lastId);
     this.state = 'running';
     this.loops = [this.pollLoop(), this.reportLoop()];
@@ -174,10 +174,10 @@ class Agent implements RunningAgent {
     while (this.state === 'running') {
       try {
         await this.reregistering;
-        const res = await this.head.poll(this.id, { known: this.known(), wait_ms: this.pollWaitMs, ...this.jobApi.pollFields() }, this.stop.signal);
+        const res = await this.head.poll(this.id, { known: this.known(), wait_ms: this.pollWaitMs, ...this.injob.pollFields() }, this.stop.signal);
         failures = 0;
         this.handlePoll(res);
-        await this.jobApi.polled(res.injob);
+        await this.injob.polled(res.injob);
       } catch (err) {
         if (this.state !== 'running') break;
         failures = await this.onError(err, failures, 'poll');
@@ -209,7 +209,7 @@ class Agent implements RunningAgent {
       nodeId: () => this.id,
       nodeName: this.name,
       runtimeEnv: { agentEnv: agentProcessEnv(), cache: this.envCache, packages: this.workspace },
-      jobApi: this.jobApi,
+      injob: this.injob,
       starts: this.starts,
     });
     this.runs.set(k, run);
@@ -243,7 +243,7 @@ class Agent implements RunningAgent {
   private async reportLoop(): Promise<void> {
     let failures = 0;
     while (this.state === 'running') {
-      if ((!this.outbox.hasWork() && !this.jobApi.relay.hasWork()) || failures > 0) {
+      if ((!this.outbox.hasWork() && !this.injob.relay.hasWork()) || failures > 0) {
         await new Promise<void>((resolve) => {
           const done = (): void => {
             clearTimeout(t);
@@ -259,12 +259,12 @@ class Agent implements RunningAgent {
       }
       try {
         await this.reregistering;
-        const req = { ...this.outbox.build(MAX_REPORT_BYTES, this.known()), usage: this.envCache.usage(), injob: this.jobApi.report() };
+        const req = { ...this.outbox.build(MAX_REPORT_BYTES, this.known()), usage: this.envCache.usage(), injob: this.injob.report() };
         const res = await this.head.report(this.id, req, this.stop.signal).catch((err: unknown) => {
-          this.jobApi.reportFailed();
+          this.injob.reportFailed();
           throw err;
         });
-        this.jobApi.answered(res.injob);
+        this.injob.answered(res.injob);
         failures = 0;
         for (const ref of this.outbox.ack(res)) this.forget(refKey(ref));
         // The answer to a report that freed resources carries what the head placed here next.
@@ -322,7 +322,7 @@ class Agent implements RunningAgent {
     const runs = [...this.runs.values()];
     for (const r of runs) r.kill('head');
     await Promise.all(runs.map((r) => r.done));
-    await this.jobApi.close();
+    await this.injob.close();
     this.stop.abort();
     if (this.reportTimer) clearTimeout(this.reportTimer);
     await Promise.allSettled(this.loops);

@@ -29,7 +29,7 @@ export interface TaskRunDeps {
   /** Turns for launching workers, shared by the node's tasks. */
   starts: StartQueue;
   /** The in-job task API: the job's socket and libraries, and this node's own resource ledger. */
-  jobApi?: {
+  injob?: {
     attach(a: Assignment, ref: TaskRef, env: Record<string, string>): Promise<{ env: Record<string, string>; paths: string[]; detach: () => void }>;
     holdJobTask(a: Assignment, signal: AbortSignal): Promise<() => void>;
   };
@@ -138,9 +138,9 @@ export class TaskRun {
       releaseEnvs = prepared.release;
       this.checkAborted();
       // In-job work may hold what the head thought free here: wait until this node really has it.
-      releaseHold = await this.deps.jobApi?.holdJobTask(a, this.abort.signal);
+      releaseHold = await this.deps.injob?.holdJobTask(a, this.abort.signal);
       this.checkAborted();
-      const api = await this.deps.jobApi?.attach(a, this.ref, prepared.env);
+      const api = await this.deps.injob?.attach(a, this.ref, prepared.env);
       detachApi = api?.detach;
       this.worker = await this.launch({
         key: this.key,

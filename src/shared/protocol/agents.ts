@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { packageNameSchema } from './packages.js';
 import { resourceMapSchema } from './common.js';
-import { injobAnswerSchema, injobPollSchema, injobReportSchema } from './jobapi.js';
+import { injobAnswerSchema, injobPollSchema, injobReportSchema } from './injob.js';
 import { sandboxRequestSchema } from './runtimeEnv.js';
 
 /**

@@ -7,7 +7,7 @@
  * drift.
  */
 import { z } from 'zod';
-import { agentMessageSchema, socketErrorCodeSchema } from './jobapi.js';
+import { agentMessageSchema, socketErrorCodeSchema } from './injob.js';
 
 /**
  * The errors the agent and the head make for in-job objects (an ErrorInfo's `type`), and the

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { injobCountsSchema } from './jobapi.js';
+import { injobCountsSchema } from './injob.js';
 import { jobErrorTypeSchema, jobStatusSchema, rayErrorTypeSchema, resourceMapSchema, submissionIdSchema } from './common.js';
 
 /** raysub's own submission options, namespaced so they never collide with Ray's fields. */

@@ -4,7 +4,7 @@
  * Frames are `[u32 header length][u32 payload length][JSON header][payload]`, big-endian.
  */
 import net from 'node:net';
-import type { AgentMessage, ExecuteTask } from '../../shared/protocol/jobapi.js';
+import type { AgentMessage, ExecuteTask } from '../../shared/protocol/injob.js';
 import { AGENT_MESSAGE, SIZES } from './contract.js';
 import { mismatch } from './schema.js';
 

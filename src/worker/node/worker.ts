@@ -3,7 +3,7 @@
  * Runs the tasks it is sent one at a time (awaiting async ones), or holds one actor instance.
  */
 import fs from 'node:fs';
-import type { ExecuteTask } from '../../shared/protocol/jobapi.js';
+import type { ExecuteTask } from '../../shared/protocol/injob.js';
 import { deserialize, init, markWorker, moduleUrl, serialize } from './index.js';
 
 type Task = ExecuteTask;

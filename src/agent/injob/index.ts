@@ -1,3 +1,3 @@
-export { JobApi, type JobApiDeps } from './service.js';
+export { InjobService, type InjobServiceDeps } from './service.js';
 export { installRuntimeLibs } from './runtimeLibs.js';
 export { localAddressFor } from './peer.js';

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { injobResourcesSchema as bundleSchema, jobIdSchema, objectIdSchema } from './jobapiBase.js';
+import { injobResourcesSchema as bundleSchema, jobIdSchema, objectIdSchema } from './injobBase.js';
 
 /**
  * Questions a job's processes ask about the cluster and their job's shared state: named actors,

@@ -13,8 +13,8 @@ import { packageNameSchema } from './packages.js';
  *   other nodes. Bytes are base64 there; large values never travel this way (only locations).
  */
 
-import { injobResourcesSchema, jobIdSchema, nodeIdSchema, objectIdSchema, ownerSchema, workerIdSchema } from './jobapiBase.js';
-import { clientCallSchema, injobReplySchema, injobRequestSchema, MAX_BUNDLES, replyErrorSchema } from './jobapiRequests.js';
+import { injobResourcesSchema, jobIdSchema, nodeIdSchema, objectIdSchema, ownerSchema, workerIdSchema } from './injobBase.js';
+import { clientCallSchema, injobReplySchema, injobRequestSchema, MAX_BUNDLES, replyErrorSchema } from './injobRequests.js';
 
 export const langSchema = z.enum(['python', 'node']);
 export type Lang = z.infer<typeof langSchema>;

@@ -31,11 +31,11 @@ import { errorValue, fromRelay, INLINE_LIMIT, type ObjValue } from './objects.js
 import { Peers } from './peers.js';
 import { Relay } from './relay.js';
 import type { Task } from './types.js';
-import { jobApiEnv, type LaunchDeps } from './workerLaunch.js';
+import { injobEnv, type LaunchDeps } from './workerLaunch.js';
 
 const ENDED_KEPT = 10_000;
 
-export interface JobApiDeps extends LaunchDeps {
+export interface InjobServiceDeps extends LaunchDeps {
   workDir: string;
   /** What agents present to each other's object servers (the head hands it out at registration). */
   token: () => string;
@@ -48,7 +48,7 @@ export interface JobApiDeps extends LaunchDeps {
   wake: () => void;
 }
 
-export class JobApi {
+export class InjobService {
   readonly ledger: NodeLedger;
   readonly executor: Executor;
   readonly relay = new Relay();
@@ -62,7 +62,7 @@ export class JobApi {
   private readonly clients: Clients;
   private readonly control: Control;
 
-  constructor(private readonly d: JobApiDeps) {
+  constructor(private readonly d: InjobServiceDeps) {
     this.root = path.join(d.workDir, 'j');
     // Sockets and objects of a previous run of this agent belong to jobs it no longer serves.
     fs.rmSync(this.root, { recursive: true, force: true });
@@ -153,7 +153,7 @@ export class JobApi {
   async attach(a: Assignment, ref: TaskRef, env: Record<string, string>): Promise<{ env: Record<string, string>; paths: string[]; detach: () => void }> {
     const job = await this.job(a.job_id, { job_id: a.job_id, memory: a.resources.memory, working_dir_package: a.working_dir_package, runtime_env: a.runtime_env, env_vars: a.env_vars, sandbox: a.sandbox });
     job.drivers.push(ref);
-    const api = jobApiEnv(job, this.d.libs, env);
+    const api = injobEnv(job, this.d.libs, env);
     return {
       ...api,
       detach: () => {

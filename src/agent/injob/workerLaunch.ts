@@ -22,7 +22,7 @@ export interface LaunchDeps {
 }
 
 /** Variables and read-only paths every process of a job needs to reach its agent. */
-export function jobApiEnv(job: JobState, libs: LaunchDeps['libs'], env: Record<string, string>): { env: Record<string, string>; paths: string[] } {
+export function injobEnv(job: JobState, libs: LaunchDeps['libs'], env: Record<string, string>): { env: Record<string, string>; paths: string[] } {
   const out = { ...env };
   out.RAYSUB_TASK_SOCKET = job.sockPath;
   out.RAYSUB_JOB_TOKEN = job.token;
@@ -67,7 +67,7 @@ export async function launchWorker(deps: LaunchDeps, job: JobState, o: { workerI
     const base = buildTaskEnv(a, { headAddress: deps.headAddress, nodeId: deps.nodeId(), home: deps.launcher.mode === 'bwrap' ? dir : undefined }, deps.runtimeEnv.agentEnv);
     const prepared = await prepareRuntimeEnv(a, base, { ...deps.runtimeEnv, signal: o.signal, taskDir: dir, output: o.output });
     release = prepared.release;
-    const api = jobApiEnv(job, deps.libs, prepared.env);
+    const api = injobEnv(job, deps.libs, prepared.env);
     api.env.RAYSUB_WORKER_ID = o.workerId;
     const command = o.lang === 'python' ? 'exec python3 -m raysub.worker' : `exec node ${deps.libs.nodeWorker}`;
     const handle = await deps.launcher.launch({
