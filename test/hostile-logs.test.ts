@@ -43,6 +43,15 @@ describe('hostile input to the log endpoints', () => {
       ['POST', '/api/jobs/j/logs/stream', { from: { 0: 'x' } }],
       ['POST', '/api/jobs/j/logs/stream', { follow: 'yes' }],
       ['POST', '/api/jobs/j/logs/stream', '[1, 2'],
+      ['GET', '/api/jobs/j/logs/stream?tail=-1'],
+      ['GET', '/api/jobs/j/logs/stream?tail=1e99'],
+      ['GET', '/api/jobs/j/logs/stream?since=yesterday'],
+      ['GET', '/api/jobs/j/logs/stream?task=1'], // the job has one task
+      ['GET', '/api/jobs/j/logs/stream?task=0.5'],
+      ['POST', '/api/jobs/j/logs/stream', { tail: 'all' }],
+      ['POST', '/api/jobs/j/logs/stream', { task: 99999999 }],
+      ['POST', '/api/jobs/j/logs/stream', { since: -1 }],
+      ['POST', '/api/jobs/j/logs/stream', { timestamps: 'yes' }],
     ];
     for (const [method, url, body] of bad) {
       const res = await raw(head, method, url, body);

@@ -70,11 +70,15 @@ out["entrypoint"] = c.get_job_info(ids[0]).entrypoint
     const raysubView = await head.client.getLogs('retried');
     expect(raysubView).toMatch(/^attempt 1\n\[raysub\] attempt 1 failed \(ENTRYPOINT_FAILED: exited with code 1\); retrying in 0\.1s .*\n\[raysub\] attempt 2 on .*\nattempt 2\n$/);
 
-    // runtime_env.sandbox.separate_stderr: stderr is a stream of its own again (raysub's CLI colours it).
+    // runtime_env.sandbox.separate_stderr: stderr is a stream of its own again (raysub's CLI
+    // colours it on a terminal), printed with the rest on stdout.
     const rt = JSON.stringify({ sandbox: { separate_stderr: true } });
-    const apart = await runCli(['job', 'submit', '--runtime-env-json', rt, '--', 'python3', '-c', 'import sys; print("to stdout"); print("to stderr", file=sys.stderr)'], { env: head.env });
+    const apart = await runCli(['job', 'submit', '--submission-id', 'apart', '--runtime-env-json', rt, '--', 'python3', '-c', 'import sys; print("to stdout"); print("to stderr", file=sys.stderr)'], { env: head.env });
     expect(apart.code, apart.stderr).toBe(0);
-    expect(apart.stdout).toBe('to stdout\n');
-    expect(apart.stderr).toContain('to stderr');
+    expect(apart.stdout.split('\n').sort()).toEqual(['', 'to stderr', 'to stdout']);
+    expect(apart.stderr).not.toContain('to stderr');
+    const streams = await runCli(['job', 'logs', 'apart', '--json'], { env: head.env });
+    const pieces = streams.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as { stream: string; data: string });
+    expect(pieces.filter((p) => p.stream === 'stderr').map((p) => p.data).join('')).toBe('to stderr\n');
   });
 });

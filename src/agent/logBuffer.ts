@@ -7,13 +7,20 @@ interface Segment {
   stream: LogStream;
   data: Buffer | null; // null: spilled to the spool file
   spoolAt: number;
+  /** When the agent read the segment's first byte from the worker (ms since the epoch). */
+  time: number;
 }
 
 export interface LogPiece {
   offset: number;
   stream: LogStream;
   data: Buffer;
+  /** When the agent read the piece's first byte (a piece never spans two capture times). */
+  time: number;
 }
+
+/** Output read within this long of a segment's first byte shares its capture time. */
+const SAME_TIME_MS = 10;
 
 /**
  * Output of one task attempt that the head has not acknowledged yet. Kept in memory up to a
@@ -34,21 +41,21 @@ export class LogBuffer {
     private readonly maxMemoryBytes: number,
   ) {}
 
-  append(stream: LogStream, data: Buffer): void {
+  append(stream: LogStream, data: Buffer, time = Date.now()): void {
     if (data.length === 0) return;
     const last = this.segments[this.segments.length - 1];
     if (this.memoryBytes + data.length <= this.maxMemoryBytes) {
-      if (last && last.data && last.stream === stream && last.length < 64 * 1024) {
+      if (last && last.data && last.stream === stream && last.length < 64 * 1024 && time - last.time < SAME_TIME_MS) {
         last.data = Buffer.concat([last.data, data]);
         last.length += data.length;
       } else {
-        this.segments.push({ offset: this.total, length: data.length, stream, data, spoolAt: -1 });
+        this.segments.push({ offset: this.total, length: data.length, stream, data, spoolAt: -1, time });
       }
       this.memoryBytes += data.length;
     } else {
       this.spoolFd ??= fs.openSync(this.spoolPath, 'w+', 0o600);
       fs.writeSync(this.spoolFd, data, 0, data.length, this.spoolSize);
-      this.segments.push({ offset: this.total, length: data.length, stream, data: null, spoolAt: this.spoolSize });
+      this.segments.push({ offset: this.total, length: data.length, stream, data: null, spoolAt: this.spoolSize, time });
       this.spoolSize += data.length;
     }
     this.total += data.length;
@@ -74,7 +81,7 @@ export class LogBuffer {
         data = Buffer.alloc(len);
         if (this.spoolFd !== null) fs.readSync(this.spoolFd, data, 0, len, s.spoolAt + from);
       }
-      out.push({ offset: s.offset + from, stream: s.stream, data });
+      out.push({ offset: s.offset + from, stream: s.stream, data, time: s.time });
       budget -= len;
     }
     return out;

@@ -70,7 +70,7 @@ export class Outbox {
     const numbered = new Set(this.events.filter((e) => e.type === 'exited').map((e) => key(e)));
     const add = (ref: TaskRef, buf: LogBuffer, limit: number): void => {
       for (const p of buf.read(limit)) {
-        logs.push({ task_id: ref.task_id, attempt: ref.attempt, offset: p.offset, stream: p.stream, data: p.data.toString('base64') });
+        logs.push({ task_id: ref.task_id, attempt: ref.attempt, offset: p.offset, stream: p.stream, data: p.data.toString('base64'), captured_at: p.time });
         budget -= p.data.length;
       }
     };

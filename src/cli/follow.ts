@@ -1,6 +1,6 @@
 /**
- * Printing a job's output as it arrives: stdout to stdout, stderr (coloured) to stderr, task
- * prefixes for array jobs, the job's queue position and wait reason on stderr when they change,
+ * Printing a job's output as it arrives: one ordered stream on stdout, task prefixes for array
+ * jobs, capture times on request, the job's queue position and wait reason on stderr when they change,
  * and — only when the head really does not answer — what the CLI is doing about it.
  */
 import type { FollowRetry, FollowState, RaysubClient } from '../client/index.js';
@@ -15,23 +15,41 @@ export interface FollowOptions {
   quiet?: boolean;
   /** Print each chunk as an NDJSON line `{"task", "stream", "data"}` instead of text. */
   json?: boolean;
+  /** Write the output to stderr instead of stdout (`submit --json` keeps stdout for its result). */
+  toStderr?: boolean;
+  /** Only this task's log. */
+  task?: number;
+  /** Start at each task's last N lines. */
+  tail?: number;
+  /** Start at what was captured at or after this time (ms since the epoch). */
+  since?: number;
+  /** Prefix each line with the time it was captured. */
+  timestamps?: boolean;
 }
 
+/** Cuts text into whole lines per key, remembering when each line began. */
 class LineSplitter {
-  private readonly partial = new Map<string, string>();
+  private readonly partial = new Map<string, { text: string; time: number | undefined }>();
 
-  push(key: string, text: string): string[] {
-    const all = (this.partial.get(key) ?? '') + text;
-    const lines = all.split('\n');
-    this.partial.set(key, lines.pop() ?? '');
-    return lines;
+  push(key: string, text: string, time: number | undefined): { line: string; time: number | undefined }[] {
+    const held = this.partial.get(key);
+    const parts = ((held?.text ?? '') + text).split('\n');
+    const rest = parts.pop() ?? '';
+    const out = parts.map((line, i) => ({ line, time: i === 0 && held?.text ? held.time : time }));
+    this.partial.set(key, { text: rest, time: rest && parts.length === 0 && held?.text ? held.time : time });
+    return out;
   }
 
-  flush(): [string, string][] {
-    const rest = [...this.partial.entries()].filter(([, v]) => v);
+  flush(): [string, { line: string; time: number | undefined }][] {
+    const rest = [...this.partial.entries()].filter(([, v]) => v.text).map(([k, v]): [string, { line: string; time: number | undefined }] => [k, { line: v.text, time: v.time }]);
     this.partial.clear();
     return rest;
   }
+}
+
+/** A capture time as a line prefix: RFC 3339 in UTC with milliseconds, as `kubectl logs --timestamps`. */
+export function timestampPrefix(time: number | undefined): string {
+  return time === undefined ? '-'.padEnd(24) : new Date(time).toISOString();
 }
 
 const STILL_DOWN_EVERY_MS = 30_000;
@@ -91,23 +109,32 @@ export function patientClient(ctx: CliContext): RaysubClient {
   return ctx.client.derive({ retries: Math.ceil(ctx.follow.unreachableTimeoutMs / 8000) + 3 });
 }
 
-/** Print a job's log (following it until it ends with `follow`); returns the job's status at the end. */
+/**
+ * Print a job's log (following it until it ends with `follow`) as one ordered stream: the job's
+ * output and raysub's lines on stdout (stderr with `toStderr`), stderr (where the job keeps it
+ * apart) red and raysub's lines dim on a terminal only. Returns the job's status at the end.
+ */
 export async function printLogs(ctx: CliContext, jobId: string, opts: FollowOptions): Promise<JobStatus | null> {
   const splitter = new LineSplitter();
-  const write = (task: number, stream: string, text: string): void => {
+  const target = opts.toStderr ? ctx.err : ctx.out;
+  const pal = opts.toStderr ? ctx.errColor : ctx.color;
+  const byLine = opts.prefix || Boolean(opts.timestamps);
+  const paint = (stream: string, s: string): string => (stream === 'stderr' ? pal.red(s) : stream === 'system' ? pal.dim(s) : s);
+  const writeLine = (task: string, stream: string, line: string, time: number | undefined): void => {
+    const head = `${opts.timestamps ? `${pal.dim(timestampPrefix(time))} ` : ''}${opts.prefix ? `${pal.cyan(`[task ${task}]`)} ` : ''}`;
+    target.write(`${head}${paint(stream, line)}\n`);
+  };
+  const write = (task: number, stream: string, text: string, time: number | undefined): void => {
     if (stream === 'system' && opts.quiet) return;
     if (opts.json) {
-      ctx.out.write(JSON.stringify({ task, stream, data: text }) + '\n');
+      ctx.out.write(JSON.stringify({ task, stream, data: text, ...(opts.timestamps && time !== undefined ? { time } : {}) }) + '\n');
       return;
     }
-    const target = stream === 'stdout' ? ctx.out : ctx.err;
-    const pal = stream === 'stdout' ? ctx.color : ctx.errColor;
-    const paint = (s: string): string => (stream === 'stderr' ? pal.red(s) : stream === 'system' ? pal.dim(s) : s);
-    if (!opts.prefix) {
-      target.write(paint(text));
+    if (!byLine) {
+      target.write(paint(stream, text));
       return;
     }
-    for (const line of splitter.push(`${task}/${stream}`, text)) target.write(`${pal.cyan(`[task ${task}]`)} ${paint(line)}\n`);
+    for (const l of splitter.push(`${task}/${stream}`, text, time)) writeLine(String(task), stream, l.line, l.time);
   };
   let status: JobStatus | null = null;
   const notice = notices(ctx, Boolean(opts.quiet));
@@ -115,6 +142,10 @@ export async function printLogs(ctx: CliContext, jobId: string, opts: FollowOpti
     follow: opts.follow,
     idleMs: ctx.follow.idleMs,
     unreachableTimeoutMs: ctx.follow.unreachableTimeoutMs,
+    task: opts.task,
+    tail: opts.tail,
+    since: opts.since,
+    timestamps: opts.timestamps,
     onState: (s) => notice.onState(s),
     onRetry: (r) => notice.onRetry(r),
     onResumed: () => notice.onResumed(),
@@ -125,12 +156,11 @@ export async function printLogs(ctx: CliContext, jobId: string, opts: FollowOpti
       continue;
     }
     if (line.stream !== 'system') notice.onOutput();
-    write(line.task, line.stream, line.data);
+    write(line.task, line.stream, line.data, line.time);
   }
   for (const [key, rest] of splitter.flush()) {
-    const [task, stream] = key.split('/');
-    const target = stream === 'stdout' ? ctx.out : ctx.err;
-    target.write(`${ctx.color.cyan(`[task ${task}]`)} ${rest}\n`);
+    const [task = '0', stream = 'stdout'] = key.split('/');
+    writeLine(task, stream, rest.line, rest.time);
   }
   return status;
 }

@@ -145,7 +145,7 @@ export function buildProgram(): Command {
         .addOption(new Option('--job-id <id>').hideHelp()),
     )
       .option('--no-wait', 'submit and return without following the logs')
-      .option('--json', 'print the final job as JSON (with --no-wait: its id)')
+      .option('--json', "print the final job as JSON on stdout, the job's output on stderr (with --no-wait: its id)")
       .option('-q, --quiet', 'print only the job\'s own output'),
   ).action(
     action(async (args: string[], flags: Flags) => {
@@ -169,7 +169,11 @@ export function buildProgram(): Command {
       c
         .option('-f, --follow', 'follow until the job ends')
         .option('-q, --quiet', 'only the job\'s own output')
-        .option('--json', 'print NDJSON: {"task", "stream", "data"} per chunk; with --follow, a last {"end": true, ...} line'),
+        .option('--tail <n>', 'start at the last N lines (of each task)')
+        .option('--since <duration>', 'only lines captured in the last DURATION (10m, 2h) or since a time (2026-01-31T12:00:00Z)')
+        .option('--timestamps', 'prefix each line with the time it was captured (UTC, RFC 3339)')
+        .option('--task <i>', "only this task's log (an array job's task index)")
+        .option('--json', 'print NDJSON: {"task", "stream", "data"} per chunk ("time" with --timestamps); with --follow, a last {"end": true, ...} line'),
     async (ctx, id, f) => (await import('./commands/job.js')).logsCommand(ctx, id, f),
   );
   byId(

@@ -156,14 +156,17 @@ export class RaysubClient {
    * `unreachableTimeoutMs`.
    */
   followLogs(id: string, opts: FollowLogsOptions): AsyncGenerator<FollowedLine> {
-    return followLogStream((from, signal) => this.openLogStream(id, opts.follow, from, signal), opts);
+    return followLogStream((from, signal) => this.openLogStream(id, opts, from, signal), opts);
   }
 
-  private async openLogStream(id: string, follow: boolean, from: Record<string, number>, signal: AbortSignal): Promise<AsyncIterable<Buffer>> {
+  private async openLogStream(id: string, opts: FollowLogsOptions, from: Record<string, number>, signal: AbortSignal): Promise<AsyncIterable<Buffer>> {
     const path = `/api/jobs/${encodeURIComponent(id)}/logs/stream`;
+    const { follow, task, tail, since } = opts;
+    const timestamps = Boolean(opts.timestamps);
+    const extra = task !== undefined || tail !== undefined || since !== undefined || timestamps;
     // Offsets go in a POST body: an array job's would not fit in a URL.
-    const res = Object.keys(from).length
-      ? await call(this.dispatcher, 'POST', this.url(path), this.opts.token, { body: { follow, from }, headers: this.opts.headers, signal })
+    const res = Object.keys(from).length || extra
+      ? await call(this.dispatcher, 'POST', this.url(path), this.opts.token, { body: { follow, from, task, tail, since, timestamps }, headers: this.opts.headers, signal })
       : await call(this.dispatcher, 'GET', this.url(`${path}?follow=${follow}`), this.opts.token, { headers: this.opts.headers, signal });
     if (res.statusCode !== 200) throw await errorFrom(res);
     return res.body as AsyncIterable<Buffer>;

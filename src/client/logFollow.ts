@@ -37,9 +37,17 @@ export interface FollowLogsOptions {
   onRetry?: (info: FollowRetry) => void;
   /** The head answers again after `onRetry` reported it. */
   onResumed?: () => void;
+  /** Only this task's log (an array job's task index). */
+  task?: number;
+  /** Start at each task's last N lines. */
+  tail?: number;
+  /** Start at what was captured at or after this time (ms since the epoch). */
+  since?: number;
+  /** Output carries its capture time (`time`). */
+  timestamps?: boolean;
 }
 
-export type FollowedLine = { task: number; stream: LogStream; data: string } | { end: true; status: JobStatus };
+export type FollowedLine = { task: number; stream: LogStream; data: string; time?: number } | { end: true; status: JobStatus };
 
 /** Opens the stream at the given offsets (task index -> byte offset); throws RaysubError on failure. */
 export type OpenLogStream = (from: Record<string, number>, signal: AbortSignal) => Promise<AsyncIterable<Buffer>>;
@@ -102,6 +110,9 @@ export async function* followLogStream(open: OpenLogStream, opts: FollowLogsOpti
           } else if ('end' in line) {
             yield line;
             return;
+          } else if ('from' in line) {
+            // Where tail/since put each task: a reconnection resumes from there, never from the start.
+            for (const [task, at] of Object.entries(line.from)) offsets[task] ??= at;
           } else if ('error' in line) {
             const code = isErrorCode(line.error.code) ? line.error.code : 'INTERNAL';
             throw new RaysubError(code, line.error.message, { retryable: false });
@@ -116,7 +127,7 @@ export async function* followLogStream(open: OpenLogStream, opts: FollowLogsOpti
               data = data.slice(Math.max(0, printed - seen));
               printedChars.set(line.task, seen + line.data.length);
             }
-            yield { task: line.task, stream: line.stream, data };
+            yield { task: line.task, stream: line.stream, data, ...(line.time === undefined ? {} : { time: line.time }) };
           }
         }
       }

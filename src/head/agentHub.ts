@@ -90,7 +90,7 @@ export class AgentHub {
       }
       const data = Buffer.from(chunk.data, 'base64');
       // A full disk fails the whole report (507): nothing of it is acknowledged, the agent resends.
-      const size = this.logs.appendAt(t.jobId, t.idx, t.attempt, t.logStart + chunk.offset, data, chunk.stream);
+      const size = this.logs.appendAt(t.jobId, t.idx, t.attempt, t.logStart + chunk.offset, data, chunk.stream, chunk.captured_at);
       acks.push({ task_id: chunk.task_id, attempt: chunk.attempt, offset: size - t.logStart, stale: false });
     }
     if (req.injob) this.injob.counted(nodeId, req.injob);

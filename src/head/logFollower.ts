@@ -1,5 +1,6 @@
 import { isTerminal, type JobStatus, type LogStream } from '../shared/protocol/index.js';
 import type { LogStore } from './logStore.js';
+import { markAt, type TimeMark } from './logTimes.js';
 
 export interface LogPiece {
   task: number;
@@ -7,6 +8,8 @@ export interface LogPiece {
   text: string;
   /** Byte offset in the task's log just after this piece: where a reconnecting reader resumes. */
   offset: number;
+  /** With `timestamps`: when the piece's first byte was captured (ms since the epoch). */
+  time?: number;
 }
 
 /** A piece of output, or `tick`: nothing new for a keep-alive interval, or the job changed state. */
@@ -18,6 +21,10 @@ export interface FollowOptions {
   taskCount: number;
   /** Byte offset to start from in each task's log (default 0). */
   from?: Readonly<Record<string, number>>;
+  /** Read only this task's log. */
+  task?: number;
+  /** Cut pieces where their capture time changes and say it (`time`). */
+  timestamps?: boolean;
   /** Yield a tick after this long without output. */
   keepaliveMs: number;
   /** The job's status now; throws JOB_NOT_FOUND once the job is deleted. */
@@ -40,6 +47,24 @@ export function completeUtf8Length(buf: Buffer): number {
   return n;
 }
 
+/** Cut `data` (at byte `at` of a task's log) where its capture time changes, never inside a character. */
+export function splitByTime(marks: readonly TimeMark[], at: number, data: Buffer): { data: Buffer; time: number | undefined }[] {
+  let i = markAt(marks, at);
+  const out: { data: Buffer; time: number | undefined }[] = [];
+  let from = 0;
+  for (;;) {
+    const next = marks[i + 1];
+    let cut = next ? next.offset - at : data.length;
+    while (cut < data.length && ((data[cut] as number) & 0xc0) === 0x80) cut++;
+    if (cut >= data.length) break;
+    if (cut > from) out.push({ data: data.subarray(from, cut), time: marks[i]?.time });
+    from = Math.max(from, cut);
+    i++;
+  }
+  out.push({ data: data.subarray(from), time: marks[i]?.time });
+  return out;
+}
+
 /**
  * Follow a job's task logs: yields text in the order it reached the head, starting at `from`,
  * and ends once the job is terminal and every file has been read to its end (the head writes all
@@ -52,6 +77,7 @@ export function completeUtf8Length(buf: Buffer): number {
 export async function* followLogs(logs: LogStore, jobId: string, opts: FollowOptions): AsyncGenerator<FollowItem> {
   const offsets = new Array<number>(opts.taskCount).fill(0);
   for (const [task, at] of Object.entries(opts.from ?? {})) if (Number(task) < opts.taskCount) offsets[Number(task)] = at;
+  const wanted = (task: number): boolean => opts.task === undefined || task === opts.task;
   const dirty = new Set<number>();
   let all = true; // read every task (the first pass, and after a quiet interval, in case a change was missed)
   let jobChanged = false;
@@ -70,7 +96,7 @@ export async function* followLogs(logs: LogStore, jobId: string, opts: FollowOpt
   try {
     for (;;) {
       const terminal = isTerminal(opts.status());
-      const tasks = all || terminal ? [...offsets.keys()] : [...dirty];
+      const tasks = (all || terminal ? [...offsets.keys()] : [...dirty]).filter(wanted);
       all = false;
       dirty.clear();
       let readAny = false;
@@ -91,11 +117,14 @@ export async function* followLogs(logs: LogStore, jobId: string, opts: FollowOpt
               cut = data.length < s.data.length;
             }
             if (data.length === 0) continue;
-            pos += data.length;
-            offsets[task] = pos;
-            readAny = true;
-            yield { kind: 'piece', task, stream: s.stream, text: data.toString('utf8'), offset: pos };
-            if (opts.signal.aborted) return;
+            const parts = opts.timestamps ? splitByTime(logs.timeMarks(jobId, task), pos, data) : [{ data, time: undefined }];
+            for (const part of parts) {
+              pos += part.data.length;
+              offsets[task] = pos;
+              readAny = true;
+              yield { kind: 'piece', task, stream: s.stream, text: part.data.toString('utf8'), offset: pos, ...(part.time === undefined ? {} : { time: part.time }) };
+              if (opts.signal.aborted) return;
+            }
           }
           if (cut && pos === at) break;
           if (cut && readEnd >= logs.size(jobId, task)) break;

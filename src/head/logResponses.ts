@@ -14,6 +14,7 @@ import type { LogOptions } from '../shared/config.js';
 import { toRaysubError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import type { JobStatus, LogStreamLine, LogStreamRequest } from '../shared/protocol/index.js';
+import { startOffset } from './logStart.js';
 import type { Engine } from './engine.js';
 import type { JobService } from './jobService.js';
 import { LinePrefixer, followLogs, type LogFollowers } from './logFollower.js';
@@ -91,18 +92,22 @@ export async function serveLogStream(ctx: LogServingContext, id: string, req: Lo
     res.flushHeaders();
     const send = (line: LogStreamLine): Promise<void> => writeText(res, JSON.stringify(line) + '\n', signal);
     if (req.follow) await send(stateLine(ctx, id));
+    const from = startOffsets(ctx, id, row.parallel, req);
+    if (req.tail !== undefined || req.since !== undefined) await send({ from });
     const status = (): JobStatus => ctx.jobs.row(id).status;
     const items = followLogs(ctx.logs, id, {
       follow: req.follow,
       signal,
       taskCount: row.parallel,
-      from: req.from,
+      from,
+      task: req.task,
+      timestamps: req.timestamps,
       keepaliveMs: ctx.logOptions.keepaliveMs,
       status,
       onJobChange: jobChanges(ctx.engine, id),
     });
     for await (const item of items) {
-      if (item.kind === 'piece') await send({ task: item.task, stream: item.stream, data: item.text, offset: item.offset });
+      if (item.kind === 'piece') await send({ task: item.task, stream: item.stream, data: item.text, offset: item.offset, ...(item.time === undefined ? {} : { time: item.time }) });
       else await send(stateLine(ctx, id));
     }
     if (!signal.aborted) res.end(JSON.stringify({ end: true, status: status() }) + '\n');
@@ -117,6 +122,17 @@ export async function serveLogStream(ctx: LogServingContext, id: string, req: Lo
     follower.release();
     if (!res.writableEnded) res.destroy();
   }
+}
+
+/** Each task's first byte to read: where the reader stands (`from`), else where `tail` and `since` put it. */
+function startOffsets(ctx: LogServingContext, id: string, taskCount: number, req: LogStreamRequest): Record<string, number> {
+  const from: Record<string, number> = { ...req.from };
+  if (req.tail === undefined && req.since === undefined) return from;
+  for (let idx = 0; idx < taskCount; idx++) {
+    if (req.task !== undefined && idx !== req.task) continue;
+    from[String(idx)] ??= startOffset(ctx.logs, id, idx, { tail: req.tail, since: req.since });
+  }
+  return from;
 }
 
 /** A ping's payload (at most 125 bytes): the job's status and, while it waits, its place and reason. */

@@ -5,6 +5,7 @@ import type { Logger } from '../shared/log.js';
 import type { LogStream } from '../shared/protocol/index.js';
 import { cutBack, mib, storageError, writeAll } from './logIo.js';
 import { DroppedTail } from './logTail.js';
+import { LogTimes, type TimeMark } from './logTimes.js';
 
 export interface LogSegment {
   stream: LogStream;
@@ -55,6 +56,7 @@ export class LogStore {
   private readonly jobs = new Map<string, JobLogState>();
   private readonly watchers = new Map<string, Set<LogWatcher>>();
   private readonly tails: DroppedTail;
+  private readonly times = new LogTimes();
 
   constructor(
     private readonly dir: string,
@@ -84,6 +86,15 @@ export class LogStore {
 
   private streamsPath(jobId: string, idx: number): string {
     return path.join(this.jobDir(jobId), `${idx}.streams`);
+  }
+
+  private timesPath(jobId: string, idx: number): string {
+    return path.join(this.jobDir(jobId), `${idx}.times`);
+  }
+
+  /** When each piece of a task's log was captured (logTimes.ts). */
+  timeMarks(jobId: string, idx: number): readonly TimeMark[] {
+    return this.times.marks(this.timesPath(jobId, idx));
   }
 
   private tailPath(jobId: string, idx: number): string {
@@ -154,15 +165,15 @@ export class LogStore {
    * holds are skipped; a chunk starting past the end is refused. Returns the absolute position
    * up to which the head holds (or, past the cap, deliberately dropped) the attempt's output.
    */
-  appendAt(jobId: string, idx: number, attempt: number, at: number, data: Buffer, stream: LogStream): number {
+  appendAt(jobId: string, idx: number, attempt: number, at: number, data: Buffer, stream: LogStream, capturedAt = Date.now()): number {
     const job = this.jobState(jobId);
     if (job.capped) return this.drop(jobId, idx, attempt, at, data);
     const size = this.size(jobId, idx);
     if (at > size || at + data.length <= size) return size;
     const fresh = data.subarray(size - at);
     const room = this.opts.maxJobBytes > 0 ? Math.max(0, this.opts.maxJobBytes - job.bytes) : Infinity;
-    if (fresh.length <= room) return this.write(jobId, idx, size, fresh, stream);
-    const kept = this.write(jobId, idx, size, fresh.subarray(0, room), stream);
+    if (fresh.length <= room) return this.write(jobId, idx, size, fresh, stream, capturedAt);
+    const kept = this.write(jobId, idx, size, fresh.subarray(0, room), stream, capturedAt);
     this.capJob(jobId);
     return this.drop(jobId, idx, attempt, kept, fresh.subarray(room));
   }
@@ -244,7 +255,7 @@ export class LogStore {
   }
 
   /** Write all of `data` at the end (`at`), or nothing: a failed write is cut back off. */
-  private write(jobId: string, idx: number, at: number, data: Buffer, stream: LogStream): number {
+  private write(jobId: string, idx: number, at: number, data: Buffer, stream: LogStream, time = Date.now()): number {
     if (data.length === 0) return at;
     try {
       fs.mkdirSync(this.jobDir(jobId), { recursive: true, mode: 0o700 });
@@ -252,6 +263,7 @@ export class LogStore {
       try {
         writeAll(fd, data);
         if (stream !== 'stdout') this.appendRange(jobId, idx, { offset: at, length: data.length, stream });
+        this.times.mark(this.timesPath(jobId, idx), at, time);
       } catch (err) {
         cutBack(fd, at);
         throw err;
@@ -263,6 +275,7 @@ export class LogStore {
       // and the agent's resend (from what was acknowledged) skips them as already held.
       this.sizes.delete(this.key(jobId, idx));
       this.ranges.delete(this.key(jobId, idx));
+      this.times.forget(this.timesPath(jobId, idx));
       this.jobs.delete(jobId);
       throw storageError(err, `output of job ${jobId}`);
     }
@@ -355,6 +368,7 @@ export class LogStore {
       for (const key of [...map.keys()]) if (key.startsWith(`${jobId}/`)) map.delete(key);
     }
     this.jobs.delete(jobId);
+    this.times.forget(dir + path.sep);
     fs.rmSync(dir, { recursive: true, force: true });
     this.notify(jobId, null);
   }

@@ -1,4 +1,4 @@
-import { DEFAULTS } from '../../shared/config.js';
+import { DEFAULTS, parseDuration } from '../../shared/config.js';
 import { RaysubError } from '../../shared/errors.js';
 import { jobStatusSchema, type JobDetails, type JobStatus } from '../../shared/protocol/index.js';
 import { statusColor } from '../../ui/color.js';
@@ -70,10 +70,53 @@ export async function statusCommand(ctx: CliContext, id: string, flags: { json?:
   return EXIT.OK;
 }
 
-export async function logsCommand(ctx: CliContext, id: string, flags: { follow?: boolean; quiet?: boolean; json?: boolean }): Promise<number> {
+export interface LogsFlags {
+  follow?: boolean;
+  quiet?: boolean;
+  json?: boolean;
+  tail?: string;
+  since?: string;
+  timestamps?: boolean;
+  task?: string;
+}
+
+/** `--since`: a duration back from now (10m, 2h) or a time (2026-01-31T12:00:00Z). */
+export function parseSince(value: string | undefined, now = Date.now()): number | undefined {
+  if (value === undefined) return undefined;
+  if (/^\d{4}-\d{2}-\d{2}/.test(value.trim())) {
+    const t = Date.parse(value.trim());
+    if (!Number.isFinite(t)) throw new RaysubError('USAGE', `--since must be a duration such as 10m or 2h, or a time such as 2026-01-31T12:00:00Z, got "${value}"`);
+    return t;
+  }
+  const ms = parseDuration('since', value);
+  return ms === undefined ? undefined : Math.max(0, now - ms);
+}
+
+function wholeNumber(name: string, value: string | undefined, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isInteger(n) || n < 0 || n > max) throw new RaysubError('USAGE', `${name} must be a whole number from 0 to ${max}, got "${value}"`);
+  return n;
+}
+
+export async function logsCommand(ctx: CliContext, id: string, flags: LogsFlags): Promise<number> {
+  const tail = wholeNumber('--tail', flags.tail, 1_000_000_000);
+  const since = parseSince(flags.since);
+  const task = wholeNumber('--task', flags.task, 100_000);
   const client = flags.follow ? patientClient(ctx) : ctx.client;
   const job = await client.getJob(id);
-  await printLogs(ctx, id, { follow: Boolean(flags.follow), prefix: job.raysub.parallel > 1, quiet: flags.quiet, json: flags.json });
+  const tasks = job.raysub.parallel;
+  if (task !== undefined && task >= tasks) throw new RaysubError('USAGE', `--task ${task}: job '${id}' has ${tasks} task${tasks === 1 ? '' : 's'} (0-${tasks - 1})`);
+  await printLogs(ctx, id, {
+    follow: Boolean(flags.follow),
+    prefix: tasks > 1 && task === undefined,
+    quiet: flags.quiet,
+    json: flags.json,
+    task,
+    tail,
+    since,
+    timestamps: flags.timestamps,
+  });
   if (!flags.follow) return EXIT.OK;
   const final = await client.waitForJob(id);
   if (flags.json) {

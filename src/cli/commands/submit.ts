@@ -172,7 +172,8 @@ export async function submitCommand(ctx: CliContext, args: string[], flags: Subm
   if (!quiet) ctx.err.write(`Job '${id}' submitted; following its logs (Ctrl-C stops following, not the job).\n`);
   const patient = patientClient(ctx);
   const first = await patient.getJob(id);
-  if (!flags.json) await printLogs(ctx, id, { follow: true, prefix: first.raysub.parallel > 1, quiet: flags.quiet });
+  // With --json, stdout holds only the result: the job's output goes to stderr.
+  await printLogs(ctx, id, { follow: true, prefix: first.raysub.parallel > 1, quiet: flags.quiet, toStderr: flags.json });
   const job = await patient.waitForJob(id);
   if (flags.json) ctx.out.write(JSON.stringify(job) + '\n');
   else if (!flags.quiet) ctx.err.write(describeOutcome(ctx, job) + '\n');

@@ -13,6 +13,11 @@ const streamQuery = z.object({
   follow: z.enum(['true', 'false', '1', '0']).optional(),
   /** "task:offset,task:offset" (tasks not named start at 0). */
   from: z.string().max(8000).optional(),
+  task: z.coerce.number().int().min(0).max(100_000).optional(),
+  tail: z.coerce.number().int().min(0).max(1_000_000_000).optional(),
+  /** ms since the epoch */
+  since: z.coerce.number().int().min(0).optional(),
+  timestamps: z.enum(['true', 'false', '1', '0']).optional(),
 });
 
 function fromQuery(value: string | undefined): Record<string, number> {
@@ -61,7 +66,10 @@ export function logRoutes(ctx: HeadContext): FastifyPluginAsync {
     });
 
     const stream = async (id: string, body: LogStreamRequest, reply: FastifyReply): Promise<void> => {
-      ctx.jobs.row(id);
+      const row = ctx.jobs.row(id);
+      if (body.task !== undefined && body.task >= row.parallel) {
+        throw new RaysubError('INVALID_REQUEST', `task ${body.task}: job ${id} has ${row.parallel} task${row.parallel === 1 ? '' : 's'} (0-${row.parallel - 1})`);
+      }
       reply.hijack();
       await serveLogStream(ctx, id, body, reply.raw, reply.log);
     };
@@ -69,7 +77,8 @@ export function logRoutes(ctx: HeadContext): FastifyPluginAsync {
     app.get('/api/jobs/:id/logs/stream', async (req, reply) => {
       const { id } = parseWith(idParams, req.params);
       const q = parseWith(streamQuery, req.query);
-      await stream(id, { follow: q.follow === 'true' || q.follow === '1', from: fromQuery(q.from) }, reply);
+      const yes = (v: string | undefined): boolean => v === 'true' || v === '1';
+      await stream(id, { follow: yes(q.follow), from: fromQuery(q.from), task: q.task, tail: q.tail, since: q.since, timestamps: yes(q.timestamps) }, reply);
     });
 
     app.post('/api/jobs/:id/logs/stream', async (req, reply) => {

@@ -142,6 +142,8 @@ export const logChunkSchema = z.object({
   stream: logStreamSchema,
   /** base64: output is bytes, not necessarily UTF-8 */
   data: z.string(),
+  /** When the agent read the chunk's first byte from the worker (ms since the epoch; absent: the head's receipt time). */
+  captured_at: z.number().int().min(0).optional(),
 });
 export type LogChunk = z.infer<typeof logChunkSchema>;
 

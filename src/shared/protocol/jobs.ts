@@ -130,7 +130,16 @@ export const jobListSchema = z.array(jobDetailsSchema);
  * state while it is quiet or queued, the end, or an error that ended the stream.
  */
 export const logStreamLineSchema = z.union([
-  z.object({ task: z.number(), stream: z.enum(['stdout', 'stderr', 'system']), data: z.string(), offset: z.number().optional() }),
+  z.object({
+    task: z.number(),
+    stream: z.enum(['stdout', 'stderr', 'system']),
+    data: z.string(),
+    offset: z.number().optional(),
+    /** With `timestamps`: when the piece's first byte was captured (ms since the epoch). */
+    time: z.number().optional(),
+  }),
+  /** With `tail` or `since`: where each task's read starts (the first line, before any output). */
+  z.object({ from: z.record(z.string(), z.number()) }),
   z.object({ keepalive: z.literal(true), status: jobStatusSchema, queue: queueInfoSchema.nullable(), keepalive_ms: z.number() }),
   z.object({ end: z.literal(true), status: jobStatusSchema }),
   z.object({ error: z.object({ code: z.string(), message: z.string() }) }),
@@ -141,6 +150,14 @@ export type LogStreamLine = z.infer<typeof logStreamLineSchema>;
 export const logStreamRequestSchema = z.object({
   follow: z.boolean().default(false),
   from: z.record(z.string().regex(/^\d{1,5}$/), z.number().int().min(0)).default({}),
+  /** Only this task's log (an array job's task index). */
+  task: z.number().int().min(0).max(100_000).optional(),
+  /** Start each task not in `from` at its last N lines. */
+  tail: z.number().int().min(0).max(1_000_000_000).optional(),
+  /** Start each task not in `from` at what was captured at or after this time (ms since the epoch). */
+  since: z.number().int().min(0).optional(),
+  /** Pieces carry their capture time (`time`), cut where it changes. */
+  timestamps: z.boolean().default(false),
 });
 export type LogStreamRequest = z.infer<typeof logStreamRequestSchema>;
 
