@@ -12,6 +12,9 @@ import { addScheduleCommands } from './scheduleProgram.js';
 
 type Flags = Record<string, unknown>;
 
+/** Commander's way to take a flag more than once. */
+const repeatable = (value: string, previous: string[] = []): string[] => [...previous, value];
+
 function withConnection(cmd: Command): Command {
   return cmd
     .option('--address <url>', `head address (default: $RAYSUB_ADDRESS, $RAY_ADDRESS, the config file, the local head, http://127.0.0.1:${DEFAULTS.port})`)
@@ -31,6 +34,8 @@ function withJobSpec(cmd: Command): Command {
     .option('--runtime-env <file>', 'runtime env as a JSON or YAML file')
     .option('--runtime-env-json <json>', 'runtime env as JSON')
     .option('--metadata-json <json>', 'metadata (string to string) as JSON')
+    .option('--label <key=value>', 'a label, kept in the metadata; repeatable: --label team=vision --label stage=train', repeatable)
+    .option('--name <name>', "the job's name (metadata job_name), e.g. --name resnet-sweep; job list --name finds it")
     .option('--entrypoint-num-cpus <n>', `CPUs per task (default: ${DEFAULTS.entrypointNumCpus})`)
     .option('--entrypoint-num-gpus <n>', 'GPUs per task (default: 0)')
     .option('--entrypoint-memory <bytes>', 'memory per task, e.g. 2G (the task is killed above it)')
@@ -144,6 +149,7 @@ export function buildProgram(): Command {
         .option('--submission-id <id>', 'job id (default: generated); resubmitting the same id and spec returns the same job')
         .addOption(new Option('--job-id <id>').hideHelp()),
     )
+      .option('--hold', 'submit it held: it stays PENDING until `raysub job release ID`')
       .option('--no-wait', 'submit and return without following the logs')
       .option('--json', "print the final job as JSON on stdout, the job's output on stderr (with --no-wait: its id)")
       .option('-q, --quiet', 'print only the job\'s own output'),
@@ -182,6 +188,12 @@ export function buildProgram(): Command {
     (c) => c.option('--no-wait', 'return once the stop is requested').option('--json', 'print JSON'),
     async (ctx, id, f) => (await import('./commands/job.js')).stopCommand(ctx, id, f),
   );
+  byId('hold', 'keep a pending job from starting; it keeps its place in the queue (e.g. raysub job hold train-7)', (c) => c.option('--json', 'print JSON'), async (ctx, id, f) =>
+    (await import('./commands/job.js')).holdCommand(ctx, id, true, f),
+  );
+  byId('release', 'let a held job start (e.g. raysub job release train-7)', (c) => c.option('--json', 'print JSON'), async (ctx, id, f) =>
+    (await import('./commands/job.js')).holdCommand(ctx, id, false, f),
+  );
   byId('delete', 'delete a finished job and its logs', (c) => c.option('--json', 'print JSON'), async (ctx, id, f) =>
     (await import('./commands/job.js')).deleteCommand(ctx, id, f),
   );
@@ -200,6 +212,9 @@ export function buildProgram(): Command {
       .option('--cursor <cursor>', 'continue after a previous page')
       .option('--status <list>', 'only these statuses, e.g. RUNNING,PENDING')
       .option('--schedule <name>', 'only jobs fired by this schedule')
+      .option('--label <key[=value]>', 'only jobs with this label (metadata entry), e.g. --label team=vision; repeatable, all must match', repeatable)
+      .option('--name <name>', 'only jobs submitted with --name NAME, e.g. --name resnet-sweep')
+      .option('--since <when>', 'only jobs submitted in this last while (2h, 7d) or since this time (2025-06-01, an ISO date)')
       .option('--json', 'print JSON: {"jobs": [...], "next_cursor": ...}'),
   ).action(
     action(async (flags: Flags) => (await import('./commands/job.js')).listCommand(await context(flags), flags)),

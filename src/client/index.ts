@@ -58,6 +58,12 @@ export interface ListJobsOptions {
   cursor?: string;
   status?: JobStatus[];
   schedule?: string;
+  /** `key` or `key=value` metadata labels; a job must carry every one. */
+  labels?: string[];
+  /** Only jobs with this name (`--name` at submission). */
+  name?: string;
+  /** Only jobs submitted at or after this time (epoch ms). */
+  since?: number;
 }
 
 const uploadResponseSchema = z.object({ uploaded: z.boolean(), size: z.number() });
@@ -123,6 +129,9 @@ export class RaysubClient {
     if (opts.cursor) q.set('cursor', opts.cursor);
     if (opts.status?.length) q.set('status', opts.status.join(','));
     if (opts.schedule) q.set('schedule', opts.schedule);
+    for (const l of opts.labels ?? []) q.append('label', l);
+    if (opts.name !== undefined) q.set('name', opts.name);
+    if (opts.since !== undefined) q.set('since', String(opts.since));
     return this.retrying(async () => {
       const res = await call(this.dispatcher, 'GET', this.url(`/api/jobs/?${q.toString()}`), this.opts.token, { headers: this.opts.headers });
       if (res.statusCode !== 200) throw await errorFrom(res);
@@ -136,6 +145,11 @@ export class RaysubClient {
   async stopJob(id: string): Promise<boolean> {
     const r = await this.retrying(() => this.json('POST', `/api/jobs/${encodeURIComponent(id)}/stop`, z.object({ stopped: z.boolean() })));
     return r.stopped;
+  }
+
+  /** Hold a pending job (it is not started until released) or release it. */
+  async holdJob(id: string, held: boolean): Promise<void> {
+    await this.retrying(() => this.json('POST', `/api/jobs/${encodeURIComponent(id)}/${held ? 'hold' : 'release'}`, z.object({ held: z.boolean() })));
   }
 
   /** Delete a finished job and its logs. */

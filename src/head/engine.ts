@@ -269,6 +269,26 @@ export class Engine extends EventEmitter<EngineEvents> {
   }
 
   /**
+   * Hold a pending job (its tasks are not placed) or release it. Throws JOB_NOT_PENDING once it
+   * runs or has ended; holding a held job (or releasing a released one) changes nothing.
+   */
+  setHeld(jobId: string, held: boolean, now = Date.now()): void {
+    const job = this.live.jobs.get(jobId);
+    if (!job || job.status !== 'PENDING') {
+      throw new RaysubError('JOB_NOT_PENDING', `job ${jobId} is ${job?.status ?? 'not pending'}: only a pending job can be ${held ? 'held' : 'released'}`);
+    }
+    if (job.held === held) return;
+    this.transact(() => {
+      this.tx.touch();
+      if (!this.store.jobs.setHeld(jobId, held)) throw new RaysubError('JOB_NOT_PENDING', `job ${jobId} is no longer pending`);
+      job.held = held;
+      // Time held is not time starved: a released job queues from now.
+      if (!held) for (const t of this.live.tasksOfJob(jobId)) if (t.state === 'PENDING') t.waitingSince = Math.max(t.waitingSince, now);
+    });
+    this.requestSchedule();
+  }
+
+  /**
    * Fail a running job for what it did besides its tasks' exits (its in-job traffic went over a
    * limit on an agent): its tasks are killed by their agents and it ends FAILED with `errorType`.
    */

@@ -35,7 +35,9 @@ export interface ListOptions {
   cursor?: string;
   statuses?: JobStatus[];
   schedule?: string;
-  label?: LabelFilter;
+  labels?: readonly LabelFilter[];
+  /** Only jobs submitted at or after this time (epoch ms). */
+  since?: number;
 }
 
 function stripNulls(value: unknown): unknown {
@@ -79,6 +81,7 @@ export class JobService {
       timeout_s: o.timeout_s ?? null,
       priority: o.priority ?? 0,
       wait_for_capacity: o.wait_for_capacity ?? false,
+      hold: o.hold ?? false,
     };
     const specHash = sha256(
       canonicalJson({ entrypoint: req.entrypoint, runtimeEnv, metadata: req.metadata ?? {}, request, options, schedule: extra.schedule ?? null }),
@@ -102,6 +105,7 @@ export class JobService {
       schedule: extra.schedule ?? null,
       status: 'PENDING',
       created_at: now,
+      held: options.hold ? 1 : 0,
     };
     const created = this.engine.submitJob(row, { waitForCapacity: options.wait_for_capacity, packages: packagesOf(runtimeEnv) });
     return { submissionId: id, created };
@@ -136,7 +140,7 @@ export class JobService {
       if (!/^[0-9]{1,15}$/.test(decoded)) throw new RaysubError('INVALID_CURSOR', 'invalid cursor');
       beforeSeq = Number(decoded);
     }
-    const rows = this.store.jobs.list({ limit: limit + 1, beforeSeq, statuses: opts.statuses, schedule: opts.schedule, label: opts.label });
+    const rows = this.store.jobs.list({ limit: limit + 1, beforeSeq, statuses: opts.statuses, schedule: opts.schedule, labels: opts.labels, since: opts.since });
     const page = rows.slice(0, limit);
     const last = page[page.length - 1];
     const nextCursor = rows.length > limit && last ? Buffer.from(String(last.seq)).toString('base64url') : null;
@@ -148,6 +152,12 @@ export class JobService {
     const row = this.row(id);
     if (isTerminal(row.status)) return false;
     return this.engine.stopJob(id);
+  }
+
+  /** Hold a pending job or release it (JOB_NOT_PENDING once it runs or has ended). */
+  setHeld(id: string, held: boolean): void {
+    this.row(id);
+    this.engine.setHeld(id, held);
   }
 
   delete(id: string): void {

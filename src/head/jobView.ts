@@ -73,6 +73,7 @@ export function jobDetailsOf(row: JobRow, p: JobViewParts): JobDetails {
       priority: row.priority,
       wait_for_capacity: row.wait_for_capacity === 1,
       schedule: row.schedule,
+      held: row.held === 1,
       task_counts: p.counts,
       queue: row.status === 'PENDING' ? p.queue : null,
       injob: p.injob,

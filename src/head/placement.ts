@@ -79,6 +79,12 @@ export function planPlacements(state: LiveView, policy: PlacementPolicy): Schedu
       pass.reasons.push([task, blockedReason]);
       continue;
     }
+    const waits = gateOf(state, job);
+    if (waits !== null) {
+      pass.reasons.push([task, waits]);
+      blocked.set(job.id, waits);
+      continue;
+    }
     if (task.notBefore > now) {
       pass.reasons.push([task, `retrying after back-off (attempt ${task.attempt + 1} in ${Math.ceil((task.notBefore - now) / 1000)}s)`]);
       wakeAt(task.notBefore);
@@ -134,6 +140,12 @@ export function planPlacements(state: LiveView, policy: PlacementPolicy): Schedu
     blocked.set(job.id, reason);
   }
   return pass;
+}
+
+/** Why a job waits whatever the nodes have free (held by the user), or null. */
+export function gateOf(_state: LiveView, job: JobView): string | null {
+  if (job.held) return `held (raysub job release ${job.id} lets it run)`;
+  return null;
 }
 
 /** The node a starving task reserves: of those that could ever hold it, the one with the most free CPUs. */

@@ -27,6 +27,8 @@ export interface LiveJob {
   stopRequested: boolean;
   failedTask: number | null;
   status: JobRow['status'];
+  /** Held by the user: none of its tasks is placed until it is released. */
+  held: boolean;
 }
 
 export interface LiveTask {
@@ -240,6 +242,7 @@ export class LiveState implements LiveView {
       stopRequested: row.stop_requested === 1,
       failedTask: row.failed_task,
       status: row.status,
+      held: row.held === 1,
     };
     this.jobs.set(job.id, job);
     return job;

@@ -30,6 +30,8 @@ export const errorCodes = {
   TOKEN_NOT_FOUND: 404,
   JOB_ALREADY_EXISTS: 409,
   JOB_NOT_TERMINAL: 409,
+  /** Hold or release asked of a job that is no longer pending. */
+  JOB_NOT_PENDING: 409,
   SCHEDULE_ALREADY_EXISTS: 409,
   TOKEN_EXISTS: 409,
   /** Another live agent holds the node name, or it is bound to another credential. */

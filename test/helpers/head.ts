@@ -128,6 +128,7 @@ export interface JobSpec {
   retryBackoffS?: number;
   waitForCapacity?: boolean;
   runtimeEnv?: RuntimeEnv;
+  held?: boolean;
 }
 
 /** Record a job the way the job service does (validation aside); returns whether it was created. */
@@ -148,6 +149,7 @@ export function addJob(rig: EngineRig, id: string, spec: JobSpec = {}, now = Dat
     schedule: null,
     status: 'PENDING',
     created_at: now,
+    held: spec.held ? 1 : 0,
   };
   return rig.engine.submitJob(row, { waitForCapacity: spec.waitForCapacity ?? false, packages: [] });
 }

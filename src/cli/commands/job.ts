@@ -1,6 +1,6 @@
 import { DEFAULTS, parseDuration } from '../../shared/config.js';
 import { RaysubError } from '../../shared/errors.js';
-import { jobStatusSchema, type JobDetails, type JobStatus } from '../../shared/protocol/index.js';
+import { JOB_NAME_KEY, jobStatusSchema, type JobDetails, type JobStatus } from '../../shared/protocol/index.js';
 import { statusColor } from '../../ui/color.js';
 import { formatAge, renderTable, truncate } from '../../ui/table.js';
 import type { CliContext } from '../context.js';
@@ -21,7 +21,12 @@ export function renderJobStatus(ctx: CliContext, job: JobDetails): string {
   lines.push(`${c.bold('Job')}        ${job.submission_id}`);
   const r = job.raysub;
   lines.push(`${c.bold('Status')}     ${statusColor(c, job.status)}${r.error_type ? ` (${r.error_type})` : ''}`);
+  const name = job.metadata?.[JOB_NAME_KEY];
+  if (name !== undefined) lines.push(`${c.bold('Name')}       ${name}`);
   lines.push(`${c.bold('Entrypoint')} ${job.entrypoint}`);
+  const labels = Object.entries(job.metadata ?? {}).filter(([k]) => k !== JOB_NAME_KEY);
+  if (labels.length) lines.push(`${c.bold('Labels')}     ${labels.map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  if (r.held && job.status === 'PENDING') lines.push(`${c.bold('Held')}       yes (raysub job release ${job.submission_id} lets it start)`);
   const message = r.message ?? job.message;
   if (message) lines.push(`${c.bold('Message')}    ${message.split('\n').join('\n           ')}`);
   if (job.driver_exit_code !== null) lines.push(`${c.bold('Exit code')}  ${job.driver_exit_code}`);
@@ -163,11 +168,30 @@ export async function waitCommand(ctx: CliContext, id: string, flags: { timeout?
 /** The one thing worth knowing about a job in a list: why it failed, why it waits, what fired it. */
 function listDetail(j: JobDetails): string {
   if (j.status === 'FAILED') return `${j.raysub.error_type ?? ''} ${(j.raysub.message ?? j.message ?? '').split('\n')[0]}`;
+  if (j.status === 'PENDING' && j.raysub.held) return 'held';
   if (j.status === 'PENDING') return j.raysub.queue?.reason ?? j.raysub.message ?? j.message ?? '';
   return j.raysub.schedule ? `schedule ${j.raysub.schedule}` : '';
 }
 
-export async function listCommand(ctx: CliContext, flags: { limit?: string; cursor?: string; status?: string; schedule?: string; json?: boolean }): Promise<number> {
+/** `--since 2h` (that long ago) or `--since 2025-06-01T12:00Z` (a time): epoch ms. */
+export function parseSince(value: string, now = Date.now()): number {
+  if (/^\d+(\.\d+)?\s*(ms|s|m|h|d)?$/i.test(value.trim())) return now - (parseDuration('since', value) ?? 0);
+  const t = /^\d{4}-\d{2}-\d{2}/.test(value.trim()) ? Date.parse(value.trim()) : NaN;
+  if (!Number.isFinite(t)) throw new RaysubError('USAGE', `--since must be a duration such as 2h or 7d, or an ISO time such as 2025-06-01T12:00Z, got "${value}"`);
+  return t;
+}
+
+export async function holdCommand(ctx: CliContext, id: string, held: boolean, flags: { json?: boolean }): Promise<number> {
+  await ctx.client.holdJob(id, held);
+  if (flags.json) json(ctx, { submission_id: id, held });
+  else ctx.err.write(held ? `Job '${id}' held; raysub job release ${id} lets it start.\n` : `Job '${id}' released.\n`);
+  return EXIT.OK;
+}
+
+export async function listCommand(
+  ctx: CliContext,
+  flags: { limit?: string; cursor?: string; status?: string; schedule?: string; label?: string[]; name?: string; since?: string; json?: boolean },
+): Promise<number> {
   const limit = flags.limit === undefined ? DEFAULTS.listLimit : Number(flags.limit);
   if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new RaysubError('USAGE', '--limit must be a whole number from 1 to 10000');
   let status: JobStatus[] | undefined;
@@ -178,14 +202,18 @@ export async function listCommand(ctx: CliContext, flags: { limit?: string; curs
       return r.data;
     });
   }
-  const { jobs, nextCursor } = await ctx.client.listJobs({ limit, cursor: flags.cursor, status, schedule: flags.schedule });
+  for (const l of flags.label ?? []) if (l === '' || l.startsWith('=')) throw new RaysubError('USAGE', `--label must be key or key=value, got "${l}"`);
+  const since = flags.since === undefined ? undefined : parseSince(flags.since);
+  const { jobs, nextCursor } = await ctx.client.listJobs({ limit, cursor: flags.cursor, status, schedule: flags.schedule, labels: flags.label, name: flags.name, since });
   if (flags.json) {
     json(ctx, { jobs, next_cursor: nextCursor });
     return EXIT.OK;
   }
   const now = Date.now();
+  const named = jobs.some((j) => j.metadata?.[JOB_NAME_KEY] !== undefined);
   const rows = jobs.map((j) => [
     j.submission_id,
+    ...(named ? [truncate(j.metadata?.[JOB_NAME_KEY] ?? '-', 24)] : []),
     statusColor(ctx.color, j.status),
     formatAge(now - j.raysub.created_at) + ' ago',
     j.raysub.started_at ? formatAge((j.end_time ?? now) - j.raysub.started_at) : '-',
@@ -194,7 +222,7 @@ export async function listCommand(ctx: CliContext, flags: { limit?: string; curs
     truncate(listDetail(j), 80),
   ]);
   if (rows.length === 0) ctx.out.write('No jobs.\n');
-  else ctx.out.write(renderTable(['ID', 'STATUS', 'SUBMITTED', 'DURATION', 'TASKS', 'ENTRYPOINT', 'DETAIL'], rows, ctx.isTTY ? ctx.out.columns : undefined));
+  else ctx.out.write(renderTable(['ID', ...(named ? ['NAME'] : []), 'STATUS', 'SUBMITTED', 'DURATION', 'TASKS', 'ENTRYPOINT', 'DETAIL'], rows, ctx.isTTY ? ctx.out.columns : undefined));
   if (nextCursor) ctx.err.write(`More jobs: raysub job list --cursor ${nextCursor}\n`);
   return EXIT.OK;
 }

@@ -5,7 +5,7 @@ import { archiveAsPackage, packDirectory, uploadPyModules, type PackedDir } from
 import { DEFAULT_MAX_PACKAGE_BYTES, parseBytes } from '../../shared/config.js';
 import { RaysubError } from '../../shared/errors.js';
 import { newSubmissionId } from '../../shared/ids.js';
-import { parseRuntimeEnv, type JobSubmitRequest, type RuntimeEnv } from '../../shared/protocol/index.js';
+import { JOB_NAME_KEY, parseRuntimeEnv, type JobSubmitRequest, type RuntimeEnv } from '../../shared/protocol/index.js';
 import { ProgressBar } from '../../ui/progress.js';
 import type { CliContext } from '../context.js';
 import { EXIT, exitCodeForJob } from '../exitCodes.js';
@@ -29,6 +29,10 @@ export interface SubmitFlags {
   timeout?: string;
   priority?: string;
   waitForCapacity?: boolean;
+  /** `k=v`, repeatable: metadata entries that `job list --label` finds. */
+  label?: string[];
+  name?: string;
+  hold?: boolean;
   stopSignal?: string;
   stopGrace?: string;
   maxPackageSize?: string;
@@ -119,8 +123,33 @@ export async function uploadWorkingDir(ctx: CliContext, env: RuntimeEnv, maxByte
   return { ...env, working_dir: packed.uri };
 }
 
+const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9_./-]{0,127}$/;
+
+/** `--label k=v` (repeatable) and `--name N`, merged into the metadata: labels are metadata entries. */
+export function labelsOf(flags: Pick<SubmitFlags, 'label' | 'name'>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const l of flags.label ?? []) {
+    const eq = l.indexOf('=');
+    const key = eq < 0 ? l : l.slice(0, eq);
+    if (eq < 0 || !LABEL_KEY.test(key)) throw new RaysubError('USAGE', `--label must be key=value with a key of letters, digits, "_", ".", "/" or "-" (at most 128), got "${l}"`);
+    if (key === JOB_NAME_KEY) throw new RaysubError('USAGE', `--label ${JOB_NAME_KEY}=...: use --name`);
+    if (out[key] !== undefined && out[key] !== l.slice(eq + 1)) throw new RaysubError('USAGE', `--label ${key} given twice with different values`);
+    out[key] = l.slice(eq + 1);
+  }
+  if (flags.name !== undefined) {
+    if (flags.name.trim() === '' || flags.name.length > 256) throw new RaysubError('USAGE', '--name must be 1-256 characters');
+    out[JOB_NAME_KEY] = flags.name;
+  }
+  return out;
+}
+
 export function buildSubmitRequest(flags: SubmitFlags, entrypoint: string, runtimeEnv: RuntimeEnv): JobSubmitRequest & { submission_id: string } {
-  const metadata = parseJsonFlag('--metadata-json', flags.metadataJson) as Record<string, string> | undefined;
+  const given = parseJsonFlag('--metadata-json', flags.metadataJson) as Record<string, string> | undefined;
+  const labels = labelsOf(flags);
+  for (const [k, v] of Object.entries(labels)) {
+    if (given && Object.hasOwn(given, k) && given[k] !== v) throw new RaysubError('USAGE', `--metadata-json and ${k === JOB_NAME_KEY ? '--name' : `--label ${k}`} give "${k}" different values`);
+  }
+  const metadata = Object.keys(labels).length ? { ...given, ...labels } : given;
   const resources = parseJsonFlag('--entrypoint-resources', flags.entrypointResources) as Record<string, number> | undefined;
   const raysub = {
     parallel: num('--parallel', flags.parallel, { int: true, min: 1 }),
@@ -129,6 +158,7 @@ export function buildSubmitRequest(flags: SubmitFlags, entrypoint: string, runti
     timeout_s: num('--timeout', flags.timeout),
     priority: num('--priority', flags.priority, { int: true, min: -1000 }),
     wait_for_capacity: flags.waitForCapacity || undefined,
+    hold: flags.hold || undefined,
   };
   const hasRaysub = Object.values(raysub).some((v) => v !== undefined);
   return {

@@ -30,9 +30,11 @@ export interface JobRow {
   injob_counts: string | null;
   /** Ray's message for a failed job (rayVocabulary.ts); `message` holds raysub's. */
   ray_message: string | null;
+  /** 1: held by the user (`job hold`): its tasks are not placed until it is released. */
+  held: number;
 }
 
-export type NewJob = Omit<JobRow, 'seq' | 'stop_requested' | 'failed_task' | 'message' | 'error_type' | 'exit_code' | 'start_time' | 'end_time' | 'driver_node_id' | 'injob_counts' | 'ray_message'>;
+export type NewJob = Omit<JobRow, 'seq' | 'stop_requested' | 'failed_task' | 'message' | 'error_type' | 'exit_code' | 'start_time' | 'end_time' | 'driver_node_id' | 'injob_counts' | 'ray_message' | 'held'> & { held?: number };
 
 export interface ListJobsQuery {
   limit: number;
@@ -40,8 +42,10 @@ export interface ListJobsQuery {
   beforeSeq?: number;
   statuses?: readonly JobStatus[];
   schedule?: string;
-  /** Only jobs whose metadata has this key (and this value, if given). */
-  label?: LabelFilter;
+  /** Only jobs whose metadata has each of these keys (and values, where given). */
+  labels?: readonly LabelFilter[];
+  /** Only jobs submitted at or after this time (epoch ms). */
+  since?: number;
 }
 
 export interface LabelFilter {
@@ -58,13 +62,17 @@ export interface StatusCounts {
 /** How many labelled jobs a filtered count reads at most (counting is never a scan of every job). */
 export const LABEL_COUNT_LIMIT = 10_000;
 
+function labelParams(l: LabelFilter): string[] {
+  return l.value === undefined ? [l.key] : [l.key, l.value];
+}
+
 /** Prepared statements for jobs, grouped in one place. */
 export function jobsRepo(db: Db) {
   const insert = db.prepare(`
     INSERT INTO jobs (id, spec_hash, entrypoint, runtime_env, metadata, request, parallel, max_retries,
-      retry_backoff_s, timeout_s, priority, wait_for_capacity, schedule, status, created_at)
+      retry_backoff_s, timeout_s, priority, wait_for_capacity, schedule, status, created_at, held)
     VALUES (@id, @spec_hash, @entrypoint, @runtime_env, @metadata, @request, @parallel, @max_retries,
-      @retry_backoff_s, @timeout_s, @priority, @wait_for_capacity, @schedule, @status, @created_at)`);
+      @retry_backoff_s, @timeout_s, @priority, @wait_for_capacity, @schedule, @status, @created_at, @held)`);
   const byId = db.prepare('SELECT * FROM jobs WHERE id = ?');
   const setRunning = db.prepare(
     "UPDATE jobs SET status = 'RUNNING', start_time = ?, driver_node_id = ? WHERE id = ? AND status = 'PENDING'",
@@ -76,6 +84,7 @@ export function jobsRepo(db: Db) {
   const requestStop = db.prepare('UPDATE jobs SET stop_requested = 1 WHERE id = ?');
   const setFailedTask = db.prepare('UPDATE jobs SET failed_task = ?, message = ?, ray_message = ?, error_type = ?, exit_code = ? WHERE id = ? AND failed_task IS NULL');
   const remove = db.prepare('DELETE FROM jobs WHERE id = ?');
+  const setHeld = db.prepare("UPDATE jobs SET held = ? WHERE id = ? AND status = 'PENDING'");
   const setInjobCounts = db.prepare('UPDATE jobs SET injob_counts = ? WHERE id = ?');
   const active = db.prepare("SELECT * FROM jobs WHERE status IN ('PENDING', 'RUNNING')");
   // Kept by triggers (migration 6): reading the counts never scans the jobs.
@@ -92,7 +101,7 @@ export function jobsRepo(db: Db) {
   const lastEnd = db.prepare('SELECT MAX(end_time) AS t FROM jobs');
 
   return {
-    insert: (job: NewJob) => insert.run(job),
+    insert: (job: NewJob) => insert.run({ held: 0, ...job }),
     get: (id: string) => byId.get(id) as JobRow | undefined,
     setRunning: (id: string, at: number, nodeId: string) => setRunning.run(at, nodeId, id).changes > 0,
     finish: (f: { id: string; status: JobStatus; message: string | null; error_type: JobErrorType | null; exit_code: number | null; end_time: number }) =>
@@ -101,6 +110,8 @@ export function jobsRepo(db: Db) {
     setFailedTask: (id: string, idx: number, f: { message: string; rayMessage: string; errorType: JobErrorType; exitCode: number | null }) =>
       setFailedTask.run(idx, f.message, f.rayMessage, f.errorType, f.exitCode, id).changes > 0,
     remove: (id: string) => remove.run(id),
+    /** Hold or release a pending job; false when it is not pending. */
+    setHeld: (id: string, held: boolean) => setHeld.run(held ? 1 : 0, id).changes > 0,
     setInjobCounts: (id: string, counts: string) => setInjobCounts.run(counts, id),
     active: () => active.all() as JobRow[],
     countsByStatus: () => countsByStatus.all() as { status: JobStatus; n: number }[],
@@ -121,7 +132,19 @@ export function jobsRepo(db: Db) {
     list(q: ListJobsQuery): JobRow[] {
       const where: string[] = [];
       const params: unknown[] = [];
-      const seq = q.label ? 'l.seq' : 'j.seq';
+      const [first, ...more] = q.labels ?? [];
+      const seq = first ? 'l.seq' : 'j.seq';
+      let from = 'jobs AS j';
+      if (first) {
+        // Walk the first label's index newest first, so a page reads about as many rows as it shows.
+        from = 'job_labels AS l JOIN jobs AS j ON j.seq = l.seq';
+        where.push(first.value === undefined ? 'l.key = ?' : 'l.key = ? AND l.value = ?');
+        params.push(...labelParams(first));
+      }
+      for (const label of more) {
+        where.push(`EXISTS (SELECT 1 FROM job_labels AS m WHERE m.seq = j.seq AND m.key = ?${label.value === undefined ? '' : ' AND m.value = ?'})`);
+        params.push(...labelParams(label));
+      }
       if (q.beforeSeq !== undefined) {
         where.push(`${seq} < ?`);
         params.push(q.beforeSeq);
@@ -134,12 +157,9 @@ export function jobsRepo(db: Db) {
         where.push('j.schedule = ?');
         params.push(q.schedule);
       }
-      let from = 'jobs AS j';
-      if (q.label) {
-        // Walk the label's index newest first, so a page reads about as many rows as it shows.
-        from = 'job_labels AS l JOIN jobs AS j ON j.seq = l.seq';
-        where.unshift(q.label.value === undefined ? 'l.key = ?' : 'l.key = ? AND l.value = ?');
-        params.unshift(...(q.label.value === undefined ? [q.label.key] : [q.label.key, q.label.value]));
+      if (q.since !== undefined) {
+        where.push('j.created_at >= ?');
+        params.push(q.since);
       }
       const sql = `SELECT j.* FROM ${from} ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY ${seq} DESC LIMIT ?`;
       return db.prepare(sql).all(...params, q.limit) as JobRow[];

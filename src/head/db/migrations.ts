@@ -219,4 +219,12 @@ export const migrations: readonly { version: number; name: string; sql: string }
       ALTER TABLE schedules ADD COLUMN failed_jobs_history_limit INTEGER NOT NULL DEFAULT 1;
     `,
   },
+  {
+    version: 10,
+    name: 'held jobs; listing by submission time',
+    sql: `
+      ALTER TABLE jobs ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+      CREATE INDEX jobs_by_created ON jobs(created_at);
+    `,
+  },
 ];

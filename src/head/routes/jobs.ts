@@ -1,8 +1,10 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
-import { jobStatusSchema, parseWith } from '../../shared/protocol/index.js';
+import { JOB_NAME_KEY, jobStatusSchema, parseWith } from '../../shared/protocol/index.js';
 import type { HeadContext } from '../context.js';
 import { labelSchema } from './labels.js';
+
+const MAX_LABEL_FILTERS = 16;
 
 const listQuery = z.object({
   limit: z.coerce.number().int().min(1).max(10_000).optional(),
@@ -13,8 +15,15 @@ const listQuery = z.object({
     .pipe(z.array(jobStatusSchema))
     .optional(),
   schedule: z.string().max(200).optional(),
-  /** `key` (jobs whose metadata has it) or `key=value`. */
-  label: labelSchema.optional(),
+  /** `key` (jobs whose metadata has it) or `key=value`; repeated, every one must match. */
+  label: z
+    .union([labelSchema, z.array(labelSchema).max(MAX_LABEL_FILTERS)])
+    .transform((l) => (Array.isArray(l) ? l : [l]))
+    .optional(),
+  /** A job's name: its metadata's `job_name` (`raysub job submit --name`). */
+  name: z.string().min(1).max(1000).optional(),
+  /** Only jobs submitted at or after this time: epoch milliseconds. */
+  since: z.coerce.number().int().min(0).max(8.64e15).optional(),
 });
 
 const getQuery = z.object({ wait_s: z.coerce.number().min(0).max(300).optional() });
@@ -30,7 +39,8 @@ export function jobRoutes(ctx: HeadContext): FastifyPluginAsync {
 
     app.get('/api/jobs/', async (req, reply) => {
       const q = parseWith(listQuery, req.query);
-      const { jobs, nextCursor } = ctx.jobs.list({ limit: q.limit, cursor: q.cursor, statuses: q.status, schedule: q.schedule, label: q.label });
+      const labels = [...(q.label ?? []), ...(q.name !== undefined ? [{ key: JOB_NAME_KEY, value: q.name }] : [])];
+      const { jobs, nextCursor } = ctx.jobs.list({ limit: q.limit, cursor: q.cursor, statuses: q.status, schedule: q.schedule, labels, since: q.since });
       if (nextCursor) void reply.header('x-next-cursor', nextCursor);
       return jobs;
     });
@@ -53,6 +63,18 @@ export function jobRoutes(ctx: HeadContext): FastifyPluginAsync {
     app.post('/api/jobs/:id/stop', async (req) => {
       const { id } = parseWith(idParams, req.params);
       return { stopped: ctx.jobs.stop(id) };
+    });
+
+    app.post('/api/jobs/:id/hold', async (req) => {
+      const { id } = parseWith(idParams, req.params);
+      ctx.jobs.setHeld(id, true);
+      return { held: true };
+    });
+
+    app.post('/api/jobs/:id/release', async (req) => {
+      const { id } = parseWith(idParams, req.params);
+      ctx.jobs.setHeld(id, false);
+      return { held: false };
     });
 
     app.delete('/api/jobs/:id', async (req) => {

@@ -2,6 +2,9 @@ import { z } from 'zod';
 import { injobCountsSchema } from './injob.js';
 import { jobErrorTypeSchema, jobStatusSchema, rayErrorTypeSchema, resourceMapSchema, submissionIdSchema } from './common.js';
 
+/** The metadata entry that holds a job's name (`raysub job submit --name`); listed by `?name=`. */
+export const JOB_NAME_KEY = 'job_name';
+
 /** raysub's own submission options, namespaced so they never collide with Ray's fields. */
 export const jobOptionsSchema = z.strictObject({
   parallel: z.number().int().min(1).max(10_000).optional(),
@@ -10,6 +13,8 @@ export const jobOptionsSchema = z.strictObject({
   timeout_s: z.number().positive().max(365 * 24 * 3600).optional(),
   priority: z.number().int().min(-1000).max(1000).optional(),
   wait_for_capacity: z.boolean().optional(),
+  /** Submit it held: it stays PENDING until `POST /api/jobs/{id}/release`. */
+  hold: z.boolean().optional(),
 });
 export type JobOptions = z.infer<typeof jobOptionsSchema>;
 
@@ -91,6 +96,8 @@ export const raysubJobInfoSchema = z.object({
   priority: z.number(),
   wait_for_capacity: z.boolean(),
   schedule: z.string().nullable(),
+  /** Held by the user: it waits until released (`raysub job release`). */
+  held: z.boolean(),
   task_counts: z.record(z.string(), z.number()),
   queue: queueInfoSchema.nullable(),
   /** Tasks and actors the job submitted through the in-job API, by state (null: none). */

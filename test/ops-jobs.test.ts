@@ -1,0 +1,114 @@
+/**
+ * Finding and holding jobs, end to end: labels, names and submission times on the REST list (in an
+ * in-process head) and through the CLI against a real head; `job hold` / `job release` with a
+ * real agent running the released job.
+ */
+import { describe, expect, it } from 'vitest';
+import type { JobDetails } from '../src/shared/protocol/index.js';
+import { runCli, startHead, waitFor } from './helpers/cluster.js';
+import { call, inProcessHead } from './helpers/head.js';
+
+const ids = (jobs: unknown): string[] => (jobs as JobDetails[]).map((j) => j.submission_id);
+
+describe('finding jobs by label, name and time', () => {
+  it('the REST list filters by every label given, by name and by submission time, and pages', async () => {
+    const head = await inProcessHead();
+    const submit = async (id: string, metadata: Record<string, string>) => {
+      const r = await call(head, 'POST', '/api/jobs/', { entrypoint: 'true', submission_id: id, metadata });
+      expect(r.status, JSON.stringify(r.json)).toBe(200);
+    };
+    await submit('v1', { team: 'vision', stage: 'train' });
+    await submit('v2', { team: 'vision', stage: 'eval', job_name: 'nightly' });
+    await submit('n1', { team: 'nlp', stage: 'train', job_name: 'nightly' });
+    const since = Date.now() + 1;
+    await expect.poll(() => Date.now()).toBeGreaterThan(since);
+    await submit('v3', { team: 'vision' });
+    const list = async (q: string) => {
+      const r = await call(head, 'GET', `/api/jobs/?${q}`);
+      expect(r.status, JSON.stringify(r.json)).toBe(200);
+      return ids(r.json);
+    };
+    expect(await list('label=team=vision')).toEqual(['v3', 'v2', 'v1']);
+    expect(await list('label=team=vision&label=stage=train')).toEqual(['v1']);
+    expect(await list('label=team=vision&label=stage')).toEqual(['v2', 'v1']);
+    expect(await list('name=nightly')).toEqual(['n1', 'v2']);
+    expect(await list('name=nightly&label=team=vision')).toEqual(['v2']);
+    expect(await list(`since=${since}`)).toEqual(['v3']);
+    expect(await list(`label=team=vision&since=${since}`)).toEqual(['v3']);
+    expect(await list('label=team=robotics')).toEqual([]);
+    // Pages walk the label's index: two, then the rest.
+    const first = await head.app.inject({ method: 'GET', url: '/api/jobs/?label=team=vision&limit=2', headers: { authorization: `Bearer ${head.token}` } });
+    expect(ids(JSON.parse(first.body))).toEqual(['v3', 'v2']);
+    const cursor = first.headers['x-next-cursor'];
+    expect(typeof cursor).toBe('string');
+    expect(await list(`label=team=vision&limit=2&cursor=${String(cursor)}`)).toEqual(['v1']);
+    // Bad filters are the client's mistake: a clear 400, and the server keeps serving.
+    for (const q of ['label=', 'label==x', 'since=yesterday', 'since=-1', 'name=', Array.from({ length: 17 }, () => 'label=a').join('&')]) {
+      const r = await call(head, 'GET', `/api/jobs/?${q}`);
+      expect(r.status, q).toBe(400);
+      expect(r.json.error?.code, q).toBe('INVALID_REQUEST');
+    }
+    expect(await list('label=team=vision&limit=1')).toEqual(['v3']);
+  });
+
+  it('hold and release over REST: only a pending job, unknown jobs are 404', async () => {
+    const head = await inProcessHead();
+    expect((await call(head, 'POST', '/api/jobs/', { entrypoint: 'true', submission_id: 'h', raysub: { hold: true } })).status).toBe(200);
+    let job = (await call(head, 'GET', '/api/jobs/h')).json as unknown as JobDetails;
+    expect(job.raysub.held).toBe(true);
+    expect(await call(head, 'POST', '/api/jobs/h/release')).toMatchObject({ status: 200, json: { held: false } });
+    expect(await call(head, 'POST', '/api/jobs/h/release')).toMatchObject({ status: 200, json: { held: false } });
+    expect(await call(head, 'POST', '/api/jobs/h/hold')).toMatchObject({ status: 200, json: { held: true } });
+    job = (await call(head, 'GET', '/api/jobs/h')).json as unknown as JobDetails;
+    expect(job.raysub.held).toBe(true);
+    expect((await call(head, 'POST', '/api/jobs/nope/hold')).json.error?.code).toBe('JOB_NOT_FOUND');
+    expect((await call(head, 'POST', '/api/jobs/h/stop')).status).toBe(200);
+    const r = await call(head, 'POST', '/api/jobs/h/release');
+    expect(r.status).toBe(409);
+    expect(r.json.error).toMatchObject({ code: 'JOB_NOT_PENDING', message: expect.stringMatching(/STOPPED|not pending/) });
+  });
+
+  it('`job list --label team=vision` lists only those jobs; --name and --since too; `job hold` keeps a job from starting until `job release`', async () => {
+    const head = await startHead({ numCpus: 2 });
+    const submit = async (...args: string[]) => {
+      const r = await runCli(['job', 'submit', '--no-wait', '--entrypoint-num-cpus', '0', ...args], { env: head.env });
+      expect(r.code, r.stderr).toBe(0);
+      return r.stdout.trim();
+    };
+    const held = await submit('--hold', '--label', 'team=vision', '--name', 'resnet', '--', 'echo', 'held-ran');
+    await submit('--submission-id', 'vision-2', '--label', 'team=vision', '--label', 'stage=eval', '--', 'true');
+    await submit('--submission-id', 'nlp-1', '--label', 'team=nlp', '--name', 'resnet', '--', 'true');
+    const listed = await runCli(['job', 'list', '--label', 'team=vision', '--json'], { env: head.env });
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(ids((JSON.parse(listed.stdout) as { jobs: unknown }).jobs).sort()).toEqual([held, 'vision-2'].sort());
+    const table = await runCli(['job', 'list', '--label', 'team=vision'], { env: head.env });
+    expect(table.stdout).toContain(held);
+    expect(table.stdout).toContain('vision-2');
+    expect(table.stdout).not.toContain('nlp-1');
+    expect(table.stdout).toMatch(/NAME/);
+    const byName = await runCli(['job', 'list', '--name', 'resnet', '--json'], { env: head.env });
+    expect(ids((JSON.parse(byName.stdout) as { jobs: unknown }).jobs).sort()).toEqual([held, 'nlp-1'].sort());
+    const both = await runCli(['job', 'list', '--label', 'team=vision', '--label', 'stage=eval', '--since', '1h', '--json'], { env: head.env });
+    expect(ids((JSON.parse(both.stdout) as { jobs: unknown }).jobs)).toEqual(['vision-2']);
+    const future = await runCli(['job', 'list', '--since', '2999-01-01', '--json'], { env: head.env });
+    expect((JSON.parse(future.stdout) as { jobs: unknown[] }).jobs).toEqual([]);
+    const bad = await runCli(['job', 'submit', '--no-wait', '--label', 'novalue', '--', 'true'], { env: head.env });
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/--label must be key=value/);
+
+    // The held job waits, saying why, while the others have run.
+    await waitFor(async () => (await head.client.getJob('vision-2')).status === 'SUCCEEDED', { what: 'vision-2 to finish' });
+    const status = await runCli(['job', 'status', held], { env: head.env });
+    expect(status.stdout).toMatch(/Status\s+PENDING/);
+    expect(status.stdout).toMatch(/Held\s+yes/);
+    expect(status.stdout).toMatch(/Name\s+resnet/);
+    expect(status.stdout).toMatch(/Labels\s+team=vision/);
+    expect(status.stdout).toMatch(/Queue\s+position \d+: held/);
+    const released = await runCli(['job', 'release', held], { env: head.env });
+    expect(released.code, released.stderr).toBe(0);
+    await waitFor(async () => (await head.client.getJob(held)).status === 'SUCCEEDED', { what: 'the released job to finish' });
+    const again = await runCli(['job', 'hold', held], { env: head.env });
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toMatch(/only a pending job can be held/);
+  });
+});
