@@ -173,14 +173,6 @@ function listDetail(j: JobDetails): string {
   return j.raysub.schedule ? `schedule ${j.raysub.schedule}` : '';
 }
 
-/** `--since 2h` (that long ago) or `--since 2025-06-01T12:00Z` (a time): epoch ms. */
-export function parseSince(value: string, now = Date.now()): number {
-  if (/^\d+(\.\d+)?\s*(ms|s|m|h|d)?$/i.test(value.trim())) return now - (parseDuration('since', value) ?? 0);
-  const t = /^\d{4}-\d{2}-\d{2}/.test(value.trim()) ? Date.parse(value.trim()) : NaN;
-  if (!Number.isFinite(t)) throw new RaysubError('USAGE', `--since must be a duration such as 2h or 7d, or an ISO time such as 2025-06-01T12:00Z, got "${value}"`);
-  return t;
-}
-
 export async function holdCommand(ctx: CliContext, id: string, held: boolean, flags: { json?: boolean }): Promise<number> {
   await ctx.client.holdJob(id, held);
   if (flags.json) json(ctx, { submission_id: id, held });
@@ -203,7 +195,7 @@ export async function listCommand(
     });
   }
   for (const l of flags.label ?? []) if (l === '' || l.startsWith('=')) throw new RaysubError('USAGE', `--label must be key or key=value, got "${l}"`);
-  const since = flags.since === undefined ? undefined : parseSince(flags.since);
+  const since = parseSince(flags.since);
   const { jobs, nextCursor } = await ctx.client.listJobs({ limit, cursor: flags.cursor, status, schedule: flags.schedule, labels: flags.label, name: flags.name, since });
   if (flags.json) {
     json(ctx, { jobs, next_cursor: nextCursor });
