@@ -16,6 +16,24 @@ export const INIT_FORMAT = 'raysub-init 5';
 
 /** Built by scripts/build-native.mjs; this module runs from src/ in tests and dist/ otherwise. */
 const BUILT = path.resolve(import.meta.dirname, '../../../dist/native/raysub-init');
+const BUILD_SCRIPT = path.resolve(import.meta.dirname, '../../../scripts/build-native.mjs');
+let buildTried = false;
+
+/**
+ * An installed package builds raysub-init when it is installed (its postinstall); one installed
+ * with --ignore-scripts, or before a compiler was, builds it at the agent's first start instead,
+ * where a compiler exists and the package's directory is writable. Without one the agent says why
+ * and starts workers through setpriv and a shell script.
+ */
+function buildOnce(): void {
+  if (buildTried || !fs.existsSync(BUILD_SCRIPT)) return;
+  buildTried = true;
+  try {
+    execFileSync(process.execPath, [BUILD_SCRIPT], { timeout: 120_000, stdio: 'ignore' });
+  } catch {
+    // the reason is reported by findInit: the program does not exist
+  }
+}
 
 /**
  * The program to use: `RAYSUB_SANDBOX_INIT` (a path, or "none" for the setpriv and shell path),
@@ -25,6 +43,7 @@ export function findInit(env: Readonly<Record<string, string | undefined>> = pro
   const wanted = env.RAYSUB_SANDBOX_INIT;
   if (wanted === 'none') return { path: null, why: 'disabled (RAYSUB_SANDBOX_INIT=none)' };
   const candidate = wanted ? path.resolve(wanted) : BUILT;
+  if (!wanted && !fs.existsSync(candidate)) buildOnce();
   if (!fs.existsSync(candidate)) return { path: null, why: `${candidate} does not exist (built by \`npm run build\` where a C compiler is installed)` };
   try {
     const out = execFileSync(candidate, ['--version'], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] });
