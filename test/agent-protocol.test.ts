@@ -38,7 +38,7 @@ describe('agent protocol', () => {
     })) as { node_id: string };
     const report = async (req: Omit<ReportRequest, 'logs'>) => reportResponseSchema.parse(await post(head, `/api/agents/${reg.node_id}/report`, { logs: [], ...req }));
 
-    await head.client.submitJob({ entrypoint: 'true', submission_id: 'pair', raysub: { parallel: 2 } });
+    await head.client.submitJob({ entrypoint: 'true', submission_id: 'pair', entrypoint_num_cpus: 1, raysub: { parallel: 2 } });
     const poll = pollResponseSchema.parse(await post(head, `/api/agents/${reg.node_id}/poll`, { known: [], wait_ms: 10_000 }));
     expect(poll.assignments).toHaveLength(1);
     const first = poll.assignments[0]!;

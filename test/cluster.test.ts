@@ -149,7 +149,8 @@ describe('scheduling across several agents', () => {
     expect(job).toMatchObject({ status: 'FAILED', error_type: 'JOB_SUPERVISOR_ACTOR_UNSCHEDULABLE', raysub: { error_type: 'UNSCHEDULABLE' } });
     expect(job.raysub.message).toMatch(/no node can ever provide 8 CPUs/);
     expect(job.message).toMatch(/^Job supervisor actor could not be scheduled: no node can ever provide 8 CPUs/);
-    await submit(head, { submission_id: 'gpu', entrypoint: 'true', entrypoint_num_gpus: 1 });
+    // Through the API a job waits, as on Ray, unless it asks to fail fast.
+    await submit(head, { submission_id: 'gpu', entrypoint: 'true', entrypoint_num_gpus: 1, raysub: { wait_for_capacity: false } });
     expect((await waitTerminal(head, 'gpu')).raysub.error_type).toBe('UNSCHEDULABLE');
     await submit(head, { submission_id: 'patient', entrypoint: 'true', entrypoint_num_cpus: 8, raysub: { wait_for_capacity: true } });
     const patient = await head.client.getJob('patient');

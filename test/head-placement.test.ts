@@ -171,6 +171,22 @@ const rows: Row[] = [
     placed: {},
     refused: { huge: /^no node can ever provide 8 CPUs \(largest node b has 4\)$/ },
   },
+  {
+    name: "a job that asks for no resources runs on the head node, as Ray's driver does, though a worker has more free",
+    nodes: { head: { cpus: 2, head: true }, w1: { cpus: 8 } },
+    jobs: [
+      ['bare', { cpus: 0, driverOnHead: true }],
+      ['one-cpu', { cpus: 1 }],
+    ],
+    placed: { bare: ['head'], 'one-cpu': ['w1'] },
+  },
+  {
+    name: "and waits, saying why, while the head's own agent is not there",
+    nodes: { w1: { cpus: 8 } },
+    jobs: [['bare', { cpus: 0, driverOnHead: true, waitForCapacity: true }]],
+    placed: {},
+    waits: { bare: /^no node can ever provide the head node \(.*RAY_JOB_ALLOW_DRIVER_ON_WORKER_NODES=1.*\): the head's own agent is not registered; waiting for one to join$/ },
+  },
 ];
 
 function describePass(rig: EngineRig, pass: SchedulingPass): { placed: Record<string, string[]>; waits: Record<string, string> } {
@@ -205,6 +221,17 @@ describe('placement', () => {
     expect(got.placed).toEqual(row.placed);
     for (const [id, reason] of Object.entries(row.waits ?? {})) expect(got.waits[id]).toMatch(reason);
     expect(pass.fail).toEqual([]);
+  });
+
+  it('lets what a job held to the head node submits run on any node', () => {
+    const rig = engineOnTempDb();
+    addNode(rig, 'head', { cpus: 1, head: true }, T0);
+    addNode(rig, 'w1', { cpus: 8 }, T0);
+    addJob(rig, 'bare', { cpus: 0, driverOnHead: true }, T0);
+    const job = rig.engine.view.job('bare');
+    if (!job) throw new Error('no live job');
+    const choice = placeInjob(rig.engine.view, job, { cpus: 4, gpus: 0, memory: 0, custom: {} });
+    expect(choice.kind === 'placed' ? rig.engine.view.node(choice.nodeId)?.name : choice.kind).toBe('w1');
   });
 
   it('gives new work only to nodes that contacted this head since it started', () => {

@@ -77,7 +77,7 @@ describe('following a quiet or queued job', () => {
   it('says once that the job is queued, where, and why, then that it runs', async () => {
     const head = await startHead({ numCpus: 1, env: { RAYSUB_LOG_KEEPALIVE_MS: KEEPALIVE_MS } });
     const env = { ...head.env, RAYSUB_FOLLOW_IDLE_MS: IDLE_MS };
-    await head.client.submitJob({ entrypoint: 'sleep 300', submission_id: 'blocker' });
+    await head.client.submitJob({ entrypoint: 'sleep 300', submission_id: 'blocker', entrypoint_num_cpus: 1 });
     await waitFor(async () => (await head.client.getJob('blocker')).status === 'RUNNING', { what: 'the blocker to run' });
     const second = spawnCli(['job', 'submit', '--submission-id', 'second', '--', ...py("print('second')")], { env });
     await waitFor(() => second.output().includes('job is queued'), { what: 'the queue notice' });
@@ -93,7 +93,7 @@ describe('following a quiet or queued job', () => {
     expect(r.stderr.split('\n').filter((l) => l.includes('job is running'))).toHaveLength(1);
     expect(r.stderr).not.toMatch(REACHABILITY);
     // -q: only the job's own output.
-    await head.client.submitJob({ entrypoint: 'sleep 300', submission_id: 'blocker-2' });
+    await head.client.submitJob({ entrypoint: 'sleep 300', submission_id: 'blocker-2', entrypoint_num_cpus: 1 });
     await waitFor(async () => (await head.client.getJob('blocker-2')).status === 'RUNNING', { what: 'the second blocker to run' });
     const third = spawnCli(['job', 'submit', '-q', '--submission-id', 'third', '--', ...py("print('third')")], { env });
     await waitFor(async () => (await head.client.getJob('third').catch(() => null))?.status === 'PENDING', { what: 'the third job to queue' });

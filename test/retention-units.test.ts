@@ -33,6 +33,8 @@ function storeWith(jobs: JobSpec[]) {
       timeout_s: null,
       priority: 0,
       wait_for_capacity: 0,
+      memory_limit: 1,
+      driver_on_head: 0,
       schedule: j.schedule ?? null,
       status: 'PENDING',
       created_at: NOW - 3_600_000 + i,

@@ -21,7 +21,7 @@ async function busyCluster(): Promise<TestHead> {
   // Set up through the SDK (the CLI's own client); the commands under test are run as the CLI.
   const c = head.client;
   await c.submitJob({ entrypoint: 'echo oops; exit 3', submission_id: 'broken' });
-  await c.submitJob({ entrypoint: 'sleep 120', submission_id: 'busy' });
+  await c.submitJob({ entrypoint: 'sleep 120', submission_id: 'busy', entrypoint_num_cpus: 1 });
   await waitFor(async () => (await c.getJob('broken')).status === 'FAILED' && (await c.getJob('busy')).status === 'RUNNING', { what: 'broken to fail and busy to run' });
   await c.submitJob({ entrypoint: 'sleep 120', submission_id: 'queued', entrypoint_num_cpus: 2 });
   await c.createSchedule({ name: 'hourly', cron: '0 * * * *', job: { entrypoint: 'true' } });

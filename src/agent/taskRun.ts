@@ -3,7 +3,7 @@
  * ship output, enforce the timeout, obey kill orders, report the exit.
  */
 import type { Logger } from '../shared/log.js';
-import type { Assignment, ExitOutcome, TaskRef } from '../shared/protocol/index.js';
+import { memoryLimitOf, type Assignment, type ExitOutcome, type TaskRef } from '../shared/protocol/index.js';
 import { toRaysubError } from '../shared/errors.js';
 import { formatBytes } from '../shared/resources.js';
 import type { LaunchSpec, Launcher, WorkerHandle } from './launcher.js';
@@ -148,7 +148,8 @@ export class TaskRun {
         argv: prepared.argv ?? ['/bin/sh', '-c', a.entrypoint],
         cwd: taskDir,
         env: api?.env ?? prepared.env,
-        resources: a.resources,
+        // A memory request is a limit only when the job asked for one (Ray only places by it).
+        resources: { ...a.resources, memory: memoryLimitOf(a) },
         gpuIds: a.gpu_ids,
         network: a.sandbox.network ?? 'host',
         readOnlyPaths: [...prepared.readOnlyPaths, ...(api?.paths ?? [])],

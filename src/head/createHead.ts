@@ -33,7 +33,7 @@ export type CreateHeadOptions = Pick<
   HeadOptions,
   'dataDir' | 'logLevel' | 'maxPackageBytes' | 'packageCaps' | 'unusedPackageTtlMs' | 'heartbeatIntervalMs' | 'leaseMs' | 'pollWaitMs' | 'starvationMs' | 'unschedulableGraceMs'
 > &
-  Partial<Pick<HeadOptions, 'logs' | 'retention' | 'http' | 'tls'>> & {
+  Partial<Pick<HeadOptions, 'logs' | 'retention' | 'http' | 'tls' | 'failUnschedulable' | 'allowDriverOnWorkerNodes' | 'localAgent'>> & {
     /** The cluster history's sampling (tests sample faster). */
     history?: HistoryOptions;
     /** The dashboard's open event streams at most (default 256; tests use fewer). */
@@ -82,7 +82,11 @@ export async function createHead(opts: CreateHeadOptions, logger?: Logger): Prom
     const engine = new Engine(store, logs, { leaseMs: opts.leaseMs, starvationMs: opts.starvationMs, unschedulableGraceMs: opts.unschedulableGraceMs }, log.child({ component: 'engine' }));
     engine.load();
     const injob = new InjobHub(engine, store, log.child({ component: 'injob' }));
-    const jobs = new JobService(engine, store, logs, packages, injob);
+    const jobs = new JobService(engine, store, logs, packages, injob, {
+      failUnschedulable: opts.failUnschedulable ?? false,
+      // The embedded agent's node is the head node: jobs that ask for no resources run there (Ray's rule).
+      driverOnHead: (opts.localAgent ?? null) !== null && !(opts.allowDriverOnWorkerNodes ?? false),
+    });
     const hub = new AgentHub(engine, store, logs, injob, opts, log.child({ component: 'agents' }));
     const followers = new LogFollowers();
     const metrics = new HeadMetrics(engine, store, followers);

@@ -36,10 +36,11 @@ export function assignmentOf(job: JobView | undefined, task: TaskView): Assignme
     timeout_s: job.timeoutS,
     sandbox: env.sandbox ?? {},
     metadata: job.metadata,
+    memory_limit: job.memoryLimit,
   };
 }
 
 export function jobContextOf(jobId: string, job: JobView | undefined): JobContext {
   const env = (job?.runtimeEnv ?? {}) as RuntimeEnv;
-  return { job_id: jobId, memory: job?.request.memory ?? 0, working_dir_package: packageNameOf(env.working_dir), runtime_env: env, env_vars: env.env_vars ?? {}, sandbox: env.sandbox ?? {} };
+  return { job_id: jobId, memory: job?.memoryLimit === true ? job.request.memory : 0, working_dir_package: packageNameOf(env.working_dir), runtime_env: env, env_vars: env.env_vars ?? {}, sandbox: env.sandbox ?? {} };
 }

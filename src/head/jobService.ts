@@ -22,12 +22,21 @@ import type { Engine } from './engine.js';
 import type { InjobHub } from './injob.js';
 import { packageNameOf, packagesOf } from './jobContext.js';
 import { jobDetailsOf } from './jobView.js';
+import { resourcesSpecified } from './rayVocabulary.js';
 import type { LogStore } from './logStore.js';
 import type { PackageStore } from './packageStore.js';
 
 export interface SubmitResult {
   submissionId: string;
   created: boolean;
+}
+
+/** The head's part in what a submission gets by default. */
+export interface SubmitPolicy {
+  /** A job that does not say fails at once when no node could ever run it (else it waits, as on Ray). */
+  failUnschedulable: boolean;
+  /** The head runs a local agent and Ray's RAY_JOB_ALLOW_DRIVER_ON_WORKER_NODES is not set. */
+  driverOnHead: boolean;
 }
 
 export interface ListOptions {
@@ -57,6 +66,7 @@ export class JobService {
     private readonly logs: LogStore,
     private readonly packages: PackageStore,
     private readonly injob: InjobHub,
+    private readonly policy: SubmitPolicy = { failUnschedulable: false, driverOnHead: false },
   ) {}
 
   submit(body: unknown, extra: { schedule?: string } = {}): SubmitResult {
@@ -67,8 +77,11 @@ export class JobService {
     if (gpus > 1 && !Number.isInteger(gpus)) {
       throw new RaysubError('INVALID_REQUEST', 'entrypoint_num_gpus above 1 must be a whole number');
     }
+    // Ray's defaults (docs/ray-compat.md#resources): no CPUs unless asked; memory only placed by
+    // unless the job asks for a limit; a request no node can meet waits, unless the job or the
+    // head says to fail fast. raysub's CLI sends its own defaults explicitly.
     const request: TaskRequest = {
-      cpus: req.entrypoint_num_cpus ?? 1,
+      cpus: req.entrypoint_num_cpus ?? 0,
       gpus,
       memory: req.entrypoint_memory ?? 0,
       custom: req.entrypoint_resources ?? {},
@@ -80,9 +93,13 @@ export class JobService {
       retry_backoff_s: o.retry_backoff_s ?? 1,
       timeout_s: o.timeout_s ?? null,
       priority: o.priority ?? 0,
-      wait_for_capacity: o.wait_for_capacity ?? false,
+      wait_for_capacity: o.wait_for_capacity ?? !this.policy.failUnschedulable,
+      memory_limit: o.memory_limit ?? false,
       hold: o.hold ?? false,
     };
+    // As Ray's job manager: a driver that asks for no resources (nor labels) runs on the head node.
+    const labels = Object.keys(req.entrypoint_label_selector ?? {}).length > 0;
+    const driverOnHead = this.policy.driverOnHead && !resourcesSpecified(request) && !labels;
     const specHash = sha256(
       canonicalJson({ entrypoint: req.entrypoint, runtimeEnv, metadata: req.metadata ?? {}, request, options, schedule: extra.schedule ?? null }),
     );
@@ -102,6 +119,8 @@ export class JobService {
       timeout_s: options.timeout_s,
       priority: options.priority,
       wait_for_capacity: options.wait_for_capacity ? 1 : 0,
+      memory_limit: options.memory_limit ? 1 : 0,
+      driver_on_head: driverOnHead ? 1 : 0,
       schedule: extra.schedule ?? null,
       status: 'PENDING',
       created_at: now,

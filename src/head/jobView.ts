@@ -72,6 +72,8 @@ export function jobDetailsOf(row: JobRow, p: JobViewParts): JobDetails {
       timeout_s: row.timeout_s,
       priority: row.priority,
       wait_for_capacity: row.wait_for_capacity === 1,
+      memory_limit: row.memory_limit === 1,
+      driver_on_head: row.driver_on_head === 1,
       schedule: row.schedule,
       held: row.held === 1,
       task_counts: p.counts,

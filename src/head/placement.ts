@@ -44,8 +44,12 @@ export interface SchedulingPass {
 
 const STRENGTH: Record<SandboxMode, number> = { none: 0, process: 1, bwrap: 2 };
 
-/** What the job's sandbox settings need that this node lacks, or null. */
+/** What a job pinned to the head node says it waits for (Ray's rule for a driver that asks for no resources). */
+export const HEAD_NODE = "the head node (where a job that asks for no resources runs, as on Ray; RAY_JOB_ALLOW_DRIVER_ON_WORKER_NODES=1 on the head lets it run on any node)";
+
+/** What the job's sandbox settings (or its place on the head node) need that this node lacks, or null. */
 export function missingOn(node: NodeView, job: JobView): string | null {
+  if (job.driverOnHead && !node.head) return HEAD_NODE;
   const want = job.runtimeEnv.sandbox;
   const mode = node.sandbox.mode;
   if (want?.require && STRENGTH[mode] < STRENGTH[want.require]) return `a "${want.require}" sandbox`;
@@ -196,6 +200,7 @@ export function neverReason(state: LiveView, job: JobView): string | null {
   const nodes = state.nodeList();
   if (nodes.length === 0) return null;
   const suitable = nodes.filter((n) => missingOn(n, job) === null);
+  if (suitable.length === 0 && job.driverOnHead && !nodes.some((n) => n.head)) return `no node can ever provide ${HEAD_NODE}: the head's own agent is not registered`;
   if (suitable.length === 0) {
     const first = nodes[0] as NodeView;
     const have = [...new Set(nodes.map((n) => n.sandbox.mode))].join(', ');
@@ -214,7 +219,9 @@ export type InjobChoice = { kind: 'placed'; nodeId: string; gpuIds: number[] } |
  * Where an in-job task its agent could not run goes now: of the nodes open to its job, the one
  * with the most free CPUs that holds it (`onlyNode`: that node or none; not alive: never).
  */
-export function placeInjob(state: LiveView, job: JobView, req: TaskRequest, onlyNode?: string): InjobChoice {
+export function placeInjob(state: LiveView, driver: JobView, req: TaskRequest, onlyNode?: string): InjobChoice {
+  // The job's own tasks may be held to the head node; what they submit goes anywhere (as Ray's tasks).
+  const job = { ...driver, driverOnHead: false };
   if (onlyNode !== undefined) {
     const only = state.node(onlyNode);
     if (!only) return { kind: 'never', reason: `the node it must run on (${onlyNode}) is not alive` };

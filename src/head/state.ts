@@ -6,6 +6,7 @@
  */
 import { capacityFromTotals, applyPlacement, cloneCapacity, type Capacity, type TaskRequest } from '../shared/resources.js';
 import type { NodeTotals, RuntimeEnv, SandboxMode, TaskState, Usage } from '../shared/protocol/index.js';
+import { LOCAL_AGENT_CREDENTIAL } from './auth.js';
 import type { JobRow, NodeRow, Store, TaskRow } from './db/index.js';
 
 export interface LiveJob {
@@ -23,6 +24,10 @@ export interface LiveJob {
   priority: number;
   /** Wait for a node that can run it to join, however long, instead of failing as UNSCHEDULABLE. */
   waitForCapacity: boolean;
+  /** Its memory request is a limit (the task is killed above it), not only what placement counts. */
+  memoryLimit: boolean;
+  /** Runs only on the head's own node (Ray's default for a job that asks for no resources). */
+  driverOnHead: boolean;
   createdAt: number;
   stopRequested: boolean;
   failedTask: number | null;
@@ -59,6 +64,8 @@ export interface LiveNode {
   capacity: Capacity;
   free: Capacity;
   sandbox: { mode: SandboxMode; detail: string; cgroups: boolean };
+  /** The head's embedded agent: the head node, in Ray's words. */
+  head: boolean;
   leaseUntil: number;
   draining: boolean;
   /**
@@ -238,6 +245,8 @@ export class LiveState implements LiveView {
       timeoutS: row.timeout_s,
       priority: row.priority,
       waitForCapacity: row.wait_for_capacity === 1,
+      memoryLimit: row.memory_limit === 1,
+      driverOnHead: row.driver_on_head === 1,
       createdAt: row.created_at,
       stopRequested: row.stop_requested === 1,
       failedTask: row.failed_task,
@@ -285,6 +294,7 @@ export class LiveState implements LiveView {
       capacity,
       free: cloneCapacity(capacity),
       sandbox: JSON.parse(row.sandbox) as LiveNode['sandbox'],
+      head: row.credential === LOCAL_AGENT_CREDENTIAL,
       leaseUntil,
       draining: row.state === 'DRAINING',
       contacted,

@@ -218,6 +218,9 @@ export function headOptionsFrom(flags: StartFlags, file: ConfigFile = loadConfig
     pollWaitMs: DEFAULTS.pollWaitMs,
     starvationMs: (num(l.get('starvation-s', 'RAYSUB_STARVATION_S')) ?? DEFAULTS.starvationS) * 1000,
     unschedulableGraceMs: (num(l.get('unschedulable-grace-s', 'RAYSUB_UNSCHEDULABLE_GRACE_S')) ?? DEFAULTS.unschedulableGraceS) * 1000,
+    // Set flags are `true` (Lookup.bool reads only a `--no-` flag's false).
+    failUnschedulable: flags.failUnschedulable === true || l.bool('fail-unschedulable', 'RAYSUB_FAIL_UNSCHEDULABLE', false),
+    allowDriverOnWorkerNodes: flags.allowDriverOnWorkerNodes === true || l.bool('allow-driver-on-worker-nodes', 'RAY_JOB_ALLOW_DRIVER_ON_WORKER_NODES', false),
     killGraceMs: killGraceMs(l),
     tls: tlsFiles(l),
     logs: logOptionsFrom(l),

@@ -23,6 +23,7 @@ export const HEAD_KEYS = [
   'port', 'host', 'data-dir', 'log-level', 'max-package-size', 'heartbeat-ms', 'lease-ms', 'local-agent', 'tls-cert', 'tls-key',
   'max-log-size', 'job-ttl', 'max-finished-jobs', 'max-package-unpacked-size', 'max-package-entries', 'unused-package-ttl',
   'http-headers-timeout', 'http-request-timeout', 'http-keep-alive-timeout', 'http-idle-timeout', 'max-connections', 'max-connections-per-address',
+  'fail-unschedulable', 'allow-driver-on-worker-nodes',
 ] as const;
 export const AGENT_KEYS = [
   'address', 'token-file', 'ca', 'data-dir', 'log-level', 'node-name', 'work-dir', 'num-cpus', 'num-gpus', 'memory', 'resources', 'kill-grace', 'sandbox',

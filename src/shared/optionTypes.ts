@@ -97,6 +97,10 @@ export interface HeadOptions {
   readonly starvationMs: number;
   /** How long a queued job that no alive node could ever run waits for one to join before it fails. */
   readonly unschedulableGraceMs: number;
+  /** A job that does not say whether to wait fails at once when no node could ever run it (Ray: it waits). */
+  readonly failUnschedulable: boolean;
+  /** Ray's RAY_JOB_ALLOW_DRIVER_ON_WORKER_NODES: jobs that ask for no resources may run on any node, not only the head's. */
+  readonly allowDriverOnWorkerNodes: boolean;
   readonly killGraceMs: number;
   readonly tls: TlsFiles | null;
   readonly http: HttpLimits;
@@ -117,6 +121,8 @@ export interface StartFlags {
   resources?: string;
   nodeName?: string;
   localAgent?: boolean;
+  failUnschedulable?: boolean;
+  allowDriverOnWorkerNodes?: boolean;
   address?: string;
   token?: string;
   tokenFile?: string;

@@ -100,6 +100,8 @@ export interface NodeSpec {
   resources?: Record<string, number>;
   slots?: number;
   sandbox?: 'bwrap' | 'process' | 'none';
+  /** The head's own (embedded) agent. */
+  head?: boolean;
 }
 
 /** Register a node the way an agent does; returns its id. */
@@ -107,7 +109,7 @@ export function addNode(rig: EngineRig, name: string, spec: NodeSpec = {}, now =
   return rig.engine.registerNode(
     {
       name,
-      credential: 'admin',
+      credential: spec.head ? 'local' : 'admin',
       hostname: 'test-host',
       totals: { num_cpus: spec.cpus ?? 2, num_gpus: spec.gpus ?? 0, memory: spec.memory ?? 8 * 1024 ** 3, resources: spec.resources ?? {}, ...(spec.slots !== undefined ? { task_slots: spec.slots } : {}) },
       sandbox: { mode: spec.sandbox ?? 'bwrap', detail: 'test', cgroups: false },
@@ -127,6 +129,8 @@ export interface JobSpec {
   maxRetries?: number;
   retryBackoffS?: number;
   waitForCapacity?: boolean;
+  /** Held to the head's own node (a Ray job that asks for no resources). */
+  driverOnHead?: boolean;
   runtimeEnv?: RuntimeEnv;
   held?: boolean;
 }
@@ -146,6 +150,8 @@ export function addJob(rig: EngineRig, id: string, spec: JobSpec = {}, now = Dat
     timeout_s: null,
     priority: spec.priority ?? 0,
     wait_for_capacity: spec.waitForCapacity ? 1 : 0,
+    memory_limit: 1,
+    driver_on_head: spec.driverOnHead ? 1 : 0,
     schedule: null,
     status: 'PENDING',
     created_at: now,

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { archiveAsPackage, packDirectory, uploadPyModules, type PackedDir } from '../../client/index.js';
-import { DEFAULT_MAX_PACKAGE_BYTES, parseBytes } from '../../shared/config.js';
+import { DEFAULT_MAX_PACKAGE_BYTES, DEFAULTS, parseBytes } from '../../shared/config.js';
 import { RaysubError } from '../../shared/errors.js';
 import { newSubmissionId } from '../../shared/ids.js';
 import { JOB_NAME_KEY, parseRuntimeEnv, type JobSubmitRequest, type RuntimeEnv } from '../../shared/protocol/index.js';
@@ -33,6 +33,8 @@ export interface SubmitFlags {
   label?: string[];
   name?: string;
   hold?: boolean;
+  /** false with --no-memory-limit. */
+  memoryLimit?: boolean;
   stopSignal?: string;
   stopGrace?: string;
   maxPackageSize?: string;
@@ -157,20 +159,21 @@ export function buildSubmitRequest(flags: SubmitFlags, entrypoint: string, runti
     retry_backoff_s: num('--retry-backoff', flags.retryBackoff),
     timeout_s: num('--timeout', flags.timeout),
     priority: num('--priority', flags.priority, { int: true, min: -1000 }),
-    wait_for_capacity: flags.waitForCapacity || undefined,
+    // raysub's CLI defaults (docs/ray-compat.md#resources), sent explicitly: the API's are Ray's.
+    wait_for_capacity: flags.waitForCapacity === true,
+    memory_limit: flags.memoryLimit !== false,
     hold: flags.hold || undefined,
   };
-  const hasRaysub = Object.values(raysub).some((v) => v !== undefined);
   return {
     entrypoint,
     submission_id: flags.submissionId ?? flags.jobId ?? newSubmissionId(),
     runtime_env: runtimeEnv,
     metadata,
-    entrypoint_num_cpus: num('--entrypoint-num-cpus', flags.entrypointNumCpus),
+    entrypoint_num_cpus: num('--entrypoint-num-cpus', flags.entrypointNumCpus) ?? DEFAULTS.entrypointNumCpus,
     entrypoint_num_gpus: num('--entrypoint-num-gpus', flags.entrypointNumGpus),
     entrypoint_memory: parseBytes('entrypoint-memory', flags.entrypointMemory),
     entrypoint_resources: resources,
-    ...(hasRaysub ? { raysub } : {}),
+    raysub,
   };
 }
 

@@ -15,6 +15,10 @@ export interface JobRow {
   timeout_s: number | null;
   priority: number;
   wait_for_capacity: number;
+  /** 1: the memory request is a limit the task is killed above; 0: only what placement counts. */
+  memory_limit: number;
+  /** 1: the job runs on the head's own node (Ray's default for a driver that asks for nothing). */
+  driver_on_head: number;
   schedule: string | null;
   status: JobStatus;
   stop_requested: number;
@@ -70,9 +74,9 @@ function labelParams(l: LabelFilter): string[] {
 export function jobsRepo(db: Db) {
   const insert = db.prepare(`
     INSERT INTO jobs (id, spec_hash, entrypoint, runtime_env, metadata, request, parallel, max_retries,
-      retry_backoff_s, timeout_s, priority, wait_for_capacity, schedule, status, created_at, held)
+      retry_backoff_s, timeout_s, priority, wait_for_capacity, memory_limit, driver_on_head, schedule, status, created_at, held)
     VALUES (@id, @spec_hash, @entrypoint, @runtime_env, @metadata, @request, @parallel, @max_retries,
-      @retry_backoff_s, @timeout_s, @priority, @wait_for_capacity, @schedule, @status, @created_at, @held)`);
+      @retry_backoff_s, @timeout_s, @priority, @wait_for_capacity, @memory_limit, @driver_on_head, @schedule, @status, @created_at, @held)`);
   const byId = db.prepare('SELECT * FROM jobs WHERE id = ?');
   const setRunning = db.prepare(
     "UPDATE jobs SET status = 'RUNNING', start_time = ?, driver_node_id = ? WHERE id = ? AND status = 'PENDING'",

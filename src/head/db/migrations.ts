@@ -227,4 +227,12 @@ export const migrations: readonly { version: number; name: string; sql: string }
       CREATE INDEX jobs_by_created ON jobs(created_at);
     `,
   },
+  {
+    version: 11,
+    name: "Ray's resource semantics: a memory request enforced only when asked; a driver pinned to the head node",
+    sql: `
+      ALTER TABLE jobs ADD COLUMN memory_limit INTEGER NOT NULL DEFAULT 1;
+      ALTER TABLE jobs ADD COLUMN driver_on_head INTEGER NOT NULL DEFAULT 0;
+    `,
+  },
 ];

@@ -93,8 +93,15 @@ export const assignmentSchema = z.object({
   sandbox: sandboxRequestSchema,
   /** The job's metadata as submitted (the job sees it with Ray's defaults added). */
   metadata: z.record(z.string(), z.string()).nullable().optional(),
+  /** false: `resources.memory` is only what placement counted, not a limit (absent: a limit). */
+  memory_limit: z.boolean().optional(),
 });
 export type Assignment = z.infer<typeof assignmentSchema>;
+
+/** The memory a task (and the job's in-job workers) is killed above: its request, when the job asked for a limit; else none (0). */
+export function memoryLimitOf(a: Pick<Assignment, 'resources' | 'memory_limit'>): number {
+  return a.memory_limit === false ? 0 : a.resources.memory;
+}
 
 export const exitOutcomeSchema = z.enum([
   'exited', // the process ended by itself (exit code may be 0 or not)

@@ -15,6 +15,8 @@ export const jobOptionsSchema = z.strictObject({
   wait_for_capacity: z.boolean().optional(),
   /** Submit it held: it stays PENDING until `POST /api/jobs/{id}/release`. */
   hold: z.boolean().optional(),
+  /** Kill the task above its memory request (`entrypoint_memory`), instead of only placing by it. */
+  memory_limit: z.boolean().optional(),
 });
 export type JobOptions = z.infer<typeof jobOptionsSchema>;
 
@@ -95,6 +97,9 @@ export const raysubJobInfoSchema = z.object({
   timeout_s: z.number().nullable(),
   priority: z.number(),
   wait_for_capacity: z.boolean(),
+  memory_limit: z.boolean(),
+  /** Placed on the head's own node: Ray's default for a job that asks for no resources. */
+  driver_on_head: z.boolean(),
   schedule: z.string().nullable(),
   /** Held by the user: it waits until released (`raysub job release`). */
   held: z.boolean(),
