@@ -8,7 +8,7 @@ import { NodeLedger } from '../src/agent/injob/ledger.js';
 import { Requests, MAX_PENDING, type ReplyBody } from '../src/agent/injob/requests.js';
 import { placeTask, type PlaceDecision } from '../src/agent/injob/taskPlacement.js';
 import type { JobState } from '../src/agent/injob/jobState.js';
-import type { Bundle, Task } from '../src/agent/injob/types.js';
+import type { Bundle, Task } from '../src/agent/injob/jobState.js';
 import { InjobDirectory, heldKey, type Group } from '../src/head/injobDirectory.js';
 import type { InjobRequest, Placement, Usage } from '../src/shared/protocol/index.js';
 import { applyPlacement, capacityFromTotals, toUnits, UNLIMITED_TASK_SLOTS, type Capacity, type TaskRequest } from '../src/shared/resources.js';

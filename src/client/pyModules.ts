@@ -7,8 +7,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { RaysubError } from '../shared/errors.js';
 import type { RuntimeEnv } from '../shared/protocol/index.js';
-import type { RaysubClient } from './index.js';
 import { archiveAsPackage, packDirectory, type PackedDir } from './packer.js';
+
+/** What uploading needs of a client (RaysubClient has it). */
+export interface PackageUploader {
+  hasPackage(name: string): Promise<boolean>;
+  uploadPackage(name: string, file: string): Promise<void>;
+}
 
 const URI = /^[a-z][a-z0-9+.-]*:\/\//i;
 /** What the head accepts as a package name (it refuses anything else). */
@@ -42,7 +47,7 @@ async function packOne(entry: string, excludes: readonly string[] | undefined, m
 
 /** Upload every local py_modules entry (unless the head has it) and return the env with their URIs. */
 export async function uploadPyModules(
-  client: RaysubClient,
+  client: PackageUploader,
   env: RuntimeEnv,
   opts: { maxBytes: number; onUpload?: (u: PyModuleUpload) => void },
 ): Promise<RuntimeEnv> {

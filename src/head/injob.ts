@@ -12,6 +12,7 @@ import type { Engine } from './engine.js';
 import { placeInjob } from './placement.js';
 import { formatBytes } from '../shared/resources.js';
 import { InjobDirectory, READY_VALUE } from './injobDirectory.js';
+import { deliveryBytes, deliveryJob, taskBytes } from './injobDelivery.js';
 import { clusterView, freeView, nodeImbalance } from './injobViews.js';
 
 interface Placed {
@@ -33,25 +34,6 @@ const SEEN_KEPT = 100_000;
 const CALLS_KEPT = 100_000;
 /** One poll answer's deliveries (the rest come with the next poll, at once). */
 const MAX_POLL_BYTES = 8 * MiB;
-
-/** About what a delivery adds to the JSON the head holds and sends. */
-function deliveryBytes(msg: InjobDelivery): number {
-  if (msg.type === 'task') return taskBytes(msg.task);
-  if (msg.type === 'result') return 300 + (msg.result.value.kind === 'file' ? 0 : msg.result.value.data.length);
-  if (msg.type === 'log') return 100 + msg.data.length;
-  return 100;
-}
-
-function taskBytes(t: RelayTask): number {
-  const args = typeof t.args === 'string' ? t.args.length : 100;
-  return 2048 + args + t.deps.reduce((n, d) => n + 100 + (d.value.kind === 'file' ? 0 : d.value.data.length), 0);
-}
-
-function deliveryJob(msg: InjobDelivery): string {
-  if (msg.type === 'task') return msg.task.job_id;
-  if (msg.type === 'result') return msg.result.job_id;
-  return msg.job_id;
-}
 
 const emptyCounts = (): InjobCounts => ({ pending: 0, running: 0, finished: 0, failed: 0, actors_alive: 0, actors_dead: 0 });
 const key = (job: string, id: string): string => `${job}\u0000${id}`;

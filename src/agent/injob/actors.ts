@@ -8,10 +8,10 @@
  */
 import { guarded } from '../../shared/boundary.js';
 import type { Logger } from '../../shared/log.js';
-import type { JobState } from './jobState.js';
+import type { JobState} from './jobState.js';
+import { type Actor, depError, type ExecutorHooks, type Task, type WorkerProc } from './jobState.js';
 import type { NodeLedger } from './ledger.js';
 import { cancelledValue, errorValue, type ObjValue } from './objects.js';
-import { depError, type Actor, type ExecutorHooks, type Task, type WorkerProc } from './types.js';
 
 export interface ActorDeps {
   ledger: NodeLedger;

@@ -7,14 +7,12 @@
 import { guarded } from '../../shared/boundary.js';
 import type { Logger } from '../../shared/log.js';
 import { returnId, type ClientCall, type ClientMessage, type RefInfo, type SubmitSpec } from '../../shared/protocol/index.js';
-import type { Conn } from './conn.js';
 import type { Executor } from './executor.js';
 import { FrameError, type Frame, type PayloadStream } from './frames.js';
 import type { IntakeHooks } from './intake.js';
-import type { JobState } from './jobState.js';
+import type { JobConn, JobState, Task } from './jobState.js';
 import { TASK_COST } from './limits.js';
 import { errorValue, INLINE_LIMIT, type ObjValue } from './objects.js';
-import type { Task } from './types.js';
 
 export interface ClientDeps {
   executor: Executor;
@@ -25,7 +23,7 @@ export interface ClientDeps {
   /** A process asked for an actor to be killed (`restart`: restarted if it may be). */
   kill(job: JobState, actorId: string, owner: string, restart: boolean): void;
   /** A process asked a question (`payload`: a handle's bytes). */
-  request(conn: Conn, reqId: number, call: ClientCall, payload: Buffer): void;
+  request(conn: JobConn, reqId: number, call: ClientCall, payload: Buffer): void;
   /** A process holds no reference to these objects or actors any more. */
   release(job: JobState, objects: readonly string[], actors: readonly string[]): void;
   cancel(job: JobState, ref: RefInfo, force: boolean): void;
@@ -38,11 +36,11 @@ export function taskCost(args: Buffer): number {
 
 export class Clients implements IntakeHooks {
   /** Large payloads being written, per connection, until their frame completes. */
-  private readonly uploads = new WeakMap<Conn, () => ObjValue>();
+  private readonly uploads = new WeakMap<JobConn, () => ObjValue>();
 
   constructor(private readonly d: ClientDeps) {}
 
-  check(conn: Conn, msg: ClientMessage): void {
+  check(conn: JobConn, msg: ClientMessage): void {
     const job = conn.job;
     if (job.budget.over) throw new FrameError('LIMIT_EXCEEDED', job.budget.over);
     switch (msg.t) {
@@ -72,7 +70,7 @@ export class Clients implements IntakeHooks {
     }
   }
 
-  stream(conn: Conn, msg: ClientMessage, payloadBytes: number): PayloadStream | null {
+  stream(conn: JobConn, msg: ClientMessage, payloadBytes: number): PayloadStream | null {
     if (payloadBytes <= INLINE_LIMIT) return null;
     let id: string | null = null;
     if (msg.t === 'put') id = msg.id;
@@ -89,7 +87,7 @@ export class Clients implements IntakeHooks {
     return w;
   }
 
-  frame(conn: Conn, f: Frame<ClientMessage>): void {
+  frame(conn: JobConn, f: Frame<ClientMessage>): void {
     const msg = f.msg;
     const job = conn.job;
     const upload = this.uploads.get(conn);
@@ -149,12 +147,12 @@ export class Clients implements IntakeHooks {
     }
   }
 
-  closed(conn: Conn): void {
+  closed(conn: JobConn): void {
     const w = conn.worker;
     if (w && w.state !== 'dead') w.handle?.terminate(this.d.executor.killGraceMs).catch((err: unknown) => this.d.log.warn({ err, worker: w.id }, 'could not stop an in-job worker'));
   }
 
-  private submit(conn: Conn, specs: readonly SubmitSpec[], payload: Buffer): void {
+  private submit(conn: JobConn, specs: readonly SubmitSpec[], payload: Buffer): void {
     const job = conn.job;
     let at = 0;
     for (const spec of specs) {
@@ -172,7 +170,7 @@ export class Clients implements IntakeHooks {
   }
 
   /** Send an object's state to a client; large objects held elsewhere are fetched only when asked for. */
-  push(conn: Conn, id: string, v: ObjValue, fetch: boolean): void {
+  push(conn: JobConn, id: string, v: ObjValue, fetch: boolean): void {
     if (conn.closed) return;
     if (v.kind === 'inline') return conn.resolved({ id, state: 'value', len: v.data.length }, v.data);
     if (v.kind === 'error') return conn.resolved({ id, state: 'error', len: v.data.length, error: v.error }, v.data);

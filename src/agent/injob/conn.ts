@@ -9,13 +9,12 @@ import type { Logger } from '../../shared/log.js';
 import type { AgentMessage, Lang, ResolvedItem, SocketErrorCode } from '../../shared/protocol/index.js';
 import { writeFrame } from './frames.js';
 import { HELLO_TIMEOUT_MS, MAX_UNREAD_BYTES } from './limits.js';
-import type { JobState } from './jobState.js';
-import type { WorkerProc } from './types.js';
 
-export class Conn {
+/** A connection on a job's socket: `J` is the job it belongs to, `W` the worker that said hello on it. */
+export class Conn<J = unknown, W = unknown> {
   role: 'driver' | 'worker' | null = null;
   lang: Lang = 'python';
-  worker: WorkerProc | null = null;
+  worker: W | null = null;
   closed = false;
   /** Ids this client asked for: asking again is answered once. */
   readonly asked = new Set<string>();
@@ -25,7 +24,7 @@ export class Conn {
 
   constructor(
     readonly sock: net.Socket,
-    readonly job: JobState,
+    readonly job: J,
     private readonly log: Logger,
   ) {
     this.helloTimer = setTimeout(

@@ -7,14 +7,12 @@ import { guarded, runGuarded } from '../../shared/boundary.js';
 import type { Logger } from '../../shared/log.js';
 import type { ClientCall, InjobDelivery, RefInfo, Usage } from '../../shared/protocol/index.js';
 import { applyPlacement, fromUnits, toUnits, UNLIMITED_TASK_SLOTS, type Capacity } from '../../shared/resources.js';
-import type { Conn } from './conn.js';
 import type { Executor } from './executor.js';
-import type { JobState } from './jobState.js';
+import type { JobConn, JobState, Task } from './jobState.js';
 import type { NodeLedger } from './ledger.js';
 import { cancelledValue } from './objects.js';
 import type { Relay } from './relay.js';
 import { describeUsage, Requests, type ClusterNode } from './requests.js';
-import type { Task } from './types.js';
 
 export interface ControlDeps {
   executor: Executor;
@@ -63,7 +61,7 @@ export class Control {
     });
   }
 
-  request(conn: Conn, reqId: number, call: ClientCall, payload: Buffer): void {
+  request(conn: JobConn, reqId: number, call: ClientCall, payload: Buffer): void {
     const target = {
       reply: (id: number, body: { ok: boolean; value?: unknown; error?: { type: 'ValueError' | 'ActorAlreadyExistsError' | 'RaySystemError'; message: string } }, data?: Buffer) =>
         conn.send({ t: 'reply', req_id: id, ...body }, data),

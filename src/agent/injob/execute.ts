@@ -1,6 +1,6 @@
 /** The `execute` message that hands a task to its worker, with its arguments and inline dependencies as payload. */
 import type { AgentMessage, ExecuteDep } from '../../shared/protocol/index.js';
-import type { Task } from './types.js';
+import type { Task } from './jobState.js';
 
 export async function executeMessage(task: Task): Promise<{ header: AgentMessage; payload: Buffer[] }> {
   const payload = [task.args];

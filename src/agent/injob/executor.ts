@@ -11,9 +11,9 @@ import { fromUnits } from '../../shared/resources.js';
 import { executeMessage } from './execute.js';
 import { takeFromUsage, type Holding, type NodeLedger } from './ledger.js';
 import { placeTask, type PlaceContext } from './taskPlacement.js';
-import type { JobState } from './jobState.js';
+import type { JobState} from './jobState.js';
+import { depError, type ExecutorHooks, shapeKey, type Task, type WorkerProc } from './jobState.js';
 import { cancelledValue, errorValue, type ObjValue } from './objects.js';
-import { depError, shapeKey, type ExecutorHooks, type Task, type WorkerProc } from './types.js';
 import { WorkerSlots } from './slots.js';
 import type { LaunchDeps } from './workerLaunch.js';
 import { newWorker, startWorkerProcess, stopWorkerProcess, workerLabel } from './workerProcess.js';
@@ -21,7 +21,7 @@ import { resultValue, taskError, yieldValue, type ResultMessage, type YieldedVal
 import { ActorHost } from './actors.js';
 import { JobTaskWaits } from './jobTaskWaits.js';
 
-export type { ExecutorHooks } from './types.js';
+export type { ExecutorHooks } from './jobState.js';
 
 const IDLE_WORKER_MS = 5 * 60_000;
 

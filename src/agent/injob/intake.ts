@@ -6,6 +6,7 @@
  */
 import { clientMessageSchema, type ClientMessage } from '../../shared/protocol/index.js';
 import { formatBytes } from '../../shared/resources.js';
+import type { JobBudget } from './budget.js';
 import type { Conn } from './conn.js';
 import { FrameError, type Frame, type FrameHandler, type PayloadStream } from './frames.js';
 import { HEADER_COST_FACTOR, MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES } from './limits.js';
@@ -15,19 +16,22 @@ const MAX_HELLO_BYTES = 64 * 1024;
 
 export interface IntakeHooks {
   /** Check a message before its payload is read (ids free, a worker to say hello as): throw a FrameError to refuse it. */
-  check(conn: Conn, msg: ClientMessage, payloadBytes: number): void;
+  check(conn: IntakeConn, msg: ClientMessage, payloadBytes: number): void;
   /** Where a large payload goes as it arrives, or null to hold it in memory. */
-  stream(conn: Conn, msg: ClientMessage, payloadBytes: number): PayloadStream | null;
+  stream(conn: IntakeConn, msg: ClientMessage, payloadBytes: number): PayloadStream | null;
   /** A whole frame. */
-  frame(conn: Conn, f: Frame<ClientMessage>): void;
+  frame(conn: IntakeConn, f: Frame<ClientMessage>): void;
 }
+
+/** What reading a frame needs of its connection's job. */
+type IntakeConn = Conn<{ readonly memory: number; readonly budget: JobBudget }>;
 
 export class Intake implements FrameHandler<ClientMessage> {
   /** Bytes of the current frame counted against the job while it is read. */
   private charged = 0;
 
   constructor(
-    private readonly conn: Conn,
+    private readonly conn: IntakeConn,
     private readonly hooks: IntakeHooks,
   ) {}
 

@@ -4,7 +4,7 @@
  */
 import { returnId, type ErrorInfo } from '../../shared/protocol/index.js';
 import type { ObjValue } from './objects.js';
-import type { Task } from './types.js';
+import type { Task } from './jobState.js';
 
 export interface ResultMessage {
   ok: boolean;

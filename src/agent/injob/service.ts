@@ -24,14 +24,13 @@ import type { Outbox } from '../outbox.js';
 import { Clients, taskCost } from './clients.js';
 import { Control } from './control.js';
 import { Executor } from './executor.js';
-import { JobState } from './jobState.js';
+import { JobState, type Task } from './jobState.js';
 import { NodeLedger, type Holding } from './ledger.js';
 import { MAX_RELAYED_INLINE_BYTES } from './limits.js';
 import { workerOutput } from './workerOutput.js';
 import { errorValue, fromRelay, INLINE_LIMIT, type ObjValue } from './objects.js';
 import { Peers } from './peers.js';
 import { Relay } from './relay.js';
-import type { Task } from './types.js';
 import { injobEnv, type LaunchDeps } from './workerLaunch.js';
 
 const ENDED_KEPT = 10_000;

@@ -8,7 +8,7 @@
  * it is never failed for it. A slot is taken when a worker starts and given back when its process
  * is gone.
  */
-import type { WorkerProc } from './types.js';
+import type { WorkerProc } from './jobState.js';
 
 export class WorkerSlots {
   /** All workers, actors' included. */

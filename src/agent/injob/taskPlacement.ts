@@ -11,8 +11,7 @@
 import type { Usage } from '../../shared/protocol/index.js';
 import { toUnits } from '../../shared/resources.js';
 import { fitsUsage, type Holding, type NodeLedger } from './ledger.js';
-import type { JobState } from './jobState.js';
-import type { Bundle, Task } from './types.js';
+import type { Bundle, JobState, Task } from './jobState.js';
 
 export type PlaceDecision =
   | { kind: 'run'; holding: Holding; bundle?: Bundle }

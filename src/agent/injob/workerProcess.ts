@@ -7,9 +7,8 @@ import { toRaysubError, type RaysubError } from '../../shared/errors.js';
 import { guarded } from '../../shared/boundary.js';
 import type { Logger } from '../../shared/log.js';
 import type { WorkerHandle } from '../launcher.js';
-import type { JobState } from './jobState.js';
+import type { JobState, Task, WorkerProc } from './jobState.js';
 import { LineSplitter } from './lines.js';
-import type { Task, WorkerProc } from './types.js';
 import { launchWorker, type LaunchDeps, type LaunchedWorker } from './workerLaunch.js';
 
 export interface WorkerProcessHooks {
