@@ -1,4 +1,4 @@
-/* Shared by raysub-init's parts: raysub-init.c (start file, settling the worker), serve.c
+/* Shared by raysub-init's parts: raysub-init.c (main), start.c (start file, settling the worker), serve.c
  * (--serve), keys.c (keyrings). See raysub-init.c for what the program does. */
 #ifndef RAYSUB_INIT_H
 #define RAYSUB_INIT_H
@@ -46,10 +46,10 @@ struct start {
 /* Where set-up errors go: stderr, or the sandbox's own stderr in a served task's child. */
 extern int err_fd;
 
-/* Say why on err_fd and exit with EXIT_SETUP. */
+/* base.c: say why on err_fd and exit with EXIT_SETUP. */
 void fail(const char *what, int err);
 struct start parse(const char *path);
-/* Steps 1-4 (raysub-init.c): settle the worker, say `ok` on the ready fd, become the worker. */
+/* Steps 1-4 (start.c): settle the worker, say `ok` on the ready fd, become the worker. */
 void become_worker(struct start *s, const char *ok);
 void drop_identity(long uid, long gid);
 

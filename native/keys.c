@@ -6,7 +6,7 @@
  * the kernel to hold no key of that uid: exit 0 once none is left, 1 otherwise (the agent then
  * does not hand the uid out again).
  */
-#include "raysub-init.h"
+#include "base.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -8,7 +8,7 @@
  * end of the grace period ends everything. Without a stop, what the worker leaves is killed as soon
  * as it exits.
  */
-#include "raysub-init.h"
+#include "base.h"
 
 #include <errno.h>
 #include <fcntl.h>

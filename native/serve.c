@@ -2,7 +2,7 @@
  * raysub-init --serve: stay in the sandbox as root and run one task after another (see
  * raysub-init.c for the protocol on fds 4 and 5), emptying the sandbox between them.
  */
-#include "raysub-init.h"
+#include "base.h"
 
 #include <dirent.h>
 #include <errno.h>

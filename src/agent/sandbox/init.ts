@@ -54,7 +54,7 @@ export function findInit(env: Readonly<Record<string, string | undefined>> = pro
   return { path: candidate, why: 'ok' };
 }
 
-/** The start file raysub-init reads: NUL-terminated fields (format in native/raysub-init.c). */
+/** The start file raysub-init reads: NUL-terminated fields (format described in native/raysub-init.c, read by native/start.c). */
 export function initStartFile(o: {
   env: Readonly<Record<string, string>>;
   rlimits: readonly Rlimit[];
