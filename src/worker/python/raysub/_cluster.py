@@ -4,19 +4,6 @@ cancellation. Each asks this process's agent (which asks the head where only it 
 from . import _context, _serialization, exceptions
 
 
-def _ask(op, fields=None, payload=()):
-    c = _context.connection()
-    header, data = c.call(op, fields, payload)
-    if not header.get("ok"):
-        err = header.get("error") or {}
-        kind = err.get("type", "")
-        message = err.get("message", "")
-        if kind == "ActorAlreadyExistsError":
-            raise exceptions.ActorAlreadyExistsError(message)
-        if kind == "ValueError":
-            raise ValueError(message)
-        raise exceptions.RaySystemError(message or kind)
-    return header, data
 
 
 def _namespace(namespace):
@@ -32,7 +19,7 @@ def register_actor(handle, name, namespace, get_if_exists, detached):
     if not isinstance(name, str) or not name:
         raise ValueError("Actor name must be a non-empty string")
     ns = _namespace(namespace)
-    header, data = _ask("name_actor", {"name": name, "namespace": ns, "get_if_exists": get_if_exists, "detached": detached,
+    header, data = _context.ask("name_actor", {"name": name, "namespace": ns, "get_if_exists": get_if_exists, "detached": detached,
                                        "actor_id": handle._actor_id}, (_serialization.encode(handle),))
     if header.get("value", {}).get("created"):
         return None
@@ -44,14 +31,14 @@ def get_actor(name, namespace=None):
     if not isinstance(name, str) or not name:
         raise ValueError("Please supply a non-empty value to get_actor")
     ns = _namespace(namespace)
-    _, data = _ask("get_actor", {"name": name, "namespace": ns})
+    _, data = _context.ask("get_actor", {"name": name, "namespace": ns})
     return _serialization.decode(data)
 
 
 def list_named_actors(all_namespaces=False):
     """Names of the live named actors in this namespace (dicts with namespaces, with `all_namespaces`)."""
     ns = _namespace(None)
-    header, _ = _ask("list_actors", {})
+    header, _ = _context.ask("list_actors", {})
     actors = header.get("value") or []
     if all_namespaces:
         return [{"name": a["name"], "namespace": a["namespace"]} for a in actors]
@@ -59,7 +46,7 @@ def list_named_actors(all_namespaces=False):
 
 
 def _cluster():
-    header, _ = _ask("cluster", {})
+    header, _ = _context.ask("cluster", {})
     return header.get("value") or {}
 
 
@@ -130,10 +117,6 @@ def cancel(ref, *, force=False, recursive=True):
     c.flush()
     c.send({"t": "cancel", "ref": {"id": ref.id, "owner": ref.owner}, "force": bool(force), "recursive": bool(recursive)})
 
-
-def limit_cpus(n):
-    """ray.init(num_cpus=n): this job's tasks hold at most n CPUs at once, on the driver's node."""
-    _ask("limit", {"cpus": float(n)})
 
 
 def timeline(filename=None):

@@ -184,9 +184,8 @@ def init(address=None, **kwargs):
         if cpus is not None and not in_worker:
             if not isinstance(cpus, (int, float)) or cpus < 0:
                 raise ValueError("num_cpus must be a non-negative number, got %r" % (cpus,))
-            from . import _cluster
-
-            _cluster.limit_cpus(cpus)
+            # This job's tasks hold at most `cpus` CPUs at once, on the driver's node.
+            ask("limit", {"cpus": float(cpus)})
         return RayContext(conn)
 
 
@@ -217,6 +216,22 @@ def connection():
     if c.closed is not None and not isinstance(c.closed, ConnectionError):
         raise exceptions.RaySystemError("lost the connection to the agent: %s" % c.closed)
     return c
+
+
+def ask(op, fields=None, payload=()):
+    """A request to the agent answered with ok or an error (raised as Ray's exception for it)."""
+    c = connection()
+    header, data = c.call(op, fields, payload)
+    if not header.get("ok"):
+        err = header.get("error") or {}
+        kind = err.get("type", "")
+        message = err.get("message", "")
+        if kind == "ActorAlreadyExistsError":
+            raise exceptions.ActorAlreadyExistsError(message)
+        if kind == "ValueError":
+            raise ValueError(message)
+        raise exceptions.RaySystemError(message or kind)
+    return header, data
 
 
 def shutdown(_exiting_interpreter=False):

@@ -5,9 +5,11 @@ import concurrent.futures
 import threading
 import time
 
-from . import _context, _failure, _serialization, exceptions
+from . import _context, _failure, _refs, _serialization, exceptions
 from ._refs import ObjectRef, new_id
-from ._submit import INLINE_LIMIT
+from ._contract import SIZES
+
+INLINE_LIMIT = SIZES["INLINE_LIMIT"]
 
 
 def put(value, *, _owner=None, _tensor_transport=None):
@@ -89,9 +91,7 @@ def _value(c, r):
 def get(object_refs, *, timeout=None):
     """The value(s) of an ObjectRef or a list of them; raises the first failed task's error (at
     once, without waiting for the rest), or GetTimeoutError."""
-    from .generators import ObjectRefGenerator
-
-    if isinstance(object_refs, ObjectRefGenerator):
+    if getattr(type(object_refs), "_raysub_generator", False):  # an ObjectRefGenerator is its own value
         return object_refs
     single = isinstance(object_refs, ObjectRef)
     if not single and not isinstance(object_refs, list):
@@ -180,3 +180,6 @@ def future(ref):
 def free(object_refs, local_only=False):
     """Accepted for compatibility (`ray.internal.free`): objects are freed when their job ends."""
     return None
+
+
+_refs._future_of = future  # ObjectRef.future() (the reference module does not import this one)

@@ -8,6 +8,10 @@ import threading
 
 from . import _refcount
 
+
+def _future_of(ref):  # replaced by _objects.future when _objects is imported (the package imports it)
+    raise RuntimeError("raysub._objects is not loaded")
+
 _lock = threading.Lock()
 _prefix = os.urandom(6).hex()
 _counter = [0]
@@ -62,9 +66,7 @@ class ObjectRef:
 
     def future(self):
         """A concurrent.futures.Future that completes with the value (or the task's error)."""
-        from . import _objects
-
-        return _objects.future(self)
+        return _future_of(self)
 
     def as_future(self):
         """An asyncio future of the value, on the running event loop."""

@@ -87,13 +87,10 @@ def load(fnref, by_value):
         obj = importlib.import_module(fnref["module"])
         for part in fnref["name"].split("."):
             obj = getattr(obj, part)
-    from .actor import ActorClass
-    from .remote_function import RemoteFunction
-
-    if isinstance(obj, RemoteFunction):
-        obj = obj._function
-    elif isinstance(obj, ActorClass):
-        obj = obj._cls
+    # A remote function or actor class (what @ray.remote made) stands for the function or class it wraps.
+    wrapped = getattr(type(obj), "_raysub_wrapped", None)
+    if isinstance(wrapped, property):
+        obj = wrapped.fget(obj)
     _loaded[key] = obj
     return obj
 

@@ -127,6 +127,11 @@ class ActorClass(_Remote):
 
     _check_options = staticmethod(_options.actor_options)
 
+    @property
+    def _raysub_wrapped(self):
+        """What a worker creates for it (_submit.load)."""
+        return self._cls
+
     def __init__(self, cls, options):
         _options.actor_options(options)
         self._cls = cls

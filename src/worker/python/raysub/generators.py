@@ -8,7 +8,7 @@ the number of values it yielded (an error it raised is the value after the last 
 
 import asyncio
 
-from . import exceptions
+from . import _objects, exceptions
 from ._refs import ObjectRef
 
 _DONE = object()
@@ -19,6 +19,8 @@ def _item(task_id, owner, index):
 
 
 class ObjectRefGenerator:
+    _raysub_generator = True  # ray.get of one gives it back (_objects.get)
+
     """Iterate (or `async for`) to get each yielded value's ObjectRef, in order."""
 
     def __init__(self, task_id, owner):
@@ -45,8 +47,6 @@ class ObjectRefGenerator:
         return self
 
     def _step(self, timeout):
-        from . import _objects
-
         if self._count is not None and self._next >= self._count:
             raise StopIteration
         ref = _item(self._task_id, self._owner, self._next)

@@ -34,6 +34,11 @@ class RemoteFunction(_Remote):
 
     _check_options = staticmethod(_options.task_options)
 
+    @property
+    def _raysub_wrapped(self):
+        """What a worker runs for it (_submit.load)."""
+        return self._function
+
     def __init__(self, function, options):
         _options.task_options(options)
         self._function = function

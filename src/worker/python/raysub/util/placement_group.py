@@ -81,7 +81,7 @@ def placement_group(bundles, strategy="PACK", name="", lifetime=None, _soft_targ
     requests = [_bundle(b) for b in bundles]
     c = _context.connection()
     pg_id = "pg" + new_id()
-    _cluster._ask("pg_create", {"id": pg_id, "bundles": requests, "strategy": strategy, "name": name or ""})
+    _context.ask("pg_create", {"id": pg_id, "bundles": requests, "strategy": strategy, "name": name or ""})
     return PlacementGroup(pg_id, bundles, c.node_id)
 
 
@@ -91,14 +91,14 @@ def remove_placement_group(placement_group):
 
     if not isinstance(placement_group, PlacementGroup):
         raise TypeError("remove_placement_group() takes a PlacementGroup")
-    _cluster._ask("pg_remove", {"id": placement_group.id})
+    _context.ask("pg_remove", {"id": placement_group.id})
 
 
 def get_placement_group(placement_group_name):
     """The live placement group named so."""
     from .. import _cluster
 
-    header, _ = _cluster._ask("pg_get", {"name": placement_group_name})
+    header, _ = _context.ask("pg_get", {"name": placement_group_name})
     v = header.get("value") or {}
     return PlacementGroup(v["id"], v.get("bundles"), v.get("owner"))
 
@@ -107,7 +107,7 @@ def placement_group_table(placement_group=None):
     """State of a placement group (or of all this job's), as Ray describes it."""
     from .. import _cluster
 
-    header, _ = _cluster._ask("pg_table", {"id": placement_group.id if placement_group else None})
+    header, _ = _context.ask("pg_table", {"id": placement_group.id if placement_group else None})
     table = {pg_id: _by_index(entry) for pg_id, entry in (header.get("value") or {}).items()}
     return table.get(placement_group.id, {}) if placement_group else table
 
