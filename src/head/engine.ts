@@ -6,14 +6,14 @@
  */
 import { EventEmitter } from 'node:events';
 import { RaysubError } from '../shared/errors.js';
-import { guarded } from '../shared/boundary.js';
 import { newNodeId } from '../shared/ids.js';
 import type { Logger } from '../shared/log.js';
 import type { AgentEvent, JobErrorType, NodeTotals, SandboxMode, TaskRef, Usage } from '../shared/protocol/index.js';
-import { applyPlacement, type TaskRequest } from '../shared/resources.js';
+import type { TaskRequest } from '../shared/resources.js';
 import type { NewJob, Store } from './db/index.js';
 import type { LogStore } from './logStore.js';
-import { neverReason, planPlacements } from './placement.js';
+import { neverReason } from './placement.js';
+import { SchedulingPasses } from './passes.js';
 import { LiveState, type LiveNode, type LiveView, type NodeView } from './state.js';
 import type { EngineEvents } from './events.js';
 import { Settler } from './settle.js';
@@ -41,13 +41,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   private readonly live = new LiveState();
   /** Live state, read-only. */
   readonly view: LiveView = this.live;
-  /** Scheduling passes run on their own only once the head serves (start()); tests call schedule(). */
-  private started = false;
-  private scheduled = false;
-  /** Jobs no alive node could ever run, and since when (see placement.ts). */
-  private unplaceable = new Map<string, number>();
-  private wakeTimer: NodeJS.Timeout | null = null;
-  private readonly runPass: () => void;
+  private readonly passes: SchedulingPasses;
   private readonly tx: Transactions;
   /** Nodes removed in the current transaction: a reload keeps their lease. */
   private readonly retired = new Map<string, LiveNode>();
@@ -68,16 +62,12 @@ export class Engine extends EventEmitter<EngineEvents> {
       () => this.retired.clear(),
     );
     this.settler = new Settler(this.live, store, logs, { announce: (e, ...a) => this.announce(e, ...a), requestSchedule: () => this.requestSchedule() });
-    this.runPass = () => {
-      // A pass run directly since (schedule()) already placed what this one would.
-      if (!this.scheduled) return;
-      try {
-        this.schedule();
-      } catch (err) {
-        this.log.error({ err }, 'scheduling pass failed; trying again in a second');
-        setTimeout(guarded(log, 'scheduling pass', () => this.requestSchedule()), 1000).unref();
-      }
-    };
+    this.passes = new SchedulingPasses(this.live, store, logs, opts, log, {
+      transact: (fn) => this.transact(fn),
+      touch: () => this.tx.touch(),
+      announce: (e, ...a) => this.announce(e, ...a),
+      failUnschedulable: (job, reason, at) => this.settler.failUnschedulable(job, reason, at),
+    });
   }
 
   /** Load live state at start-up: every known node gets a fresh lease (the restart grace period). */
@@ -111,81 +101,22 @@ export class Engine extends EventEmitter<EngineEvents> {
 
   /** Run scheduling passes when something asks for one, from now on (the first one at once). */
   start(): void {
-    this.started = true;
-    this.requestSchedule();
+    this.passes.start();
   }
 
   /** No more passes on their own. */
   stop(): void {
-    this.started = false;
-    if (this.wakeTimer) clearTimeout(this.wakeTimer);
-    this.wakeTimer = null;
+    this.passes.stop();
   }
 
   /** Ask for a scheduling pass soon; many triggers in one tick give one pass. */
   requestSchedule(): void {
-    if (this.scheduled || !this.started) return;
-    this.scheduled = true;
-    setImmediate(this.runPass);
+    this.passes.request();
   }
 
-  /**
-   * One scheduling pass. Nodes that got work are woken, except `answering`: the node whose
-   * report is being answered, whose answer carries its new assignments.
-   */
+  /** One scheduling pass now (see passes.ts); `answering`'s node is not woken. */
   schedule(answering?: string, now = Date.now()): void {
-    this.scheduled = false;
-    const pass = planPlacements(this.live, {
-      now,
-      starvationMs: this.opts.starvationMs,
-      unschedulableGraceMs: this.opts.unschedulableGraceMs,
-      unplaceableSince: this.unplaceable,
-    });
-    this.unplaceable = pass.unplaceable;
-    for (const [t, reason] of pass.reasons) {
-      const task = this.live.tasks.get(t.id);
-      if (task) task.reason = reason;
-    }
-    if (this.wakeTimer) clearTimeout(this.wakeTimer);
-    this.wakeTimer = null;
-    if (pass.nextWakeAt !== null) {
-      this.wakeTimer = setTimeout(guarded(this.log, 'scheduling wake-up', () => this.requestSchedule()), Math.max(0, pass.nextWakeAt - now) + 5);
-      this.wakeTimer.unref();
-    }
-    if (pass.fail.length > 0) {
-      this.transact(() => {
-        this.tx.touch();
-        for (const [j, reason] of pass.fail) {
-          const job = this.live.jobs.get(j.id);
-          if (job) this.settler.failUnschedulable(job, reason, now);
-        }
-      });
-    }
-    if (pass.placements.length === 0) return;
-    const woken = new Set<string>();
-    this.transact(() => {
-      this.tx.touch();
-      for (const p of pass.placements) {
-        const t = this.live.tasks.get(p.task.id);
-        const job = t && this.live.jobs.get(t.jobId);
-        const node = this.live.nodes.get(p.nodeId);
-        if (!t || !job || !node) continue;
-        const logStart = this.logs.size(t.jobId, t.idx);
-        if (!this.store.tasks.assign(t.jobId, t.idx, t.attempt + 1, p.nodeId, p.gpuIds, logStart, now)) continue;
-        t.state = 'ASSIGNED';
-        t.attempt += 1;
-        t.nodeId = p.nodeId;
-        t.gpuIds = [...p.gpuIds];
-        t.logStart = logStart;
-        t.reason = null;
-        this.live.dequeue(t);
-        applyPlacement(node.free, job.request, p.gpuIds, -1);
-        node.running.add(t.id);
-        woken.add(p.nodeId);
-        this.announce('placed', now - Math.max(t.waitingSince, t.notBefore));
-      }
-      for (const id of woken) if (id !== answering) this.announce('wake', id);
-    });
+    this.passes.run(answering, now);
   }
 
   /** Record a new job and its tasks; false when the same spec was submitted before under its id. */
