@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { AgentEvent, ExitOutcome } from '../src/shared/protocol/index.js';
 import { retryOf, verdictOf, type VerdictJob } from '../src/head/verdict.js';
 import { addJob, addNode, engineOnTempDb, type EngineRig } from './helpers/head.js';
+import { killsFor } from '../src/head/placement.js';
 
 const T0 = 1_800_000_000_000;
 const job = (o: Partial<VerdictJob> = {}): VerdictJob => ({ stopRequested: false, failedTask: null, timeoutS: 30, maxRetries: 2, retryBackoffS: 1, ...o });
@@ -105,7 +106,7 @@ describe('verdicts applied by the engine', () => {
     rig.engine.schedule(undefined, T0);
     rig.engine.applyReport(node, [started('j:0', 1, T0 + 1), started('j:1', 1, T0 + 1), exited('j:1', 1, T0 + 5, 'exited', 2)], null, T0 + 5);
     expect(rig.store.tasks.ofJob('j').map((t) => t.state)).toEqual(['RUNNING', 'FAILED', 'STOPPED', 'STOPPED']);
-    expect(rig.engine.killsFor(node, [{ task_id: 'j:0', attempt: 1 }])).toEqual([{ task_id: 'j:0', attempt: 1 }]);
+    expect(killsFor(rig.engine.view, node, [{ task_id: 'j:0', attempt: 1 }])).toEqual([{ task_id: 'j:0', attempt: 1 }]);
     rig.engine.applyReport(node, [exited('j:0', 1, T0 + 6, 'killed', null)], null, T0 + 6);
     expect(rig.store.jobs.get('j')).toMatchObject({ status: 'FAILED', exit_code: 2, message: 'task 1 of 4 failed: exited with code 2' });
     expect(rig.store.tasks.get('j', 0)).toMatchObject({ state: 'STOPPED', message: 'cancelled because task 1 failed' });

@@ -112,3 +112,47 @@ describe('finding jobs by label, name and time', () => {
     expect(again.stderr).toMatch(/only a pending job can be held/);
   });
 });
+
+describe('jobs that run after others', () => {
+  it('`--after A` waits PENDING with the reason while A runs, starts after A SUCCEEDED; after a FAILED A it ends FAILED with DEPENDENCY_FAILED without running', async () => {
+    const head = await startHead({ numCpus: 2 });
+    const submit = async (...args: string[]) => {
+      const r = await runCli(['job', 'submit', '--no-wait', '--entrypoint-num-cpus', '0', ...args], { env: head.env });
+      expect(r.code, r.stderr).toBe(0);
+      return r.stdout.trim();
+    };
+    await submit('--submission-id', 'dep-a', '--', 'sleep', '4');
+    await submit('--submission-id', 'dep-b', '--after', 'dep-a', '--', 'echo', 'b-ran');
+    await waitFor(async () => (await head.client.getJob('dep-a')).status === 'RUNNING', { what: 'A to run' });
+    const waiting = await head.client.getJob('dep-b');
+    expect(waiting.status).toBe('PENDING');
+    expect(waiting.raysub.queue?.reason).toBe('waiting for dep-a to succeed (RUNNING)');
+    expect(waiting.raysub.after).toEqual(['dep-a']);
+    const shown = await runCli(['job', 'status', 'dep-b'], { env: head.env });
+    expect(shown.stdout).toMatch(/After\s+dep-a \(succeeded\)/);
+    expect(shown.stdout).toMatch(/Queue\s+position \d+: waiting for dep-a to succeed \(RUNNING\)/);
+    const b = await head.client.waitForJob('dep-b');
+    const a = await head.client.getJob('dep-a');
+    expect(a.status).toBe('SUCCEEDED');
+    expect(b.status).toBe('SUCCEEDED');
+    expect(b.raysub.started_at).toBeGreaterThanOrEqual(a.end_time ?? Infinity);
+
+    await submit('--submission-id', 'dep-f', '--', 'sh', '-c', 'sleep 1; exit 3');
+    await submit('--submission-id', 'dep-g', '--after', 'dep-f', '--after-any', 'dep-a', '--', 'echo', 'g-ran');
+    const g = await head.client.waitForJob('dep-g');
+    expect(g.status).toBe('FAILED');
+    expect(g.raysub.error_type).toBe('DEPENDENCY_FAILED');
+    expect(g.raysub.message).toMatch(/job dep-f, which it runs after, ended FAILED/);
+    expect(g.raysub.started_at).toBeNull();
+    const gs = await head.client.getJob('dep-g');
+    expect(gs.raysub.tasks?.[0]?.attempts).toEqual([]);
+    const logs = await runCli(['job', 'logs', 'dep-g'], { env: head.env });
+    expect(logs.stdout + logs.stderr).not.toContain('g-ran');
+    // Waiting on what does not exist, or on itself, is refused at submission.
+    for (const args of [['--after', 'no-such-job'], ['--submission-id', 'loop', '--after', 'loop']]) {
+      const r = await runCli(['job', 'submit', '--no-wait', ...args, '--', 'true'], { env: head.env });
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/does not exist|cannot run after itself/);
+    }
+  });
+});

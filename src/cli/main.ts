@@ -153,6 +153,8 @@ export function buildProgram(): Command {
         .addOption(new Option('--job-id <id>').hideHelp()),
     )
       .option('--hold', 'submit it held: it stays PENDING until `raysub job release ID`')
+      .option('--after <ids>', 'start only after these jobs succeeded; if one fails or is stopped, fail as DEPENDENCY_FAILED (e.g. --after prep-1,prep-2)')
+      .option('--after-any <ids>', 'start only after these jobs ended, however they ended (e.g. --after-any train-7)')
       .option('--no-wait', 'submit and return without following the logs')
       .option('--json', "print the final job as JSON on stdout, the job's output on stderr (with --no-wait: its id)")
       .option('-q, --quiet', 'print only the job\'s own output'),

@@ -22,6 +22,7 @@ import type {
 import { fromUnits } from '../shared/resources.js';
 import type { Store } from './db/index.js';
 import type { Engine } from './engine.js';
+import { killsFor } from './placement.js';
 import type { InjobHub } from './injob.js';
 import { assignmentOf } from './jobContext.js';
 import type { LogStore } from './logStore.js';
@@ -104,7 +105,7 @@ export class AgentHub {
     return {
       acked_seq: acked,
       logs: acks,
-      kills: this.engine.killsFor(nodeId, req.running),
+      kills: killsFor(this.engine.view, nodeId, req.running),
       ...(assignments.length ? { assignments } : {}),
       ...(injob ? { injob } : {}),
     };
@@ -143,7 +144,7 @@ export class AgentHub {
 
   private pollAnswer(node: NodeView, req: PollRequest): PollResponse {
     const injob = this.injob.poll(node.id, req.injob_ack, req.injob_jobs);
-    return { assignments: this.undelivered(node, req.known), kills: this.engine.killsFor(node.id, req.known), injob };
+    return { assignments: this.undelivered(node, req.known), kills: killsFor(this.engine.view, node.id, req.known), injob };
   }
 
   /** The node's assigned tasks that the agent does not list as held (placed since, or an answer was lost). */

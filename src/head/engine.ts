@@ -8,12 +8,13 @@ import { EventEmitter } from 'node:events';
 import { RaysubError } from '../shared/errors.js';
 import { newNodeId } from '../shared/ids.js';
 import type { Logger } from '../shared/log.js';
-import type { AgentEvent, JobErrorType, NodeTotals, SandboxMode, TaskRef, Usage } from '../shared/protocol/index.js';
+import type { AgentEvent, JobErrorType, NodeTotals, SandboxMode, Usage } from '../shared/protocol/index.js';
 import type { TaskRequest } from '../shared/resources.js';
 import type { NewJob, Store } from './db/index.js';
 import type { LogStore } from './logStore.js';
 import { neverReason } from './placement.js';
 import { SchedulingPasses } from './passes.js';
+import { checkDependencies } from './dependencies.js';
 import { LiveState, type LiveNode, type LiveView, type NodeView } from './state.js';
 import type { EngineEvents } from './events.js';
 import { Settler } from './settle.js';
@@ -130,6 +131,7 @@ export class Engine extends EventEmitter<EngineEvents> {
           `Job with submission_id ${row.id} already exists. Please use a different submission_id. (Submitting the same spec again returns the existing job; this one differs.)`,
         );
       }
+      checkDependencies(row, (id) => this.store.jobs.get(id) !== undefined);
       this.tx.touch();
       this.store.jobs.insert(row);
       this.store.packageRefs.add(row.id, opts.packages);
@@ -138,6 +140,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       if (!stored) throw new RaysubError('INTERNAL', `job ${row.id} vanished after insert`);
       const job = this.live.addJob(stored);
       for (const t of this.store.tasks.ofJob(row.id)) this.live.addTask(t, row.created_at);
+      if (this.settler.linkDependencies(job, row.created_at)) return true;
       const never = opts.waitForCapacity ? null : neverReason(this.live, job);
       if (never) this.settler.failUnschedulable(job, never, row.created_at);
       return true;
@@ -199,22 +202,14 @@ export class Engine extends EventEmitter<EngineEvents> {
     return true;
   }
 
-  /**
-   * Hold a pending job (its tasks are not placed) or release it. Throws JOB_NOT_PENDING once it
-   * runs or has ended; holding a held job (or releasing a released one) changes nothing.
-   */
+  /** Hold a pending job (its tasks are not placed) or release it; JOB_NOT_PENDING once it runs or has ended. */
   setHeld(jobId: string, held: boolean, now = Date.now()): void {
     const job = this.live.jobs.get(jobId);
-    if (!job || job.status !== 'PENDING') {
-      throw new RaysubError('JOB_NOT_PENDING', `job ${jobId} is ${job?.status ?? 'not pending'}: only a pending job can be ${held ? 'held' : 'released'}`);
-    }
+    if (!job || job.status !== 'PENDING') throw Settler.notPending(job, jobId, held);
     if (job.held === held) return;
     this.transact(() => {
       this.tx.touch();
-      if (!this.store.jobs.setHeld(jobId, held)) throw new RaysubError('JOB_NOT_PENDING', `job ${jobId} is no longer pending`);
-      job.held = held;
-      // Time held is not time starved: a released job queues from now.
-      if (!held) for (const t of this.live.tasksOfJob(jobId)) if (t.state === 'PENDING') t.waitingSince = Math.max(t.waitingSince, now);
+      this.settler.setHeld(job, held, now);
     });
     this.requestSchedule();
   }
@@ -233,21 +228,6 @@ export class Engine extends EventEmitter<EngineEvents> {
     });
     this.requestSchedule();
     return true;
-  }
-
-  /** Which of the tasks an agent holds it must kill: stale attempts, and jobs being stopped. */
-  killsFor(nodeId: string, held: readonly TaskRef[]): TaskRef[] {
-    const kills: TaskRef[] = [];
-    for (const ref of held) {
-      const t = this.live.tasks.get(ref.task_id);
-      if (!t || t.attempt !== ref.attempt || t.nodeId !== nodeId || t.state === 'PENDING') {
-        kills.push(ref);
-        continue;
-      }
-      const job = this.live.jobs.get(t.jobId);
-      if (!job || job.stopRequested || job.failedTask !== null) kills.push(ref);
-    }
-    return kills;
   }
 
   // ---- nodes ----

@@ -96,10 +96,14 @@ export class JobService {
       wait_for_capacity: o.wait_for_capacity ?? !this.policy.failUnschedulable,
       memory_limit: o.memory_limit ?? false,
       hold: o.hold ?? false,
+      after: o.after ?? [],
+      after_any: o.after_any ?? [],
     };
     // As Ray's job manager: a driver that asks for no resources (nor labels) runs on the head node.
     const labels = Object.keys(req.entrypoint_label_selector ?? {}).length > 0;
     const driverOnHead = this.policy.driverOnHead && !resourcesSpecified(request) && !labels;
+    const deps = [...new Set(options.after)].map((dep) => ({ id: dep, any: false }));
+    for (const dep of new Set(options.after_any)) if (!options.after.includes(dep)) deps.push({ id: dep, any: true });
     const specHash = sha256(
       canonicalJson({ entrypoint: req.entrypoint, runtimeEnv, metadata: req.metadata ?? {}, request, options, schedule: extra.schedule ?? null }),
     );
@@ -125,6 +129,7 @@ export class JobService {
       status: 'PENDING',
       created_at: now,
       held: options.hold ? 1 : 0,
+      after_jobs: deps.length ? JSON.stringify(deps) : null,
     };
     const created = this.engine.submitJob(row, { waitForCapacity: options.wait_for_capacity, packages: packagesOf(runtimeEnv) });
     return { submissionId: id, created };

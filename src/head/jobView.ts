@@ -33,6 +33,12 @@ function parseObject(text: string): Record<string, unknown> | null {
   return value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
 }
 
+/** A job's `after_jobs` column as the API shows it. */
+export function dependenciesOf(row: Pick<JobRow, 'after_jobs'>): { after: string[]; after_any: string[] } {
+  const deps = row.after_jobs ? (JSON.parse(row.after_jobs) as { id: string; any: boolean }[]) : [];
+  return { after: deps.filter((d) => !d.any).map((d) => d.id), after_any: deps.filter((d) => d.any).map((d) => d.id) };
+}
+
 export function jobDetailsOf(row: JobRow, p: JobViewParts): JobDetails {
   const request = JSON.parse(row.request) as TaskRequest;
   const runtimeEnv = parseObject(row.runtime_env);
@@ -76,6 +82,7 @@ export function jobDetailsOf(row: JobRow, p: JobViewParts): JobDetails {
       driver_on_head: row.driver_on_head === 1,
       schedule: row.schedule,
       held: row.held === 1,
+      ...dependenciesOf(row),
       task_counts: p.counts,
       queue: row.status === 'PENDING' ? p.queue : null,
       injob: p.injob,

@@ -11,8 +11,9 @@
  * the queue is placed on that node, which therefore drains until the large task fits. A job that
  * no alive node could ever run waits `unschedulableGraceMs` for one to join, then fails.
  */
-import type { SandboxMode } from '../shared/protocol/index.js';
+import type { SandboxMode, TaskRef } from '../shared/protocol/index.js';
 import { applyPlacement, cloneCapacity, couldEverFit, describeRequest, fit, fromUnits, shortfall, type Capacity, type ReadonlyCapacity, type TaskRequest } from '../shared/resources.js';
+import { dependencyWaitReason } from './dependencies.js';
 import type { JobView, LiveView, NodeView, TaskView } from './state.js';
 
 export interface PlacementPolicy {
@@ -146,10 +147,10 @@ export function planPlacements(state: LiveView, policy: PlacementPolicy): Schedu
   return pass;
 }
 
-/** Why a job waits whatever the nodes have free (held by the user), or null. */
-export function gateOf(_state: LiveView, job: JobView): string | null {
+/** Why a job waits whatever the nodes have free (held by the user, or for the jobs it runs after), or null. */
+export function gateOf(state: LiveView, job: JobView): string | null {
   if (job.held) return `held (raysub job release ${job.id} lets it run)`;
-  return null;
+  return dependencyWaitReason(state, job);
 }
 
 /** The node a starving task reserves: of those that could ever hold it, the one with the most free CPUs. */
@@ -211,6 +212,16 @@ export function neverReason(state: LiveView, job: JobView): string | null {
   const short = shortfall(biggest.capacity, job.request) ?? describeRequest(job.request);
   const [need, have] = short.split('; free: ');
   return `no node can ever provide ${need} (largest node ${biggest.name} has ${have ?? 'less'})`;
+}
+
+/** Which of the tasks an agent holds it must kill: stale attempts, and jobs being stopped. */
+export function killsFor(state: LiveView, nodeId: string, held: readonly TaskRef[]): TaskRef[] {
+  return held.filter((ref) => {
+    const t = state.task(ref.task_id);
+    if (!t || t.attempt !== ref.attempt || t.nodeId !== nodeId || t.state === 'PENDING') return true;
+    const job = state.job(t.jobId);
+    return !job || job.stopRequested || job.failedTask !== null;
+  });
 }
 
 export type InjobChoice = { kind: 'placed'; nodeId: string; gpuIds: number[] } | { kind: 'wait' } | { kind: 'never'; reason: string };

@@ -28,6 +28,7 @@ export function rayErrorType(type: JobErrorType | null, exitCode: number | null)
       return 'JOB_SUPERVISOR_ACTOR_START_FAILURE';
     case 'TIMEOUT':
     case 'INJOB_LIMIT_EXCEEDED':
+    case 'DEPENDENCY_FAILED':
     case 'INTERNAL':
     default:
       return 'JOB_SUPERVISOR_ACTOR_UNKNOWN_FAILURE';

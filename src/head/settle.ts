@@ -1,9 +1,11 @@
 /**
- * Part of the engine (only engine.ts uses it): what happens when an attempt ends. The verdict
+ * Part of the engine (only engine.ts uses it): job and task transitions besides placement. What
+ * happens when an attempt ends, when a job is held or released, when a job it runs after ends. The verdict
  * decides; a retry re-queues the task after its back-off; a task that failed for good fails its
  * job, cancelling what has not started; a job whose tasks are all done takes its final state.
  */
 import os from 'node:os';
+import { RaysubError } from '../shared/errors.js';
 import type { ExitOutcome, JobErrorType, JobStatus } from '../shared/protocol/index.js';
 import type { Store } from './db/index.js';
 import type { EngineEvents } from './events.js';
@@ -11,6 +13,7 @@ import type { LogStore } from './logStore.js';
 import { lastLines, rayFailureMessage, rayHeader } from './rayVocabulary.js';
 import type { LiveJob, LiveState, LiveTask } from './state.js';
 import { retryOf, verdictOf, type Verdict } from './verdict.js';
+import { dependencyFailure, dependencyVerdict } from './dependencies.js';
 
 const MESSAGE_TAIL_BYTES = 2000;
 /** How much of a log's end Ray's message of a failed job is taken from (its last 10 lines, at most 20,000 characters). */
@@ -181,8 +184,63 @@ export class Settler {
     }
     this.store.jobs.finish({ id: job.id, status, message, error_type: errorType, exit_code: exitCode, end_time: at });
     this.live.jobs.delete(job.id);
+    for (const dep of job.waitingOn) this.live.dependents.get(dep)?.delete(job.id);
     job.status = status;
     this.hooks.announce('job', job.id, status);
+    this.resolveDependents(job.id, status, at);
+  }
+
+  static notPending(job: LiveJob | undefined, jobId: string, held: boolean): RaysubError {
+    return new RaysubError('JOB_NOT_PENDING', `job ${jobId} is ${job?.status ?? 'not pending'}: only a pending job can be ${held ? 'held' : 'released'}`);
+  }
+
+  /** Hold or release a pending job. */
+  setHeld(job: LiveJob, held: boolean, now: number): void {
+    if (!this.store.jobs.setHeld(job.id, held)) throw Settler.notPending(job, job.id, held);
+    job.held = held;
+    // Time held is not time starved: a released job queues from now.
+    if (!held) for (const t of this.live.tasksOfJob(job.id)) if (t.state === 'PENDING') t.waitingSince = Math.max(t.waitingSince, now);
+  }
+
+  /**
+   * A new job waits on the jobs it runs after that are live; one that already ended without
+   * meeting its condition fails it now. True when it failed.
+   */
+  linkDependencies(job: LiveJob, at: number): boolean {
+    for (const dep of this.live.linkDependencies(job)) {
+      const status = this.store.jobs.get(dep.id)?.status ?? 'STOPPED';
+      if (dependencyVerdict(dep, status) === 'failed') {
+        this.failPending(job, 'DEPENDENCY_FAILED', dependencyFailure(dep, status), at);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** Jobs whose dependencies ended and are still being resolved (a chain fails one link at a time, without recursion). */
+  private resolving: [jobId: string, status: JobStatus][] | null = null;
+
+  /** A job ended: the jobs that run after it stop waiting on it, or fail as DEPENDENCY_FAILED. */
+  private resolveDependents(jobId: string, status: JobStatus, at: number): void {
+    if (this.resolving) {
+      this.resolving.push([jobId, status]);
+      return;
+    }
+    this.resolving = [[jobId, status]];
+    try {
+      for (let next = this.resolving.shift(); next; next = this.resolving.shift()) {
+        const [id, st] = next;
+        for (const waiting of this.live.takeDependents(id)) {
+          const dep = waiting.after.find((d) => d.id === id);
+          if (!dep) continue;
+          waiting.waitingOn.delete(id);
+          if (dependencyVerdict(dep, st) === 'failed') this.failPending(waiting, 'DEPENDENCY_FAILED', dependencyFailure(dep, st), at);
+        }
+      }
+    } finally {
+      this.resolving = null;
+    }
+    this.hooks.requestSchedule();
   }
 
   /**
@@ -190,15 +248,23 @@ export class Settler {
    * it that run are killed, as for a task that failed for good.
    */
   failUnschedulable(job: LiveJob, message: string, at: number): void {
+    this.failPending(job, 'UNSCHEDULABLE', message, at);
+  }
+
+  /**
+   * Fail a job's waiting tasks with `errorType` (no node can run them, or a job it runs after did
+   * not succeed); tasks of it that run are killed, as for a task that failed for good.
+   */
+  failPending(job: LiveJob, errorType: JobErrorType, message: string, at: number): void {
     const tasks = this.live.tasksOfJob(job.id);
     const pending = tasks.filter((t) => t.state === 'PENDING');
     const first = pending[0];
     if (!first) return;
-    const rayMessage = rayFailureMessage({ submissionId: job.id, errorType: 'UNSCHEDULABLE', exitCode: null, detail: message, logTail: '' });
-    if (job.failedTask === null && this.store.jobs.setFailedTask(job.id, first.idx, { message, rayMessage, errorType: 'UNSCHEDULABLE', exitCode: null })) job.failedTask = first.idx;
+    const rayMessage = rayFailureMessage({ submissionId: job.id, errorType, exitCode: null, detail: message, logTail: '' });
+    if (job.failedTask === null && this.store.jobs.setFailedTask(job.id, first.idx, { message, rayMessage, errorType, exitCode: null })) job.failedTask = first.idx;
     for (const t of pending) {
-      this.logs.appendSystem(job.id, t.idx, `[raysub] UNSCHEDULABLE: ${message}`);
-      this.finishTask(job, t, 'FAILED', null, 'UNSCHEDULABLE', message, at);
+      this.logs.appendSystem(job.id, t.idx, `[raysub] ${errorType}: ${message}`);
+      this.finishTask(job, t, 'FAILED', null, errorType, message, at);
     }
     if (pending.length < tasks.length) {
       for (const t of tasks) if (t.nodeId) this.hooks.announce('wake', t.nodeId);

@@ -34,6 +34,15 @@ export interface LiveJob {
   status: JobRow['status'];
   /** Held by the user: none of its tasks is placed until it is released. */
   held: boolean;
+  /** The jobs it runs after (`any`: whatever their end; else they must succeed). */
+  after: Dependency[];
+  /** Those of them that have not ended yet: it waits while any is left. */
+  waitingOn: Set<string>;
+}
+
+export interface Dependency {
+  id: string;
+  any: boolean;
 }
 
 export interface LiveTask {
@@ -125,6 +134,8 @@ export function applyUsage(cap: Capacity, u: Usage, sign: 1 | -1): void {
 export class LiveState implements LiveView {
   readonly jobs = new Map<string, LiveJob>();
   readonly tasks = new Map<string, LiveTask>();
+  /** For each live job, the live jobs that run after it. */
+  readonly dependents = new Map<string, Set<string>>();
   /** Ids of tasks waiting to be placed. */
   readonly pending = new Set<string>();
   readonly nodes = new Map<string, LiveNode>();
@@ -205,6 +216,7 @@ export class LiveState implements LiveView {
     this.tickets.clear();
     this.stale = 0;
     this.nodes.clear();
+    this.dependents.clear();
   }
 
   /**
@@ -215,6 +227,8 @@ export class LiveState implements LiveView {
   load(store: Store, freshLeaseUntil: number, carry: ReadonlyMap<string, LiveNode> = new Map()): void {
     this.clear();
     for (const row of store.jobs.active()) this.addJob(row);
+    // A job that ended resolved its dependents in the transaction that ended it: only live ones still hold a job back.
+    for (const job of this.jobs.values()) this.linkDependencies(job);
     for (const row of store.nodes.alive()) {
       const before = carry.get(row.id);
       const node = this.addNode(row, before?.leaseUntil ?? freshLeaseUntil, before?.contacted ?? false);
@@ -252,9 +266,34 @@ export class LiveState implements LiveView {
       failedTask: row.failed_task,
       status: row.status,
       held: row.held === 1,
+      after: row.after_jobs ? (JSON.parse(row.after_jobs) as Dependency[]) : [],
+      waitingOn: new Set(),
     };
     this.jobs.set(job.id, job);
     return job;
+  }
+
+  /** Make the job wait on those of its dependencies that are live; returns the ones that are not (they have ended). */
+  linkDependencies(job: LiveJob): Dependency[] {
+    const ended: Dependency[] = [];
+    for (const dep of job.after) {
+      if (!this.jobs.has(dep.id)) {
+        ended.push(dep);
+        continue;
+      }
+      job.waitingOn.add(dep.id);
+      let set = this.dependents.get(dep.id);
+      if (!set) this.dependents.set(dep.id, (set = new Set()));
+      set.add(job.id);
+    }
+    return ended;
+  }
+
+  /** The live jobs waiting on this one, no longer tracked as its dependents. */
+  takeDependents(jobId: string): LiveJob[] {
+    const ids = this.dependents.get(jobId);
+    this.dependents.delete(jobId);
+    return [...(ids ?? [])].map((id) => this.jobs.get(id)).filter((j): j is LiveJob => j !== undefined);
   }
 
   addTask(row: TaskRow, waitingSince: number): LiveTask {

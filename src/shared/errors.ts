@@ -12,6 +12,8 @@ export const errorCodes = {
   INVALID_PACKAGE: 400,
   INVALID_CURSOR: 400,
   INVALID_SCHEDULE: 400,
+  /** `after`/`after_any` names a job that does not exist, or the job itself. */
+  INVALID_DEPENDENCY: 400,
   /** Plain HTTP sent to a head that serves HTTPS. */
   TLS_REQUIRED: 400,
   /** No token was presented. */

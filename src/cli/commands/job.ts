@@ -26,6 +26,8 @@ export function renderJobStatus(ctx: CliContext, job: JobDetails): string {
   lines.push(`${c.bold('Entrypoint')} ${job.entrypoint}`);
   const labels = Object.entries(job.metadata ?? {}).filter(([k]) => k !== JOB_NAME_KEY);
   if (labels.length) lines.push(`${c.bold('Labels')}     ${labels.map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  const after = [...r.after.map((id) => `${id} (succeeded)`), ...r.after_any.map((id) => `${id} (ended)`)];
+  if (after.length) lines.push(`${c.bold('After')}      ${after.join(', ')}`);
   if (r.held && job.status === 'PENDING') lines.push(`${c.bold('Held')}       yes (raysub job release ${job.submission_id} lets it start)`);
   const message = r.message ?? job.message;
   if (message) lines.push(`${c.bold('Message')}    ${message.split('\n').join('\n           ')}`);

@@ -35,6 +35,10 @@ export interface SubmitFlags {
   hold?: boolean;
   /** false with --no-memory-limit. */
   memoryLimit?: boolean;
+  /** `ID[,ID...]`: run after these jobs succeeded. */
+  after?: string;
+  /** `ID[,ID...]`: run after these jobs ended, however. */
+  afterAny?: string;
   stopSignal?: string;
   stopGrace?: string;
   maxPackageSize?: string;
@@ -125,6 +129,14 @@ export async function uploadWorkingDir(ctx: CliContext, env: RuntimeEnv, maxByte
   return { ...env, working_dir: packed.uri };
 }
 
+/** `a,b` -> ["a", "b"] (undefined when not given). */
+function idList(name: string, value: string | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  const ids = value.split(',').map((s) => s.trim()).filter(Boolean);
+  if (ids.length === 0) throw new RaysubError('USAGE', `${name} needs one or more job ids, comma-separated`);
+  return ids;
+}
+
 const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9_./-]{0,127}$/;
 
 /** `--label k=v` (repeatable) and `--name N`, merged into the metadata: labels are metadata entries. */
@@ -163,6 +175,8 @@ export function buildSubmitRequest(flags: SubmitFlags, entrypoint: string, runti
     wait_for_capacity: flags.waitForCapacity === true,
     memory_limit: flags.memoryLimit !== false,
     hold: flags.hold || undefined,
+    after: idList('--after', flags.after),
+    after_any: idList('--after-any', flags.afterAny),
   };
   return {
     entrypoint,

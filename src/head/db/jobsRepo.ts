@@ -36,9 +36,11 @@ export interface JobRow {
   ray_message: string | null;
   /** 1: held by the user (`job hold`): its tasks are not placed until it is released. */
   held: number;
+  /** The jobs it runs after (JSON `[{"id", "any"}]`; any: whatever their end), or null. */
+  after_jobs: string | null;
 }
 
-export type NewJob = Omit<JobRow, 'seq' | 'stop_requested' | 'failed_task' | 'message' | 'error_type' | 'exit_code' | 'start_time' | 'end_time' | 'driver_node_id' | 'injob_counts' | 'ray_message' | 'held'> & { held?: number };
+export type NewJob = Omit<JobRow, 'seq' | 'stop_requested' | 'failed_task' | 'message' | 'error_type' | 'exit_code' | 'start_time' | 'end_time' | 'driver_node_id' | 'injob_counts' | 'ray_message' | 'held' | 'after_jobs'> & { held?: number; after_jobs?: string | null };
 
 export interface ListJobsQuery {
   limit: number;
@@ -74,9 +76,9 @@ function labelParams(l: LabelFilter): string[] {
 export function jobsRepo(db: Db) {
   const insert = db.prepare(`
     INSERT INTO jobs (id, spec_hash, entrypoint, runtime_env, metadata, request, parallel, max_retries,
-      retry_backoff_s, timeout_s, priority, wait_for_capacity, memory_limit, driver_on_head, schedule, status, created_at, held)
+      retry_backoff_s, timeout_s, priority, wait_for_capacity, memory_limit, driver_on_head, schedule, status, created_at, held, after_jobs)
     VALUES (@id, @spec_hash, @entrypoint, @runtime_env, @metadata, @request, @parallel, @max_retries,
-      @retry_backoff_s, @timeout_s, @priority, @wait_for_capacity, @memory_limit, @driver_on_head, @schedule, @status, @created_at, @held)`);
+      @retry_backoff_s, @timeout_s, @priority, @wait_for_capacity, @memory_limit, @driver_on_head, @schedule, @status, @created_at, @held, @after_jobs)`);
   const byId = db.prepare('SELECT * FROM jobs WHERE id = ?');
   const setRunning = db.prepare(
     "UPDATE jobs SET status = 'RUNNING', start_time = ?, driver_node_id = ? WHERE id = ? AND status = 'PENDING'",
@@ -105,7 +107,7 @@ export function jobsRepo(db: Db) {
   const lastEnd = db.prepare('SELECT MAX(end_time) AS t FROM jobs');
 
   return {
-    insert: (job: NewJob) => insert.run({ held: 0, ...job }),
+    insert: (job: NewJob) => insert.run({ held: 0, after_jobs: null, ...job }),
     get: (id: string) => byId.get(id) as JobRow | undefined,
     setRunning: (id: string, at: number, nodeId: string) => setRunning.run(at, nodeId, id).changes > 0,
     finish: (f: { id: string; status: JobStatus; message: string | null; error_type: JobErrorType | null; exit_code: number | null; end_time: number }) =>

@@ -235,4 +235,9 @@ export const migrations: readonly { version: number; name: string; sql: string }
       ALTER TABLE jobs ADD COLUMN driver_on_head INTEGER NOT NULL DEFAULT 0;
     `,
   },
+  {
+    version: 12,
+    name: 'jobs that run after others',
+    sql: `ALTER TABLE jobs ADD COLUMN after_jobs TEXT;`,
+  },
 ];

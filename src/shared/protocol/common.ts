@@ -25,6 +25,8 @@ export const jobErrorTypeSchema = z.enum([
   'SANDBOX_UNAVAILABLE',
   /** Its in-job traffic went over a limit (docs/tasks.md, "Limits"). */
   'INJOB_LIMIT_EXCEEDED',
+  /** A job it runs after (`--after`) failed or was stopped: it never ran. */
+  'DEPENDENCY_FAILED',
   'INTERNAL',
 ]);
 export type JobErrorType = z.infer<typeof jobErrorTypeSchema>;

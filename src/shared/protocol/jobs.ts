@@ -5,6 +5,9 @@ import { jobErrorTypeSchema, jobStatusSchema, rayErrorTypeSchema, resourceMapSch
 /** The metadata entry that holds a job's name (`raysub job submit --name`); listed by `?name=`. */
 export const JOB_NAME_KEY = 'job_name';
 
+/** How many jobs one job may run after (`after` and `after_any` each). */
+export const MAX_DEPENDENCIES = 100;
+
 /** raysub's own submission options, namespaced so they never collide with Ray's fields. */
 export const jobOptionsSchema = z.strictObject({
   parallel: z.number().int().min(1).max(10_000).optional(),
@@ -17,6 +20,10 @@ export const jobOptionsSchema = z.strictObject({
   hold: z.boolean().optional(),
   /** Kill the task above its memory request (`entrypoint_memory`), instead of only placing by it. */
   memory_limit: z.boolean().optional(),
+  /** Start only after these jobs SUCCEEDED; if one fails or is stopped, fail as DEPENDENCY_FAILED. */
+  after: z.array(submissionIdSchema).min(1).max(MAX_DEPENDENCIES).optional(),
+  /** Start only after these jobs ended, whatever their end. */
+  after_any: z.array(submissionIdSchema).min(1).max(MAX_DEPENDENCIES).optional(),
 });
 export type JobOptions = z.infer<typeof jobOptionsSchema>;
 
@@ -103,6 +110,9 @@ export const raysubJobInfoSchema = z.object({
   schedule: z.string().nullable(),
   /** Held by the user: it waits until released (`raysub job release`). */
   held: z.boolean(),
+  /** The jobs it runs after once they SUCCEEDED (`--after`), and once they ended (`--after-any`). */
+  after: z.array(z.string()),
+  after_any: z.array(z.string()),
   task_counts: z.record(z.string(), z.number()),
   queue: queueInfoSchema.nullable(),
   /** Tasks and actors the job submitted through the in-job API, by state (null: none). */
