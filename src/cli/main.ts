@@ -229,6 +229,21 @@ export function buildProgram(): Command {
     action(async (flags: Flags) => (await import('./commands/nodes.js')).nodesCommand(await context(flags), flags)),
   );
 
+  const node = program.command('node').description("control a node (the admin token): cordon, drain, uncordon, forget");
+  const nodeVerbs = [
+    ['cordon', 'take no new work on NAME; what runs there finishes (kept across its agent\'s restarts)'],
+    ['drain', 'cordon NAME, then wait until it runs nothing (its agent can then be stopped)'],
+    ['uncordon', 'give NAME work again'],
+    ['forget', 'forget NAME, a node whose agent is gone (refused while it is alive)'],
+  ] as const;
+  for (const [verb, description] of nodeVerbs) {
+    const cmd = node.command(verb).description(description).argument('<name>', 'node name (raysub nodes lists them)').option('--json', 'print JSON: {"node_name", "cordoned", "running_tasks"}');
+    if (verb === 'drain') cmd.option('--no-wait', 'return once cordoned').option('--timeout <seconds>', 'give up waiting after this long (exit 124; the node stays cordoned)');
+    withConnection(cmd).action(
+      action(async (name: string, flags: Flags) => (await import('./commands/nodes.js')).nodeControlCommand(await context(flags), verb, name, flags)),
+    );
+  }
+
   addScheduleCommands(program, { withConnection, withJobSpec, action, context });
 
   withConnection(

@@ -14,6 +14,8 @@ import {
   jobListSchema,
   jobSubmitResponseSchema,
   nodeListSchema,
+  nodeControlResponseSchema,
+  type NodeControlResponse,
   scheduleInfoSchema,
   scheduleListSchema,
   scheduleRunListSchema,
@@ -235,6 +237,16 @@ export class RaysubClient {
   async nodes(): Promise<NodeInfo[]> {
     const r = await this.retrying(() => this.json('GET', '/api/nodes', nodeListSchema));
     return r.nodes;
+  }
+
+  /** Cordon a node (no new work; what runs finishes), or lift the cordon (the admin token). Safe to retry. */
+  setNodeCordon(name: string, on: boolean): Promise<NodeControlResponse> {
+    return this.retrying(() => this.json('POST', `/api/nodes/${encodeURIComponent(name)}/${on ? 'cordon' : 'uncordon'}`, nodeControlResponseSchema));
+  }
+
+  /** Forget a node whose agent is gone (the admin token). */
+  forgetNode(name: string): Promise<NodeControlResponse> {
+    return this.json('DELETE', `/api/nodes/${encodeURIComponent(name)}`, nodeControlResponseSchema);
   }
 
   /** Create a schedule; with `update`, create or replace it. Safe to retry: the same definition returns the same schedule. */

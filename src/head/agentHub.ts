@@ -175,8 +175,19 @@ export class AgentHub {
     this.engine.nodeLost(nodeId, `node ${node.name} shut down`);
   }
 
+  /**
+   * Every node the head knows, each name once: its live registration, else its latest lost one
+   * (an agent registers anew at every start; the registrations it left are not nodes of their own).
+   */
   nodeInfos(): NodeInfo[] {
-    return this.store.nodes.all().map((row) => {
+    const rows = this.store.nodes.all();
+    const shown = new Map<string, (typeof rows)[number]>();
+    for (const row of rows) {
+      const held = shown.get(row.name);
+      const live = (r: typeof row): boolean => this.engine.view.node(r.id) !== undefined;
+      if (!held || live(row) || (!live(held) && row.registered_at >= held.registered_at)) shown.set(row.name, row);
+    }
+    return [...shown.values()].map((row) => {
       const n = this.engine.view.node(row.id);
       const totals = JSON.parse(row.totals) as NodeInfo['totals'];
       const free = n
@@ -192,7 +203,8 @@ export class AgentHub {
         node_id: row.id,
         node_name: row.name,
         hostname: row.hostname,
-        state: n ? (n.draining ? 'DRAINING' : 'ALIVE') : row.state === 'ALIVE' ? 'LOST' : row.state,
+        // DRAINING: its agent shuts down; a cordon (which also keeps work away) is `cordoned`.
+        state: n ? (row.state === 'DRAINING' ? 'DRAINING' : 'ALIVE') : row.state === 'ALIVE' ? 'LOST' : row.state,
         registered_at: row.registered_at,
         last_seen_at: row.last_seen_at,
         totals,
@@ -201,6 +213,7 @@ export class AgentHub {
         sandbox: JSON.parse(row.sandbox) as NodeInfo['sandbox'],
         running_tasks: n?.running.size ?? 0,
         usage: JSON.parse(row.usage) as Record<string, unknown>,
+        cordoned: Boolean(row.cordoned),
       };
     });
   }

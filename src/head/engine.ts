@@ -271,6 +271,32 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.requestSchedule();
   }
 
+  /**
+   * An operator's cordon on a node name (kept across the agent's registrations): no new work
+   * while it holds; lifting it leaves an agent that drains itself draining.
+   */
+  setCordon(name: string, on: boolean, now = Date.now()): void {
+    if (!this.store.nodes.known(name)) throw new RaysubError('NODE_NOT_FOUND', `no node named ${name} (raysub nodes lists them)`);
+    this.transact(() => {
+      if (on) this.store.nodes.cordon(name, now);
+      else this.store.nodes.uncordon(name);
+    });
+    for (const node of this.live.nodeList()) {
+      if (node.name === name) node.draining = on || this.store.nodes.get(node.id)?.state === 'DRAINING';
+    }
+    this.log.info({ name }, on ? 'node cordoned' : 'node uncordoned');
+    this.requestSchedule();
+  }
+
+  /** Forget a node whose agent is gone (its lost registrations and its cordon); returns how many registrations. */
+  forgetNode(name: string): number {
+    if (this.live.nodeList().some((n) => n.name === name)) {
+      throw new RaysubError('NODE_ALIVE', `node ${name} has a live agent: stop it first (raysub node drain ${name}, then stop its agent), or it would be known again at its next heartbeat`);
+    }
+    this.setCordon(name, false);
+    return this.transact(() => this.store.nodes.forgetName(name));
+  }
+
   /** Declare a node lost now: its tasks are retried elsewhere or fail. False if it was not alive. */
   nodeLost(nodeId: string, reason: string, now = Date.now()): boolean {
     const node = this.live.nodes.get(nodeId);

@@ -15,6 +15,7 @@ import { logRoutes } from './routes/logs.js';
 import { packageRoutes } from './routes/packages.js';
 import { scheduleRoutes } from './routes/schedules.js';
 import { tokenRoutes } from './routes/tokens.js';
+import { nodeRoutes } from './routes/nodes.js';
 
 export type { HeadContext } from './context.js';
 
@@ -87,6 +88,7 @@ export async function buildServer(ctx: HeadContext, opts: ServerOptions): Promis
   await app.register(agentRoutes(ctx));
   await app.register(scheduleRoutes(ctx));
   await app.register(tokenRoutes(ctx));
+  await app.register(nodeRoutes(ctx));
   await app.register(dashboardRoutes(ctx));
   return app;
 }

@@ -335,7 +335,8 @@ export class LiveState implements LiveView {
       sandbox: JSON.parse(row.sandbox) as LiveNode['sandbox'],
       head: row.credential === LOCAL_AGENT_CREDENTIAL,
       leaseUntil,
-      draining: row.state === 'DRAINING',
+      // An agent that drains (shutting down) or a name an operator cordoned: no new work.
+      draining: row.state === 'DRAINING' || Boolean(row.cordoned),
       contacted,
       running: new Set(),
       injob: { usage: null, held: new Map() },

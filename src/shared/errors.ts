@@ -39,6 +39,8 @@ export const errorCodes = {
   /** Another live agent holds the node name, or it is bound to another credential. */
   NODE_NAME_TAKEN: 409,
   PACKAGE_CONFLICT: 409,
+  /** `node forget` of a node whose agent is alive (stop the agent first: it would register again). */
+  NODE_ALIVE: 409,
   NODE_LOST: 410,
   PACKAGE_TOO_LARGE: 413,
   PAYLOAD_TOO_LARGE: 413,

@@ -36,6 +36,7 @@ export function statusColor(p: Palette, status: string): string {
     case 'STOPPED':
     case 'PENDING':
     case 'DRAINING':
+    case 'CORDONED':
       return p.yellow(status);
     default:
       return p.cyan(status);

@@ -240,4 +240,11 @@ export const migrations: readonly { version: number; name: string; sql: string }
     name: 'jobs that run after others',
     sql: `ALTER TABLE jobs ADD COLUMN after_jobs TEXT;`,
   },
+  {
+    version: 13,
+    name: 'node cordons, kept by name across an agent\'s registrations',
+    sql: `
+      CREATE TABLE node_cordons (name TEXT PRIMARY KEY, since INTEGER NOT NULL) WITHOUT ROWID;
+    `,
+  },
 ];

@@ -14,7 +14,11 @@ export interface NodeRow {
   usage: string;
   /** The credential that registered the node (a token id, 'local' or 'admin'); null: before credentials existed. */
   credential: string | null;
+  /** An operator cordoned the node's name (1): it takes no new work, whichever registration holds it. */
+  cordoned: number;
 }
+
+const ROW = "nodes.*, EXISTS (SELECT 1 FROM node_cordons c WHERE c.name = nodes.name) AS cordoned";
 
 export function nodesRepo(db: Db) {
   const insert = db.prepare(`
@@ -23,9 +27,13 @@ export function nodesRepo(db: Db) {
   // The credential a name is bound to: that of its latest registration the head still knows.
   const nameBinding = db.prepare("SELECT id, credential FROM nodes WHERE name = ? AND state != 'GONE' ORDER BY registered_at DESC LIMIT 1");
   const credentialOf = db.prepare('SELECT credential FROM nodes WHERE id = ?');
-  const get = db.prepare('SELECT * FROM nodes WHERE id = ?');
-  const all = db.prepare("SELECT * FROM nodes WHERE state != 'GONE' ORDER BY name, registered_at");
-  const alive = db.prepare("SELECT * FROM nodes WHERE state IN ('ALIVE', 'DRAINING')");
+  const get = db.prepare(`SELECT ${ROW} FROM nodes WHERE id = ?`);
+  const all = db.prepare(`SELECT ${ROW} FROM nodes WHERE state != 'GONE' ORDER BY name, registered_at`);
+  const alive = db.prepare(`SELECT ${ROW} FROM nodes WHERE state IN ('ALIVE', 'DRAINING')`);
+  const cordon = db.prepare('INSERT INTO node_cordons (name, since) VALUES (?, ?) ON CONFLICT (name) DO NOTHING');
+  const uncordon = db.prepare('DELETE FROM node_cordons WHERE name = ?');
+  const known = db.prepare("SELECT 1 FROM nodes WHERE name = ? AND state != 'GONE' LIMIT 1");
+  const forgetName = db.prepare("UPDATE nodes SET state = 'GONE' WHERE name = ? AND state = 'LOST'");
   const setState = db.prepare('UPDATE nodes SET state = ? WHERE id = ?');
   const setSeq = db.prepare('UPDATE nodes SET last_seq = ? WHERE id = ?');
   const touch = db.prepare('UPDATE nodes SET last_seen_at = ?, usage = COALESCE(?, usage) WHERE id = ?');
@@ -43,6 +51,12 @@ export function nodesRepo(db: Db) {
     setSeq: (id: string, seq: number) => setSeq.run(seq, id),
     touch: (id: string, at: number, usage: string | null) => touch.run(at, usage, id),
     forgetLost: (before: number) => forgetLost.run(before),
+    /** Whether the head knows a node by this name (alive or lost). */
+    known: (name: string) => known.get(name) !== undefined,
+    cordon: (name: string, at: number) => cordon.run(name, at),
+    uncordon: (name: string) => uncordon.run(name).changes > 0,
+    /** Forget the lost registrations of a name; returns how many. */
+    forgetName: (name: string) => forgetName.run(name).changes,
   };
 }
 

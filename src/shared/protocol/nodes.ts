@@ -17,7 +17,20 @@ export const nodeInfoSchema = z.object({
   sandbox: sandboxInfoSchema,
   running_tasks: z.number(),
   usage: z.record(z.string(), z.unknown()),
+  /** An operator cordoned the node (`raysub node cordon|drain`): it takes no new work. */
+  cordoned: z.boolean().optional(),
 });
 export type NodeInfo = z.infer<typeof nodeInfoSchema>;
+
+/** `POST /api/nodes/{name}/cordon|uncordon`, `DELETE /api/nodes/{name}`: what changed. */
+export const nodeControlResponseSchema = z.object({
+  node_name: z.string(),
+  cordoned: z.boolean(),
+  /** Registrations of the name that are not alive (LOST) and were forgotten (`DELETE`). */
+  forgotten: z.number().optional(),
+  /** Tasks running on the node now. */
+  running_tasks: z.number(),
+});
+export type NodeControlResponse = z.infer<typeof nodeControlResponseSchema>;
 
 export const nodeListSchema = z.object({ nodes: z.array(nodeInfoSchema) });

@@ -33,6 +33,11 @@ export interface StatusView {
 const round = (n: number) => Math.round(n * 1000) / 1000;
 const ageS = (from: number | null, now: number) => (from === null ? 0 : Math.max(0, Math.round((now - from) / 1000)));
 
+/** A node's state as an operator reads it: a cordoned live node is CORDONED. */
+export function nodeStateLabel(n: Pick<NodeInfo, 'state' | 'cordoned'>): string {
+  return n.cordoned && n.state !== 'LOST' && n.state !== 'GONE' ? 'CORDONED' : n.state;
+}
+
 export function buildStatusView(d: StatusData): StatusView {
   const now = d.fetchedAt;
   return {
@@ -40,12 +45,17 @@ export function buildStatusView(d: StatusData): StatusView {
     time: now,
     nodes: d.nodes
       .filter((n) => n.state !== 'GONE')
-      .map((n) => ({
+      .map((n) => {
+        // A node that is not alive uses nothing: never drawn as full.
+        const alive = n.state === 'ALIVE' || n.state === 'DRAINING';
+        return { n, alive };
+      })
+      .map(({ n, alive }) => ({
         name: n.node_name,
-        state: n.state,
-        cpus: { used: round(n.totals.num_cpus - n.free.num_cpus), total: n.totals.num_cpus },
-        gpus: { used: n.totals.num_gpus - n.gpu_free.filter((g) => g === 1).length, total: n.totals.num_gpus },
-        memory: { used: n.totals.memory - n.free.memory, total: n.totals.memory },
+        state: nodeStateLabel(n),
+        cpus: { used: alive ? round(n.totals.num_cpus - n.free.num_cpus) : 0, total: n.totals.num_cpus },
+        gpus: { used: alive ? n.totals.num_gpus - n.gpu_free.filter((g) => g === 1).length : 0, total: n.totals.num_gpus },
+        memory: { used: alive ? n.totals.memory - n.free.memory : 0, total: n.totals.memory },
         running_tasks: n.running_tasks,
         sandbox: n.sandbox.mode,
       })),
