@@ -96,4 +96,50 @@ describe('sandbox reuse', () => {
     expect(afterOom.exit.code).toBe(0);
     expect(afterOom.out).not.toBe(limited.out);
   });
+
+  it("never gives a task's output to the task before it in the same sandbox, however late that one's output is read", async (ctx) => {
+    const work = tempDir('raysub-reuse-');
+    const workDir = path.join(work, 'agent');
+    const launcher: Launcher = await chooseLauncher(
+      { sandbox: 'auto', workDir, hiddenPaths: [], nodeName: unique('reuse'), sandboxInterpreters: ['python3'], sandboxBinds: [], taskPidsMax: 4096, taskOpenFiles: 4096, sandboxReuse: true, sandboxSeccomp: true },
+      silentLogger(),
+    );
+    onTestFinished(() => launcher.close?.());
+    if (launcher.mode !== 'bwrap' || !launcher.cgroups || !launcher.detail.includes('reuse a sandbox')) {
+      console.warn(`skipping "${ctx.task.name}": this machine's launcher does not reuse sandboxes (${launcher.mode}: ${launcher.detail})`);
+      return ctx.skip();
+    }
+    let n = 0;
+    const launch = (line: string) => {
+      const key = `job.${n++}.1`;
+      const cwd = path.join(workDir, 'tasks', 'job', key);
+      fs.mkdirSync(cwd, { recursive: true });
+      const spec = { key, group: 'job', argv: ['/bin/sh', '-c', line], cwd, env: { PATH: '/usr/bin:/bin' }, gpuIds: [], network: 'host' as const, readOnlyPaths: [] };
+      return launcher.launch({ ...spec, resources: { cpus: 0, gpus: 0, memory: 0, custom: {} } });
+    };
+    const readAll = (st: NodeJS.ReadableStream) =>
+      new Promise<string>((resolve) => {
+        let out = '';
+        st.on('data', (d: Buffer) => (out += d.toString()));
+        st.once('end', () => resolve(out));
+      });
+    // The first task prints more than its reader buffers unread (16 KiB), waits, then prints
+    // more: its reader stops before the end, as a busy agent's can. The next task's output is its
+    // own, and the first's is whole once read.
+    const first = await launch("head -c 16384 /dev/zero | tr '\\0' a; sleep 0.3; head -c 40000 /dev/zero | tr '\\0' b; echo; echo first-end");
+    first.stderr.resume();
+    expect((await first.exited).code).toBe(0);
+    const next = await launch('echo next');
+    const [nextOut] = await Promise.all([readAll(next.stdout), readAll(next.stderr), next.exited]);
+    expect(nextOut).toBe('next\n');
+    expect(await readAll(first.stdout)).toBe(`${'a'.repeat(16384)}${'b'.repeat(40000)}\nfirst-end\n`);
+    // Read promptly to its end, a task's sandbox still serves the job's next task.
+    const ns = async () => {
+      const w = await launch('readlink /proc/self/ns/pid');
+      const [out] = await Promise.all([readAll(w.stdout), readAll(w.stderr), w.exited]);
+      return out;
+    };
+    const a = await ns();
+    expect(await ns()).toBe(a);
+  });
 });

@@ -123,7 +123,7 @@ export class SandboxLauncher implements Launcher {
   async launch(spec: LaunchSpec): Promise<WorkerHandle> {
     const { s } = this;
     const key = this.reuseKey(spec);
-    const warm = key === null ? null : this.pool.take(key, spec);
+    const warm = key === null ? null : await this.pool.take(key, spec);
     const r = reservation();
     try {
       if (s.cgroups && spec.cpuQuota !== false && Number.isInteger(spec.resources.cpus)) r.cpus = s.pinner?.take(spec.resources.cpus) ?? null;
@@ -185,7 +185,7 @@ export class SandboxLauncher implements Launcher {
     }
     if (gate.served && r.stateDir) {
       // From here the sandbox owns the uid, cgroups and files; the task only its CPUs.
-      const sb: ServedSandbox = { gate, served: gate.served, uid: r.uid, cgroup: r.cgroup, dir: r.stateDir, key, bound: boundIdentity(spec), idle: null };
+      const sb: ServedSandbox = { gate, served: gate.served, uid: r.uid, cgroup: r.cgroup, dir: r.stateDir, key, bound: boundIdentity(spec), idle: null, output: [] };
       Object.assign(r, { uid: null, cgroup: null, stateDir: null });
       try {
         await gate.open(input, limits.seccomp);

@@ -32,6 +32,8 @@ export function signalName(n: number): NodeJS.Signals | null {
 
 /** How long a served sandbox waits for its job's next task. */
 export const IDLE_MS = 2000;
+/** How long the job's next task waits for the last task's output to be read to its end before it takes another sandbox. */
+export const OUTPUT_END_MS = 1000;
 /** Served sandboxes kept waiting at most (each holds a uid, cgroups and three processes). */
 export const MAX_IDLE = 8;
 
@@ -48,6 +50,8 @@ export interface ServedSandbox {
   /** boundIdentity() of its first task. */
   bound: string;
   idle: NodeJS.Timeout | null;
+  /** The output streams of its last task (none before its first). */
+  output: Readable[];
 }
 
 /** One task for a served sandbox: computed once by the launcher. */
@@ -77,6 +81,24 @@ function openFifo(file: string): { stream: net.Socket; release: () => void } {
       wr = null;
     },
   };
+}
+
+/** Whether every stream has ended (or closed), waiting at most `ms` for them. */
+function readToEnd(log: Logger, streams: readonly Readable[], ms: number): Promise<boolean> {
+  const done = () => streams.every((st) => st.readableEnded || st.destroyed);
+  if (done()) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const check = guarded(log, "waiting for a task's output to end", () => {
+      if (done()) finish(true);
+    });
+    const finish = (v: boolean) => {
+      clearTimeout(timer);
+      for (const st of streams) st.off('end', check).off('close', check);
+      resolve(v);
+    };
+    const timer = setTimeout(guarded(log, "waiting for a task's output to end", () => finish(false)), ms);
+    for (const st of streams) st.on('end', check).on('close', check);
+  });
 }
 
 /**
@@ -111,8 +133,13 @@ export class ServedPool {
 
   constructor(private readonly d: ServedPoolDeps) {}
 
-  /** An idle served sandbox for `key` whose bound paths are still the ones it bound, if any. */
-  take(key: string, spec: LaunchSpec): ServedSandbox | null {
+  /**
+   * An idle served sandbox for `key` whose bound paths are still the ones it bound, if any, once
+   * its last task's output is read to the end: the next worker writes into the same FIFOs, and a
+   * reader of the last task still open (its last bytes, or its end of file, not read yet) would
+   * take the next task's output as the last one's.
+   */
+  async take(key: string, spec: LaunchSpec): Promise<ServedSandbox | null> {
     for (let i = this.idle.length - 1; i >= 0; i--) {
       const sb = this.idle[i];
       if (!sb || sb.key !== key) continue;
@@ -120,7 +147,7 @@ export class ServedPool {
       if (sb.idle) clearTimeout(sb.idle);
       sb.idle = null;
       const alive = sb.gate.child.exitCode === null && sb.gate.child.signalCode === null;
-      if (alive && sb.bound === boundIdentity(spec)) return sb;
+      if (alive && sb.bound === boundIdentity(spec) && (await readToEnd(this.d.log, sb.output, OUTPUT_END_MS))) return sb;
       this.discardLater(sb);
     }
     return null;
@@ -217,6 +244,7 @@ export class ServedPool {
       const why = await this.discard(sb);
       throw new Error(why || `the sandbox did not start the worker${said ? ` (it said "${said}")` : ''}`);
     }
+    sb.output = [out.stream, err.stream];
     return this.handle(sb, r, out.stream, err.stream, oomBefore);
   }
 
