@@ -28,7 +28,6 @@ export interface EngineOptions {
 }
 
 export type { EngineEvents } from './events.js';
-
 export interface NewNode {
   name: string;
   /** The credential that registered it (nodeIdentity.ts decides who may). */
@@ -232,14 +231,15 @@ export class Engine extends EventEmitter<EngineEvents> {
 
   // ---- nodes ----
 
-  /** A new node joins; the nodes in `replacing` (same machine, an earlier agent) are declared lost. */
+  /** A node joins; `replacing` (its earlier registrations) are superseded: tasks fenced as lost, the node GONE, not LOST. */
   registerNode(n: NewNode, replacing: readonly string[], now: number): string {
     const id = newNodeId();
     this.transact(() => {
       this.tx.touch();
       for (const old of replacing) {
         const node = this.live.nodes.get(old);
-        if (node) this.markLost(node, `replaced by a new agent registering as ${n.name}`, now);
+        if (node) this.markLost(node, `replaced by a new agent registering as ${n.name}`, now, 'GONE');
+        else if (this.store.nodes.get(old)?.state === 'LOST') this.store.nodes.setState(old, 'GONE');
       }
       this.store.nodes.insert({ id, name: n.name, hostname: n.hostname, totals: JSON.stringify(n.totals), sandbox: JSON.stringify(n.sandbox), registered_at: now, credential: n.credential });
       const row = this.store.nodes.get(id);
@@ -319,8 +319,8 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.store.nodes.forgetLost(now - 24 * 3600_000);
   }
 
-  private markLost(node: LiveNode, reason: string, now: number): void {
-    this.store.nodes.setState(node.id, 'LOST');
+  private markLost(node: LiveNode, reason: string, now: number, state: 'LOST' | 'GONE' = 'LOST'): void {
+    this.store.nodes.setState(node.id, state);
     for (const id of [...node.running]) {
       const t = this.live.tasks.get(id);
       if (t) this.settler.endAttempt(t, 'lost', null, null, reason, now);

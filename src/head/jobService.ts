@@ -221,17 +221,22 @@ export class JobService {
     const { store } = this;
     const counts: Record<string, number> = {};
     for (const c of store.tasks.countsOfJob(row.id)) counts[c.state] = c.n;
-    const nodeName = (id: string | null): string | null => (id ? (store.nodes.get(id)?.name ?? null) : null);
+    // Any node ever registered, those gone from the node list included (a restarted agent's old registration).
+    const names = new Map<string, string | null>();
+    const nodeName = (id: string | null): string | null => {
+      if (!id) return null;
+      if (!names.has(id)) names.set(id, store.nodes.get(id)?.name ?? null);
+      return names.get(id) ?? null;
+    };
     let tasks: TaskInfo[] | undefined;
     if (withTasks) {
-      const nodeNames = new Map(store.nodes.all().map((n) => [n.id, n.name]));
       const attempts = store.tasks.attemptsOfJob(row.id);
       tasks = store.tasks.ofJob(row.id).map((t) => ({
         index: t.idx,
         state: t.state,
         attempt: t.attempt,
         node_id: t.node_id,
-        node_name: t.node_id ? (nodeNames.get(t.node_id) ?? null) : null,
+        node_name: nodeName(t.node_id),
         gpu_ids: JSON.parse(t.gpu_ids) as number[],
         exit_code: t.exit_code,
         error_type: t.error_type,
@@ -243,7 +248,7 @@ export class JobService {
           .map((a) => ({
             attempt: a.attempt,
             node_id: a.node_id,
-            node_name: a.node_id ? (nodeNames.get(a.node_id) ?? null) : null,
+            node_name: nodeName(a.node_id),
             started_at: a.started_at,
             ended_at: a.ended_at,
             outcome: a.outcome,

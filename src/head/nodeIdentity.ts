@@ -69,7 +69,9 @@ export class NodeIdentity {
     if (previous && this.store.nodes.credentialOf(previous.id) !== agent.credential) {
       throw new RaysubError('FORBIDDEN', `node ${previous.id} was registered with another credential`);
     }
-    return [...new Set([holder?.id, previous?.id].filter((id): id is string => id !== undefined))];
+    // Its own earlier registration, already declared lost: superseded too (a node that is back is not LOST).
+    const earlier = req.previous_node_id && !previous && this.store.nodes.credentialOf(req.previous_node_id) === agent.credential ? req.previous_node_id : undefined;
+    return [...new Set([holder?.id, previous?.id, earlier].filter((id): id is string => id !== undefined))];
   }
 
   /** May `agent` act for node `nodeId` (poll, report, drain, leave)? */
