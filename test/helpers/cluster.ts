@@ -162,10 +162,12 @@ export interface AgentOptions {
   resources?: Record<string, number>;
   args?: string[];
   env?: Record<string, string>;
+  /** The agent's work dir (to restart an agent as the same node); a new temporary one by default. */
+  workDir?: string;
 }
 
 export async function startAgent(head: Pick<TestHead, 'url' | 'token' | 'client'> & { ca?: string }, opts: AgentOptions): Promise<ManagedProcess & { workDir: string }> {
-  const workDir = tempDir(`raysub-agent-${opts.name}-`);
+  const workDir = opts.workDir ?? tempDir(`raysub-agent-${opts.name}-`);
   const args = [cliPath, 'start', '--address', head.url, '--node-name', opts.name, '--work-dir', workDir, '--log-level', process.env.RAYSUB_TEST_LOG ?? 'warn'];
   if (opts.numCpus !== undefined) args.push('--num-cpus', String(opts.numCpus));
   args.push('--num-gpus', String(opts.numGpus ?? 0));
