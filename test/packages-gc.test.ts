@@ -1,7 +1,8 @@
 /**
  * Which packages the head collects, decided on a real SQLite file in process: what jobs (pending,
  * finished, deleted) and schedules name, and how long ago a package was last touched. And the
- * migration that records, for jobs stored before it, the packages they name.
+ * migration that records, for jobs stored before it, the packages they name. And when a node
+ * collects the packages it unpacked, across a restart of its agent.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -11,6 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { migrate } from '../src/head/db/open.js';
 import { migrations } from '../src/head/db/migrations.js';
 import { openStore } from '../src/head/db/index.js';
+import { PackageCache } from '../src/agent/packageCache.js';
 import { PackageCollector } from '../src/head/packageGc.js';
 import { PackageStore } from '../src/head/packageStore.js';
 import { silentLogger } from '../src/shared/log.js';
@@ -95,5 +97,37 @@ describe('package collection', () => {
     expect(store.packageRefs.isReferenced(pkg('m1'))).toBe(false);
     expect(store.packageRefs.isReferenced(pkg('a'))).toBe(true);
     store.close();
+  });
+});
+
+describe("a node's unpacked packages", () => {
+  it('a restarted agent collects them by when a task last used them, not from its own start', async () => {
+    const work = tempDir('raysub-unpacked-');
+    const downloads = path.join(work, 'packages');
+    const unpacked = path.join(work, 'unpacked');
+    const noHead = { download: () => Promise.reject(new Error('nothing is downloaded here')) };
+    const open = () => new PackageCache(downloads, unpacked, noHead, { caps: { maxBytes: 2 ** 20, maxEntries: 100 }, unusedTtlMs: TTL, limitBytes: 2 ** 30 }, silentLogger());
+    // Two packages a previous run unpacked: one last used two TTLs ago, one just now.
+    const old = pkg('old');
+    const recent = pkg('recent');
+    for (const name of [old, recent]) fs.mkdirSync(path.join(unpacked, name, 'src'), { recursive: true });
+    const longAgo = new Date(Date.now() - 2 * TTL);
+    fs.utimesSync(path.join(unpacked, old), longAgo, longAgo);
+
+    const first = open();
+    expect(first.sweep()).toEqual([old]);
+    // A task uses the recent one: its release records the use, which the next run reads.
+    const lease = await first.acquire(recent, new AbortController().signal);
+    const released = Date.now();
+    lease.release();
+    await expect.poll(() => fs.statSync(path.join(unpacked, recent)).mtimeMs).toBeGreaterThanOrEqual(released - 1000);
+    first.close();
+
+    // Restarted: within the TTL of that use it stays; past it, it goes at the first sweep.
+    const second = open();
+    expect(second.sweep(released + TTL / 2)).toEqual([]);
+    expect(second.sweep(released + TTL + 1000)).toEqual([recent]);
+    second.close();
+    await expect.poll(() => fs.readdirSync(unpacked).filter((f) => !f.startsWith('.'))).toEqual([]);
   });
 });

@@ -36,6 +36,15 @@ interface Entry {
   lastUsed: number;
 }
 
+/** When a package directory was last used (its mtime), or null when it cannot be read. */
+function lastUseOf(dir: string): number | null {
+  try {
+    return fs.statSync(dir).mtimeMs;
+  } catch {
+    return null;
+  }
+}
+
 export class PackageCache {
   private readonly entries = new Map<string, Entry>();
   private readonly inflight = new Map<string, Promise<Entry>>();
@@ -56,8 +65,10 @@ export class PackageCache {
     const now = Date.now();
     for (const name of fs.readdirSync(dir)) {
       const p = path.join(dir, name);
-      // Packages a previous run unpacked are kept (and collected like any other); half-done ones go.
-      if (packageScheme(name) !== null) this.entries.set(name, { name, dir: p, bytes: 0, refs: 0, lastUsed: now });
+      // Packages a previous run unpacked are kept and collected like any other, by when a task last
+      // used them (their mtime, set at each release): a restart does not start their TTL again,
+      // so an agent restarting more often than the TTL still collects. Half-done ones go.
+      if (packageScheme(name) !== null) this.entries.set(name, { name, dir: p, bytes: 0, refs: 0, lastUsed: Math.min(now, lastUseOf(p) ?? now) });
       else this.discard(p);
     }
   }
@@ -87,6 +98,7 @@ export class PackageCache {
         released = true;
         e.refs--;
         e.lastUsed = Date.now();
+        this.recordUse(e);
         this.evictOverLimit();
       },
     };
@@ -125,6 +137,14 @@ export class PackageCache {
     } finally {
       await fs.promises.rm(file, { force: true });
     }
+  }
+
+  /** Keep the time of a package's last use where a restarted agent finds it: its directory's mtime. */
+  private recordUse(e: Entry): void {
+    const at = new Date(e.lastUsed);
+    void fs.promises.utimes(e.dir, at, at).catch((err: unknown) => {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ err, path: e.dir }, "could not record a package's last use");
+    });
   }
 
   /** Remove a tree in the background (renamed away first, so its name is free at once). */
