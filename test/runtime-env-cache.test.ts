@@ -203,6 +203,6 @@ describe('env cache on a node', { timeout: 180_000 }, () => {
       env: head.env,
     });
     expect(again.code, again.stderr).toBe(0);
-    expect(again.stderr).toContain('pip: building env');
+    expect(again.stdout).toContain('pip: building env');
   });
 });

@@ -42,13 +42,13 @@ describe('npm, py_modules and env_vars', { timeout: 180_000 }, () => {
     expect(first.code, first.stderr).toBe(0);
     expect(first.stdout).toContain('cjs tiny says hi');
     expect(first.stdout).toContain('esm tiny says hi');
-    expect(first.stderr).toContain('npm ci');
+    expect(first.stdout).toContain('npm ci');
 
     const second = await runCli(['job', 'submit', '--submission-id', 'npm-2', '--working-dir', dir, '--runtime-env-json', '{"npm": true}', '--', 'node', 'index.js'], { env: head.env });
     expect(second.code, second.stderr).toBe(0);
     expect(second.stdout).toContain('cjs tiny says hi');
-    expect(second.stderr).toContain('npm: reusing the cached env');
-    expect(second.stderr).not.toContain('npm ci');
+    expect(second.stdout).toContain('npm: reusing the cached env');
+    expect(second.stdout).not.toContain('npm ci');
 
     const noLock = workingDir({ 'index.js': NODE_JOB, 'package.json': '{"name": "x", "version": "1.0.0"}' });
     const failed = await runCli(['job', 'submit', '--submission-id', 'npm-nolock', '--working-dir', noLock, '--runtime-env-json', '{"npm": true}', '--', 'node', 'index.js'], { env: head.env });
@@ -81,7 +81,7 @@ describe('npm, py_modules and env_vars', { timeout: 180_000 }, () => {
     expect(second.code, second.stderr).toBe(0);
     expect(second.stdout).toContain('from a directory 42 from a wheel');
     expect(second.stderr).toMatch(/mymod -> .* \(unchanged\)/);
-    expect(second.stderr).toContain('py_modules wheelmod-2.0-py3-none-any.whl: reusing the cached env');
+    expect(second.stdout).toContain('py_modules wheelmod-2.0-py3-none-any.whl: reusing the cached env');
 
     const missing = await runCli(['job', 'submit', '--runtime-env-json', JSON.stringify({ py_modules: [path.join(mods, 'nope')] }), '--', 'true'], { env: head.env });
     expect(missing.code).toBe(64);

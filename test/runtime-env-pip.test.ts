@@ -49,7 +49,7 @@ describe('pip runtime envs', { timeout: 180_000 }, () => {
     const first = await runCli(['job', 'submit', '--submission-id', 'pip-1', '--working-dir', dir, '--runtime-env-json', rt, '--', 'python3', 'show.py'], { env: head.env });
     expect(first.code, first.stderr).toBe(0);
     expect(first.stdout).toContain('value tiny-1.0');
-    expect(first.stderr).toContain('Successfully installed tinypkg-1.0');
+    expect(first.stdout).toContain('Successfully installed tinypkg-1.0');
     const [env] = cacheContents(envsDir(head, 'pip')).ready;
     expect(env).toBeDefined();
     const venv = path.join(envsDir(head, 'pip'), env ?? '');
