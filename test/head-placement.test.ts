@@ -306,7 +306,7 @@ describe('placement', () => {
     rig.engine.releaseInjob(strong, 'x');
     rig.engine.releaseInjob(strong, 'x');
     expect(rig.engine.view.node(strong)?.free).toMatchObject({ cpus: 10_000, tasks: 1 });
-    expect(placeInjob(rig.engine.view, job('strict'), { ...req, cpus: 2 })).toEqual({ kind: 'never', reason: 'no node can ever provide 2 CPUs (largest node strong has 1)' });
+    expect(placeInjob(rig.engine.view, job('strict'), { ...req, cpus: 2 })).toEqual({ kind: 'never', reason: 'no node that provides a "bwrap" sandbox can ever provide 2 CPUs (largest node strong has 1; weak could, but lacks a "bwrap" sandbox)' });
     rig.engine.drainNode(strong);
     expect(placeInjob(rig.engine.view, job('strict'), req)).toEqual({ kind: 'wait' });
     expect(neverReason(rig.engine.view, job('strict'))).toBeNull();

@@ -9,9 +9,10 @@ import { formatBytes } from '../shared/resources.js';
 import type { LaunchSpec, Launcher, WorkerHandle } from './launcher.js';
 import type { Outbox } from './outbox.js';
 import type { StartQueue } from './startQueue.js';
-import { buildTaskEnv, prepareRuntimeEnv, type RuntimeEnvContext } from './runtimeEnv.js';
+import type { RuntimeEnvContext } from './runtimeEnv.js';
+import { prepareWorker, SetupError } from './prepareWorker.js';
 import { stopPolicyOf, type StopPolicy } from './stopPolicy.js';
-import type { PackageLease, Workspace } from './workspace.js';
+import type { Workspace } from './workspace.js';
 import { sleep } from '../shared/abort.js';
 
 export type RunState = 'preparing' | 'running' | 'exited';
@@ -35,20 +36,9 @@ export interface TaskRunDeps {
   };
 }
 
-const STRENGTH = { none: 0, process: 1, bwrap: 2 } as const;
 /** First and longest wait before trying a launch again that found no room. */
 const CAPACITY_RETRY_MS = 100;
 const CAPACITY_RETRY_MAX_MS = 2000;
-
-
-class SetupError extends Error {
-  constructor(
-    readonly outcome: Extract<ExitOutcome, 'setup_failed' | 'sandbox_unavailable' | 'spawn_failed'>,
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 export class TaskRun {
   readonly ref: TaskRef;
@@ -93,7 +83,7 @@ export class TaskRun {
 
   private async run(): Promise<void> {
     const a = this.assignment;
-    const { outbox, workspace, launcher, log } = this.deps;
+    const { outbox, workspace, log } = this.deps;
     let taskDir: string | null = null;
     let releaseEnvs: (() => void) | undefined;
     let detachApi: (() => void) | undefined;
@@ -101,41 +91,17 @@ export class TaskRun {
     try {
       if (a.attempt > 1) this.system(`attempt ${a.attempt} on ${this.deps.nodeName}`);
       for (const note of this.stop.notes) this.system(note);
-      const required = a.sandbox.require;
-      if (required && STRENGTH[required] > STRENGTH[launcher.mode]) {
-        throw new SetupError('sandbox_unavailable', `job requires a "${required}" sandbox; node ${this.deps.nodeName} provides "${launcher.mode}" (${launcher.detail})`);
-      }
       if (a.timeout_s) {
         this.timer = setTimeout(() => this.kill('timeout'), a.timeout_s * 1000);
       }
-      let source: PackageLease | null = null;
-      if (a.working_dir_package) {
-        try {
-          source = await workspace.acquire(a.working_dir_package, this.abort.signal);
-        } catch (err) {
-          throw new SetupError('setup_failed', `could not fetch working dir ${a.working_dir_package}: ${toRaysubError(err).message}`);
-        }
-      }
-      try {
-        this.checkAborted();
-        taskDir = await workspace.createTaskDir(this.key, source?.dir ?? null, a.job_id);
-      } catch (err) {
-        if (this.abort.signal.aborted) throw err;
-        throw new SetupError('setup_failed', `could not copy the working dir: ${toRaysubError(err).message}`);
-      } finally {
-        source?.release();
-      }
-      const env = buildTaskEnv(a, { headAddress: this.deps.headAddress, nodeId: this.deps.nodeId(), home: launcher.mode === 'bwrap' ? taskDir : undefined }, this.deps.runtimeEnv.agentEnv);
-      const prepared = await prepareRuntimeEnv(a, env, {
-        ...this.deps.runtimeEnv,
+      const prepared = await prepareWorker(this.deps, a, {
+        key: this.key,
+        group: a.job_id,
         signal: this.abort.signal,
-        taskDir,
         output: (text) => outbox.output(this.ref, 'system', Buffer.from(text)),
-      }).catch((err: unknown) => {
-        if (this.abort.signal.aborted) throw err;
-        throw new SetupError('setup_failed', toRaysubError(err).message);
       });
-      releaseEnvs = prepared.release;
+      taskDir = prepared.dir;
+      releaseEnvs = () => prepared.release();
       this.checkAborted();
       // In-job work may hold what the head thought free here: wait until this node really has it.
       releaseHold = await this.deps.injob?.holdJobTask(a, this.abort.signal);

@@ -211,7 +211,12 @@ export function neverReason(state: LiveView, job: JobView): string | null {
   const biggest = suitable.reduce((a, b) => (b.capacity.cpus > a.capacity.cpus ? b : a));
   const short = shortfall(biggest.capacity, job.request) ?? describeRequest(job.request);
   const [need, have] = short.split('; free: ');
-  return `no node can ever provide ${need} (largest node ${biggest.name} has ${have ?? 'less'})`;
+  const sized = `largest node ${biggest.name} has ${have ?? 'less'}`;
+  // A node that could hold it but lacks what the job's settings need: say so, not only the sizes.
+  const barred = nodes.find((n) => missingOn(n, job) !== null && couldEverFit(n.capacity, job.request));
+  const lacks = barred ? missingOn(barred, job) : null;
+  if (barred && lacks) return `no node that provides ${lacks} can ever provide ${need} (${sized}; ${barred.name} could, but lacks ${lacks})`;
+  return `no node can ever provide ${need} (${sized})`;
 }
 
 /** Which of the tasks an agent holds it must kill: stale attempts, and jobs being stopped. */

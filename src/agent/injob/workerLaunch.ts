@@ -6,17 +6,11 @@
 import path from 'node:path';
 import type { Assignment } from '../../shared/protocol/index.js';
 import type { TaskRequest } from '../../shared/resources.js';
-import type { Launcher, WorkerHandle } from '../launcher.js';
-import { buildTaskEnv, prepareRuntimeEnv, type RuntimeEnvContext } from '../runtimeEnv.js';
-import type { Workspace } from '../workspace.js';
+import type { WorkerHandle } from '../launcher.js';
+import { prepareWorker, type PrepareDeps } from '../prepareWorker.js';
 import type { JobState } from './jobState.js';
 
-export interface LaunchDeps {
-  workspace: Workspace;
-  launcher: Launcher;
-  runtimeEnv: RuntimeEnvContext;
-  headAddress: string;
-  nodeId: () => string;
+export interface LaunchDeps extends PrepareDeps {
   /** Where the in-job libraries are on this agent (see runtimeLibs.ts). */
   libs: { python: string; nodeModules: string; nodeWorker: string };
 }
@@ -39,41 +33,35 @@ export interface LaunchedWorker {
 export async function launchWorker(deps: LaunchDeps, job: JobState, o: { workerId: string; lang: 'python' | 'node'; req: TaskRequest; gpuIds: number[]; signal: AbortSignal; output: (text: string) => void }): Promise<LaunchedWorker> {
   const ctx = job.ctx;
   if (!ctx) throw new Error(`no job context for ${job.jobId} on this node`);
-  const source = ctx.working_dir_package ? await deps.workspace.acquire(ctx.working_dir_package, o.signal) : null;
-  const key = `${path.basename(job.dir)}.${o.workerId}`;
-  let dir: string;
+  const a: Assignment = {
+    task_id: `${job.jobId}:${o.workerId}`,
+    attempt: 1,
+    job_id: job.jobId,
+    task_index: 0,
+    task_count: 1,
+    entrypoint: '',
+    working_dir_package: ctx.working_dir_package,
+    runtime_env: ctx.runtime_env,
+    env_vars: ctx.env_vars,
+    resources: o.req,
+    gpu_ids: o.gpuIds,
+    timeout_s: null,
+    sandbox: ctx.sandbox,
+  };
+  // The same recipe as the job's own tasks, the sandbox requirement included.
+  const prepared = await prepareWorker(deps, a, { key: `${path.basename(job.dir)}.${o.workerId}`, group: null, signal: o.signal, output: o.output });
+  const cleanup = (): void => {
+    deps.workspace.removeTaskDir(prepared.dir);
+    prepared.release();
+  };
   try {
-    dir = await deps.workspace.createTaskDir(key, source?.dir ?? null);
-  } finally {
-    source?.release();
-  }
-  let release: (() => void) | undefined;
-  try {
-    const a: Assignment = {
-      task_id: `${job.jobId}:${o.workerId}`,
-      attempt: 1,
-      job_id: job.jobId,
-      task_index: 0,
-      task_count: 1,
-      entrypoint: '',
-      working_dir_package: ctx.working_dir_package,
-      runtime_env: ctx.runtime_env,
-      env_vars: ctx.env_vars,
-      resources: o.req,
-      gpu_ids: o.gpuIds,
-      timeout_s: null,
-      sandbox: ctx.sandbox,
-    };
-    const base = buildTaskEnv(a, { headAddress: deps.headAddress, nodeId: deps.nodeId(), home: deps.launcher.mode === 'bwrap' ? dir : undefined }, deps.runtimeEnv.agentEnv);
-    const prepared = await prepareRuntimeEnv(a, base, { ...deps.runtimeEnv, signal: o.signal, taskDir: dir, output: o.output });
-    release = prepared.release;
     const api = injobEnv(job, deps.libs, prepared.env);
     api.env.RAYSUB_WORKER_ID = o.workerId;
     const command = o.lang === 'python' ? 'exec python3 -m raysub.worker' : `exec node ${deps.libs.nodeWorker}`;
     const handle = await deps.launcher.launch({
-      key,
+      key: path.basename(prepared.dir),
       argv: ['/bin/sh', '-c', command],
-      cwd: dir,
+      cwd: prepared.dir,
       env: api.env,
       // As in Ray, a task's CPUs and memory are logical: they weight its share of the CPUs (no quota,
       // no pinning), and its worker is held to the job's own memory limit, not to its `memory=`.
@@ -84,14 +72,9 @@ export async function launchWorker(deps: LaunchDeps, job: JobState, o: { workerI
       readOnlyPaths: [...prepared.readOnlyPaths, ...api.paths],
       userNamespaces: ctx.sandbox.user_namespaces === true,
     });
-    const cleanup = (): void => {
-      deps.workspace.removeTaskDir(dir);
-      release?.();
-    };
     return { handle, cleanup };
   } catch (err) {
-    deps.workspace.removeTaskDir(dir);
-    release?.();
+    cleanup();
     throw err;
   }
 }
