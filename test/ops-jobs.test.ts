@@ -156,3 +156,54 @@ describe('jobs that run after others', () => {
     }
   });
 });
+
+/** The most tasks that ran at the same moment, from their start and end times. */
+function maxOverlap(spans: { start: number; end: number }[]): number {
+  const edges = spans.flatMap((s) => [[s.start, 1] as const, [s.end, -1] as const]).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let now = 0;
+  let most = 0;
+  for (const [, d] of edges) most = Math.max(most, (now += d));
+  return most;
+}
+
+describe('array throttles and index lists', () => {
+  it('`--parallel 6 --max-concurrent 2`: never more than 2 tasks at once (start and end times); `--array 0-10:5%1` runs indices 0, 5, 10 one at a time', async () => {
+    const head = await startHead({ numCpus: 4 });
+    const submit = async (...args: string[]) => {
+      const r = await runCli(['job', 'submit', '--no-wait', '--entrypoint-num-cpus', '0', ...args], { env: head.env });
+      expect(r.code, r.stderr).toBe(0);
+      return r.stdout.trim();
+    };
+    await submit('--submission-id', 'throttled', '--parallel', '6', '--max-concurrent', '2', '--', 'sleep', '1');
+    const running = await waitFor(async () => {
+      const j = await head.client.getJob('throttled');
+      return j.status === 'RUNNING' && j.raysub.message?.includes('throttled') ? j : null;
+    }, { what: 'the array to run, its other tasks throttled' });
+    expect(running.raysub.message).toMatch(/its other tasks wait: throttled \(2 running\)/);
+    expect(running.raysub.max_concurrent).toBe(2);
+    const done = await head.client.waitForJob('throttled');
+    expect(done.status).toBe('SUCCEEDED');
+    const tasks = (await head.client.getJob('throttled')).raysub.tasks ?? [];
+    expect(tasks).toHaveLength(6);
+    const spans = tasks.map((t) => ({ start: t.started_at ?? NaN, end: t.ended_at ?? NaN }));
+    for (const s of spans) expect(s.end).toBeGreaterThanOrEqual(s.start);
+    expect(maxOverlap(spans)).toBeLessThanOrEqual(2);
+
+    await submit('--submission-id', 'subset', '--array', '0-10:5%1', '--', 'sh', '-c', 'echo "index=$RAYSUB_ARRAY_INDEX task=$RAYSUB_TASK_INDEX of $RAYSUB_TASK_COUNT"');
+    const subset = await head.client.waitForJob('subset');
+    expect(subset.status).toBe('SUCCEEDED');
+    expect(subset.raysub).toMatchObject({ parallel: 3, max_concurrent: 1, array: '0-10:5%1' });
+    const full = await head.client.getJob('subset');
+    expect(full.raysub.tasks?.map((t) => t.array_index)).toEqual([0, 5, 10]);
+    expect(maxOverlap((full.raysub.tasks ?? []).map((t) => ({ start: t.started_at ?? NaN, end: t.ended_at ?? NaN })))).toBe(1);
+    const logs = await runCli(['job', 'logs', 'subset'], { env: head.env });
+    for (const [i, idx] of [0, 5, 10].entries()) expect(logs.stdout).toContain(`index=${idx} task=${i} of 3`);
+    const status = await runCli(['job', 'status', 'subset'], { env: head.env });
+    expect(status.stdout).toMatch(/Array\s+indices 0-10:5%1 \(3 tasks\), at most 1 at once/);
+    for (const bad of [['--array', '9-1'], ['--array', '0-3', '--parallel', '2']]) {
+      const r = await runCli(['job', 'submit', '--no-wait', ...bad, '--', 'true'], { env: head.env });
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/runs backwards|disagree/);
+    }
+  });
+});

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { RaysubError } from '../src/shared/errors.js';
 import type { AgentEvent } from '../src/shared/protocol/index.js';
 import { planPlacements } from '../src/head/placement.js';
+import { parseArraySpec } from '../src/shared/arraySpec.js';
 import { addJob, addNode, engineOnTempDb, restartEngine, type EngineRig, type JobSpec, type NodeSpec } from './helpers/head.js';
 
 const T0 = 1_800_000_000_000;
@@ -54,6 +55,16 @@ const rows: Row[] = [
     ],
     placed: { other: 1 },
     waits: { train: /^waiting for prep to succeed \(PENDING\)$/, report: /^waiting for train to succeed \(PENDING\), prep to end \(PENDING\)$/ },
+  },
+  {
+    name: 'max_concurrent: at most K tasks of the job placed at once, saying "throttled (K running)"; other jobs use the room',
+    nodes: { n1: { cpus: 8 } },
+    jobs: [
+      ['sweep', { cpus: 1, parallel: 6, maxConcurrent: 2 }],
+      ['other', { cpus: 1, parallel: 3 }],
+    ],
+    placed: { sweep: 2, other: 3 },
+    waits: { sweep: /^throttled \(2 running\)$/ },
   },
 ];
 
@@ -153,6 +164,39 @@ describe('operator controls in placement', () => {
     rig.engine.stopJob('j0');
     expect(rig.store.jobs.get('j2000')).toMatchObject({ status: 'FAILED', error_type: 'DEPENDENCY_FAILED' });
     expect(rig.engine.view.jobCount).toBe(0);
+  });
+
+  it('max_concurrent: a task that ends lets the next one in, never more than K placed', () => {
+    seq = 0;
+    const rig = engineOnTempDb();
+    const node = addNode(rig, 'n1', { cpus: 8 }, T0);
+    addJob(rig, 'sweep', { cpus: 1, parallel: 5, maxConcurrent: 2 }, T0);
+    const placedNow = () => rig.engine.view.tasksOfJob('sweep').filter((t) => t.state !== 'PENDING').map((t) => t.idx);
+    rig.engine.schedule(undefined, T0);
+    expect(placedNow()).toEqual([0, 1]);
+    let at = T0;
+    for (const next of [[1, 2], [2, 3], [3, 4], [4]]) {
+      const first = placedNow()[0] as number;
+      at += 10;
+      rig.engine.applyReport(node, [started(`sweep:${first}`, at), exited(`sweep:${first}`, at + 1, 0)], null, at + 1);
+      rig.engine.schedule(undefined, at + 2);
+      expect(placedNow()).toEqual(next);
+    }
+  });
+
+  it.each([
+    ['0-4', [0, 1, 2, 3, 4], null],
+    ['0-9:3', [0, 3, 6, 9], null],
+    ['1,5,9', [1, 5, 9], null],
+    ['0-2,10-20:5%2', [0, 1, 2, 10, 15, 20], 2],
+    [' 7 ', [7], null],
+    ['3,1,3,2', [1, 2, 3], null],
+  ] as const)('array spec %s', (spec, indices, max) => {
+    expect(parseArraySpec(spec)).toEqual({ indices, maxConcurrent: max });
+  });
+
+  it.each(['', '5-1', '0-9:0', '1-', 'a', '0-99%0', '0-99%2%3', '0-2000000', '0-20000', '-1', '1,,2'])('array spec %j is refused with an example', (spec) => {
+    expect(() => parseArraySpec(spec)).toThrow(expect.objectContaining({ code: 'INVALID_REQUEST', message: expect.stringMatching(/e\.g\. 0-99, 0-99:2/) }));
   });
 
   it('hold and release: only a pending job; the state survives a restart; a released job runs', () => {

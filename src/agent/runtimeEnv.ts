@@ -86,6 +86,7 @@ export function buildTaskEnv(a: Assignment, place: TaskEnvPlace, agentEnv: Reado
     RAYSUB_JOB_ID: a.job_id,
     RAYSUB_TASK_INDEX: String(a.task_index),
     RAYSUB_TASK_COUNT: String(a.task_count),
+    RAYSUB_ARRAY_INDEX: String(a.array_index ?? a.task_index),
     RAYSUB_ATTEMPT: String(a.attempt),
     RAYSUB_ADDRESS: place.headAddress,
     RAYSUB_NODE_ID: place.nodeId,

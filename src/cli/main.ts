@@ -42,6 +42,8 @@ function withJobSpec(cmd: Command): Command {
     .option('--no-memory-limit', 'place by --entrypoint-memory only, as Ray does; do not kill the task above it')
     .option('--entrypoint-resources <json>', 'custom resources per task as JSON')
     .option('--parallel <n>', 'run N tasks (an array job); each sees RAYSUB_TASK_INDEX')
+    .option('--array <spec>', 'an array job over these indices, as Slurm writes them: --array 0-99:2, --array 1,5,9, --array 0-99%5 (at most 5 at once); each task sees RAYSUB_ARRAY_INDEX')
+    .option('--max-concurrent <k>', 'run at most K of its tasks at once, e.g. --parallel 100 --max-concurrent 10')
     .option('--max-retries <n>', 'retry a failed task up to N times')
     .option('--retry-backoff <seconds>', `first retry delay, doubled each retry (default: ${DEFAULTS.retryBackoffS})`)
     .option('--timeout <seconds>', 'kill a task after this long (the job fails as TIMEOUT)')

@@ -27,6 +27,7 @@ export function assignmentOf(job: JobView | undefined, task: TaskView): Assignme
     job_id: job.id,
     task_index: task.idx,
     task_count: job.parallel,
+    ...(job.arrayIndices ? { array_index: job.arrayIndices[task.idx] ?? task.idx } : {}),
     entrypoint: job.entrypoint,
     working_dir_package: packageNameOf(env.working_dir),
     runtime_env: env,

@@ -10,6 +10,7 @@ import {
   parseRuntimeEnv,
   parseWith,
   type InjobCounts,
+  type JobOptions,
   type JobDetails,
   type JobStatus,
   type QueueInfo,
@@ -17,6 +18,7 @@ import {
   type TaskInfo,
 } from '../shared/protocol/index.js';
 import type { TaskRequest } from '../shared/resources.js';
+import { parseArraySpec } from '../shared/arraySpec.js';
 import type { JobRow, LabelFilter, NewJob, Store } from './db/index.js';
 import type { Engine } from './engine.js';
 import type { InjobHub } from './injob.js';
@@ -47,6 +49,19 @@ export interface ListOptions {
   labels?: readonly LabelFilter[];
   /** Only jobs submitted at or after this time (epoch ms). */
   since?: number;
+}
+
+/** `array` (its count must agree with `parallel`, its `%K` with `max_concurrent`) and `max_concurrent`. */
+function arrayOptions(o: JobOptions): { array: string | null; max_concurrent: number | null } {
+  if (o.array === undefined) return { array: null, max_concurrent: o.max_concurrent ?? null };
+  const spec = parseArraySpec(o.array);
+  if (o.parallel !== undefined && o.parallel !== spec.indices.length) {
+    throw new RaysubError('INVALID_REQUEST', `parallel (${o.parallel}) and array (${spec.indices.length} indices) disagree: give one of them`);
+  }
+  if (o.max_concurrent !== undefined && spec.maxConcurrent !== null && o.max_concurrent !== spec.maxConcurrent) {
+    throw new RaysubError('INVALID_REQUEST', `max_concurrent (${o.max_concurrent}) and the array's %${spec.maxConcurrent} disagree`);
+  }
+  return { array: o.array.trim(), max_concurrent: o.max_concurrent ?? spec.maxConcurrent };
 }
 
 function stripNulls(value: unknown): unknown {
@@ -88,7 +103,7 @@ export class JobService {
     };
     const o = req.raysub ?? {};
     const options = {
-      parallel: o.parallel ?? 1,
+      parallel: o.array !== undefined ? parseArraySpec(o.array).indices.length : (o.parallel ?? 1),
       max_retries: o.max_retries ?? 0,
       retry_backoff_s: o.retry_backoff_s ?? 1,
       timeout_s: o.timeout_s ?? null,
@@ -98,6 +113,7 @@ export class JobService {
       hold: o.hold ?? false,
       after: o.after ?? [],
       after_any: o.after_any ?? [],
+      ...arrayOptions(o),
     };
     // As Ray's job manager: a driver that asks for no resources (nor labels) runs on the head node.
     const labels = Object.keys(req.entrypoint_label_selector ?? {}).length > 0;
@@ -130,6 +146,8 @@ export class JobService {
       created_at: now,
       held: options.hold ? 1 : 0,
       after_jobs: deps.length ? JSON.stringify(deps) : null,
+      max_concurrent: options.max_concurrent,
+      array_spec: options.array,
     };
     const created = this.engine.submitJob(row, { waitForCapacity: options.wait_for_capacity, packages: packagesOf(runtimeEnv) });
     return { submissionId: id, created };
@@ -168,7 +186,7 @@ export class JobService {
     const page = rows.slice(0, limit);
     const last = page[page.length - 1];
     const nextCursor = rows.length > limit && last ? Buffer.from(String(last.seq)).toString('base64url') : null;
-    const queue = page.some((r) => r.status === 'PENDING') ? this.queuePositions() : undefined;
+    const queue = page.some((r) => r.status === 'PENDING' || (r.status === 'RUNNING' && r.parallel > 1)) ? this.queuePositions() : undefined;
     return { jobs: page.map((r) => this.view(r, false, queue)), nextCursor };
   }
 
@@ -231,8 +249,10 @@ export class JobService {
     let tasks: TaskInfo[] | undefined;
     if (withTasks) {
       const attempts = store.tasks.attemptsOfJob(row.id);
+      const arrayIndices = row.array_spec === null ? null : parseArraySpec(row.array_spec).indices;
       tasks = store.tasks.ofJob(row.id).map((t) => ({
         index: t.idx,
+        ...(arrayIndices ? { array_index: arrayIndices[t.idx] ?? t.idx } : {}),
         state: t.state,
         attempt: t.attempt,
         node_id: t.node_id,
@@ -262,7 +282,7 @@ export class JobService {
     const q = row.status === 'PENDING' ? this.queueInfo(row.id, queue) : null;
     return jobDetailsOf(row, {
       queue: q,
-      progress: live ? this.progressMessage(row, q) : null,
+      progress: live ? this.progressMessage(row, row.status === 'RUNNING' && row.parallel > 1 ? (queue ?? this.queuePositions()).get(row.id) ?? null : q) : null,
       counts,
       injob: row.injob_counts ? (JSON.parse(row.injob_counts) as InjobCounts) : this.injob.countsOf(row.id),
       tasks,
@@ -273,7 +293,7 @@ export class JobService {
   private progressMessage(row: JobRow, queue: QueueInfo | null): string {
     if (row.stop_requested) return 'Stopping: waiting for its processes to end.';
     if (row.failed_task !== null) return 'Failing: waiting for the remaining tasks to stop.';
-    if (row.status === 'RUNNING') return 'Job is currently running.';
+    if (row.status === 'RUNNING') return queue ? `Job is currently running; its other tasks wait: ${queue.reason}.` : 'Job is currently running.';
     return queue?.reason ?? 'Job is waiting to be scheduled.';
   }
 

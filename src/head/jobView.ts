@@ -83,6 +83,8 @@ export function jobDetailsOf(row: JobRow, p: JobViewParts): JobDetails {
       schedule: row.schedule,
       held: row.held === 1,
       ...dependenciesOf(row),
+      max_concurrent: row.max_concurrent,
+      array: row.array_spec,
       task_counts: p.counts,
       queue: row.status === 'PENDING' ? p.queue : null,
       injob: p.injob,

@@ -75,6 +75,8 @@ export function planPlacements(state: LiveView, policy: PlacementPolicy): Schedu
   };
   // Tasks of one job ask for the same thing: once one does not fit, the rest of the job waits too.
   const blocked = new Map<string, string>();
+  // Per throttled job (`max_concurrent`): how many of its tasks are placed, this pass's included.
+  const inFlight = new Map<string, number>();
 
   for (const task of state.queued()) {
     const job = state.job(task.jobId);
@@ -95,6 +97,16 @@ export function planPlacements(state: LiveView, policy: PlacementPolicy): Schedu
       wakeAt(task.notBefore);
       continue;
     }
+    if (job.maxConcurrent !== null) {
+      const placed = inFlight.get(job.id) ?? state.tasksOfJob(job.id).filter((t) => t.state !== 'PENDING').length;
+      inFlight.set(job.id, placed);
+      if (placed >= job.maxConcurrent) {
+        const reason = `throttled (${placed} running)`;
+        pass.reasons.push([task, reason]);
+        blocked.set(job.id, reason);
+        continue;
+      }
+    }
     let best: { nodeId: string; gpuIds: number[]; score: number } | null = null;
     for (const node of nodes) {
       const holder = reserved.get(node.id);
@@ -111,6 +123,7 @@ export function planPlacements(state: LiveView, policy: PlacementPolicy): Schedu
       const cap = free.get(best.nodeId);
       if (cap) applyPlacement(cap, job.request, best.gpuIds, -1);
       pass.placements.push({ task, nodeId: best.nodeId, gpuIds: best.gpuIds });
+      if (job.maxConcurrent !== null) inFlight.set(job.id, (inFlight.get(job.id) ?? 0) + 1);
       continue;
     }
     let reason: string;

@@ -7,6 +7,7 @@
 import { capacityFromTotals, applyPlacement, cloneCapacity, type Capacity, type TaskRequest } from '../shared/resources.js';
 import type { NodeTotals, RuntimeEnv, SandboxMode, TaskState, Usage } from '../shared/protocol/index.js';
 import { LOCAL_AGENT_CREDENTIAL } from './auth.js';
+import { parseArraySpec } from '../shared/arraySpec.js';
 import type { JobRow, NodeRow, Store, TaskRow } from './db/index.js';
 
 export interface LiveJob {
@@ -38,6 +39,10 @@ export interface LiveJob {
   after: Dependency[];
   /** Those of them that have not ended yet: it waits while any is left. */
   waitingOn: Set<string>;
+  /** At most this many of its tasks placed at once, or null. */
+  maxConcurrent: number | null;
+  /** Each task's array index (`--array`), or null: its task index. */
+  arrayIndices: number[] | null;
 }
 
 export interface Dependency {
@@ -268,6 +273,8 @@ export class LiveState implements LiveView {
       held: row.held === 1,
       after: row.after_jobs ? (JSON.parse(row.after_jobs) as Dependency[]) : [],
       waitingOn: new Set(),
+      maxConcurrent: row.max_concurrent,
+      arrayIndices: row.array_spec === null ? null : parseArraySpec(row.array_spec).indices,
     };
     this.jobs.set(job.id, job);
     return job;
@@ -282,9 +289,7 @@ export class LiveState implements LiveView {
         continue;
       }
       job.waitingOn.add(dep.id);
-      let set = this.dependents.get(dep.id);
-      if (!set) this.dependents.set(dep.id, (set = new Set()));
-      set.add(job.id);
+      this.dependents.set(dep.id, (this.dependents.get(dep.id) ?? new Set<string>()).add(job.id));
     }
     return ended;
   }

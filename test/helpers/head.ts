@@ -136,6 +136,7 @@ export interface JobSpec {
   /** Jobs it runs after once they succeeded, and once they ended. */
   after?: string[];
   afterAny?: string[];
+  maxConcurrent?: number;
 }
 
 /** Record a job the way the job service does (validation aside); returns whether it was created. */
@@ -159,6 +160,7 @@ export function addJob(rig: EngineRig, id: string, spec: JobSpec = {}, now = Dat
     status: 'PENDING',
     created_at: now,
     held: spec.held ? 1 : 0,
+    max_concurrent: spec.maxConcurrent ?? null,
     after_jobs: spec.after || spec.afterAny ? JSON.stringify([...(spec.after ?? []).map((id) => ({ id, any: false })), ...(spec.afterAny ?? []).map((id) => ({ id, any: true }))]) : null,
   };
   return rig.engine.submitJob(row, { waitForCapacity: spec.waitForCapacity ?? false, packages: [] });

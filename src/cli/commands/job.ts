@@ -38,6 +38,7 @@ export function renderJobStatus(ctx: CliContext, job: JobDetails): string {
     .filter(Boolean)
     .join(', ');
   lines.push(`${c.bold('Resources')}  ${res} per task${r.parallel > 1 ? ` × ${r.parallel} tasks` : ''}${r.max_retries ? `, up to ${r.max_retries} retries` : ''}${r.timeout_s ? `, timeout ${r.timeout_s}s` : ''}`);
+  if (r.array || r.max_concurrent) lines.push(`${c.bold('Array')}      ${[r.array ? `indices ${r.array} (${r.parallel} tasks)` : '', r.max_concurrent ? `at most ${r.max_concurrent} at once` : ''].filter(Boolean).join(', ')}`);
   if (r.schedule) lines.push(`${c.bold('Schedule')}   ${r.schedule}`);
   if (r.injob) lines.push(`${c.bold('In-job')}     ${describeInjob(r.injob)}`);
   const tasks = r.tasks ?? [];

@@ -5,6 +5,7 @@ import { archiveAsPackage, packDirectory, uploadPyModules, type PackedDir } from
 import { DEFAULT_MAX_PACKAGE_BYTES, DEFAULTS, parseBytes } from '../../shared/config.js';
 import { RaysubError } from '../../shared/errors.js';
 import { newSubmissionId } from '../../shared/ids.js';
+import { parseArraySpec } from '../../shared/arraySpec.js';
 import { JOB_NAME_KEY, parseRuntimeEnv, type JobSubmitRequest, type RuntimeEnv } from '../../shared/protocol/index.js';
 import { ProgressBar } from '../../ui/progress.js';
 import type { CliContext } from '../context.js';
@@ -35,6 +36,8 @@ export interface SubmitFlags {
   hold?: boolean;
   /** false with --no-memory-limit. */
   memoryLimit?: boolean;
+  array?: string;
+  maxConcurrent?: string;
   /** `ID[,ID...]`: run after these jobs succeeded. */
   after?: string;
   /** `ID[,ID...]`: run after these jobs ended, however. */
@@ -129,6 +132,17 @@ export async function uploadWorkingDir(ctx: CliContext, env: RuntimeEnv, maxByte
   return { ...env, working_dir: packed.uri };
 }
 
+/** `--array`, checked here so a typo is a usage error before anything is uploaded. */
+function arrayFlag(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  try {
+    parseArraySpec(value);
+  } catch (err) {
+    throw new RaysubError('USAGE', `--array: ${(err as Error).message}`);
+  }
+  return value;
+}
+
 /** `a,b` -> ["a", "b"] (undefined when not given). */
 function idList(name: string, value: string | undefined): string[] | undefined {
   if (value === undefined) return undefined;
@@ -175,6 +189,8 @@ export function buildSubmitRequest(flags: SubmitFlags, entrypoint: string, runti
     wait_for_capacity: flags.waitForCapacity === true,
     memory_limit: flags.memoryLimit !== false,
     hold: flags.hold || undefined,
+    max_concurrent: num('--max-concurrent', flags.maxConcurrent, { int: true, min: 1 }),
+    array: arrayFlag(flags.array),
     after: idList('--after', flags.after),
     after_any: idList('--after-any', flags.afterAny),
   };

@@ -38,9 +38,13 @@ export interface JobRow {
   held: number;
   /** The jobs it runs after (JSON `[{"id", "any"}]`; any: whatever their end), or null. */
   after_jobs: string | null;
+  /** At most this many of its tasks at once (`--max-concurrent`, `%K`), or null. */
+  max_concurrent: number | null;
+  /** The `--array` spec its tasks' array indices come from (arraySpec.ts); null: the task index itself. */
+  array_spec: string | null;
 }
 
-export type NewJob = Omit<JobRow, 'seq' | 'stop_requested' | 'failed_task' | 'message' | 'error_type' | 'exit_code' | 'start_time' | 'end_time' | 'driver_node_id' | 'injob_counts' | 'ray_message' | 'held' | 'after_jobs'> & { held?: number; after_jobs?: string | null };
+export type NewJob = Omit<JobRow, 'seq' | 'stop_requested' | 'failed_task' | 'message' | 'error_type' | 'exit_code' | 'start_time' | 'end_time' | 'driver_node_id' | 'injob_counts' | 'ray_message' | 'held' | 'after_jobs' | 'max_concurrent' | 'array_spec'> & { held?: number; after_jobs?: string | null; max_concurrent?: number | null; array_spec?: string | null };
 
 export interface ListJobsQuery {
   limit: number;
@@ -76,9 +80,9 @@ function labelParams(l: LabelFilter): string[] {
 export function jobsRepo(db: Db) {
   const insert = db.prepare(`
     INSERT INTO jobs (id, spec_hash, entrypoint, runtime_env, metadata, request, parallel, max_retries,
-      retry_backoff_s, timeout_s, priority, wait_for_capacity, memory_limit, driver_on_head, schedule, status, created_at, held, after_jobs)
+      retry_backoff_s, timeout_s, priority, wait_for_capacity, memory_limit, driver_on_head, schedule, status, created_at, held, after_jobs, max_concurrent, array_spec)
     VALUES (@id, @spec_hash, @entrypoint, @runtime_env, @metadata, @request, @parallel, @max_retries,
-      @retry_backoff_s, @timeout_s, @priority, @wait_for_capacity, @memory_limit, @driver_on_head, @schedule, @status, @created_at, @held, @after_jobs)`);
+      @retry_backoff_s, @timeout_s, @priority, @wait_for_capacity, @memory_limit, @driver_on_head, @schedule, @status, @created_at, @held, @after_jobs, @max_concurrent, @array_spec)`);
   const byId = db.prepare('SELECT * FROM jobs WHERE id = ?');
   const setRunning = db.prepare(
     "UPDATE jobs SET status = 'RUNNING', start_time = ?, driver_node_id = ? WHERE id = ? AND status = 'PENDING'",
@@ -107,7 +111,7 @@ export function jobsRepo(db: Db) {
   const lastEnd = db.prepare('SELECT MAX(end_time) AS t FROM jobs');
 
   return {
-    insert: (job: NewJob) => insert.run({ held: 0, after_jobs: null, ...job }),
+    insert: (job: NewJob) => insert.run({ held: 0, after_jobs: null, max_concurrent: null, array_spec: null, ...job }),
     get: (id: string) => byId.get(id) as JobRow | undefined,
     setRunning: (id: string, at: number, nodeId: string) => setRunning.run(at, nodeId, id).changes > 0,
     finish: (f: { id: string; status: JobStatus; message: string | null; error_type: JobErrorType | null; exit_code: number | null; end_time: number }) =>

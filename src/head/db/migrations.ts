@@ -247,4 +247,12 @@ export const migrations: readonly { version: number; name: string; sql: string }
       CREATE TABLE node_cordons (name TEXT PRIMARY KEY, since INTEGER NOT NULL) WITHOUT ROWID;
     `,
   },
+  {
+    version: 14,
+    name: 'array throttles and index lists',
+    sql: `
+      ALTER TABLE jobs ADD COLUMN max_concurrent INTEGER;
+      ALTER TABLE jobs ADD COLUMN array_spec TEXT;
+    `,
+  },
 ];

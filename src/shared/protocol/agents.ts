@@ -82,6 +82,8 @@ export const assignmentSchema = z.object({
   job_id: z.string(),
   task_index: z.number().int(),
   task_count: z.number().int(),
+  /** Its index in the job's array (`--array`), which the task sees as RAYSUB_ARRAY_INDEX (absent: task_index). */
+  array_index: z.number().int().optional(),
   entrypoint: z.string(),
   /** Package name in the head's store for the working dir, or null for none. */
   working_dir_package: packageNameSchema.nullable(),

@@ -24,6 +24,10 @@ export const jobOptionsSchema = z.strictObject({
   after: z.array(submissionIdSchema).min(1).max(MAX_DEPENDENCIES).optional(),
   /** Start only after these jobs ended, whatever their end. */
   after_any: z.array(submissionIdSchema).min(1).max(MAX_DEPENDENCIES).optional(),
+  /** At most this many of its tasks at once. */
+  max_concurrent: z.number().int().min(1).max(10_000).optional(),
+  /** Array indices as Slurm writes them (`0-99:2`, `1,5,9`, `%K` for max_concurrent): one task per index. */
+  array: z.string().min(1).max(1000).optional(),
 });
 export type JobOptions = z.infer<typeof jobOptionsSchema>;
 
@@ -66,6 +70,8 @@ export type AttemptInfo = z.infer<typeof attemptInfoSchema>;
 
 export const taskInfoSchema = z.object({
   index: z.number(),
+  /** Its index in the array (`--array`; RAYSUB_ARRAY_INDEX), else the task index. */
+  array_index: z.number().optional(),
   state: taskStateSchema,
   attempt: z.number(),
   node_id: z.string().nullable(),
@@ -113,6 +119,10 @@ export const raysubJobInfoSchema = z.object({
   /** The jobs it runs after once they SUCCEEDED (`--after`), and once they ended (`--after-any`). */
   after: z.array(z.string()),
   after_any: z.array(z.string()),
+  /** At most this many of its tasks run at once (null: no limit but resources). */
+  max_concurrent: z.number().nullable(),
+  /** The array spec it was submitted with (`--array`), or null. */
+  array: z.string().nullable(),
   task_counts: z.record(z.string(), z.number()),
   queue: queueInfoSchema.nullable(),
   /** Tasks and actors the job submitted through the in-job API, by state (null: none). */
