@@ -121,16 +121,13 @@ describe('jobs that run after others', () => {
       expect(r.code, r.stderr).toBe(0);
       return r.stdout.trim();
     };
-    await submit('--submission-id', 'dep-a', '--', 'sleep', '4');
+    await submit('--submission-id', 'dep-a', '--', 'sleep', '6');
     await submit('--submission-id', 'dep-b', '--after', 'dep-a', '--', 'echo', 'b-ran');
     await waitFor(async () => (await head.client.getJob('dep-a')).status === 'RUNNING', { what: 'A to run' });
     const waiting = await head.client.getJob('dep-b');
     expect(waiting.status).toBe('PENDING');
     expect(waiting.raysub.queue?.reason).toBe('waiting for dep-a to succeed (RUNNING)');
     expect(waiting.raysub.after).toEqual(['dep-a']);
-    const shown = await runCli(['job', 'status', 'dep-b'], { env: head.env });
-    expect(shown.stdout).toMatch(/After\s+dep-a \(succeeded\)/);
-    expect(shown.stdout).toMatch(/Queue\s+position \d+: waiting for dep-a to succeed \(RUNNING\)/);
     const b = await head.client.waitForJob('dep-b');
     const a = await head.client.getJob('dep-a');
     expect(a.status).toBe('SUCCEEDED');
@@ -148,6 +145,14 @@ describe('jobs that run after others', () => {
     expect(gs.raysub.tasks?.[0]?.attempts).toEqual([]);
     const logs = await runCli(['job', 'logs', 'dep-g'], { env: head.env });
     expect(logs.stdout + logs.stderr).not.toContain('g-ran');
+    // The CLI shows what a job waits for (on a held job here, so nothing moves meanwhile); a stopped dependency fails it too.
+    await submit('--submission-id', 'dep-h', '--hold', '--', 'true');
+    await submit('--submission-id', 'dep-w', '--after', 'dep-h', '--', 'true');
+    const shown = await runCli(['job', 'status', 'dep-w'], { env: head.env });
+    expect(shown.stdout).toMatch(/After\s+dep-h \(succeeded\)/);
+    expect(shown.stdout).toMatch(/Queue\s+position \d+: waiting for dep-h to succeed \(PENDING\)/);
+    await head.client.stopJob('dep-h');
+    expect((await head.client.waitForJob('dep-w')).raysub).toMatchObject({ error_type: 'DEPENDENCY_FAILED', message: expect.stringMatching(/dep-h, which it runs after, ended STOPPED/) });
     // Waiting on what does not exist, or on itself, is refused at submission.
     for (const args of [['--after', 'no-such-job'], ['--submission-id', 'loop', '--after', 'loop']]) {
       const r = await runCli(['job', 'submit', '--no-wait', ...args, '--', 'true'], { env: head.env });
