@@ -20,6 +20,7 @@ import { chooseLauncher } from './sandbox/index.js';
 import { StartQueue } from './startQueue.js';
 import { TaskRun } from './taskRun.js';
 import { Workspace } from './workspace.js';
+import { DEFAULT_FETCH_IDLE_MS } from './remoteFetch.js';
 import { sleep } from '../shared/abort.js';
 
 export interface RunningAgent {
@@ -351,7 +352,7 @@ export async function startAgent(opts: AgentOptions, logger?: Logger): Promise<R
     workspace = new Workspace(
       opts.workDir,
       head,
-      { caps: opts.packageCaps, unusedTtlMs: opts.unusedPackageTtlMs, limitBytes: opts.cacheLimitBytes },
+      { caps: opts.packageCaps, unusedTtlMs: opts.unusedPackageTtlMs, limitBytes: opts.cacheLimitBytes, remote: { maxBytes: opts.maxPackageBytes, idleMs: DEFAULT_FETCH_IDLE_MS } },
       log.child({ component: 'workspace' }),
     );
     const outbox = new Outbox(workspace.spoolDir, opts.maxBufferedLogBytes);

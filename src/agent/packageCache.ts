@@ -14,8 +14,10 @@ import { archiveKind, type ArchiveCaps } from '../shared/archive/index.js';
 import { RaysubError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { packageScheme } from '../shared/protocol/packages.js';
+import { isRemotePackageName, type RemotePackage } from '../shared/remotePackages.js';
 import { fileOp } from './files/index.js';
 import type { HeadLink } from './headLink.js';
+import { DEFAULT_FETCH_IDLE_MS, fetchRemotePackage, type FetchLimits } from './remoteFetch.js';
 
 export interface PackageLease {
   dir: string;
@@ -26,6 +28,13 @@ export interface PackageCacheOptions {
   caps: ArchiveCaps;
   unusedTtlMs: number;
   limitBytes: number;
+  /** Remote packages (http(s) archives in a runtime env): the most one may be, and how long a quiet server is waited for. */
+  remote?: FetchLimits;
+}
+
+/** A name this cache keeps: a package from the head, or a remote package's. */
+function cacheable(name: string): boolean {
+  return packageScheme(name) !== null || isRemotePackageName(name);
 }
 
 interface Entry {
@@ -68,19 +77,22 @@ export class PackageCache {
       // Packages a previous run unpacked are kept and collected like any other, by when a task last
       // used them (their mtime, set at each release): a restart does not start their TTL again,
       // so an agent restarting more often than the TTL still collects. Half-done ones go.
-      if (packageScheme(name) !== null) this.entries.set(name, { name, dir: p, bytes: 0, refs: 0, lastUsed: Math.min(now, lastUseOf(p) ?? now) });
+      if (cacheable(name)) this.entries.set(name, { name, dir: p, bytes: 0, refs: 0, lastUsed: Math.min(now, lastUseOf(p) ?? now) });
       else this.discard(p);
     }
   }
 
-  /** A lease on the unpacked tree of `name`, fetching and unpacking it once however many ask. */
-  async acquire(name: string, signal: AbortSignal): Promise<PackageLease> {
-    if (packageScheme(name) === null) throw new RaysubError('INVALID_PACKAGE', `invalid package name "${name}"`);
+  /**
+   * A lease on the unpacked tree of `name` (from the head), or of `remote` (fetched from its URL),
+   * fetching and unpacking it once however many ask.
+   */
+  async acquire(name: string, signal: AbortSignal, remote?: RemotePackage): Promise<PackageLease> {
+    if (remote ? remote.name !== name || !isRemotePackageName(name) : packageScheme(name) === null) throw new RaysubError('INVALID_PACKAGE', `invalid package name "${name}"`);
     let entry = this.entries.get(name);
     if (!entry) {
       let p = this.inflight.get(name);
       if (!p) {
-        p = this.fetch(name, this.closing.signal).finally(() => this.inflight.delete(name));
+        p = this.fetch(name, this.closing.signal, remote).finally(() => this.inflight.delete(name));
         // Nobody may be waiting any more when it fails: that is not an unhandled rejection.
         p.catch(() => undefined);
         this.inflight.set(name, p);
@@ -104,15 +116,19 @@ export class PackageCache {
     };
   }
 
-  private async fetch(name: string, signal: AbortSignal): Promise<Entry> {
+  private async fetch(name: string, signal: AbortSignal, remote?: RemotePackage): Promise<Entry> {
     const kind = archiveKind(name);
     if (!kind) throw new RaysubError('INVALID_PACKAGE', `unsupported package ${name}`);
     const tag = `${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
     const file = path.join(this.downloadDir, `${tag}-${name}`);
     const staging = path.join(this.dir, `.tmp-${tag}-${name}`);
     try {
-      const body = await this.head.download(name, signal);
-      await pipeline(body, fs.createWriteStream(file, { mode: 0o600, flags: 'wx' }), { signal });
+      if (remote) {
+        await fetchRemotePackage(remote, file, this.opts.remote ?? { maxBytes: DEFAULT_REMOTE_MAX_BYTES, idleMs: DEFAULT_FETCH_IDLE_MS }, signal);
+      } else {
+        const body = await this.head.download(name, signal);
+        await pipeline(body, fs.createWriteStream(file, { mode: 0o600, flags: 'wx' }), { signal });
+      }
       let bytes: number;
       if (kind === 'whl') {
         // pip installs a wheel from the file itself; it is checked like any zip first.
@@ -126,7 +142,17 @@ export class PackageCache {
         bytes = (await fileOp({ op: 'extract', file, kind, dest: staging, caps: this.opts.caps })).bytes;
       }
       const dir = path.join(this.dir, name);
-      await fs.promises.rename(staging, dir);
+      // As Ray unpacks a remote archive: one top-level directory (a repository's archive) is its root.
+      const root = remote ? await soleTopDir(staging) : null;
+      if (root) {
+        const mode = (await fs.promises.stat(root)).mode & 0o777;
+        // Moving a directory to another parent rewrites its `..`: it must be writable meanwhile.
+        await fs.promises.chmod(staging, 0o700);
+        await fs.promises.chmod(root, 0o700);
+        await fs.promises.rename(root, dir);
+        await fs.promises.chmod(dir, mode);
+        this.discard(staging);
+      } else await fs.promises.rename(staging, dir);
       const entry: Entry = { name, dir, bytes, refs: 0, lastUsed: Date.now() };
       this.entries.set(name, entry);
       this.log.info({ name, bytes }, 'package unpacked');
@@ -210,4 +236,15 @@ export class PackageCache {
   usage(): { name: string; refs: number; bytes: number }[] {
     return [...this.entries.values()].map((e) => ({ name: e.name, refs: e.refs, bytes: e.bytes }));
   }
+}
+
+/** The most a remote package may be when the agent was given no limit. */
+const DEFAULT_REMOTE_MAX_BYTES = 512 * 1024 * 1024;
+
+/** The one directory an unpacked tree holds at its top (macOS's `__MACOSX` aside), or null. */
+async function soleTopDir(tree: string): Promise<string | null> {
+  const names = (await fs.promises.readdir(tree)).filter((n) => n !== '__MACOSX');
+  if (names.length !== 1) return null;
+  const only = path.join(tree, names[0] as string);
+  return (await fs.promises.lstat(only)).isDirectory() ? only : null;
 }

@@ -6,9 +6,10 @@
  */
 import type { Assignment, ExitOutcome } from '../shared/protocol/index.js';
 import { toRaysubError } from '../shared/errors.js';
+import { redactUrl } from '../shared/remotePackages.js';
 import type { Launcher } from './launcher.js';
 import { buildTaskEnv, prepareRuntimeEnv, type RuntimeEnvContext } from './runtimeEnv.js';
-import type { Workspace } from './workspace.js';
+import { workingDirUri, type Workspace } from './workspace.js';
 
 /** Why a worker could not be prepared or started (the attempt's outcome). */
 export class SetupError extends Error {
@@ -59,7 +60,11 @@ export async function prepareWorker(deps: PrepareDeps, a: Assignment, o: { key: 
     if (o.signal.aborted) throw err;
     throw new SetupError('setup_failed', `${what}${toRaysubError(err).message}`);
   };
-  const source = a.working_dir_package ? await deps.workspace.acquire(a.working_dir_package, o.signal).catch(setup(`could not fetch working dir ${a.working_dir_package}: `)) : null;
+  // The job's package on the head, or the remote archive its runtime env names.
+  const workingDir = workingDirUri(a.working_dir_package, a.runtime_env);
+  const source = workingDir
+    ? await deps.workspace.acquireUri(workingDir, 'working_dir', o.signal).catch(setup(`could not fetch working dir ${a.working_dir_package ?? redactUrl(workingDir)}: `))
+    : null;
   let dir: string;
   try {
     if (o.signal.aborted) throw new Error('aborted');

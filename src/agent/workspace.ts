@@ -8,11 +8,20 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { RaysubError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
+import { packageNameOfUri } from '../shared/protocol/packages.js';
+import { remotePackageOf, unfetchedMessage, unfetchedScheme } from '../shared/remotePackages.js';
 import { fileOp } from './files/index.js';
 import type { HeadLink } from './headLink.js';
 import { PackageCache, type PackageCacheOptions, type PackageLease } from './packageCache.js';
 
 export type { PackageLease } from './packageCache.js';
+
+/** The URI of a task's working dir: its package on the head, or the remote archive its runtime env names; null for none. */
+export function workingDirUri(pkg: string | null | undefined, runtimeEnv: Readonly<Record<string, unknown>>): string | null {
+  if (pkg) return `gcs://${pkg}`;
+  const wd = runtimeEnv.working_dir;
+  return typeof wd === 'string' && wd !== '' ? wd : null;
+}
 
 export class Workspace {
   readonly packagesDir: string;
@@ -42,6 +51,20 @@ export class Workspace {
 
   /** A lease on a package's unpacked, read-only tree (fetched and unpacked once even if many ask at once). */
   acquire(name: string, signal: AbortSignal): Promise<PackageLease> {
+    return this.packages.acquire(name, signal);
+  }
+
+  /**
+   * A lease on the tree a runtime env URI names: a package uploaded to the head (`gcs://`) or a
+   * remote archive (`http(s)://`, fetched by this agent); any other URI fails the task's setup.
+   */
+  async acquireUri(uri: string, field: 'working_dir' | 'py_modules', signal: AbortSignal): Promise<PackageLease> {
+    const remote = remotePackageOf(uri, field);
+    if (remote) return this.packages.acquire(remote.name, signal, remote);
+    const scheme = unfetchedScheme(uri);
+    if (scheme) throw new RaysubError('PACKAGE_FETCH_FAILED', unfetchedMessage(uri, scheme));
+    const name = packageNameOfUri(uri);
+    if (name === null) throw new RaysubError('INVALID_RUNTIME_ENV', `${field}: "${uri}" is not a package URI`);
     return this.packages.acquire(name, signal);
   }
 

@@ -106,7 +106,7 @@ export function buildProgram(): Command {
     .option('--task-open-files <n>', 'open files per task process (default: 4096)')
     .option('--no-sandbox-reuse', "start every task in a new sandbox (default: a job's consecutive tasks on a node reuse one, emptied between them)")
     .option('--no-sandbox-seccomp', "leave out the workers' seccomp deny list (keyrings, ptrace, bpf, io_uring...; new namespaces stay refused)")
-    .option('--max-package-size <bytes>', 'largest package the head accepts (default: 512M)')
+    .option('--max-package-size <bytes>', 'largest package the head accepts, and an agent fetches from an http(s) URI in a runtime env (default: 512M)')
     .option('--max-log-size <bytes>', "output a job's logs keep; the beginning is kept, plus the end of each attempt (default: 100M; 0: no cap)")
     .option('--max-package-unpacked-size <bytes>', 'most a package may unpack to, checked at upload and when a node unpacks it (default: 1G)')
     .option('--max-package-entries <n>', 'most files, directories and links a package may hold (default: 100000)')

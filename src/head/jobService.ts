@@ -17,6 +17,7 @@ import {
   type RuntimeEnv,
   type TaskInfo,
 } from '../shared/protocol/index.js';
+import { redactUrl, remotePackageOf, unfetchedScheme } from '../shared/remotePackages.js';
 import type { TaskRequest } from '../shared/resources.js';
 import { parseArraySpec } from '../shared/arraySpec.js';
 import type { JobRow, LabelFilter, NewJob, Store } from './db/index.js';
@@ -156,9 +157,16 @@ export class JobService {
   private checkPackages(env: RuntimeEnv): void {
     const uris = [env.working_dir, ...(env.py_modules ?? [])].filter((u): u is string => Boolean(u));
     for (const uri of uris) {
+      const field = uri === env.working_dir ? 'working_dir' : 'py_modules';
+      // Fetched by the agent that runs the task (checked here so a malformed one fails at once);
+      // s3/gs/azure fail in its setup, as on a Ray node without the cloud's SDK.
+      if (remotePackageOf(uri, field) !== null || unfetchedScheme(uri) !== null) continue;
       const name = packageNameOf(uri);
       if (!name) {
-        throw new RaysubError('INVALID_RUNTIME_ENV', `"${uri}" is not a package URI the head can serve; upload local directories with \`raysub job submit --working-dir\``);
+        throw new RaysubError(
+          'INVALID_RUNTIME_ENV',
+          `"${redactUrl(uri)}" is not a package URI raysub can fetch (gcs:// packages uploaded to this head, http(s):// archives); upload local directories with \`raysub job submit --working-dir\`${uri.startsWith('file://') ? "; file:// is not taken: it would read the node's own files with the agent's rights" : ''}`,
+        );
       }
       if (!this.packages.has(name)) throw new RaysubError('INVALID_RUNTIME_ENV', `package ${uri} was not uploaded to this head`);
     }

@@ -185,6 +185,7 @@ function agentBase(l: Lookup, workDir: string, nodeName: string, hiddenPaths: st
     sandboxReuse: l.bool('sandbox-reuse', 'RAYSUB_SANDBOX_REUSE', true),
     sandboxSeccomp: l.bool('sandbox-seccomp', 'RAYSUB_SANDBOX_SECCOMP', true),
     packageCaps: packageCaps(l),
+    maxPackageBytes: bytes(l.get('max-package-size', 'RAYSUB_MAX_PACKAGE_BYTES')) ?? DEFAULTS.maxPackageBytes,
     unusedPackageTtlMs: unusedPackageTtlMs(l),
   };
 }

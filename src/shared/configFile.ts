@@ -28,7 +28,7 @@ export const HEAD_KEYS = [
 export const AGENT_KEYS = [
   'address', 'token-file', 'ca', 'data-dir', 'log-level', 'node-name', 'work-dir', 'num-cpus', 'num-gpus', 'memory', 'resources', 'kill-grace', 'sandbox',
   'sandbox-interpreters', 'sandbox-bind', 'task-pids-max', 'task-open-files', 'sandbox-reuse', 'sandbox-seccomp', 'cache-limit',
-  'max-package-unpacked-size', 'max-package-entries', 'unused-package-ttl',
+  'max-package-size', 'max-package-unpacked-size', 'max-package-entries', 'unused-package-ttl',
 ] as const;
 export const CLIENT_KEYS = ['address', 'token-file', 'ca', 'data-dir'] as const;
 

@@ -59,6 +59,8 @@ export const errorCodes = {
   USAGE: 0,
   WAIT_TIMEOUT: 0,
   PACKAGE_LIMIT_EXCEEDED: 0,
+  /** An agent could not fetch a remote package named in a runtime env (the task's setup fails). */
+  PACKAGE_FETCH_FAILED: 0,
   BAD_RESPONSE: 0,
 } as const;
 

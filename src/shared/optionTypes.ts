@@ -43,6 +43,8 @@ export interface AgentOptions {
   readonly sandboxSeccomp: boolean;
   /** What one package may unpack to on this node. */
   readonly packageCaps: ArchiveCaps;
+  /** The most a remote package (an http(s) archive in a runtime env) this node fetches may be. */
+  readonly maxPackageBytes: number;
   /** Unpacked packages no task has used for this long are removed. */
   readonly unusedPackageTtlMs: number;
   /** What the operator should hear about the options (a token on the command line...). */

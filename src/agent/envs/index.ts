@@ -4,19 +4,20 @@
  */
 import path from 'node:path';
 import type { Assignment, RuntimeEnv } from '../../shared/protocol/index.js';
+import { redactUrl } from '../../shared/remotePackages.js';
 import { fileOp } from '../files/index.js';
 import type { EnvCache, Lease } from './cache.js';
 import { buildNodeModules, exposeNodeModules, npmKey, npmSpecOf } from './npm.js';
 import { activateVenv, buildVenv, pipKey, pipSpecOf } from './pip.js';
 import { hostPath, installerEnv, probeNode, probePython, type PythonInfo } from './probe.js';
-import { addToPythonPath, installWheel, isWheel, pyModulePackage, wheelKey } from './pyModules.js';
+import { addToPythonPath, installWheel, uploadedWheel, wheelKey } from './pyModules.js';
 
 export { EnvCache, type CacheUsage } from './cache.js';
 export { AbortedError } from './run.js';
 
 /** Where py_modules packages come from: the agent's workspace (fetched and unpacked once, leased while used). */
 export interface PackageSource {
-  acquire(name: string, signal: AbortSignal): Promise<{ dir: string; release(): void }>;
+  acquireUri(uri: string, field: 'py_modules', signal: AbortSignal): Promise<{ dir: string; release(): void }>;
 }
 
 export interface EnvSetup {
@@ -48,19 +49,20 @@ export async function setUpEnvs(s: EnvSetup): Promise<void> {
   if (searchPath !== undefined) hostEnv.PATH = searchPath;
   const install = installerEnv(s.agentEnv, searchPath);
   let python: PythonInfo | null = null;
-  if (re.pip || re.py_modules?.some(isWheel)) python = await probePython(hostEnv, s.taskDir, signal);
+  const wheels = (re.py_modules ?? []).map(uploadedWheel);
+  if (re.pip || wheels.some((w) => w !== null)) python = await probePython(hostEnv, s.taskDir, signal);
 
   const moduleDirs: string[] = [];
   for (const uri of re.py_modules ?? []) {
-    const name = pyModulePackage(uri);
-    const pkg = await s.packages.acquire(name, signal).catch((err: unknown) => {
+    const pkg = await s.packages.acquireUri(uri, 'py_modules', signal).catch((err: unknown) => {
       if (signal.aborted) throw err;
-      throw new Error(`could not fetch py_modules package ${name}: ${(err as Error).message}`);
+      throw new Error(`could not fetch py_modules package ${redactUrl(uri)}: ${(err as Error).message}`);
     });
+    const name = uploadedWheel(uri);
     // Held until the task ends: the tree is bound into its sandbox.
     s.leases.push({ dir: pkg.dir, built: false, release: () => pkg.release() });
     const unpacked = pkg.dir;
-    if (isWheel(name) && python) {
+    if (name !== null && python) {
       const py = python;
       const lease = await s.cache.acquire('py_modules', wheelKey(name, py), { signal, output, label: `py_modules ${name}` }, (b) => installWheel(b, unpacked, name, py, install));
       s.leases.push(lease);
@@ -73,7 +75,9 @@ export async function setUpEnvs(s: EnvSetup): Promise<void> {
   if (re.pip && python) {
     const py = python;
     const spec = pipSpecOf(re.pip, s.taskDir);
-    const key = pipKey(spec, py, s.assignment.working_dir_package);
+    // A requirements file in a remote working dir: the env is keyed by its URI (as Ray caches by URI).
+    const remoteWd = typeof re.working_dir === 'string' && !re.working_dir.startsWith('gcs://') ? re.working_dir : null;
+    const key = pipKey(spec, py, s.assignment.working_dir_package ?? remoteWd);
     const lease = await s.cache.acquire('pip', key, { signal, output, label: 'pip' }, (b) =>
       withWorkDirCopy(spec.needsWorkDir ? s.taskDir : null, b.dir, (cwd) => buildVenv(b, spec, py, install, cwd)),
     );

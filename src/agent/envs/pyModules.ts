@@ -1,7 +1,7 @@
 /**
  * `runtime_env.py_modules`: packages the client uploaded (a directory with its parent included, so
- * `import mod` works from the unpacked root; or a wheel under its own filename). Directories are
- * unpacked once per package by the workspace; wheels are installed once (with `pip install
+ * `import mod` works from the unpacked root; or a wheel under its own filename), or remote archives
+ * (`http(s)://`, fetched by the agent). Directories are unpacked once per package by the workspace; wheels are installed once (with `pip install
  * --target`, as Ray does) into the env cache. Every resulting directory goes on PYTHONPATH.
  */
 import fs from 'node:fs';
@@ -13,15 +13,10 @@ import { runChecked } from './run.js';
 
 const PACKAGE_URI = /^gcs:\/\/([^/]+)$/;
 
-/** The package name in the head's store for a py_modules entry. */
-export function pyModulePackage(uri: string): string {
-  const m = PACKAGE_URI.exec(uri);
-  if (!m?.[1]) throw new Error(`py_modules: "${uri}" is not a package uploaded to the head`);
-  return m[1];
-}
-
-export function isWheel(name: string): boolean {
-  return name.endsWith('.whl');
+/** The wheel's name when a py_modules entry is a wheel uploaded to the head (remote entries are archives), else null. */
+export function uploadedWheel(uri: string): string | null {
+  const name = PACKAGE_URI.exec(uri)?.[1];
+  return name?.endsWith('.whl') ? name : null;
 }
 
 export function wheelKey(name: string, python: PythonInfo): string {
