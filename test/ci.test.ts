@@ -16,7 +16,7 @@ const JOB_KEYS = [
   'message', 'metadata', 'raysub', 'runtime_env', 'start_time', 'status', 'submission_id', 'type',
 ];
 const RAYSUB_KEYS = [
-  'created_at', 'driver_node', 'driver_on_head', 'entrypoint_memory', 'entrypoint_num_cpus', 'entrypoint_num_gpus', 'entrypoint_resources', 'error_type', 'held',
+  'after', 'after_any', 'created_at', 'driver_node', 'driver_on_head', 'entrypoint_memory', 'entrypoint_num_cpus', 'entrypoint_num_gpus', 'entrypoint_resources', 'error_type', 'held',
   'injob', 'max_retries', 'memory_limit', 'message', 'parallel', 'priority', 'queue', 'retry_backoff_s', 'schedule', 'started_at', 'task_counts',
   'tasks', 'timeout_s', 'wait_for_capacity',
 ];
@@ -127,10 +127,14 @@ describe('CI: retries never duplicate a job', () => {
     expect(sub.code).toBe(0);
     await waitFor(async () => (await head.client.getJob('ci-survivor')).status === 'RUNNING', { what: 'the job to run' });
 
-    const waiter = spawnCli(['job', 'wait', 'ci-survivor'], { env: head.env });
+    // As the README's CI advice has it, the pipeline sets RAYSUB_CONNECT_RETRY_S: a command that
+    // starts while the head is down waits for it (without it, a head that never answered the
+    // command is reported within a second).
+    const ciEnv = { ...head.env, RAYSUB_CONNECT_RETRY_S: '120' };
+    const waiter = spawnCli(['job', 'wait', 'ci-survivor'], { env: ciEnv });
     await head.kill('SIGKILL');
     // While the head is down: a submission starts, fails to connect and keeps retrying.
-    const late = spawnCli(['job', 'submit', '--no-wait', '--submission-id', 'ci-late', '--', 'true'], { env: head.env });
+    const late = spawnCli(['job', 'submit', '--no-wait', '--submission-id', 'ci-late', '--', 'true'], { env: ciEnv });
     await waitFor(() => late.output().includes('retrying'), { what: 'the submission to retry' });
     const restarted = await head.restart();
 
@@ -180,6 +184,10 @@ describe('CI: the README example', () => {
     expect(good).toEqual({ code: 0, out: 'accuracy 0.97\n' });
     // Re-running the step for the same commit reattaches to the same job.
     expect(await runScript(script, passing, { ...head.env, GIT_COMMIT: 'good1' })).toEqual({ code: 0, out: 'accuracy 0.97\n' });
-    expect((await head.client.listJobs()).jobs.map((j) => j.submission_id).sort()).toEqual(['eval-bad1', 'eval-good1']);
+    // Re-running it for a commit whose job failed (a flaky failure) runs the job again, then reattaches to that one.
+    const flaky = workingDir({ 'eval.py': 'print("accuracy 0.95")\n' });
+    expect(await runScript(script, flaky, { ...head.env, GIT_COMMIT: 'bad1' })).toEqual({ code: 0, out: 'accuracy 0.95\n' });
+    expect(await runScript(script, flaky, { ...head.env, GIT_COMMIT: 'bad1' })).toEqual({ code: 0, out: 'accuracy 0.95\n' });
+    expect((await head.client.listJobs()).jobs.map((j) => j.submission_id).sort()).toEqual(['eval-bad1', 'eval-bad1-2', 'eval-good1']);
   });
 });

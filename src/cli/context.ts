@@ -98,6 +98,9 @@ export function createContext(flags: GlobalFlags): CliContext {
     ca: settings.ca,
     // The local head's own certificate is trusted as it is (it may not name 127.0.0.1).
     pin: isLocal ? (local.cert ?? undefined) : undefined,
+    // A head that never answers (not running, a wrong port, a typo'd host) is said within a
+    // second; RAYSUB_CONNECT_RETRY_S waits longer (a pipeline step started while the head restarts).
+    firstContactMs: settings.connectRetryMs,
     onRetry: ({ attempt, delayMs, error }) => {
       err.write(`raysub: ${error.message}; retrying in ${(delayMs / 1000).toFixed(1)}s (attempt ${attempt})\n`);
     },

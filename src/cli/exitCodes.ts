@@ -9,6 +9,8 @@ export const EXIT = {
   REJECTED: 65,
   INTERNAL: 70,
   UNREACHABLE: 69,
+  /** Ctrl-C while `submit` followed a job: the CLI let go; the job runs on. */
+  DETACHED: 75,
   TLS: 76,
   UNAUTHORIZED: 77,
   WAIT_TIMEOUT: 124,

@@ -6,7 +6,7 @@ import { Transform } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { z } from 'zod';
 import { RaysubError, toRaysubError } from '../shared/errors.js';
-import { call, callJson, createDispatcher, errorFrom } from '../shared/http.js';
+import { call, callJson, createDispatcher, errorFrom, networkCode } from '../shared/http.js';
 import { followLogStream, type FollowLogsOptions, type FollowedLine } from './logFollow.js';
 import {
   isTerminal,
@@ -53,7 +53,18 @@ export interface ClientOptions {
   pin?: string;
   /** Told about each retry, so a CLI can say what it is doing. */
   onRetry?: (info: { attempt: number; delayMs: number; error: RaysubError }) => void;
+  /**
+   * Give up on a head that has not answered once since this client (or the one it was derived
+   * from) was made, after this long: a wrong address or a head that is not running is said at
+   * once, while a head that answered before and went away is waited for with `retries`.
+   */
+  firstContactMs?: number;
 }
+
+/** DNS cannot resolve the name: retrying will not change it. */
+const UNRESOLVABLE = new Set(['ENOTFOUND', 'EAI_AGAIN']);
+/** Failures that say no connection to the head was ever made. */
+const NEVER_CONNECTED = new Set([...UNRESOLVABLE, 'ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
 
 export interface ListJobsOptions {
   limit?: number;
@@ -74,14 +85,37 @@ export class RaysubClient {
   readonly address: string;
   private readonly dispatcher: Dispatcher;
 
-  constructor(private readonly opts: ClientOptions) {
+  /** Whether the head has answered this client, or the one it was derived from. */
+  private readonly contact: { reached: boolean };
+
+  constructor(
+    private readonly opts: ClientOptions,
+    shared?: { contact: { reached: boolean }; dispatcher: Dispatcher },
+  ) {
     this.address = opts.address.replace(/\/+$/, '');
-    this.dispatcher = createDispatcher({ ca: opts.ca, pin: opts.pin });
+    this.dispatcher = shared?.dispatcher ?? createDispatcher({ ca: opts.ca, pin: opts.pin });
+    this.contact = shared?.contact ?? { reached: false };
   }
 
   /** A client for the same head and credentials with other retry settings. */
   derive(opts: Pick<ClientOptions, 'retries' | 'onRetry'>): RaysubClient {
-    return new RaysubClient({ ...this.opts, ...opts });
+    return new RaysubClient({ ...this.opts, ...opts }, { contact: this.contact, dispatcher: this.dispatcher });
+  }
+
+  /** A head that never answered: say so now, with the address tried, rather than retry for long. */
+  private neverReached(e: RaysubError, startedAt: number, delayMs: number): RaysubError | null {
+    if (e.code !== 'HEAD_UNREACHABLE' || this.contact.reached || this.opts.firstContactMs === undefined) return null;
+    const code = networkCode(e);
+    // A connection that was made and then broke (a head killed under a long poll): it was there.
+    if (!code || !NEVER_CONNECTED.has(code)) {
+      this.contact.reached = true;
+      return null;
+    }
+    if (code && UNRESOLVABLE.has(code)) {
+      return new RaysubError('HEAD_UNREACHABLE', `cannot resolve the head's host ${new URL(this.address).hostname} (${code}); tried ${this.address} (from --address, RAYSUB_ADDRESS, the config file or the local head)`, { cause: e });
+    }
+    if (Date.now() - startedAt + delayMs <= this.opts.firstContactMs) return null;
+    return new RaysubError('HEAD_UNREACHABLE', `no head answers at ${this.address} (${code ?? e.message}); is it running? (the address comes from --address, RAYSUB_ADDRESS, the config file or the local head)`, { cause: e });
   }
 
   private url(path: string): string {
@@ -91,13 +125,21 @@ export class RaysubClient {
   /** Retry `fn` with back-off while the head is unreachable (only for idempotent calls). */
   private async retrying<T>(fn: () => Promise<T>): Promise<T> {
     const retries = this.opts.retries ?? 5;
+    const startedAt = Date.now();
     for (let attempt = 1; ; attempt++) {
       try {
-        return await fn();
+        const result = await fn();
+        this.contact.reached = true;
+        return result;
       } catch (err) {
         const e = toRaysubError(err);
-        if (!e.retryable || attempt > retries) throw e;
+        if (!e.retryable) throw e;
         const delayMs = Math.min(8000, 250 * 2 ** (attempt - 1));
+        const never = this.neverReached(e, startedAt, delayMs);
+        if (never) throw never;
+        // A head never reached is retried for as long as firstContactMs allows, whatever the count.
+        const timeBound = e.code === 'HEAD_UNREACHABLE' && !this.contact.reached && this.opts.firstContactMs !== undefined;
+        if (attempt > retries && !timeBound) throw e;
         this.opts.onRetry?.({ attempt, delayMs, error: e });
         await new Promise((r) => setTimeout(r, delayMs));
       }

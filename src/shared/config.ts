@@ -10,15 +10,18 @@ import { dataDirLayout } from './dataDir.js';
 import { DEFAULT_MAX_ENTRIES, DEFAULT_MAX_UNPACKED_BYTES, type ArchiveCaps } from './archive/caps.js';
 import { RaysubError } from './errors.js';
 import { NODE_NAME_RULE, nodeNameSchema } from './protocol/agents.js';
-import { bytes, num, oneOf, parseDuration, parseList, parseResources, readPem } from './optionParsers.js';
+import { bytes, num, oneOf, parseDuration, parseList, parseMemory, parseResources, readPem } from './optionParsers.js';
 import type { AgentOptions, ClientFlags, ClientSettings, HeadOptions, LocalAgentOptions, LogLevel, LogOptions, RetentionOptions, SandboxChoice, StartFlags, TlsFiles } from './optionTypes.js';
 import { connectionLimits, type HttpLimits } from './httpLimits.js';
 import { readCredentials, type Credentials, type Raw } from './credentials.js';
 
+/** A memory size flag: a bare number under 1 MiB is refused (optionParsers.ts). */
+const memoryOption = (raw: Raw | undefined): number | undefined => (raw ? parseMemory(raw.from.replace(/^--/, ''), raw.value) : undefined);
+
 export { RAYSUB_VERSION, COMPATIBLE_RAY_VERSION } from './version.js';
 export type { HttpLimits } from './httpLimits.js';
 export type { Credentials } from './credentials.js';
-export { parseBytes, parseDuration } from './optionParsers.js';
+export { parseBytes, parseDuration, parseMemory } from './optionParsers.js';
 export type * from './optionTypes.js';
 
 /** Every default, in one place (README's CLI table and docs/security.md quote them). */
@@ -170,7 +173,7 @@ function agentBase(l: Lookup, workDir: string, nodeName: string, hiddenPaths: st
     nodeNameGiven: l.get('node-name', 'RAYSUB_NODE_NAME') !== undefined,
     numCpus: num(l.get('num-cpus', 'RAYSUB_NUM_CPUS')) ?? os.availableParallelism(),
     numGpus,
-    memory: bytes(l.get('memory', 'RAYSUB_MEMORY')) ?? os.totalmem(),
+    memory: memoryOption(l.get('memory', 'RAYSUB_MEMORY')) ?? os.totalmem(),
     resources: parseResources(l.get('resources', 'RAYSUB_RESOURCES')),
     killGraceMs: killGraceMs(l),
     sandbox: oneOf(l.get('sandbox', 'RAYSUB_SANDBOX'), ['auto', 'bwrap', 'process', 'none'] as const, DEFAULTS.sandbox),
@@ -328,6 +331,7 @@ export function clientSettingsFrom(flags: ClientFlags, file: ConfigFile = loadCo
     isTTY: Boolean(process.stdout.isTTY),
     followIdleMs: Math.max(100, num(l.get('follow-idle-ms', 'RAYSUB_FOLLOW_IDLE_MS')) ?? 30_000),
     unreachableTimeoutMs: Math.max(0, num(l.get('unreachable-timeout-s', 'RAYSUB_UNREACHABLE_TIMEOUT_S')) ?? 300) * 1000,
+    connectRetryMs: Math.max(0, num(l.get('connect-retry-s', 'RAYSUB_CONNECT_RETRY_S')) ?? 0.5) * 1000,
     warnings: creds.warnings,
   };
 }

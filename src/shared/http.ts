@@ -78,6 +78,17 @@ function tlsError(code: string, message: string, url: string, cause: unknown): R
   return null;
 }
 
+/** The system error code behind a failure (ECONNREFUSED, ENOTFOUND...), looking through causes. */
+export function networkCode(err: unknown): string | null {
+  let e: unknown = err;
+  for (let depth = 0; e && depth < 6; depth++) {
+    const code = (e as { code?: string }).code;
+    if (code && NETWORK_CODES.has(code)) return code;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return null;
+}
+
 function networkError(err: unknown, url: string): RaysubError | null {
   let e: unknown = err;
   for (let depth = 0; e && depth < 4; depth++) {

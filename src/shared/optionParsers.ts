@@ -21,6 +21,19 @@ export function parseBytes(name: string, value: string | undefined): number | un
   return Math.floor(Number(m[1]) * mult);
 }
 
+/**
+ * A memory size: as parseBytes, but a bare number under 1 MiB is refused. Ray counts memory in
+ * bytes, so `4096` is 4 KiB — far less than any process needs — and was surely meant as MiB.
+ */
+export function parseMemory(name: string, value: string | undefined): number | undefined {
+  const n = parseBytes(name, value);
+  if (n !== undefined && value !== undefined && /^\s*\d+(\.\d+)?\s*$/.test(value) && n < 1024 * 1024) {
+    const label = name.startsWith('RAYSUB_') || name.includes(' ') ? name : `--${name}`;
+    throw new RaysubError('USAGE', `${label} ${value.trim()} means ${n} bytes, less than any process needs: write a unit, e.g. ${value.trim()}M or 512M`);
+  }
+  return n;
+}
+
 /** Parse durations such as "7d", "12h", "30m", "45s", "1.5h" or plain seconds. */
 export function parseDuration(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;

@@ -186,5 +186,7 @@ export interface ClientSettings {
   followIdleMs: number;
   /** Commands that follow a job give up once the head has been unreachable this long. */
   unreachableTimeoutMs: number;
+  /** How long a command retries a head that has not answered it yet (RAYSUB_CONNECT_RETRY_S). */
+  connectRetryMs: number;
   warnings: readonly string[];
 }

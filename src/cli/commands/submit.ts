@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { archiveAsPackage, packDirectory, uploadPyModules, type PackedDir } from '../../client/index.js';
-import { DEFAULT_MAX_PACKAGE_BYTES, DEFAULTS, parseBytes } from '../../shared/config.js';
+import { DEFAULT_MAX_PACKAGE_BYTES, DEFAULTS, parseBytes, parseMemory } from '../../shared/config.js';
 import { RaysubError } from '../../shared/errors.js';
 import { newSubmissionId } from '../../shared/ids.js';
 import { parseArraySpec } from '../../shared/arraySpec.js';
@@ -201,7 +201,7 @@ export function buildSubmitRequest(flags: SubmitFlags, entrypoint: string, runti
     metadata,
     entrypoint_num_cpus: num('--entrypoint-num-cpus', flags.entrypointNumCpus) ?? DEFAULTS.entrypointNumCpus,
     entrypoint_num_gpus: num('--entrypoint-num-gpus', flags.entrypointNumGpus),
-    entrypoint_memory: parseBytes('entrypoint-memory', flags.entrypointMemory),
+    entrypoint_memory: parseMemory('entrypoint-memory', flags.entrypointMemory),
     entrypoint_resources: resources,
     raysub,
   };
@@ -233,12 +233,22 @@ export async function submitCommand(ctx: CliContext, args: string[], flags: Subm
     return EXIT.OK;
   }
   if (!quiet) ctx.err.write(`Job '${id}' submitted; following its logs (Ctrl-C stops following, not the job).\n`);
-  const patient = patientClient(ctx);
-  const first = await patient.getJob(id);
-  // With --json, stdout holds only the result: the job's output goes to stderr.
-  await printLogs(ctx, id, { follow: true, prefix: first.raysub.parallel > 1, quiet: flags.quiet, toStderr: flags.json });
-  const job = await patient.waitForJob(id);
-  if (flags.json) ctx.out.write(JSON.stringify(job) + '\n');
-  else if (!flags.quiet) ctx.err.write(describeOutcome(ctx, job) + '\n');
-  return exitCodeForJob(job);
+  // Ctrl-C lets go of the job, which runs on: say how to come back to it, and exit with a code of its own.
+  const detach = (): void => {
+    ctx.err.write(`\nraysub: stopped following job '${id}'; it keeps running.\n  Reattach: raysub job logs ${id} --follow\n  Stop it:  raysub job stop ${id}\n`);
+    process.exit(EXIT.DETACHED);
+  };
+  process.once('SIGINT', detach);
+  try {
+    const patient = patientClient(ctx);
+    const first = await patient.getJob(id);
+    // With --json, stdout holds only the result: the job's output goes to stderr.
+    await printLogs(ctx, id, { follow: true, prefix: first.raysub.parallel > 1, quiet: flags.quiet, toStderr: flags.json });
+    const job = await patient.waitForJob(id);
+    if (flags.json) ctx.out.write(JSON.stringify(job) + '\n');
+    else if (!flags.quiet) ctx.err.write(describeOutcome(ctx, job) + '\n');
+    return exitCodeForJob(job);
+  } finally {
+    process.off('SIGINT', detach);
+  }
 }
