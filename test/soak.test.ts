@@ -95,7 +95,8 @@ it(`holds every invariant through ${DURATION_S}s of mixed jobs, killed agents, a
       violations.push(...checkProcessLogs(c).map((v) => `phase ${phase}: ${v}`));
       violations.push(...figures.lostWhileAlive.splice(0).map((v) => `phase ${phase}: ${v}`));
       console.log(`soak phase ${phase}: ${jobs.length} jobs in ${Math.round((Date.now() - phaseStart) / 1000)}s, chaos ${chaos}; ${violations.length} violations so far`);
-      if (violations.length > 0) break;
+      // Go on after a violation (the next phases may show more), but not without end.
+      if (violations.length > 100) break;
     }
   } finally {
     figures.stop();

@@ -9,7 +9,8 @@
  * - Logs are complete: the final attempt of a succeeded task has its begin and end markers and
  *   every line between them, in order.
  * - When idle: every process alive, every node ALIVE with free == totals and nothing running, no
- *   process logged a broken resource invariant or an uncaught error.
+ *   task directory or in-job state left in a node's work dir, no process logged a broken resource
+ *   invariant or an uncaught error.
  * - Retention: no finished job older than its TTL (plus a sweep), no more finished jobs than the
  *   count, no log directory without its job, no package kept past its TTL once no job names it
  *   (on the head) or no task uses it (unpacked on a node).
@@ -114,6 +115,14 @@ export async function checkIdle(c: SoakCluster): Promise<string[]> {
     }
   }
   for (const name of names) if (!nodes.some((n) => n.node_name === name && n.state === 'ALIVE')) out.push(`node ${name} is not ALIVE on the head`);
+  // Nothing of a task or a job's in-job state is left on a node when nothing runs.
+  for (const [node, dir] of c.workDirs()) {
+    for (const sub of ['tasks', 'j']) {
+      const d = path.join(dir, sub);
+      const left = fs.existsSync(d) ? fs.readdirSync(d) : [];
+      if (left.length > 0) out.push(`${node}: ${sub}/ holds ${left.length} entries at rest (${left.slice(0, 3).join(', ')})`);
+    }
+  }
   return out;
 }
 

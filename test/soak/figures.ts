@@ -34,8 +34,10 @@ export async function duBytes(dir: string): Promise<number> {
   try {
     const { stdout } = await run('du', ['-sb', dir], { maxBuffer: 1 << 20 });
     return Number(stdout.split('\t')[0]);
-  } catch {
-    return 0;
+  } catch (err) {
+    // du exits 1 when files vanish while it walks (retention at work); its total still stands.
+    const total = Number(String((err as { stdout?: string }).stdout ?? '').split('\t')[0]);
+    return Number.isFinite(total) ? total : 0;
   }
 }
 
@@ -112,8 +114,8 @@ export class Figures {
       const d = stats(series((x) => x.diskMiB[n]));
       if (d) disk[n] = d;
     }
-    // Five evenly spaced points of memory and disk over the run, for the record.
-    const timeline = [0, 0.25, 0.5, 0.75, 1]
+    // Eleven evenly spaced points of memory and the queue over the run, for the record.
+    const timeline = [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1]
       .map((f) => s[Math.min(s.length - 1, Math.floor(f * (s.length - 1)))])
       .filter((x): x is Sample => x !== undefined)
       .map((x) => ({ min: Math.round((x.t - startedAt) / 6000) / 10, rssMiB: x.rssMiB, pendingJobs: x.pendingJobs, runningTasks: x.runningTasks }));
