@@ -1,5 +1,5 @@
 /**
- * The terminal experience beyond the dashboard: task prefixes and red stderr when following an
+ * The terminal experience beyond the dashboard: task prefixes and red stderr (on stdout) when following an
  * array job, the upload progress bar, NO_COLOR, shell completion, and a `--help` that loads
  * neither ink nor react.
  */
@@ -8,9 +8,10 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cliPath, repoRoot, runCli, startHead, tempDir, workingDir } from './helpers/cluster.js';
+import { cliPath, repoRoot, runCli, startHead, tempDir, waitFor, workingDir } from './helpers/cluster.js';
 import { startProxy } from './helpers/netProxy.js';
 import { ptyAvailable, runCliInPty } from './helpers/pty.js';
+import { renderScreen } from './helpers/screen.js';
 
 const ESC = '\u001b';
 const hasPty = await ptyAvailable();
@@ -42,8 +43,9 @@ describe('terminal output', () => {
 
     const piped = await runCli(['job', 'logs', 'arr', '--follow'], { env: { ...head.env, NO_COLOR: '' } });
     expect(piped.code).toBe(0);
-    expect(piped.stdout.split('\n').sort()).toEqual(['', '[task 0] out 0', '[task 1] out 1']);
-    expect(piped.stderr).toContain('[task 0] err 0\n');
+    // One stream on stdout (docs/logs.md): stderr too, marked only by colour on a terminal.
+    expect(piped.stdout.split('\n').sort()).toEqual(['', '[task 0] err 0', '[task 0] out 0', '[task 1] err 1', '[task 1] out 1']);
+    expect(piped.stderr).not.toContain('err 0');
     expect(piped.stdout + piped.stderr).not.toContain(ESC);
   });
 
@@ -90,6 +92,48 @@ describe('job list', () => {
   });
 });
 
+describe('status --watch on an 80x24 terminal', () => {
+  it.skipIf(!hasPty)('fits: arrays as "3/10 running, 7 queued", failures by end time, recent successes, sections collapsed to fit', async () => {
+    const head = await startHead({ numCpus: 3, args: ['--node-name', 'node-1'] });
+    const c = head.client;
+    // Two failures that end in the other order than they were submitted; two successes.
+    await c.submitJob({ entrypoint: 'sleep 2; exit 4', submission_id: 'fails-late', entrypoint_num_cpus: 0 });
+    await c.submitJob({ entrypoint: 'exit 5', submission_id: 'fails-early', entrypoint_num_cpus: 0 });
+    for (const id of ['ok-1', 'ok-2']) await c.submitJob({ entrypoint: 'true', submission_id: id, entrypoint_num_cpus: 0 });
+    await waitFor(async () => (await c.getJob('fails-late')).status === 'FAILED' && (await c.getJob('ok-2')).status === 'SUCCEEDED', { what: 'the short jobs to end' });
+    // An array of 10 on 3 CPUs, six jobs queued behind it, two schedules: more than 24 lines hold.
+    await c.submitJob({ entrypoint: 'sleep 120', submission_id: 'sweep', entrypoint_num_cpus: 1, raysub: { parallel: 10 } });
+    for (let i = 0; i < 6; i++) await c.submitJob({ entrypoint: 'sleep 120', submission_id: `waits-${i}`, entrypoint_num_cpus: 1 });
+    await c.createSchedule({ name: 'hourly', cron: '0 * * * *', job: { entrypoint: 'true' } });
+    await c.createSchedule({ name: 'nightly', cron: '@daily', job: { entrypoint: 'true' } });
+    await waitFor(async () => (await c.getJob('sweep')).raysub.task_counts.RUNNING === 3, { what: 'three tasks of the array to run' });
+
+    const term = runCliInPty(['status', '--watch', '--interval', '0.5', '--address', head.url, '--token-file', path.join(head.dataDir, 'token')], { cols: 80, rows: 24, env: { NO_COLOR: '1' } });
+    const screen = await waitFor(() => {
+      const s = renderScreen(term.output(), 80, 24);
+      return s.includes('3/10 running, 7 queued') && s.includes('Recent failures') ? s : null;
+    }, { what: 'the dashboard to draw' });
+    const lines = screen.split('\n');
+    expect(lines.length).toBeLessThanOrEqual(24);
+    for (const l of lines) expect(l.length, l).toBeLessThan(80);
+    expect(screen).toMatch(/^raysub status /m);
+    expect(screen).toMatch(/Running \(1\)\s*\nJOB .*\nsweep +\S+ +3\/10 running, 7 queued/);
+    // Pending gets what room is left, and says how many it leaves out.
+    expect(screen).toMatch(/Pending \(6\)\s*\nJOB .*\nwaits-0 [\s\S]*… and \d+ more/);
+    // Failures by end time, newest first: the one submitted first ended last.
+    expect(screen).toMatch(/Recent failures\s*\nJOB .*\nfails-late .*\nfails-early /);
+    // What did not fit is one line, with its count.
+    expect(screen).toMatch(/Recent successes: 2 \(no room\) · Schedules due next: 2 \(no room\)/);
+    term.type('q');
+    expect(await term.exited).toBe(0);
+    // Without a terminal, all of it: successes too, newest end first.
+    const plain = await runCli(['status'], { env: head.env });
+    expect(plain.stdout).toMatch(/Recent successes\nJOB +ENDED +TOOK +TASKS +ENTRYPOINT\nok-2 +\S+ ago .*\nok-1 /);
+    expect(plain.stdout).toMatch(/Schedules due next\n/);
+    for (const id of ['sweep', ...Array.from({ length: 6 }, (_, i) => `waits-${i}`)]) await c.stopJob(id);
+  });
+});
+
 describe('shell completion', () => {
   function bashComplete(script: string, line: string): string[] {
     const words = line.split(' ');
@@ -106,7 +150,7 @@ describe('shell completion', () => {
     const script = path.join(tempDir(), 'raysub.bash');
     fs.writeFileSync(script, r.stdout);
     expect(bashComplete(script, 'raysub sch')).toEqual(['schedule']);
-    expect(bashComplete(script, 'raysub ')).toEqual(['start', 'stop', 'job', 'nodes', 'schedule', 'status', 'dashboard', 'token', 'cert', 'completion']);
+    expect(bashComplete(script, 'raysub ')).toEqual(['start', 'stop', 'job', 'nodes', 'node', 'schedule', 'status', 'dashboard', 'token', 'cert', 'completion']);
     expect(bashComplete(script, 'raysub schedule ')).toEqual(['create', 'list', 'get', 'runs', 'pause', 'resume', 'trigger', 'delete']);
     expect(bashComplete(script, 'raysub schedule create nightly --concurrency ')).toEqual(['allow', 'forbid', 'replace']);
     expect(bashComplete(script, 'raysub schedule create nightly --concurrency forbid --sus')).toEqual(['--suspend']);

@@ -12,13 +12,15 @@ export interface StatusFlags {
   json?: boolean;
 }
 
-/** One snapshot of the cluster: five reads, in parallel. */
+/** One snapshot of the cluster: six reads, in parallel. */
 export async function fetchStatus(client: RaysubClient, address: string): Promise<StatusView> {
-  const [nodes, running, pending, failures, schedules] = await Promise.all([
+  // Lists come newest submission first: the 50 newest ended ones are ordered by end time here.
+  const [nodes, running, pending, failures, successes, schedules] = await Promise.all([
     client.nodes(),
     client.listJobs({ status: ['RUNNING'], limit: 50 }),
     client.listJobs({ status: ['PENDING'], limit: 50 }),
-    client.listJobs({ status: ['FAILED'], limit: 5 }),
+    client.listJobs({ status: ['FAILED'], limit: 50 }),
+    client.listJobs({ status: ['SUCCEEDED'], limit: 50 }),
     client.listSchedules(),
   ]);
   return buildStatusView({
@@ -28,6 +30,7 @@ export async function fetchStatus(client: RaysubClient, address: string): Promis
     running: running.jobs,
     pending: pending.jobs,
     failures: failures.jobs,
+    successes: successes.jobs,
     schedules,
   });
 }

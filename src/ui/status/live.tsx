@@ -2,7 +2,7 @@
  * The ink dashboard for `raysub status` on a terminal. Loaded only by that command, so ink and
  * react never slow down any other command. `--watch` refreshes it until `q`, Esc or Ctrl-C.
  */
-import { Box, Text, render, useApp, useInput } from 'ink';
+import { Box, Text, render, useApp, useInput, useStdout } from 'ink';
 import { useEffect, useState } from 'react';
 import { palette } from '../color.js';
 import type { StatusView } from './model.js';
@@ -25,6 +25,7 @@ function clock(ms: number): string {
 
 function Dashboard({ initial, load, intervalMs, watch, interactive, color }: LiveOptions) {
   const { exit } = useApp();
+  const { stdout } = useStdout();
   const [view, setView] = useState<StatusView>(initial);
   const [error, setError] = useState<string | null>(null);
   const c = palette(color);
@@ -74,9 +75,10 @@ function Dashboard({ initial, load, intervalMs, watch, interactive, color }: Liv
     <Box flexDirection="column">
       {header}
       {error ? <Text>{c.red(`cannot reach the head: ${error}${watch ? '; retrying' : ''}`)}</Text> : null}
-      {statusSections(view, c, { bars: true }).map((s) => (
-        <Box key={s.title} flexDirection="column" marginTop={1}>
-          <Text>{c.bold(s.title)}</Text>
+      {/* The terminal's size: every line fits its width, the whole its height (less the header and a last line). */}
+      {statusSections(view, c, { bars: true, width: stdout.columns ? stdout.columns - 1 : undefined, height: stdout.rows ? stdout.rows - 2 - (error ? 1 : 0) : undefined }).map((s) => (
+        <Box key={s.title || 'collapsed'} flexDirection="column" marginTop={1}>
+          {s.title ? <Text>{c.bold(s.title)}</Text> : null}
           <Text>{s.body.trimEnd()}</Text>
         </Box>
       ))}
