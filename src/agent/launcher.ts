@@ -4,7 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import type { SandboxMode } from '../shared/protocol/index.js';
+import type { AttemptUsage, SandboxMode } from '../shared/protocol/index.js';
 import type { TaskRequest } from '../shared/resources.js';
 
 export interface LaunchSpec {
@@ -43,6 +43,8 @@ export interface WorkerExit {
   signal: NodeJS.Signals | null;
   /** The kernel killed it for exceeding its memory limit. */
   oom: boolean;
+  /** What its cgroups counted (absent: it ran in none). */
+  usage?: AttemptUsage;
 }
 
 export interface WorkerHandle {

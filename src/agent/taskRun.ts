@@ -3,7 +3,7 @@
  * ship output, enforce the timeout, obey kill orders, report the exit.
  */
 import type { Logger } from '../shared/log.js';
-import { memoryLimitOf, type Assignment, type ExitOutcome, type TaskRef } from '../shared/protocol/index.js';
+import { memoryLimitOf, type Assignment, type AttemptUsage, type ExitOutcome, type TaskRef } from '../shared/protocol/index.js';
 import { toRaysubError } from '../shared/errors.js';
 import { formatBytes } from '../shared/resources.js';
 import type { LaunchSpec, Launcher, WorkerHandle } from './launcher.js';
@@ -132,7 +132,7 @@ export class TaskRun {
       const exit = await this.worker.exited;
       // Output still in the pipes belongs to this attempt; a stray holder of the pipe is not waited for.
       await Promise.race([streams, new Promise((r) => setTimeout(r, 2000).unref())]);
-      this.finish(this.outcomeOf(exit), exit.code, exit.signal, exit.oom ? `killed by the kernel for exceeding its memory limit of ${formatBytes(a.resources.memory)}` : null);
+      this.finish(this.outcomeOf(exit), exit.code, exit.signal, exit.oom ? `killed by the kernel for exceeding its memory limit of ${formatBytes(a.resources.memory)}` : null, exit.usage ?? { cpu_s: null, peak_memory: null });
     } catch (err) {
       if (this.killReason) {
         this.finish(this.killReason === 'timeout' ? 'timeout' : 'killed', null, null, this.killReason === 'timeout' ? `timed out after ${a.timeout_s}s during setup` : 'stopped during setup');
@@ -196,9 +196,9 @@ export class TaskRun {
     return 'exited';
   }
 
-  private finish(outcome: ExitOutcome, code: number | null, signal: string | null, message: string | null): void {
+  private finish(outcome: ExitOutcome, code: number | null, signal: string | null, message: string | null, usage?: AttemptUsage): void {
     this.state = 'exited';
-    this.deps.outbox.exited(this.ref, { at: Date.now(), outcome, exit_code: code, signal, message });
+    this.deps.outbox.exited(this.ref, { at: Date.now(), outcome, exit_code: code, signal, message, ...(usage ? { usage } : {}) });
   }
 }
 

@@ -180,7 +180,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       }
       return true;
     }
-    this.settler.endAttempt(task, ev.outcome, ev.exit_code, ev.signal, ev.message, ev.at);
+    this.settler.endAttempt(task, ev.outcome, ev.exit_code, ev.signal, ev.message, ev.at, ev.usage);
     return true;
   }
 

@@ -275,6 +275,8 @@ export class JobService {
           .filter((a) => a.idx === t.idx)
           .map((a) => ({
             attempt: a.attempt,
+            cpu_s: a.cpu_s,
+            peak_memory: a.peak_memory,
             node_id: a.node_id,
             node_name: nodeName(a.node_id),
             started_at: a.started_at,
@@ -289,6 +291,7 @@ export class JobService {
     const live = !isTerminal(row.status);
     const q = row.status === 'PENDING' ? this.queueInfo(row.id, queue) : null;
     return jobDetailsOf(row, {
+      usage: store.tasks.usageOfJob(row.id, (JSON.parse(row.request) as TaskRequest).gpus),
       queue: q,
       progress: live ? this.progressMessage(row, row.status === 'RUNNING' && row.parallel > 1 ? (queue ?? this.queuePositions()).get(row.id) ?? null : q) : null,
       counts,

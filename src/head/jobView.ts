@@ -6,7 +6,7 @@
 import crypto from 'node:crypto';
 import { isTerminal, type InjobCounts, type JobDetails, type QueueInfo, type TaskInfo } from '../shared/protocol/index.js';
 import type { TaskRequest } from '../shared/resources.js';
-import type { JobRow } from './db/index.js';
+import type { JobRow, UsageTotals } from './db/index.js';
 import { rayErrorType, rayStatusMessage } from './rayVocabulary.js';
 
 export interface JobViewParts {
@@ -15,6 +15,8 @@ export interface JobViewParts {
   progress: string | null;
   counts: Record<string, number>;
   injob: InjobCounts | null;
+  /** Its attempts that ran, summed up. */
+  usage: UsageTotals;
   tasks?: TaskInfo[];
   /** The driver node's name, and its agent's HTTP address when known. */
   driverNode: { name: string | null; address: string | null } | null;
@@ -37,6 +39,10 @@ function parseObject(text: string): Record<string, unknown> | null {
 export function dependenciesOf(row: Pick<JobRow, 'after_jobs'>): { after: string[]; after_any: string[] } {
   const deps = row.after_jobs ? (JSON.parse(row.after_jobs) as { id: string; any: boolean }[]) : [];
   return { after: deps.filter((d) => !d.any).map((d) => d.id), after_any: deps.filter((d) => d.any).map((d) => d.id) };
+}
+
+function round(n: number | null, digits: number): number | null {
+  return n === null ? null : Math.round(n * 10 ** digits) / 10 ** digits;
 }
 
 export function jobDetailsOf(row: JobRow, p: JobViewParts): JobDetails {
@@ -85,6 +91,10 @@ export function jobDetailsOf(row: JobRow, p: JobViewParts): JobDetails {
       ...dependenciesOf(row),
       max_concurrent: row.max_concurrent,
       array: row.array_spec,
+      usage:
+        p.usage.attempts === 0
+          ? { cpu_s: null, peak_memory: null, run_s: null, gpu_s: null }
+          : { cpu_s: round(p.usage.cpu_s, 3), peak_memory: p.usage.peak_memory, run_s: round(p.usage.run_s, 3), gpu_s: round(p.usage.gpu_s, 3) },
       task_counts: p.counts,
       queue: row.status === 'PENDING' ? p.queue : null,
       injob: p.injob,

@@ -6,7 +6,7 @@
  */
 import os from 'node:os';
 import { RaysubError } from '../shared/errors.js';
-import type { ExitOutcome, JobErrorType, JobStatus } from '../shared/protocol/index.js';
+import type { AttemptUsage, ExitOutcome, JobErrorType, JobStatus } from '../shared/protocol/index.js';
 import type { Store } from './db/index.js';
 import type { EngineEvents } from './events.js';
 import type { LogStore } from './logStore.js';
@@ -40,7 +40,7 @@ export class Settler {
     private readonly hooks: SettlerHooks,
   ) {}
 
-  endAttempt(task: LiveTask, outcome: ExitOutcome | 'lost', code: number | null, signal: string | null, message: string | null, at: number): void {
+  endAttempt(task: LiveTask, outcome: ExitOutcome | 'lost', code: number | null, signal: string | null, message: string | null, at: number, usage?: AttemptUsage): void {
     const job = this.live.jobs.get(task.jobId);
     if (!job) return;
     const exitCode = exitCodeOf(code, signal);
@@ -56,6 +56,8 @@ export class Settler {
       exit_code: exitCode,
       error_type: v.errorType,
       message: v.message,
+      cpu_s: usage?.cpu_s ?? null,
+      peak_memory: usage?.peak_memory ?? null,
     });
     this.live.release(task);
     const retry = retryOf(job, task.attempt, v, at);

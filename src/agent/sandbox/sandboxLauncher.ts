@@ -269,11 +269,12 @@ export class SandboxLauncher implements Launcher {
       if (!bwrapped) killGroup(pid, 'SIGKILL');
       await r.cgroup?.drain();
       const oom = r.cgroup?.oomKilled() ?? false;
+      const counted = r.cgroup?.usage();
       // Nothing of the task runs any more; removing its cgroups need not delay the exit report.
       const removal = new Promise<void>((resolve) => setImmediate(resolve)).then(() => release(this.s, r));
       this.track(removal);
       background(this.log, "releasing a task's sandbox", removal);
-      return { code, signal: sig, oom };
+      return { code, signal: sig, oom, ...(counted ? { usage: { cpu_s: counted.cpuS, peak_memory: counted.peakMemory } } : {}) };
     });
     const workers = (): number[] => {
       if (!bwrapped) return r.cgroup?.pids() ?? [];

@@ -224,6 +224,8 @@ export class ServedPool {
       }
     }
     const oomBefore = sb.cgroup?.oomKills() ?? 0;
+    // A reused sandbox's counters hold its earlier tasks too: CPU is counted from here, the memory peak restarted where it can be.
+    const before = first ? null : { cpuS: sb.cgroup?.usage().cpuS ?? null, peakReset: sb.cgroup?.resetPeak() ?? false };
     let out: ReturnType<typeof openFifo> | null = null;
     let err: ReturnType<typeof openFifo> | null = null;
     let said: string | null;
@@ -245,10 +247,10 @@ export class ServedPool {
       throw new Error(why || `the sandbox did not start the worker${said ? ` (it said "${said}")` : ''}`);
     }
     sb.output = [out.stream, err.stream];
-    return this.handle(sb, r, out.stream, err.stream, oomBefore);
+    return this.handle(sb, r, out.stream, err.stream, oomBefore, before);
   }
 
-  private handle(sb: ServedSandbox, r: Reservation, stdout: Readable, stderr: Readable, oomBefore: number): WorkerHandle {
+  private handle(sb: ServedSandbox, r: Reservation, stdout: Readable, stderr: Readable, oomBefore: number, before: { cpuS: number | null; peakReset: boolean } | null): WorkerHandle {
     const { gate } = sb;
     let stopped = false;
     const exited: Promise<WorkerExit> = (async () => {
@@ -265,13 +267,18 @@ export class ServedPool {
         ({ code, signal: sig } = await gate.exit);
       }
       const oom = sb.cgroup?.oomKilled(oomBefore) ?? false;
+      const counted = sb.cgroup?.usage();
+      const usage = counted && {
+        cpu_s: counted.cpuS === null ? null : Math.max(0, counted.cpuS - (before?.cpuS ?? 0)),
+        peak_memory: before && !before.peakReset ? null : counted.peakMemory,
+      };
       try {
         await release(this.d.settings, r);
       } finally {
         if (m && !stopped && !oom && sb.key !== null) this.park(sb);
         else this.discardLater(sb);
       }
-      return { code, signal: sig, oom };
+      return { code, signal: sig, oom, ...(usage ? { usage } : {}) };
     })();
     // bwrap and the namespace's init stay out of a signal meant for the worker; raysub-init gets
     // it first, as the notice that a stop is under way (native/reap.c).

@@ -71,6 +71,41 @@ export class TaskCgroup {
     }
   }
 
+  /**
+   * What the cgroups counted so far: CPU time in seconds (cgroup2's cpu.stat, which every cgroup2
+   * directory has; else v1 cpuacct co-mounted with cpu) and the memory high-water mark in bytes
+   * (v1 memory.max_usage_in_bytes, v2 memory.peak). Null where no hierarchy counts it.
+   */
+  usage(): { cpuS: number | null; peakMemory: number | null } {
+    const num = (dir: string | undefined, file: string, pick: (text: string) => string | undefined): number | null => {
+      if (!dir) return null;
+      try {
+        const v = Number(pick(read(dir, file)));
+        return Number.isFinite(v) ? v : null;
+      } catch {
+        return null;
+      }
+    };
+    const unified = this.dirs.get('unified');
+    const usec = num(unified, 'cpu.stat', (t) => /^usage_usec\s+(\d+)/m.exec(t)?.[1]);
+    const ns = usec === null ? num(this.dirs.get('cpu'), 'cpuacct.usage', (t) => t.trim()) : null;
+    const memV1 = this.dirs.get('memory');
+    const peak = memV1 ? num(memV1, 'memory.max_usage_in_bytes', (t) => t.trim()) : this.v2Memory ? num(unified, 'memory.peak', (t) => t.trim()) : null;
+    return { cpuS: usec !== null ? usec / 1e6 : ns !== null ? ns / 1e9 : null, peakMemory: peak };
+  }
+
+  /** Start the memory high-water mark again (a reused sandbox's next task); false where it cannot be. */
+  resetPeak(): boolean {
+    const memV1 = this.dirs.get('memory');
+    if (!memV1) return false;
+    try {
+      write(memV1, 'memory.max_usage_in_bytes', '0');
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   kill(): void {
     const unified = this.dirs.get('unified');
     if (unified) {

@@ -1,4 +1,5 @@
 import { DEFAULTS, parseDuration } from '../../shared/config.js';
+import { formatBytes } from '../../shared/resources.js';
 import { RaysubError } from '../../shared/errors.js';
 import { JOB_NAME_KEY, jobStatusSchema, type JobDetails, type JobStatus } from '../../shared/protocol/index.js';
 import { statusColor } from '../../ui/color.js';
@@ -40,6 +41,7 @@ export function renderJobStatus(ctx: CliContext, job: JobDetails): string {
   lines.push(`${c.bold('Resources')}  ${res} per task${r.parallel > 1 ? ` × ${r.parallel} tasks` : ''}${r.max_retries ? `, up to ${r.max_retries} retries` : ''}${r.timeout_s ? `, timeout ${r.timeout_s}s` : ''}`);
   if (r.array || r.max_concurrent) lines.push(`${c.bold('Array')}      ${[r.array ? `indices ${r.array} (${r.parallel} tasks)` : '', r.max_concurrent ? `at most ${r.max_concurrent} at once` : ''].filter(Boolean).join(', ')}`);
   if (r.schedule) lines.push(`${c.bold('Schedule')}   ${r.schedule}`);
+  if (r.usage && r.usage.run_s !== null) lines.push(`${c.bold('Usage')}      ${describeUsage(r.usage)}`);
   if (r.injob) lines.push(`${c.bold('In-job')}     ${describeInjob(r.injob)}`);
   const tasks = r.tasks ?? [];
   const showTasks = tasks.length > 1 || tasks.some((t) => t.attempts.length > 1);
@@ -61,6 +63,26 @@ export function renderJobStatus(ctx: CliContext, job: JobDetails): string {
     lines.push(renderTable(['TASK', 'ATTEMPT', 'STATE', 'NODE', 'EXIT', 'DETAIL'], rows).trimEnd());
   }
   return lines.join('\n') + '\n';
+}
+
+/** A job's CPU-seconds for a table: "1.52", "-" before any attempt ended, "n/a" where not counted. */
+function cpuSeconds(j: JobDetails): string {
+  const u = j.raysub.usage;
+  if (!u || u.run_s === null) return '-';
+  return u.cpu_s === null ? 'n/a' : u.cpu_s.toFixed(u.cpu_s < 100 ? 2 : 0);
+}
+
+function peakMemory(j: JobDetails): string {
+  const u = j.raysub.usage;
+  if (!u || u.run_s === null) return '-';
+  return u.peak_memory === null ? 'n/a' : formatBytes(u.peak_memory);
+}
+
+/** "CPU 1.52 s, peak memory 205.3 MiB, ran 3.1 s, 0 GPU-s" (what the attempts that ended used). */
+function describeUsage(u: NonNullable<JobDetails['raysub']['usage']>): string {
+  const cpu = u.cpu_s === null ? 'CPU not counted (no cgroups on its node)' : `CPU ${u.cpu_s.toFixed(2)} s`;
+  const mem = u.peak_memory === null ? 'peak memory not counted' : `peak memory ${formatBytes(u.peak_memory)}`;
+  return `${cpu}, ${mem}, ran ${(u.run_s ?? 0).toFixed(1)} s${u.gpu_s ? `, ${u.gpu_s.toFixed(1)} GPU-s` : ''}`;
 }
 
 /** "5000 tasks: 4990 finished, 8 running, 2 pending; 2 actors alive" */
@@ -213,11 +235,13 @@ export async function listCommand(
     formatAge(now - j.raysub.created_at) + ' ago',
     j.raysub.started_at ? formatAge((j.end_time ?? now) - j.raysub.started_at) : '-',
     j.raysub.parallel > 1 ? String(j.raysub.parallel) : '1',
+    cpuSeconds(j),
+    peakMemory(j),
     truncate(j.entrypoint, 40),
     truncate(listDetail(j), 80),
   ]);
   if (rows.length === 0) ctx.out.write('No jobs.\n');
-  else ctx.out.write(renderTable(['ID', ...(named ? ['NAME'] : []), 'STATUS', 'SUBMITTED', 'DURATION', 'TASKS', 'ENTRYPOINT', 'DETAIL'], rows, ctx.isTTY ? ctx.out.columns : undefined));
+  else ctx.out.write(renderTable(['ID', ...(named ? ['NAME'] : []), 'STATUS', 'SUBMITTED', 'DURATION', 'TASKS', 'CPU-S', 'PEAK-MEM', 'ENTRYPOINT', 'DETAIL'], rows, ctx.isTTY ? ctx.out.columns : undefined));
   if (nextCursor) ctx.err.write(`More jobs: raysub job list --cursor ${nextCursor}\n`);
   return EXIT.OK;
 }

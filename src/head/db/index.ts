@@ -11,7 +11,7 @@ export type { Db } from './open.js';
 export type { JobRow, NewJob, ListJobsQuery, LabelFilter, StatusCounts } from './jobsRepo.js';
 export { LABEL_COUNT_LIMIT } from './jobsRepo.js';
 export type { SessionRow } from './sessionsRepo.js';
-export type { TaskRow, AttemptRow } from './tasksRepo.js';
+export type { TaskRow, AttemptRow, UsageTotals } from './tasksRepo.js';
 export type { NodeRow } from './nodesRepo.js';
 export type { TokenRow, TokenKind } from './tokensRepo.js';
 

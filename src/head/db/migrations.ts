@@ -255,4 +255,12 @@ export const migrations: readonly { version: number; name: string; sql: string }
       ALTER TABLE jobs ADD COLUMN array_spec TEXT;
     `,
   },
+  {
+    version: 15,
+    name: "each attempt's CPU time and peak memory, as its cgroups counted them",
+    sql: `
+      ALTER TABLE attempts ADD COLUMN cpu_s REAL;
+      ALTER TABLE attempts ADD COLUMN peak_memory INTEGER;
+    `,
+  },
 ];

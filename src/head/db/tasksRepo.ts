@@ -29,6 +29,19 @@ export interface AttemptRow {
   exit_code: number | null;
   error_type: string | null;
   message: string | null;
+  /** CPU seconds and peak memory bytes its cgroups counted (null: not counted on its node, or it has not ended). */
+  cpu_s: number | null;
+  peak_memory: number | null;
+}
+
+/** A job's attempts summed up (attempts that ran and ended; null where one of them was not counted). */
+export interface UsageTotals {
+  attempts: number;
+  cpu_s: number | null;
+  peak_memory: number | null;
+  /** Seconds its attempts ran, added up, and GPU-seconds held (each attempt's GPUs times its run). */
+  run_s: number;
+  gpu_s: number;
 }
 
 export interface TaskEnd {
@@ -63,9 +76,14 @@ export function tasksRepo(db: Db) {
   );
   const startAttempt = db.prepare('UPDATE attempts SET started_at = ? WHERE job_id = ? AND idx = ? AND attempt = ?');
   const endAttempt = db.prepare(`
-    UPDATE attempts SET ended_at = @ended_at, outcome = @outcome, exit_code = @exit_code, error_type = @error_type, message = @message
+    UPDATE attempts SET ended_at = @ended_at, outcome = @outcome, exit_code = @exit_code, error_type = @error_type, message = @message,
+      cpu_s = @cpu_s, peak_memory = @peak_memory
     WHERE job_id = @job_id AND idx = @idx AND attempt = @attempt AND ended_at IS NULL`);
   const attemptsOfJob = db.prepare('SELECT * FROM attempts WHERE job_id = ? ORDER BY idx, attempt');
+  const usageOfJob = db.prepare(`
+    SELECT COUNT(*) AS attempts, SUM(cpu_s) AS cpu, COUNT(cpu_s) AS cpu_n, MAX(peak_memory) AS peak, COUNT(peak_memory) AS peak_n,
+      COALESCE(SUM(ended_at - started_at), 0) / 1000.0 AS run_s
+    FROM attempts WHERE job_id = ? AND started_at IS NOT NULL AND ended_at IS NOT NULL`);
 
   return {
     insert: (jobId: string, idx: number) => insert.run(jobId, idx),
@@ -86,8 +104,14 @@ export function tasksRepo(db: Db) {
     end: (e: TaskEnd) => end.run(e).changes > 0,
     requeue: (jobId: string, idx: number, notBefore: number, exitCode: number | null, errorType: string | null, message: string | null) =>
       requeue.run(notBefore, exitCode, errorType, message, jobId, idx),
-    endAttempt: (a: { job_id: string; idx: number; attempt: number; ended_at: number; outcome: string; exit_code: number | null; error_type: string | null; message: string | null }) =>
-      endAttempt.run(a),
+    endAttempt: (a: { job_id: string; idx: number; attempt: number; ended_at: number; outcome: string; exit_code: number | null; error_type: string | null; message: string | null; cpu_s?: number | null; peak_memory?: number | null }) =>
+      endAttempt.run({ cpu_s: null, peak_memory: null, ...a }),
+    /** The job's attempts that ran, summed up; `gpus`: what each of its tasks holds. */
+    usageOfJob(jobId: string, gpus: number): UsageTotals {
+      const r = usageOfJob.get(jobId) as { attempts: number; cpu: number | null; cpu_n: number; peak: number | null; peak_n: number; run_s: number };
+      const all = (n: number) => r.attempts > 0 && n === r.attempts;
+      return { attempts: r.attempts, cpu_s: all(r.cpu_n) ? r.cpu : null, peak_memory: all(r.peak_n) ? r.peak : null, run_s: r.run_s, gpu_s: r.run_s * gpus };
+    },
     attemptsOfJob: (jobId: string) => attemptsOfJob.all(jobId) as AttemptRow[],
   };
 }

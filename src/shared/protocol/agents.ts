@@ -117,6 +117,13 @@ export const exitOutcomeSchema = z.enum([
 ]);
 export type ExitOutcome = z.infer<typeof exitOutcomeSchema>;
 
+/** An attempt's CPU time (seconds) and peak memory (bytes), as its cgroups counted them; null where none does. */
+export const attemptUsageSchema = z.object({
+  cpu_s: z.number().min(0).max(1e9).nullable(),
+  peak_memory: z.number().int().min(0).max(2 ** 53).nullable(),
+});
+export type AttemptUsage = z.infer<typeof attemptUsageSchema>;
+
 export const agentEventSchema = z.discriminatedUnion('type', [
   z.object({
     seq: z.number().int().min(1),
@@ -137,6 +144,8 @@ export const agentEventSchema = z.discriminatedUnion('type', [
     message: z.string().max(20_000).nullable(),
     /** Total bytes of output this attempt produced; the head checks it holds them all. */
     log_bytes: z.number().int().min(0),
+    /** What the attempt's cgroups counted (absent: nothing ran; a null counter: no cgroup counts it on this node). */
+    usage: attemptUsageSchema.optional(),
   }),
 ]);
 export type AgentEvent = z.infer<typeof agentEventSchema>;

@@ -57,6 +57,9 @@ export type TaskState = z.infer<typeof taskStateSchema>;
 
 export const attemptInfoSchema = z.object({
   attempt: z.number(),
+  /** CPU seconds and peak memory bytes its cgroups counted; null: not counted on its node (no cgroups), or not ended yet. */
+  cpu_s: z.number().nullable().optional(),
+  peak_memory: z.number().nullable().optional(),
   node_id: z.string().nullable(),
   node_name: z.string().nullable(),
   started_at: z.number().nullable(),
@@ -123,6 +126,12 @@ export const raysubJobInfoSchema = z.object({
   max_concurrent: z.number().nullable(),
   /** The array spec it was submitted with (`--array`), or null. */
   array: z.string().nullable(),
+  /**
+   * What the job used, over the attempts that ran and ended: CPU-seconds, the highest peak memory
+   * of any attempt, seconds its attempts ran added up, GPU-seconds held. A counter is null when an
+   * attempt was not counted (a node without cgroups); all are null until an attempt ends.
+   */
+  usage: z.object({ cpu_s: z.number().nullable(), peak_memory: z.number().nullable(), run_s: z.number().nullable(), gpu_s: z.number().nullable() }).optional(),
   task_counts: z.record(z.string(), z.number()),
   queue: queueInfoSchema.nullable(),
   /** Tasks and actors the job submitted through the in-job API, by state (null: none). */
