@@ -14,6 +14,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { startHead, tempDir } from './helpers/cluster.js';
 import { writeArchive } from './helpers/archives.js';
+import { buildWheel } from './helpers/runtimeEnvFixtures.js';
 import { rayCli, rayEnv, runRayScript } from './helpers/rayClient.js';
 import { ensureRayVenv, run } from './helpers/rayVenv.js';
 
@@ -75,7 +76,8 @@ function archives(): Record<string, Buffer> {
   const bigFile = path.join(dir, 'big.zip');
   execFileSync('python3', ['-c', 'import os, sys, zipfile\nwith zipfile.ZipFile(sys.argv[1], "w") as z:\n    z.writestr("noise.bin", os.urandom(3 << 20))', bigFile]);
   const big = fs.readFileSync(bigFile);
-  return { 'private-repo.zip': repo, 'repo.zip': repo, 'mods.tar.gz': mods, 'evil.zip': evil, 'chunked-big.zip': big, 'big.zip': big };
+  const wheel = fs.readFileSync(buildWheel(path.join(dir, 'wheels'), 'remotewheel', '1.0', 'remotewheel', 'WHO = "a wheel"\n'));
+  return { 'remotewheel-1.0-py3-none-any.whl': wheel, 'private-repo.zip': repo, 'repo.zip': repo, 'mods.tar.gz': mods, 'evil.zip': evil, 'chunked-big.zip': big, 'big.zip': big };
 }
 
 const sha256 = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
@@ -106,8 +108,14 @@ for name, wd in [("pinned", ${JSON.stringify(good)}), ("mispinned", ${JSON.strin
     jid = c.submit_job(entrypoint="python3 -c 'import helper; print(helper.WORD)'", submission_id=name, runtime_env={"working_dir": wd})
     info = wait_end(jid)
     out[name] = [info.status.value, info.error_type, c.get_job_logs(jid) if info.status.value == "SUCCEEDED" else info.message]
+jid = c.submit_job(entrypoint="python3 -c 'import remotewheel; print(\\"from\\", remotewheel.WHO)'", submission_id="wheel", runtime_env={"py_modules": ["${web.base}/remotewheel-1.0-py3-none-any.whl"]})
+info = wait_end(jid)
+out["wheel"] = [info.status.value, info.error_type, c.get_job_logs(jid) if info.status.value == "SUCCEEDED" else info.message]
 `,
     );
+    // A remote wheel in py_modules is installed, as Ray does.
+    expect(out.wheel?.[0], out.wheel?.[2]).toBe('SUCCEEDED');
+    expect(out.wheel?.[2]).toContain('from a wheel');
     expect(out.pinned).toEqual(['SUCCEEDED', null, expect.stringContaining('hello')]);
     expect(out.mispinned?.slice(0, 2)).toEqual(['FAILED', 'RUNTIME_ENV_SETUP_FAILURE']);
     expect(out.mispinned?.[2]).toMatch(/its SHA-256 is [0-9a-f]{64}, not 0{64}/);
@@ -150,15 +158,18 @@ for name, wd in cases.items():
     // Only the private archive is unpacked on the node: nothing, not even half, of the refused ones.
     expect(fs.readdirSync(path.join(head.dataDir, 'agent', 'unpacked')).filter((n) => !n.startsWith('.trash-'))).toHaveLength(1);
 
-    // Refused at submission, with the reason: a remote file that is not an archive, a remote wheel, file://.
+    // Refused at submission, with the reason: a remote file that is not an archive, a wheel as a working dir, file://.
     for (const [uri, why] of [
       [`${web.base}/notes.txt`, /a remote package must be a \.zip, \.tar\.gz or \.tgz archive/],
-      [`${web.base}/thing-1.0-py3-none-any.whl`, /a remote wheel is not fetched/],
+      [`${web.base}/thing-1.0-py3-none-any.whl`, /a wheel is taken only in py_modules/],
       ['file:///etc', /file:\/\/ is not taken/],
       [`${web.base}/repo.zip#md5=abc`, /#sha256=<64 hex digits>/],
     ] as const) {
       await expect(head.client.submitJob({ submission_id: `refused-${crypto.randomBytes(3).toString('hex')}`, entrypoint: 'true', runtime_env: { working_dir: uri } }), uri).rejects.toMatchObject({ code: 'INVALID_RUNTIME_ENV', message: expect.stringMatching(why) as unknown });
     }
-    await expect(head.client.submitJob({ submission_id: 'wheel', entrypoint: 'true', runtime_env: { py_modules: [`${web.base}/thing-1.0-py3-none-any.whl`] } })).rejects.toMatchObject({ code: 'INVALID_RUNTIME_ENV' });
+    await expect(head.client.submitJob({ submission_id: 'bad-wheel', entrypoint: 'true', runtime_env: { py_modules: [`${web.base}/not%2Fa%20wheel.whl`] } })).rejects.toMatchObject({
+      code: 'INVALID_RUNTIME_ENV',
+      message: expect.stringMatching(/not a valid wheel name/) as unknown,
+    });
   });
 });

@@ -134,10 +134,12 @@ export class PackageCache {
         // pip installs a wheel from the file itself; it is checked like any zip first.
         await fileOp({ op: 'inspect', file, kind, caps: this.opts.caps });
         await fs.promises.mkdir(staging, { mode: 0o755 });
-        await fs.promises.rename(file, path.join(staging, name));
-        await fs.promises.chmod(path.join(staging, name), 0o444);
+        // A remote wheel keeps its own file name inside (pip installs it by that name).
+        const inside = remote?.wheel ?? name;
+        await fs.promises.rename(file, path.join(staging, inside));
+        await fs.promises.chmod(path.join(staging, inside), 0o444);
         await fs.promises.chmod(staging, 0o555);
-        bytes = (await fs.promises.stat(path.join(staging, name))).size;
+        bytes = (await fs.promises.stat(path.join(staging, inside))).size;
       } else {
         bytes = (await fileOp({ op: 'extract', file, kind, dest: staging, caps: this.opts.caps })).bytes;
       }

@@ -1,6 +1,6 @@
 /**
  * Remote package URIs in `working_dir` and `py_modules`, as Ray's runtime envs take them: an
- * archive the agent fetches itself over http(s) (`.zip`, `.tar.gz`, `.tgz`), optionally pinned
+ * archive the agent fetches itself over http(s) (`.zip`, `.tar.gz`, `.tgz`; a `.whl` in py_modules), optionally pinned
  * with a `#sha256=<hex>` fragment. The agent caches each one under a name derived from the URI
  * (and the pin), which the head never accepts for an upload: nobody can plant content under it.
  */
@@ -12,7 +12,9 @@ export interface RemotePackage {
   url: string;
   /** The name it is cached under on an agent. */
   name: string;
-  archive: 'zip' | 'tar.gz';
+  archive: 'zip' | 'tar.gz' | 'whl';
+  /** A wheel's own file name (pip installs it by that name); null for an archive. */
+  wheel: string | null;
   /** The SHA-256 the bytes must have, when the URI pins one. */
   sha256: string | null;
 }
@@ -20,7 +22,9 @@ export interface RemotePackage {
 /** Ray's remote protocols that raysub's agents do not fetch (they need a cloud SDK and its credentials). */
 const UNFETCHED = ['s3', 'gs', 'azure', 'abfss'];
 
-const REMOTE_NAME = /^_raysub_url_[0-9a-f]{64}\.(zip|tar\.gz)$/;
+const REMOTE_NAME = /^_raysub_url_[0-9a-f]{64}\.(zip|tar\.gz|whl)$/;
+/** PEP 427 file names, as the head checks an uploaded wheel's. */
+const WHEEL_FILE = /^[A-Za-z0-9](?:[A-Za-z0-9_+!-]|\.(?!\.)){0,200}\.whl$/;
 
 /** Whether `name` is a remote package's cache name (never a name the head stores). */
 export function isRemotePackageName(name: string): boolean {
@@ -65,14 +69,17 @@ export function remotePackageOf(uri: string, field: 'working_dir' | 'py_modules'
     u.hash = '';
   }
   const p = u.pathname.toLowerCase();
-  const archive = p.endsWith('.zip') ? 'zip' : p.endsWith('.tar.gz') || p.endsWith('.tgz') ? 'tar.gz' : null;
-  if (!archive) {
-    if (p.endsWith('.whl')) refuse(uri, `${field}: a remote wheel is not fetched by raysub's agents; upload it (Ray's client and raysub's CLI upload a local .whl in py_modules)`);
-    refuse(uri, `${field}: a remote package must be a .zip, .tar.gz or .tgz archive`);
+  let wheel: string | null = null;
+  if (p.endsWith('.whl')) {
+    if (field !== 'py_modules') refuse(uri, `${field}: a wheel is taken only in py_modules`);
+    wheel = decodeURIComponent(u.pathname.slice(u.pathname.lastIndexOf('/') + 1));
+    if (!WHEEL_FILE.test(wheel)) refuse(uri, "the wheel's file name is not a valid wheel name");
   }
+  const archive = wheel ? 'whl' : p.endsWith('.zip') ? 'zip' : p.endsWith('.tar.gz') || p.endsWith('.tgz') ? 'tar.gz' : null;
+  if (!archive) refuse(uri, `${field}: a remote package must be a .zip, .tar.gz or .tgz archive${field === 'py_modules' ? ', or a .whl' : ''}`);
   const url = u.toString();
   const key = crypto.createHash('sha256').update(`${url}\n${sha256 ?? ''}`).digest('hex');
-  return { url, name: `_raysub_url_${key}.${archive}`, archive, sha256 };
+  return { url, name: `_raysub_url_${key}.${archive}`, archive, wheel, sha256 };
 }
 
 /** The scheme of one of Ray's remote protocols that raysub's agents do not fetch, or null. */

@@ -10,7 +10,7 @@ import type { EnvCache, Lease } from './cache.js';
 import { buildNodeModules, exposeNodeModules, npmKey, npmSpecOf } from './npm.js';
 import { activateVenv, buildVenv, pipKey, pipSpecOf } from './pip.js';
 import { hostPath, installerEnv, probeNode, probePython, type PythonInfo } from './probe.js';
-import { addToPythonPath, installWheel, uploadedWheel, wheelKey } from './pyModules.js';
+import { addToPythonPath, installWheel, wheelKey, wheelOf } from './pyModules.js';
 
 export { EnvCache, type CacheUsage } from './cache.js';
 export { AbortedError } from './run.js';
@@ -49,7 +49,7 @@ export async function setUpEnvs(s: EnvSetup): Promise<void> {
   if (searchPath !== undefined) hostEnv.PATH = searchPath;
   const install = installerEnv(s.agentEnv, searchPath);
   let python: PythonInfo | null = null;
-  const wheels = (re.py_modules ?? []).map(uploadedWheel);
+  const wheels = (re.py_modules ?? []).map(wheelOf);
   if (re.pip || wheels.some((w) => w !== null)) python = await probePython(hostEnv, s.taskDir, signal);
 
   const moduleDirs: string[] = [];
@@ -58,13 +58,14 @@ export async function setUpEnvs(s: EnvSetup): Promise<void> {
       if (signal.aborted) throw err;
       throw new Error(`could not fetch py_modules package ${redactUrl(uri)}: ${(err as Error).message}`);
     });
-    const name = uploadedWheel(uri);
+    const wheel = wheelOf(uri);
     // Held until the task ends: the tree is bound into its sandbox.
     s.leases.push({ dir: pkg.dir, built: false, release: () => pkg.release() });
     const unpacked = pkg.dir;
-    if (name !== null && python) {
+    if (wheel !== null && python) {
       const py = python;
-      const lease = await s.cache.acquire('py_modules', wheelKey(name, py), { signal, output, label: `py_modules ${name}` }, (b) => installWheel(b, unpacked, name, py, install));
+      const w = wheel;
+      const lease = await s.cache.acquire('py_modules', wheelKey(w.key, py), { signal, output, label: `py_modules ${w.file}` }, (b) => installWheel(b, unpacked, w.file, py, install));
       s.leases.push(lease);
       moduleDirs.push(lease.dir);
     } else moduleDirs.push(unpacked);

@@ -7,16 +7,22 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { canonicalJson, sha256 } from '../../shared/ids.js';
+import { remotePackageOf } from '../../shared/remotePackages.js';
 import type { BuildContext } from './cache.js';
 import type { PythonInfo } from './probe.js';
 import { runChecked } from './run.js';
 
 const PACKAGE_URI = /^gcs:\/\/([^/]+)$/;
 
-/** The wheel's name when a py_modules entry is a wheel uploaded to the head (remote entries are archives), else null. */
-export function uploadedWheel(uri: string): string | null {
+/**
+ * When a py_modules entry is a wheel (uploaded to the head, or remote): its file name in the
+ * unpacked package, and the key of its installed env; else null.
+ */
+export function wheelOf(uri: string): { file: string; key: string } | null {
   const name = PACKAGE_URI.exec(uri)?.[1];
-  return name?.endsWith('.whl') ? name : null;
+  if (name !== undefined) return name.endsWith('.whl') ? { file: name, key: name } : null;
+  const remote = remotePackageOf(uri, 'py_modules');
+  return remote?.wheel ? { file: remote.wheel, key: remote.name } : null;
 }
 
 export function wheelKey(name: string, python: PythonInfo): string {
