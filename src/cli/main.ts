@@ -159,7 +159,11 @@ export function buildProgram(): Command {
       .option('--after-any <ids>', 'start only after these jobs ended, however they ended (e.g. --after-any train-7)')
       .option('--no-wait', 'submit and return without following the logs')
       .option('--json', "print the final job as JSON on stdout, the job's output on stderr (with --no-wait: its id)")
-      .option('-q, --quiet', 'print only the job\'s own output'),
+      .option('-q, --quiet', 'print only the job\'s own output')
+      .addHelpText(
+        'after',
+        "\nExamples:\n  raysub job submit --working-dir . --entrypoint-memory 4G -- python3 train.py\n  raysub job submit --json -- python3 eval.py > result.json   # the job's output on stderr\nCtrl-C stops following (exit 75), not the job.\n",
+      ),
   ).action(
     action(async (args: string[], flags: Flags) => {
       const { submitCommand } = await import('./commands/submit.js');
@@ -186,7 +190,11 @@ export function buildProgram(): Command {
         .option('--since <duration>', 'only lines captured in the last DURATION (10m, 2h) or since a time (2026-01-31T12:00:00Z)')
         .option('--timestamps', 'prefix each line with the time it was captured (UTC, RFC 3339)')
         .option('--task <i>', "only this task's log (an array job's task index)")
-        .option('--json', 'print NDJSON: {"task", "stream", "data"} per chunk ("time" with --timestamps); with --follow, a last {"end": true, ...} line'),
+        .option('--json', 'print NDJSON: {"task", "stream", "data"} per chunk ("time" with --timestamps); with --follow, a last {"end": true, ...} line')
+        .addHelpText(
+          'after',
+          '\nExamples:\n  raysub job logs train-7 --tail 50 --follow\n  raysub job logs train-7 --since 10m --timestamps\n  raysub job logs sweep --task 3 > task3.log\n',
+        ),
     async (ctx, id, f) => (await import('./commands/job.js')).logsCommand(ctx, id, f),
   );
   byId(
@@ -231,7 +239,10 @@ export function buildProgram(): Command {
     action(async (flags: Flags) => (await import('./commands/nodes.js')).nodesCommand(await context(flags), flags)),
   );
 
-  const node = program.command('node').description("control a node (the admin token): cordon, drain, uncordon, forget");
+  const node = program
+    .command('node')
+    .description("control a node (the admin token): cordon, drain, uncordon, forget")
+    .addHelpText('after', '\nExamples:\n  raysub node drain gpu-01 --timeout 3600   # then stop its agent\n  raysub node uncordon gpu-01\n  raysub node forget old-vm\n');
   const nodeVerbs = [
     ['cordon', 'take no new work on NAME; what runs there finishes (kept across its agent\'s restarts)'],
     ['drain', 'cordon NAME, then wait until it runs nothing (its agent can then be stopped)'],
@@ -254,7 +265,8 @@ export function buildProgram(): Command {
       .description('the cluster at a glance: nodes, running and pending jobs, recent failures, schedules due next')
       .option('-w, --watch', 'refresh until q, Esc or Ctrl-C (without a terminal: print a snapshot every interval)')
       .option('--interval <seconds>', `refresh interval for --watch (default: ${DEFAULTS.statusIntervalS})`)
-      .option('--json', 'print JSON (with --watch: one object per line)'),
+      .option('--json', 'print JSON (with --watch: one object per line)')
+      .addHelpText('after', '\nExamples:\n  raysub status --watch --interval 5\n  raysub status --json | jq .recent_failures\n'),
   ).action(action(async (flags: Flags) => (await import('./commands/status.js')).statusCommand(await context(flags), flags)));
 
   withConnection(
