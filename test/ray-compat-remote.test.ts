@@ -12,7 +12,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { startHead, tempDir } from './helpers/cluster.js';
+import { runCli, startHead, tempDir } from './helpers/cluster.js';
 import { writeArchive } from './helpers/archives.js';
 import { buildWheel } from './helpers/runtimeEnvFixtures.js';
 import { rayCli, rayEnv, runRayScript } from './helpers/rayClient.js';
@@ -97,6 +97,10 @@ describe('remote package URIs', () => {
     }
     // The second job used the agent's cache.
     expect(Object.fromEntries(web.hits)).toEqual({ '/repo.zip': 1, '/mods.tar.gz': 1 });
+    // raysub's CLI passes a URI on as it is.
+    const cli = await runCli(['job', 'submit', '--working-dir', `${web.base}/repo.zip`, '--runtime-env-json', rt, '--', 'python3', 'main.py'], { env: head.env });
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(cli.stdout).toContain('remote working dir ran: hello 42');
 
     // Pinned by checksum (raysub's #sha256= fragment): the right one runs, a wrong one fails the setup.
     const good = `${web.base}/repo.zip#sha256=${sha256(files['repo.zip'] as Buffer)}`;
