@@ -16,9 +16,9 @@ const JOB_KEYS = [
   'message', 'metadata', 'raysub', 'runtime_env', 'start_time', 'status', 'submission_id', 'type',
 ];
 const RAYSUB_KEYS = [
-  'after', 'after_any', 'created_at', 'driver_node', 'driver_on_head', 'entrypoint_memory', 'entrypoint_num_cpus', 'entrypoint_num_gpus', 'entrypoint_resources', 'error_type', 'held',
-  'injob', 'max_retries', 'memory_limit', 'message', 'parallel', 'priority', 'queue', 'retry_backoff_s', 'schedule', 'started_at', 'task_counts',
-  'tasks', 'timeout_s', 'wait_for_capacity',
+  'after', 'after_any', 'array', 'created_at', 'driver_node', 'driver_on_head', 'entrypoint_memory', 'entrypoint_num_cpus', 'entrypoint_num_gpus',
+  'entrypoint_resources', 'error_type', 'held', 'injob', 'max_concurrent', 'max_retries', 'memory_limit', 'message', 'parallel', 'priority', 'queue',
+  'retry_backoff_s', 'schedule', 'started_at', 'task_counts', 'tasks', 'timeout_s', 'usage', 'wait_for_capacity',
 ];
 
 function parseJob(text: string) {
