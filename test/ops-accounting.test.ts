@@ -4,7 +4,7 @@
  * python3 worker.
  */
 import { describe, expect, it } from 'vitest';
-import type { JobDetails } from '../src/shared/protocol/index.js';
+import type { JobDetails, UsageSummary } from '../src/shared/protocol/index.js';
 import { runCli, startHead } from './helpers/cluster.js';
 
 const MiB = 1024 * 1024;
@@ -60,7 +60,7 @@ describe('accounting', () => {
 
     // Two tasks one after the other (the second may run in the first one's sandbox, reused): each
     // attempt counts its own CPU, not its predecessor's too; the job adds them up.
-    const two = await runCli(['job', 'submit', '--submission-id', 'burn2', '--parallel', '2', '--max-concurrent', '1', '--entrypoint-num-cpus', '1', '-q', '--', 'python3', '-c', BURN], { env: head.env });
+    const two = await runCli(['job', 'submit', '--submission-id', 'burn2', '--label', 'team=ml', '--parallel', '2', '--max-concurrent', '1', '--entrypoint-num-cpus', '1', '-q', '--', 'python3', '-c', BURN], { env: head.env });
     expect(two.code, two.stderr).toBe(0);
     const both = await head.client.getJob('burn2');
     const attempts = (both.raysub.tasks ?? []).map((t) => t.attempts[0]);
@@ -71,5 +71,20 @@ describe('accounting', () => {
       if (x?.peak_memory !== null) expect(x?.peak_memory).toBeLessThanOrEqual(600 * MiB);
     }
     expect(both.raysub.usage?.cpu_s).toBeCloseTo((attempts[0]?.cpu_s ?? NaN) + (attempts[1]?.cpu_s ?? NaN), 2);
+
+    // `job usage`: the period's jobs summed up, one row per value of a label.
+    const byTeam = await runCli(['job', 'usage', '--since', '1h', '--by', 'team', '--json'], { env: head.env });
+    expect(byTeam.code, byTeam.stderr).toBe(0);
+    const summary = JSON.parse(byTeam.stdout) as UsageSummary;
+    const ml = summary.groups.find((g) => g.group === 'ml');
+    const none = summary.groups.find((g) => g.group === null);
+    expect(ml).toMatchObject({ jobs: 1, attempts: 2, uncounted: 0 });
+    expect(ml?.cpu_s).toBeCloseTo(both.raysub.usage?.cpu_s ?? NaN, 1);
+    expect(none).toMatchObject({ jobs: 1, attempts: 1, uncounted: 0, peak_memory: usage?.peak_memory });
+    const table = await runCli(['job', 'usage', '--by', 'team'], { env: head.env });
+    expect(table.stdout).toMatch(/TEAM\s+JOBS\s+ATTEMPTS\s+CPU-S\s+PEAK-MEM\s+RUN-S\s+GPU-S/);
+    expect(table.stdout).toMatch(/^ml\s+1\s+2\s+\d+\.\d/m);
+    const future = await head.client.usage({ since: Date.now() + 3_600_000 });
+    expect(future.groups).toEqual([]);
   });
 });

@@ -235,6 +235,16 @@ export function buildProgram(): Command {
     action(async (flags: Flags) => (await import('./commands/job.js')).listCommand(await context(flags), flags)),
   );
 
+  withConnection(
+    job
+      .command('usage')
+      .description('what jobs used (CPU-seconds, peak memory, run time, GPU-seconds) over a period, by label, e.g. raysub job usage --since 7d --by team')
+      .option('--since <when>', 'jobs submitted in this last while (7d) or since this time (an ISO date; default: all)')
+      .option('--until <when>', 'and before this time (default: now)')
+      .option('--by <label>', 'one row per value of this label (metadata key), e.g. --by team')
+      .option('--json', 'print JSON: {"from", "to", "by", "groups": [...]}'),
+  ).action(action(async (flags: Flags) => (await import('./commands/usage.js')).usageCommand(await context(flags), flags)));
+
   withConnection(program.command('nodes').description('list the cluster\'s nodes and their resources').option('--json', 'print JSON')).action(
     action(async (flags: Flags) => (await import('./commands/nodes.js')).nodesCommand(await context(flags), flags)),
   );

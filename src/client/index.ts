@@ -21,6 +21,8 @@ import {
   scheduleRunListSchema,
   scheduleRunSchema,
   versionResponseSchema,
+  usageSummarySchema,
+  type UsageSummary,
   tokenCreateResponseSchema,
   tokenInfoSchema,
   tokenListSchema,
@@ -194,6 +196,15 @@ export class RaysubClient {
   /** Hold a pending job (it is not started until released) or release it. */
   async holdJob(id: string, held: boolean): Promise<void> {
     await this.retrying(() => this.json('POST', `/api/jobs/${encodeURIComponent(id)}/${held ? 'hold' : 'release'}`, z.object({ held: z.boolean() })));
+  }
+
+  /** What the jobs submitted in [since, until) used, grouped by the value of the label `by`. */
+  async usage(opts: { since?: number; until?: number; by?: string } = {}): Promise<UsageSummary> {
+    const q = new URLSearchParams();
+    if (opts.since !== undefined) q.set('since', String(opts.since));
+    if (opts.until !== undefined) q.set('until', String(opts.until));
+    if (opts.by !== undefined) q.set('by', opts.by);
+    return this.retrying(() => this.json('GET', `/api/usage?${q.toString()}`, usageSummarySchema));
   }
 
   /** Delete a finished job and its logs. */

@@ -20,7 +20,7 @@ import {
 import { redactUrl, remotePackageOf, unfetchedScheme } from '../shared/remotePackages.js';
 import type { TaskRequest } from '../shared/resources.js';
 import { parseArraySpec } from '../shared/arraySpec.js';
-import type { JobRow, LabelFilter, NewJob, Store } from './db/index.js';
+import type { JobRow, LabelFilter, NewJob, Store, UsageGroup } from './db/index.js';
 import type { Engine } from './engine.js';
 import type { InjobHub } from './injob.js';
 import { packageNameOf, packagesOf } from './jobContext.js';
@@ -63,6 +63,10 @@ function arrayOptions(o: JobOptions): { array: string | null; max_concurrent: nu
     throw new RaysubError('INVALID_REQUEST', `max_concurrent (${o.max_concurrent}) and the array's %${spec.maxConcurrent} disagree`);
   }
   return { array: o.array.trim(), max_concurrent: o.max_concurrent ?? spec.maxConcurrent };
+}
+
+function round3(n: number): number {
+  return Math.round(n * 1000) / 1000;
 }
 
 function stripNulls(value: unknown): unknown {
@@ -202,6 +206,11 @@ export class JobService {
     const row = this.row(id);
     if (isTerminal(row.status)) return false;
     return this.engine.stopJob(id);
+  }
+
+  /** What the jobs submitted in [from, to) used, by the value of the label `by`. */
+  usage(q: { from: number; to: number; by?: string }): UsageGroup[] {
+    return this.store.usage.summary(q).map((g) => ({ ...g, cpu_s: round3(g.cpu_s), run_s: round3(g.run_s), gpu_s: round3(g.gpu_s) }));
   }
 
   /** Hold a pending job or release it (JOB_NOT_PENDING once it runs or has ended). */

@@ -6,6 +6,7 @@ import { nodesRepo } from './nodesRepo.js';
 import { tokensRepo } from './tokensRepo.js';
 import { sessionsRepo } from './sessionsRepo.js';
 import { packageRefsRepo } from './packageRefsRepo.js';
+import { usageRepo } from './usageRepo.js';
 
 export type { Db } from './open.js';
 export type { JobRow, NewJob, ListJobsQuery, LabelFilter, StatusCounts } from './jobsRepo.js';
@@ -13,6 +14,7 @@ export { LABEL_COUNT_LIMIT } from './jobsRepo.js';
 export type { SessionRow } from './sessionsRepo.js';
 export type { TaskRow, AttemptRow, UsageTotals } from './tasksRepo.js';
 export type { NodeRow } from './nodesRepo.js';
+export type { UsageGroup } from './usageRepo.js';
 export type { TokenRow, TokenKind } from './tokensRepo.js';
 
 /** The head's store: one SQLite database and its statements grouped by concern. */
@@ -26,6 +28,7 @@ export function openStore(file: string) {
     tokens: tokensRepo(db),
     sessions: sessionsRepo(db),
     packageRefs: packageRefsRepo(db),
+    usage: usageRepo(db),
     /** Run `fn` as one transaction: every state change is all-or-nothing. */
     tx<T>(fn: () => T): T {
       return db.transaction(fn)();

@@ -26,6 +26,15 @@ const listQuery = z.object({
   since: z.coerce.number().int().min(0).max(8.64e15).optional(),
 });
 
+const usageQuery = z.object({
+  /** Jobs submitted at or after (epoch ms; default: all). */
+  since: z.coerce.number().int().min(0).max(8.64e15).optional(),
+  /** ...and before (epoch ms; default: now). */
+  until: z.coerce.number().int().min(0).max(8.64e15).optional(),
+  /** Group by this label's value. */
+  by: z.string().min(1).max(1000).optional(),
+});
+
 const getQuery = z.object({ wait_s: z.coerce.number().min(0).max(300).optional() });
 const idParams = z.object({ id: z.string().min(1).max(200) });
 
@@ -43,6 +52,13 @@ export function jobRoutes(ctx: HeadContext): FastifyPluginAsync {
       const { jobs, nextCursor } = ctx.jobs.list({ limit: q.limit, cursor: q.cursor, statuses: q.status, schedule: q.schedule, labels, since: q.since });
       if (nextCursor) void reply.header('x-next-cursor', nextCursor);
       return jobs;
+    });
+
+    app.get('/api/usage', async (req) => {
+      const q = parseWith(usageQuery, req.query);
+      const to = q.until ?? Date.now() + 1;
+      const from = q.since ?? 0;
+      return { from, to, by: q.by ?? null, groups: ctx.jobs.usage({ from, to, by: q.by }) };
     });
 
     app.get('/api/jobs/:id', async (req, reply) => {

@@ -140,6 +140,26 @@ export const raysubJobInfoSchema = z.object({
 });
 export type RaysubJobInfo = z.infer<typeof raysubJobInfoSchema>;
 
+/** `GET /api/usage`: usage over a period, by the value of a label (raysub job usage). */
+export const usageSummarySchema = z.object({
+  from: z.number(),
+  to: z.number(),
+  by: z.string().nullable(),
+  groups: z.array(
+    z.object({
+      group: z.string().nullable(),
+      jobs: z.number(),
+      attempts: z.number(),
+      uncounted: z.number(),
+      cpu_s: z.number(),
+      peak_memory: z.number().nullable(),
+      run_s: z.number(),
+      gpu_s: z.number(),
+    }),
+  ),
+});
+export type UsageSummary = z.infer<typeof usageSummarySchema>;
+
 /** Ray's JobDetails, key for key (Ray 2.58), with raysub's additions under `raysub`. */
 export const jobDetailsSchema = z.object({
   type: z.literal('SUBMISSION'),
