@@ -86,5 +86,12 @@ describe('accounting', () => {
     expect(table.stdout).toMatch(/^ml\s+1\s+2\s+\d+\.\d/m);
     const future = await head.client.usage({ since: Date.now() + 3_600_000 });
     expect(future.groups).toEqual([]);
+
+    // /metrics adds up the same counters (three attempts ended, each counted).
+    const metrics = await (await fetch(`${head.url}/metrics`, { headers: { authorization: `Bearer ${head.token}` } })).text();
+    const cpuTotal = Number(/^raysub_task_cpu_seconds_total (\S+)$/m.exec(metrics)?.[1]);
+    expect(cpuTotal).toBeCloseTo((usage?.cpu_s ?? NaN) + (both.raysub.usage?.cpu_s ?? NaN), 1);
+    expect(metrics).toMatch(/^raysub_task_peak_memory_bytes_count 3$/m);
+    expect(metrics).toMatch(/^raysub_task_attempts_uncounted_total 0$/m);
   });
 });

@@ -1,4 +1,4 @@
-import { Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { fromUnits } from '../shared/resources.js';
 import type { Store } from './db/index.js';
 import type { Engine } from './engine.js';
@@ -73,6 +73,19 @@ export class HeadMetrics {
       registers: [registry],
     });
     engine.on('placed', (ms) => this.schedulingLatency.observe(ms / 1000));
+    const cpuSeconds = new Counter({ name: 'raysub_task_cpu_seconds_total', help: 'CPU-seconds of task attempts that ended, as their cgroups counted them', registers: [registry] });
+    const uncounted = new Counter({ name: 'raysub_task_attempts_uncounted_total', help: 'Task attempts that ended on a node whose cgroups do not count CPU time', registers: [registry] });
+    const peakMemory = new Histogram({
+      name: 'raysub_task_peak_memory_bytes',
+      help: 'Peak memory of task attempts that ended, as their cgroups counted it',
+      buckets: [16, 64, 256, 1024, 4096, 16_384, 65_536].map((mib) => mib * 1024 * 1024),
+      registers: [registry],
+    });
+    engine.on('attemptEnded', (u) => {
+      if (u.cpu_s === null) uncounted.inc();
+      else cpuSeconds.inc(u.cpu_s);
+      if (u.peak_memory !== null) peakMemory.observe(u.peak_memory);
+    });
   }
 
   get contentType(): string {

@@ -59,6 +59,7 @@ export class Settler {
       cpu_s: usage?.cpu_s ?? null,
       peak_memory: usage?.peak_memory ?? null,
     });
+    if (usage) this.hooks.announce('attemptEnded', usage);
     this.live.release(task);
     const retry = retryOf(job, task.attempt, v, at);
     if (retry) {
