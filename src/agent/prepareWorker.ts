@@ -4,7 +4,7 @@
  * the job's package copied into a directory of its own, the task's variables, and its runtime env
  * prepared. What differs between the two is only what they then launch.
  */
-import type { Assignment, ExitOutcome } from '../shared/protocol/index.js';
+import type { Assignment, ExitOutcome, JobContext } from '../shared/protocol/index.js';
 import { toRaysubError } from '../shared/errors.js';
 import { redactUrl } from '../shared/remotePackages.js';
 import type { Launcher } from './launcher.js';
@@ -43,8 +43,8 @@ export interface PreparedWorker {
 }
 
 /** The job's sandbox requirement against this node: a SetupError('sandbox_unavailable') when it is not met. */
-export function checkSandbox(a: Pick<Assignment, 'sandbox'>, launcher: Pick<Launcher, 'mode' | 'detail'>, nodeName: string): void {
-  const required = a.sandbox.require;
+export function checkSandbox(job: Pick<JobContext, 'sandbox'>, launcher: Pick<Launcher, 'mode' | 'detail'>, nodeName: string): void {
+  const required = job.sandbox.require;
   if (required && STRENGTH[required] > STRENGTH[launcher.mode]) {
     throw new SetupError('sandbox_unavailable', `job requires a "${required}" sandbox; node ${nodeName} provides "${launcher.mode}" (${launcher.detail})`);
   }
@@ -55,15 +55,15 @@ export function checkSandbox(a: Pick<Assignment, 'sandbox'>, launcher: Pick<Laun
  * Errors are SetupErrors, except once `signal` is aborted: then the abort's error passes through.
  */
 export async function prepareWorker(deps: PrepareDeps, a: Assignment, o: { key: string; group: string | null; signal: AbortSignal; output: (text: string) => void }): Promise<PreparedWorker> {
-  checkSandbox(a, deps.launcher, deps.nodeName);
+  checkSandbox(a.job, deps.launcher, deps.nodeName);
   const setup = (what: string) => (err: unknown): never => {
     if (o.signal.aborted) throw err;
     throw new SetupError('setup_failed', `${what}${toRaysubError(err).message}`);
   };
   // The job's package on the head, or the remote archive its runtime env names.
-  const workingDir = workingDirUri(a.working_dir_package, a.runtime_env);
+  const workingDir = workingDirUri(a.job.working_dir_package, a.job.runtime_env);
   const source = workingDir
-    ? await deps.workspace.acquireUri(workingDir, 'working_dir', o.signal).catch(setup(`could not fetch working dir ${a.working_dir_package ?? redactUrl(workingDir)}: `))
+    ? await deps.workspace.acquireUri(workingDir, 'working_dir', o.signal).catch(setup(`could not fetch working dir ${a.job.working_dir_package ?? redactUrl(workingDir)}: `))
     : null;
   let dir: string;
   try {

@@ -4,7 +4,7 @@
  * which a job cannot override; then what the runtime_env builds (pip, npm, py_modules), under the
  * job's setup timeout.
  */
-import { parseRuntimeEnv, type Assignment } from '../shared/protocol/index.js';
+import { parseRuntimeEnv, type Assignment, type JobContext } from '../shared/protocol/index.js';
 import { needsEnvSetup, setUpEnvs, type EnvCache, type PackageSource } from './envs/index.js';
 import type { Lease } from './envs/cache.js';
 
@@ -61,10 +61,10 @@ const MAX_VARIABLE_BYTES = 120 * 1024;
  * with Ray's defaults (`job_submission_id`, `job_name`) under what the job set. Too long for a
  * variable, the runtime env is left out, then the job's own metadata.
  */
-export function rayJobConfig(a: Pick<Assignment, 'job_id' | 'runtime_env' | 'metadata'>): string {
-  const defaults = { job_submission_id: a.job_id, job_name: a.job_id };
-  const metadata = { ...defaults, ...(a.metadata ?? {}) };
-  for (const config of [{ runtime_env: a.runtime_env, metadata }, { metadata }, { metadata: defaults }]) {
+export function rayJobConfig(job: Pick<JobContext, 'job_id' | 'runtime_env' | 'metadata'>): string {
+  const defaults = { job_submission_id: job.job_id, job_name: job.job_id };
+  const metadata = { ...defaults, ...(job.metadata ?? {}) };
+  for (const config of [{ runtime_env: job.runtime_env, metadata }, { metadata }, { metadata: defaults }]) {
     const text = JSON.stringify(config);
     if (Buffer.byteLength(text) <= MAX_VARIABLE_BYTES) return text;
   }
@@ -83,21 +83,21 @@ export function buildTaskEnv(a: Assignment, place: TaskEnvPlace, agentEnv: Reado
   if (place.home !== undefined) base.HOME = place.home;
   base.PYTHONUNBUFFERED = '1';
   const own: Record<string, string> = {
-    RAYSUB_JOB_ID: a.job_id,
+    RAYSUB_JOB_ID: a.job.job_id,
     RAYSUB_TASK_INDEX: String(a.task_index),
     RAYSUB_TASK_COUNT: String(a.task_count),
     RAYSUB_ARRAY_INDEX: String(a.array_index ?? a.task_index),
     RAYSUB_ATTEMPT: String(a.attempt),
     RAYSUB_ADDRESS: place.headAddress,
     RAYSUB_NODE_ID: place.nodeId,
-    RAY_JOB_SUBMISSION_ID: a.job_id,
-    RAY_JOB_CONFIG_JSON_ENV_VAR: rayJobConfig(a),
+    RAY_JOB_SUBMISSION_ID: a.job.job_id,
+    RAY_JOB_CONFIG_JSON_ENV_VAR: rayJobConfig(a.job),
     CUDA_VISIBLE_DEVICES: a.gpu_ids.join(','),
   };
   const env: Record<string, string> = { ...base };
-  for (const [k, v] of Object.entries(a.env_vars)) {
+  for (const [k, v] of Object.entries(a.job.env_vars)) {
     // `PATH: "/opt/x/bin:${PATH}"` extends the task's own PATH; another name is the job's first.
-    const from: Record<string, string> = { ...base, ...a.env_vars, ...own };
+    const from: Record<string, string> = { ...base, ...a.job.env_vars, ...own };
     if (Object.hasOwn(base, k)) from[k] = base[k] ?? '';
     else delete from[k];
     env[k] = expandVars(v, from);
@@ -110,7 +110,7 @@ export function buildTaskEnv(a: Assignment, place: TaskEnvPlace, agentEnv: Reado
  * `ctx.signal` aborts; throws a readable error when setup fails or outlasts the setup timeout.
  */
 export async function prepareRuntimeEnv(a: Assignment, env: Record<string, string>, ctx: PrepareContext): Promise<PreparedEnv> {
-  const runtimeEnv = parseRuntimeEnv(a.runtime_env);
+  const runtimeEnv = parseRuntimeEnv(a.job.runtime_env);
   if (!needsEnvSetup(runtimeEnv)) return { env, readOnlyPaths: [] };
   const timeoutS = runtimeEnv.config?.setup_timeout_seconds ?? DEFAULT_SETUP_TIMEOUT_S;
   const setup = new AbortController();

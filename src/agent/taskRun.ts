@@ -3,7 +3,7 @@
  * ship output, enforce the timeout, obey kill orders, report the exit.
  */
 import type { Logger } from '../shared/log.js';
-import { memoryLimitOf, type Assignment, type AttemptUsage, type ExitOutcome, type TaskRef } from '../shared/protocol/index.js';
+import { type Assignment, type AttemptUsage, type ExitOutcome, type TaskRef } from '../shared/protocol/index.js';
 import { toRaysubError } from '../shared/errors.js';
 import { formatBytes } from '../shared/resources.js';
 import type { LaunchSpec, Launcher, WorkerHandle } from './launcher.js';
@@ -56,7 +56,7 @@ export class TaskRun {
     private readonly deps: TaskRunDeps,
   ) {
     this.ref = { task_id: assignment.task_id, attempt: assignment.attempt };
-    this.stop = stopPolicyOf(assignment.env_vars, deps.killGraceMs);
+    this.stop = stopPolicyOf(assignment.job.env_vars, deps.killGraceMs);
     this.done = this.run();
   }
 
@@ -66,7 +66,7 @@ export class TaskRun {
 
   get key(): string {
     const a = this.assignment;
-    return `${a.job_id}.${a.task_index}.${a.attempt}`;
+    return `${a.job.job_id}.${a.task_index}.${a.attempt}`;
   }
 
   private system(text: string): void {
@@ -96,7 +96,7 @@ export class TaskRun {
       }
       const prepared = await prepareWorker(this.deps, a, {
         key: this.key,
-        group: a.job_id,
+        group: a.job.job_id,
         signal: this.abort.signal,
         output: (text) => outbox.output(this.ref, 'system', Buffer.from(text)),
       });
@@ -110,17 +110,17 @@ export class TaskRun {
       detachApi = api?.detach;
       this.worker = await this.launch({
         key: this.key,
-        group: a.job_id,
+        group: a.job.job_id,
         argv: prepared.argv ?? ['/bin/sh', '-c', a.entrypoint],
         cwd: taskDir,
         env: api?.env ?? prepared.env,
         // A memory request is a limit only when the job asked for one (Ray only places by it).
-        resources: { ...a.resources, memory: memoryLimitOf(a) },
+        resources: { ...a.resources, memory: a.job.memory },
         gpuIds: a.gpu_ids,
-        network: a.sandbox.network ?? 'host',
+        network: a.job.sandbox.network ?? 'host',
         readOnlyPaths: [...prepared.readOnlyPaths, ...(api?.paths ?? [])],
-        userNamespaces: a.sandbox.user_namespaces === true,
-        mergeStderr: a.sandbox.separate_stderr !== true,
+        userNamespaces: a.job.sandbox.user_namespaces === true,
+        mergeStderr: a.job.sandbox.separate_stderr !== true,
       });
       this.state = 'running';
       outbox.started(this.ref, Date.now());

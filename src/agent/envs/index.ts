@@ -78,7 +78,7 @@ export async function setUpEnvs(s: EnvSetup): Promise<void> {
     const spec = pipSpecOf(re.pip, s.taskDir);
     // A requirements file in a remote working dir: the env is keyed by its URI (as Ray caches by URI).
     const remoteWd = typeof re.working_dir === 'string' && !re.working_dir.startsWith('gcs://') ? re.working_dir : null;
-    const key = pipKey(spec, py, s.assignment.working_dir_package ?? remoteWd);
+    const key = pipKey(spec, py, s.assignment.job.working_dir_package ?? remoteWd);
     const lease = await s.cache.acquire('pip', key, { signal, output, label: 'pip' }, (b) =>
       withWorkDirCopy(spec.needsWorkDir ? s.taskDir : null, b.dir, (cwd) => buildVenv(b, spec, py, install, cwd)),
     );

@@ -8,7 +8,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { guarded, runGuarded } from '../../shared/boundary.js';
 import {
-  memoryLimitOf,
   returnId,
   type Assignment,
   type InjobAnswer,
@@ -151,7 +150,7 @@ export class InjobService {
 
   /** A job task is about to start here: give it the socket, token and libraries. */
   async attach(a: Assignment, ref: TaskRef, env: Record<string, string>): Promise<{ env: Record<string, string>; paths: string[]; detach: () => void }> {
-    const job = await this.job(a.job_id, { job_id: a.job_id, memory: memoryLimitOf(a), working_dir_package: a.working_dir_package, runtime_env: a.runtime_env, env_vars: a.env_vars, sandbox: a.sandbox });
+    const job = await this.job(a.job.job_id, a.job);
     job.drivers.push(ref);
     const api = injobEnv(job, this.d.libs, env);
     return {

@@ -33,21 +33,8 @@ export interface LaunchedWorker {
 export async function launchWorker(deps: LaunchDeps, job: JobState, o: { workerId: string; lang: 'python' | 'node'; req: TaskRequest; gpuIds: number[]; signal: AbortSignal; output: (text: string) => void }): Promise<LaunchedWorker> {
   const ctx = job.ctx;
   if (!ctx) throw new Error(`no job context for ${job.jobId} on this node`);
-  const a: Assignment = {
-    task_id: `${job.jobId}:${o.workerId}`,
-    attempt: 1,
-    job_id: job.jobId,
-    task_index: 0,
-    task_count: 1,
-    entrypoint: '',
-    working_dir_package: ctx.working_dir_package,
-    runtime_env: ctx.runtime_env,
-    env_vars: ctx.env_vars,
-    resources: o.req,
-    gpu_ids: o.gpuIds,
-    timeout_s: null,
-    sandbox: ctx.sandbox,
-  };
+  // The job's own context, as its tasks' assignments carry it; the worker is one task of its own.
+  const a: Assignment = { task_id: `${job.jobId}:${o.workerId}`, attempt: 1, task_index: 0, task_count: 1, entrypoint: '', resources: o.req, gpu_ids: o.gpuIds, timeout_s: null, job: ctx };
   // The same recipe as the job's own tasks, the sandbox requirement included.
   const prepared = await prepareWorker(deps, a, { key: `${path.basename(job.dir)}.${o.workerId}`, group: null, signal: o.signal, output: o.output });
   const cleanup = (): void => {

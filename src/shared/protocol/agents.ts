@@ -1,8 +1,7 @@
 import { z } from 'zod';
-import { packageNameSchema } from './packages.js';
 import { resourceMapSchema } from './common.js';
 import { injobAnswerSchema, injobPollSchema, injobReportSchema } from './injob.js';
-import { sandboxRequestSchema } from './runtimeEnv.js';
+import { jobContextSchema } from './jobContext.js';
 
 /**
  * The agent <-> head protocol. Assignments are fenced by (task_id, attempt); events carry a
@@ -76,34 +75,22 @@ export const taskResourcesSchema = z.object({
   custom: resourceMapSchema,
 });
 
+/** One attempt of one of a job's tasks, for the node that runs it; `job` is what every worker of the job needs. */
 export const assignmentSchema = z.object({
   task_id: z.string(),
   attempt: z.number().int(),
-  job_id: z.string(),
   task_index: z.number().int(),
   task_count: z.number().int(),
   /** Its index in the job's array (`--array`), which the task sees as RAYSUB_ARRAY_INDEX (absent: task_index). */
   array_index: z.number().int().optional(),
   entrypoint: z.string(),
-  /** Package name in the head's store for the working dir, or null for none. */
-  working_dir_package: packageNameSchema.nullable(),
-  runtime_env: z.record(z.string(), z.unknown()),
-  env_vars: z.record(z.string(), z.string()),
+  /** What placement counted for it (its memory is a limit only as `job.memory` says). */
   resources: taskResourcesSchema,
   gpu_ids: z.array(z.number().int()),
   timeout_s: z.number().nullable(),
-  sandbox: sandboxRequestSchema,
-  /** The job's metadata as submitted (the job sees it with Ray's defaults added). */
-  metadata: z.record(z.string(), z.string()).nullable().optional(),
-  /** false: `resources.memory` is only what placement counted, not a limit (absent: a limit). */
-  memory_limit: z.boolean().optional(),
+  job: jobContextSchema,
 });
 export type Assignment = z.infer<typeof assignmentSchema>;
-
-/** The memory a task (and the job's in-job workers) is killed above: its request, when the job asked for a limit; else none (0). */
-export function memoryLimitOf(a: Pick<Assignment, 'resources' | 'memory_limit'>): number {
-  return a.memory_limit === false ? 0 : a.resources.memory;
-}
 
 export const exitOutcomeSchema = z.enum([
   'exited', // the process ended by itself (exit code may be 0 or not)

@@ -1,6 +1,7 @@
 export * from './common.js';
 export * from './runtimeEnv.js';
 export * from './jobs.js';
+export * from './jobContext.js';
 export * from './agents.js';
 export * from './nodes.js';
 export * from './schedules.js';

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { packageNameSchema } from './packages.js';
+import { jobContextSchema } from './jobContext.js';
 
 /**
  * The in-job task API. Two wires:
@@ -205,17 +205,6 @@ export const relayValueSchema = z.discriminatedUnion('kind', [
 ]);
 export type RelayValue = z.infer<typeof relayValueSchema>;
 
-/** What a worker needs to start for a job on a node that may not run any of its tasks. */
-export const jobContextSchema = z.object({
-  job_id: z.string(),
-  /** The job's memory request per task: its share of its agents' memory for in-job traffic (docs/tasks.md, "Limits"). */
-  memory: z.number().int().min(0).optional(),
-  working_dir_package: packageNameSchema.nullable(),
-  runtime_env: z.record(z.string(), z.unknown()),
-  env_vars: z.record(z.string(), z.string()),
-  sandbox: z.object({ network: z.enum(['host', 'none']).optional(), require: z.enum(['bwrap', 'process', 'none']).optional(), user_namespaces: z.boolean().optional() }).passthrough(),
-});
-export type JobContext = z.infer<typeof jobContextSchema>;
 
 /** A task travelling to the head and on to the node that runs it. */
 export const relayTaskSchema = z.object({
