@@ -45,6 +45,7 @@ it(`holds every invariant through ${DURATION_S}s of mixed jobs, killed agents, a
   const kinds: Kind[] = ['plain', 'array', 'retry', 'timeout', 'stop', 'quiet', 'driver-exit', 'runaway', 'big-package', 'many-files', 'loud'].sort(() => rand() - 0.5) as Kind[];
   const chaosOrder: Chaos[] = (['agent-kill', 'head-kill', 'duplicate-agent'] as Chaos[]).sort(() => rand() - 0.5);
   const chaosDone: string[] = [];
+  let reported = 0;
   try {
     for (let phase = 0; phase < chaosOrder.length || Date.now() - startedAt < DURATION_S * 1000; phase++) {
       const phaseStart = Date.now();
@@ -81,7 +82,7 @@ it(`holds every invariant through ${DURATION_S}s of mixed jobs, killed agents, a
         violations.push(...r.violations);
         figures.jobs.finished++;
         figures.jobs.tasks += r.job.parallel;
-        const s = r.details ? `${r.details.status}${r.details.raysub.error_type ? `/${r.details.raysub.error_type}` : ''}` : 'UNKNOWN';
+        const s = r.details ? `${r.details.status}${r.details.raysub.error_type ? `/${r.details.raysub.error_type}` : ''}` : r.unacknowledged ? 'NOT_SUBMITTED (head down)' : 'UNKNOWN';
         figures.jobs.byStatus[s] = (figures.jobs.byStatus[s] ?? 0) + 1;
       }
       // At rest: every node back, ALIVE and wholly free, within a lease and a bit.
@@ -95,6 +96,8 @@ it(`holds every invariant through ${DURATION_S}s of mixed jobs, killed agents, a
       violations.push(...checkProcessLogs(c).map((v) => `phase ${phase}: ${v}`));
       violations.push(...figures.lostWhileAlive.splice(0).map((v) => `phase ${phase}: ${v}`));
       console.log(`soak phase ${phase}: ${jobs.length} jobs in ${Math.round((Date.now() - phaseStart) / 1000)}s, chaos ${chaos}; ${violations.length} violations so far`);
+      for (const v of violations.slice(reported)) console.log(`  violation: ${v.slice(0, 1000)}`);
+      reported = violations.length;
       // Go on after a violation (the next phases may show more), but not without end.
       if (violations.length > 100) break;
     }

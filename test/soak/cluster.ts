@@ -23,6 +23,8 @@ export interface SoakClusterOptions {
 }
 
 export const HEAD_NODE = 'soak-head';
+/** The head's default lease (agents are declared lost this long after their last heartbeat). */
+const LEASE_MS = 15_000;
 
 export interface ChaosEvent {
   at: number;
@@ -45,6 +47,7 @@ export class SoakCluster {
   readonly events: ChaosEvent[] = [];
   /** Every process started, with the name of its node, for the log checks. */
   readonly processes: { node: string; proc: ManagedProcess }[] = [];
+  readonly leaseMs = LEASE_MS;
   private headArgs: string[] = [];
   private headEnv: Record<string, string> = {};
 

@@ -15,6 +15,8 @@ export interface JobResult {
   violations: string[];
   submittedAt: number;
   endedAt: number;
+  /** The CLI could not submit it while the head was down (it exited 69 and the head has no such job). */
+  unacknowledged?: boolean;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -49,7 +51,12 @@ export async function runJob(c: SoakCluster, job: SoakJob, packages: Map<string,
     } else {
       const res = await runCli(['job', 'submit', '--submission-id', job.id, ...job.via.cli], { env: c.head.env, timeoutMs });
       const wantOk = job.expect.status === 'SUCCEEDED';
-      const d = await terminal(c, job.id, 30_000);
+      const d = await terminal(c, job.id, 30_000).catch((err: unknown) => {
+        // Never acknowledged: the CLI gave up (exit 69, unavailable) while the head was down. Not a lost job.
+        if (err instanceof RaysubError && err.code === 'JOB_NOT_FOUND' && res.code === 69 && c.headDownBetween(submittedAt, Date.now())) return null;
+        throw new Error(`${(err as Error).message}; raysub job submit exited ${res.code}: ${res.stderr.slice(-600)}`);
+      });
+      if (!d) return { job, details: null, violations, submittedAt, endedAt: Date.now(), unacknowledged: true };
       const lost = d.status === 'FAILED' && d.raysub.error_type === 'NODE_LOST';
       if (wantOk && !lost && res.code !== 0) violations.push(`${job.id}: raysub job submit exited ${res.code}: ${res.stderr.slice(-600)}`);
       // While the head is down the CLI rightly says so; otherwise never.
@@ -58,7 +65,8 @@ export async function runJob(c: SoakCluster, job: SoakJob, packages: Map<string,
     }
     details = await terminal(c, job.id, timeoutMs);
     const endedAt = details.end_time ?? Date.now();
-    violations.push(...checkOutcome(job, details, c.killedBetween(submittedAt, endedAt)));
+    // A node killed up to a lease before the job was submitted may still take it (the head learns of the death at the lease's end).
+    violations.push(...checkOutcome(job, details, c.killedBetween(submittedAt - c.leaseMs - 5000, endedAt)));
     const wd = details.runtime_env?.working_dir;
     const pkg = typeof wd === 'string' ? /^gcs:\/\/(.+)$/.exec(wd)?.[1] : undefined;
     if (pkg) packages.set(pkg, { name: pkg, job: job.id, endedAt });
