@@ -81,9 +81,11 @@ describe('job list', () => {
     const term = runCliInPty(['job', 'list', '--address', head.url, '--token-file', path.join(head.dataDir, 'token')], { cols: 110 });
     expect(await term.exited).toBe(0);
     const lines = term.output().replace(/\u001b\[[0-9;]*m/g, '').split('\r\n').filter(Boolean);
-    expect(lines[0]).toMatch(/^ID +STATUS +SUBMITTED +DURATION +TASKS +ENTRYPOINT +DETAIL$/);
-    expect(lines[1]).toMatch(/^fine +SUCCEEDED +\d+s ago +\d+s +1 +true$/);
-    expect(lines[2]).toMatch(/^wordy +FAILED +\d+s ago +\d+s +1 +sh -c .*… +ENTRYPOINT_FAILED.*…$/);
+    expect(lines[0]).toMatch(/^ID +STATUS +SUBMITTED +DURATION +TASKS +CPU-S +PEAK-MEM +ENTRYPOINT +DETAIL$/);
+    // CPU-seconds and peak memory: figures where the node counts them, n/a where it cannot, - before an attempt ended.
+    const usage = String.raw`(?:[\d.]+|n/a|-) +(?:[\d.]+ ?[KMGT]?i?B|n/a|-)`;
+    expect(lines[1]).toMatch(new RegExp(String.raw`^fine +SUCCEEDED +\d+s ago +\d+s +1 +${usage} +true$`));
+    expect(lines[2]).toMatch(new RegExp(String.raw`^wordy +FAILED +\d+s ago +\d+s +1 +${usage} +sh -c .*… +ENTRYPOINT_FAILED.*…$`));
     for (const l of lines) expect(l.length).toBeLessThanOrEqual(110);
     expect(term.output()).toContain(`${ESC}[31mFAILED${ESC}[39m`);
     const piped = await runCli(['job', 'list'], { env: { ...head.env, NO_COLOR: '' } });
@@ -128,7 +130,9 @@ describe('status --watch on an 80x24 terminal', () => {
     expect(await term.exited).toBe(0);
     // Without a terminal, all of it: successes too, newest end first.
     const plain = await runCli(['status'], { env: head.env });
-    expect(plain.stdout).toMatch(/Recent successes\nJOB +ENDED +TOOK +TASKS +ENTRYPOINT\nok-2 +\S+ ago .*\nok-1 /);
+    // ok-1 and ok-2 run at once: whichever ended last comes first.
+    const [first, second] = (await Promise.all(['ok-1', 'ok-2'].map((id) => c.getJob(id)))).sort((a, b) => (b.end_time ?? 0) - (a.end_time ?? 0));
+    expect(plain.stdout).toMatch(new RegExp(String.raw`Recent successes\nJOB +ENDED +TOOK +TASKS +ENTRYPOINT\n${first?.submission_id} +\S+ ago .*\n${second?.submission_id} `));
     expect(plain.stdout).toMatch(/Schedules due next\n/);
     for (const id of ['sweep', ...Array.from({ length: 6 }, (_, i) => `waits-${i}`)]) await c.stopJob(id);
   });

@@ -11,12 +11,27 @@ function width(s: string): number {
  */
 export function renderTable(headers: string[], rows: string[][], maxWidth?: number): string {
   const widths = headers.map((h, i) => Math.max(width(h), ...rows.map((r) => width(r[i] ?? ''))));
-  const lastStart = widths.slice(0, -1).reduce((sum, w) => sum + w + 2, 0);
+  const start = (): number => widths.slice(0, -1).reduce((sum, w) => sum + w + 2, 0);
+  if (maxWidth) {
+    // Too wide for the last column's 20: narrow the widest of the others, none below its header or 8.
+    const floor = headers.map((h) => Math.max(8, width(h)));
+    for (let over = start() + 21 - maxWidth; over > 0; over--) {
+      let widest = -1;
+      for (let i = 0; i < widths.length - 1; i++) if ((widths[i] ?? 0) > (floor[i] ?? 0) && (widest < 0 || (widths[i] ?? 0) > (widths[widest] ?? 0))) widest = i;
+      if (widest < 0) break;
+      widths[widest] = (widths[widest] ?? 0) - 1;
+    }
+  }
+  const lastStart = start();
   const room = maxWidth ? Math.max(20, maxWidth - lastStart - 1) : Infinity;
-  const fit = (c: string) => (width(c) <= room ? c : truncate(c.replace(ANSI, ''), room));
+  const fitTo = (c: string, w: number) => (width(c) <= w ? c : truncate(c.replace(ANSI, ''), w));
   const line = (cells: string[]) =>
     cells
-      .map((c, i) => (i === cells.length - 1 ? fit(c) : c + ' '.repeat((widths[i] ?? 0) - width(c))))
+      .map((c, i) => {
+        if (i === cells.length - 1) return fitTo(c, room);
+        const cell = fitTo(c, widths[i] ?? 0);
+        return cell + ' '.repeat(Math.max(0, (widths[i] ?? 0) - width(cell)));
+      })
       .join('  ')
       .trimEnd();
   return [line(headers), ...rows.map(line)].join('\n') + '\n';
