@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it, onTestFinished, type TestContext } from 'vitest';
 import type { Launcher, WorkerExit } from '../src/agent/launcher.js';
 import { chooseLauncher } from '../src/agent/sandbox/index.js';
 import { silentLogger } from '../src/shared/log.js';
@@ -14,19 +14,25 @@ import { unique } from './helpers/sandbox.js';
 
 const MiB = 2 ** 20;
 
+/** A launcher that reuses sandboxes, in a temporary work dir; skips the test, saying why, where none can. */
+async function reusingLauncher(ctx: TestContext): Promise<{ launcher: Launcher; workDir: string }> {
+  const work = tempDir('raysub-reuse-');
+  const workDir = path.join(work, 'agent');
+  const launcher: Launcher = await chooseLauncher(
+    { sandbox: 'auto', workDir, hiddenPaths: [], nodeName: unique('reuse'), sandboxInterpreters: ['python3'], sandboxBinds: [], taskPidsMax: 4096, taskOpenFiles: 4096, sandboxReuse: true, sandboxSeccomp: true },
+    silentLogger(),
+  );
+  onTestFinished(() => launcher.close?.());
+  if (launcher.mode !== 'bwrap' || !launcher.cgroups || !launcher.detail.includes('reuse a sandbox')) {
+    console.warn(`skipping "${ctx.task.name}": this machine's launcher does not reuse sandboxes (${launcher.mode}: ${launcher.detail})`);
+    ctx.skip();
+  }
+  return { launcher, workDir };
+}
+
 describe('sandbox reuse', () => {
   it('reuses a sandbox after a task that exits, even with a failure, and never after one stopped or killed for memory, nor for another request', async (ctx) => {
-    const work = tempDir('raysub-reuse-');
-    const workDir = path.join(work, 'agent');
-    const launcher: Launcher = await chooseLauncher(
-      { sandbox: 'auto', workDir, hiddenPaths: [], nodeName: unique('reuse'), sandboxInterpreters: ['python3'], sandboxBinds: [], taskPidsMax: 4096, taskOpenFiles: 4096, sandboxReuse: true, sandboxSeccomp: true },
-      silentLogger(),
-    );
-    onTestFinished(() => launcher.close?.());
-    if (launcher.mode !== 'bwrap' || !launcher.cgroups || !launcher.detail.includes('reuse a sandbox')) {
-      console.warn(`skipping "${ctx.task.name}": this machine's launcher does not reuse sandboxes (${launcher.mode}: ${launcher.detail})`);
-      return ctx.skip();
-    }
+    const { launcher, workDir } = await reusingLauncher(ctx);
 
     let n = 0;
     /** One task of job "job": its output and exit; `stop` terminates it once it has printed. */
@@ -98,17 +104,7 @@ describe('sandbox reuse', () => {
   });
 
   it("never gives a task's output to the task before it in the same sandbox, however late that one's output is read", async (ctx) => {
-    const work = tempDir('raysub-reuse-');
-    const workDir = path.join(work, 'agent');
-    const launcher: Launcher = await chooseLauncher(
-      { sandbox: 'auto', workDir, hiddenPaths: [], nodeName: unique('reuse'), sandboxInterpreters: ['python3'], sandboxBinds: [], taskPidsMax: 4096, taskOpenFiles: 4096, sandboxReuse: true, sandboxSeccomp: true },
-      silentLogger(),
-    );
-    onTestFinished(() => launcher.close?.());
-    if (launcher.mode !== 'bwrap' || !launcher.cgroups || !launcher.detail.includes('reuse a sandbox')) {
-      console.warn(`skipping "${ctx.task.name}": this machine's launcher does not reuse sandboxes (${launcher.mode}: ${launcher.detail})`);
-      return ctx.skip();
-    }
+    const { launcher, workDir } = await reusingLauncher(ctx);
     let n = 0;
     const launch = (line: string) => {
       const key = `job.${n++}.1`;
