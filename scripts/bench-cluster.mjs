@@ -13,17 +13,20 @@ const jobs = Number(process.argv[3] ?? 10_000);
 console.log(`machine: ${machine()}`);
 
 // --- 1. throughput ---------------------------------------------------------------------------
-/** One array job of `tasks` copies of `entrypoint` on two agents with 1 CPU each; wall ms. */
+/**
+ * One array job of `tasks` copies of `entrypoint`, 1 CPU each (asked for: over REST a job holds no
+ * CPU unless it asks, as in Ray), on two agents with 1 CPU each; wall ms.
+ */
 async function arrayJob(entrypoint, agentArgs) {
   const head = await startHead(['--no-local-agent']);
   const client = new RaysubClient({ address: head.url, token: head.token, retries: 0 });
   const agents = [await startAgent(head, client, 'a', ['--num-cpus', '1', ...agentArgs]), await startAgent(head, client, 'b', ['--num-cpus', '1', ...agentArgs])];
   try {
     // Warm up both agents and the interpreter's page cache.
-    await client.submitJob({ entrypoint, submission_id: 'warm', raysub: { parallel: 4 } });
+    await client.submitJob({ entrypoint, submission_id: 'warm', entrypoint_num_cpus: 1, raysub: { parallel: 4 } });
     await client.waitForJob('warm');
     const t0 = process.hrtime.bigint();
-    await client.submitJob({ entrypoint, submission_id: 'tput', raysub: { parallel: tasks } });
+    await client.submitJob({ entrypoint, submission_id: 'tput', entrypoint_num_cpus: 1, raysub: { parallel: tasks } });
     const job = await client.waitForJob('tput');
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     if (job.status !== 'SUCCEEDED') throw new Error(`throughput job ended ${job.status}: ${job.message}`);

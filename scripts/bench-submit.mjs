@@ -11,7 +11,7 @@ const client = new RaysubClient({ address: head.url, token: head.token, retries:
 try {
   const submitOnce = async (i) => {
     const t0 = process.hrtime.bigint();
-    const { submission_id: id } = await client.submitJob({ entrypoint: 'python3 -c pass', submission_id: `bench-${i}` });
+    const { submission_id: id } = await client.submitJob({ entrypoint: 'python3 -c pass', submission_id: `bench-${i}`, entrypoint_num_cpus: 1 });
     const job = await client.getJob(id, 60);
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     if (job.status !== 'SUCCEEDED') throw new Error(`job ${id} ended ${job.status}: ${job.message}`);
