@@ -100,6 +100,7 @@ class Agent implements RunningAgent {
       log: log.child({ component: 'injob' }),
       totals,
       nodeName: opts.nodeName,
+      objectStore: { dir: opts.objectStoreDir, memory: opts.objectStoreMemory },
       wake: () => this.wakeReporter(2),
       workspace,
       launcher,

@@ -42,6 +42,9 @@ export const DEFAULTS = {
   sandbox: 'auto' as SandboxChoice,
   maxBufferedLogBytes: 8 * 1024 * 1024,
   cacheLimitBytes: 10 * 1024 ** 3,
+  /** The shared-memory object store: a tmpfs directory, and the share of the node's memory its objects may fill (as Ray's 30%). */
+  objectStoreDir: '/dev/shm',
+  objectStoreMemoryFraction: 0.3,
   sandboxInterpreters: 'python3,python,node',
   taskPidsMax: 4096,
   taskOpenFiles: 4096,
@@ -167,13 +170,17 @@ function agentBase(l: Lookup, workDir: string, nodeName: string, hiddenPaths: st
   if (!nodeNameSchema.safeParse(nodeName).success) throw new RaysubError('USAGE', `invalid node name "${nodeName}": ${NODE_NAME_RULE}`);
   const numGpus = num(l.get('num-gpus', 'RAYSUB_NUM_GPUS'));
   if (numGpus !== undefined && !Number.isInteger(numGpus)) throw new RaysubError('USAGE', '--num-gpus must be a whole number');
+  const memory = memoryOption(l.get('memory', 'RAYSUB_MEMORY')) ?? os.totalmem();
+  const storeDir = l.get('object-store-dir', 'RAYSUB_OBJECT_STORE_DIR')?.value ?? DEFAULTS.objectStoreDir;
   return {
     workDir,
     nodeName,
     nodeNameGiven: l.get('node-name', 'RAYSUB_NODE_NAME') !== undefined,
     numCpus: num(l.get('num-cpus', 'RAYSUB_NUM_CPUS')) ?? os.availableParallelism(),
     numGpus,
-    memory: memoryOption(l.get('memory', 'RAYSUB_MEMORY')) ?? os.totalmem(),
+    memory,
+    objectStoreDir: storeDir === '' || storeDir === 'none' ? null : path.resolve(expandHome(storeDir)),
+    objectStoreMemory: bytes(l.get('object-store-memory', 'RAYSUB_OBJECT_STORE_MEMORY')) ?? Math.floor(memory * DEFAULTS.objectStoreMemoryFraction),
     resources: parseResources(l.get('resources', 'RAYSUB_RESOURCES')),
     killGraceMs: killGraceMs(l),
     sandbox: oneOf(l.get('sandbox', 'RAYSUB_SANDBOX'), ['auto', 'bwrap', 'process', 'none'] as const, DEFAULTS.sandbox),

@@ -20,6 +20,10 @@ export interface AgentOptions {
   readonly numCpus: number;
   readonly numGpus: number | undefined; // undefined: detect with nvidia-smi
   readonly memory: number;
+  /** The tmpfs directory holding the shared-memory object store (null: objects only on disk). */
+  readonly objectStoreDir: string | null;
+  /** What objects in shared memory may fill on this node (past it they go to disk). */
+  readonly objectStoreMemory: number;
   readonly resources: ResourceMap;
   readonly killGraceMs: number;
   readonly sandbox: SandboxChoice;

@@ -175,7 +175,7 @@ export class Clients implements IntakeHooks {
     if (v.kind === 'inline') return conn.resolved({ id, state: 'value', len: v.data.length }, v.data);
     if (v.kind === 'error') return conn.resolved({ id, state: 'error', len: v.data.length, error: v.error }, v.data);
     if (v.node !== this.d.me() && !fetch) return conn.resolved({ id, state: 'remote', len: v.size });
-    conn.job.objects.localPath(id, v).then(
+    conn.job.objects.localPath(id, v, true).then(
       guarded(this.d.log, 'answering a get', (p: string) => conn.resolved({ id, state: 'path', len: v.size, path: p })),
       guarded(this.d.log, 'answering a get', (err: unknown) => this.push(conn, id, errorValue('ObjectLostError', `object ${id} could not be fetched from ${v.node}: ${(err as Error).message}`, ''), false)),
     );

@@ -87,11 +87,12 @@ export class Control {
   }
 
   /**
-   * A process dropped its last reference to objects and actors it made. An actor ends once the
-   * calls sent to it before have run (after them in its calls' chain). Objects stay until the job
-   * ends (the object store frees them by reference once it counts references across processes).
+   * A process dropped its last reference to objects and actors it made. An object goes once no
+   * task here still needs it as an argument (ObjectTable.release); an actor ends once the calls
+   * sent to it before have run (after them in its calls' chain).
    */
-  release(job: JobState, _objects: readonly string[], actors: readonly string[]): void {
+  release(job: JobState, objects: readonly string[], actors: readonly string[]): void {
+    job.objects.release(objects);
     for (const aid of actors) {
       const prev = job.callChains.get(aid) ?? Promise.resolve();
       const next = prev.then(() => this.releaseActor(job, aid));

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { guarded } from '../../shared/boundary.js';
 import type { Logger } from '../../shared/log.js';
-import type { ErrorInfo, InjobCounts, JobContext, Lang, SubmitSpec, TaskRef, Usage } from '../../shared/protocol/index.js';
+import type { ErrorInfo, InjobCounts, JobContext, Lang, RelayTask, SubmitSpec, TaskRef, Usage } from '../../shared/protocol/index.js';
 import type { Capacity, TaskRequest } from '../../shared/resources.js';
 import type { WorkerHandle } from '../launcher.js';
 import { JobBudget } from './budget.js';
@@ -19,7 +19,8 @@ import { FrameError, FrameReader } from './frames.js';
 import { Intake, type IntakeHooks } from './intake.js';
 import type { Holding } from './ledger.js';
 import { MAX_CONNECTIONS, MAX_HELD_BYTES, MAX_STORE_BYTES, MIN_HELD_BYTES } from './limits.js';
-import { ObjectTable, type ObjValue } from './objects.js';
+import { JobObjectDirs, type ShmPool } from './objectDirs.js';
+import { INLINE_LIMIT, ObjectTable, type ObjValue } from './objects.js';
 
 /** A connection of this job's processes to the agent. */
 export type JobConn = Conn<JobState, WorkerProc>;
@@ -48,6 +49,8 @@ export interface Task {
   cancelled?: { force: boolean };
   /** The placement group bundle it holds its resources in (its `holding` is then the bundle's). */
   bundle?: Bundle;
+  /** Objects it holds in this node's store until it is done (its arguments). */
+  pinned?: readonly string[];
 }
 
 /** A placement group's bundle reserved on this node: its tasks and actors take from what it holds. */
@@ -125,6 +128,31 @@ export function depError(task: Task): ObjValue | null {
   return null;
 }
 
+/** A task's arguments stay in its job's store here until it is done (their owner may drop them meanwhile). */
+export function pinArgs(task: Task): void {
+  task.pinned = task.spec.deps.map((d) => d.id);
+  task.job.objects.pin(task.pinned);
+}
+
+export function unpinArgs(task: Task): void {
+  if (task.pinned) task.job.objects.unpin(task.pinned);
+  task.pinned = undefined;
+}
+
+/** A task's arguments as they are relayed: inline while small, else by location (a file in this node's store). */
+export function relayArgs(task: Task): RelayTask['args'] {
+  if (task.argsFile) return task.argsFile;
+  if (task.args.length <= INLINE_LIMIT) return task.args.toString('base64');
+  // Written once to this node's store, as an object of the agent's own naming.
+  const id = `args-${crypto.randomBytes(12).toString('hex')}`;
+  const v = task.job.objects.store(id, task.args);
+  task.job.objects.claim(id);
+  task.job.objects.resolve(id, v);
+  if (v.kind !== 'file') return task.args.toString('base64');
+  task.argsFile = { id, node: v.node, size: v.size };
+  return task.argsFile;
+}
+
 /** What the executor tells the rest of the agent. */
 export interface ExecutorHooks {
   finished(task: Task, value: ObjValue): void;
@@ -150,6 +178,9 @@ export interface JobStateDeps {
   nodeId: () => string;
   fetchRemote: (node: string, id: string, dest: string) => Promise<void>;
   askOwner: (owner: string, id: string) => Promise<ObjValue>;
+  freeRemote: (node: string, id: string) => void;
+  /** The node's shared memory for objects. */
+  shm: ShmPool;
   /** The job went over one of its limits here. */
   over: (job: JobState, why: string) => void;
   log: Logger;
@@ -179,8 +210,11 @@ export class JobState {
   readonly releasedActors = new Set<string>();
   /** Tasks taken in here and not finished, by id (for cancellation). */
   readonly live = new Map<string, Task>();
-  /** Tasks this node handed to the head and has no result for yet (a cancellation follows them there). */
-  readonly handedOff = new Set<string>();
+  /**
+   * Tasks this node handed to the head and has no result for yet (a cancellation follows them
+   * there), with the objects they hold here until then (their arguments, fetched from here).
+   */
+  readonly handedOff = new Map<string, readonly string[]>();
   /** Placement group bundles reserved on this node, by `<group>:<index>`. */
   readonly bundles = new Map<string, Bundle>();
   /** `ray.init(num_cpus=n)`: CPUs (in resource units) its in-job work may hold here at once; null: no limit. */
@@ -220,12 +254,14 @@ export class JobState {
     // The agent holds at most the job's memory request for it (but MIN_HELD_BYTES at least), and never more than MAX_HELD_BYTES.
     const held = this.memory > 0 ? Math.max(MIN_HELD_BYTES, Math.min(this.memory, MAX_HELD_BYTES)) : MAX_HELD_BYTES;
     this.budget = new JobBudget(held, storeLimit(this.dir), (why) => d.over(this, why));
-    this.objects = new ObjectTable(path.join(this.dir, 'objects'), d.nodeId, d.fetchRemote, d.askOwner, this.budget);
+    const dirs = new JobObjectDirs(path.join(this.dir, 'objects'), hash, d.shm);
+    this.objects = new ObjectTable(dirs, d.nodeId, d.fetchRemote, d.askOwner, this.budget, d.freeRemote);
   }
 
-  /** Directories the job's sandboxes must see (read-only). */
+  /** Directories the job's sandboxes must see (read-only): its socket's and its objects'. */
   get paths(): string[] {
-    return this.tmpDir ? [this.dir, this.tmpDir] : [this.dir];
+    const shm = this.objects.dirs.shm;
+    return [this.dir, ...(this.tmpDir ? [this.tmpDir] : []), ...(shm ? [shm] : [])];
   }
 
   /** Serve the job's socket; each connection's frames go through an Intake to `hooks`. */

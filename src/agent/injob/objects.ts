@@ -1,17 +1,21 @@
 /**
  * One job's objects on this agent: results of tasks it submitted or ran, values put here, and
  * copies fetched from other agents. Small values live in memory while the job's share of the
- * agent's memory allows, then on disk; large ones are files in the job's object directory, which
- * the job's sandboxes may read. Everything is counted against the job, and goes when it ends.
+ * agent's memory allows, then in files; large ones are files in the job's object directories
+ * (shared memory while the node's share allows, else disk: objectDirs.ts), which the job's
+ * sandboxes may read. Everything is counted against the job. An object goes when its owner drops
+ * its last reference and no task here still needs it as an argument, or when the job ends.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import path from 'node:path';
-import { injobSizes, OBJECT_ID_PATTERN, type ErrorInfo, type InjobErrorName, type RelayValue } from '../../shared/protocol/index.js';
+import { injobSizes, type ErrorInfo, type InjobErrorName, type RelayValue } from '../../shared/protocol/index.js';
 import { formatBytes } from '../../shared/resources.js';
 import type { JobBudget } from './budget.js';
 import type { PayloadStream } from './frames.js';
 import { ENTRY_COST } from './limits.js';
+import type { JobObjectDirs } from './objectDirs.js';
+
+export { objectPath } from './objectDirs.js';
 
 /** Values above this stay in the store of the agent that made them and are fetched on demand. */
 export const INLINE_LIMIT = injobSizes.INLINE_LIMIT;
@@ -33,18 +37,26 @@ export class ObjectTable {
   private readonly fetching = new Map<string, Promise<string>>();
   /** Values whose bytes are already counted against the job (made by `store`). */
   private readonly counted = new WeakSet<ObjValue>();
+  /** Objects tasks here wait for or run with, and how many such tasks. */
+  private readonly pins = new Map<string, number>();
+  /** Objects their owner no longer refers to: freed once ready and unpinned. */
+  private readonly released = new Set<string>();
+  /** Copies of other nodes' objects fetched here, with their sizes. */
+  private readonly copies = new Map<string, number>();
+  /** Copies whose path a process here was given (kept: it may read them again). */
+  private readonly served = new Set<string>();
 
   constructor(
-    readonly dir: string,
+    readonly dirs: JobObjectDirs,
     private readonly nodeId: () => string,
     /** Copy a large object from the agent that holds it into `dest`. */
     private readonly fetchRemote: (node: string, id: string, dest: string) => Promise<void>,
     /** Ask an object's owner (another agent) how it stands, waiting for it to be ready. */
     private readonly askOwner: (owner: string, id: string) => Promise<ObjValue>,
     private readonly budget: JobBudget,
-  ) {
-    fs.mkdirSync(dir, { recursive: true, mode: 0o711 });
-  }
+    /** Tell the agent that holds a large object made there (and owned here) to free it. */
+    private readonly freeRemote: (node: string, id: string) => void,
+  ) {}
 
   private entry(id: string): Entry {
     let e = this.entries.get(id);
@@ -80,9 +92,9 @@ export class ObjectTable {
     return this.entries.get(id)?.value ?? null;
   }
 
-  /** Where object `id` lives on disk: always a file directly inside this job's object directory. */
+  /** Where object `id`'s file is: always directly inside one of this job's object directories. */
   filePath(id: string): string {
-    return objectPath(this.dir, id);
+    return this.dirs.path(id);
   }
 
   /**
@@ -99,12 +111,13 @@ export class ObjectTable {
       return v;
     }
     if (!this.budget.store(data.length, `an object of ${formatBytes(data.length)}`)) return overValue(id, this.budget);
-    const tmp = this.tmpPath(id);
+    const tmp = this.tmpPath(this.dirs.place(id, data.length));
     try {
       fs.writeFileSync(tmp, data, { mode: 0o644 });
       fs.renameSync(tmp, this.filePath(id));
     } catch (err) {
       fs.rmSync(tmp, { force: true });
+      this.dirs.forget(id);
       this.budget.unstore(data.length);
       return errorValue('ObjectLostError', `object ${id} could not be stored on node ${this.nodeId()}: ${(err as Error).message}`, '');
     }
@@ -120,8 +133,15 @@ export class ObjectTable {
    */
   writer(id: string, size: number): (PayloadStream & { value(): ObjValue }) | null {
     if (this.get(id) || !this.budget.store(size, `an object of ${formatBytes(size)}`)) return null;
-    const tmp = this.tmpPath(id);
-    const fd = fs.openSync(tmp, 'wx', 0o644);
+    const tmp = this.tmpPath(this.dirs.place(id, size));
+    let fd: number;
+    try {
+      fd = fs.openSync(tmp, 'wx', 0o644);
+    } catch (err) {
+      this.dirs.forget(id);
+      this.budget.unstore(size);
+      throw err;
+    }
     let state: 'open' | 'done' | 'aborted' = 'open';
     const close = (): void => {
       if (state === 'open') fs.closeSync(fd);
@@ -139,6 +159,7 @@ export class ObjectTable {
         close();
         if (state !== 'done') {
           fs.rmSync(tmp, { force: true });
+          this.dirs.forget(id);
           this.budget.unstore(size);
         }
         state = 'aborted';
@@ -151,8 +172,8 @@ export class ObjectTable {
     };
   }
 
-  private tmpPath(id: string): string {
-    return `${this.filePath(id)}.${crypto.randomBytes(4).toString('hex')}.tmp`;
+  private tmpPath(file: string): string {
+    return `${file}.${crypto.randomBytes(4).toString('hex')}.tmp`;
   }
 
   /** Object `id` is ready: its waiters hear now. The first value wins (a retried or resent one is the same object). */
@@ -163,6 +184,7 @@ export class ObjectTable {
     const waiters = e.waiters;
     e.waiters = [];
     for (const w of waiters) w(e.value);
+    if (this.released.has(id)) this.drop(id);
   }
 
   /** Count a value that came from elsewhere (another agent, the head): in memory if it fits, else on disk. */
@@ -195,21 +217,33 @@ export class ObjectTable {
     return new Promise((resolve) => this.entry(id).waiters.push(resolve));
   }
 
-  /** A local path for a file value, fetching it from the agent that holds it when needed (counted against the job's store). */
-  localPath(id: string, v: Extract<ObjValue, { kind: 'file' }>): Promise<string> {
-    const p = this.filePath(id);
-    if (v.node === this.nodeId() || fs.existsSync(p)) return Promise.resolve(p);
+  /**
+   * A local path for a file value, fetching it from the agent that holds it when needed (counted
+   * against the job's store). `keep`: a process here is given the path (a `get`), so a fetched
+   * copy stays; one fetched only for tasks' arguments goes when the last of them is done.
+   */
+  localPath(id: string, v: Extract<ObjValue, { kind: 'file' }>, keep = false): Promise<string> {
+    if (keep && v.node !== this.nodeId()) this.served.add(id);
+    if (v.node === this.nodeId() || (this.copies.has(id) && !this.fetching.has(id))) return Promise.resolve(this.filePath(id));
     let f = this.fetching.get(id);
     if (!f) {
       if (!this.budget.store(v.size, `a copy of object ${id} (${formatBytes(v.size)})`)) return Promise.reject(new Error(this.budget.over ?? 'the job is over its share'));
+      const p = this.dirs.place(id, v.size);
+      this.copies.set(id, v.size);
       f = this.fetchRemote(v.node, id, p).then(
         () => p,
         (err: unknown) => {
+          this.copies.delete(id);
+          this.dirs.forget(id);
           this.budget.unstore(v.size);
           throw err;
         },
       );
-      f.finally(() => this.fetching.delete(id)).catch(() => undefined);
+      f.finally(() => {
+        this.fetching.delete(id);
+        // Dropped while it was being fetched: it goes now.
+        if (this.released.has(id)) this.drop(id);
+      }).catch(() => undefined);
       this.fetching.set(id, f);
     }
     return f;
@@ -235,12 +269,13 @@ export class ObjectTable {
     const v = e?.value ?? null;
     if (!e || !v || v.kind !== 'inline') return v;
     if (!this.budget.store(v.data.length, `object ${id}`)) return v;
-    const tmp = this.tmpPath(id);
+    const tmp = this.tmpPath(this.dirs.place(id, v.data.length));
     try {
       fs.writeFileSync(tmp, v.data, { mode: 0o644 });
       fs.renameSync(tmp, this.filePath(id));
     } catch {
       fs.rmSync(tmp, { force: true });
+      this.dirs.forget(id);
       this.budget.unstore(v.data.length);
       return v;
     }
@@ -249,23 +284,75 @@ export class ObjectTable {
     return e.value;
   }
 
+  // ---- lifetime -------------------------------------------------------------------------------
+
+  /** Tasks here need these objects (as arguments): none is freed before they are done. */
+  pin(ids: readonly string[]): void {
+    for (const id of ids) this.pins.set(id, (this.pins.get(id) ?? 0) + 1);
+  }
+
+  /** A task that pinned these is done with them. */
+  unpin(ids: readonly string[]): void {
+    for (const id of ids) {
+      const n = (this.pins.get(id) ?? 0) - 1;
+      if (n > 0) {
+        this.pins.set(id, n);
+        continue;
+      }
+      this.pins.delete(id);
+      if (this.released.has(id)) this.drop(id);
+      else this.evictCopy(id);
+    }
+  }
+
+  /** Their owner holds no reference to these any more: each goes once it is ready and no task here needs it. */
+  release(ids: readonly string[]): void {
+    for (const id of ids) {
+      if (!this.entries.has(id)) continue;
+      this.released.add(id);
+      this.drop(id);
+    }
+  }
+
+  /** Free object `id` (its record, its bytes in memory or its file, and what they counted) if nothing needs it now. */
+  private drop(id: string): void {
+    const e = this.entries.get(id);
+    if (!e) return void this.released.delete(id);
+    if (!e.value || e.waiters.length > 0 || this.pins.has(id) || this.fetching.has(id)) return;
+    this.released.delete(id);
+    this.served.delete(id);
+    this.entries.delete(id);
+    this.budget.release(ENTRY_COST);
+    const v = e.value;
+    if (v.kind !== 'file') return this.budget.release(v.data.length);
+    if (v.node !== this.nodeId()) {
+      this.removeCopy(id);
+      return this.freeRemote(v.node, id);
+    }
+    if (this.dirs.has(id)) {
+      this.dirs.unlink(id);
+      this.budget.unstore(v.size);
+    }
+  }
+
+  /** A copy of another node's object that only tasks' arguments needed: it goes (fetched again if asked for). */
+  private evictCopy(id: string): void {
+    if (!this.served.has(id) && !this.fetching.has(id)) this.removeCopy(id);
+  }
+
+  private removeCopy(id: string): void {
+    const size = this.copies.get(id);
+    if (size === undefined) return;
+    this.copies.delete(id);
+    this.dirs.unlink(id);
+    this.budget.unstore(size);
+  }
+
   remove(): void {
     for (const e of this.entries.values()) for (const w of e.waiters) w(lostValue('', new Error('the job ended')));
     this.entries.clear();
-    fs.rmSync(this.dir, { recursive: true, force: true });
+    this.dirs.remove();
   }
-}
-
-/**
- * `dir/id`, for an id that passed its schema; checked again after resolution, so no id can name a
- * file outside `dir` whatever reached this far.
- */
-export function objectPath(dir: string, id: string): string {
-  if (!OBJECT_ID_PATTERN.test(id)) throw new Error(`invalid object id ${JSON.stringify(id.slice(0, 80))}`);
-  const root = path.resolve(dir);
-  const p = path.resolve(root, id);
-  if (path.dirname(p) !== root) throw new Error(`object id ${JSON.stringify(id)} names a path outside its store`);
-  return p;
 }
 
 export function fromRelay(v: RelayValue): ObjValue {

@@ -10,7 +10,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { Agent, request, type Dispatcher } from 'undici';
-import { jobIdSchema, objectIdSchema, parseWith, refsRequestSchema, refsResponseSchema, type RefsResponse } from '../../shared/protocol/index.js';
+import { freeRequestSchema, jobIdSchema, objectIdSchema, parseWith, refsRequestSchema, refsResponseSchema, type RefsResponse } from '../../shared/protocol/index.js';
 import { runGuarded } from '../../shared/boundary.js';
 import type { Logger } from '../../shared/log.js';
 
@@ -21,6 +21,8 @@ export interface PeerBackend {
   /** A local file holding object `id` of `job`, or null. */
   objectFile(job: string, id: string): string | null;
   refs(job: string, ids: string[], waitMs: number): Promise<RefsResponse>;
+  /** The owner of these objects of `job` dropped them: free what is held here. */
+  free(job: string, ids: string[]): void;
 }
 
 /** The local address this machine uses to reach `url`'s host, so peers reach us the same way. */
@@ -84,7 +86,7 @@ export class PeerServer {
         await pipeline(fs.createReadStream(file), res);
         return;
       }
-      if (req.method === 'POST' && url.pathname === '/v1/refs') {
+      if (req.method === 'POST' && (url.pathname === '/v1/refs' || url.pathname === '/v1/free')) {
         const chunks: Buffer[] = [];
         let size = 0;
         for await (const c of req) {
@@ -92,7 +94,13 @@ export class PeerServer {
           if (size > MAX_REFS_BODY) return end(res, 413, { error: 'request too large' });
           chunks.push(c as Buffer);
         }
-        const body = parseWith(refsRequestSchema, JSON.parse(Buffer.concat(chunks).toString('utf8')));
+        const json: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        if (url.pathname === '/v1/free') {
+          const body = parseWith(freeRequestSchema, json);
+          this.backend.free(body.job_id, body.ids);
+          return end(res, 200, {});
+        }
+        const body = parseWith(refsRequestSchema, json);
         return end(res, 200, await this.backend.refs(body.job_id, body.ids, body.wait_ms));
       }
       end(res, 404, { error: 'not found' });
@@ -149,6 +157,17 @@ export class PeerClient {
     const body: unknown = await res.body.json();
     if (res.statusCode !== 200) throw new Error(`agent at ${base} answered ${res.statusCode}`);
     return parseWith(refsResponseSchema, body);
+  }
+
+  async free(base: string, job: string, ids: string[]): Promise<void> {
+    const res = await request(`${base}/v1/free`, {
+      method: 'POST',
+      dispatcher: this.dispatcher,
+      headers: { authorization: `Bearer ${this.token()}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ job_id: job, ids }),
+    });
+    await res.body.dump();
+    if (res.statusCode !== 200) throw new Error(`agent at ${base} answered ${res.statusCode}`);
   }
 
   async close(): Promise<void> {

@@ -2,6 +2,7 @@
  * This agent among the others: its object server (other agents fetch its jobs' large objects and
  * ask how objects it owns stand) and its client for theirs, with the addresses the head tells it.
  */
+import { guarded } from '../../shared/boundary.js';
 import type { Logger } from '../../shared/log.js';
 import type { RefsResponse } from '../../shared/protocol/index.js';
 import type { JobState } from './jobState.js';
@@ -13,15 +14,17 @@ export class Peers {
   private readonly client: PeerClient;
   /** Object servers of the live nodes, as the head last said. */
   nodes: Record<string, string> = {};
+  /** Objects to free on other nodes, per `<node> <job>`, sent together once this turn is over. */
+  private readonly toFree = new Map<string, string[]>();
 
   constructor(
     /** The peer token the head gave this agent ('' before it registered). */
     token: () => string,
-    log: Logger,
+    private readonly log: Logger,
     private readonly me: () => string,
     private readonly job: (jobId: string) => JobState | undefined,
   ) {
-    this.server = new PeerServer(token, { objectFile: (j, id) => this.objectFile(j, id), refs: (j, ids, w) => this.refs(j, ids, w) }, log);
+    this.server = new PeerServer(token, { objectFile: (j, id) => this.objectFile(j, id), refs: (j, ids, w) => this.refs(j, ids, w), free: (j, ids) => this.job(j)?.objects.release(ids) }, log);
     this.client = new PeerClient(token);
   }
 
@@ -51,6 +54,30 @@ export class Peers {
         if (item && !item.known && tries > 3) throw new Error(`its owner ${owner} does not know it`);
       } else if (tries > 50) throw new Error(`its owner ${owner} is not a live node`);
       else await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  /**
+   * The owner here dropped object `id` of `jobId`, which `node` holds (its task ran there): that
+   * node frees it. Best effort: what a node does not hear of goes when the job ends.
+   */
+  freeRemote(jobId: string, node: string, id: string): void {
+    const key = `${node} ${jobId}`;
+    let ids = this.toFree.get(key);
+    if (!ids) {
+      this.toFree.set(key, (ids = []));
+      setImmediate(guarded(this.log, 'freeing objects on another node', () => this.sendFree(key, jobId, node)));
+    }
+    ids.push(id);
+  }
+
+  private async sendFree(key: string, jobId: string, node: string): Promise<void> {
+    const ids = this.toFree.get(key) ?? [];
+    this.toFree.delete(key);
+    const url = this.nodes[node];
+    if (!url) return;
+    for (let at = 0; at < ids.length; at += 10_000) {
+      await this.client.free(url, jobId, ids.slice(at, at + 10_000)).catch((err: unknown) => this.log.info({ err: (err as Error).message, node }, 'could not free objects on another node; they go when the job ends'));
     }
   }
 

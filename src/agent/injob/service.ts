@@ -3,7 +3,6 @@
  * tasks here, the relay of what it cannot place to the head (and of results back to their
  * owners), and the other agents (peers.ts).
  */
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { guarded, runGuarded } from '../../shared/boundary.js';
@@ -14,7 +13,6 @@ import {
   type InjobPoll,
   type InjobReport,
   type JobContext,
-  type RelayTask,
   type TaskRef,
   type Usage,
 } from '../../shared/protocol/index.js';
@@ -23,11 +21,12 @@ import type { Outbox } from '../outbox.js';
 import { Clients, taskCost } from './clients.js';
 import { Control } from './control.js';
 import { Executor } from './executor.js';
-import { JobState, type Task } from './jobState.js';
+import { JobState, pinArgs, relayArgs, unpinArgs, type Task } from './jobState.js';
 import { NodeLedger, type Holding } from './ledger.js';
 import { MAX_RELAYED_INLINE_BYTES } from './limits.js';
 import { workerOutput } from './workerOutput.js';
-import { errorValue, fromRelay, INLINE_LIMIT, type ObjValue } from './objects.js';
+import { closeShmPool, openShmPool, type ShmPool } from './objectDirs.js';
+import { errorValue, fromRelay, type ObjValue } from './objects.js';
 import { Peers } from './peers.js';
 import { Relay } from './relay.js';
 import { injobEnv, type LaunchDeps } from './workerLaunch.js';
@@ -45,6 +44,8 @@ export interface InjobServiceDeps extends LaunchDeps {
   nodeName: string;
   /** Wake the report loop: there is in-job traffic for the head. */
   wake: () => void;
+  /** The shared-memory object store: its tmpfs directory (null: none) and what its objects may fill. */
+  objectStore: { dir: string | null; memory: number };
 }
 
 export class InjobService {
@@ -60,11 +61,13 @@ export class InjobService {
   private readonly root: string;
   private readonly clients: Clients;
   private readonly control: Control;
+  private readonly shm: ShmPool;
 
   constructor(private readonly d: InjobServiceDeps) {
     this.root = path.join(d.workDir, 'j');
     // Sockets and objects of a previous run of this agent belong to jobs it no longer serves.
     fs.rmSync(this.root, { recursive: true, force: true });
+    this.shm = openShmPool(d.objectStore.dir, d.objectStore.memory, d.workDir, d.log);
     this.ledger = new NodeLedger(d.totals);
     this.executor = new Executor(this.ledger, d, {
       finished: (t, v) => this.finished(t, v),
@@ -127,6 +130,8 @@ export class InjobService {
         nodeId: () => this.me(),
         fetchRemote: (node, id, dest) => this.peers.fetchRemote(jobId, node, id, dest),
         askOwner: (owner, id) => this.peers.askOwner(jobId, owner, id),
+        freeRemote: (node, id) => this.peers.freeRemote(jobId, node, id),
+        shm: this.shm,
         over: (j, why) => this.over(j, why),
         log: this.d.log.child({ job: jobId }),
       });
@@ -175,6 +180,7 @@ export class InjobService {
   private accept(task: Task): void {
     const { job, spec } = task;
     job.live.set(spec.id, task);
+    pinArgs(task);
     const deps = (): Promise<void> =>
       Promise.all(spec.deps.map(async (d) => task.deps.set(d.id, await job.objects.whenReady(d.id, d.owner)))).then(() => undefined);
     if (spec.kind === 'actor_call') {
@@ -225,33 +231,24 @@ export class InjobService {
     task.decide?.('remote');
     const { job } = task;
     job.live.delete(task.spec.id);
-    job.handedOff.add(task.spec.id);
+    // Its arguments stay pinned here until its result comes back: the node running it fetches them from here.
+    job.handedOff.set(task.spec.id, task.pinned ?? []);
+    task.pinned = undefined;
     let inline = 0;
     const deps = [...task.deps].map(([id, v]) => {
       if (v.kind === 'inline' && (inline += v.data.length) > MAX_RELAYED_INLINE_BYTES) v = job.objects.toFile(id) ?? v;
       return { id, value: job.objects.toRelay(v) };
     });
-    const item = { job_id: job.jobId, owner_node: task.ownerNode, lang: task.lang, spec: task.spec, args: this.relayArgs(task), deps, attempt: task.attempt };
+    const item = { job_id: job.jobId, owner_node: task.ownerNode, lang: task.lang, spec: task.spec, args: relayArgs(task), deps, attempt: task.attempt };
     this.relay.push('submit', item, () => this.settled(task));
     this.d.wake();
-  }
-
-  private relayArgs(task: Task): RelayTask['args'] {
-    if (task.argsFile) return task.argsFile;
-    if (task.args.length <= INLINE_LIMIT) return task.args.toString('base64');
-    // Written once to this node's store, as an object of the agent's own naming.
-    const id = `args-${crypto.randomBytes(12).toString('hex')}`;
-    const v = task.job.objects.store(id, task.args);
-    task.job.objects.claim(id);
-    task.job.objects.resolve(id, v);
-    if (v.kind !== 'file') return task.args.toString('base64');
-    task.argsFile = { id, node: v.node, size: v.size };
-    return task.argsFile;
   }
 
   private finished(task: Task, value: ObjValue): void {
     const { job, spec } = task;
     this.settled(task);
+    // An actor's creation keeps its arguments: a restart runs it again with them.
+    if (spec.kind !== 'actor_create') unpinArgs(task);
     if (job.live.get(spec.id) === task) job.live.delete(spec.id);
     if (spec.kind === 'actor_create') task.decide?.('local');
     // Recorded here whoever owns it: a large value stays in this node's store and is fetched from here.
@@ -332,6 +329,7 @@ export class InjobService {
         if (typeof t.args !== 'string') task.argsFile = t.args;
         job.budget.hold(task.charged, `task ${t.spec.name}`);
         job.live.set(t.spec.id, task);
+        pinArgs(task);
         this.relay.push('received', { job_id: t.job_id, id: t.spec.id });
         if (t.spec.kind === 'actor_call') this.executor.actors.call(task);
         else {
@@ -340,8 +338,12 @@ export class InjobService {
         }
       } else if (msg.type === 'result') {
         const job = this.jobs.get(msg.result.job_id);
-        job?.handedOff.delete(msg.result.id);
-        job?.objects.resolve(msg.result.id, fromRelay(msg.result.value));
+        if (job) {
+          const pinned = job.handedOff.get(msg.result.id);
+          job.handedOff.delete(msg.result.id);
+          job.objects.resolve(msg.result.id, fromRelay(msg.result.value));
+          if (pinned) job.objects.unpin(pinned);
+        }
       } else if (msg.type === 'kill_actor' || msg.type === 'cancel') {
         this.control.delivered(msg);
       } else if (msg.type === 'bundle') {
@@ -393,5 +395,6 @@ export class InjobService {
     await Promise.allSettled([...this.jobs.values()].map((j) => this.executor.endJob(j).finally(() => j.close())));
     this.jobs.clear();
     await this.peers.close();
+    closeShmPool(this.shm, this.d.workDir);
   }
 }

@@ -334,3 +334,5 @@ export const refsResponseSchema = z.object({
   items: z.array(z.object({ id: objectIdSchema, value: relayValueSchema.nullable(), known: z.boolean() })).max(10_000),
 });
 export type RefsResponse = z.infer<typeof refsResponseSchema>;
+/** Agent -> agent: the owner of these objects (made there, held here) dropped its last reference to them. */
+export const freeRequestSchema = z.object({ job_id: jobIdSchema, ids: z.array(objectIdSchema).max(10_000) });
