@@ -50,11 +50,9 @@ class Invocation:
                 self.deps[d["id"]] = ("path", d["path"])
         if task.get("args_path"):
             # Large arguments that came from another node: in a file of this node's object store.
-            with open(task["args_path"], "rb") as f:
-                args_bytes = f.read()
+            args, kwargs, meta = _serialization.decode_file(task["args_path"])
         else:
-            args_bytes = payload[:n]
-        args, kwargs, meta = _serialization.decode(args_bytes)
+            args, kwargs, meta = _serialization.decode(payload[:n])
         self.meta = meta
         self.num_returns = meta.get("nr", 1)
         values = {}
@@ -125,15 +123,18 @@ class Invocation:
     # ---- after -------------------------------------------------------------------------------
 
     def _send_result(self, ok, data, **extra):
+        self._send_parts(ok, [data], **extra)
+
+    def _send_parts(self, ok, parts, **extra):
         self.conn.flush()
-        self.conn.send(dict({"t": "result", "task_id": self.task["id"], "ok": ok, "len": len(data)}, **extra), (data,))
+        self.conn.send(dict({"t": "result", "task_id": self.task["id"], "ok": ok, "len": sum(len(p) for p in parts)}, **extra), parts)
 
     def report(self, result):
         nr = self.num_returns
         if nr in ("streaming", "dynamic"):
             return self._report_items(result)
         if nr == 1:
-            return self._send_result(True, _serialization.encode(result))
+            return self._send_parts(True, _serialization.encode_parts(result))
         values = [] if nr == 0 else list(result) if isinstance(result, (list, tuple)) else None
         if values is None or len(values) != nr:
             raise ValueError("Task returned %s objects, but num_returns=%d." % (len(values) if values is not None else "a non-sequence of", nr))

@@ -224,10 +224,13 @@ class Connection:
         elif ref.id not in self.owned:
             self.request([ref])
 
-    def put(self, oid, data):
-        """Store bytes as object `oid` (after the submissions made before it)."""
+    def put(self, oid, parts):
+        """Store a value's bytes (buffers sent one after another) as object `oid` (after the
+        submissions made before it); returns their length."""
+        size = sum(len(p) for p in parts)
         self.flush()
-        self.send({"t": "put", "id": oid, "len": len(data)}, (data,))
+        self.send({"t": "put", "id": oid, "len": size}, parts)
+        return size
 
     def call(self, op, fields=None, payload=(), timeout=75.0):
         """Ask the agent something and wait for its answer: (header, payload). Raises RaySystemError

@@ -19,12 +19,12 @@ def put(value, *, _owner=None, _tensor_transport=None):
     if isinstance(value, ObjectRef):
         raise TypeError("Calling 'put' on an ray.ObjectRef is not allowed. If you really want to do this, you can wrap the ray.ObjectRef in a list and call 'put' on it.")
     c = _context.connection()
-    data = _serialization.encode(value)
+    parts = _serialization.encode_parts(value)
     oid = new_id()
-    c.put(oid, data)
-    if len(data) <= INLINE_LIMIT:
+    size = c.put(oid, parts)
+    if size <= INLINE_LIMIT:
         with c.cond:
-            c.objects[oid] = ("value", data, None)
+            c.objects[oid] = ("value", b"".join(parts), None)
     return ObjectRef(oid, c.node_id, _made=True)
 
 
@@ -178,7 +178,8 @@ def future(ref):
 
 
 def free(object_refs, local_only=False):
-    """Accepted for compatibility (`ray.internal.free`): objects are freed when their job ends."""
+    """Accepted for compatibility (`ray.internal.free`): objects are freed when their last
+    reference goes, or when their job ends."""
     return None
 
 

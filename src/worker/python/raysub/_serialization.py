@@ -3,34 +3,114 @@ objects (task arguments, results, `put` values, functions shipped by value, exce
 
 cloudpickle (vendored under `_vendor/cloudpickle`, its licence beside it) pickles functions and
 classes defined in the driver script, lambdas and closures by value, as Ray does; everything an
-importable module defines still travels by reference. The output is ordinary pickle (protocol 5),
-so decoding is `pickle.loads`.
+importable module defines still travels by reference.
 
-An object store that reads values without copying (shared memory, out-of-band buffers) plugs in
-here: `encode` and the two `decode` functions are all the rest of the library uses."""
+A value is pickle protocol 5. Large contiguous buffers it holds (numpy arrays, bytearrays,
+anything exporting a PickleBuffer) travel out of band, after the pickle, each aligned to 64 bytes:
 
+    b"RSB5" | u32 buffer count | u64 pickle length | (u64 offset, u64 length) per buffer
+    | pickle | padding | buffer | padding | buffer ...            (little-endian)
+
+A value without such buffers is the plain pickle. A large object is a file of the node's object
+store (shared memory, or disk once that is full); a reader maps it read-only and unpickles with
+the buffers as views of the mapping, so a numpy array read from the store is not copied: it is a
+read-only array over shared memory, as Ray's are."""
+
+import mmap
+import os
 import pickle
+import struct
 import sys
 
 from ._vendor import cloudpickle
 
 PROTOCOL = 5
+MAGIC = b"RSB5"
+_HEAD = struct.Struct("<4sIQ")
+_ENTRY = struct.Struct("<QQ")
+ALIGN = 64
+# Smaller buffers stay in the pickle: out of band they would cost more than the copy they save.
+OUT_OF_BAND_MIN = 16 * 1024
+
+
+def _aligned(n):
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def encode_parts(value):
+    """A value's bytes as a list of buffers to send one after another (no copy of its large
+    buffers); their total length is `sum(len(p) for p in parts)`."""
+    bufs = []
+
+    def out_of_band(pb):
+        try:
+            raw = pb.raw()
+        except BufferError:  # not contiguous: in the pickle
+            return True
+        if raw.nbytes < OUT_OF_BAND_MIN:
+            return True
+        bufs.append(raw)
+        return False
+
+    data = cloudpickle.dumps(value, protocol=PROTOCOL, buffer_callback=out_of_band)
+    if not bufs:
+        return [data]
+    head_len = _HEAD.size + _ENTRY.size * len(bufs)
+    at = head_len + len(data)
+    entries, parts = [], [None, data]
+    for raw in bufs:
+        start = _aligned(at)
+        if start > at:
+            parts.append(bytes(start - at))
+        entries.append(_ENTRY.pack(start, raw.nbytes))
+        parts.append(raw)
+        at = start + raw.nbytes
+    parts[0] = _HEAD.pack(MAGIC, len(bufs), len(data)) + b"".join(entries)
+    return parts
 
 
 def encode(value):
     """The bytes of a value."""
-    return cloudpickle.dumps(value, protocol=PROTOCOL)
+    parts = encode_parts(value)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def decode(data):
-    """The value of bytes made by `encode` (bytes or any buffer)."""
-    return pickle.loads(data)
+    """The value of bytes made by `encode` (bytes or any buffer); its out-of-band buffers are
+    views of `data`."""
+    view = memoryview(data)
+    if view.nbytes < _HEAD.size or bytes(view[:4]) != MAGIC:
+        return pickle.loads(view)
+    _, n, plen = _HEAD.unpack_from(view, 0)
+    table = _HEAD.size + _ENTRY.size * n
+    if table + plen > view.nbytes:
+        raise ValueError("a stored object is truncated (%d bytes)" % view.nbytes)
+    bufs = []
+    for i in range(n):
+        off, length = _ENTRY.unpack_from(view, _HEAD.size + _ENTRY.size * i)
+        if off < table + plen or off + length > view.nbytes:
+            raise ValueError("a stored object is truncated (%d bytes)" % view.nbytes)
+        bufs.append(view[off:off + length])
+    return pickle.loads(view[table:table + plen], buffers=bufs)
 
 
 def decode_file(path):
-    """The value of an object the agent stored as a file."""
+    """The value of an object the agent stored as a file, mapped read-only: its out-of-band
+    buffers (numpy arrays...) are views of the mapping, which lives as long as they do (even once
+    the file is freed)."""
     with open(path, "rb") as f:
-        return pickle.loads(f.read())
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            return pickle.loads(b"")
+        m = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
+    view = memoryview(m)
+    if bytes(view[:4]) == MAGIC:
+        return decode(view)
+    try:
+        return pickle.loads(view)
+    finally:
+        view.release()
+        m.close()
 
 
 def by_reference(obj, wrapper=None):

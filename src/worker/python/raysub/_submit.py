@@ -57,7 +57,7 @@ def export(holder, obj, what):
         except Exception as e:
             holder._export = None
             raise TypeError("Could not serialize the %s %s: %s" % (what, getattr(obj, "__qualname__", obj), e)) from e
-        c.put(oid, data)
+        c.put(oid, [data])
         if len(data) <= INLINE_LIMIT:
             with c.cond:
                 c.objects[oid] = ("value", data, None)
