@@ -30,7 +30,10 @@ def put(value, *, _owner=None, _tensor_transport=None):
 
 def _await(c, refs, need, timeout, local, stop_on_error=False):
     """Wait until `need` of `refs` are ready (and local, when `local`), or one failed when
-    `stop_on_error`; tells the agent while blocked, so it lends this task's CPUs."""
+    `stop_on_error`; tells the agent while blocked, so it lends this task's CPUs.
+
+    Each wake-up looks only at the refs not ready yet: a ready object stays ready while its ref is
+    held, so gathering N results costs O(N) in all, not O(N) per result that arrives."""
     missing = [r for r in refs if r.id not in c.objects and r.id not in c.owned]
     if local:
         missing += [r for r in refs if c.objects.get(r.id, ("",))[0] == "remote"]
@@ -38,32 +41,42 @@ def _await(c, refs, need, timeout, local, stop_on_error=False):
         c.request(missing)
     deadline = None if timeout is None else time.monotonic() + timeout
     blocked = False
+    pending = list(refs)
+    state = {"ready": 0, "failed": False, "far": []}
 
     def done():
-        n = 0
-        for r in refs:
+        still = []
+        far = []
+        for r in pending:
             e = c.objects.get(r.id)
-            if e is None or local and e[0] == "remote":
+            if e is None:
+                still.append(r)
+                continue
+            if local and e[0] == "remote":
+                still.append(r)
+                if r.id not in c.requested:
+                    far.append(r)
                 continue
             if stop_on_error and e[0] == "error":
-                return True
-            n += 1
-        return n >= need
+                state["failed"] = True
+            state["ready"] += 1
+        pending[:] = still
+        state["far"] = far
+        return state["failed"] or state["ready"] >= need
 
     try:
         with c.cond:
             while not done():
                 if c.closed is not None:
                     raise exceptions.RaySystemError("lost the connection to the agent: %s" % c.closed)
-                if local:
-                    far = [r for r in refs if c.objects.get(r.id, ("",))[0] == "remote" and r.id not in c.requested]
-                    if far:
-                        c.cond.release()
-                        try:
-                            c.request(far)
-                        finally:
-                            c.cond.acquire()
-                        continue
+                far = state["far"]
+                if far:
+                    c.cond.release()
+                    try:
+                        c.request(far)
+                    finally:
+                        c.cond.acquire()
+                    continue
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False

@@ -24,6 +24,14 @@ def made(key):
         _made_here.add(key)
 
 
+def made_and_add(key):
+    """This process made `key` and holds its first ref (one lock taken, not two: every submission
+    makes one)."""
+    with _lock:
+        _made_here.add(key)
+        _counts[key] = _counts.get(key, 0) + 1
+
+
 def escaped(key):
     """A ref or handle to `key` was pickled: other processes may hold it, so it is never released."""
     with _lock:

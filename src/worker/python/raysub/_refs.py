@@ -32,8 +32,9 @@ class ObjectRef:
         self.id = id
         self.owner = owner
         if _made:
-            _refcount.made(("o", id))
-        _refcount.add(("o", id))
+            _refcount.made_and_add(("o", id))
+        else:
+            _refcount.add(("o", id))
 
     def __del__(self):
         _refcount.drop(("o", self.id))

@@ -22,11 +22,21 @@ INLINE_LIMIT = SIZES["INLINE_LIMIT"]
 _loaded = {}
 
 
+_driver_dir = []
+
+
 def script_dir():
     """The driver script's directory relative to the working dir, so workers can import what the
-    script imports from beside it (as Ray adds it to its workers' paths)."""
+    script imports from beside it (as Ray adds it to its workers' paths). Found once, at the
+    driver's first submission (a `getcwd` per task costs as much as the rest of a submission)."""
     if _context.in_worker:
         return _context.current().script_dir
+    if not _driver_dir:
+        _driver_dir.append(_find_script_dir())
+    return _driver_dir[0]
+
+
+def _find_script_dir():
     main = sys.modules.get("__main__")
     f = getattr(main, "__file__", None)
     if not f:
