@@ -166,6 +166,27 @@ describe('the object store', () => {
     }
   }, 270_000);
 
+  it('processes write large objects into their store themselves; the agent takes only a regular file of the size declared, then the job cannot change it', async (ctx) => {
+    const head = await startHead({ localAgent: false, args: FAST });
+    await startAgent(head, { name: 'a', numCpus: 2 });
+    const res = await runCli(['job', 'submit', '--working-dir', FIXTURES, '--entrypoint-num-cpus', '0', '--', 'python3', 'sealing.py'], { env: head.env, timeoutMs: 120_000 });
+    expect(res.code, res.stdout + res.stderr).toBe(0);
+    const got = checks(res.stdout).get('sealing');
+    if (!got?.direct) {
+      console.log('skipped: the agent does not run as root here, so processes do not write objects themselves');
+      return ctx.skip();
+    }
+    expect(got.symlink).toMatch(/^ObjectLostError: .*could not be taken from the file its process wrote: ELOOP/);
+    // The file the link pointed at is untouched: still the job's own, still writable.
+    expect(got.mine_after).toEqual({ mine: true, writable: true });
+    expect(got.short).toMatch(/could not be taken .*it holds 10 bytes, not 200000/);
+    expect(got.fifo).toMatch(/could not be taken .*it is not a regular file/);
+    expect(got.dir).toMatch(/could not be taken .*it is not a regular file/);
+    expect(got.sealed).toEqual({ root: true, write: 'PermissionError', unlink: 'PermissionError', rename: 'PermissionError', list: 'PermissionError' });
+    expect(got.value).toBe(true);
+    expect((await head.client.nodes())[0]?.state).toBe('ALIVE');
+  }, 150_000);
+
   it("a job cannot reach another job's objects: not by their file's path, their directory, or their id", async (ctx) => {
     if (numpyMissing) {
       console.log(`skipped: ${numpyMissing}`);

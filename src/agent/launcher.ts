@@ -24,6 +24,8 @@ export interface LaunchSpec {
   network: 'host' | 'none';
   /** Extra directories the worker may read (runtime envs, caches). */
   readOnlyPaths: string[];
+  /** Directories besides its own the worker may write (its job's shared-memory object store). */
+  writablePaths?: string[];
   /** The job may create user namespaces (and mounts in them): `runtime_env.sandbox.user_namespaces`. */
   userNamespaces?: boolean;
   /**

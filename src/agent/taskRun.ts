@@ -31,7 +31,7 @@ export interface TaskRunDeps {
   starts: StartQueue;
   /** The in-job task API: the job's socket and libraries, and this node's own resource ledger. */
   injob?: {
-    attach(a: Assignment, ref: TaskRef, env: Record<string, string>): Promise<{ env: Record<string, string>; paths: string[]; detach: () => void }>;
+    attach(a: Assignment, ref: TaskRef, env: Record<string, string>): Promise<{ env: Record<string, string>; paths: string[]; writable: string[]; detach: () => void }>;
     holdJobTask(a: Assignment, signal: AbortSignal): Promise<() => void>;
   };
 }
@@ -119,6 +119,7 @@ export class TaskRun {
         gpuIds: a.gpu_ids,
         network: a.job.sandbox.network ?? 'host',
         readOnlyPaths: [...prepared.readOnlyPaths, ...(api?.paths ?? [])],
+        writablePaths: api?.writable ?? [],
         userNamespaces: a.job.sandbox.user_namespaces === true,
         mergeStderr: a.job.sandbox.separate_stderr !== true,
       });

@@ -60,6 +60,7 @@ export class Clients implements IntakeHooks {
         return;
       case 'result':
         if (msg.returns && msg.returns.reduce((a, b) => a + b, 0) !== msg.len) throw new FrameError('INVALID_MESSAGE', 'the sizes of a result\'s returns do not add up to its length');
+        if (msg.file && (!msg.ok || msg.returns)) throw new FrameError('INVALID_MESSAGE', 'only a task\'s one value comes in a file');
         if (!conn.worker) throw new FrameError('UNAUTHORIZED', 'only a worker sends results');
         return;
       case 'yield':
@@ -108,7 +109,7 @@ export class Clients implements IntakeHooks {
         return this.submit(conn, msg.tasks, f.payload);
       case 'put':
         job.objects.claim(msg.id);
-        job.objects.resolve(msg.id, upload ? upload() : job.objects.store(msg.id, Buffer.from(f.payload)));
+        job.objects.resolve(msg.id, msg.file ? job.objects.adopt(msg.id, msg.len) : upload ? upload() : job.objects.store(msg.id, Buffer.from(f.payload)));
         return;
       case 'get':
         for (const r of msg.refs) {
@@ -121,7 +122,7 @@ export class Clients implements IntakeHooks {
       case 'result': {
         const task = conn.worker ? this.d.executor.taskOf(conn.worker, msg.task_id) : null;
         // A result for a task the worker no longer runs here (its actor restarted, it was cancelled by force): dropped.
-        if (conn.worker && task) this.d.executor.result(conn.worker, task, msg, upload ? upload() : Buffer.from(f.payload));
+        if (conn.worker && task) this.d.executor.result(conn.worker, task, msg, msg.file ? job.objects.adopt(task.spec.id, msg.len) : upload ? upload() : Buffer.from(f.payload));
         return;
       }
       case 'yield': {

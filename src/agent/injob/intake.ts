@@ -106,6 +106,7 @@ function declaredPayload(msg: ClientMessage): number | null {
       return msg.tasks.reduce((n, t) => n + t.args_len, 0);
     case 'put':
     case 'result':
+      return msg.file ? 0 : msg.len;
     case 'yield':
     case 'request':
       return msg.len;

@@ -260,8 +260,8 @@ export class JobState {
 
   /** Directories the job's sandboxes must see (read-only): its socket's and its objects'. */
   get paths(): string[] {
-    const shm = this.objects.dirs.shm;
-    return [this.dir, ...(this.tmpDir ? [this.tmpDir] : []), ...(shm ? [shm] : [])];
+    const { shm, direct } = this.objects.dirs;
+    return [this.dir, ...(this.tmpDir ? [this.tmpDir] : []), ...(shm && !direct ? [shm] : [])];
   }
 
   /** Serve the job's socket; each connection's frames go through an Intake to `hooks`. */

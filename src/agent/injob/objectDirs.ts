@@ -3,7 +3,9 @@
  * of this agent's in a tmpfs (`/dev/shm` unless configured), shared by its jobs up to
  * `--object-store-memory`; each job has a directory of its own in it, and one on disk in the
  * agent's work dir where objects go once the shared memory is full (spilled). Readers map either
- * read-only. Only the agent writes here: what a job sends is counted before a byte lands.
+ * read-only. Where the agent runs as root, the job's processes write their large objects into
+ * its shared-memory directory themselves and the agent seals each file it takes (`seal`); else
+ * only the agent writes here, counting what a job sends before a byte lands.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -117,6 +119,12 @@ export function closeShmPool(pool: ShmPool, workDir: string): void {
 /** One job's object directories on this node and where each of its files is. */
 export class JobObjectDirs {
   readonly shm: string | null;
+  /**
+   * The shared-memory directory where the job's processes write their large objects themselves
+   * (sealed by the agent), or null: only where the agent runs as root, so that it can make each
+   * file it takes its own and read-only (the directory is sticky: the job cannot then move it).
+   */
+  readonly direct: string | null;
   private readonly placed = new Map<string, { where: Placement; size: number }>();
 
   constructor(
@@ -132,11 +140,14 @@ export class JobObjectDirs {
       try {
         fs.rmSync(shm, { recursive: true, force: true });
         fs.mkdirSync(shm, { mode: 0o711 });
+        // Written by the job's own uids, unlisted, each file removable only by its owner.
+        if (process.getuid?.() === 0) fs.chmodSync(shm, 0o1733);
       } catch {
         shm = null; // the shared memory is gone (removed under the agent): this job's objects go to disk
       }
     }
     this.shm = shm;
+    this.direct = shm && process.getuid?.() === 0 ? shm : null;
   }
 
   /** Directories the job's sandboxes must see (read-only). */
@@ -164,6 +175,50 @@ export class JobObjectDirs {
 
   has(id: string): boolean {
     return this.placed.has(id);
+  }
+
+  /**
+   * Take the file a process of the job wrote itself as object `id`: a regular file of `size` bytes
+   * at the id's name. It is made the agent's and read-only through a descriptor (so the file sealed
+   * is the file checked), and the name must still hold it then. In shared memory while the node's
+   * share allows, else moved to disk. Throws why not.
+   */
+  seal(id: string, size: number): Placement {
+    if (!this.direct) throw new Error('processes of this job do not write objects themselves');
+    const p = objectPath(this.direct, id);
+    const c = fs.constants;
+    const fd = fs.openSync(p, c.O_RDONLY | c.O_NOFOLLOW | c.O_NONBLOCK);
+    try {
+      const st = fs.fstatSync(fd);
+      if (!st.isFile() || st.nlink !== 1) throw new Error('it is not a regular file');
+      if (st.size !== size) throw new Error(`it holds ${st.size} bytes, not ${size}`);
+      fs.fchownSync(fd, 0, 0);
+      fs.fchmodSync(fd, 0o444);
+      const now = fs.lstatSync(p);
+      if (now.ino !== st.ino || now.dev !== st.dev) throw new Error('it was replaced while it was taken');
+    } finally {
+      fs.closeSync(fd);
+    }
+    this.forget(id);
+    if (this.pool.take(size)) {
+      this.placed.set(id, { where: 'shm', size });
+      return 'shm';
+    }
+    // Past the node's share: spilled to disk.
+    fs.copyFileSync(p, objectPath(this.disk, id));
+    fs.rmSync(p, { force: true });
+    this.placed.set(id, { where: 'disk', size });
+    return 'disk';
+  }
+
+  /** Remove what a process wrote at `id`'s name that is not (or could not be) an object here. */
+  discard(id: string): void {
+    if (!this.direct || this.placed.has(id)) return;
+    try {
+      fs.rmSync(objectPath(this.direct, id), { force: true, recursive: true });
+    } catch {
+      // left for the job's end
+    }
   }
 
   /** `id`'s file is gone (or never came): its shared memory goes back. */

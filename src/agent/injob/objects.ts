@@ -1,10 +1,9 @@
 /**
  * One job's objects on this agent: results of tasks it submitted or ran, values put here, and
- * copies fetched from other agents. Small values live in memory while the job's share of the
- * agent's memory allows, then in files; large ones are files in the job's object directories
- * (shared memory while the node's share allows, else disk: objectDirs.ts), which the job's
- * sandboxes may read. Everything is counted against the job. An object goes when its owner drops
- * its last reference and no task here still needs it as an argument, or when the job ends.
+ * copies fetched from other agents. Small values live in memory while the job's share allows,
+ * then in files; large ones are files in the job's object directories (objectDirs.ts). All is
+ * counted against the job. An object goes when its owner drops its last reference and no task
+ * here still needs it as an argument, or when the job ends.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -172,6 +171,28 @@ export class ObjectTable {
     };
   }
 
+  /**
+   * Object `id` as the file a process of the job wrote into its store itself (`size` bytes):
+   * sealed and counted against the job, or an error value saying why not.
+   */
+  adopt(id: string, size: number): ObjValue {
+    const existing = this.get(id);
+    if (existing || !this.budget.store(size, `an object of ${formatBytes(size)}`)) {
+      this.dirs.discard(id);
+      return existing ?? overValue(id, this.budget);
+    }
+    try {
+      this.dirs.seal(id, size);
+    } catch (err) {
+      this.budget.unstore(size);
+      this.dirs.discard(id);
+      return errorValue('ObjectLostError', `object ${id} could not be taken from the file its process wrote: ${(err as Error).message}`, '');
+    }
+    const v: ObjValue = { kind: 'file', node: this.nodeId(), size };
+    this.counted.add(v);
+    return v;
+  }
+
   private tmpPath(file: string): string {
     return `${file}.${crypto.randomBytes(4).toString('hex')}.tmp`;
   }
@@ -218,9 +239,8 @@ export class ObjectTable {
   }
 
   /**
-   * A local path for a file value, fetching it from the agent that holds it when needed (counted
-   * against the job's store). `keep`: a process here is given the path (a `get`), so a fetched
-   * copy stays; one fetched only for tasks' arguments goes when the last of them is done.
+   * A local path for a file value, fetching it from the agent that holds it when needed (counted).
+   * `keep`: a process here gets the path, so the copy stays (else it goes with its tasks).
    */
   localPath(id: string, v: Extract<ObjValue, { kind: 'file' }>, keep = false): Promise<string> {
     if (keep && v.node !== this.nodeId()) this.served.add(id);

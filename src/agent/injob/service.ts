@@ -154,7 +154,7 @@ export class InjobService {
   }
 
   /** A job task is about to start here: give it the socket, token and libraries. */
-  async attach(a: Assignment, ref: TaskRef, env: Record<string, string>): Promise<{ env: Record<string, string>; paths: string[]; detach: () => void }> {
+  async attach(a: Assignment, ref: TaskRef, env: Record<string, string>): Promise<{ env: Record<string, string>; paths: string[]; writable: string[]; detach: () => void }> {
     const job = await this.job(a.job.job_id, a.job);
     job.drivers.push(ref);
     const api = injobEnv(job, this.d.libs, env);

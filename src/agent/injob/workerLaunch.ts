@@ -15,14 +15,16 @@ export interface LaunchDeps extends PrepareDeps {
   libs: { python: string; nodeModules: string; nodeWorker: string };
 }
 
-/** Variables and read-only paths every process of a job needs to reach its agent. */
-export function injobEnv(job: JobState, libs: LaunchDeps['libs'], env: Record<string, string>): { env: Record<string, string>; paths: string[] } {
+/** Variables and paths (read-only, writable) every process of a job needs to reach its agent and its object store. */
+export function injobEnv(job: JobState, libs: LaunchDeps['libs'], env: Record<string, string>): { env: Record<string, string>; paths: string[]; writable: string[] } {
   const out = { ...env };
   out.RAYSUB_TASK_SOCKET = job.sockPath;
   out.RAYSUB_JOB_TOKEN = job.token;
+  const direct = job.objects.dirs.direct;
+  if (direct) out.RAYSUB_OBJECT_DIR = direct;
   out.PYTHONPATH = [libs.python, ...(env.PYTHONPATH ? [env.PYTHONPATH] : [])].join(':');
   out.NODE_PATH = [...(env.NODE_PATH ? [env.NODE_PATH] : []), libs.nodeModules].join(':');
-  return { env: out, paths: [...job.paths, libs.python, libs.nodeModules] };
+  return { env: out, paths: [...job.paths, libs.python, libs.nodeModules], writable: direct ? [direct] : [] };
 }
 
 export interface LaunchedWorker {
@@ -57,6 +59,7 @@ export async function launchWorker(deps: LaunchDeps, job: JobState, o: { workerI
       gpuIds: o.gpuIds,
       network: ctx.sandbox.network ?? 'host',
       readOnlyPaths: [...prepared.readOnlyPaths, ...api.paths],
+      writablePaths: api.writable,
       userNamespaces: ctx.sandbox.user_namespaces === true,
     });
     return { handle, cleanup };

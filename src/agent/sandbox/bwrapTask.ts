@@ -89,7 +89,7 @@ export async function prepareBwrapTask(t: BwrapTask, o: { devices: readonly stri
   await writeTaskFiles(t, files, o.served !== null);
   // Without raysub-init, bwrap installs the filter (sent on the gate's SECCOMP_FD).
   const seccompFd = !t.bwrap.init && t.limits.seccomp ? SECCOMP_FD : null;
-  const view = { cwd: t.spec.cwd, readOnlyPaths: t.spec.readOnlyPaths, network: t.spec.network, ...files, init: t.bwrap.init, seccompFd, devices: o.devices, ownUid: t.ownUid };
+  const view = { cwd: t.spec.cwd, readOnlyPaths: t.spec.readOnlyPaths, writablePaths: t.spec.writablePaths ?? [], network: t.spec.network, ...files, init: t.bwrap.init, seccompFd, devices: o.devices, ownUid: t.ownUid };
   const options = bwrapOptions(t.bwrap.layout, ctl && o.served ? { ...view, served: { ctlDir: ctl.ctlDir, bindDir: o.served.bindDir } } : view);
   return options.join('\0') + '\0';
 }

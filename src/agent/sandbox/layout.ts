@@ -122,6 +122,8 @@ export function planLayout(cfg: LayoutConfig): StaticLayout {
 export interface TaskView {
   cwd: string;
   readOnlyPaths: readonly string[];
+  /** Directories bound writable (the job's shared-memory object store). */
+  writablePaths?: readonly string[];
   network: 'host' | 'none';
   /** Host files bound over /etc/passwd, /etc/group and the start script. */
   passwd: string;
@@ -162,7 +164,7 @@ export function bwrapNamespaceArgs(userns: boolean, nestedUserns = false): strin
 
 /** bwrap's mount options for one task, sent through the gate. */
 export function bwrapOptions(layout: StaticLayout, task: TaskView): string[] {
-  for (const p of task.readOnlyPaths) {
+  for (const p of [...task.readOnlyPaths, ...(task.writablePaths ?? [])]) {
     if (layout.hidden.some((h) => isWithin(h, p))) throw new Error(`refusing to expose ${p}: it contains a directory workers must not see`);
   }
   const plan = new MountPlan();
@@ -189,6 +191,7 @@ export function bwrapOptions(layout: StaticLayout, task: TaskView): string[] {
   else plan.roBind(task.start, SANDBOX_START);
   if (task.init) plan.roBind(task.init, SANDBOX_INIT);
   for (const p of task.readOnlyPaths) if (!plan.coveredByBind(p)) plan.roBind(p);
+  for (const p of task.writablePaths ?? []) plan.bind(p);
   for (const d of task.devices) plan.devBind(d);
   plan.bind(task.served ? task.served.bindDir : task.cwd);
   plan.args.push('--remount-ro', '/', '--chdir', task.served ? '/' : task.cwd);

@@ -117,7 +117,7 @@ export class SandboxLauncher implements Launcher {
     if (!this.serving || !reuse || spec.group === undefined || path.dirname(spec.cwd) !== path.join(reuse.tasksRoot, spec.group)) return null;
     // The same request too: limits a task does not set (no memory limit, no CPU quota) are not
     // written at all, so a sandbox keeps those of the task before it.
-    return JSON.stringify([spec.group, spec.network, spec.gpuIds, spec.readOnlyPaths, spec.resources, spec.cpuQuota !== false, spec.userNamespaces === true]);
+    return JSON.stringify([spec.group, spec.network, spec.gpuIds, spec.readOnlyPaths, spec.writablePaths ?? [], spec.resources, spec.cpuQuota !== false, spec.userNamespaces === true]);
   }
 
   async launch(spec: LaunchSpec): Promise<WorkerHandle> {

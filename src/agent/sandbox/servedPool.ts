@@ -103,10 +103,10 @@ function readToEnd(log: Logger, streams: readonly Readable[], ms: number): Promi
 
 /**
  * What a served sandbox bound for a task, as device:inode of each path ("" for one that is gone):
- * the job's directory and the read-only paths. One recreated since is not the one bound.
+ * the job's directory and the other paths bound. One recreated since is not the one bound.
  */
 export function boundIdentity(spec: LaunchSpec): string {
-  return [path.dirname(spec.cwd), ...spec.readOnlyPaths]
+  return [path.dirname(spec.cwd), ...spec.readOnlyPaths, ...(spec.writablePaths ?? [])]
     .map((p) => {
       try {
         const st = fs.statSync(p);

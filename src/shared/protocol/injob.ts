@@ -93,7 +93,11 @@ export const clientMessageSchema = z.discriminatedUnion('t', [
     worker_id: workerIdSchema.optional(),
   }),
   z.object({ t: z.literal('submit'), tasks: z.array(submitSpecSchema).max(100_000) }),
-  z.object({ t: z.literal('put'), id: objectIdSchema, len: z.number().int().min(0) }),
+  /**
+   * `file`: the value's `len` bytes are not in the frame but in the file the process wrote itself,
+   * named by the id, in its job's shared-memory store (RAYSUB_OBJECT_DIR, where the agent offers one).
+   */
+  z.object({ t: z.literal('put'), id: objectIdSchema, len: z.number().int().min(0), file: z.literal(true).optional() }),
   /** Ask for objects: the agent answers with `resolved` for each once it is ready (and local, for large ones). */
   z.object({ t: z.literal('get'), refs: z.array(refSchema).max(100_000) }),
   z.object({
@@ -108,6 +112,8 @@ export const clientMessageSchema = z.discriminatedUnion('t', [
     returns: z.array(z.number().int().min(0)).max(MAX_RETURNS).optional(),
     /** false: not retried whatever its retry options (it was cancelled, or its exception is not one to retry). */
     retryable: z.boolean().optional(),
+    /** As for `put`: the value is in the file the worker wrote at the task's id (one value, ok). */
+    file: z.literal(true).optional(),
   }),
   /** A generator task yielded its `index`-th value (or raised: the error is that item). */
   z.object({ t: z.literal('yield'), task_id: objectIdSchema, index: z.number().int().min(0).max(MAX_YIELDS - 1), ok: z.boolean(), len: z.number().int().min(0), error: errorInfoSchema.optional() }),

@@ -6,7 +6,10 @@ import os
 import sys
 
 from . import _context, _failure, _options, _serialization, _submit
+from ._contract import SIZES
 from ._refs import ObjectRef, _Dep
+
+INLINE_LIMIT = SIZES["INLINE_LIMIT"]
 
 
 class TaskCancelled(BaseException):
@@ -134,7 +137,12 @@ class Invocation:
         if nr in ("streaming", "dynamic"):
             return self._report_items(result)
         if nr == 1:
-            return self._send_parts(True, _serialization.encode_parts(result))
+            parts = _serialization.encode_parts(result)
+            size = sum(len(p) for p in parts)
+            if size > INLINE_LIMIT and _serialization.write_file(self.task["id"], parts):
+                self.conn.flush()
+                return self.conn.send({"t": "result", "task_id": self.task["id"], "ok": True, "len": size, "file": True})
+            return self._send_parts(True, parts)
         values = [] if nr == 0 else list(result) if isinstance(result, (list, tuple)) else None
         if values is None or len(values) != nr:
             raise ValueError("Task returned %s objects, but num_returns=%d." % (len(values) if values is not None else "a non-sequence of", nr))

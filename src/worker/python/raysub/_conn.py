@@ -232,6 +232,12 @@ class Connection:
         self.send({"t": "put", "id": oid, "len": size}, parts)
         return size
 
+    def put_file(self, oid, size):
+        """Object `oid` is the file of `size` bytes this process wrote into its store (after the
+        submissions made before it)."""
+        self.flush()
+        self.send({"t": "put", "id": oid, "len": size, "file": True})
+
     def call(self, op, fields=None, payload=(), timeout=75.0):
         """Ask the agent something and wait for its answer: (header, payload). Raises RaySystemError
         when the agent does not answer in time (it answers within 60 s, an error if the head did

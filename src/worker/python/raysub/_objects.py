@@ -21,7 +21,11 @@ def put(value, *, _owner=None, _tensor_transport=None):
     c = _context.connection()
     parts = _serialization.encode_parts(value)
     oid = new_id()
-    size = c.put(oid, parts)
+    size = sum(len(p) for p in parts)
+    if size > INLINE_LIMIT and _serialization.write_file(oid, parts):
+        c.put_file(oid, size)
+    else:
+        c.put(oid, parts)
     if size <= INLINE_LIMIT:
         with c.cond:
             c.objects[oid] = ("value", b"".join(parts), None)
