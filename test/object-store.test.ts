@@ -70,9 +70,12 @@ const numpyMissing = ((): string | null => {
 })();
 
 describe('the object store', () => {
-  it('frees 500 dropped 1 MiB results within a second of the references going', async () => {
+  it.each([
+    ['in shared memory', []],
+    ['on disk (--object-store-dir none: no shared memory; values come over the socket)', ['--object-store-dir', 'none']],
+  ])('frees 500 dropped 1 MiB results within a second of the references going, %s', async (_where, args) => {
     const head = await startHead({ localAgent: false, args: FAST });
-    const a = await startAgent(head, { name: 'a', numCpus: 2 });
+    const a = await startAgent(head, { name: 'a', numCpus: 2, args });
     const baseline = storeUse(a.workDir);
     const sampler = storeSampler(a.workDir);
     const res = await runCli(['job', 'submit', '--working-dir', FIXTURES, '--entrypoint-num-cpus', '0', '--', 'python3', 'drop.py', '5'], { env: head.env, timeoutMs: 300_000 });
