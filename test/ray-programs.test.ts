@@ -168,6 +168,7 @@ const ACTORS: Record<string, Record<string, unknown>> = {
   retries: { flaky: 'ok', flaky_tries: 3, exhausted: 'RayTaskError(ValueError)', picky: 'RayTaskError(TypeError)', picky_tries: 1, crashed: 'second try' },
   restarts: { first: [1, false], crash: 'ActorUnavailableError', again: [1, true], crash_again: 'ActorDiedError', after: 'ActorDiedError', revived: [1, true] },
   concurrency: { threaded: [true, true], asynchronous: [true, true, true, true] },
+  actor_queue: { slow: 'slow', steps: [0, 1, 2, 3, 4, 5], seen: [-1, 'slow', 0, 1, 2, 3, 4, 5], in_turn: true, async_at_once: 1 },
   named: {
     found: 'one',
     other: 'two',
@@ -274,6 +275,11 @@ describe('Ray programs run unchanged as raysub jobs', () => {
     expect(env.per_task).toEqual(['init', 'task']);
     for (const field of ['pip_missing', 'conda', 'other_dir']) expect((env[field] as unknown[])[0], field).toBe('RaysubNotSupportedError');
     expect(String((env.pip_missing as unknown[])[3])).toMatch(/--runtime-env-json/);
+    // Calls queued behind one whose actor's process died wait for the restarted instance, and a
+    // queued call that is cancelled never runs while those behind it do (docs/tasks.md; Ray 2.58
+    // fails the calls behind a cancelled one with ActorUnavailableError).
+    expect(c.get('restart_queue')).toEqual({ crash: 'ActorUnavailableError', behind: [true, true, true] });
+    expect(c.get('cancel_queued')).toEqual({ slow: 'slow', steps: [0, 1, 'TaskCancelledError', 3, 4, 5], seen: [-1, 'slow', 0, 1, 3, 4, 5] });
 
     // A job whose runtime env installs `ray`, or puts one on its PYTHONPATH, gets that one.
     const probe = 'import ray; print("RAY:", getattr(ray, "WHICH", None), getattr(ray, "__raysub__", False)); print("done")';

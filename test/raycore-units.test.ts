@@ -8,7 +8,7 @@ import { NodeLedger } from '../src/agent/injob/ledger.js';
 import { Requests, MAX_PENDING, type ReplyBody } from '../src/agent/injob/requests.js';
 import { placeTask, type PlaceDecision } from '../src/agent/injob/taskPlacement.js';
 import type { JobState } from '../src/agent/injob/jobState.js';
-import type { Bundle, Task } from '../src/agent/injob/jobState.js';
+import { enqueueByDepth, type Bundle, type Task } from '../src/agent/injob/jobState.js';
 import { InjobDirectory, heldKey, type Group } from '../src/head/injobDirectory.js';
 import type { InjobRequest, Placement, Usage } from '../src/shared/protocol/index.js';
 import { applyPlacement, capacityFromTotals, toUnits, UNLIMITED_TASK_SLOTS, type Capacity, type TaskRequest } from '../src/shared/resources.js';
@@ -90,6 +90,25 @@ describe('where a queued in-job task goes', () => {
     if (d.kind === 'run') ledger.release(d.holding);
     // Whatever was decided, the node's books add up.
     expect(ledger.imbalance()).toBeNull();
+  });
+});
+
+describe('the order of an in-job queue', () => {
+  const named = (id: string, depth?: number): Task => ({ spec: { id }, ...(depth === undefined ? {} : { depth }) }) as unknown as Task;
+  const cases: { name: string; queued: [string, number?][]; add: [string, number?]; want: string[] }[] = [
+    { name: 'into an empty queue', queued: [], add: ['a', 0], want: ['a'] },
+    { name: 'the same depth: after the others', queued: [['a', 0], ['b', 0]], add: ['c', 0], want: ['a', 'b', 'c'] },
+    { name: "a task's task: before its submitter's peers", queued: [['a', 0], ['b', 0]], add: ['c', 1], want: ['c', 'a', 'b'] },
+    { name: 'deeper still: first', queued: [['x', 1], ['a', 0]], add: ['y', 2], want: ['y', 'x', 'a'] },
+    { name: 'among its depth: in submission order', queued: [['x', 2], ['y', 1], ['z', 1], ['a', 0]], add: ['w', 1], want: ['x', 'y', 'z', 'w', 'a'] },
+    { name: 'shallower: after the deeper ones', queued: [['x', 3], ['y', 2]], add: ['a', 0], want: ['x', 'y', 'a'] },
+    { name: 'no depth counts as 0 (placed by the head)', queued: [['x', 1], ['a']], add: ['b'], want: ['x', 'a', 'b'] },
+  ];
+
+  it.each(cases)('$name', ({ queued, add, want }) => {
+    const q = queued.map(([id, d]) => named(id, d));
+    enqueueByDepth(q, named(...add));
+    expect(q.map((t) => t.spec.id)).toEqual(want);
   });
 });
 

@@ -5,11 +5,17 @@
  * started again while it has restarts left (`max_restarts`): calls running then fail with
  * ActorUnavailableError unless they may be retried (`max_task_retries`), queued ones wait for it.
  * When its last handle goes it ends once the calls sent before have run.
+ *
+ * Calls to an actor that runs one call at a time are sent ahead (up to PIPELINE_CALLS, and
+ * PIPELINE_BYTES of arguments): its worker queues them and starts the next as soon as one ends,
+ * without waiting for the agent in between. It runs them in the order sent, so the first call in
+ * flight is the one running and those behind it are still queued (cancelling one drops it, a
+ * restart sends it again).
  */
 import { guarded } from '../../shared/boundary.js';
 import type { Logger } from '../../shared/log.js';
 import type { JobState} from './jobState.js';
-import { type Actor, depError, type ExecutorHooks, type Task, type WorkerProc } from './jobState.js';
+import { type Actor, depError, type ExecutorHooks, retriesLeft, type Task, type WorkerProc } from './jobState.js';
 import type { NodeLedger } from './ledger.js';
 import { cancelledValue, errorValue, type ObjValue } from './objects.js';
 
@@ -19,7 +25,7 @@ export interface ActorDeps {
   hooks: ExecutorHooks;
   killGraceMs: number;
   startWorker(job: JobState, task: Task, key: string, actorId: string): WorkerProc;
-  send(w: WorkerProc, task: Task): void;
+  send(w: WorkerProc, task: Task): Promise<void>;
   /** Tell a worker to stop a call it runs (`force`: kill the process). */
   cancelRunning(w: WorkerProc, task: Task, force: boolean): void;
   pump(): void;
@@ -29,6 +35,10 @@ export interface ActorDeps {
 
 /** The least time between two starts of an actor's process. */
 const RESTART_SPACING_MS = 1000;
+/** Calls of a one-at-a-time actor sent to its worker ahead of the one it runs, at most... */
+export const PIPELINE_CALLS = 32;
+/** ...and their arguments' bytes at most (beyond the first call's). */
+export const PIPELINE_BYTES = 8 * 1024 * 1024;
 
 export class ActorHost {
   constructor(private readonly d: ActorDeps) {}
@@ -85,6 +95,25 @@ export class ActorHost {
     this.pump(actor);
   }
 
+  /**
+   * Whether `next` may be sent to the actor's worker now: while fewer than its concurrency run, or,
+   * for an actor of one call at a time, queued in its worker behind the one it runs (not a call that
+   * is retried on an exception, which must run again before the calls behind it).
+   */
+  private mayStart(actor: Actor, next: Task): boolean {
+    const n = actor.running.size;
+    if (n < actor.concurrency) return true;
+    if (actor.concurrency !== 1 || n >= PIPELINE_CALLS || next.spec.retry_exceptions) return false;
+    let bytes = next.args.length;
+    let first = true;
+    for (const t of actor.running.values()) {
+      if (t === actor.creation || t.spec.retry_exceptions) return false;
+      if (!first) bytes += t.args.length;
+      first = false;
+    }
+    return bytes <= PIPELINE_BYTES;
+  }
+
   /** The call (or creation) of a worker's actor with this id, if it runs now. */
   runningTask(w: WorkerProc, taskId: string): Task | null {
     return w.job.actors.get(w.actorId ?? '')?.running.get(taskId) ?? null;
@@ -93,16 +122,22 @@ export class ActorHost {
   private pump(actor: Actor): void {
     const w = actor.worker;
     if (!actor.ready || actor.dead || !w?.conn) return;
-    while (actor.running.size < actor.concurrency) {
-      const next = actor.queue.shift();
-      if (!next) break;
+    for (;;) {
+      const next = actor.queue[0];
+      if (!next || !this.mayStart(actor, next)) break;
+      actor.queue.shift();
       // Cancelled while it waited for its actor to be created.
       if (next.cancelled) {
         this.d.hooks.finished(next, cancelledValue(next));
         continue;
       }
       actor.running.set(next.spec.id, next);
-      this.d.send(w, next);
+      // Sent in order: a call whose arguments are read from a file first must not be overtaken.
+      const sent = (actor.sending ?? Promise.resolve()).then(() => this.d.send(w, next));
+      actor.sending = sent;
+      void sent.finally(() => {
+        if (actor.sending === sent) actor.sending = null;
+      });
     }
     if (actor.released && actor.running.size === 0 && actor.queue.length === 0) {
       this.died(actor, 'all references to the actor were removed', true);
@@ -139,17 +174,21 @@ export class ActorHost {
     if (actor.restartsLeft > 0) actor.restartsLeft--;
     if (actor.ready) actor.job.counts.actors_alive = Math.max(0, actor.job.counts.actors_alive - 1);
     actor.ready = false;
-    const running = [...actor.running.values()];
+    const running = [...actor.running.values()].filter((t) => t !== actor.creation);
     actor.running.clear();
+    // Calls sent ahead to an actor of one call at a time had not started: they wait for the new instance.
+    const started = actor.concurrency === 1 ? running.slice(0, 1) : running;
+    const again: Task[] = [];
     for (const t of running) {
-      if (t === actor.creation) continue;
-      if (!t.cancelled && retriesLeft(t)) {
+      if (!started.includes(t)) again.push(t);
+      else if (!t.cancelled && retriesLeft(t)) {
         t.attempt++;
-        actor.queue.unshift(t);
+        again.push(t);
       } else {
         this.d.hooks.finished(t, t.cancelled ? cancelledValue(t) : errorValue('ActorUnavailableError', `actor ${actor.name} is restarting: its process died while running ${t.spec.name} (${why})`, t.spec.name));
       }
     }
+    actor.queue.unshift(...again);
     const creation = actor.creation;
     creation.attempt++;
     actor.running.set(creation.spec.id, creation);
@@ -230,8 +269,4 @@ export class ActorHost {
     if (actor.worker) this.d.cancelRunning(actor.worker, t, false);
     return true;
   }
-}
-
-function retriesLeft(t: Task): boolean {
-  return t.spec.max_retries < 0 || t.attempt <= t.spec.max_retries;
 }

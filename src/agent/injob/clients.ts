@@ -155,6 +155,8 @@ export class Clients implements IntakeHooks {
 
   private submit(conn: JobConn, specs: readonly SubmitSpec[], payload: Buffer): void {
     const job = conn.job;
+    // Tasks a task starts are one deeper than it (an actor's calls count as depth 0).
+    const depth = conn.worker ? (conn.worker.task?.depth ?? 0) + 1 : 0;
     let at = 0;
     for (const spec of specs) {
       const slice = payload.subarray(at, at + spec.args_len);
@@ -164,7 +166,7 @@ export class Clients implements IntakeHooks {
       if (!job.budget.hold(taskCost(args), `task ${spec.name}`)) throw new FrameError('LIMIT_EXCEEDED', job.budget.over ?? 'over the job share');
       job.objects.claim(spec.id);
       void job.objects.whenReady(spec.id, '').then(guarded(this.d.log, 'answering a submission', (v: ObjValue) => this.push(conn, spec.id, v, false)));
-      const task: Task = { job, spec, args, lang: conn.lang, attempt: 1, origin: 'local', ownerNode: this.d.me(), deps: new Map(), holding: null, worker: null, dispatched: false, charged: taskCost(args) };
+      const task: Task = { job, spec, args, lang: conn.lang, attempt: 1, origin: 'local', ownerNode: this.d.me(), deps: new Map(), holding: null, worker: null, dispatched: false, charged: taskCost(args), depth };
       if (spec.kind === 'task') job.counts.pending++;
       this.d.accept(task);
     }

@@ -12,11 +12,11 @@ import { executeMessage } from './execute.js';
 import { takeFromUsage, type Holding, type NodeLedger } from './ledger.js';
 import { placeTask, type PlaceContext } from './taskPlacement.js';
 import type { JobState} from './jobState.js';
-import { depError, type ExecutorHooks, shapeKey, type Task, type WorkerProc } from './jobState.js';
+import { depError, enqueueByDepth, type ExecutorHooks, retriesLeft, shapeKey, type Task, type WorkerProc } from './jobState.js';
 import { cancelledValue, errorValue, type ObjValue } from './objects.js';
 import { WorkerSlots } from './slots.js';
 import type { LaunchDeps } from './workerLaunch.js';
-import { newWorker, startWorkerProcess, stopWorkerProcess, workerLabel } from './workerProcess.js';
+import { newWorker, startWorkerProcess, stopWorkerProcess, takeStarting, workerLabel } from './workerProcess.js';
 import { resultValue, taskError, yieldValue, type ResultMessage, type YieldedValue } from './results.js';
 import { ActorHost } from './actors.js';
 import { JobTaskWaits } from './jobTaskWaits.js';
@@ -66,7 +66,7 @@ export class Executor {
     const err = task.cancelled ? cancelledValue(task) : depError(task);
     if (task.spec.kind === 'actor_create') this.actors.expect(task, err);
     if (err) return this.finish(task, err);
-    this.queueOf(task).push(task);
+    enqueueByDepth(this.queueOf(task), task);
     this.pump();
   }
 
@@ -145,10 +145,15 @@ export class Executor {
     }
     if (task.spec.kind === 'actor_create') return this.actors.create(task);
     const key = shapeKey(task.lang, task.spec.resources, task.holding?.gpuIds ?? []);
+    let spare: WorkerProc | null = null;
     for (const w of job.workers) {
-      if (w.state === 'idle' && w.key === key && w.actorId === null) return this.run(w, task);
+      if (w.key !== key || w.actorId !== null) continue;
+      if (w.state === 'idle') return this.run(w, task);
+      // A worker still starting whose task ran elsewhere meanwhile: it takes this one.
+      if (w.state === 'starting' && !w.first) spare ??= w;
     }
-    this.startWorker(job, task, key, null);
+    if (spare) spare.first = task;
+    else this.startWorker(job, task, key, null);
   }
 
   startWorker(job: JobState, task: Task, key: string, actorId: string | null): WorkerProc {
@@ -193,6 +198,12 @@ export class Executor {
     w.first = null;
     if (!task || w.job.ended) return;
     if (w.actorId) return this.workerGone(w, 'could not be started: the node is at capacity', false);
+    this.undispatch(task);
+    this.queueOf(task).unshift(task);
+  }
+
+  /** A task given resources here goes back to waiting: it holds nothing, and counts as pending. */
+  private undispatch(task: Task): void {
     if (task.holding) this.ledger.release(task.holding);
     task.holding = null;
     if (task.dispatched) {
@@ -200,7 +211,6 @@ export class Executor {
       task.job.counts.pending++;
       task.dispatched = false;
     }
-    this.queueOf(task).unshift(task);
   }
 
   /** An idle worker goes: stopped, and no task is given to it any more. */
@@ -216,9 +226,9 @@ export class Executor {
     w.state = 'idle';
     const t = w.first;
     w.first = null;
-    if (!t) return;
-    if (w.actorId) return this.send(w, t);
-    if (t.cancelled) return this.finish(t, cancelledValue(t));
+    // Its task ran on a worker that was free sooner: it takes what waits in the queue.
+    if (!t) return this.pump();
+    if (w.actorId) return void this.send(w, t);
     this.run(w, t);
   }
 
@@ -236,15 +246,18 @@ export class Executor {
     else w.conn?.send({ t: 'cancel', task_id: task.spec.id, force: false });
   }
 
+  /** Run a task on a worker of its shape (one cancelled while it waited for the worker never runs). */
   private run(w: WorkerProc, task: Task): void {
+    if (task.cancelled) return this.finish(task, cancelledValue(task));
     w.state = 'busy';
     w.task = task;
     task.worker = w;
-    this.send(w, task);
+    void this.send(w, task);
   }
 
-  send(w: WorkerProc, task: Task): void {
-    executeMessage(task).then(
+  /** Write a task to its worker (resolved once written, or failed for want of its arguments). */
+  send(w: WorkerProc, task: Task): Promise<void> {
+    return executeMessage(task).then(
       guarded(this.log, 'sending a task to its worker', ({ header, payload }: Awaited<ReturnType<typeof executeMessage>>) => w.conn?.send(header, payload)),
       guarded(this.log, 'failing a task whose arguments are lost', (err: unknown) =>
         this.result(w, task, { ok: false, error: taskError('ObjectLostError', `an argument could not be fetched: ${(err as Error).message}`, task) }, Buffer.alloc(0)),
@@ -270,7 +283,10 @@ export class Executor {
     w.state = 'idle';
     w.idleSince = Date.now();
     task.worker = null;
-    if (!msg.ok && retryable && task.spec.retry_exceptions && this.retriesLeft(task)) this.retry(task);
+    // A task dispatched earlier that still waits for its new worker to start runs here now.
+    const waiting = takeStarting(w);
+    if (waiting) this.run(w, waiting);
+    if (!msg.ok && retryable && task.spec.retry_exceptions && retriesLeft(task)) this.retry(task);
     else this.finish(task, value);
     this.pump();
   }
@@ -281,19 +297,9 @@ export class Executor {
     this.hooks.item(task, id, yieldValue(task, id, value));
   }
 
-  private retriesLeft(task: Task): boolean {
-    return task.spec.max_retries < 0 || task.attempt <= task.spec.max_retries;
-  }
-
   private retry(task: Task): void {
-    if (task.holding) this.ledger.release(task.holding);
-    task.holding = null;
+    this.undispatch(task);
     task.attempt++;
-    if (task.dispatched) {
-      task.job.counts.running = Math.max(0, task.job.counts.running - 1);
-      task.job.counts.pending++;
-      task.dispatched = false;
-    }
     this.enqueue(task);
   }
 
@@ -336,7 +342,7 @@ export class Executor {
     if (!task || w.job.ended) return;
     task.worker = null;
     if (task.cancelled) return this.finish(task, cancelledValue(task));
-    if (started && this.retriesLeft(task)) {
+    if (started && retriesLeft(task)) {
       this.log.info({ task: task.spec.name, attempt: task.attempt }, 'in-job worker died; retrying its task');
       this.retry(task);
     } else {

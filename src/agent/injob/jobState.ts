@@ -51,6 +51,8 @@ export interface Task {
   bundle?: Bundle;
   /** Objects it holds in this node's store until it is done (its arguments). */
   pinned?: readonly string[];
+  /** How deep it is nested: 0 for a task of a job's own process (or placed by the head), its submitter's depth + 1 for a task's. */
+  depth?: number;
 }
 
 /** A placement group's bundle reserved on this node: its tasks and actors take from what it holds. */
@@ -96,8 +98,14 @@ export interface Actor {
   worker: WorkerProc | null;
   holding: Holding | null;
   queue: Task[];
-  /** Calls running now, by id (at most `concurrency`); its creation while the constructor runs. */
+  /**
+   * Calls sent to its worker and not finished, by id, in the order sent (at most `concurrency` run;
+   * an actor of one call at a time may have more sent ahead, queued in its worker); its creation
+   * while the constructor runs.
+   */
   running: Map<string, Task>;
+  /** The last call being written to its worker (calls are written in the order sent); null once written. */
+  sending?: Promise<void> | null;
   /** Its creation task, run again when it restarts. */
   creation: Task;
   concurrency: number;
@@ -120,6 +128,30 @@ export function shapeKey(lang: Lang, req: TaskRequest, gpuIds: readonly number[]
     .map(([k, v]) => `${k}=${v}`)
     .join(',');
   return `${lang}|${req.cpus}|${req.gpus}|${req.memory}|${custom}|${gpuIds.join(',')}`;
+}
+
+/** Whether a task (or actor call) may run again after this attempt (`max_retries`; -1: always). */
+export function retriesLeft(t: Task): boolean {
+  return t.spec.max_retries < 0 || t.attempt <= t.spec.max_retries;
+}
+
+/**
+ * Queue a task: deeper tasks first (a task waits for the tasks it started, so running those first
+ * ends nested work with the fewest workers waiting, as a fork-join pool runs its newest work
+ * first), in submission order among the same depth.
+ */
+export function enqueueByDepth(q: Task[], t: Task): void {
+  const d = t.depth ?? 0;
+  if (q.length === 0 || (q[q.length - 1]?.depth ?? 0) >= d) return void q.push(t);
+  // The queue is ordered by depth, deepest first: after the last task at least as deep.
+  let lo = 0;
+  let hi = q.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if ((q[mid]?.depth ?? 0) >= d) lo = mid + 1;
+    else hi = mid;
+  }
+  q.splice(lo, 0, t);
 }
 
 /** A task whose argument is a failed object fails with that object's error, without running. */

@@ -70,6 +70,20 @@ export function newWorker(job: JobState, task: Task, key: string, actorId: strin
   return w;
 }
 
+/**
+ * The task waiting for a new worker of `w`'s job and shape to start (the oldest such), taken from
+ * it so `w`, idle now, runs it at once; the new worker, once up, takes the next task in the queue.
+ */
+export function takeStarting(w: WorkerProc): Task | null {
+  for (const x of w.job.workers) {
+    if (x.state !== 'starting' || x.actorId !== null || x.key !== w.key || !x.first) continue;
+    const t = x.first;
+    x.first = null;
+    return t;
+  }
+  return null;
+}
+
 /** How its output lines are prefixed in the job's log. */
 export function workerLabel(w: WorkerProc, task: Task): string {
   return w.actorId ? `${task.spec.name.replace(/\.__init__$/, '')} actor` : `worker ${w.id}`;

@@ -27,7 +27,12 @@ class Worker:
         # The call running in the main thread, and calls asked to stop.
         self.main_call = None
         self.cancelled = set()
+        # Calls the agent sent ahead (queued here behind the one running) that were cancelled before
+        # their turn: dropped when it comes, as a call queued in the agent would be.
+        self.dropped = set()
         self.async_calls = {}
+        self.slots = None
+        self.concurrency = 1
         conn.on_cancel = self.cancel
         signal.signal(signal.SIGINT, self._on_sigint)
 
@@ -37,12 +42,25 @@ class Worker:
         if task["kind"] == "actor_call" and self.mode == "threads":
             self.pool.submit(self.run, task, payload)
         elif task["kind"] == "actor_call" and self.mode == "async":
-            fut = asyncio.run_coroutine_threadsafe(self.run_async(task, payload), self.loop)
+            fut = asyncio.run_coroutine_threadsafe(self.run_async_in_turn(task, payload), self.loop)
             with self.lock:
                 self.async_calls[task["id"]] = fut
             fut.add_done_callback(lambda _f, tid=task["id"]: self._forget(tid))
         else:
+            if task["kind"] == "actor_call":
+                with self.lock:
+                    dropped = task["id"] in self.dropped
+                    self.dropped.discard(task["id"])
+                if dropped:
+                    return self._report_dropped(task)
             self.run(task, payload, main=True)
+
+    def _report_dropped(self, task):
+        """A call cancelled before it started: it never runs (TaskCancelledError, as for a call the
+        agent dropped from its queue)."""
+        error = {"type": "TaskCancelledError", "message": "%s was cancelled" % task["name"], "traceback": "", "task": task["name"]}
+        self.conn.flush()
+        self.conn.send({"t": "result", "task_id": task["id"], "ok": False, "len": 0, "error": error, "retryable": False})
 
     def _forget(self, tid):
         with self.lock:
@@ -57,6 +75,7 @@ class Worker:
             self.mode = "async"
             self.loop = asyncio.new_event_loop()
             threading.Thread(target=self.loop.run_forever, name="raysub-actor-loop", daemon=True).start()
+            self.concurrency = concurrency
         elif concurrency > 1:
             self.mode = "threads"
             self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="raysub-actor")
@@ -70,6 +89,9 @@ class Worker:
             fut = self.async_calls.get(task_id)
             if main:
                 self.cancelled.add(task_id)
+            elif self.instance is not None and self.mode == "serial" and self.main_call != task_id:
+                # A call sent ahead, still queued here (one that has ended already is not sent again).
+                self.dropped.add(task_id)
         if main:
             # A real signal, so a task blocked in sleep or I/O wakes up to it. (A running call of a
             # sync actor is not interrupted, as in Ray: only queued ones are dropped, by the agent.)
@@ -113,6 +135,21 @@ class Worker:
             inv.fail(e)
         finally:
             inv.leave()
+
+    async def run_async_in_turn(self, task, payload):
+        """An async actor's call, once fewer than its max_concurrency run (calls sent ahead wait)."""
+        if self.slots is None:
+            # Made on the loop's own thread (where every call runs): the agent may send an actor
+            # of one call at a time its calls ahead, and they wait here.
+            self.slots = asyncio.Semaphore(self.concurrency)
+        try:
+            await self.slots.acquire()
+        except asyncio.CancelledError:
+            return self._report_dropped(task)
+        try:
+            await self.run_async(task, payload)
+        finally:
+            self.slots.release()
 
     async def run_async(self, task, payload):
         inv = Invocation(self, task, payload)
