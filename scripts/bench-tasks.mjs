@@ -8,6 +8,7 @@
 //   BENCH_WORKLOADS=nested,...  which workloads (default: all; names in ROWS below)
 //   BENCH_SYSTEMS=raysub,ray    which systems
 //   BENCH_CPUS=2                CPUs for tasks (default: this machine's)
+//   BENCH_HEAD_ARGS='--sandbox none'  more flags for raysub's head (e.g. to see what the sandbox costs)
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -47,7 +48,7 @@ function median(xs) {
 }
 
 async function raysubRounds() {
-  const head = await startHead(['--num-cpus', String(cpus)]);
+  const head = await startHead(['--num-cpus', String(cpus), ...(process.env.BENCH_HEAD_ARGS ?? '').split(' ').filter(Boolean)]);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'raysub-bench-tasks-'));
   fs.copyFileSync(SCRIPT, path.join(dir, 'bench_tasks.py'));
   const env = { ...process.env, RAYSUB_ADDRESS: head.url, RAYSUB_TOKEN: head.token, NO_COLOR: '1' };

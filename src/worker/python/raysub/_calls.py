@@ -74,7 +74,10 @@ class Invocation:
     def _enter(self):
         task, meta, w = self.task, self.meta, self.worker
         if task["kind"] != "actor_call" or w.mode == "serial":
-            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in task["gpu_ids"])
+            gpus = ",".join(str(g) for g in task["gpu_ids"])
+            # Set only when it differs (setting it costs as much as a small task's own work).
+            if os.environ.get("CUDA_VISIBLE_DEVICES") != gpus:
+                os.environ["CUDA_VISIBLE_DEVICES"] = gpus
         if task["kind"] == "actor_create":
             _context.process_actor["pg"] = meta.get("pg")
         pg = _context.process_actor.get("pg") if task["kind"] == "actor_call" else meta.get("pg")

@@ -23,6 +23,7 @@ FLUSH_AT_BYTES = 4 * 1024 * 1024
 # The agent takes headers of at most 1 MiB: a batch's header is cut well below that.
 FLUSH_AT_HEADER_BYTES = SIZES["BATCH_HEADER_BYTES"]
 GET_REFS_PER_FRAME = SIZES["GET_REFS_PER_FRAME"]
+SMALL_FRAME_BYTES = 64 * 1024
 
 
 def _recv_exact(sock, n):
@@ -95,6 +96,11 @@ class Connection:
         h = header if isinstance(header, bytes) else json.dumps(header, separators=(",", ":")).encode()
         plen = sum(len(p) for p in payload)
         with self.send_lock:
+            if plen <= SMALL_FRAME_BYTES:
+                # One write for a small frame (a result, a few submissions): a system call each costs
+                # more than the copy.
+                self.sock.sendall(b"".join((_PREFIX.pack(len(h), plen), h, *payload)))
+                return
             self.sock.sendall(_PREFIX.pack(len(h), plen) + h)
             for p in payload:
                 if len(p):
