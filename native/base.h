@@ -10,7 +10,7 @@
 #define READY_FD 4
 #define GATE_FD 3
 #define CONTROL_FD 5
-#define FORMAT "raysub-init 5"
+#define FORMAT "raysub-init 6"
 #define MAX_FILTER 4096 /* instructions: the kernel's BPF_MAXINSNS */
 #define MAX_LIMITS 16
 #define MAX_START_BYTES (64 << 20)
@@ -48,6 +48,15 @@ extern int err_fd;
 
 /* base.c: say why on err_fd and exit with EXIT_SETUP. */
 void fail(const char *what, int err);
+
+/* start.c: the start file (and the other files the agent writes for raysub-init: NUL-terminated fields). */
+struct reader {
+  char *p;
+  char *end;
+};
+char *slurp(const char *path, size_t *len);
+char *field(struct reader *r);
+long number(struct reader *r, const char *what);
 struct start parse(const char *path);
 /* Steps 1-4 (start.c): settle the worker, say `ok` on the ready fd, become the worker. */
 void become_worker(struct start *s, const char *ok);
@@ -59,6 +68,10 @@ int clear_keys(const char *uid);
 
 /* serve.c */
 int serve(void);
+
+/* binds.c: a served sandbox's job directories, bound before each task from the roots given. */
+void set_roots(int n, char **paths);
+void sync_binds(void);
 
 /* reap.c: raysub-init stays as the sandbox's reaper while its worker runs. */
 void supervisor_signals(void);

@@ -17,11 +17,13 @@
  * executables fewer on every task's start. The agent keeps the setpriv and shell path for
  * machines where this program could not be built.
  *
- * With --serve it also stays in the sandbox as root and runs one task after another (tasks of one job
- * on one node reuse a sandbox: no new bubblewrap, namespaces or cgroups per task):
+ * With --serve [ROOT...] it also stays in the sandbox as root and runs one task after another (a
+ * node's consecutive tasks reuse a sandbox: no new bubblewrap, namespaces or cgroups per task):
  *   - it creates two FIFOs, /run/raysub/ctl/out and /run/raysub/ctl/err (the agent reads them
  *     through the bound control directory), says "serve" on fd 4, and waits for "run" on fd 5;
- *   - on "run" it reads /run/raysub/ctl/start, forks, and the child points stdout and stderr at
+ *   - on "run" it first binds the task's job directories from the ROOTs (binds.c: only where the
+ *     agent wrote /run/raysub/ctl/binds), unbinding those of the task before;
+ *   - then it reads /run/raysub/ctl/start, forks, and the child points stdout and stderr at
  *     the FIFOs, settles itself as in steps 1-4 (it says "ok" on fd 4, as a line);
  *   - when the child exits, every other process in the sandbox's PID namespace is killed and
  *     reaped, /tmp and /dev/shm are emptied, System V IPC objects and POSIX message queues
@@ -33,12 +35,12 @@
  * With --clear-keys UID it invalidates the keys the kernel keeps for a uid (keys.c).
  *
  * The parts: this file (the one-task supervisor and main), start.c (the start file, settling the
- * worker), serve.c (--serve), reap.c (staying as the reaper, and the stop signal), keys.c (kernel
+ * worker), serve.c (--serve), binds.c (a served sandbox's job directories), reap.c (staying as the reaper, and the stop signal), keys.c (kernel
  * keyrings: a session keyring per task, --clear-keys), base.c (failing with a reason, dropping to
  * the task's identity) and base.h (what the parts share).
  *
  * Start file (written by the agent, readable by root only): a sequence of NUL-terminated fields
- *   "raysub-init 5", uid ("-": keep), gid ("-": keep), working directory ("-": keep), seccomp
+ *   "raysub-init 6", uid ("-": keep), gid ("-": keep), working directory ("-": keep), seccomp
  *   filter ("-": none; else the bytes of a struct sock_filter array, in hex), stderr ("merge": the
  *   worker's stderr is its stdout, so its output is one stream in the order it was written;
  *   "keep": its own), number of resource
@@ -92,7 +94,10 @@ int main(int argc, char **argv) {
     puts(FORMAT);
     return 0;
   }
-  if (argc > 1 && strcmp(argv[1], "--serve") == 0) return serve();
+  if (argc > 1 && strcmp(argv[1], "--serve") == 0) {
+    set_roots(argc - 2, argv + 2);
+    return serve();
+  }
   if (argc > 2 && strcmp(argv[1], "--clear-keys") == 0) return clear_keys(argv[2]);
   struct start s = parse(argc > 1 ? argv[1] : START_FILE);
   return supervise(&s);

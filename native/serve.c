@@ -135,6 +135,8 @@ int serve(void) {
   char line[64];
   while (control_line(line, sizeof line)) {
     if (strcmp(line, "run") != 0) fail("unknown request on the control fd", 0);
+    /* The task's job directories, before anything of the task runs (binds.c). */
+    sync_binds();
     supervisor_signals(); /* a stop notice is for the task about to start, not one before it */
     pid_t pid = fork();
     if (pid < 0) fail("cannot fork", errno);

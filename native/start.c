@@ -21,12 +21,7 @@
 
 extern char **environ;
 
-struct reader {
-  char *p;
-  char *end;
-};
-
-static char *field(struct reader *r) {
+char *field(struct reader *r) {
   char *start = r->p;
   char *nul = memchr(start, '\0', (size_t)(r->end - start));
   if (!nul) fail("malformed start file (truncated)", 0);
@@ -34,7 +29,7 @@ static char *field(struct reader *r) {
   return start;
 }
 
-static long number(struct reader *r, const char *what) {
+long number(struct reader *r, const char *what) {
   char *s = field(r);
   char *end;
   errno = 0;
@@ -55,19 +50,19 @@ static long optional(struct reader *r, const char *what) {
   return number(r, what);
 }
 
-static char *slurp(const char *path, size_t *len) {
+char *slurp(const char *path, size_t *len) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("cannot open the start file", errno);
+  if (fd < 0) fail("cannot open a control file", errno);
   struct stat st;
-  if (fstat(fd, &st) < 0) fail("cannot stat the start file", errno);
-  if (st.st_size <= 0 || st.st_size > MAX_START_BYTES) fail("start file is empty or too large", 0);
+  if (fstat(fd, &st) < 0) fail("cannot stat a control file", errno);
+  if (st.st_size <= 0 || st.st_size > MAX_START_BYTES) fail("a control file is empty or too large", 0);
   char *buf = malloc((size_t)st.st_size);
   if (!buf) fail("out of memory", 0);
   size_t got = 0;
   while (got < (size_t)st.st_size) {
     ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) fail("cannot read the start file", n < 0 ? errno : 0);
+    if (n <= 0) fail("cannot read a control file", n < 0 ? errno : 0);
     got += (size_t)n;
   }
   close(fd);

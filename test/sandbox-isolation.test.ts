@@ -282,6 +282,77 @@ subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", marker])
     }
   });
 
+  it("runs separate jobs' tasks one after another in one sandbox, each seeing only its own job's directories and nothing the job before left", async (ctx) => {
+    // The first job reports, leaves files, an IPC object and a process behind, and ends once the
+    // test says so (a file in its directory): the second job, queued behind it on the node's one
+    // CPU, is placed the moment it ends.
+    const task = `
+import ctypes, json, os, subprocess, sys, time
+marker, role, others = sys.argv[1], sys.argv[2], sys.argv[3:]
+cwd = os.getcwd()
+def attempt(fn):
+    try:
+        return fn()
+    except OSError as e:
+        return "err:" + os.strerror(e.errno)
+res = {
+    "ns": os.readlink("/proc/self/ns/pid"), "uid": os.getuid(), "cwd": cwd,
+    "injob": os.path.dirname(os.environ["RAYSUB_TASK_SOCKET"]),
+    "tasks": attempt(lambda: sorted(os.listdir(os.path.dirname(os.path.dirname(cwd))))),
+    "injobs": attempt(lambda: sorted(os.listdir(os.path.dirname(os.path.dirname(os.environ["RAYSUB_TASK_SOCKET"]))))),
+    "others": [attempt(lambda p=p: sorted(os.listdir(p))) for p in others],
+    "jobs": attempt(lambda: os.listdir("/run/raysub/jobs")),
+    "tmp": sorted(n for n in os.listdir("/tmp") if n.startswith("left")), "shm": sorted(os.listdir("/dev/shm")),
+    "ipc": [l.split()[1] for l in open("/proc/sysvipc/shm").readlines()[1:]],
+    "procs": sorted(open("/proc/%s/cmdline" % p, "rb").read().replace(b"\\0", b" ").decode() for p in os.listdir("/proc") if p.isdigit()),
+}
+print("RESULT " + json.dumps(res), flush=True)
+if role == "leave":
+    open("/tmp/left", "w").write("x")
+    open("/dev/shm/left", "w").write("x")
+    ctypes.CDLL(None).shmget(0, 4096, 0o1000 | 0o600)
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", marker], start_new_session=True)
+    while not os.path.exists("go"):
+        time.sleep(0.05)
+`;
+    type Seen = { ns: string; uid: number; cwd: string; injob: string; tasks: string[]; injobs: string[]; others: string[]; jobs: string; tmp: string[]; shm: string[]; ipc: string[]; procs: string[] };
+    const node = unique('share');
+    const head = await startHead({ numCpus: 1, args: ['--node-name', node] });
+    await requireSandbox(head, ctx);
+    const marker = unique('left');
+    const dir = workingDir({ 'task.py': task });
+    const submit = (id: string, args: string[]) => runCli(['job', 'submit', '--no-wait', '--submission-id', id, '--entrypoint-num-cpus', '1', '--working-dir', dir, '--', 'python3', 'task.py', marker, ...args], { env: head.env });
+    expect((await submit('share-a', ['leave'])).code).toBe(0);
+    const reported = async (): Promise<string | null> => {
+      const log = await head.client.getLogs('share-a');
+      return log.includes('RESULT') ? log : null;
+    };
+    const a = resultOf<Seen>(await waitFor(reported, { what: 'the first job to report' }));
+    expect((await submit('share-b', ['look', path.dirname(a.cwd), a.injob])).code).toBe(0);
+    await waitFor(async () => (await head.client.getJob('share-b')).status === 'PENDING', { what: 'the second job to wait' });
+    fs.writeFileSync(path.join(a.cwd, 'go'), '');
+    for (const id of ['share-a', 'share-b']) expect((await head.client.waitForJob(id)).status).toBe('SUCCEEDED');
+    const b = resultOf<Seen>(await head.client.getLogs('share-b'));
+    await waitFor(() => processesWith(marker).length === 0, { what: 'the leftover process to be gone' });
+
+    // One sandbox ran both jobs' tasks...
+    expect(b.ns).toBe(a.ns);
+    expect(b.uid).toBe(a.uid);
+    // ...each seeing its own job's directories at their host paths, and no other job's.
+    expect(a.tasks).toEqual(['share-a']);
+    expect(b.tasks).toEqual(['share-b']);
+    expect(a.injobs).toEqual([path.basename(a.injob)]);
+    expect(b.injobs).toEqual([path.basename(b.injob)]);
+    expect(b.injob).not.toBe(a.injob);
+    for (const other of b.others) expect(other).toBe('err:No such file or directory');
+    expect(b.jobs).toBe('err:Permission denied');
+    // Nothing the first job left: files, IPC objects, processes.
+    expect(b.tmp).toEqual([]);
+    expect(b.shm).toEqual([]);
+    expect(b.ipc).toEqual([]);
+    expect(b.procs.join('\n')).not.toContain('sleep(600)');
+  });
+
   it('kills detached and daemonised children on job stop and removes the task\'s cgroups', async (ctx) => {
     const node = unique('kill');
     const head = await startHead({ numCpus: 2, args: ['--node-name', node] });

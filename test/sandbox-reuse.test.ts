@@ -103,6 +103,99 @@ describe('sandbox reuse', () => {
     expect(afterOom.out).not.toBe(limited.out);
   });
 
+  it("runs another job's task in a sandbox a job's task left, with that job's directories bound and nothing of the job before", async (ctx) => {
+    const { launcher, workDir } = await reusingLauncher(ctx);
+    const marker = unique('left-running');
+    /** Reports what it finds, as JSON on one line; with `leave`, then leaves files, an IPC object and a process behind. */
+    const script = (leave: boolean, look: Record<string, string>) => `
+import ctypes, json, os, subprocess, sys
+def attempt(fn):
+    try:
+        return fn()
+    except OSError as e:
+        return "err:" + (os.strerror(e.errno) if e.errno else type(e).__name__)
+look = json.loads(${JSON.stringify(JSON.stringify(look))})
+res = {
+    "ns": os.readlink("/proc/self/ns/pid"), "uid": os.getuid(), "cwd": os.getcwd(),
+    "tmp": sorted(n for n in os.listdir("/tmp") if n.startswith("left")),
+    "shm": sorted(os.listdir("/dev/shm")),
+    "ipc": [l.split()[1] for l in open("/proc/sysvipc/shm").readlines()[1:]],
+    "procs": sorted(open("/proc/%s/cmdline" % p, "rb").read().replace(b"\\0", b" ").decode() for p in os.listdir("/proc") if p.isdigit()),
+    "jobs": attempt(lambda: os.listdir("/run/raysub/jobs")),
+}
+for name, p in look.items():
+    res[name] = attempt(lambda: sorted(os.listdir(p)) if os.path.isdir(p) else open(p).read())
+res["write_injob"] = attempt(lambda: open(os.path.join(look["injob"], "mine"), "w").write("x"))
+print(json.dumps(res), flush=True)
+if ${leave ? 'True' : 'False'}:
+    open("/tmp/left", "w").write("x")
+    open("/dev/shm/left", "w").write("x")
+    open("left", "w").write("x")
+    ctypes.CDLL(None).shmget(0, 4096, 0o1000 | 0o600)
+    subprocess.Popen(["sleep", "600", "${marker}"], start_new_session=True)
+`;
+    const run = async (job: string, leave: boolean, request = 0): Promise<Record<string, unknown>> => {
+      const key = `${job}.0.1`;
+      const cwd = path.join(workDir, 'tasks', job, key);
+      const injob = path.join(workDir, 'j', `${job}-dir`);
+      fs.mkdirSync(cwd, { recursive: true });
+      fs.mkdirSync(injob, { recursive: true });
+      fs.writeFileSync(path.join(injob, 'sock'), job);
+      const look = { tasks: path.join(workDir, 'tasks'), injobs: path.join(workDir, 'j'), injob, own: path.join(injob, 'sock'), a_dir: path.join(workDir, 'tasks', 'job-a'), a_injob: path.join(workDir, 'j', 'job-a-dir') };
+      fs.writeFileSync(path.join(cwd, 't.py'), script(leave, look));
+      const w = await launcher.launch({
+        key,
+        group: job,
+        argv: ['/bin/sh', '-c', 'exec python3 t.py'],
+        cwd,
+        env: { PATH: '/usr/bin:/bin' },
+        resources: { cpus: 0, gpus: 0, memory: request, custom: {} },
+        gpuIds: [],
+        network: 'host',
+        readOnlyPaths: [injob],
+      });
+      let out = '';
+      let err = '';
+      w.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      w.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      const ended = new Promise<void>((resolve) => w.stdout.once('end', resolve));
+      expect((await w.exited).code, err).toBe(0);
+      await ended;
+      // As the agent does once a task is over: its directory goes.
+      fs.rmSync(cwd, { recursive: true, force: true });
+      return JSON.parse(out) as Record<string, unknown>;
+    };
+
+    const a = await run('job-a', true);
+    expect(a.tasks).toEqual(['job-a']);
+    // The first job's directories stay on the host while the second job's task runs.
+    const b = await run('job-b', false);
+    // The same sandbox (PID namespace, uid)...
+    expect(b.ns).toBe(a.ns);
+    expect(b.uid).toBe(a.uid);
+    // ...with the second job's directories bound where the host has them, and no other job's.
+    expect(b.cwd).toBe(path.join(workDir, 'tasks', 'job-b', 'job-b.0.1'));
+    expect(b.tasks).toEqual(['job-b']);
+    expect(b.injobs).toEqual(['job-b-dir']);
+    expect(b.own).toBe('job-b');
+    expect(b.write_injob).toMatch(/^err:/);
+    expect(b.a_dir).toMatch(/^err:/);
+    expect(b.a_injob).toMatch(/^err:/);
+    expect(b.jobs).toBe('err:Permission denied');
+    // Nothing the first job left: files, IPC objects, processes.
+    expect(b.tmp).toEqual([]);
+    expect(b.shm).toEqual([]);
+    expect(b.ipc).toEqual([]);
+    expect((b.procs as string[]).join('\n')).not.toContain(marker);
+    // The same job again: the same sandbox, its directories still bound.
+    const again = await run('job-b', false);
+    expect(again.ns).toBe(a.ns);
+    expect(again.own).toBe('job-b');
+    // Another request: another sandbox.
+    const other = await run('job-c', false, 64 * MiB);
+    expect(other.ns).not.toBe(a.ns);
+  });
+
   it("never gives a task's output to the task before it in the same sandbox, however late that one's output is read", async (ctx) => {
     const { launcher, workDir } = await reusingLauncher(ctx);
     let n = 0;

@@ -136,6 +136,11 @@ export function tasksDirOf(root: string): string {
   return path.join(root, 'tasks');
 }
 
+/** Where an agent with work dir `root` keeps each job's in-job directory (its socket and objects), one directory per job. */
+export function injobDirOf(root: string): string {
+  return path.join(root, 'j');
+}
+
 /** A group's directory: the names of the job's task directories are no secret to its tasks. */
 const GROUP_DIR_MODE = 0o755;
 const GROUP_DIR_LINGER_MS = 30_000;

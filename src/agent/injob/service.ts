@@ -4,7 +4,6 @@
  * owners), and the other agents (peers.ts).
  */
 import fs from 'node:fs';
-import path from 'node:path';
 import { guarded, runGuarded } from '../../shared/boundary.js';
 import {
   returnId,
@@ -30,6 +29,7 @@ import { errorValue, fromRelay, type ObjValue } from './objects.js';
 import { Peers } from './peers.js';
 import { Relay } from './relay.js';
 import { injobEnv, type LaunchDeps } from './workerLaunch.js';
+import { injobDirOf } from '../workspace.js';
 
 const ENDED_KEPT = 10_000;
 
@@ -64,7 +64,7 @@ export class InjobService {
   private readonly shm: ShmPool;
 
   constructor(private readonly d: InjobServiceDeps) {
-    this.root = path.join(d.workDir, 'j');
+    this.root = injobDirOf(d.workDir);
     // Sockets and objects of a previous run of this agent belong to jobs it no longer serves.
     fs.rmSync(this.root, { recursive: true, force: true });
     this.shm = openShmPool(d.objectStore.dir, d.objectStore.memory, d.workDir, d.log);

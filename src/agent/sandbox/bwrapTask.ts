@@ -18,12 +18,13 @@ import { startScript } from './startScript.js';
 
 /**
  * bwrap's command line for a task running as `uid` (null: the agent's own). `serve`: raysub-init
- * --serve; `userNamespaces`: the job may create user namespaces (an unprivileged agent's
+ * --serve, given the job roots a sandbox serving any job binds its tasks' directories from
+ * (`roots`); `userNamespaces`: the job may create user namespaces (an unprivileged agent's
  * sandbox then lacks --disable-userns).
  */
-export function bwrapArgv(bwrap: BwrapSettings, uid: number | null, o: { serve?: boolean; userNamespaces?: boolean } = {}): string[] {
+export function bwrapArgv(bwrap: BwrapSettings, uid: number | null, o: { serve?: boolean; roots?: readonly string[]; userNamespaces?: boolean } = {}): string[] {
   const namespaces = bwrapNamespaceArgs(bwrap.userns, o.userNamespaces === true);
-  if (bwrap.init) return [...namespaces, '--args', '3', '--', SANDBOX_INIT, ...(o.serve ? ['--serve'] : [])];
+  if (bwrap.init) return [...namespaces, '--args', '3', '--', SANDBOX_INIT, ...(o.serve ? ['--serve', ...(o.roots ?? [])] : [])];
   const drop = bwrap.setpriv && uid !== null ? [bwrap.setpriv, '--reuid', String(uid), '--regid', String(uid), '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs', '--'] : [];
   return [...namespaces, '--args', '3', '--', ...drop, '/bin/sh', SANDBOX_START];
 }
@@ -35,9 +36,24 @@ export interface TaskFiles {
 }
 
 /** The files of a served sandbox (raysub-init --serve) in its host directory `dir`. */
-export function servedFiles(dir: string): TaskFiles & { ctlDir: string } {
+export function servedFiles(dir: string): TaskFiles & { ctlDir: string; binds: string } {
   const ctlDir = path.join(dir, 'ctl');
-  return { passwd: path.join(dir, 'passwd'), group: path.join(dir, 'group'), start: path.join(ctlDir, 'start'), ctlDir };
+  return { passwd: path.join(dir, 'passwd'), group: path.join(dir, 'group'), start: path.join(ctlDir, 'start'), ctlDir, binds: path.join(ctlDir, 'binds') };
+}
+
+/** A job directory a sandbox serving any job binds for a task: a directory in one of its roots. */
+export interface JobBind {
+  /** Index into the sandbox's roots (0: the tasks root, bound writable; 1: the in-job root, read-only). */
+  root: number;
+  name: string;
+  rw: boolean;
+}
+
+/** The binds file raysub-init reads before a task (format in native/binds.c). */
+export function bindsFile(binds: readonly JobBind[]): Buffer {
+  const fields = ['raysub-binds 1', String(binds.length), ...binds.flatMap((b) => [String(b.root), b.name, b.rw ? 'rw' : 'ro'])];
+  for (const b of binds) if (b.name === '' || b.name === '.' || b.name === '..' || b.name.includes('/') || b.name.includes('\0')) throw new Error(`not a directory name: ${JSON.stringify(b.name)}`);
+  return Buffer.from(fields.join('\0') + '\0');
 }
 
 /** One task as its sandbox's files describe it. */
@@ -79,9 +95,14 @@ export async function writeTaskFiles(t: BwrapTask, files: TaskFiles, served: boo
 /**
  * Write the task's files into `o.dir` and give its directory to its uid; returns bwrap's options
  * for the gate. `o.served`: a served sandbox (`dir` holds servedFiles()) binding `bindDir`, the
- * task's directory or the job's directory holding it.
+ * task's directory or the job's directory holding it — or, serving any job, binding each task's
+ * job directories from `roots` (`readOnlyPaths`, `writablePaths`: the task's paths that are not
+ * its job's own, which the sandbox binds once).
  */
-export async function prepareBwrapTask(t: BwrapTask, o: { devices: readonly string[]; dir: string; served: { bindDir: string } | null }): Promise<string> {
+export async function prepareBwrapTask(
+  t: BwrapTask,
+  o: { devices: readonly string[]; dir: string; served: { bindDir: string } | { roots: readonly string[]; readOnlyPaths: readonly string[]; writablePaths: readonly string[] } | null },
+): Promise<string> {
   fs.mkdirSync(o.dir, { mode: 0o700 });
   const ctl = o.served ? servedFiles(o.dir) : null;
   const files = ctl ?? { passwd: path.join(o.dir, 'passwd'), group: path.join(o.dir, 'group'), start: path.join(o.dir, 'start') };
@@ -90,6 +111,11 @@ export async function prepareBwrapTask(t: BwrapTask, o: { devices: readonly stri
   // Without raysub-init, bwrap installs the filter (sent on the gate's SECCOMP_FD).
   const seccompFd = !t.bwrap.init && t.limits.seccomp ? SECCOMP_FD : null;
   const view = { cwd: t.spec.cwd, readOnlyPaths: t.spec.readOnlyPaths, writablePaths: t.spec.writablePaths ?? [], network: t.spec.network, ...files, init: t.bwrap.init, seccompFd, devices: o.devices, ownUid: t.ownUid };
-  const options = bwrapOptions(t.bwrap.layout, ctl && o.served ? { ...view, served: { ctlDir: ctl.ctlDir, bindDir: o.served.bindDir } } : view);
+  let options: string[];
+  if (!ctl || !o.served) options = bwrapOptions(t.bwrap.layout, view);
+  else if ('roots' in o.served) {
+    const { roots, readOnlyPaths, writablePaths } = o.served;
+    options = bwrapOptions(t.bwrap.layout, { ...view, readOnlyPaths, writablePaths, served: { ctlDir: ctl.ctlDir, roots } });
+  } else options = bwrapOptions(t.bwrap.layout, { ...view, served: { ctlDir: ctl.ctlDir, bindDir: o.served.bindDir } });
   return options.join('\0') + '\0';
 }

@@ -12,7 +12,7 @@ import { RLIMITS, type Rlimit } from './limits.js';
 import { shellLine } from './startScript.js';
 
 /** The start-file format (and --version) of the raysub-init this agent speaks to. */
-export const INIT_FORMAT = 'raysub-init 5';
+export const INIT_FORMAT = 'raysub-init 6';
 
 /** Built by scripts/build-native.mjs; this module runs from src/ in tests and dist/ otherwise. */
 const BUILT = path.resolve(import.meta.dirname, '../../../dist/native/raysub-init');

@@ -18,6 +18,8 @@ export const SANDBOX_START = `${SANDBOX_RUN_DIR}/start`;
 export const SANDBOX_INIT = `${SANDBOX_RUN_DIR}/init`;
 /** A served sandbox's control directory (its start file and output FIFOs; see native/raysub-init.c). */
 export const SANDBOX_CTL = `${SANDBOX_RUN_DIR}/ctl`;
+/** Where a sandbox that serves any job's tasks holds the job roots it binds each task's directories from (root's alone: native/binds.c). */
+export const SANDBOX_JOBS = `${SANDBOX_RUN_DIR}/jobs`;
 
 /** The system part of a Linux root, bound read-only where present (symlinks, as on merged-/usr systems, are kept as symlinks). */
 export const SYSTEM_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc'];
@@ -134,8 +136,12 @@ export interface TaskView {
    * (bound at SANDBOX_CTL instead of the start file) and the directory to bind writable: the
    * task's own, or — for a sandbox that may run the job's next task — the job's directory holding
    * its tasks' directories, where the next one will appear. Each task directory is its uid's alone.
+   * Or, for a sandbox that may run any job's tasks, `roots` instead: the directories holding every
+   * job's directories (the tasks root, bound writable, then the in-job root), bound where only
+   * root may enter, and each covered at its own path by an empty tmpfs in which raysub-init binds
+   * the directories of the job whose task runs (native/binds.c).
    */
-  served?: { ctlDir: string; bindDir: string };
+  served?: { ctlDir: string; bindDir: string } | { ctlDir: string; roots: readonly string[] };
   /** raysub-init on the host, bound at SANDBOX_INIT (null: setpriv and a shell script start the worker). */
   init: string | null;
   /** bwrap installs the seccomp filter it reads from this fd (without raysub-init); null: none. */
@@ -193,7 +199,13 @@ export function bwrapOptions(layout: StaticLayout, task: TaskView): string[] {
   for (const p of task.readOnlyPaths) if (!plan.coveredByBind(p)) plan.roBind(p);
   for (const p of task.writablePaths ?? []) plan.bind(p);
   for (const d of task.devices) plan.devBind(d);
-  plan.bind(task.served ? task.served.bindDir : task.cwd);
+  if (task.served && 'roots' in task.served) {
+    plan.dir(SANDBOX_JOBS, '0700');
+    task.served.roots.forEach((root, i) => (i === 0 ? plan.bind(root, `${SANDBOX_JOBS}/${i}`) : plan.roBind(root, `${SANDBOX_JOBS}/${i}`)));
+    for (const root of task.served.roots) plan.tmpfs(root, '0755');
+  } else {
+    plan.bind(task.served ? task.served.bindDir : task.cwd);
+  }
   plan.args.push('--remount-ro', '/', '--chdir', task.served ? '/' : task.cwd);
   return plan.args;
 }

@@ -12,7 +12,7 @@ import { AgentCgroups } from './cgroups.js';
 import { CpuPinner, readCoreIds, siblingPinnedCpus } from './cpus.js';
 import { seccompArch } from './seccomp.js';
 import type { BaseSettings } from './settings.js';
-import { tasksDirOf } from '../workspace.js';
+import { injobDirOf, tasksDirOf } from '../workspace.js';
 
 export function findExecutable(name: string, pathVar: string | undefined): string | null {
   for (const dir of (pathVar ?? '').split(':')) {
@@ -111,7 +111,7 @@ export function openCgroups(opts: Opts): OpenedCgroups {
       openFiles: Math.min(opts.taskOpenFiles, hardOpenFileLimit()),
       maxTasks: fdTaskCapacity(),
       devDir: '/dev',
-      reuse: opts.sandboxReuse === false ? null : { tasksRoot: tasksDirOf(opts.workDir) },
+      reuse: opts.sandboxReuse === false ? null : { tasksRoot: tasksDirOf(opts.workDir), injobRoot: injobDirOf(opts.workDir) },
       seccomp: arch ? { arch, denyList: opts.sandboxSeccomp !== false } : null,
     },
   };

@@ -6,9 +6,11 @@
  * cgroups, write the task's files, open the gate. Moving a process into a cgroup can wait for an
  * RCU grace period (~10 ms) when no cgroup move happened lately, and forking the agent costs a
  * few more; so in bwrap mode one gate is kept started ahead — a spare, already in cgroups of its
- * own — and a task that arrives takes it, renames its cgroups and sets its limits. A job's next
- * task may run in the sandbox of its previous one (servedPool.ts).
+ * own — and a task that arrives takes it, renames its cgroups and sets its limits. The next task
+ * with the same request may run in the sandbox of the one before: of the same job, or of any job
+ * where the sandbox binds each task's job directories itself (servedPool.ts).
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { background, guarded } from '../../shared/boundary.js';
@@ -16,11 +18,12 @@ import { RaysubError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { SandboxMode } from '../../shared/protocol/index.js';
 import { groupAlive, killGroup, until, workerHandle, type LaunchSpec, type Launcher, type WorkerExit, type WorkerHandle } from '../launcher.js';
-import { bwrapArgv, prepareBwrapTask } from './bwrapTask.js';
+import { bwrapArgv, prepareBwrapTask, type JobBind } from './bwrapTask.js';
 import { startGate, type Gate } from './gate.js';
 import { BASE_DEVICE_RULES, deviceRules, gpuDeviceNodes } from './gpus.js';
 import type { Identity } from './identity.js';
 import { SANDBOX_BIN_DIR } from './layout.js';
+import { isWithin } from './mountPlan.js';
 import { shellLimitLines, spareLimits, taskLimits, type TaskLimits } from './limits.js';
 import { taskSeccomp } from './seccomp.js';
 import { childrenOf, descendantsOf, signal, supervisorsOf } from './processTree.js';
@@ -54,6 +57,17 @@ interface Plan extends ServedTask {
   gpuNodes: string[];
   /** What a served sandbox must share with the task to run it; null: it needs one of its own. */
   key: string | null;
+}
+
+/** How served sandboxes may take a task (the launcher's reuseOf). */
+interface Reuse {
+  key: string;
+  /** The task's job directories, for a sandbox that serves any job's tasks; null: a sandbox of its job's. */
+  binds: JobBind[] | null;
+  /** What the sandbox binds once, for all the tasks it serves. */
+  boundPaths: string[];
+  /** The paths the sandbox binds once, read-only and writable (the task's others are its job's own, in `binds`). */
+  shared: { readOnly: string[]; writable: string[] };
 }
 
 export interface LauncherOptions {
@@ -110,20 +124,50 @@ export class SandboxLauncher implements Launcher {
     void settled.finally(() => this.releasing.delete(settled));
   }
 
-  /** What a served sandbox must share with a task to run it; null: the task needs one of its own. */
-  private reuseKey(spec: LaunchSpec): string | null {
+  /** The directories a sandbox serving any job binds its tasks' job directories from (native/binds.c). */
+  private get roots(): string[] {
+    const reuse = this.s.reuse;
+    if (!reuse) return [];
+    return reuse.injobRoot ? [reuse.tasksRoot, reuse.injobRoot] : [reuse.tasksRoot];
+  }
+
+  /**
+   * What a served sandbox must share with a task to run it; null: the task needs one of its own.
+   * A task whose own directories are its job's directory in the tasks root and its job's
+   * directories in the in-job root may run in a sandbox that served any job (which binds them
+   * before it starts); any other, only in one that served its own job.
+   */
+  private reuseOf(spec: LaunchSpec): Reuse | null {
     const reuse = this.s.reuse;
     // The sandbox binds the group's directory: the task's must lie in it, as the workspace makes it.
     if (!this.serving || !reuse || spec.group === undefined || path.dirname(spec.cwd) !== path.join(reuse.tasksRoot, spec.group)) return null;
     // The same request too: limits a task does not set (no memory limit, no CPU quota) are not
     // written at all, so a sandbox keeps those of the task before it.
-    return JSON.stringify([spec.group, spec.network, spec.gpuIds, spec.readOnlyPaths, spec.writablePaths ?? [], spec.resources, spec.cpuQuota !== false, spec.userNamespaces === true]);
+    const request = [spec.network, spec.gpuIds, spec.resources, spec.cpuQuota !== false, spec.userNamespaces === true];
+    const writable = spec.writablePaths ?? [];
+    const injobRoot = reuse.injobRoot ?? null;
+    const ownRo = injobRoot === null ? [] : spec.readOnlyPaths.filter((p) => path.dirname(p) === injobRoot);
+    const sharedRo = spec.readOnlyPaths.filter((p) => !ownRo.includes(p));
+    const roots = this.roots;
+    const anyJob =
+      spec.userNamespaces !== true &&
+      writable.length === 0 &&
+      path.basename(path.dirname(spec.cwd)) === spec.group &&
+      !sharedRo.some((p) => roots.some((root) => isWithin(p, root) || isWithin(root, p)));
+    if (!anyJob) {
+      const bound = [path.dirname(spec.cwd), ...spec.readOnlyPaths, ...writable];
+      return { key: JSON.stringify([spec.group, spec.readOnlyPaths, writable, ...request]), binds: null, boundPaths: bound, shared: { readOnly: spec.readOnlyPaths, writable } };
+    }
+    const binds: JobBind[] = [{ root: 0, name: spec.group, rw: true }, ...ownRo.map((p) => ({ root: 1, name: path.basename(p), rw: false }))];
+    return { key: JSON.stringify(['any job', sharedRo, ...request]), binds, boundPaths: sharedRo, shared: { readOnly: sharedRo, writable: [] } };
   }
 
   async launch(spec: LaunchSpec): Promise<WorkerHandle> {
     const { s } = this;
-    const key = this.reuseKey(spec);
-    const warm = key === null ? null : await this.pool.take(key, spec);
+    const reuse = this.reuseOf(spec);
+    const key = reuse?.key ?? null;
+    const boundPaths = reuse?.boundPaths ?? [path.dirname(spec.cwd), ...spec.readOnlyPaths, ...(spec.writablePaths ?? [])];
+    const warm = reuse === null ? null : await this.pool.take(reuse.key, { spec, boundPaths });
     const r = reservation();
     try {
       if (s.cgroups && spec.cpuQuota !== false && Number.isInteger(spec.resources.cpus)) r.cpus = s.pinner?.take(spec.resources.cpus) ?? null;
@@ -132,16 +176,17 @@ export class SandboxLauncher implements Launcher {
       const seccomp = s.bwrap ? taskSeccomp(s.seccomp, spec.userNamespaces === true) : null;
       const limits = taskLimits({ resources: spec.resources, cpusetCpus: r.cpus, deviceRules: deviceRules(gpuNodes), pidsMax: s.pidsMax, openFiles: s.openFiles, ownUid: s.uids !== null, seccomp, cpuQuota: spec.cpuQuota });
       const env = taskEnv(spec, { sandboxed: s.bwrap !== null, user: 'raysub', binDir: SANDBOX_BIN_DIR });
-      const plan: Plan = { spec, env, limits, gpuNodes, key };
+      const plan: Plan = { spec, env, limits, gpuNodes, key, boundPaths, binds: reuse?.binds ?? null };
       if (warm) return await this.pool.run(warm, plan, r, false);
-      return await this.start(plan, r);
+      return await this.start(plan, r, reuse?.shared ?? { readOnly: spec.readOnlyPaths, writable: spec.writablePaths ?? [] });
     } catch (err) {
       await release(s, r);
       throw err;
     }
   }
 
-  private async start(plan: Plan, r: Reservation): Promise<WorkerHandle> {
+  /** `shared`: the task's paths a served sandbox binds once (see reuseOf). */
+  private async start(plan: Plan, r: Reservation, shared: Reuse['shared']): Promise<WorkerHandle> {
     const { s } = this;
     const { spec, env, limits, key } = plan;
     const bwrap = s.bwrap;
@@ -164,7 +209,7 @@ export class SandboxLauncher implements Launcher {
       r.cgroup = s.cgroups?.createTask(spec.key, limits) ?? null;
       gate = bwrap
         ? // bwrap itself runs with an empty environment: it is privileged, and the job's variables are not for it.
-          await startGate(bwrap.path, bwrapArgv(bwrap, r.uid, { serve, userNamespaces: spec.userNamespaces }), { cwd: '/', env: {}, cgroup: r.cgroup, serve, filterFd: !bwrap.init })
+          await startGate(bwrap.path, bwrapArgv(bwrap, r.uid, { serve, roots: this.roots, userNamespaces: spec.userNamespaces }), { cwd: '/', env: {}, cgroup: r.cgroup, serve, filterFd: !bwrap.init })
         : await startGate('/bin/sh', ['-c', processGate(limits, spec.mergeStderr === true), 'raysub-worker', ...spec.argv], { cwd: spec.cwd, env, cgroup: r.cgroup });
     }
     let input = 'go\n';
@@ -174,7 +219,8 @@ export class SandboxLauncher implements Launcher {
         const id: Identity = { uid: r.uid ?? s.self.uid, gid: r.uid ?? s.self.gid, name: 'raysub', home: spec.cwd };
         r.stateDir = path.join(s.stateDir, serve ? `served-${++servedCount}` : spec.key);
         const task = { bwrap, envBinary: s.envBinary, spec, env, limits, id, ownUid: r.uid !== null };
-        input = await prepareBwrapTask(task, { devices: plan.gpuNodes, dir: r.stateDir, served: serve ? { bindDir: key === null ? spec.cwd : path.dirname(spec.cwd) } : null });
+        const served = !serve ? null : plan.binds ? { roots: this.ensureRoots(), readOnlyPaths: shared.readOnly, writablePaths: shared.writable } : { bindDir: key === null ? spec.cwd : path.dirname(spec.cwd) };
+        input = await prepareBwrapTask(task, { devices: plan.gpuNodes, dir: r.stateDir, served });
       }
       await gate.joined;
     } catch (err) {
@@ -185,7 +231,7 @@ export class SandboxLauncher implements Launcher {
     }
     if (gate.served && r.stateDir) {
       // From here the sandbox owns the uid, cgroups and files; the task only its CPUs.
-      const sb: ServedSandbox = { gate, served: gate.served, uid: r.uid, cgroup: r.cgroup, dir: r.stateDir, key, bound: boundIdentity(spec), idle: null, output: [] };
+      const sb: ServedSandbox = { gate, served: gate.served, uid: r.uid, cgroup: r.cgroup, dir: r.stateDir, key, bound: boundIdentity(plan.boundPaths), job: spec.group ?? null, idle: null, output: [] };
       Object.assign(r, { uid: null, cgroup: null, stateDir: null });
       try {
         await gate.open(input, limits.seccomp);
@@ -200,6 +246,12 @@ export class SandboxLauncher implements Launcher {
     // The next spare is started once this worker is on its way, not in its path.
     setImmediate(guarded(this.log, 'starting a spare sandbox', () => this.prestart()));
     return this.handle(gate, r);
+  }
+
+  /** The roots, made where missing (the in-job root appears with a job's first in-job directory): bwrap binds them. */
+  private ensureRoots(): string[] {
+    for (const root of this.roots) fs.mkdirSync(root, { recursive: true, mode: 0o711 });
+    return this.roots;
   }
 
   /**
@@ -231,7 +283,7 @@ export class SandboxLauncher implements Launcher {
         // No uid free: no spare (never one running as the agent's uid where tasks get their own).
         if (this.s.uids && (r.uid = this.s.uids.take()) === null) return null;
         r.cgroup = this.s.cgroups?.createTask(`spare-${++this.spares}`, spareLimits(this.s.pidsMax, BASE_DEVICE_RULES)) ?? null;
-        const gate = await startGate(bwrap.path, bwrapArgv(bwrap, r.uid, { serve: this.serving }), { cwd: '/', env: {}, cgroup: r.cgroup, serve: this.serving, filterFd: !bwrap.init });
+        const gate = await startGate(bwrap.path, bwrapArgv(bwrap, r.uid, { serve: this.serving, roots: this.roots }), { cwd: '/', env: {}, cgroup: r.cgroup, serve: this.serving, filterFd: !bwrap.init });
         return { gate, uid: r.uid, cgroup: r.cgroup };
       } catch (err) {
         this.log.debug({ err }, 'no spare sandbox');

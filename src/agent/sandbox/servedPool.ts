@@ -1,11 +1,13 @@
 /**
  * Served sandboxes (raysub-init --serve; where raysub-init runs and each task has its own uid):
- * when a task of a job ends normally, its sandbox — namespaces, mounts, uid, cgroups — waits a
- * moment for the job's next task on this node, which then starts with a request on a pipe
- * instead of a new bubblewrap. Between two tasks raysub-init kills everything the first left
- * running, empties /tmp and /dev/shm and removes IPC objects and message queues; the task's
- * directory is new; limits are set again. A sandbox whose task was stopped, timed out or hit its
- * memory limit is never reused, nor one idle for IDLE_MS. docs/sandbox.md has what tasks share.
+ * when a task ends normally, its sandbox — namespaces, mounts, uid, cgroups — waits a moment for
+ * the next task on this node with the same request, of the same job or (where the task's
+ * directories allow it) of any job, which then starts with a request on a pipe instead of a new
+ * bubblewrap. Between two tasks raysub-init kills everything the first left running, empties
+ * /tmp and /dev/shm and removes IPC objects and message queues; the task's directory is new, and
+ * for a task of another job the job directories bound are that job's (native/binds.c); limits
+ * are set again. A sandbox whose task was stopped, timed out or hit its memory limit is never
+ * reused, nor one idle for IDLE_MS. docs/sandbox.md has what tasks share.
  */
 import fs from 'node:fs';
 import net from 'node:net';
@@ -15,7 +17,7 @@ import type { Readable } from 'node:stream';
 import { background, guarded } from '../../shared/boundary.js';
 import type { Logger } from '../../shared/log.js';
 import { workerHandle, type LaunchSpec, type WorkerExit, type WorkerHandle } from '../launcher.js';
-import { servedFiles, writeTaskFiles } from './bwrapTask.js';
+import { bindsFile, servedFiles, writeTaskFiles, type JobBind } from './bwrapTask.js';
 import type { Gate, Served } from './gate.js';
 import type { Identity } from './identity.js';
 import type { TaskLimits } from './limits.js';
@@ -47,8 +49,10 @@ export interface ServedSandbox {
   dir: string;
   /** The tasks it may run next (those with its first task's reuse key); null: none. */
   key: string | null;
-  /** boundIdentity() of its first task. */
+  /** boundIdentity() of what its first task had bound at start. */
   bound: string;
+  /** The job of its last task (a sandbox serving any job binds each task's job directories). */
+  job: string | null;
   idle: NodeJS.Timeout | null;
   /** The output streams of its last task (none before its first). */
   output: Readable[];
@@ -59,6 +63,10 @@ export interface ServedTask {
   spec: LaunchSpec;
   env: Record<string, string>;
   limits: TaskLimits;
+  /** The paths a sandbox binds once, for all its tasks (boundIdentity). */
+  boundPaths: readonly string[];
+  /** For a sandbox serving any job: the task's job directories, bound before it starts; null: the sandbox's own binds. */
+  binds: readonly JobBind[] | null;
 }
 
 /** A FIFO's read end as a stream, with a write end held until the writer has it open (else: EOF at once). */
@@ -102,11 +110,12 @@ function readToEnd(log: Logger, streams: readonly Readable[], ms: number): Promi
 }
 
 /**
- * What a served sandbox bound for a task, as device:inode of each path ("" for one that is gone):
- * the job's directory and the other paths bound. One recreated since is not the one bound.
+ * What a served sandbox bound once for all its tasks, as device:inode of each path ("" for one
+ * that is gone): the job's directory (unless the sandbox binds each task's job directories) and
+ * the other paths bound. One recreated since is not the one bound.
  */
-export function boundIdentity(spec: LaunchSpec): string {
-  return [path.dirname(spec.cwd), ...spec.readOnlyPaths, ...(spec.writablePaths ?? [])]
+export function boundIdentity(paths: readonly string[]): string {
+  return paths
     .map((p) => {
       try {
         const st = fs.statSync(p);
@@ -134,26 +143,36 @@ export class ServedPool {
   constructor(private readonly d: ServedPoolDeps) {}
 
   /**
-   * An idle served sandbox for `key` whose bound paths are still the ones it bound, if any, once
-   * its last task's output is read to the end: the next worker writes into the same FIFOs, and a
-   * reader of the last task still open (its last bytes, or its end of file, not read yet) would
-   * take the next task's output as the last one's.
+   * An idle served sandbox for `key` whose bound paths are still the ones it bound, if any — one
+   * whose last task was of the same job first — once its last task's output is read to the end:
+   * the next worker writes into the same FIFOs, and a reader of the last task still open (its last
+   * bytes, or its end of file, not read yet) would take the next task's output as the last one's.
    */
-  async take(key: string, spec: LaunchSpec): Promise<ServedSandbox | null> {
-    for (let i = this.idle.length - 1; i >= 0; i--) {
-      const sb = this.idle[i];
-      if (!sb || sb.key !== key) continue;
-      this.idle.splice(i, 1);
+  async take(key: string, t: Pick<ServedTask, 'spec' | 'boundPaths'>): Promise<ServedSandbox | null> {
+    for (;;) {
+      const job = t.spec.group ?? null;
+      const fits = this.idle.filter((sb) => sb.key === key);
+      const sb = fits.findLast((c) => c.job === job) ?? fits[fits.length - 1];
+      if (!sb) return null;
+      this.idle.splice(this.idle.indexOf(sb), 1);
       if (sb.idle) clearTimeout(sb.idle);
       sb.idle = null;
       const alive = sb.gate.child.exitCode === null && sb.gate.child.signalCode === null;
-      if (alive && sb.bound === boundIdentity(spec) && (await readToEnd(this.d.log, sb.output, OUTPUT_END_MS))) return sb;
+      if (alive && sb.bound === boundIdentity(t.boundPaths) && this.uidClean(sb, job) && (await readToEnd(this.d.log, sb.output, OUTPUT_END_MS))) return sb;
       this.discardLater(sb);
     }
-    return null;
   }
 
-  /** Keep a served sandbox for its job's next task, for IDLE_MS. */
+  /**
+   * The sandbox's uid may pass to another job: the kernel holds no key of it (the seccomp filter
+   * refuses the keyring calls by default; keyrings.ts has why keys would outlive the task).
+   */
+  private uidClean(sb: ServedSandbox, job: string | null): boolean {
+    if (sb.job === job || sb.uid === null) return true;
+    return !(this.d.settings.uids?.keys?.holders().has(sb.uid) ?? false);
+  }
+
+  /** Keep a served sandbox for the next task with its key, for IDLE_MS. */
   private park(sb: ServedSandbox): void {
     if (this.d.closed()) {
       this.discardLater(sb);
@@ -213,16 +232,19 @@ export class ServedPool {
     const files = servedFiles(sb.dir);
     const bwrap = s.bwrap;
     if (!bwrap) throw new Error('a served sandbox without bubblewrap');
-    if (!first) {
-      const id: Identity = { uid: sb.uid ?? s.self.uid, gid: sb.uid ?? s.self.gid, name: 'raysub', home: t.spec.cwd };
-      try {
+    try {
+      if (!first) {
+        const id: Identity = { uid: sb.uid ?? s.self.uid, gid: sb.uid ?? s.self.gid, name: 'raysub', home: t.spec.cwd };
         await writeTaskFiles({ bwrap, envBinary: s.envBinary, spec: t.spec, env: t.env, limits: t.limits, id, ownUid: sb.uid !== null }, files, true);
         sb.cgroup?.setLimits(t.limits);
-      } catch (err) {
-        this.discardLater(sb);
-        throw err;
       }
+      // Read by raysub-init (root) before the task: which job's directories it binds.
+      if (t.binds) fs.writeFileSync(files.binds, bindsFile(t.binds), { mode: 0o600 });
+    } catch (err) {
+      this.discardLater(sb);
+      throw err;
     }
+    sb.job = t.spec.group ?? null;
     const oomBefore = sb.cgroup?.oomKills() ?? 0;
     // A reused sandbox's counters hold its earlier tasks too: CPU is counted from here, the memory peak restarted where it can be.
     const before = first ? null : { cpuS: sb.cgroup?.usage().cpuS ?? null, peakReset: sb.cgroup?.resetPeak() ?? false };

@@ -43,11 +43,13 @@ export interface SandboxSettings {
   maxTasks: number;
   devDir: string;
   /**
-   * Run a job's consecutive tasks in one served sandbox (needs raysub-init and a uid per task):
-   * the workspace's tasks directory, in which each job's tasks have a directory of the job's
-   * (that a served sandbox binds). Null: never.
+   * Run consecutive tasks in one served sandbox (needs raysub-init and a uid per task): the
+   * workspace's tasks directory, in which each job's tasks have a directory of the job's (that a
+   * served sandbox binds), and the in-job directory, in which each job has a directory of its own
+   * (its tasks' read-only in-job paths). A sandbox serving any job binds each task's directories
+   * from these two. Null: never.
    */
-  reuse: { tasksRoot: string } | null;
+  reuse: { tasksRoot: string; injobRoot?: string | null } | null;
 }
 
 /** What every launcher of the agent shares, before bubblewrap is probed. */
