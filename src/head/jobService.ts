@@ -80,6 +80,9 @@ function asGiven(env: Record<string, unknown> | undefined): Record<string, unkno
 }
 
 export class JobService {
+  /** Requests waiting for a job to end (long-polls), by job: one engine listener serves them all. */
+  private readonly waiting = new Map<string, Set<() => void>>();
+
   constructor(
     private readonly engine: Engine,
     private readonly store: Store,
@@ -87,7 +90,12 @@ export class JobService {
     private readonly packages: PackageStore,
     private readonly injob: InjobHub,
     private readonly policy: SubmitPolicy = { failUnschedulable: false, driverOnHead: false },
-  ) {}
+  ) {
+    engine.on('job', (jobId, status) => {
+      if (!isTerminal(status)) return;
+      for (const done of [...(this.waiting.get(jobId) ?? [])]) done();
+    });
+  }
 
   submit(body: unknown, extra: { schedule?: string } = {}): SubmitResult {
     const req = parseWith(jobSubmitRequestSchema, stripNulls(body));
@@ -239,15 +247,16 @@ export class JobService {
     await new Promise<void>((resolve) => {
       const done = (): void => {
         clearTimeout(timer);
-        this.engine.off('job', onJob);
+        const set = this.waiting.get(id);
+        set?.delete(done);
+        if (set?.size === 0) this.waiting.delete(id);
         signal?.removeEventListener('abort', done);
         resolve();
       };
-      const onJob = (jobId: string, status: JobStatus): void => {
-        if (jobId === id && isTerminal(status)) done();
-      };
       const timer = setTimeout(done, timeoutMs);
-      this.engine.on('job', onJob);
+      let set = this.waiting.get(id);
+      if (!set) this.waiting.set(id, (set = new Set()));
+      set.add(done);
       signal?.addEventListener('abort', done);
     });
   }

@@ -75,6 +75,10 @@ export function planPlacements(state: LiveView, policy: PlacementPolicy): Schedu
   };
   // Tasks of one job ask for the same thing: once one does not fit, the rest of the job waits too.
   const blocked = new Map<string, string>();
+  // Tasks of separate jobs that ask for the same thing wait for the same reason: worked out once,
+  // until a placement or a reservation changes what is free (hundreds of queued one-task jobs
+  // would otherwise each have it worked out again in every pass).
+  const alike = new Map<string, { never: string | null; reason?: string }>();
   // Per throttled job (`max_concurrent`): how many of its tasks are placed, this pass's included.
   const inFlight = new Map<string, number>();
 
@@ -124,10 +128,14 @@ export function planPlacements(state: LiveView, policy: PlacementPolicy): Schedu
       if (cap) applyPlacement(cap, job.request, best.gpuIds, -1);
       pass.placements.push({ task, nodeId: best.nodeId, gpuIds: best.gpuIds });
       if (job.maxConcurrent !== null) inFlight.set(job.id, (inFlight.get(job.id) ?? 0) + 1);
+      alike.clear();
       continue;
     }
     let reason: string;
-    const never = neverReason(state, job);
+    const like = requestKey(job);
+    let memo = alike.get(like);
+    if (!memo) alike.set(like, (memo = { never: neverReason(state, job) }));
+    const never = memo.never;
     if (never !== null && job.waitForCapacity) {
       reason = `${never}; waiting for one to join`;
     } else if (never !== null) {
@@ -142,15 +150,19 @@ export function planPlacements(state: LiveView, policy: PlacementPolicy): Schedu
       wakeAt(failAt);
       reason = `${never}; fails as UNSCHEDULABLE in ${Math.ceil((failAt - now) / 1000)}s unless a node that can run it joins`;
     } else {
-      const heldFor = nodes.filter((n) => reserved.has(n.id) && !missingOn(n, job) && fit(free.get(n.id) ?? n.free, job.request));
-      reason = heldFor.length
-        ? `needs ${describeRequest(job.request)}; ${heldFor.map((n) => n.name).join(', ')} ${heldFor.length > 1 ? 'are' : 'is'} held for a task that has waited longer`
-        : waitReason(state, job, free);
+      if (memo.reason === undefined) {
+        const heldFor = nodes.filter((n) => reserved.has(n.id) && !missingOn(n, job) && fit(free.get(n.id) ?? n.free, job.request));
+        memo.reason = heldFor.length
+          ? `needs ${describeRequest(job.request)}; ${heldFor.map((n) => n.name).join(', ')} ${heldFor.length > 1 ? 'are' : 'is'} held for a task that has waited longer`
+          : waitReason(state, job, free);
+      }
+      reason = memo.reason;
       if (now - task.waitingSince >= policy.starvationMs) {
         const target = reservationTarget(nodes, job, reserved, free);
         if (target) {
           reserved.set(target.id, task.id);
           reason += `; holds a reservation on ${target.name}`;
+          alike.clear();
         }
       }
     }
@@ -158,6 +170,14 @@ export function planPlacements(state: LiveView, policy: PlacementPolicy): Schedu
     blocked.set(job.id, reason);
   }
   return pass;
+}
+
+/** What decides where a job's tasks may go and why they wait: jobs alike in it are placed alike. */
+function requestKey(job: JobView): string {
+  const r = job.request;
+  const custom = Object.keys(r.custom).length ? JSON.stringify(Object.entries(r.custom).sort(([a], [b]) => a.localeCompare(b))) : '';
+  const sandbox = job.runtimeEnv.sandbox;
+  return `${r.cpus}|${r.gpus}|${r.memory}|${custom}|${job.driverOnHead}|${sandbox?.require ?? ''}|${sandbox?.network ?? ''}`;
 }
 
 /** Why a job waits whatever the nodes have free (held by the user, or for the jobs it runs after), or null. */
