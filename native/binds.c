@@ -1,11 +1,12 @@
 /*
  * A served sandbox's job directories (--serve with roots): the sandbox is not bound to one job when
  * it starts, so it can run the tasks of one job after another. bwrap binds each root (the agent's
- * tasks directory, and its in-job directory) at /run/raysub/jobs/<i>, a directory only root may
- * enter, and an empty tmpfs (root's, mode 0755) at the root's own host path. Before each task this
- * program binds the task's job directories from there at their host paths (the job's tasks
- * directory writable, its in-job directory read-only), and unbinds those of the job before: a
- * task sees its own job's directories where the host has them, and nothing of any other job.
+ * tasks directory, its in-job directory, its object store's) at /run/raysub/jobs/<i>, a directory
+ * only root may enter, and an empty tmpfs (root's, mode 0755) at the root's own host path. Before
+ * each task this program binds the task's job directories from there at their host paths (the
+ * job's tasks directory writable, the others as the agent says), and unbinds those of the job
+ * before: a task sees its own job's directories where the host has them, and nothing of any other
+ * job.
  *
  * The agent lists the directories in /run/raysub/ctl/binds (root's): NUL-terminated fields
  * "raysub-binds 1", a count, then for each the root's index, a directory name in that root (one

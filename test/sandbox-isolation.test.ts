@@ -297,7 +297,7 @@ def attempt(fn):
         return "err:" + os.strerror(e.errno)
 res = {
     "ns": os.readlink("/proc/self/ns/pid"), "uid": os.getuid(), "cwd": cwd,
-    "injob": os.path.dirname(os.environ["RAYSUB_TASK_SOCKET"]),
+    "injob": os.path.dirname(os.environ["RAYSUB_TASK_SOCKET"]), "objects": os.environ.get("RAYSUB_OBJECT_DIR"),
     "tasks": attempt(lambda: sorted(os.listdir(os.path.dirname(os.path.dirname(cwd))))),
     "injobs": attempt(lambda: sorted(os.listdir(os.path.dirname(os.path.dirname(os.environ["RAYSUB_TASK_SOCKET"]))))),
     "others": [attempt(lambda p=p: sorted(os.listdir(p))) for p in others],
@@ -315,7 +315,7 @@ if role == "leave":
     while not os.path.exists("go"):
         time.sleep(0.05)
 `;
-    type Seen = { ns: string; uid: number; cwd: string; injob: string; tasks: string[]; injobs: string[]; others: string[]; jobs: string; tmp: string[]; shm: string[]; ipc: string[]; procs: string[] };
+    type Seen = { ns: string; uid: number; cwd: string; injob: string; objects: string | null; tasks: string[]; injobs: string[]; others: string[]; jobs: string; tmp: string[]; shm: string[]; ipc: string[]; procs: string[] };
     const node = unique('share');
     const head = await startHead({ numCpus: 1, args: ['--node-name', node] });
     await requireSandbox(head, ctx);
@@ -328,7 +328,7 @@ if role == "leave":
       return log.includes('RESULT') ? log : null;
     };
     const a = resultOf<Seen>(await waitFor(reported, { what: 'the first job to report' }));
-    expect((await submit('share-b', ['look', path.dirname(a.cwd), a.injob])).code).toBe(0);
+    expect((await submit('share-b', ['look', path.dirname(a.cwd), a.injob, ...(a.objects ? [a.objects] : [])])).code).toBe(0);
     await waitFor(async () => (await head.client.getJob('share-b')).status === 'PENDING', { what: 'the second job to wait' });
     fs.writeFileSync(path.join(a.cwd, 'go'), '');
     for (const id of ['share-a', 'share-b']) expect((await head.client.waitForJob(id)).status).toBe('SUCCEEDED');
@@ -346,9 +346,10 @@ if role == "leave":
     expect(b.injob).not.toBe(a.injob);
     for (const other of b.others) expect(other).toBe('err:No such file or directory');
     expect(b.jobs).toBe('err:Permission denied');
-    // Nothing the first job left: files, IPC objects, processes.
+    // Nothing the first job left: files, IPC objects, processes. (In /dev/shm, raysub-* is where
+    // the object store's directory of the job is bound.)
     expect(b.tmp).toEqual([]);
-    expect(b.shm).toEqual([]);
+    expect(b.shm.filter((n) => !/^raysub-[0-9a-f]+$/.test(n))).toEqual([]);
     expect(b.ipc).toEqual([]);
     expect(b.procs.join('\n')).not.toContain('sleep(600)');
   });

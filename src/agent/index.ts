@@ -109,6 +109,8 @@ class Agent implements RunningAgent {
       nodeId: () => this.id,
       libs: installRuntimeLibs(opts.workDir),
     });
+    // The object store's per-job directories are bound per task, as the job's others are.
+    if (this.injob.shm.root) launcher.addJobRoot?.(this.injob.shm.root);
   }
 
   get nodeName(): string {

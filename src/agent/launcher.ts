@@ -79,6 +79,12 @@ export interface Launcher {
    */
   readonly capacity: number;
   launch(spec: LaunchSpec): Promise<WorkerHandle>;
+  /**
+   * Another directory in which each job has a directory of its own that its tasks read (the
+   * in-job object store's): where sandboxes serve any job's tasks, they bind those per task too.
+   * Called before the first task.
+   */
+  addJobRoot?(root: string): void;
   /** Remove what the launcher created at start-up (cgroup roots). */
   close?(): Promise<void>;
 }

@@ -61,7 +61,7 @@ export class InjobService {
   private readonly root: string;
   private readonly clients: Clients;
   private readonly control: Control;
-  private readonly shm: ShmPool;
+  readonly shm: ShmPool;
 
   constructor(private readonly d: InjobServiceDeps) {
     this.root = injobDirOf(d.workDir);

@@ -137,7 +137,7 @@ export interface TaskView {
    * task's own, or — for a sandbox that may run the job's next task — the job's directory holding
    * its tasks' directories, where the next one will appear. Each task directory is its uid's alone.
    * Or, for a sandbox that may run any job's tasks, `roots` instead: the directories holding every
-   * job's directories (the tasks root, bound writable, then the in-job root), bound where only
+   * job's directories (the tasks root, the in-job root, the object store's), bound where only
    * root may enter, and each covered at its own path by an empty tmpfs in which raysub-init binds
    * the directories of the job whose task runs (native/binds.c).
    */
@@ -201,7 +201,8 @@ export function bwrapOptions(layout: StaticLayout, task: TaskView): string[] {
   for (const d of task.devices) plan.devBind(d);
   if (task.served && 'roots' in task.served) {
     plan.dir(SANDBOX_JOBS, '0700');
-    task.served.roots.forEach((root, i) => (i === 0 ? plan.bind(root, `${SANDBOX_JOBS}/${i}`) : plan.roBind(root, `${SANDBOX_JOBS}/${i}`)));
+    // Writable: raysub-init binds each task's job directories from here, read-only or writable as the task has them.
+    task.served.roots.forEach((root, i) => plan.bind(root, `${SANDBOX_JOBS}/${i}`));
     for (const root of task.served.roots) plan.tmpfs(root, '0755');
   } else {
     plan.bind(task.served ? task.served.bindDir : task.cwd);

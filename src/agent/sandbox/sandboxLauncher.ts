@@ -84,6 +84,8 @@ export class SandboxLauncher implements Launcher {
   private readonly pool: ServedPool;
   private readonly log: Logger;
   private readonly keepSpare: boolean;
+  /** Directories in which each job has a directory of its own that its tasks read (see reuseOf). */
+  private readonly jobRoots: string[];
 
   constructor(
     readonly mode: SandboxMode,
@@ -93,6 +95,7 @@ export class SandboxLauncher implements Launcher {
   ) {
     this.log = o.log;
     this.keepSpare = o.keepSpare ?? true;
+    this.jobRoots = s.reuse?.injobRoot ? [s.reuse.injobRoot] : [];
     this.pool = new ServedPool({ settings: s, log: o.log, track: (p) => this.track(p), closed: () => this.closed });
   }
 
@@ -124,18 +127,34 @@ export class SandboxLauncher implements Launcher {
     void settled.finally(() => this.releasing.delete(settled));
   }
 
-  /** The directories a sandbox serving any job binds its tasks' job directories from (native/binds.c). */
+  /** The directories a sandbox serving any job binds its tasks' job directories from (native/binds.c): the tasks root, then the read-only ones. */
   private get roots(): string[] {
     const reuse = this.s.reuse;
-    if (!reuse) return [];
-    return reuse.injobRoot ? [reuse.tasksRoot, reuse.injobRoot] : [reuse.tasksRoot];
+    return reuse ? [reuse.tasksRoot, ...this.jobRoots] : [];
+  }
+
+  addJobRoot(root: string): void {
+    const dir = path.resolve(root);
+    if (!this.s.reuse || this.roots.some((r) => isWithin(dir, r) || isWithin(r, dir))) return;
+    this.jobRoots.push(dir);
+    // The spare started ahead was given the roots before: start it again with this one.
+    const spare = this.spare;
+    this.spare = null;
+    void spare
+      ?.then(async (sp) => {
+        if (!sp) return;
+        await sp.gate.discard();
+        await release(this.s, reservation({ uid: sp.uid, cgroup: sp.cgroup }));
+      })
+      .catch((err: unknown) => this.log.warn({ err }, 'could not give back a spare sandbox'))
+      .finally(() => this.prestart());
   }
 
   /**
    * What a served sandbox must share with a task to run it; null: the task needs one of its own.
    * A task whose own directories are its job's directory in the tasks root and its job's
-   * directories in the in-job root may run in a sandbox that served any job (which binds them
-   * before it starts); any other, only in one that served its own job.
+   * directories in the other job roots (in-job, object store) may run in a sandbox that served
+   * any job (which binds them before it starts); any other, only in one that served its own job.
    */
   private reuseOf(spec: LaunchSpec): Reuse | null {
     const reuse = this.s.reuse;
@@ -145,21 +164,21 @@ export class SandboxLauncher implements Launcher {
     // written at all, so a sandbox keeps those of the task before it.
     const request = [spec.network, spec.gpuIds, spec.resources, spec.cpuQuota !== false, spec.userNamespaces === true];
     const writable = spec.writablePaths ?? [];
-    const injobRoot = reuse.injobRoot ?? null;
-    const ownRo = injobRoot === null ? [] : spec.readOnlyPaths.filter((p) => path.dirname(p) === injobRoot);
-    const sharedRo = spec.readOnlyPaths.filter((p) => !ownRo.includes(p));
+    const ownRo = spec.readOnlyPaths.filter((p) => this.jobRoots.includes(path.dirname(p)));
+    const ownRw = writable.filter((p) => this.jobRoots.includes(path.dirname(p)));
+    const shared = { readOnly: spec.readOnlyPaths.filter((p) => !ownRo.includes(p)), writable: writable.filter((p) => !ownRw.includes(p)) };
     const roots = this.roots;
     const anyJob =
       spec.userNamespaces !== true &&
-      writable.length === 0 &&
       path.basename(path.dirname(spec.cwd)) === spec.group &&
-      !sharedRo.some((p) => roots.some((root) => isWithin(p, root) || isWithin(root, p)));
+      ![...shared.readOnly, ...shared.writable].some((p) => roots.some((root) => isWithin(p, root) || isWithin(root, p)));
     if (!anyJob) {
       const bound = [path.dirname(spec.cwd), ...spec.readOnlyPaths, ...writable];
       return { key: JSON.stringify([spec.group, spec.readOnlyPaths, writable, ...request]), binds: null, boundPaths: bound, shared: { readOnly: spec.readOnlyPaths, writable } };
     }
-    const binds: JobBind[] = [{ root: 0, name: spec.group, rw: true }, ...ownRo.map((p) => ({ root: 1, name: path.basename(p), rw: false }))];
-    return { key: JSON.stringify(['any job', sharedRo, ...request]), binds, boundPaths: sharedRo, shared: { readOnly: sharedRo, writable: [] } };
+    const own = (p: string, rw: boolean): JobBind => ({ root: roots.indexOf(path.dirname(p)), name: path.basename(p), rw });
+    const binds: JobBind[] = [{ root: 0, name: spec.group, rw: true }, ...ownRo.map((p) => own(p, false)), ...ownRw.map((p) => own(p, true))];
+    return { key: JSON.stringify(['any job', roots, shared, ...request]), binds, boundPaths: [...shared.readOnly, ...shared.writable], shared };
   }
 
   async launch(spec: LaunchSpec): Promise<WorkerHandle> {
