@@ -5,15 +5,16 @@ cloudpickle (vendored under `_vendor/cloudpickle`, its licence beside it) pickle
 classes defined in the driver script, lambdas and closures by value, as Ray does; everything an
 importable module defines still travels by reference.
 
-A value is pickle protocol 5. Large contiguous buffers it holds (numpy arrays, bytearrays,
-anything exporting a PickleBuffer) travel out of band, after the pickle, each aligned to 64 bytes:
+A value is pickle protocol 5. Large contiguous buffers it holds (numpy arrays, anything whose
+pickling exports a PickleBuffer) travel out of band, after the pickle, each aligned to 64 bytes:
 
     b"RSB5" | u32 buffer count | u64 pickle length | (u64 offset, u64 length) per buffer
     | pickle | padding | buffer | padding | buffer ...            (little-endian)
 
 A value without such buffers is the plain pickle. A large object is a file of the node's object
-store (shared memory, or disk once that is full); a reader maps it read-only and unpickles with
-the buffers as views of the mapping, so a numpy array read from the store is not copied: it is a
+store (shared memory, or disk once that is full), written by the agent or, where the agent allows
+it (RAYSUB_OBJECT_DIR), by this process itself; a reader maps it read-only and unpickles with the
+buffers as views of the mapping, so a numpy array read from the store is not copied: it is a
 read-only array over shared memory, as Ray's are."""
 
 import mmap
