@@ -129,14 +129,17 @@ describe('scheduling across several agents', () => {
     expect(smalls.filter((j) => (j.raysub.started_at ?? 0) > bigStart).length).toBeGreaterThan(0);
 
     // Priority: with the node busy, a later high-priority job takes the first CPU that frees up.
-    await sleeper('hold-1', 1, 1.5);
-    await sleeper('hold-2', 1, 4);
-    await waitFor(async () => (await head.client.getJob('hold-2')).status === 'RUNNING');
+    // Both holders run until stopped, so no CPU frees by the clock while the queue is checked.
+    await sleeper('hold-1', 1, 300);
+    await sleeper('hold-2', 1, 300);
+    await waitFor(async () => (await head.client.getJob('hold-1')).status === 'RUNNING' && (await head.client.getJob('hold-2')).status === 'RUNNING');
     await sleeper('low', 1, 0.1);
     await sleeper('high', 1, 1, 5);
     expect((await head.client.getJob('high')).raysub.queue?.position).toBe(1);
     expect((await head.client.getJob('low')).raysub.queue?.position).toBe(2);
+    await head.client.stopJob('hold-1');
     const [low, high] = await Promise.all([waitTerminal(head, 'low'), waitTerminal(head, 'high')]);
+    await head.client.stopJob('hold-2');
     // One CPU frees when hold-1 ends: high gets it, and low starts only once high has finished.
     expect(low.raysub.started_at ?? 0).toBeGreaterThanOrEqual(high.end_time ?? Infinity);
   });
