@@ -94,20 +94,27 @@ describe('where a queued in-job task goes', () => {
 });
 
 describe('the order of an in-job queue', () => {
-  const named = (id: string, depth?: number): Task => ({ spec: { id }, ...(depth === undefined ? {} : { depth }) }) as unknown as Task;
-  const cases: { name: string; queued: [string, number?][]; add: [string, number?]; want: string[] }[] = [
-    { name: 'into an empty queue', queued: [], add: ['a', 0], want: ['a'] },
-    { name: 'the same depth: after the others', queued: [['a', 0], ['b', 0]], add: ['c', 0], want: ['a', 'b', 'c'] },
-    { name: "a task's task: before its submitter's peers", queued: [['a', 0], ['b', 0]], add: ['c', 1], want: ['c', 'a', 'b'] },
-    { name: 'deeper still: first', queued: [['x', 1], ['a', 0]], add: ['y', 2], want: ['y', 'x', 'a'] },
-    { name: 'among its depth: in submission order', queued: [['x', 2], ['y', 1], ['z', 1], ['a', 0]], add: ['w', 1], want: ['x', 'y', 'z', 'w', 'a'] },
-    { name: 'shallower: after the deeper ones', queued: [['x', 3], ['y', 2]], add: ['a', 0], want: ['x', 'y', 'a'] },
-    { name: 'no depth counts as 0 (placed by the head)', queued: [['x', 1], ['a']], add: ['b'], want: ['x', 'a', 'b'] },
+  const jobs = { a: {}, b: {} } as unknown as Record<string, JobState>;
+  // `a1:2`: task a1 of job a at depth 2 (no depth: placed by the head, depth 0).
+  const named = (s: string): Task => {
+    const [id = '', depth] = s.split(':');
+    return { job: jobs[id.slice(0, 1)], spec: { id }, ...(depth === undefined ? {} : { depth: Number(depth) }) } as unknown as Task;
+  };
+  const cases: { name: string; queued: string[]; add: string; want: string[] }[] = [
+    { name: 'into an empty queue', queued: [], add: 'a1:0', want: ['a1'] },
+    { name: 'the same depth: after the others', queued: ['a1:0', 'a2:0'], add: 'a3:0', want: ['a1', 'a2', 'a3'] },
+    { name: "a task's task: before its submitter's peers", queued: ['a1:0', 'a2:0'], add: 'a3:1', want: ['a3', 'a1', 'a2'] },
+    { name: 'deeper still: first', queued: ['a1:1', 'a2:0'], add: 'a3:2', want: ['a3', 'a1', 'a2'] },
+    { name: 'among its depth: in submission order', queued: ['a1:2', 'a2:1', 'a3:1', 'a4:0'], add: 'a5:1', want: ['a1', 'a2', 'a3', 'a5', 'a4'] },
+    { name: 'shallower: after the deeper ones', queued: ['a1:3', 'a2:2'], add: 'a3:0', want: ['a1', 'a2', 'a3'] },
+    { name: 'no depth counts as 0 (placed by the head)', queued: ['a1:1', 'a2'], add: 'a3', want: ['a1', 'a2', 'a3'] },
+    { name: "never ahead of another job's task", queued: ['a1:0', 'b1:0', 'a2:0'], add: 'a3:1', want: ['a1', 'b1', 'a3', 'a2'] },
+    { name: "another job's deep task waits behind this job's", queued: ['a1:0'], add: 'b1:5', want: ['a1', 'b1'] },
   ];
 
   it.each(cases)('$name', ({ queued, add, want }) => {
-    const q = queued.map(([id, d]) => named(id, d));
-    enqueueByDepth(q, named(...add));
+    const q = queued.map(named);
+    enqueueByDepth(q, named(add));
     expect(q.map((t) => t.spec.id)).toEqual(want);
   });
 });

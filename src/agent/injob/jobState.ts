@@ -135,23 +135,24 @@ export function retriesLeft(t: Task): boolean {
   return t.spec.max_retries < 0 || t.attempt <= t.spec.max_retries;
 }
 
+/** How far back in a queue a task looks for its own job's shallower tasks to go ahead of. */
+const MAX_DEPTH_SCAN = 10_000;
+
 /**
- * Queue a task: deeper tasks first (a task waits for the tasks it started, so running those first
- * ends nested work with the fewest workers waiting, as a fork-join pool runs its newest work
- * first), in submission order among the same depth.
+ * Queue a task: ahead of its own job's shallower tasks at the end of the queue (a task waits for
+ * the tasks it started, so running those first ends nested work with the fewest workers waiting,
+ * as a fork-join pool runs its newest work first), never ahead of another job's task; in
+ * submission order among the same depth.
  */
 export function enqueueByDepth(q: Task[], t: Task): void {
   const d = t.depth ?? 0;
-  if (q.length === 0 || (q[q.length - 1]?.depth ?? 0) >= d) return void q.push(t);
-  // The queue is ordered by depth, deepest first: after the last task at least as deep.
-  let lo = 0;
-  let hi = q.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if ((q[mid]?.depth ?? 0) >= d) lo = mid + 1;
-    else hi = mid;
+  let i = q.length;
+  for (let n = 0; i > 0 && n < MAX_DEPTH_SCAN; n++) {
+    const prev = q[i - 1];
+    if (!prev || prev.job !== t.job || (prev.depth ?? 0) >= d) break;
+    i--;
   }
-  q.splice(lo, 0, t);
+  q.splice(i, 0, t);
 }
 
 /** A task whose argument is a failed object fails with that object's error, without running. */
