@@ -72,7 +72,7 @@ export async function probeBwrap(opts: SandboxOptions, agentEnv: Readonly<Record
 
   const fds = inheritedFds();
   if (fds.length > 0) log.warn({ fds }, 'the agent inherited open file descriptors that every worker will inherit too; start the agent without them');
-  const who = `${root ? `each task as its own uid (from ${uids?.base})` : `tasks as uid ${settings.self.uid} in a user namespace`}, started by ${init.path ? 'raysub-init' : root ? 'setpriv and sh' : 'sh'}${settings.reuse && init.path && uids ? "; a job's consecutive tasks reuse a sandbox, emptied between them" : ''}`;
+  const who = `${root ? `each task as its own uid (from ${uids?.base})` : `tasks as uid ${settings.self.uid} in a user namespace`}, started by ${init.path ? 'raysub-init' : root ? 'setpriv and sh' : 'sh'}${settings.reuse && init.path && uids ? "; consecutive tasks reuse a sandbox (of their job first, else of another job), emptied between them" : ''}`;
   const interpreters = `interpreters: ${found.found.map((i) => `${i.name} ${i.version}`).join(', ') || 'none found'}`;
   return { ok: true, settings, who, interpreters };
 }
