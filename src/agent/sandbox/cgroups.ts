@@ -14,6 +14,7 @@ import { V1_CONTROLLERS, type CgroupMounts, type Hierarchy, type V1Controller } 
 import { sweepLeftovers } from './cgroupOwner.js';
 import { enableV2, parseControllers, v2Wanted, type V2Controller } from './cgroupV2.js';
 import { formatCpuList, parseCpuList } from './cpus.js';
+import { weighRoots } from './cpuWeights.js';
 import type { TaskLimits } from './limits.js';
 import { TaskCgroup, type ApplyLimits } from './taskCgroup.js';
 
@@ -68,10 +69,12 @@ export class AgentCgroups {
    * Create `raysub/<name>` in every hierarchy where that is possible, after removing the roots of
    * agents that are gone (`name` ends with this agent's owner tag: cgroupOwner.ts; `previous` is
    * the untagged name an earlier version of this agent used). `problems` says why a hierarchy or
-   * a cgroup2 controller is unusable.
+   * a cgroup2 controller is unusable. `cpus` (the CPUs this agent offers) weighs its root against
+   * the machine's other processes: cpuWeights.ts.
    */
-  static open(mounts: CgroupMounts, name: string, previous?: string): { cgroups: AgentCgroups | null; problems: string[] } {
+  static open(mounts: CgroupMounts, name: string, previous?: string, cpus?: number): { cgroups: AgentCgroups | null; problems: string[] } {
     const result = AgentCgroups.openRoots(mounts, name);
+    if (cpus !== undefined) for (const [h, root] of result.cgroups?.roots ?? []) result.problems.push(...weighRoots(h, root, cpus, result.cgroups?.via('cpu') === 'v2'));
     for (const [h, root] of result.cgroups?.roots ?? []) sweepLeftovers(path.dirname(root), path.basename(root), { unified: h === 'unified', previous });
     return result;
   }
