@@ -84,7 +84,9 @@ describe('schedules across head downtime', () => {
 
   it('never loses or doubles a fire when the head is SIGKILLed', async () => {
     let head = await startHead({ numCpus: 2 });
-    await create(head, ['crashy', '--cron', '* * * * * *', '--entrypoint-num-cpus', '0', '--', 'true']);
+    // Every fire's job is kept, so each can be checked (by default a schedule keeps its last 3
+    // succeeded jobs, and a run of 4 or more successes would lose the oldest to that limit).
+    await create(head, ['crashy', '--cron', '* * * * * *', '--successful-jobs-history-limit', '1000', '--failed-jobs-history-limit', '1000', '--entrypoint-num-cpus', '0', '--', 'true']);
     for (let round = 0; round < 2; round++) {
       const seen = startedRuns(await head.client.scheduleRuns('crashy', 1000)).length;
       await waitFor(async () => startedRuns(await head.client.scheduleRuns('crashy', 1000)).length >= seen + 2, { what: 'two more runs' });
