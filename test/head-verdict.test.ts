@@ -21,6 +21,7 @@ describe('verdicts', () => {
     ['a non-zero exit fails, retryable', job(), ['exited', 3, null, null], 'FAILED', 'ENTRYPOINT_FAILED', true, 'exited with code 3'],
     ['a signal nobody sent fails, retryable', job(), ['signaled', null, 'SIGSEGV', null], 'FAILED', 'ENTRYPOINT_FAILED', true, 'killed by SIGSEGV'],
     ['an OOM kill, retryable', job(), ['oom', null, 'SIGKILL', null], 'FAILED', 'OOM_KILLED', true, /more memory/],
+    ['an eviction for disk pressure, retryable', job(), ['evicted', null, 'SIGKILL', 'evicted: the node\'s disk had 1 MiB free'], 'FAILED', 'DISK_PRESSURE', true, /evicted: the node's disk/],
     ['a lost node, retryable', job(), ['lost', null, null, 'node a stopped sending heartbeats'], 'FAILED', 'NODE_LOST', true, 'node a stopped sending heartbeats'],
     ['a timeout is not retried', job(), ['timeout', null, null, null], 'FAILED', 'TIMEOUT', false, 'timed out after 30s'],
     ['a runtime env setup failure is not retried', job(), ['setup_failed', null, null, 'pip said no'], 'FAILED', 'RUNTIME_ENV_SETUP_FAILED', false, 'pip said no'],

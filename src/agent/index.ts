@@ -15,6 +15,7 @@ import { EnvCache } from './envs/index.js';
 import { HeadLink } from './headLink.js';
 import { alternativeName, lockWorkDir, readNodeFile, writeNodeFile } from './nodeFile.js';
 import type { Launcher } from './launcher.js';
+import { DiskGuard } from './diskGuard.js';
 import { Outbox } from './outbox.js';
 import { chooseLauncher } from './sandbox/index.js';
 import { StartQueue } from './startQueue.js';
@@ -349,7 +350,9 @@ export async function startAgent(opts: AgentOptions, logger?: Logger): Promise<R
   let agent: Agent | null = null;
   try {
     const gpus = opts.numGpus ?? (await detectGpus()).length;
-    const launcher = await chooseLauncher(opts, log);
+    // Every worker is watched for the disk it fills (diskGuard.ts); the guard starts with the agent.
+    const disk = new DiskGuard(opts.workDir, opts.minFreeDisk, log.child({ component: 'disk' }));
+    const launcher = disk.wrap(await chooseLauncher(opts, log));
     log.info({ sandbox: launcher.mode, detail: launcher.detail, capacity: launcher.capacity }, 'sandbox');
     const head = new HeadLink(opts.address, opts.token, { ca: opts.ca, pin: opts.pin });
     workspace = new Workspace(
@@ -363,8 +366,12 @@ export async function startAgent(opts: AgentOptions, logger?: Logger): Promise<R
     const slots = Math.max(0, Math.floor(launcher.capacity));
     const totals: NodeTotals = { num_cpus: opts.numCpus, num_gpus: gpus, memory: opts.memory, resources: { ...opts.resources }, task_slots: slots };
     agent = new Agent(opts, totals, launcher, head, workspace, outbox, log);
-    agent.afterClose = unlock;
+    agent.afterClose = () => {
+      disk.close();
+      unlock();
+    };
     await agent.start();
+    disk.start();
     return agent;
   } catch (err) {
     // Refused for good (a token, certificate or name problem): give back what start-up took.

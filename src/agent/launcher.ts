@@ -47,6 +47,8 @@ export interface WorkerExit {
   oom: boolean;
   /** What its cgroups counted (absent: it ran in none). */
   usage?: AttemptUsage;
+  /** The agent killed it to keep the node's disk from filling (diskGuard.ts): why. */
+  evicted?: string;
 }
 
 export interface WorkerHandle {

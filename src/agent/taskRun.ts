@@ -133,7 +133,9 @@ export class TaskRun {
       const exit = await this.worker.exited;
       // Output still in the pipes belongs to this attempt; a stray holder of the pipe is not waited for.
       await Promise.race([streams, new Promise((r) => setTimeout(r, 2000).unref())]);
-      this.finish(this.outcomeOf(exit), exit.code, exit.signal, exit.oom ? `killed by the kernel for exceeding its memory limit of ${formatBytes(a.resources.memory)}` : null, exit.usage ?? { cpu_s: null, peak_memory: null });
+      if (exit.evicted && !this.killReason) this.system(exit.evicted);
+      const why = exit.evicted ?? (exit.oom ? `killed by the kernel for exceeding its memory limit of ${formatBytes(a.resources.memory)}` : null);
+      this.finish(this.outcomeOf(exit), exit.code, exit.signal, why, exit.usage ?? { cpu_s: null, peak_memory: null });
     } catch (err) {
       if (this.killReason) {
         this.finish(this.killReason === 'timeout' ? 'timeout' : 'killed', null, null, this.killReason === 'timeout' ? `timed out after ${a.timeout_s}s during setup` : 'stopped during setup');
@@ -189,9 +191,10 @@ export class TaskRun {
     if (this.abort.signal.aborted) throw new Error('aborted');
   }
 
-  private outcomeOf(exit: { code: number | null; signal: NodeJS.Signals | null; oom: boolean }): ExitOutcome {
+  private outcomeOf(exit: { code: number | null; signal: NodeJS.Signals | null; oom: boolean; evicted?: string }): ExitOutcome {
     if (this.killReason === 'head') return 'killed';
     if (this.killReason === 'timeout') return 'timeout';
+    if (exit.evicted) return 'evicted';
     if (exit.oom) return 'oom';
     if (exit.signal) return 'signaled';
     return 'exited';

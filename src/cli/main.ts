@@ -115,6 +115,7 @@ export function buildProgram(): Command {
     .option('--max-finished-jobs <n>', 'keep at most this many finished jobs, deleting the oldest (default: 1000; 0: no limit)')
     .option('--heartbeat-ms <ms>', 'agent heartbeat interval (head option)')
     .option('--lease-ms <ms>', 'how long a silent agent keeps its lease (head option)')
+    .option('--min-free-disk <size>', "below this much free space on a node's work dir disk, the task holding the most of it is killed (DISK_PRESSURE): a size, a percentage or both, e.g. 2G, 10%, 1G,5% (the smaller; default: 1G,5%; 0: off)")
     .option('--cache-limit <bytes>', 'agent cache size limit (default: 10G)')
     .option('--object-store-memory <bytes>', "shared memory in-job objects may fill on this node; past it they go to the work dir's disk (default: 30% of --memory)")
     .option('--object-store-dir <dir>', 'tmpfs directory of the shared-memory object store ("none": objects on disk only; default: /dev/shm)')

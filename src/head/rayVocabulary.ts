@@ -27,6 +27,7 @@ export function rayErrorType(type: JobErrorType | null, exitCode: number | null)
     case 'SANDBOX_UNAVAILABLE':
       return 'JOB_SUPERVISOR_ACTOR_START_FAILURE';
     case 'TIMEOUT':
+    case 'DISK_PRESSURE':
     case 'INJOB_LIMIT_EXCEEDED':
     case 'DEPENDENCY_FAILED':
     case 'INTERNAL':

@@ -45,6 +45,8 @@ export function verdictOf(job: VerdictJob, end: AttemptEnd): Verdict {
       return { state: 'FAILED', errorType: 'ENTRYPOINT_FAILED', message: `killed by ${signal ?? 'a signal'}`, retryable: true };
     case 'oom':
       return { state: 'FAILED', errorType: 'OOM_KILLED', message: message ?? 'killed for using more memory than it requested', retryable: true };
+    case 'evicted':
+      return { state: 'FAILED', errorType: 'DISK_PRESSURE', message: message ?? "killed to keep its node's disk from filling", retryable: true };
     case 'lost':
       return { state: 'FAILED', errorType: 'NODE_LOST', message: message ?? 'its node was lost', retryable: true };
     case 'timeout':

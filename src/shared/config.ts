@@ -10,7 +10,7 @@ import { dataDirLayout } from './dataDir.js';
 import { DEFAULT_MAX_ENTRIES, DEFAULT_MAX_UNPACKED_BYTES, type ArchiveCaps } from './archive/caps.js';
 import { RaysubError } from './errors.js';
 import { NODE_NAME_RULE, nodeNameSchema } from './protocol/agents.js';
-import { bytes, num, oneOf, parseDuration, parseList, parseMemory, parseResources, readPem } from './optionParsers.js';
+import { bytes, num, oneOf, parseBytes, parseDuration, parseList, parseMemory, parseResources, readPem } from './optionParsers.js';
 import type { AgentOptions, ClientFlags, ClientSettings, HeadOptions, LocalAgentOptions, LogLevel, LogOptions, RetentionOptions, SandboxChoice, StartFlags, TlsFiles } from './optionTypes.js';
 import { connectionLimits, type HttpLimits } from './httpLimits.js';
 import { readCredentials, type Credentials, type Raw } from './credentials.js';
@@ -39,6 +39,8 @@ export const DEFAULTS = {
   /** How long a queued job no alive node could ever run waits for one to join before it fails. */
   unschedulableGraceS: 60,
   killGraceS: 3,
+  /** The disk floor of a node's work dir: the smaller of 1 GiB and 5% of its file system (diskGuard.ts). */
+  minFreeDisk: '1G,5%',
   sandbox: 'auto' as SandboxChoice,
   maxBufferedLogBytes: 8 * 1024 * 1024,
   cacheLimitBytes: 10 * 1024 ** 3,
@@ -197,7 +199,28 @@ function agentBase(l: Lookup, workDir: string, nodeName: string, hiddenPaths: st
     packageCaps: packageCaps(l),
     maxPackageBytes: bytes(l.get('max-package-size', 'RAYSUB_MAX_PACKAGE_BYTES')) ?? DEFAULTS.maxPackageBytes,
     unusedPackageTtlMs: unusedPackageTtlMs(l),
+    minFreeDisk: minFreeDisk(l),
   };
+}
+
+/** `--min-free-disk`: a size, a percentage of the file system, or both (`1G,5%`: the smaller); `0` turns the guard off. */
+function minFreeDisk(l: Lookup): { bytes: number | null; fraction: number | null } {
+  const raw = l.get('min-free-disk', 'RAYSUB_MIN_FREE_DISK') ?? { value: DEFAULTS.minFreeDisk, from: '--min-free-disk' };
+  const out: { bytes: number | null; fraction: number | null } = { bytes: null, fraction: null };
+  for (const part of parseList(raw.value)) {
+    const pct = /^(\d+(?:\.\d+)?)\s*%$/.exec(part);
+    if (pct) {
+      const f = Number(pct[1]) / 100;
+      if (f > 0.5) throw new RaysubError('USAGE', `${raw.from} ${part}: at most 50%`);
+      out.fraction = f;
+    } else if (part === '0') {
+      out.bytes = 0;
+    } else {
+      out.bytes = parseBytes(raw.from.replace(/^--/, ''), part) ?? null;
+    }
+  }
+  if (out.bytes === null && out.fraction === null) throw new RaysubError('USAGE', `${raw.from} must be a size (1G), a percentage (5%) or both (1G,5%)`);
+  return out;
 }
 
 

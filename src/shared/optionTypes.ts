@@ -51,6 +51,8 @@ export interface AgentOptions {
   readonly maxPackageBytes: number;
   /** Unpacked packages no task has used for this long are removed. */
   readonly unusedPackageTtlMs: number;
+  /** Below this much free space on the work dir's file system the task holding the most of it is killed. */
+  readonly minFreeDisk: { bytes: number | null; fraction: number | null };
   /** What the operator should hear about the options (a token on the command line...). */
   readonly warnings: readonly string[];
 }
@@ -144,6 +146,7 @@ export interface StartFlags {
   heartbeatMs?: string;
   leaseMs?: string;
   cacheLimit?: string;
+  minFreeDisk?: string;
   sandboxInterpreters?: string;
   sandboxBind?: string;
   taskPidsMax?: string;

@@ -14,7 +14,8 @@ export type FileOp =
   | { op: 'inspect'; file: string; kind: ArchiveKind; caps: ArchiveCaps }
   | { op: 'copy'; src: string; dest: string; mode: number; maxEntries: number; skipNames?: readonly string[] }
   | { op: 'chown'; dir: string; uid: number; gid: number }
-  | { op: 'remove'; path: string };
+  | { op: 'remove'; path: string }
+  | { op: 'usage'; path: string };
 
 export interface FileOpResult {
   entries: number;
@@ -41,6 +42,8 @@ export async function runFileOp(op: FileOp): Promise<FileOpResult> {
     case 'remove':
       removeTreeSync(op.path);
       return { entries: 0, bytes: 0 };
+    case 'usage':
+      return usageOf(op.path);
   }
 }
 
@@ -98,4 +101,31 @@ function chownTree(dir: string, uid: number, gid: number): FileOpResult {
     }
   }
   return { entries, bytes: 0 };
+}
+
+/**
+ * What a tree holds on disk: the blocks its files take (a sparse file counts what it wrote, not its
+ * size) and its entries. Links are not followed; entries that vanish while it is walked are skipped.
+ */
+function usageOf(dir: string): FileOpResult {
+  const result = { entries: 0, bytes: 0 };
+  const stack = [dir];
+  while (stack.length > 0) {
+    const d = stack.pop() as string;
+    let names: string[];
+    try {
+      names = fs.readdirSync(d);
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      const p = path.join(d, name);
+      const st = fs.lstatSync(p, { throwIfNoEntry: false });
+      if (!st) continue;
+      result.entries++;
+      result.bytes += st.blocks * 512;
+      if (st.isDirectory()) stack.push(p);
+    }
+  }
+  return result;
 }

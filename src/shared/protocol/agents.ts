@@ -96,6 +96,7 @@ export const exitOutcomeSchema = z.enum([
   'exited', // the process ended by itself (exit code may be 0 or not)
   'signaled', // killed by a signal nobody on our side sent
   'oom', // killed by the kernel for exceeding its memory limit
+  'evicted', // killed by its agent to keep the node's disk from filling (`--min-free-disk`)
   'timeout', // killed by the agent at its deadline
   'killed', // killed on the head's order (stop, or fenced)
   'setup_failed', // runtime env or package could not be prepared

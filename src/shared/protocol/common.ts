@@ -20,6 +20,8 @@ export const jobErrorTypeSchema = z.enum([
   'UNSCHEDULABLE',
   'TIMEOUT',
   'OOM_KILLED',
+  /** Its agent killed it: the node's disk fell below its floor and it held the most of it. */
+  'DISK_PRESSURE',
   'NODE_LOST',
   'STOPPED_BY_USER',
   'SANDBOX_UNAVAILABLE',
