@@ -11,6 +11,7 @@ import { findCgroupMounts } from '../src/agent/sandbox/cgroupMounts.js';
 import { ownerTag } from '../src/agent/sandbox/cgroupOwner.js';
 import { AgentCgroups } from '../src/agent/sandbox/cgroups.js';
 import { cpuWeight } from '../src/agent/sandbox/cpuWeights.js';
+import { rootMemoryLimit } from '../src/agent/sandbox/rootMemory.js';
 
 describe('CPU weights of raysub and its agents', () => {
   it.each([
@@ -46,5 +47,18 @@ describe('CPU weights of raysub and its agents', () => {
     expect(root).toBeTruthy();
     expect(fs.readFileSync(path.join(root ?? '', 'cpu.shares'), 'utf8').trim()).toBe('3072');
     expect(fs.readFileSync(path.join(path.dirname(root ?? ''), 'cpu.shares'), 'utf8').trim()).toBe(String(1024 * os.availableParallelism()));
+  });
+});
+
+describe("the memory of an agent's tasks together", () => {
+  const GiB = 1024 ** 3;
+  const MiB = 1024 ** 2;
+  it.each([
+    ['what the node offers, when the machine has more', 4 * GiB, 24 * GiB, 4 * GiB],
+    ['the machine less 5% when the node offers all of it', 24 * GiB, 24 * GiB, 24 * GiB - Math.floor(24 * GiB * 0.05)],
+    ['the machine less 256 MiB on a small machine', 2 * GiB, 2 * GiB, 2 * GiB - 256 * MiB],
+    ['never under 64 MiB', 1 * MiB, 24 * GiB, 64 * MiB],
+  ])('%s', (_name, offered, total, want) => {
+    expect(rootMemoryLimit(offered, total)).toBe(want);
   });
 });

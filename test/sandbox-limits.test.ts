@@ -68,6 +68,24 @@ describe('sandbox limits', () => {
     await waitFor(() => taskCgroups(node).length === 0, { what: 'the task\'s cgroups to be removed' });
   });
 
+  it("holds a job with no memory limit of its own to the node's memory: the kill stays among the node's tasks", async (ctx) => {
+    const node = unique('nodemem');
+    const head = await startHead({ numCpus: 2, args: ['--node-name', node, '--memory', '300M'] });
+    await requireSandbox(head, ctx);
+    const dir = workingDir({ 'hog.py': HOG });
+    const res = await runCli(['job', 'submit', '--submission-id', 'unbounded', '--no-memory-limit', '--working-dir', dir, '--', 'python3', 'hog.py'], { env: head.env });
+    expect(res.code).not.toBe(0);
+    expect(res.stdout).toContain('holding 200 MiB');
+    expect(res.stdout).not.toContain('holding 320 MiB');
+    const job = await head.client.getJob('unbounded');
+    expect(job).toMatchObject({ status: 'FAILED', raysub: { error_type: 'OOM_KILLED' } });
+    expect(job.raysub.message).toMatch(/this node's tasks together used all the memory the node offers \(--memory\), and it has no memory limit of its own/);
+    // The node is still there and runs the next job.
+    const next = await runCli(['job', 'submit', '--working-dir', workingDir({ 'ok.py': 'print("still serving")\n' }), '--', 'python3', 'ok.py'], { env: head.env });
+    expect(next.code, next.stderr).toBe(0);
+    expect(next.stdout).toContain('still serving');
+  });
+
   it('stops a fork bomb at the process limit, and the node keeps working', async (ctx) => {
     const head = await startHead({ numCpus: 2, args: ['--task-pids-max', '64'] });
     await requireSandbox(head, ctx);

@@ -134,7 +134,7 @@ export class TaskRun {
       // Output still in the pipes belongs to this attempt; a stray holder of the pipe is not waited for.
       await Promise.race([streams, new Promise((r) => setTimeout(r, 2000).unref())]);
       if (exit.evicted && !this.killReason) this.system(exit.evicted);
-      const why = exit.evicted ?? (exit.oom ? `killed by the kernel for exceeding its memory limit of ${formatBytes(a.resources.memory)}` : null);
+      const why = exit.evicted ?? (exit.oom ? oomMessage(a.job.memory > 0 ? a.job.memory : null, exit.usage?.peak_memory ?? null) : null);
       this.finish(this.outcomeOf(exit), exit.code, exit.signal, why, exit.usage ?? { cpu_s: null, peak_memory: null });
     } catch (err) {
       if (this.killReason) {
@@ -204,6 +204,17 @@ export class TaskRun {
     this.state = 'exited';
     this.deps.outbox.exited(this.ref, { at: Date.now(), outcome, exit_code: code, signal, message, ...(usage ? { usage } : {}) });
   }
+}
+
+/**
+ * Why the kernel killed it: over its own limit, or — with no limit of its own, or well under it —
+ * because the node's tasks together used all the memory the node offers (the agent's cgroup root:
+ * sandbox/rootMemory.ts).
+ */
+function oomMessage(limit: number | null, peak: number | null): string {
+  if (limit !== null && (peak === null || peak >= limit * 0.9)) return `killed by the kernel for exceeding its memory limit of ${formatBytes(limit)}`;
+  const own = limit === null ? 'it has no memory limit of its own' : `it held ${formatBytes(peak ?? 0)} of its ${formatBytes(limit)}`;
+  return `killed by the kernel: this node's tasks together used all the memory the node offers (--memory), and ${own}`;
 }
 
 async function pump(stream: NodeJS.ReadableStream, sink: (b: Buffer) => void): Promise<void> {

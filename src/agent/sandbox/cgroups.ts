@@ -15,6 +15,7 @@ import { sweepLeftovers } from './cgroupOwner.js';
 import { enableV2, parseControllers, v2Wanted, type V2Controller } from './cgroupV2.js';
 import { formatCpuList, parseCpuList } from './cpus.js';
 import { weighRoots } from './cpuWeights.js';
+import { limitRootMemory, rootMemoryLimit } from './rootMemory.js';
 import type { TaskLimits } from './limits.js';
 import { TaskCgroup, type ApplyLimits } from './taskCgroup.js';
 
@@ -70,11 +71,13 @@ export class AgentCgroups {
    * agents that are gone (`name` ends with this agent's owner tag: cgroupOwner.ts; `previous` is
    * the untagged name an earlier version of this agent used). `problems` says why a hierarchy or
    * a cgroup2 controller is unusable. `cpus` (the CPUs this agent offers) weighs its root against
-   * the machine's other processes: cpuWeights.ts.
+   * the machine's other processes: cpuWeights.ts. `memory` (what it offers) bounds all its tasks
+   * together: rootMemory.ts.
    */
-  static open(mounts: CgroupMounts, name: string, previous?: string, cpus?: number): { cgroups: AgentCgroups | null; problems: string[] } {
+  static open(mounts: CgroupMounts, name: string, previous?: string, cpus?: number, memory?: number): { cgroups: AgentCgroups | null; problems: string[] } {
     const result = AgentCgroups.openRoots(mounts, name);
     if (cpus !== undefined) for (const [h, root] of result.cgroups?.roots ?? []) result.problems.push(...weighRoots(h, root, cpus, result.cgroups?.via('cpu') === 'v2'));
+    if (memory !== undefined) for (const [h, root] of result.cgroups?.roots ?? []) result.problems.push(...limitRootMemory(h, root, rootMemoryLimit(memory), result.cgroups?.via('memory') === 'v2'));
     for (const [h, root] of result.cgroups?.roots ?? []) sweepLeftovers(path.dirname(root), path.basename(root), { unified: h === 'unified', previous });
     return result;
   }
@@ -154,7 +157,7 @@ export class AgentCgroups {
       }
       throw err;
     }
-    return new TaskCgroup(dirs, limits.memoryBytes > 0, apply, this.via('memory') === 'v2');
+    return new TaskCgroup(dirs, apply, this.via('memory') === 'v2');
   }
 
   private remakeRoot(h: Hierarchy, root: string): void {

@@ -70,7 +70,7 @@ export interface OpenedCgroups {
   settings: BaseSettings;
 }
 
-type Opts = Pick<AgentOptions, 'workDir' | 'nodeName' | 'taskPidsMax' | 'taskOpenFiles'> & Partial<Pick<AgentOptions, 'sandboxReuse' | 'sandboxSeccomp' | 'numCpus'>>;
+type Opts = Pick<AgentOptions, 'workDir' | 'nodeName' | 'taskPidsMax' | 'taskOpenFiles'> & Partial<Pick<AgentOptions, 'sandboxReuse' | 'sandboxSeccomp' | 'numCpus' | 'memory'>>;
 
 /**
  * The agent's cgroup root and the settings every launcher shares. The root is named after the node
@@ -90,7 +90,7 @@ export function openCgroups(opts: Opts): OpenedCgroups {
   } catch {
     // not Linux, or no /proc
   }
-  const { cgroups, problems } = AgentCgroups.open(findCgroupMounts(mountinfo), name, base, opts.numCpus);
+  const { cgroups, problems } = AgentCgroups.open(findCgroupMounts(mountinfo), name, base, opts.numCpus, opts.memory);
   const arch = seccompArch();
   let pinner: CpuPinner | null = null;
   const cpusetRoot = cgroups?.rootOf('cpuset');

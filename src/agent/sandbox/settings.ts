@@ -10,7 +10,7 @@ import type { StaticLayout } from './layout.js';
 import type { SeccompSettings } from './seccomp.js';
 
 /** The agent's options the sandbox reads. */
-export type SandboxOptions = Pick<AgentOptions, 'sandbox' | 'workDir' | 'hiddenPaths' | 'nodeName' | 'sandboxInterpreters' | 'sandboxBinds' | 'taskPidsMax' | 'taskOpenFiles' | 'sandboxReuse' | 'sandboxSeccomp'> & Partial<Pick<AgentOptions, 'numCpus'>>;
+export type SandboxOptions = Pick<AgentOptions, 'sandbox' | 'workDir' | 'hiddenPaths' | 'nodeName' | 'sandboxInterpreters' | 'sandboxBinds' | 'taskPidsMax' | 'taskOpenFiles' | 'sandboxReuse' | 'sandboxSeccomp'> & Partial<Pick<AgentOptions, 'numCpus' | 'memory'>>;
 
 export interface BwrapSettings {
   path: string;

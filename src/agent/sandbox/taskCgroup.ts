@@ -13,7 +13,6 @@ export type ApplyLimits = (h: Hierarchy, dir: string, limits: TaskLimits) => voi
 export class TaskCgroup {
   constructor(
     private readonly dirs: Map<Hierarchy, string>,
-    private memoryLimited: boolean,
     private readonly apply: ApplyLimits,
     /** The memory controller is cgroup2's (its OOM kills are counted there). */
     private readonly v2Memory = false,
@@ -22,7 +21,6 @@ export class TaskCgroup {
   /** Set (or change) the limits; allowed while processes are inside. */
   setLimits(limits: TaskLimits): void {
     for (const [h, dir] of this.dirs) this.apply(h, dir, limits);
-    this.memoryLimited = limits.memoryBytes > 0;
   }
 
   /** Rename in every hierarchy (a spare's cgroups take the name of the task they end up running). */
@@ -53,9 +51,13 @@ export class TaskCgroup {
     return dir ? listPids(dir) : [];
   }
 
-  /** The kernel's OOM killer killed something in this task (since the count was `since`). */
+  /**
+   * The kernel's OOM killer killed something in this task (since the count was `since`): over its
+   * own limit, or, with none or under it, when the node's tasks together reached the node's
+   * (sandbox/rootMemory.ts) or the machine ran out.
+   */
   oomKilled(since = 0): boolean {
-    return this.memoryLimited && this.oomKills() > since;
+    return this.oomKills() > since;
   }
 
   /** How many processes the OOM killer killed in this cgroup so far (v1's oom_control, or v2's memory.events). */
