@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { tmpfsHugePages } from '../src/agent/injob/objectMount.js';
 import { checkLines as checks } from './helpers/checks.js';
 import { repoRoot, runCli, spawnCli, startAgent, startHead, waitFor } from './helpers/cluster.js';
 
@@ -64,6 +65,9 @@ function storeSampler(workDir: string): { stop(): { t: number; files: number; by
   };
 }
 
+/** Whether agents started here (as this user) keep their shared-memory store in a huge-page tmpfs of their own. */
+const hugeStore = process.platform === 'linux' && process.getuid?.() === 0 && tmpfsHugePages();
+
 const numpyMissing = ((): string | null => {
   const r = spawnSync('python3', ['-c', 'import numpy'], { encoding: 'utf8' });
   return r.status === 0 ? null : `numpy cannot be imported by python3 here (${(r.stderr || 'not installed').trim().split('\n').pop() ?? ''})`;
@@ -106,15 +110,19 @@ describe('the object store', () => {
     const c = checks(res.stdout);
     const readers = c.get('put_readers')?.readers as Record<string, unknown>[];
     expect(readers).toHaveLength(3);
+    console.log(`huge-page store: ${hugeStore}; kB mapped as 2 MiB pages: readers ${readers.map((r) => r.huge_kib).join(', ')}, driver ${String(c.get('driver_get')?.huge_kib)}, returned ${String(c.get('returned')?.huge_kib)}`);
     for (const r of readers) {
       expect(r).toMatchObject({ writeable: false, owndata: false, mmap: true, where: 'shm', sum: 10_000_000, n: 10_000_000 });
       // Reading all 80 MB took no private memory: the pages are the store's.
       expect(r.grew as number).toBeLessThan(8 * MiB);
+      // ...and, in the agent's own huge-page tmpfs, nearly all of them are mapped as 2 MiB pages.
+      if (hugeStore) expect(r.huge_kib as number).toBeGreaterThanOrEqual(70 * 1024);
     }
     for (const name of ['driver_get', 'returned']) {
       const r = c.get(name);
       expect(r, name).toMatchObject({ writeable: false, owndata: false, mmap: true, where: 'shm' });
       expect(r?.grew as number, name).toBeLessThan(8 * MiB);
+      if (hugeStore) expect(r?.huge_kib as number, name).toBeGreaterThanOrEqual(30 * 1024);
     }
     expect(c.get('returned')?.ok).toBe(true);
     expect(c.get('readonly')?.raised).toBe('ValueError');

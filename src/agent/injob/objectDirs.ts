@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { OBJECT_ID_PATTERN } from '../../shared/protocol/index.js';
 import type { Logger } from '../../shared/log.js';
+import { mountHugeTmpfs, unmountStore } from './objectMount.js';
 
 export type Placement = 'shm' | 'disk';
 
@@ -23,6 +24,8 @@ export class ShmPool {
     /** This agent's directory in the tmpfs (null: no shared memory; every object goes to disk). */
     readonly root: string | null,
     readonly limit: number,
+    /** Whether `root` is the agent's own huge-page tmpfs (objectMount.ts), not a plain directory. */
+    readonly ownTmpfs = false,
   ) {}
 
   take(bytes: number): boolean {
@@ -44,27 +47,40 @@ const OWNER = '.workdir';
 /**
  * Make this agent's directory in `dir` (a fresh one with a random name, mode 0711), after removing
  * the one a previous run of this agent left, and those of agents killed whose work dir is gone. No
- * shared memory (and a warning) when `dir` is not usable.
+ * shared memory (and a warning) when `dir` is not usable. `hugePages`: mount a private huge-page
+ * tmpfs there where the agent can (objectMount.ts), with the capacity `dir` has free.
  */
-export function openShmPool(dir: string | null, limit: number, workDir: string, log: Logger): ShmPool {
+export function openShmPool(dir: string | null, limit: number, workDir: string, log: Logger, opts: { hugePages?: boolean } = {}): ShmPool {
   const record = path.join(workDir, RECORD);
   removeOwnDir(readRecord(record), dir);
   if (!dir || limit <= 0) return new ShmPool(null, 0);
   sweepOrphans(dir);
+  const root = path.join(path.resolve(dir), `raysub-${crypto.randomBytes(8).toString('hex')}`);
   try {
-    const root = path.join(path.resolve(dir), `raysub-${crypto.randomBytes(8).toString('hex')}`);
     // Claimed by the work dir first: an agent sweeping meanwhile never takes it for an orphan.
     fs.mkdirSync(workDir, { recursive: true });
     fs.writeFileSync(record, root);
     fs.mkdirSync(root, { mode: 0o711 });
     fs.chmodSync(root, 0o711);
+    let ownTmpfs = false;
+    if (opts.hugePages) {
+      const free = fs.statfsSync(root);
+      const why = mountHugeTmpfs(root, free.bavail * free.bsize);
+      if (why) log.info({ dir: root, why }, 'object store: no huge-page tmpfs of its own; 4 KiB pages of the directory given');
+      ownTmpfs = why === null;
+    }
     fs.writeFileSync(path.join(root, OWNER), path.resolve(workDir), { mode: 0o600 });
     const st = fs.statfsSync(root);
-    const pool = new ShmPool(root, Math.min(limit, st.bavail * st.bsize));
-    log.info({ dir: root, bytes: pool.limit }, 'shared-memory object store ready');
+    const pool = new ShmPool(root, Math.min(limit, st.bavail * st.bsize), ownTmpfs);
+    log.info({ dir: root, bytes: pool.limit, hugePages: ownTmpfs }, 'shared-memory object store ready');
     return pool;
   } catch (err) {
     log.warn({ err: (err as Error).message, dir }, 'no shared-memory object store: objects go to the work dir on disk');
+    try {
+      if (ownDir(root)) removeStoreDir(root); // its mount too, now rather than at the next run
+    } catch {
+      // left for the next run (the work dir names it)
+    }
     return new ShmPool(null, 0);
   }
 }
@@ -80,7 +96,13 @@ function readRecord(file: string): string | null {
 /** Remove a directory a previous run made, only if it is one: directly in `dir`, ours, not a link. */
 function removeOwnDir(p: string | null, dir: string | null): void {
   if (!p || !dir || path.dirname(p) !== path.resolve(dir) || !path.basename(p).startsWith('raysub-')) return;
-  if (ownDir(p)) fs.rmSync(p, { recursive: true, force: true });
+  if (ownDir(p)) removeStoreDir(p);
+}
+
+/** Remove a store directory, unmounting its own tmpfs first (what a mount that stays holds is emptied). */
+function removeStoreDir(p: string): void {
+  if (unmountStore(p)) return fs.rmSync(p, { recursive: true, force: true });
+  for (const name of fs.readdirSync(p)) fs.rmSync(path.join(p, name), { recursive: true, force: true });
 }
 
 function ownDir(p: string): boolean {
@@ -112,7 +134,7 @@ function sweepOrphans(dir: string): void {
 /** Remove the pool's directory (the agent is closing). */
 export function closeShmPool(pool: ShmPool, workDir: string): void {
   if (!pool.root) return;
-  fs.rmSync(pool.root, { recursive: true, force: true });
+  if (fs.existsSync(pool.root)) removeStoreDir(pool.root);
   fs.rmSync(path.join(workDir, RECORD), { force: true });
 }
 

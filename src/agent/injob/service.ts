@@ -67,7 +67,7 @@ export class InjobService {
     this.root = injobDirOf(d.workDir);
     // Sockets and objects of a previous run of this agent belong to jobs it no longer serves.
     fs.rmSync(this.root, { recursive: true, force: true });
-    this.shm = openShmPool(d.objectStore.dir, d.objectStore.memory, d.workDir, d.log);
+    this.shm = openShmPool(d.objectStore.dir, d.objectStore.memory, d.workDir, d.log, { hugePages: true });
     this.ledger = new NodeLedger(d.totals);
     this.executor = new Executor(this.ledger, d, {
       finished: (t, v) => this.finished(t, v),

@@ -17,6 +17,7 @@ it (RAYSUB_OBJECT_DIR), by this process itself; a reader maps it read-only and u
 buffers as views of the mapping, so a numpy array read from the store is not copied: it is a
 read-only array over shared memory, as Ray's are."""
 
+import errno
 import mmap
 import os
 import pickle
@@ -93,10 +94,11 @@ def write_file(oid, parts):
     except OSError:
         return False
     try:
-        for part in parts:
-            view = memoryview(part).cast("B")
-            while view:
-                view = view[os.write(fd, view):]
+        views = [v for v in (memoryview(p).cast("B") for p in parts) if v.nbytes]
+        # The file's whole size first: the store's tmpfs (huge=within_size) then gives every whole
+        # 2 MiB of it a huge page from the first byte written, the pickle's head included.
+        os.ftruncate(fd, sum(v.nbytes for v in views))
+        _write_all(fd, views)
         return True
     except OSError:
         _direct = None  # the store is full or gone: the socket from now on
@@ -107,6 +109,24 @@ def write_file(oid, parts):
         return False
     finally:
         os.close(fd)
+
+
+_IOV_MAX = 1024
+
+
+def _write_all(fd, views):
+    """Write `views` one after another with as few `writev` calls as the kernel allows (a short
+    write goes on from where it stopped)."""
+    i = 0
+    while i < len(views):
+        n = os.writev(fd, views[i:i + _IOV_MAX])
+        if n == 0:
+            raise OSError(errno.ENOSPC, "the object store took no more bytes")
+        while i < len(views) and n >= views[i].nbytes:
+            n -= views[i].nbytes
+            i += 1
+        if n:
+            views[i] = views[i][n:]
 
 
 def decode(data):
