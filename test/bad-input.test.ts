@@ -63,6 +63,21 @@ describe('bad input gets a clear error and loses nothing', () => {
     const badId = await http(head, 'POST', '/api/jobs/', JSON.stringify({ entrypoint: 'true', submission_id: '../etc' }));
     expect(badId.status).toBe(400);
 
+    // A job's description is bounded: every listing carries its metadata and runtime_env.
+    const before = (await head.client.listJobs()).jobs.length;
+    const wide = await http(head, 'POST', '/api/jobs/', JSON.stringify({ entrypoint: 'true', metadata: Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`k${i}`, 'value'])) }));
+    expect(wide.status).toBe(400);
+    expect(wide.json.error).toMatchObject({ code: 'INVALID_REQUEST' });
+    expect(wide.json.error?.message).toMatch(/metadata: must hold at most 64 KiB/);
+    const fatEnv = await http(head, 'POST', '/api/jobs/', JSON.stringify({ entrypoint: 'true', runtime_env: { env_vars: { BIG: 'x'.repeat(300 * 1024) } } }));
+    expect(fatEnv.status).toBe(400);
+    expect(fatEnv.json.error?.message).toMatch(/runtime_env: must be at most 256 KiB as JSON/);
+    const selectors = await http(head, 'POST', '/api/jobs/', JSON.stringify({ entrypoint: 'true', entrypoint_label_selector: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`l${i}`, 'v'])) }));
+    expect(selectors.status).toBe(400);
+    const fits = await http(head, 'POST', '/api/jobs/', JSON.stringify({ entrypoint: 'true', metadata: { note: 'n'.repeat(60 * 1024) } }));
+    expect(fits.status, fits.text).toBe(200);
+    expect((await head.client.listJobs()).jobs.length).toBe(before + 1);
+
     const notFound = await http(head, 'GET', '/api/jobs/nope');
     expect(notFound.status).toBe(404);
     expect(notFound.json.error?.code).toBe('JOB_NOT_FOUND');

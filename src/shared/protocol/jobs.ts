@@ -8,6 +8,24 @@ export const JOB_NAME_KEY = 'job_name';
 /** How many jobs one job may run after (`after` and `after_any` each). */
 export const MAX_DEPENDENCIES = 100;
 
+/**
+ * What one job's description may hold: every job's metadata and runtime_env come back in each
+ * listing (Ray's JobDetails carry both), so one job holding megabytes would make every page of the
+ * job list megabytes for everyone. Generous for what they are for (Kubernetes allows 256 KiB of
+ * annotations; an environment variable's value cannot pass 128 KiB to exec anyway).
+ */
+export const MAX_METADATA_CHARS = 64 * 1024;
+export const MAX_RUNTIME_ENV_CHARS = 256 * 1024;
+export const MAX_LABEL_SELECTORS = 64;
+
+const metadataSchema = z
+  .record(z.string(), z.string())
+  .refine((m) => Object.entries(m).reduce((n, [k, v]) => n + k.length + v.length, 0) <= MAX_METADATA_CHARS, `must hold at most ${MAX_METADATA_CHARS / 1024} KiB of keys and values`);
+
+const runtimeEnvFieldSchema = z
+  .record(z.string(), z.unknown())
+  .refine((e) => JSON.stringify(e).length <= MAX_RUNTIME_ENV_CHARS, `must be at most ${MAX_RUNTIME_ENV_CHARS / 1024} KiB as JSON (env_vars, pip and excludes included); ship large settings as files in the working dir`);
+
 /** raysub's own submission options, namespaced so they never collide with Ray's fields. */
 export const jobOptionsSchema = z.strictObject({
   parallel: z.number().int().min(1).max(10_000).optional(),
@@ -39,13 +57,16 @@ export const jobSubmitRequestSchema = z.strictObject({
   entrypoint: z.string().trim().min(1, 'entrypoint must not be empty').max(65_536),
   submission_id: submissionIdSchema.optional(),
   job_id: submissionIdSchema.optional(),
-  runtime_env: z.record(z.string(), z.unknown()).optional(),
-  metadata: z.record(z.string(), z.string()).optional(),
+  runtime_env: runtimeEnvFieldSchema.optional(),
+  metadata: metadataSchema.optional(),
   entrypoint_num_cpus: z.number().min(0).max(100_000).optional(),
   entrypoint_num_gpus: z.number().min(0).max(1024).optional(),
   entrypoint_memory: z.number().int().min(0).optional(),
   entrypoint_resources: resourceMapSchema.optional(),
-  entrypoint_label_selector: z.record(z.string(), z.string()).optional(),
+  entrypoint_label_selector: z
+    .record(z.string().max(256), z.string().max(256))
+    .refine((s) => Object.keys(s).length <= MAX_LABEL_SELECTORS, `must have at most ${MAX_LABEL_SELECTORS} entries`)
+    .optional(),
   raysub: jobOptionsSchema.optional(),
 });
 export type JobSubmitRequest = z.infer<typeof jobSubmitRequestSchema>;
