@@ -257,7 +257,7 @@ export class Executor {
 
   /** Write a task to its worker (resolved once written, or failed for want of its arguments). */
   send(w: WorkerProc, task: Task): Promise<void> {
-    return executeMessage(task).then(
+    return executeMessage(task, w).then(
       guarded(this.log, 'sending a task to its worker', ({ header, payload }: Awaited<ReturnType<typeof executeMessage>>) => w.conn?.send(header, payload)),
       guarded(this.log, 'failing a task whose arguments are lost', (err: unknown) =>
         this.result(w, task, { ok: false, error: taskError('ObjectLostError', `an argument could not be fetched: ${(err as Error).message}`, task) }, Buffer.alloc(0)),

@@ -90,6 +90,8 @@ export interface WorkerProc {
   evicted: boolean;
   /** Waiting in `get` for now. */
   blocked: boolean;
+  /** Functions by value (their objects' ids) already sent to it with a task: it keeps them. */
+  functions: Set<string>;
 }
 
 export interface Actor {

@@ -65,6 +65,7 @@ export function newWorker(job: JobState, task: Task, key: string, actorId: strin
     slot: false,
     evicted: false,
     blocked: false,
+    functions: new Set(),
   };
   job.workers.add(w);
   return w;

@@ -27,6 +27,13 @@ export const fnRefSchema = z.object({
 });
 export type FnRef = z.infer<typeof fnRefSchema>;
 
+/**
+ * The module of a function or class that travels by value: its name is the id of the object
+ * holding its pickled bytes, which the task lists among its dependencies. A worker keeps those
+ * bytes, so the agent sends them only with the first task of that function each worker runs.
+ */
+export const BY_VALUE_MODULE = '__raysub_fn__';
+
 
 export const refSchema = z.object({ id: objectIdSchema, owner: ownerSchema });
 export type RefInfo = z.infer<typeof refSchema>;

@@ -122,7 +122,7 @@ def pack_args(args, kwargs, meta):
     args = tuple(swap(a) for a in args)
     kwargs = {k: swap(v) for k, v in kwargs.items()}
     value = (args, kwargs, meta)
-    if _plain(value, [_PLAIN_ITEMS]):
+    if plain(value):
         # Plain data pickles the same with the standard pickler, several times faster than
         # cloudpickle's for a call's few small arguments (the agent's worker reads either).
         return pickle.dumps(value, protocol=_serialization.PROTOCOL), deps
@@ -133,6 +133,11 @@ _PLAIN_TYPES = frozenset((str, int, float, bool, type(None), _Dep))
 # Checked item by item: past this many, cloudpickle (whose pickler is C) is as quick.
 _PLAIN_ITEMS = 64
 _PLAIN_BYTES = 16 * 1024
+
+
+def plain(v):
+    """Whether `v` pickles the same with the standard pickler as with cloudpickle (see `_plain`)."""
+    return _plain(v, [_PLAIN_ITEMS])
 
 
 def _plain(v, budget):

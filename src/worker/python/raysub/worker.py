@@ -20,6 +20,8 @@ class Worker:
         self.conn = conn
         self.instance = None
         self.paths = set()
+        # Functions and classes by value this worker was sent (object id -> its state and bytes or path).
+        self.functions = {}
         self.mode = "serial"
         self.pool = None
         self.loop = None
