@@ -26,27 +26,71 @@ GET_REFS_PER_FRAME = SIZES["GET_REFS_PER_FRAME"]
 SMALL_FRAME_BYTES = 64 * 1024
 
 
-def _recv_exact(sock, n):
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        k = sock.recv_into(view[got:], n - got)
-        if k == 0:
-            raise ConnectionError("the agent closed the connection")
-        got += k
-    return bytes(buf)
+class FrameReader:
+    """Reads frames from a socket through a buffer: one `recv` brings in as many frames as have
+    arrived (a task's execute, a batch of results), not three per frame. A large payload is read
+    straight into its own buffer."""
 
+    CHUNK = 256 * 1024
 
-def read_frame(sock):
-    hlen, plen = _PREFIX.unpack(_recv_exact(sock, 8))
-    header = json.loads(_recv_exact(sock, hlen))
-    try:
-        _schema.check(AGENT_MESSAGE, header)
-    except _schema.SchemaError as e:
-        raise ConnectionError("the agent sent a message this library does not understand (%s): are the agent and this library the same version?" % e) from None
-    payload = _recv_exact(sock, plen) if plen else b""
-    return header, payload
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = bytearray()
+        self.at = 0
+        # Frames and bytes read (for tests that count what a task costs on the wire).
+        self.frames = 0
+        self.bytes = 0
+
+    def _fill(self, n):
+        """At least `n` unread bytes in the buffer."""
+        while len(self.buf) - self.at < n:
+            if self.at:
+                del self.buf[:self.at]
+                self.at = 0
+            chunk = self.sock.recv(max(self.CHUNK, n - len(self.buf)))
+            if not chunk:
+                raise ConnectionError("the agent closed the connection")
+            self.buf += chunk
+
+    def _take(self, n):
+        self._fill(n)
+        at = self.at
+        self.at = at + n
+        return bytes(self.buf[at:at + n])
+
+    def _payload(self, n):
+        have = len(self.buf) - self.at
+        if have >= n or n <= self.CHUNK:
+            return self._take(n)
+        out = bytearray(n)
+        out[:have] = self.buf[self.at:]
+        self.buf = bytearray()
+        self.at = 0
+        view = memoryview(out)
+        got = have
+        while got < n:
+            k = self.sock.recv_into(view[got:], n - got)
+            if k == 0:
+                raise ConnectionError("the agent closed the connection")
+            got += k
+        return bytes(out)
+
+    def read(self):
+        self._fill(8)
+        hlen, plen = _PREFIX.unpack_from(self.buf, self.at)
+        self.at += 8
+        self._fill(hlen)
+        at = self.at
+        self.at = at + hlen
+        header = json.loads(self.buf[at:at + hlen])
+        try:
+            _schema.check(AGENT_MESSAGE, header)
+        except _schema.SchemaError as e:
+            raise ConnectionError("the agent sent a message this library does not understand (%s): are the agent and this library the same version?" % e) from None
+        payload = self._payload(plen) if plen else b""
+        self.frames += 1
+        self.bytes += 8 + hlen + plen
+        return header, payload
 
 
 class Connection:
@@ -64,11 +108,14 @@ class Connection:
         self.closed = None
         # In a worker, execute messages queue here (set before the reader starts: one may come at once).
         self.tasks = queue.Queue() if role == "worker" else None
+        # Frames, bytes and writes sent (for tests that count what a task costs on the wire).
+        self.sent_frames = self.sent_bytes = self.sent_writes = 0
         hello = {"t": "hello", "token": token, "role": role, "lang": "python"}
         if worker_id:
             hello["worker_id"] = worker_id
         self.send(hello)
-        welcome, _ = read_frame(self.sock)
+        self.reader = FrameReader(self.sock)
+        welcome, _ = self.reader.read()
         if welcome.get("t") != "welcome":
             raise ConnectionError("the agent refused this process: %s: %s" % (welcome.get("code", "?"), welcome.get("message", welcome)))
         self.node_id = welcome["node_id"]
@@ -93,18 +140,35 @@ class Connection:
         self._flusher.start()
 
     def send(self, header, payload=()):
-        h = header if isinstance(header, bytes) else json.dumps(header, separators=(",", ":")).encode()
-        plen = sum(len(p) for p in payload)
+        self.send_frames(((header, payload),))
+
+    def send_frames(self, frames):
+        """Send frames in order; small ones go in one write (a system call each costs more than the copy)."""
+        small = []
         with self.send_lock:
-            if plen <= SMALL_FRAME_BYTES:
-                # One write for a small frame (a result, a few submissions): a system call each costs
-                # more than the copy.
-                self.sock.sendall(b"".join((_PREFIX.pack(len(h), plen), h, *payload)))
-                return
-            self.sock.sendall(_PREFIX.pack(len(h), plen) + h)
-            for p in payload:
-                if len(p):
-                    self.sock.sendall(p)
+            for header, payload in frames:
+                h = header if isinstance(header, bytes) else json.dumps(header, separators=(",", ":")).encode()
+                plen = sum(len(p) for p in payload)
+                self.sent_frames += 1
+                self.sent_bytes += 8 + len(h) + plen
+                if plen <= SMALL_FRAME_BYTES:
+                    small.append(_PREFIX.pack(len(h), plen))
+                    small.append(h)
+                    small.extend(payload)
+                    continue
+                if small:
+                    self._write(b"".join(small))
+                    small = []
+                self._write(_PREFIX.pack(len(h), plen) + h)
+                for p in payload:
+                    if len(p):
+                        self._write(p)
+            if small:
+                self._write(b"".join(small))
+
+    def _write(self, data):
+        self.sent_writes += 1
+        self.sock.sendall(data)
 
     # ---- submissions -----------------------------------------------------------------------
 
@@ -132,20 +196,27 @@ class Connection:
         self._flush_wanted.set()
 
     def flush(self):
+        """Send the buffered submissions, then the releases made since (one write for both)."""
         with self._buf_lock:
-            self._flush_locked()
+            frames = []
+            if self._buf:
+                frames.append(self._take_batch())
             if self._released:
-                self._send_released()
+                frames.append(self._take_released())
+            if frames:
+                self.send_frames(frames)
 
     def _flush_locked(self):
-        if not self._buf:
-            return
+        if self._buf:
+            # Sent while holding the buffer lock, so batches leave in the order they were made.
+            self.send_frames((self._take_batch(),))
+
+    def _take_batch(self):
         tasks, payload = self._buf, self._buf_payload
         self._buf, self._buf_payload, self._buf_bytes, self._buf_header = [], [], 0, 0
-        # Sent while holding the buffer lock, so batches leave in the order they were made.
-        self.send(b'{"t":"submit","tasks":[' + b",".join(tasks) + b"]}", payload)
+        return b'{"t":"submit","tasks":[' + b",".join(tasks) + b"]}", payload
 
-    def _send_released(self):
+    def _take_released(self):
         objects, actors = [], []
         while self._released and len(objects) + len(actors) < FLUSH_AT_TASKS * 20:
             kind, oid = self._released.popleft()
@@ -156,7 +227,7 @@ class Connection:
                     self._gone.add(oid)
                 self.owned.discard(oid)
                 self.requested.discard(oid)
-        self.send({"t": "release", "objects": objects, "actors": actors})
+        return {"t": "release", "objects": objects, "actors": actors}, ()
 
     def _flush_loop(self):
         while self.closed is None:
@@ -177,7 +248,7 @@ class Connection:
     def _read_loop(self):
         try:
             while True:
-                header, payload = read_frame(self.sock)
+                header, payload = self.reader.read()
                 t = header.get("t")
                 if t == "resolved":
                     at = 0
