@@ -24,6 +24,8 @@ FLUSH_AT_BYTES = 4 * 1024 * 1024
 FLUSH_AT_HEADER_BYTES = SIZES["BATCH_HEADER_BYTES"]
 GET_REFS_PER_FRAME = SIZES["GET_REFS_PER_FRAME"]
 SMALL_FRAME_BYTES = 64 * 1024
+# One encoder for every header (json.dumps with separators builds a new one per call).
+_encode_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class FrameReader:
@@ -106,8 +108,9 @@ class Connection:
         # id -> callbacks run (on the reader thread) once the agent says how the object stands.
         self.watchers = {}
         self.closed = None
-        # In a worker, execute messages queue here (set before the reader starts: one may come at once).
-        self.tasks = queue.Queue() if role == "worker" else None
+        # In a worker, execute messages queue here (set before the reader starts: one may come at once;
+        # a SimpleQueue hands one to the main thread in about half the time of a Queue).
+        self.tasks = queue.SimpleQueue() if role == "worker" else None
         # Frames, bytes and writes sent (for tests that count what a task costs on the wire).
         self.sent_frames = self.sent_bytes = self.sent_writes = 0
         hello = {"t": "hello", "token": token, "role": role, "lang": "python"}
@@ -147,7 +150,7 @@ class Connection:
         small = []
         with self.send_lock:
             for header, payload in frames:
-                h = header if isinstance(header, bytes) else json.dumps(header, separators=(",", ":")).encode()
+                h = header if isinstance(header, bytes) else _encode_json(header).encode()
                 plen = sum(len(p) for p in payload)
                 self.sent_frames += 1
                 self.sent_bytes += 8 + len(h) + plen
@@ -173,7 +176,7 @@ class Connection:
     # ---- submissions -----------------------------------------------------------------------
 
     def submit(self, spec, args):
-        encoded = json.dumps(spec, separators=(",", ":")).encode()
+        encoded = _encode_json(spec).encode()
         with self._buf_lock:
             if self._buf and self._buf_header + len(encoded) > FLUSH_AT_HEADER_BYTES:
                 self._flush_locked()

@@ -136,26 +136,37 @@ _PLAIN_BYTES = 16 * 1024
 
 
 def plain(v):
-    """Whether `v` pickles the same with the standard pickler as with cloudpickle (see `_plain`)."""
-    return _plain(v, [_PLAIN_ITEMS])
-
-
-def _plain(v, budget):
     """Whether `v` holds only built-in scalars, short bytes and the containers of those (nothing
-    cloudpickle would pickle otherwise than the standard pickler), within `budget[0]` items."""
-    budget[0] -= 1
-    if budget[0] < 0:
-        return False
-    t = type(v)
-    if t in _PLAIN_TYPES:
-        return True
-    if t is bytes:
-        return len(v) <= _PLAIN_BYTES
-    if t is tuple or t is list:
-        return all(_plain(x, budget) for x in v)
-    if t is dict:
-        return all(type(k) is str and _plain(x, budget) for k, x in v.items())
-    return False
+    cloudpickle would pickle otherwise than the standard pickler), within _PLAIN_ITEMS items.
+    Looked at with a stack rather than by recursion: this runs for every task's arguments."""
+    budget = _PLAIN_ITEMS
+    stack = [v]
+    pop, push = stack.pop, stack.extend
+    while stack:
+        x = pop()
+        budget -= 1
+        if budget < 0:
+            return False
+        t = type(x)
+        if t in _PLAIN_TYPES:
+            continue
+        if t is bytes:
+            if len(x) > _PLAIN_BYTES:
+                return False
+        elif t is tuple or t is list:
+            if len(x) > budget:
+                return False
+            push(x)
+        elif t is dict:
+            if len(x) > budget:
+                return False
+            for k in x:
+                if type(k) is not str:
+                    return False
+            push(x.values())
+        else:
+            return False
+    return True
 
 
 def meta(env_vars, req):
@@ -237,6 +248,12 @@ def returns(ref, nr):
 def placement(opts):
     """Where a task or actor must run, from `scheduling_strategy` (or the older `placement_group`
     options): (what the agent is told, what the worker is told)."""
+    if "scheduling_strategy" not in opts and "placement_group" not in opts:
+        # The common case, decided without the imports below (this runs for every task).
+        inherited = _context.current().placement_group
+        if inherited and inherited.get("capture"):
+            return {"placement": {"group": inherited["id"], "bundle": -1}}, {"pg": inherited}
+        return {}, {}
     from .util.placement_group import PlacementGroup
     from .util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
