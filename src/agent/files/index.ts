@@ -11,7 +11,7 @@
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { isErrorCode, RaysubError } from '../../shared/errors.js';
-import { runFileOp, type FileOp, type FileOpReply, type FileOpResult } from './ops.js';
+import { runFileOp, runSmallFileOp, type FileOp, type FileOpReply, type FileOpResult } from './ops.js';
 
 export type { FileOp, FileOpResult } from './ops.js';
 
@@ -91,6 +91,9 @@ export class FileWorkers {
 
   run(op: FileOp): Promise<FileOpResult> {
     if (FROM_SOURCES) return runFileOp(op);
+    // Most task directories hold a few small files or none: no thread is started for those.
+    const done = runSmallFileOp(op);
+    if (done) return Promise.resolve(done);
     return new Promise((resolve, reject) => {
       this.queue.push({ id: this.nextId++, op, resolve, reject });
       this.dispatch();
@@ -115,6 +118,11 @@ export class FileWorkers {
     }
   }
 
+  /** Worker threads alive now (each holds its own V8 heap). */
+  get threads(): number {
+    return this.slots.length;
+  }
+
   forget(slot: Slot): void {
     const i = this.slots.indexOf(slot);
     if (i >= 0) this.slots.splice(i, 1);
@@ -122,6 +130,11 @@ export class FileWorkers {
 }
 
 const shared = new FileWorkers();
+
+/** The shared pool's worker threads alive now. */
+export function fileWorkerThreads(): number {
+  return shared.threads;
+}
 
 /** Run a file operation off the event loop. */
 export function fileOp(op: FileOp): Promise<FileOpResult> {
