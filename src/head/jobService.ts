@@ -20,7 +20,7 @@ import {
 import { redactUrl, remotePackageOf, unfetchedScheme } from '../shared/remotePackages.js';
 import type { TaskRequest } from '../shared/resources.js';
 import { parseArraySpec } from '../shared/arraySpec.js';
-import type { JobRow, LabelFilter, NewJob, Store, UsageGroup } from './db/index.js';
+import { usageTotalsOf, type JobRow, type LabelFilter, type ListedJob, type NewJob, type Store, type UsageGroup } from './db/index.js';
 import type { Engine } from './engine.js';
 import type { InjobHub } from './injob.js';
 import { packageNameOf, packagesOf } from './jobContext.js';
@@ -202,12 +202,13 @@ export class JobService {
       if (!/^[0-9]{1,15}$/.test(decoded)) throw new RaysubError('INVALID_CURSOR', 'invalid cursor');
       beforeSeq = Number(decoded);
     }
-    const rows = this.store.jobs.list({ limit: limit + 1, beforeSeq, statuses: opts.statuses, schedule: opts.schedule, labels: opts.labels, since: opts.since });
-    const page = rows.slice(0, limit);
-    const last = page[page.length - 1];
-    const nextCursor = rows.length > limit && last ? Buffer.from(String(last.seq)).toString('base64url') : null;
-    const queue = page.some((r) => r.status === 'PENDING' || (r.status === 'RUNNING' && r.parallel > 1)) ? this.queuePositions() : undefined;
-    return { jobs: page.map((r) => this.view(r, false, queue)), nextCursor };
+    const listed = this.store.jobPages.page({ limit: limit + 1, beforeSeq, statuses: opts.statuses, schedule: opts.schedule, labels: opts.labels, since: opts.since });
+    const more = listed.length > limit;
+    if (more) listed.pop();
+    const last = listed[listed.length - 1];
+    const nextCursor = more && last ? Buffer.from(String(last.row.seq)).toString('base64url') : null;
+    const queue = listed.some(({ row: r }) => r.status === 'PENDING' || (r.status === 'RUNNING' && r.parallel > 1)) ? this.queuePositions() : undefined;
+    return { jobs: listed.map((l) => this.view(l.row, false, queue, l)), nextCursor };
   }
 
   stop(id: string): boolean {
@@ -261,12 +262,18 @@ export class JobService {
     });
   }
 
-  private view(row: JobRow, withTasks: boolean, queue?: Map<string, QueueInfo>): JobDetails {
+  /** A job's view; `listed`: its counts, usage and driver's name as the job list read them with its row. */
+  private view(row: JobRow, withTasks: boolean, queue?: Map<string, QueueInfo>, listed?: ListedJob): JobDetails {
     const { store } = this;
-    const counts: Record<string, number> = {};
-    for (const c of store.tasks.countsOfJob(row.id)) counts[c.state] = c.n;
+    let counts: Record<string, number>;
+    if (listed) counts = listed.counts;
+    else {
+      counts = {};
+      for (const c of store.tasks.countsOfJob(row.id)) counts[c.state] = c.n;
+    }
     // Any node ever registered, those gone from the node list included (a restarted agent's old registration).
     const names = new Map<string, string | null>();
+    if (listed && row.driver_node_id) names.set(row.driver_node_id, listed.driverName);
     const nodeName = (id: string | null): string | null => {
       if (!id) return null;
       if (!names.has(id)) names.set(id, store.nodes.get(id)?.name ?? null);
@@ -308,8 +315,9 @@ export class JobService {
     }
     const live = !isTerminal(row.status);
     const q = row.status === 'PENDING' ? this.queueInfo(row.id, queue) : null;
+    const gpus = (JSON.parse(row.request) as TaskRequest).gpus;
     return jobDetailsOf(row, {
-      usage: store.tasks.usageOfJob(row.id, (JSON.parse(row.request) as TaskRequest).gpus),
+      usage: listed ? usageTotalsOf(listed.usage, gpus) : store.tasks.usageOfJob(row.id, gpus),
       queue: q,
       progress: live ? this.progressMessage(row, row.status === 'RUNNING' && row.parallel > 1 ? (queue ?? this.queuePositions()).get(row.id) ?? null : q) : null,
       counts,

@@ -27,8 +27,18 @@ export interface JobViewParts {
  * stable, and the same for every job that ran on the node.
  */
 export function rayNodeId(nodeId: string): string {
-  return crypto.createHash('sha224').update(nodeId).digest('hex');
+  let id = rayNodeIds.get(nodeId);
+  if (id === undefined) {
+    id = crypto.createHash('sha224').update(nodeId).digest('hex');
+    // A page of jobs names a few nodes many times; the cache is bounded for a head that sees many.
+    if (rayNodeIds.size >= MAX_CACHED_NODE_IDS) rayNodeIds.clear();
+    rayNodeIds.set(nodeId, id);
+  }
+  return id;
 }
+
+const MAX_CACHED_NODE_IDS = 256;
+const rayNodeIds = new Map<string, string>();
 
 function parseObject(text: string): Record<string, unknown> | null {
   const value = JSON.parse(text) as unknown;

@@ -1,6 +1,7 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import { openDatabase, type Db } from './open.js';
 import { jobsRepo } from './jobsRepo.js';
+import { jobPageRepo } from './jobPage.js';
 import { tasksRepo } from './tasksRepo.js';
 import { nodesRepo } from './nodesRepo.js';
 import { tokensRepo } from './tokensRepo.js';
@@ -11,8 +12,10 @@ import { usageRepo } from './usageRepo.js';
 export type { Db } from './open.js';
 export type { JobRow, NewJob, ListJobsQuery, LabelFilter, StatusCounts } from './jobsRepo.js';
 export { LABEL_COUNT_LIMIT } from './jobsRepo.js';
+export type { ListedJob } from './jobPage.js';
 export type { SessionRow } from './sessionsRepo.js';
 export type { TaskRow, AttemptRow, UsageTotals } from './tasksRepo.js';
+export { usageTotalsOf } from './tasksRepo.js';
 export type { NodeRow } from './nodesRepo.js';
 export type { UsageGroup } from './usageRepo.js';
 export type { TokenRow, TokenKind } from './tokensRepo.js';
@@ -23,6 +26,7 @@ export function openStore(file: string) {
   return {
     db,
     jobs: jobsRepo(db),
+    jobPages: jobPageRepo(db),
     tasks: tasksRepo(db),
     nodes: nodesRepo(db),
     tokens: tokensRepo(db),

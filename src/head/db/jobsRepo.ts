@@ -72,10 +72,6 @@ export interface StatusCounts {
 /** How many labelled jobs a filtered count reads at most (counting is never a scan of every job). */
 export const LABEL_COUNT_LIMIT = 10_000;
 
-function labelParams(l: LabelFilter): string[] {
-  return l.value === undefined ? [l.key] : [l.key, l.value];
-}
-
 /** Prepared statements for jobs, grouped in one place. */
 export function jobsRepo(db: Db) {
   const insert = db.prepare(`
@@ -138,41 +134,6 @@ export function jobsRepo(db: Db) {
         total += r.n;
       }
       return { counts, capped: total > LABEL_COUNT_LIMIT };
-    },
-    list(q: ListJobsQuery): JobRow[] {
-      const where: string[] = [];
-      const params: unknown[] = [];
-      const [first, ...more] = q.labels ?? [];
-      const seq = first ? 'l.seq' : 'j.seq';
-      let from = 'jobs AS j';
-      if (first) {
-        // Walk the first label's index newest first, so a page reads about as many rows as it shows.
-        from = 'job_labels AS l JOIN jobs AS j ON j.seq = l.seq';
-        where.push(first.value === undefined ? 'l.key = ?' : 'l.key = ? AND l.value = ?');
-        params.push(...labelParams(first));
-      }
-      for (const label of more) {
-        where.push(`EXISTS (SELECT 1 FROM job_labels AS m WHERE m.seq = j.seq AND m.key = ?${label.value === undefined ? '' : ' AND m.value = ?'})`);
-        params.push(...labelParams(label));
-      }
-      if (q.beforeSeq !== undefined) {
-        where.push(`${seq} < ?`);
-        params.push(q.beforeSeq);
-      }
-      if (q.statuses?.length) {
-        where.push(`j.status IN (${q.statuses.map(() => '?').join(',')})`);
-        params.push(...q.statuses);
-      }
-      if (q.schedule !== undefined) {
-        where.push('j.schedule = ?');
-        params.push(q.schedule);
-      }
-      if (q.since !== undefined) {
-        where.push('j.created_at >= ?');
-        params.push(q.since);
-      }
-      const sql = `SELECT j.* FROM ${from} ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY ${seq} DESC LIMIT ?`;
-      return db.prepare(sql).all(...params, q.limit) as JobRow[];
     },
   };
 }

@@ -44,6 +44,31 @@ export interface UsageTotals {
   gpu_s: number;
 }
 
+/** A job's attempts' usage as SQL sums it (the job list reads the same sums for a whole page). */
+export interface UsageSums {
+  attempts: number;
+  cpu: number | null;
+  cpu_n: number;
+  peak: number | null;
+  peak_n: number;
+  run_s: number;
+}
+
+/**
+ * The sums of a job's attempts that ran and ended, as columns: `a` is the attempts table's alias
+ * (with its dot), `as` a prefix for the columns' names.
+ */
+export function usageSumsSql(a = '', as = ''): string {
+  return `COUNT(${a}job_id) AS ${as}attempts, SUM(${a}cpu_s) AS ${as}cpu, COUNT(${a}cpu_s) AS ${as}cpu_n, MAX(${a}peak_memory) AS ${as}peak,
+      COUNT(${a}peak_memory) AS ${as}peak_n, COALESCE(SUM(${a}ended_at - ${a}started_at), 0) / 1000.0 AS ${as}run_s`;
+}
+
+/** UsageSums as totals: CPU and peak memory only when every attempt counted them; `gpus`: what each task holds. */
+export function usageTotalsOf(r: UsageSums, gpus: number): UsageTotals {
+  const all = (n: number) => r.attempts > 0 && n === r.attempts;
+  return { attempts: r.attempts, cpu_s: all(r.cpu_n) ? r.cpu : null, peak_memory: all(r.peak_n) ? r.peak : null, run_s: r.run_s, gpu_s: r.run_s * gpus };
+}
+
 export interface TaskEnd {
   job_id: string;
   idx: number;
@@ -80,10 +105,7 @@ export function tasksRepo(db: Db) {
       cpu_s = @cpu_s, peak_memory = @peak_memory
     WHERE job_id = @job_id AND idx = @idx AND attempt = @attempt AND ended_at IS NULL`);
   const attemptsOfJob = db.prepare('SELECT * FROM attempts WHERE job_id = ? ORDER BY idx, attempt');
-  const usageOfJob = db.prepare(`
-    SELECT COUNT(*) AS attempts, SUM(cpu_s) AS cpu, COUNT(cpu_s) AS cpu_n, MAX(peak_memory) AS peak, COUNT(peak_memory) AS peak_n,
-      COALESCE(SUM(ended_at - started_at), 0) / 1000.0 AS run_s
-    FROM attempts WHERE job_id = ? AND started_at IS NOT NULL AND ended_at IS NOT NULL`);
+  const usageOfJob = db.prepare(`SELECT ${usageSumsSql()} FROM attempts WHERE job_id = ? AND started_at IS NOT NULL AND ended_at IS NOT NULL`);
 
   return {
     insert: (jobId: string, idx: number) => insert.run(jobId, idx),
@@ -107,11 +129,7 @@ export function tasksRepo(db: Db) {
     endAttempt: (a: { job_id: string; idx: number; attempt: number; ended_at: number; outcome: string; exit_code: number | null; error_type: string | null; message: string | null; cpu_s?: number | null; peak_memory?: number | null }) =>
       endAttempt.run({ cpu_s: null, peak_memory: null, ...a }),
     /** The job's attempts that ran, summed up; `gpus`: what each of its tasks holds. */
-    usageOfJob(jobId: string, gpus: number): UsageTotals {
-      const r = usageOfJob.get(jobId) as { attempts: number; cpu: number | null; cpu_n: number; peak: number | null; peak_n: number; run_s: number };
-      const all = (n: number) => r.attempts > 0 && n === r.attempts;
-      return { attempts: r.attempts, cpu_s: all(r.cpu_n) ? r.cpu : null, peak_memory: all(r.peak_n) ? r.peak : null, run_s: r.run_s, gpu_s: r.run_s * gpus };
-    },
+    usageOfJob: (jobId: string, gpus: number): UsageTotals => usageTotalsOf(usageOfJob.get(jobId) as UsageSums, gpus),
     attemptsOfJob: (jobId: string) => attemptsOfJob.all(jobId) as AttemptRow[],
   };
 }
