@@ -7,12 +7,21 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import ignore, { type Ignore } from 'ignore';
-import * as tar from 'tar';
+import { createRequire } from 'node:module';
+import type { Ignore } from 'ignore';
 import { RaysubError } from '../shared/errors.js';
 import { formatBytes } from '../shared/resources.js';
 
 export const DEFAULT_EXCLUDES = ['.git', 'node_modules', '__pycache__', '.venv', 'venv'];
+// The SDK's entry exports the packer, so every CLI command loads this module: its libraries are
+// loaded on first use, not by commands that never pack (`job list` and friends start faster).
+const requireLazily = createRequire(import.meta.url);
+let ignoreFactory: (() => Ignore) | undefined;
+function ignore(): Ignore {
+  ignoreFactory ??= requireLazily('ignore') as () => Ignore;
+  return ignoreFactory();
+}
+
 const IGNORE_FILES = ['.gitignore', '.raysubignore', '.rayignore'];
 
 export interface PackOptions {
@@ -122,6 +131,7 @@ export async function packDirectory(dir: string, opts: PackOptions): Promise<Pac
   const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'raysub-pack-'));
   const file = path.join(tmpDir, 'package.tar.gz');
   const base = path.basename(root);
+  const tar = await import('tar');
   await tar.c(
     {
       file,
