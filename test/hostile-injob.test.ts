@@ -7,7 +7,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { repoRoot, runCli, startAgent, startHead, tempDir } from './helpers/cluster.js';
+import { execFileSync } from 'node:child_process';
+import { repoRoot, runCli, startAgent, startHead, tempDir, waitFor, workingDir } from './helpers/cluster.js';
 
 const FIXTURES = path.join(repoRoot, 'test', 'fixtures', 'hostile');
 
@@ -119,6 +120,60 @@ describe('hostile in-job traffic', () => {
       'repeated-get': [1, true],
     });
     expect(c.get('still-served')?.value).toBe(49);
+  }, 150_000);
+
+  it("a flood of connections to the job socket never takes the descriptors the head and its agent need", async (ctx) => {
+    let prlimit: string;
+    try {
+      prlimit = execFileSync('sh', ['-c', 'command -v prlimit'], { encoding: 'utf8' }).trim();
+    } catch {
+      console.warn(`skipping "${ctx.task.name}": no prlimit on this machine`);
+      return ctx.skip();
+    }
+    // A head with its embedded agent and 1,024 descriptors: its jobs may hold 128 connections.
+    const head = await startHead({ numCpus: 2, prefix: [prlimit, '--nofile=1024:1024', '--'] });
+    const dir = workingDir({
+      'flood.py': `
+import os, socket, time
+path = os.environ["RAYSUB_TASK_SOCKET"]
+kids = []
+for k in range(4):
+    pid = os.fork()
+    if pid == 0:
+        socks = []
+        for i in range(1000):
+            try:
+                s = socket.socket(socket.AF_UNIX)
+                s.connect(path)
+                socks.append(s)
+            except OSError:
+                pass
+        time.sleep(3)
+        os._exit(0)
+    kids.append(pid)
+for p in kids:
+    os.waitpid(p, 0)
+print("flooded", flush=True)
+`,
+      'ok.py': 'print("served")\n',
+    });
+    let peak = 0;
+    const fds = (): number => fs.readdirSync(`/proc/${head.pid}/fd`).length;
+    const timer = setInterval(() => (peak = Math.max(peak, fds())), 20);
+    onTestFinished(() => clearInterval(timer));
+    const flood = runCli(['job', 'submit', '--working-dir', dir, '--entrypoint-num-cpus', '0', '--', 'python3', 'flood.py'], { env: head.env, timeoutMs: 120_000 });
+    // While the flood holds its connections, the head answers.
+    await waitFor(() => peak > 150, { what: 'the flood to start', timeoutMs: 60_000 });
+    expect((await head.client.nodes()).length).toBe(1);
+    const res = await flood;
+    clearInterval(timer);
+    expect(res.code, res.stdout + res.stderr).toBe(0);
+    expect(res.stdout).toContain('flooded');
+    // 4,000 connections tried; the head's descriptors stayed well under its limit.
+    expect(peak).toBeLessThan(700);
+    const next = await runCli(['job', 'submit', '--working-dir', dir, '--', 'python3', 'ok.py'], { env: head.env });
+    expect(next.code, next.stderr).toBe(0);
+    expect(next.stdout).toContain('served');
   }, 150_000);
 
   it('a job over its share of the agent (records of made-up ids, queued tasks\' arguments) is failed, and the agent stays flat and serving', async () => {

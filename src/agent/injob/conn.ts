@@ -66,9 +66,10 @@ export class Conn<J = unknown, W = unknown> {
     this.send({ t: 'error', code, message });
     this.closed = true;
     clearTimeout(this.helloTimer);
-    // Nothing more is read from it; it gets a moment to read why before the socket goes.
+    // Nothing more is read from it. Why is handed to the kernel before the descriptor goes (a
+    // reader finds it in its queue after the close); one that does not read gets 2 s at most.
     this.sock.pause();
-    this.sock.end();
+    this.sock.end(() => this.sock.destroy());
     setTimeout(
       guarded(this.log, 'job socket close', () => this.sock.destroy()),
       2000,

@@ -18,7 +18,7 @@ import { Conn } from './conn.js';
 import { FrameError, FrameReader } from './frames.js';
 import { Intake, type IntakeHooks } from './intake.js';
 import type { Holding } from './ledger.js';
-import { MAX_CONNECTIONS, MAX_HELD_BYTES, MAX_STORE_BYTES, MIN_HELD_BYTES } from './limits.js';
+import { MAX_CONNECTIONS, MAX_HELD_BYTES, MAX_STORE_BYTES, MIN_HELD_BYTES, nodeConnectionCap } from './limits.js';
 import { JobObjectDirs, type ShmPool } from './objectDirs.js';
 import { INLINE_LIMIT, ObjectTable, type ObjValue } from './objects.js';
 
@@ -206,6 +206,12 @@ export interface ExecutorHooks {
   allWorkers(): Iterable<WorkerProc>;
 }
 
+/**
+ * Connections every job holds to this process's job sockets, and how many all of them may: the
+ * open-file limit is the process's, so the count is too (nodeConnectionCap).
+ */
+const connections = { held: 0, cap: nodeConnectionCap() };
+
 /** Longest path a Unix socket may have (sun_path is 108 bytes with its terminating NUL). */
 const MAX_SOCKET_PATH = 107;
 
@@ -325,7 +331,12 @@ export class JobState {
       conn.refuse('LIMIT_EXCEEDED', `this job already holds ${MAX_CONNECTIONS} connections to its agent`);
       return;
     }
+    if (connections.held >= connections.cap) {
+      conn.refuse('LIMIT_EXCEEDED', `this node's jobs already hold ${connections.cap} connections to its agent`);
+      return;
+    }
     this.conns.add(conn);
+    connections.held++;
     const intake = new Intake(conn, hooks);
     const reader = new FrameReader(intake);
     sock.on(
@@ -347,7 +358,7 @@ export class JobState {
         conn.gone();
         reader.close();
         intake.close();
-        this.conns.delete(conn);
+        if (this.conns.delete(conn)) connections.held--;
         hooks.closed(conn);
       }),
     );

@@ -4,6 +4,7 @@
  * and the agent's own memory stays flat. docs/tasks.md ("Limits") lists these.
  */
 import { injobSizes } from '../../shared/protocol/index.js';
+import { openFileLimit } from '../../shared/httpLimits.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -28,6 +29,15 @@ export const TASK_COST = 1024;
 export const MAX_STORE_BYTES = 32 * GiB;
 /** Connections one job may hold open to one agent. */
 export const MAX_CONNECTIONS = 1024;
+
+/**
+ * Connections all jobs together may hold open to one agent: an eighth of its open-file limit (at
+ * least 64), so that jobs can never take the descriptors the agent (and, for the embedded agent,
+ * the head's HTTP server, SQLite and logs) need.
+ */
+export function nodeConnectionCap(files = openFileLimit() ?? 4096): number {
+  return Math.max(64, Math.floor(files / 8));
+}
 /** A connection that has not presented the job's token by then is closed. */
 export const HELLO_TIMEOUT_MS = 10_000;
 /** Answers queued for a client that does not read them: past this the agent stops reading its requests until it catches up. */
