@@ -29,9 +29,18 @@ function mountOptions(dir: string): { fstype: string; options: string[] } | null
   return null;
 }
 
+function inTmpfs(dir: string): boolean {
+  try {
+    return fs.statfsSync(dir).type === 0x01021994;
+  } catch {
+    return false;
+  }
+}
+
 const cannot = ((): string | null => {
   if (process.platform !== 'linux' || process.getuid?.() !== 0) return 'the store mounts a tmpfs of its own only where the agent is root (this test is not)';
   if (!tmpfsHugePages()) return 'this kernel gives tmpfs no huge pages';
+  if (!inTmpfs('/dev/shm')) return '/dev/shm is not a tmpfs here';
   return null;
 })();
 
@@ -40,6 +49,13 @@ function skipped(ctx: { skip: () => void }): boolean {
   console.log(`skipped: ${cannot}`);
   ctx.skip();
   return true;
+}
+
+/** A fresh directory in the machine's tmpfs (`/dev/shm`), removed after the test. */
+function shmDir(): string {
+  const dir = fs.mkdtempSync(path.join('/dev/shm', 'raysub-objmount-'));
+  onTestFinished(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
 }
 
 /** Open a pool that asks for its own tmpfs; whatever the test leaves mounted is unmounted after it. */
@@ -54,7 +70,7 @@ function pool(tmpfs: string, work: string) {
 describe("the store's own huge-page tmpfs", () => {
   it('is mounted where the agent can, nosuid/nodev/noexec, with the capacity the directory had; 4 MiB objects are mapped with huge pages', (ctx) => {
     if (skipped(ctx)) return;
-    const tmpfs = tempDir('raysub-objmount-shm-');
+    const tmpfs = shmDir();
     const work = tempDir('raysub-objmount-work-');
     const before = fs.statfsSync(tmpfs);
     const p = pool(tmpfs, work);
@@ -98,7 +114,7 @@ describe("the store's own huge-page tmpfs", () => {
 
   it("is unmounted with the previous run's directory, and with a killed agent's whose work dir is gone", (ctx) => {
     if (skipped(ctx)) return;
-    const tmpfs = tempDir('raysub-objmount-shm-');
+    const tmpfs = shmDir();
     const work = tempDir('raysub-objmount-work-');
     const first = pool(tmpfs, work);
     fs.writeFileSync(path.join(first.root ?? '', 'left-over'), 'x');
@@ -118,13 +134,18 @@ describe("the store's own huge-page tmpfs", () => {
     expect(fs.readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(tmpfs);
   });
 
-  it('without huge pages asked for, the store is the plain directory given', () => {
-    const tmpfs = tempDir('raysub-objmount-shm-');
+  it.each([
+    ['without huge pages asked for', false, () => tempDir('raysub-objmount-shm-')],
+    ['asked for in a directory that is not in a tmpfs (a disk stays a disk)', true, () => tempDir('raysub-objmount-disk-')],
+  ])('%s, the store is the plain directory given', (what, hugePages, dirOf) => {
+    const dir = dirOf();
+    if (hugePages && inTmpfs(dir)) return void console.log(`skipped (${what}): the temporary directory is a tmpfs here`);
     const work = tempDir('raysub-objmount-work-');
-    const p = openShmPool(tmpfs, 64 * MiB, work, silentLogger());
+    const p = openShmPool(dir, 64 * MiB, work, silentLogger(), { hugePages });
+    onTestFinished(() => void (p.root && fs.existsSync(p.root) && unmountStore(p.root)));
     expect(p.ownTmpfs).toBe(false);
     expect(isMountPoint(p.root ?? '')).toBe(false);
     closeShmPool(p, work);
-    expect(fs.readdirSync(tmpfs)).toEqual([]);
+    expect(fs.readdirSync(dir)).toEqual([]);
   });
 });

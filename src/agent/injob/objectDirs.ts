@@ -64,8 +64,7 @@ export function openShmPool(dir: string | null, limit: number, workDir: string, 
     fs.chmodSync(root, 0o711);
     let ownTmpfs = false;
     if (opts.hugePages) {
-      const free = fs.statfsSync(root);
-      const why = mountHugeTmpfs(root, free.bavail * free.bsize);
+      const why = mountHugeTmpfs(root);
       if (why) log.info({ dir: root, why }, 'object store: no huge-page tmpfs of its own; 4 KiB pages of the directory given');
       ownTmpfs = why === null;
     }

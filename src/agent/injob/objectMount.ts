@@ -7,7 +7,8 @@
  * fault traps to the hypervisor this is most of an object's cost (80 MB written into a 4 KiB-page
  * tmpfs: 32-42 ms; into the huge-page one: 6.5-10 ms; mapped and summed: 12-28 ms against 2.8 ms).
  * Small objects (under 2 MiB) keep 4 KiB pages (`within_size`). The mount has the capacity the
- * directory it is made in had free, so nothing changes in what fits; it is `nosuid,nodev,noexec`.
+ * tmpfs it is made in had free, so nothing changes in what fits; it is `nosuid,nodev,noexec`. A
+ * store directory given on a disk is left alone (mounting memory there would change what it is).
  * Anything else (not root, no huge pages for tmpfs, `mount` missing or refused) keeps the plain
  * directory, as before.
  */
@@ -16,6 +17,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 const SHMEM_THP = '/sys/kernel/mm/transparent_hugepage/shmem_enabled';
+const TMPFS_MAGIC = 0x01021994;
 
 /** Whether this kernel gives tmpfs mounts huge pages when asked (`huge=` is honoured: not `deny`). */
 export function tmpfsHugePages(): boolean {
@@ -35,12 +37,16 @@ export function isMountPoint(p: string): boolean {
 }
 
 /**
- * Mount a private huge-page tmpfs of `bytes` on the empty directory `dir` (mode 0711): null when
- * done, else why not (the directory is then left as it was).
+ * Mount a private huge-page tmpfs on the empty directory `dir` (mode 0711), of the size the tmpfs
+ * `dir` is in has free: null when done, else why not (the directory is then left as it was). Only
+ * in a tmpfs: a store directory given on a disk stays on that disk, never turned into memory.
  */
-export function mountHugeTmpfs(dir: string, bytes: number): string | null {
+export function mountHugeTmpfs(dir: string): string | null {
   if (process.platform !== 'linux' || process.getuid?.() !== 0) return 'the agent is not root';
   if (!tmpfsHugePages()) return 'this kernel gives tmpfs no huge pages';
+  const st = fs.statfsSync(dir);
+  if (st.type !== TMPFS_MAGIC) return 'the directory given is not in a tmpfs';
+  const bytes = st.bavail * st.bsize;
   const size = Math.max(1024 * 1024, Math.floor(bytes / 4096) * 4096);
   const r = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size},huge=within_size,mode=0711,nosuid,nodev,noexec`, 'raysub-objects', dir], { encoding: 'utf8', timeout: 10_000, stdio: ['ignore', 'ignore', 'pipe'] });
   if (r.error) return `mount: ${r.error.message}`;
