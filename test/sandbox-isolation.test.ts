@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { processesWith, runCli, startAgent, startHead, tempDir, waitFor, workingDir } from './helpers/cluster.js';
+import { shmStateDir } from '../src/agent/sandbox/stateDir.js';
 import { requireSandbox, resultOf, taskCgroups, unique } from './helpers/sandbox.js';
 
 /** Writes a secret in its own dir and in /tmp, says where it is, then waits to be stopped. */
@@ -133,9 +134,13 @@ describe('sandbox isolation', () => {
     const agent = await startAgent(head, { name, numCpus: 2 });
     await requireSandbox(head, ctx, name);
     const dir = workingDir({ 'probe.py': PROBE });
+    // The agent's sandbox state (every task's start file) on the host's tmpfs, where it has one: not inside.
+    const state = shmStateDir(agent.workDir);
+    const onTmpfs = fs.statfsSync('/dev/shm', { bigint: false }).type === 0x01021994;
+    if (onTmpfs) expect(fs.readdirSync(state)).toContain('masked-file');
     const spec = {
       read: [path.join(head.dataDir, 'token'), path.join(head.dataDir, 'raysub.db')],
-      list: [agent.workDir, path.join(agent.workDir, 'tasks'), path.join(agent.workDir, 'sandbox'), head.dataDir],
+      list: [agent.workDir, path.join(agent.workDir, 'tasks'), path.join(agent.workDir, 'sandbox'), state, head.dataDir],
       write: [path.join(agent.workDir, 'probe')],
     };
     const probe = await runCli(['job', 'submit', '--working-dir', dir, '--', 'python3', 'probe.py', JSON.stringify(spec)], { env: head.env });
@@ -150,6 +155,7 @@ describe('sandbox isolation', () => {
     expect(r.list[path.join(agent.workDir, 'tasks')]).toBe(`ok:['${path.basename(path.dirname(r.cwd))}']`);
     expect(r.list[path.dirname(r.cwd)]).toBe(`ok:['${path.basename(r.cwd)}']`);
     expect(r.list[path.join(agent.workDir, 'sandbox')]).toBe('err:FileNotFoundError');
+    expect(r.list[state]).toBe('err:FileNotFoundError');
     expect(r.list[head.dataDir]).toMatch(/^err:/);
     expect(r.write[path.join(agent.workDir, 'probe')]).toMatch(/^err:/);
     // The agent got its token on its command line and in its environment: neither is visible.

@@ -72,12 +72,14 @@ export interface BwrapTask {
 
 /**
  * Write a task's passwd, group and start file and give its directory to its uid. A served
- * sandbox's files are rewritten in place for each task (bound files keep their inode).
+ * sandbox's files are rewritten in place for each task (bound files keep their inode); `next`:
+ * the sandbox's next task, of the same uid, whose group file is the one already there (its
+ * passwd names the task's home, its directory).
  */
-export async function writeTaskFiles(t: BwrapTask, files: TaskFiles, served: boolean): Promise<void> {
+export async function writeTaskFiles(t: BwrapTask, files: TaskFiles, served: boolean, next = false): Promise<void> {
   const { bwrap, spec, env, id, ownUid } = t;
   fs.writeFileSync(files.passwd, passwdFile(id), { mode: 0o644 });
-  fs.writeFileSync(files.group, groupFile(id), { mode: 0o644 });
+  if (!next) fs.writeFileSync(files.group, groupFile(id), { mode: 0o644 });
   if (bwrap.init) {
     // Read by raysub-init before it drops to the task's uid: the worker itself cannot read it.
     const argv = directArgv(spec.argv, bwrap.layout.links) ?? spec.argv;

@@ -11,6 +11,7 @@ import { probeBwrap } from './probeBwrap.js';
 import { SandboxLauncher } from './sandboxLauncher.js';
 import { describeSeccomp } from './seccomp.js';
 import type { SandboxOptions } from './settings.js';
+import { removeStateDir } from './stateDir.js';
 
 export type { SandboxOptions } from './settings.js';
 
@@ -27,18 +28,22 @@ export async function chooseLauncher(opts: SandboxOptions, log: Logger): Promise
     const probed = await probeBwrap(opts, agentEnv, cg, log);
     if (probed.ok) {
       const detail = `bubblewrap ${probed.settings.bwrap?.version ?? ''}; ${probed.who}; ${describeSeccomp(probed.settings.seccomp)}; ${limits}; ${probed.interpreters}`;
-      const launcher = new SandboxLauncher('bwrap', detail, probed.settings, { log: log.child({ component: 'sandbox' }) });
+      const launcher = new SandboxLauncher('bwrap', detail, probed.settings, { log: log.child({ component: 'sandbox' }), ownsStateDir: true });
       launcher.prestart();
       return launcher;
     }
     reason = probed.reason;
     if (opts.sandbox === 'bwrap') {
       cg.cgroups?.close();
+      removeStateDir(cg.settings.stateDir);
       throw new RaysubError('USAGE', `--sandbox bwrap: bubblewrap cannot be used on this machine: ${reason}`);
     }
   }
   const detail = `no filesystem isolation (bubblewrap: ${reason}); ${limits}`;
   log.warn({ detail }, 'workers run without a bubblewrap sandbox');
-  if (!cg.cgroups) return new ProcessLauncher(detail, fdTaskCapacity());
-  return new SandboxLauncher('process', detail, { ...cg.settings, bwrap: null, uids: null }, { log: log.child({ component: 'sandbox' }) });
+  if (!cg.cgroups) {
+    removeStateDir(cg.settings.stateDir);
+    return new ProcessLauncher(detail, fdTaskCapacity());
+  }
+  return new SandboxLauncher('process', detail, { ...cg.settings, bwrap: null, uids: null }, { log: log.child({ component: 'sandbox' }), ownsStateDir: true });
 }

@@ -12,6 +12,7 @@ import { AgentCgroups } from './cgroups.js';
 import { CpuPinner, readCoreIds, siblingPinnedCpus } from './cpus.js';
 import { seccompArch } from './seccomp.js';
 import type { BaseSettings } from './settings.js';
+import { openStateDir } from './stateDir.js';
 import { injobDirOf, tasksDirOf } from '../workspace.js';
 
 export function findExecutable(name: string, pathVar: string | undefined): string | null {
@@ -78,9 +79,7 @@ type Opts = Pick<AgentOptions, 'workDir' | 'nodeName' | 'taskPidsMax' | 'taskOpe
  * removes the roots of agents that are gone, its own previous run's included.
  */
 export function openCgroups(opts: Opts): OpenedCgroups {
-  const stateDir = path.join(opts.workDir, 'sandbox');
-  fs.rmSync(stateDir, { recursive: true, force: true });
-  fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  const stateDir = openStateDir(opts.workDir);
   const base = `${opts.nodeName.replace(/[^A-Za-z0-9_.-]/g, '_')}-${crypto.createHash('sha256').update(opts.workDir).digest('hex').slice(0, 8)}`;
   const owner = ownerTag();
   const name = owner ? `${base}@${owner}` : base;

@@ -51,7 +51,7 @@ export async function probeBwrap(opts: SandboxOptions, agentEnv: Readonly<Record
   const layout = planLayout({
     interpreters: found.found,
     extraBinds: opts.sandboxBinds,
-    hidden: [...opts.hiddenPaths, opts.workDir],
+    hidden: [...opts.hiddenPaths, opts.workDir, cg.settings.stateDir],
     home: agentEnv.HOME ?? os.homedir(),
     maskFile,
     maskDir,

@@ -30,6 +30,7 @@ import { childrenOf, descendantsOf, signal, supervisorsOf } from './processTree.
 import { release, reservation, type Reservation } from './reservation.js';
 import { boundIdentity, ServedPool, type ServedSandbox, type ServedTask } from './servedPool.js';
 import type { SandboxSettings } from './settings.js';
+import { removeStateDir } from './stateDir.js';
 import { READY_FD } from './startScript.js';
 import type { TaskCgroup } from './taskCgroup.js';
 import { taskEnv } from './taskEnv.js';
@@ -74,6 +75,8 @@ export interface LauncherOptions {
   log: Logger;
   /** Keep a spare gate started ahead (bwrap mode). */
   keepSpare?: boolean;
+  /** The settings' state directory is this launcher's: removed when it closes (the start-up probe's trial launcher shares it). */
+  ownsStateDir?: boolean;
 }
 
 export class SandboxLauncher implements Launcher {
@@ -84,6 +87,7 @@ export class SandboxLauncher implements Launcher {
   private readonly pool: ServedPool;
   private readonly log: Logger;
   private readonly keepSpare: boolean;
+  private readonly ownsStateDir: boolean;
   /** Directories in which each job has a directory of its own that its tasks read (see reuseOf). */
   private readonly jobRoots: string[];
 
@@ -95,6 +99,7 @@ export class SandboxLauncher implements Launcher {
   ) {
     this.log = o.log;
     this.keepSpare = o.keepSpare ?? true;
+    this.ownsStateDir = o.ownsStateDir ?? false;
     this.jobRoots = s.reuse?.injobRoot ? [s.reuse.injobRoot] : [];
     this.pool = new ServedPool({ settings: s, log: o.log, track: (p) => this.track(p), closed: () => this.closed });
   }
@@ -385,5 +390,6 @@ export class SandboxLauncher implements Launcher {
     }
     await Promise.allSettled([...this.releasing]);
     this.s.cgroups?.close();
+    if (this.ownsStateDir) removeStateDir(this.s.stateDir);
   }
 }

@@ -235,7 +235,7 @@ export class ServedPool {
     try {
       if (!first) {
         const id: Identity = { uid: sb.uid ?? s.self.uid, gid: sb.uid ?? s.self.gid, name: 'raysub', home: t.spec.cwd };
-        await writeTaskFiles({ bwrap, envBinary: s.envBinary, spec: t.spec, env: t.env, limits: t.limits, id, ownUid: sb.uid !== null }, files, true);
+        await writeTaskFiles({ bwrap, envBinary: s.envBinary, spec: t.spec, env: t.env, limits: t.limits, id, ownUid: sb.uid !== null }, files, true, true);
         sb.cgroup?.setLimits(t.limits);
       }
       // Read by raysub-init (root) before the task: which job's directories it binds.

@@ -32,7 +32,7 @@ export interface SandboxSettings {
   uids: UidPool | null;
   /** The agent's own uid and gid, used when tasks do not get their own. */
   self: { uid: number; gid: number };
-  /** Per-task files (passwd, start script), private to the agent. */
+  /** Per-task files (passwd, start script), private to the agent: on a tmpfs where it may be (stateDir.ts). */
   stateDir: string;
   envBinary: string | null;
   pidsMax: number;
