@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { removeAside } from '../src/agent/files/aside.js';
 import { runSmallFileOp, SMALL_DIR_ENTRIES } from '../src/agent/files/ops.js';
 import { tempDir } from './helpers/cluster.js';
 
@@ -107,5 +108,25 @@ describe('small file operations in place', () => {
     const out = execFileSync(process.execPath, [file], { encoding: 'utf8', timeout: 30_000 });
     expect(JSON.parse(out.trim())).toEqual([0, 1]);
     expect(fs.readdirSync(base)).toEqual([]);
+  });
+});
+
+describe('removing a tree aside', () => {
+  it('takes the directory away at once, removes it in the background, and leaves one made again under its name', async () => {
+    const root = tempDir('raysub-aside-');
+    const dir = path.join(root, 'job');
+    fs.mkdirSync(path.join(dir, 'objects', 'deep'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'objects', 'deep', 'x'), 'data');
+    const errors: unknown[] = [];
+    removeAside(dir, (err) => errors.push(err));
+    expect(fs.existsSync(dir)).toBe(false);
+    // The same name made again at once is another directory, never removed by the one before.
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, 'new'), 'kept');
+    await expect.poll(() => fs.readdirSync(root)).toEqual(['job']);
+    expect(fs.readdirSync(dir)).toEqual(['new']);
+    // A directory already gone is nothing to remove.
+    removeAside(path.join(root, 'missing'), (err) => errors.push(err));
+    expect(errors).toEqual([]);
   });
 });

@@ -13,6 +13,7 @@ import type { Logger } from '../../shared/log.js';
 import type { ErrorInfo, InjobCounts, JobContext, Lang, RelayTask, SubmitSpec, TaskRef, Usage } from '../../shared/protocol/index.js';
 import type { Capacity, TaskRequest } from '../../shared/resources.js';
 import type { WorkerHandle } from '../launcher.js';
+import { removeAside } from '../files/aside.js';
 import { JobBudget } from './budget.js';
 import { Conn } from './conn.js';
 import { FrameError, FrameReader } from './frames.js';
@@ -377,8 +378,9 @@ export class JobState {
       c.sock.destroy();
     }
     this.server?.close();
+    // Its directory (socket, objects on disk) off the event loop (the job may come back here, and makes it anew).
+    removeAside(this.dir, (err) => this.log.warn({ err, job: this.jobId }, "could not remove a job's in-job directory"));
     this.objects.remove();
-    fs.rmSync(this.dir, { recursive: true, force: true });
     if (this.tmpDir) fs.rmSync(this.tmpDir, { recursive: true, force: true });
   }
 }
