@@ -189,7 +189,9 @@ describe('credentials', () => {
       expect([refused.status, refused.body.error?.code], JSON.stringify(bad)).toEqual([400, 'INVALID_REQUEST']);
       expect(refused.body.error?.message).toMatch(/node name is 1-128/);
     }
-    // Another credential can neither take its name nor read its assignments...
+    // Another credential can neither take its name nor read its assignments (also once the node's
+    // own credential has been checked, and is remembered)...
+    expect((await raw(head.url, 'POST', `/api/agents/${nodeA}/poll`, agentA, { known: [], wait_ms: 0 })).status).toBe(200);
     const taken = await raw(head.url, 'POST', '/api/agents/register', agentB, registration('rack-a-1'));
     expect([taken.status, taken.body.error?.code]).toEqual([409, 'NODE_NAME_TAKEN']);
     expect((await raw(head.url, 'POST', `/api/agents/${nodeA}/poll`, agentB, { known: [], wait_ms: 0 })).status).toBe(403);

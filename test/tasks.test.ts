@@ -114,6 +114,8 @@ describe('in-job tasks, objects and actors across two agents', () => {
     expect(waiting.raysub.queue?.reason).toMatch(/needs 1 CPUs?; largest free: 0/);
     const later = await head.client.waitForJob('later', { timeoutMs: 60_000 });
     expect(later.status).toBe('SUCCEEDED');
+    // A job that submitted no in-job work has no in-job counts (none are kept for it either).
+    expect(later.raysub.injob).toBeNull();
     const done = await busy.result;
     expect(done.code, done.stderr).toBe(0);
     expect(done.stdout).toContain('done holding');

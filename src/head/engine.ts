@@ -151,7 +151,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   /** Apply a report's events in order, each at most once; returns the last sequence number applied. */
   applyReport(nodeId: string, events: readonly AgentEvent[], usage: string | null, now: number): number {
     return this.transact(() => {
-      let acked = this.store.nodes.get(nodeId)?.last_seq ?? 0;
+      let acked = this.store.nodes.lastSeq(nodeId);
       for (const ev of events) {
         if (ev.seq <= acked) continue;
         if (ev.seq !== acked + 1) break; // never skip a sequence number: wait for the gap to be resent

@@ -364,7 +364,8 @@ export class InjobHub {
     const sum = emptyCounts();
     sum.pending = queued;
     for (const c of m?.values() ?? []) for (const k of Object.keys(sum) as (keyof InjobCounts)[]) sum[k] += c[k];
-    return sum;
+    // A job that submitted nothing (agents report zeros for every job they run) has none: nothing to show, nor to keep when it ends.
+    return Object.values(sum).some((n) => n > 0) ? sum : null;
   }
 
   /** The HTTP address of a node's agent (its object server), once the agent has said it. */

@@ -37,9 +37,14 @@ class Buckets {
   }
 }
 
+/** Node ids whose credential check() keeps in memory. */
+const CREDENTIALS_KEPT = 4096;
+
 export class NodeIdentity {
   private readonly perName = new Buckets(5, 2000);
   private readonly perCredential = new Buckets(30, 1000);
+  /** Node id -> the credential that registered it (credentialOf), the newest CREDENTIALS_KEPT. */
+  private readonly credentials = new Map<string, string | null>();
 
   constructor(
     private readonly store: Pick<Store, 'nodes'>,
@@ -76,8 +81,22 @@ export class NodeIdentity {
 
   /** May `agent` act for node `nodeId` (poll, report, drain, leave)? */
   check(nodeId: string, agent: AgentPrincipal): void {
-    const credential = this.store.nodes.credentialOf(nodeId);
+    const credential = this.credentialOf(nodeId);
     if (credential === undefined) return; // unknown node: the endpoint answers NODE_LOST
     if (credential !== agent.credential) throw new RaysubError('FORBIDDEN', `node ${nodeId} was registered with another credential`);
+  }
+
+  /**
+   * The credential that registered a node id, read from SQLite once per id: it is written with the
+   * node's row and never changed (a registration again is a new id; rows are marked GONE, never
+   * deleted), and every agent request asks. An id not known yet is not remembered.
+   */
+  private credentialOf(nodeId: string): string | null | undefined {
+    if (this.credentials.has(nodeId)) return this.credentials.get(nodeId);
+    const credential = this.store.nodes.credentialOf(nodeId);
+    if (credential === undefined) return undefined;
+    if (this.credentials.size >= CREDENTIALS_KEPT) this.credentials.delete(this.credentials.keys().next().value ?? nodeId);
+    this.credentials.set(nodeId, credential);
+    return credential;
   }
 }

@@ -35,6 +35,7 @@ export function nodesRepo(db: Db) {
   const known = db.prepare("SELECT 1 FROM nodes WHERE name = ? AND state != 'GONE' LIMIT 1");
   const forgetName = db.prepare("UPDATE nodes SET state = 'GONE' WHERE name = ? AND state = 'LOST'");
   const setState = db.prepare('UPDATE nodes SET state = ? WHERE id = ?');
+  const lastSeq = db.prepare('SELECT last_seq FROM nodes WHERE id = ?');
   const setSeq = db.prepare('UPDATE nodes SET last_seq = ? WHERE id = ?');
   const touch = db.prepare('UPDATE nodes SET last_seen_at = ?, usage = COALESCE(?, usage) WHERE id = ?');
   // Lost nodes are kept for a while so `raysub nodes` can show them, then forgotten.
@@ -48,6 +49,8 @@ export function nodesRepo(db: Db) {
     all: () => all.all() as NodeRow[],
     alive: () => alive.all() as NodeRow[],
     setState: (id: string, state: NodeState) => setState.run(state, id),
+    /** The last report sequence number applied for the node (0 for an unknown node). */
+    lastSeq: (id: string) => (lastSeq.get(id) as { last_seq: number } | undefined)?.last_seq ?? 0,
     setSeq: (id: string, seq: number) => setSeq.run(seq, id),
     touch: (id: string, at: number, usage: string | null) => touch.run(at, usage, id),
     forgetLost: (before: number) => forgetLost.run(before),
