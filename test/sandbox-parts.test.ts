@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { applyLimits } from '../src/agent/sandbox/cgroupLimits.js';
-import { findCgroupMounts } from '../src/agent/sandbox/cgroupMounts.js';
+import { findCgroupMounts, type Hierarchy } from '../src/agent/sandbox/cgroupMounts.js';
 import { ownerTag, startTime } from '../src/agent/sandbox/cgroupOwner.js';
 import { AgentCgroups } from '../src/agent/sandbox/cgroups.js';
 import { enableV2, parseControllers, V2_CONTROLLERS, v2Wanted } from '../src/agent/sandbox/cgroupV2.js';
@@ -288,6 +288,33 @@ describe('cgroup v2', () => {
     expect(fs.readFileSync(path.join(v1, 'memory.limit_in_bytes'), 'utf8')).toBe(String(256 * 2 ** 20));
     expect(fs.readFileSync(path.join(v1, 'cpu.cfs_quota_us'), 'utf8')).toBe('150000');
     expect(fs.readFileSync(path.join(v1, 'pids.max'), 'utf8')).toBe('99');
+  });
+
+  it("writes a task cgroup's limits again only where they changed, and its cpuset every time", () => {
+    const limits = taskLimits({ resources: { cpus: 1, gpus: 0, memory: 0, custom: {} }, cpusetCpus: [1], deviceRules: ['c 1:3 rwm', 'c 1:5 rwm'], pidsMax: 99, openFiles: 64, ownUid: true, seccomp: null });
+    const scope = { mems: '0', allCpus: [0, 1], v2: new Set(V2_CONTROLLERS) };
+    const dir = tempDir('raysub-cg-again-');
+    const last = new Map<Hierarchy, string>();
+    const mark = () => {
+      for (const f of fs.readdirSync(dir)) fs.writeFileSync(path.join(dir, f), 'left');
+    };
+    const files = () => Object.fromEntries(fs.readdirSync(dir).map((f) => [f, fs.readFileSync(path.join(dir, f), 'utf8')]));
+    for (const h of ['devices', 'pids', 'cpuset'] as const) applyLimits(h, dir, limits, scope, last);
+    expect(files()).toEqual({ 'devices.deny': 'a', 'devices.allow': 'c 1:5 rwm', 'pids.max': '99', 'cpuset.mems': '0', 'cpuset.cpus': '1' });
+    // The same limits: only the cpuset is written again.
+    mark();
+    for (const h of ['devices', 'pids', 'cpuset'] as const) applyLimits(h, dir, limits, scope, last);
+    expect(files()).toEqual({ 'devices.deny': 'left', 'devices.allow': 'left', 'pids.max': 'left', 'cpuset.mems': '0', 'cpuset.cpus': '1' });
+    // Other device rules: the whole list again; the unchanged pids limit is left.
+    mark();
+    for (const h of ['devices', 'pids'] as const) applyLimits(h, dir, { ...limits, deviceRules: ['c 1:3 rwm'] }, scope, last);
+    expect(files()).toMatchObject({ 'devices.deny': 'a', 'devices.allow': 'c 1:3 rwm', 'pids.max': 'left' });
+    // A write that failed is made again next time.
+    const gone = tempDir('raysub-cg-gone-');
+    fs.rmSync(gone, { recursive: true });
+    expect(() => applyLimits('pids', gone, { ...limits, pidsMax: 7 }, scope, last)).toThrow();
+    applyLimits('pids', dir, { ...limits, pidsMax: 7 }, scope, last);
+    expect(fs.readFileSync(path.join(dir, 'pids.max'), 'utf8')).toBe('7');
   });
 
   it('wants on cgroup2 the controllers its root offers and no v1 hierarchy holds', () => {

@@ -87,12 +87,25 @@ function v2Writes(limits: TaskLimits, scope: CgroupScope): CgroupWrite[] {
   return out;
 }
 
-export function applyLimits(h: Hierarchy, dir: string, limits: TaskLimits, scope: CgroupScope): void {
-  for (const w of limitWrites(h, limits, scope)) {
+/**
+ * Write `limits` into the cgroup `dir` of hierarchy `h`. `last`: what was written into this
+ * task's cgroups before (updated here) — a hierarchy whose writes are all the same as last time
+ * is not written again (a served sandbox's next task with the same request: 8 writes of device
+ * rules alone), except its cpuset files, which the kernel empties of CPUs that went offline.
+ */
+export function applyLimits(h: Hierarchy, dir: string, limits: TaskLimits, scope: CgroupScope, last?: Map<Hierarchy, string>): void {
+  const writes = limitWrites(h, limits, scope);
+  const all = JSON.stringify(writes);
+  const same = last?.get(h) === all;
+  // Written again in full after a write that failed.
+  last?.delete(h);
+  for (const w of writes) {
+    if (same && !w.file.startsWith('cpuset.')) continue;
     try {
       write(dir, w.file, w.value);
     } catch (err) {
       if (!w.optional) throw err;
     }
   }
+  last?.set(h, all);
 }

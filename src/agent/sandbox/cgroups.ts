@@ -132,7 +132,9 @@ export class AgentCgroups {
   /** A cgroup per hierarchy for one task attempt, with its limits written before anything joins. */
   createTask(key: string, limits: TaskLimits): TaskCgroup {
     const dirs = new Map<Hierarchy, string>();
-    const apply: ApplyLimits = (h, dir, l) => applyLimits(h, dir, l, this.scope);
+    // What this task's cgroups were given last, per hierarchy: the same limits are not written again.
+    const written = new Map<Hierarchy, string>();
+    const apply: ApplyLimits = (h, dir, l) => applyLimits(h, dir, l, this.scope, written);
     try {
       for (const [h, root] of this.roots) {
         const dir = path.join(root, key);
