@@ -101,5 +101,13 @@ print(json.dumps(out))`,
     expect(sync.frames_in).toBe(1);
     expect(sync.frames_out).toBeLessThanOrEqual(2);
     expect(sync.writes).toBeLessThanOrEqual(2);
+
+    // [submission, its release] right after the loop above, then after 0.3 s idle: one frame each.
+    expect((c.get('flusher') as { sent: number[] }).sent).toEqual([1, 1, 1, 1]);
+
+    // Raised by the first task to end, not after the three of 3 s each queued behind it on one CPU.
+    const early = c.get('early_error') as { raised: string | null; seconds: number };
+    expect(early.raised).toMatch(/early/);
+    expect(early.seconds).toBeLessThan(6);
   }, 240_000);
 });

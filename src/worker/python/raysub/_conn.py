@@ -18,6 +18,7 @@ from ._contract import AGENT_MESSAGE, SIZES
 
 _PREFIX = struct.Struct(">II")
 FLUSH_AFTER_S = 0.002
+FLUSH_AWAKE_ROUNDS = 25
 FLUSH_AT_TASKS = 500
 FLUSH_AT_BYTES = 4 * 1024 * 1024
 # The agent takes headers of at most 1 MiB: a batch's header is cut well below that.
@@ -107,6 +108,8 @@ class Connection:
         self.owned = set()
         # id -> callbacks run (on the reader thread) once the agent says how the object stands.
         self.watchers = {}
+        # Results other than values that came (errors, values held elsewhere): see _objects._await.
+        self.notable = 0
         self.closed = None
         # In a worker, execute messages queue here (set before the reader starts: one may come at once;
         # a SimpleQueue hands one to the main thread in about half the time of a Queue).
@@ -137,6 +140,8 @@ class Connection:
         # Released objects whose state the agent has yet to send: not kept when it comes.
         self._gone = set()
         self._flush_wanted = threading.Event()
+        # The flusher sleeps on _flush_wanted only while idle; awake, it looks every FLUSH_AFTER_S.
+        self._flusher_idle = True
         self._reader = threading.Thread(target=self._read_loop, name="raysub-reader", daemon=True)
         self._reader.start()
         self._flusher = threading.Thread(target=self._flush_loop, name="raysub-flusher", daemon=True)
@@ -189,14 +194,15 @@ class Connection:
             full = len(self._buf) >= FLUSH_AT_TASKS or self._buf_bytes >= FLUSH_AT_BYTES
         if full:
             self.flush()
-        elif first:
+        elif first and self._flusher_idle:
             self._flush_wanted.set()
 
     def release(self, kind, oid):
         """This process holds no more refs to object (kind "o") or actor ("a") `oid`: sent after the
         submissions made before, which may still need it."""
         self._released.append((kind, oid))
-        self._flush_wanted.set()
+        if self._flusher_idle:
+            self._flush_wanted.set()
 
     def flush(self):
         """Send the buffered submissions, then the releases made since (one write for both)."""
@@ -233,18 +239,31 @@ class Connection:
         return {"t": "release", "objects": objects, "actors": actors}, ()
 
     def _flush_loop(self):
+        """Send what waits in the buffer FLUSH_AFTER_S after it came. Once woken, the flusher stays
+        awake, looking every FLUSH_AFTER_S, until nothing came for FLUSH_AWAKE_ROUNDS looks: a
+        driver submitting one task at a time (each sent at once by its `get`) does not wake it for
+        every submission and every release, only to find them sent."""
         while self.closed is None:
-            self._flush_wanted.wait()
+            self._flusher_idle = True
+            # Looked at after saying so: a submission made before then is seen here, one made after
+            # sees the flusher idle and wakes it.
+            if not (self._buf or self._released):
+                self._flush_wanted.wait()
             self._flush_wanted.clear()
-            if self.closed is not None:
-                return
-            threading.Event().wait(FLUSH_AFTER_S)
-            try:
-                self.flush()
-                while self._released:
+            self._flusher_idle = False
+            quiet = 0
+            while self.closed is None and quiet < FLUSH_AWAKE_ROUNDS:
+                time.sleep(FLUSH_AFTER_S)
+                if not (self._buf or self._released):
+                    quiet += 1
+                    continue
+                quiet = 0
+                try:
                     self.flush()
-            except OSError:
-                return
+                    while self._released:
+                        self.flush()
+                except OSError:
+                    return
 
     # ---- results ---------------------------------------------------------------------------
 
@@ -261,6 +280,9 @@ class Connection:
                             n = item["len"] if item["state"] in ("value", "error") else 0
                             data = payload[at:at + n]
                             at += n
+                            if item["state"] != "value" and item["state"] != "path":
+                                # An error, or a value held elsewhere: waiters look at every ref again.
+                                self.notable += 1
                             if item["id"] in self._gone:
                                 self._gone.discard(item["id"])
                             else:
