@@ -286,9 +286,9 @@ export class Executor {
     // A task dispatched earlier that still waits for its new worker to start runs here now.
     const waiting = takeStarting(w);
     if (waiting) this.run(w, waiting);
+    // Either way the queues are looked at again (enqueue and finish pump).
     if (!msg.ok && retryable && task.spec.retry_exceptions && retriesLeft(task)) this.retry(task);
     else this.finish(task, value);
-    this.pump();
   }
 
   /** A generator task yielded a value (or its error): the object `<task id>_<index>`. */
