@@ -63,6 +63,18 @@ describe('options, in process', () => {
     expect(headOptionsFrom({ nodeName: 'gpu-1.rack_a' }, { path: null, head: {}, agent: {}, client: {} }).localAgent?.nodeName).toBe('gpu-1.rack_a');
   });
 
+  it("the object store's pages: huge by default, small by flag or environment, anything else refused", () => {
+    const none = { path: null, head: {}, agent: {}, client: {} };
+    const agent = { address: 'http://127.0.0.1:1', token: 't' };
+    expect(agentOptionsFrom(agent, none).objectStorePages).toBe('huge');
+    expect(agentOptionsFrom({ ...agent, objectStorePages: 'small' }, none).objectStorePages).toBe('small');
+    expect(headOptionsFrom({ objectStorePages: 'small' }, none).localAgent?.objectStorePages).toBe('small');
+    process.env.RAYSUB_OBJECT_STORE_PAGES = 'small';
+    expect(agentOptionsFrom(agent, none).objectStorePages).toBe('small');
+    process.env.RAYSUB_OBJECT_STORE_PAGES = 'giant';
+    expect(() => agentOptionsFrom(agent, none)).toThrow(/RAYSUB_OBJECT_STORE_PAGES must be one of huge, small/);
+  });
+
   it('agents and clients read their token from a file, and warn about a token on the command line', () => {
     const dir = tempDir('raysub-token-');
     const tokenFile = path.join(dir, 'token');

@@ -101,7 +101,7 @@ class Agent implements RunningAgent {
       log: log.child({ component: 'injob' }),
       totals,
       nodeName: opts.nodeName,
-      objectStore: { dir: opts.objectStoreDir, memory: opts.objectStoreMemory },
+      objectStore: { dir: opts.objectStoreDir, memory: opts.objectStoreMemory, hugePages: opts.objectStorePages === 'huge' },
       wake: () => this.wakeReporter(2),
       workspace,
       launcher,

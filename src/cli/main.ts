@@ -119,6 +119,7 @@ export function buildProgram(): Command {
     .option('--cache-limit <bytes>', 'agent cache size limit (default: 10G)')
     .option('--object-store-memory <bytes>', "shared memory in-job objects may fill on this node; past it they go to the work dir's disk (default: 30% of --memory)")
     .option('--object-store-dir <dir>', 'tmpfs directory of the shared-memory object store ("none": objects on disk only; default: /dev/shm)')
+    .addOption(new Option('--object-store-pages <pages>', "huge: the store is a tmpfs of the agent's own with 2 MiB pages, where it is root (default); small: the directory's 4 KiB pages").choices(['huge', 'small']))
     .option('--max-connections <n>', 'HTTP connections the head holds at once (default: 3/4 of its open-file limit)')
     .option('--max-connections-per-address <n>', `HTTP connections one remote address may hold (default: ${DEFAULTS.maxConnectionsPerAddress})`)
     .option('--http-request-timeout <seconds>', `a request, body included, must arrive within this (default: ${DEFAULTS.httpRequestTimeoutS})`)

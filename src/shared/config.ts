@@ -47,6 +47,7 @@ export const DEFAULTS = {
   /** The shared-memory object store: a tmpfs directory, and the share of the node's memory its objects may fill (as Ray's 30%). */
   objectStoreDir: '/dev/shm',
   objectStoreMemoryFraction: 0.3,
+  objectStorePages: 'huge' as 'huge' | 'small',
   sandboxInterpreters: 'python3,python,node',
   taskPidsMax: 4096,
   taskOpenFiles: 4096,
@@ -183,6 +184,7 @@ function agentBase(l: Lookup, workDir: string, nodeName: string, hiddenPaths: st
     memory,
     objectStoreDir: storeDir === '' || storeDir === 'none' ? null : path.resolve(expandHome(storeDir)),
     objectStoreMemory: bytes(l.get('object-store-memory', 'RAYSUB_OBJECT_STORE_MEMORY')) ?? Math.floor(memory * DEFAULTS.objectStoreMemoryFraction),
+    objectStorePages: oneOf(l.get('object-store-pages', 'RAYSUB_OBJECT_STORE_PAGES'), ['huge', 'small'] as const, DEFAULTS.objectStorePages),
     resources: parseResources(l.get('resources', 'RAYSUB_RESOURCES')),
     killGraceMs: killGraceMs(l),
     sandbox: oneOf(l.get('sandbox', 'RAYSUB_SANDBOX'), ['auto', 'bwrap', 'process', 'none'] as const, DEFAULTS.sandbox),

@@ -24,6 +24,8 @@ export interface AgentOptions {
   readonly objectStoreDir: string | null;
   /** What objects in shared memory may fill on this node (past it they go to disk). */
   readonly objectStoreMemory: number;
+  /** 'huge': the store is a huge-page tmpfs of the agent's own where it can (src/agent/injob/objectMount.ts); 'small': the directory's own 4 KiB pages. */
+  readonly objectStorePages: 'huge' | 'small';
   readonly resources: ResourceMap;
   readonly killGraceMs: number;
   readonly sandbox: SandboxChoice;
@@ -147,6 +149,7 @@ export interface StartFlags {
   leaseMs?: string;
   cacheLimit?: string;
   minFreeDisk?: string;
+  objectStorePages?: string;
   sandboxInterpreters?: string;
   sandboxBind?: string;
   taskPidsMax?: string;

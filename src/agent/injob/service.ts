@@ -45,7 +45,7 @@ export interface InjobServiceDeps extends LaunchDeps {
   /** Wake the report loop: there is in-job traffic for the head. */
   wake: () => void;
   /** The shared-memory object store: its tmpfs directory (null: none) and what its objects may fill. */
-  objectStore: { dir: string | null; memory: number };
+  objectStore: { dir: string | null; memory: number; hugePages: boolean };
 }
 
 export class InjobService {
@@ -67,7 +67,7 @@ export class InjobService {
     this.root = injobDirOf(d.workDir);
     // Sockets and objects of a previous run of this agent belong to jobs it no longer serves.
     fs.rmSync(this.root, { recursive: true, force: true });
-    this.shm = openShmPool(d.objectStore.dir, d.objectStore.memory, d.workDir, d.log, { hugePages: true });
+    this.shm = openShmPool(d.objectStore.dir, d.objectStore.memory, d.workDir, d.log, { hugePages: d.objectStore.hugePages });
     this.ledger = new NodeLedger(d.totals);
     this.executor = new Executor(this.ledger, d, {
       finished: (t, v) => this.finished(t, v),
