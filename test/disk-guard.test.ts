@@ -120,7 +120,7 @@ describe('disk pressure, end to end', () => {
     expect(logs, logs).toContain('filled');
     expect(logs).not.toContain('never killed');
     expect(filler).toMatchObject({ status: 'FAILED', raysub: { error_type: 'DISK_PRESSURE' } });
-    expect(filler.raysub.message).toMatch(/evicted: the node's disk had .* free \(its floor is 48\.0 MiB, --min-free-disk\) and this task's working directory held .*, the most of any task on the node/);
+    expect(filler.raysub.message).toMatch(/evicted: the node's disk had .* free \(its floor is 48\.0 MiB, --min-free-disk\) and this task's working directory and unsent output held .*, the most of any task on the node/);
     expect(logs).toMatch(/\[raysub\] evicted/);
 
     const holder = await head.client.waitForJob('holder', { timeoutMs: 90_000 });
@@ -140,4 +140,73 @@ describe('disk pressure, end to end', () => {
 
     expect((await head.client.nodes()).find((n) => n.node_name === node)?.state).toBe('ALIVE');
   });
+
+  it('counts the output an agent keeps for a task while its head is away', { timeout: 180_000 }, async (ctx) => {
+    if (process.getuid?.() !== 0) {
+      console.warn(`skipping "${ctx.task.name}": mounting a small tmpfs for the agent's work dir needs root`);
+      return ctx.skip();
+    }
+    const mnt = tempDir('raysub-disk-');
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=160m,mode=0711', 'tmpfs', mnt]);
+    } catch (err) {
+      console.warn(`skipping "${ctx.task.name}": cannot mount a tmpfs (${(err as Error).message.split('\n')[0]})`);
+      return ctx.skip();
+    }
+    onTestFinished(() => {
+      execFileSync('umount', ['-l', mnt]);
+    });
+    const head = await startHead({ localAgent: false });
+    await startAgent(head, { name: unique('spool'), numCpus: 2, workDir: path.join(mnt, 'agent'), args: ['--min-free-disk', '48M'] });
+    const dir = workingDir({
+      'talk.py': `
+import os, sys, time
+open("started", "w").close()
+while not os.path.exists("go"):
+    time.sleep(0.05)
+line = b"x" * 1023 + b"\\n"
+for i in range(140 * 1024):
+    sys.stdout.buffer.write(line)
+sys.stdout.flush()
+time.sleep(120)
+`,
+    });
+    expect((await runCli(['job', 'submit', '--no-wait', '--submission-id', 'talker', '--working-dir', dir, '--', 'python3', 'talk.py'], { env: head.env })).code).toBe(0);
+    const taskDir = await waitFor(() => findFile(path.join(mnt, 'agent'), 'started'), { what: 'the task to start', timeoutMs: 60_000 });
+    // The head goes quiet: the task's output waits on the agent's disk.
+    process.kill(head.pid, 'SIGSTOP');
+    let resumed = false;
+    const resume = (): void => {
+      if (!resumed) process.kill(head.pid, 'SIGCONT');
+      resumed = true;
+    };
+    onTestFinished(resume);
+    fs.writeFileSync(path.join(path.dirname(taskDir), 'go'), '');
+    await waitFor(() => !fs.existsSync(taskDir), { what: 'the talker to be evicted', timeoutMs: 90_000 });
+    resume();
+    const job = await head.client.waitForJob('talker', { timeoutMs: 90_000 });
+    expect(job).toMatchObject({ status: 'FAILED', raysub: { error_type: 'DISK_PRESSURE' } });
+    expect(job.raysub.message).toMatch(/working directory and unsent output held/);
+    await waitFor(async () => (await readDisk(mnt)).freeBytes > 100 * MiB, { what: 'the spooled output to be sent and removed' });
+  });
 });
+
+/** The path of the first file named `name` under `root`, or null. */
+function findFile(root: string, name: string): string | null {
+  const stack = [root];
+  while (stack.length > 0) {
+    const d = stack.pop() as string;
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(d, { withFileTypes: true });
+    } catch {
+      continue;
+    }
+    for (const e of entries) {
+      const p = path.join(d, e.name);
+      if (e.name === name && e.isFile()) return p;
+      if (e.isDirectory()) stack.push(p);
+    }
+  }
+  return null;
+}

@@ -2,9 +2,10 @@
  * Disk pressure: a job must not fill its node's disk. Every second the guard asks the file system
  * of the agent's work dir how much space and how many inodes are left (one statfs); while both are
  * above the node's floor (`--min-free-disk`) that is all it does. Below it, it measures what each
- * running worker holds in its working directory (in the file worker thread: a tree of a million
- * files never stalls the agent) and kills the worker holding the most, as the kubelet evicts the pod
- * using the most ephemeral storage: its task fails with `DISK_PRESSURE`, its directory is removed
+ * running worker holds in its working directory and in its output waiting for the head (in the
+ * file worker thread: a tree of a million files never stalls the agent) and kills the worker
+ * holding the most, as the kubelet evicts the pod using the most ephemeral storage, logs included:
+ * its task fails with `DISK_PRESSURE`, its directory is removed
  * as on any exit, and the guard waits for that directory to be gone before it judges again. A
  * worker holding almost nothing is never killed for a disk something else filled.
  */
@@ -34,7 +35,8 @@ const SETTLE_MAX_MS = 30_000;
 
 interface Tracked {
   key: string;
-  dir: string;
+  /** Its working directory, and files kept for it (its output waiting for the head). */
+  paths: string[];
   handle: WorkerHandle;
   evicted: string | null;
 }
@@ -101,7 +103,7 @@ export class DiskGuard {
   }
 
   private track(spec: LaunchSpec, handle: WorkerHandle): WorkerHandle {
-    const t: Tracked = { key: spec.key, dir: spec.cwd, handle, evicted: null };
+    const t: Tracked = { key: spec.key, paths: [spec.cwd, ...(spec.alsoHolds ?? [])], handle, evicted: null };
     this.live.set(spec.key, t);
     const exited = handle.exited.then(
       (exit): WorkerExit => (t.evicted ? { ...exit, evicted: t.evicted } : exit),
@@ -137,8 +139,12 @@ export class DiskGuard {
     let worst: { t: Tracked; bytes: number; entries: number } | null = null;
     for (const t of this.live.values()) {
       if (t.evicted) continue;
-      const used = await fileOp({ op: 'usage', path: t.dir }).catch(() => null);
-      if (!used) continue;
+      const used = { bytes: 0, entries: 0 };
+      for (const p of t.paths) {
+        const u = await fileOp({ op: 'usage', path: p }).catch(() => null);
+        used.bytes += u?.bytes ?? 0;
+        used.entries += u?.entries ?? 0;
+      }
       const size = pressure.kind === 'bytes' ? used.bytes : used.entries;
       if (!worst || size > (pressure.kind === 'bytes' ? worst.bytes : worst.entries)) worst = { t, bytes: used.bytes, entries: used.entries };
     }
@@ -151,9 +157,9 @@ export class DiskGuard {
       return;
     }
     const held = pressure.kind === 'bytes' ? formatBytes(worst.bytes) : `${worst.entries} files`;
-    const message = `evicted: the node's disk had ${free} (its floor is ${floorText}, --min-free-disk) and this task's working directory held ${held}, the most of any task on the node`;
+    const message = `evicted: the node's disk had ${free} (its floor is ${floorText}, --min-free-disk) and this task's working directory and unsent output held ${held}, the most of any task on the node`;
     worst.t.evicted = message;
-    this.settling = { dir: worst.t.dir, until: Date.now() + SETTLE_MAX_MS };
+    this.settling = { dir: worst.t.paths[0] ?? '', until: Date.now() + SETTLE_MAX_MS };
     this.log.warn({ task: worst.t.key, free, floor: floorText, held }, 'disk pressure: killing the task holding the most of it');
     void worst.t.handle.terminate(0, 'SIGTERM').catch(() => undefined);
   }

@@ -24,6 +24,8 @@ export interface LaunchSpec {
   network: 'host' | 'none';
   /** Extra directories the worker may read (runtime envs, caches). */
   readOnlyPaths: string[];
+  /** Files the agent keeps for the worker that count as its disk use (its output waiting for the head): diskGuard.ts. */
+  alsoHolds?: string[];
   /** Directories besides its own the worker may write (its job's shared-memory object store). */
   writablePaths?: string[];
   /** The job may create user namespaces (and mounts in them): `runtime_env.sandbox.user_namespaces`. */

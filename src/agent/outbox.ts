@@ -30,12 +30,16 @@ export class Outbox {
     private readonly maxMemoryPerTask: number,
   ) {}
 
+  /** Where an attempt's output waits on disk while the head has not taken it. */
+  spoolPathOf(ref: TaskRef): string {
+    return path.join(this.spoolDir, `${key(ref).replace(/[^A-Za-z0-9_.-]/g, '_')}.spool`);
+  }
+
   private buffer(ref: TaskRef): LogBuffer {
     const k = key(ref);
     let entry = this.buffers.get(k);
     if (!entry) {
-      const file = path.join(this.spoolDir, `${k.replace(/[^A-Za-z0-9_.-]/g, '_')}.spool`);
-      entry = { ref, buf: new LogBuffer(file, this.maxMemoryPerTask) };
+      entry = { ref, buf: new LogBuffer(this.spoolPathOf(ref), this.maxMemoryPerTask) };
       this.buffers.set(k, entry);
     }
     return entry.buf;

@@ -110,6 +110,7 @@ export class TaskRun {
       detachApi = api?.detach;
       this.worker = await this.launch({
         key: this.key,
+        alsoHolds: [outbox.spoolPathOf(this.ref)],
         group: a.job.job_id,
         argv: prepared.argv ?? ['/bin/sh', '-c', a.entrypoint],
         cwd: taskDir,

@@ -150,6 +150,9 @@ function chownTree(dir: string, uid: number, gid: number): FileOpResult {
  */
 function usageOf(dir: string): FileOpResult {
   const result = { entries: 0, bytes: 0 };
+  const top = fs.lstatSync(dir, { throwIfNoEntry: false });
+  if (!top) return result;
+  if (!top.isDirectory()) return { entries: 1, bytes: top.blocks * 512 };
   const stack = [dir];
   while (stack.length > 0) {
     const d = stack.pop() as string;
