@@ -7,8 +7,8 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it, onTestFinished } from 'vitest';
-import { describeFloor, pressureOf, readDisk } from '../src/agent/diskGuard.js';
+import { describe, expect, it, onTestFinished, type TestContext } from 'vitest';
+import { pressureOf, readDisk } from '../src/agent/diskGuard.js';
 import { headOptionsFrom } from '../src/shared/config.js';
 import { runCli, startAgent, startHead, tempDir, waitFor, workingDir } from './helpers/cluster.js';
 import { unique } from './helpers/sandbox.js';
@@ -37,7 +37,6 @@ describe('disk pressure, in process', () => {
     expect(opt('2G')).toEqual({ bytes: 2048 * MiB, fraction: null });
     expect(opt('10%')).toEqual({ bytes: null, fraction: 0.1 });
     expect(opt('0')).toEqual({ bytes: 0, fraction: null });
-    expect(describeFloor({ bytes: 1024 * MiB, fraction: 0.05 })).toBe('the smaller of 1.0 GiB and 5%');
     for (const bad of ['lots', '90%', '', '-1G']) expect(() => opt(bad), bad).toThrow(/min-free-disk/);
   });
 });
@@ -88,22 +87,29 @@ time.sleep(4)
 print("ok", flush=True)
 `;
 
+/** A 160 MiB tmpfs for an agent's work dir, unmounted when the test ends; null (having said why) where none can be mounted. */
+function smallDisk(ctx: TestContext): string | null {
+  if (process.getuid?.() !== 0) {
+    console.warn(`skipping "${ctx.task.name}": mounting a small tmpfs for the agent's work dir needs root`);
+    return null;
+  }
+  const mnt = tempDir('raysub-disk-');
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=160m,mode=0711', 'tmpfs', mnt]);
+  } catch (err) {
+    console.warn(`skipping "${ctx.task.name}": cannot mount a tmpfs (${(err as Error).message.split('\n')[0]})`);
+    return null;
+  }
+  onTestFinished(() => {
+    execFileSync('umount', ['-l', mnt]);
+  });
+  return mnt;
+}
+
 describe('disk pressure, end to end', () => {
   it('kills the task filling the disk (DISK_PRESSURE), spares the one beside it, and the node keeps serving', { timeout: 180_000 }, async (ctx) => {
-    if (process.getuid?.() !== 0) {
-      console.warn(`skipping "${ctx.task.name}": mounting a small tmpfs for the agent's work dir needs root`);
-      return ctx.skip();
-    }
-    const mnt = tempDir('raysub-disk-');
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=160m,mode=0711', 'tmpfs', mnt]);
-    } catch (err) {
-      console.warn(`skipping "${ctx.task.name}": cannot mount a tmpfs (${(err as Error).message.split('\n')[0]})`);
-      return ctx.skip();
-    }
-    onTestFinished(() => {
-      execFileSync('umount', ['-l', mnt]);
-    });
+    const mnt = smallDisk(ctx);
+    if (mnt === null) return ctx.skip();
     const head = await startHead({ localAgent: false });
     const node = unique('disk');
     const workDir = path.join(mnt, 'agent');
@@ -142,20 +148,8 @@ describe('disk pressure, end to end', () => {
   });
 
   it('counts the output an agent keeps for a task while its head is away', { timeout: 180_000 }, async (ctx) => {
-    if (process.getuid?.() !== 0) {
-      console.warn(`skipping "${ctx.task.name}": mounting a small tmpfs for the agent's work dir needs root`);
-      return ctx.skip();
-    }
-    const mnt = tempDir('raysub-disk-');
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=160m,mode=0711', 'tmpfs', mnt]);
-    } catch (err) {
-      console.warn(`skipping "${ctx.task.name}": cannot mount a tmpfs (${(err as Error).message.split('\n')[0]})`);
-      return ctx.skip();
-    }
-    onTestFinished(() => {
-      execFileSync('umount', ['-l', mnt]);
-    });
+    const mnt = smallDisk(ctx);
+    if (mnt === null) return ctx.skip();
     const head = await startHead({ localAgent: false });
     await startAgent(head, { name: unique('spool'), numCpus: 2, workDir: path.join(mnt, 'agent'), args: ['--min-free-disk', '48M'] });
     const dir = workingDir({

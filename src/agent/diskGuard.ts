@@ -59,11 +59,6 @@ export function pressureOf(r: DiskReading, floor: DiskFloor): { kind: 'bytes' | 
   return null;
 }
 
-export function describeFloor(floor: DiskFloor): string {
-  const parts = [floor.bytes === null ? null : formatBytes(floor.bytes), floor.fraction === null ? null : `${+(floor.fraction * 100).toFixed(2)}%`].filter(Boolean);
-  return parts.length > 1 ? `the smaller of ${parts.join(' and ')}` : (parts[0] ?? '0');
-}
-
 export class DiskGuard {
   private readonly live = new Map<string, Tracked>();
   private timer: NodeJS.Timeout | null = null;
