@@ -37,6 +37,8 @@ describe('job list', () => {
     submit('retried', { raysub: { max_retries: 1, retry_backoff_s: 0 } });
     submit('waits', { entrypoint_num_cpus: 64, raysub: { wait_for_capacity: true } });
     submit('held', { raysub: { hold: true } });
+    // Every other column a listed row carries: dependencies, an array spec, a cap, a runtime env.
+    submit('follows', { runtime_env: { env_vars: { A: '1' } }, metadata: { note: 'é "quoted"' }, raysub: { after: ['plain'], after_any: ['gpu'], array: '0-6:3%2', timeout_s: 5, priority: 2, max_retries: 2 } });
     head.engine.schedule(undefined, T0);
     const placed = new Map<string, { node: string; attempt: number }>();
     for (const id of ['plain', 'labelled', 'array', 'gpu', 'retried']) {
@@ -66,7 +68,9 @@ describe('job list', () => {
     head.engine.nodeLost(n2, 'node n2 shut down', T0 + 5000);
 
     const all = (await call(head, 'GET', '/api/jobs/')).json as unknown as JobDetails[];
-    expect(all.map((j) => j.submission_id)).toEqual(['held', 'waits', 'retried', 'gpu', 'array', 'labelled', 'plain']);
+    expect(all.map((j) => j.submission_id)).toEqual(['follows', 'held', 'waits', 'retried', 'gpu', 'array', 'labelled', 'plain']);
+    expect(all[0]?.raysub).toMatchObject({ after: ['plain'], after_any: ['gpu'], array: '0-6:3%2', max_concurrent: 2, timeout_s: 5, priority: 2, max_retries: 2 });
+    expect(all[0]?.runtime_env).toEqual({ env_vars: { A: '1' } });
     const statuses = Object.fromEntries(all.map((j) => [j.submission_id, j.status]));
     expect(statuses).toMatchObject({ plain: 'SUCCEEDED', labelled: 'SUCCEEDED', gpu: 'SUCCEEDED', array: 'RUNNING', waits: 'PENDING', held: 'PENDING' });
     // The listing shows what was read with the page: counts, usage, nodes.
@@ -95,12 +99,12 @@ describe('job list', () => {
     expect(paged.map((j) => JSON.stringify(j))).toEqual(all.map((j) => JSON.stringify(j)));
 
     for (const [query, ids] of [
-      ['status=PENDING', ['held', 'waits']],
+      ['status=PENDING', ['follows', 'held', 'waits']],
       ['status=RUNNING,SUCCEEDED&limit=3', ['retried', 'gpu', 'array']],
       ['label=team=vision', ['array', 'labelled']],
       ['label=team=vision&label=job_name', ['labelled']],
       ['name=sweep', ['labelled']],
-      [`since=${byId.get('plain')?.start_time ?? 0}`, ['held', 'waits', 'retried', 'gpu', 'array', 'labelled', 'plain']],
+      [`since=${byId.get('plain')?.start_time ?? 0}`, ['follows', 'held', 'waits', 'retried', 'gpu', 'array', 'labelled', 'plain']],
       [`since=${Date.now() + 3_600_000}`, []],
     ] as const) {
       const res = await call(head, 'GET', `/api/jobs/?${query}`);

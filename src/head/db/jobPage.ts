@@ -100,28 +100,101 @@ function countsOf(text: string | null): Record<string, number> {
   return counts;
 }
 
+/** Where each column the page reads sits in a raw row of the page's statement. */
+type ColumnAt = Record<keyof JobRow | keyof PageColumns, number>;
+
+/** A page statement that answers rows as arrays, and where its columns are. */
+interface PageStatement {
+  st: BetterSqlite3.Statement;
+  at: ColumnAt;
+}
+
+/**
+ * The position of every column the page reads. Read by name once per statement: a page's rows
+ * come back as arrays (better-sqlite3 builds a 40-key object per row several times slower than
+ * the array), and each row is built below as one object literal of a fixed shape.
+ */
+function columnsOf(st: BetterSqlite3.Statement): ColumnAt {
+  const at: Record<string, number> = {};
+  st.columns().forEach((c, i) => {
+    at[c.name] ??= i;
+  });
+  const need: (keyof ColumnAt)[] = [...JOB_COLUMNS, ...PAGE_COLUMNS];
+  const missing = need.filter((c) => at[c] === undefined);
+  if (missing.length) throw new Error(`the job page's statement lacks ${missing.join(', ')}`);
+  return at as ColumnAt;
+}
+
+const PAGE_COLUMNS: (keyof PageColumns)[] = ['page_task_counts', 'page_attempts', 'page_cpu', 'page_cpu_n', 'page_peak', 'page_peak_n', 'page_run_s', 'page_driver_name'];
+
+/** Every column of a job's row (a job's view reads them by name). */
+const JOB_COLUMNS: (keyof JobRow)[] = [
+  'seq', 'id', 'spec_hash', 'entrypoint', 'runtime_env', 'metadata', 'request', 'parallel', 'max_retries', 'retry_backoff_s', 'timeout_s', 'priority',
+  'wait_for_capacity', 'memory_limit', 'driver_on_head', 'schedule', 'status', 'stop_requested', 'failed_task', 'message', 'error_type', 'exit_code',
+  'created_at', 'start_time', 'end_time', 'driver_node_id', 'injob_counts', 'ray_message', 'held', 'after_jobs', 'max_concurrent', 'array_spec',
+];
+
+function listedOf(r: unknown[], at: ColumnAt): ListedJob {
+  const row: JobRow = {
+    seq: r[at.seq] as number,
+    id: r[at.id] as string,
+    spec_hash: r[at.spec_hash] as string,
+    entrypoint: r[at.entrypoint] as string,
+    runtime_env: r[at.runtime_env] as string,
+    metadata: r[at.metadata] as string,
+    request: r[at.request] as string,
+    parallel: r[at.parallel] as number,
+    max_retries: r[at.max_retries] as number,
+    retry_backoff_s: r[at.retry_backoff_s] as number,
+    timeout_s: r[at.timeout_s] as number | null,
+    priority: r[at.priority] as number,
+    wait_for_capacity: r[at.wait_for_capacity] as number,
+    memory_limit: r[at.memory_limit] as number,
+    driver_on_head: r[at.driver_on_head] as number,
+    schedule: r[at.schedule] as string | null,
+    status: r[at.status] as JobRow['status'],
+    stop_requested: r[at.stop_requested] as number,
+    failed_task: r[at.failed_task] as number | null,
+    message: r[at.message] as string | null,
+    error_type: r[at.error_type] as JobRow['error_type'],
+    exit_code: r[at.exit_code] as number | null,
+    created_at: r[at.created_at] as number,
+    start_time: r[at.start_time] as number | null,
+    end_time: r[at.end_time] as number | null,
+    driver_node_id: r[at.driver_node_id] as string | null,
+    injob_counts: r[at.injob_counts] as string | null,
+    ray_message: r[at.ray_message] as string | null,
+    held: r[at.held] as number,
+    after_jobs: r[at.after_jobs] as string | null,
+    max_concurrent: r[at.max_concurrent] as number | null,
+    array_spec: r[at.array_spec] as string | null,
+  };
+  const n = (k: keyof PageColumns) => r[at[k]] as number | null;
+  return {
+    row,
+    counts: countsOf(r[at.page_task_counts] as string | null),
+    usage: { attempts: n('page_attempts') ?? 0, cpu: n('page_cpu'), cpu_n: n('page_cpu_n') ?? 0, peak: n('page_peak'), peak_n: n('page_peak_n') ?? 0, run_s: n('page_run_s') ?? 0 },
+    driverName: r[at.page_driver_name] as string | null,
+  };
+}
+
 export function jobPageRepo(db: Db) {
-  const cache = new Map<string, BetterSqlite3.Statement>();
-  const statement = (sql: string): BetterSqlite3.Statement => {
-    let st = cache.get(sql);
-    if (!st) {
-      st = db.prepare(sql);
-      if (cache.size < MAX_CACHED_SHAPES) cache.set(sql, st);
+  const cache = new Map<string, PageStatement>();
+  const statement = (sql: string): PageStatement => {
+    let ps = cache.get(sql);
+    if (!ps) {
+      const st = db.prepare(sql).raw(true);
+      ps = { st, at: columnsOf(st) };
+      if (cache.size < MAX_CACHED_SHAPES) cache.set(sql, ps);
     }
-    return st;
+    return ps;
   };
   return {
     /** Jobs matching `q`, newest first, at most `q.limit`, each with its view's parts. */
     page(q: ListJobsQuery): ListedJob[] {
       const { sql, params } = jobPageSql(q);
-      const rows = statement(sql).all(...params) as (JobRow & PageColumns)[];
-      // The row keeps the page's columns beside its own (a job's view reads its columns by name).
-      return rows.map((r) => ({
-        row: r,
-        counts: countsOf(r.page_task_counts),
-        usage: { attempts: r.page_attempts ?? 0, cpu: r.page_cpu, cpu_n: r.page_cpu_n ?? 0, peak: r.page_peak, peak_n: r.page_peak_n ?? 0, run_s: r.page_run_s ?? 0 },
-        driverName: r.page_driver_name,
-      }));
+      const { st, at } = statement(sql);
+      return (st.all(...params) as unknown[][]).map((r) => listedOf(r, at));
     },
   };
 }
