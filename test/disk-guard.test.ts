@@ -150,7 +150,8 @@ describe('disk pressure, end to end', () => {
   it('counts the output an agent keeps for a task while its head is away', { timeout: 180_000 }, async (ctx) => {
     const mnt = smallDisk(ctx);
     if (mnt === null) return ctx.skip();
-    const head = await startHead({ localAgent: false });
+    // No log cap: the agent must keep all of it, and the disk guard counts it.
+    const head = await startHead({ localAgent: false, args: ['--max-log-size', '0'] });
     await startAgent(head, { name: unique('spool'), numCpus: 2, workDir: path.join(mnt, 'agent'), args: ['--min-free-disk', '48M'] });
     const dir = workingDir({
       'talk.py': `
@@ -182,6 +183,51 @@ time.sleep(120)
     expect(job).toMatchObject({ status: 'FAILED', raysub: { error_type: 'DISK_PRESSURE' } });
     expect(job.raysub.message).toMatch(/working directory and unsent output held/);
     await waitFor(async () => (await readDisk(mnt)).freeBytes > 100 * MiB, { what: 'the spooled output to be sent and removed' });
+  });
+
+  it('keeps no more of a task\'s output for an absent head than the head would keep', { timeout: 180_000 }, async (ctx) => {
+    const mnt = smallDisk(ctx);
+    if (mnt === null) return ctx.skip();
+    const head = await startHead({ localAgent: false, args: ['--max-log-size', '1M'] });
+    await startAgent(head, { name: unique('capped'), numCpus: 2, workDir: path.join(mnt, 'agent'), args: ['--min-free-disk', '48M'] });
+    const dir = workingDir({
+      'talk.py': `
+import os, sys, time
+open("started", "w").close()
+while not os.path.exists("go"):
+    time.sleep(0.05)
+for i in range(300 * 1024):
+    sys.stdout.buffer.write(b"%-1023d\\n" % i)
+sys.stdout.flush()
+open("done", "w").close()
+while not os.path.exists("end"):
+    time.sleep(0.05)
+`,
+    });
+    const before = (await readDisk(mnt)).freeBytes;
+    expect((await runCli(['job', 'submit', '--no-wait', '--submission-id', 'talker', '--working-dir', dir, '--', 'python3', 'talk.py'], { env: head.env })).code).toBe(0);
+    const taskDir = await waitFor(() => findFile(path.join(mnt, 'agent'), 'started'), { what: 'the task to start', timeoutMs: 60_000 });
+    process.kill(head.pid, 'SIGSTOP');
+    let resumed = false;
+    const resume = (): void => {
+      if (!resumed) process.kill(head.pid, 'SIGCONT');
+      resumed = true;
+    };
+    onTestFinished(resume);
+    // 300 MiB of output on a 160 MiB disk while the head is away: the agent holds the head's 1 MiB
+    // and the last bytes, so the task is neither evicted nor stopped.
+    fs.writeFileSync(path.join(path.dirname(taskDir), 'go'), '');
+    await waitFor(() => fs.existsSync(path.join(path.dirname(taskDir), 'done')), { what: 'the talker to write 300 MiB', timeoutMs: 120_000 });
+    expect(before - (await readDisk(mnt)).freeBytes).toBeLessThan(16 * MiB);
+    resume();
+    fs.writeFileSync(path.join(path.dirname(taskDir), 'end'), '');
+    const job = await head.client.waitForJob('talker', { timeoutMs: 90_000 });
+    const logs = await head.client.getLogs('talker');
+    expect(job.status, logs.slice(-2000)).toBe('SUCCEEDED');
+    expect(logs.startsWith('0    ')).toBe(true);
+    expect(logs).toMatch(/log cap reached/);
+    expect(logs).toMatch(/\[raysub\] \d+ bytes of output were dropped; the last \d+ of them follow\n/);
+    expect(logs.trimEnd().endsWith(String(300 * 1024 - 1))).toBe(true);
   });
 });
 

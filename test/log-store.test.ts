@@ -1,11 +1,13 @@
 /**
  * The head's log store and follower in process, on real files in a temporary directory: where a
- * reader resumes, the per-job cap and the kept end of dropped output, a full disk.
+ * reader resumes, the per-job cap and the kept end of dropped output, what an agent holds past the
+ * cap while the head is away, a full disk.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { completeUtf8Length, followLogs, type FollowItem } from '../src/head/logFollower.js';
+import { LogBuffer } from '../src/agent/logBuffer.js';
 import { LogStore } from '../src/head/logStore.js';
 import { RaysubError } from '../src/shared/errors.js';
 import type { JobStatus, LogStream } from '../src/shared/protocol/index.js';
@@ -184,5 +186,89 @@ describe('a full disk', () => {
       ['stdout', 'first line\n'],
       ['stderr', 'second line\n'],
     ]);
+  });
+});
+
+describe("an agent's output past the cap while the head is away", () => {
+  const lines = (from: number, to: number): Buffer => Buffer.from(Array.from({ length: to - from }, (_, i) => `line ${from + i}\n`).join(''));
+
+  /** Deliver everything `buf` holds as the agent's reports would, in reports of at most `budget` bytes. */
+  function deliver(buf: LogBuffer, store: LogStore, budget: number): void {
+    for (let round = 0; round < 10_000 && buf.unacked > 0; round++) {
+      let held = buf.acked;
+      for (const p of buf.read(budget)) {
+        let at = p.offset;
+        if (p.skipped) {
+          held = store.skipAt('away', 0, 1, at, p.skipped);
+          if (held < at + p.skipped) break;
+          at += p.skipped;
+        }
+        held = store.appendAt('away', 0, 1, at, p.data, p.stream);
+      }
+      buf.ack(held);
+    }
+    expect(buf.unacked).toBe(0);
+  }
+
+  it.each([
+    ['one large write', [60_000], 64 * 1024],
+    ['many small writes', Array.from({ length: 3000 }, () => 20), 64 * 1024],
+    ['writes that straddle the cap', [900, 250, 5000, 7, 40_000], 1000],
+    ['a tail of nothing', [5000, 5000], 1 << 20],
+  ])('keeps the cap and the last bytes, holds no more, and ends the log as a head that saw everything would (%s)', async (name, sizes, budget) => {
+    const tailBytes = name === 'a tail of nothing' ? 0 : 120;
+    const cap = { maxJobBytes: 1000, tailBytes };
+    const dir = tempDir();
+    const buf = new LogBuffer(path.join(dir, 'spool'), 4096, { keepBytes: cap.maxJobBytes, tailBytes });
+    const reference = new LogStore(path.join(dir, 'ref'), cap);
+    const store = new LogStore(path.join(dir, 'head'), cap);
+    let n = 0;
+    let at = 0;
+    for (const size of sizes) {
+      let chunk = Buffer.alloc(0);
+      while (chunk.length < size) {
+        chunk = Buffer.concat([chunk, lines(n, n + 1)]);
+        n += 1;
+      }
+      buf.append('stdout', chunk);
+      reference.appendAt('away', 0, 1, at, chunk, 'stdout');
+      at += chunk.length;
+    }
+    // The head was away for all of it: the agent held the first 1000 bytes and the last 120 only.
+    expect(fs.existsSync(path.join(dir, 'spool'))).toBe(false);
+    const pieces = buf.read(Number.MAX_SAFE_INTEGER);
+    expect(pieces.reduce((sum, p) => sum + p.data.length, 0)).toBeLessThanOrEqual(1000 + tailBytes);
+    expect(pieces.reduce((sum, p) => sum + p.skipped + p.data.length, 0)).toBe(at);
+    deliver(buf, store, budget);
+    reference.endAttempt('away', 0);
+    store.endAttempt('away', 0);
+    expect(text(await readAll(store, 'away'))).toBe(text(await readAll(reference, 'away')));
+    expect(text(await readAll(store, 'away'))).toContain(`[raysub] ${at - 1000} bytes of output were dropped`);
+  });
+
+  it('records a skip once when it is sent again, and refuses one that leaves a gap', () => {
+    const store = new LogStore(tempDir(), { maxJobBytes: 100, tailBytes: 50 });
+    expect(store.appendAt('away', 0, 1, 0, lines(0, 20), 'stdout')).toBe(lines(0, 20).length);
+    const end = lines(0, 20).length;
+    // A skip starting past what the head holds is a gap: refused, the agent resends from here.
+    expect(store.skipAt('away', 0, 1, end + 10, 500)).toBe(end);
+    expect(store.skipAt('away', 0, 1, end, 500)).toBe(end + 500);
+    expect(store.skipAt('away', 0, 1, end, 500)).toBe(end + 500);
+    expect(store.appendAt('away', 0, 1, end + 500, lines(20, 22), 'stdout')).toBe(end + 500 + lines(20, 22).length);
+  });
+
+  it('never splices bytes from before a skip into the kept end (an agent that kept less than the head would)', async () => {
+    const store = new LogStore(tempDir(), { maxJobBytes: 100, tailBytes: 200 });
+    const before = lines(0, 40);
+    store.appendAt('away', 0, 1, 0, before, 'stdout'); // the head drops most of it itself
+    store.skipAt('away', 0, 1, before.length, 1000);
+    const after = lines(1000, 1003);
+    store.appendAt('away', 0, 1, before.length + 1000, after, 'stdout');
+    store.endAttempt('away', 0);
+    const log = text(await readAll(store, 'away'));
+    const dropped = before.length - 100 + 1000 + after.length;
+    const kept = log.slice(log.indexOf(`[raysub] ${dropped} bytes of output were dropped`));
+    // Only bytes that came after the skip, from a line's start: never the head's own older ones.
+    expect(kept).toMatch(/of them follow\n(line 100[0-2]\n)+$/);
   });
 });

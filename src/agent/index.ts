@@ -147,6 +147,7 @@ class Agent implements RunningAgent {
         this.id = res.node_id;
         this.heartbeatMs = res.heartbeat_interval_ms;
         this.pollWaitMs = res.poll_wait_ms;
+        this.outbox.logCap = res.log_cap ? { keepBytes: res.log_cap.max_job_bytes, tailBytes: res.log_cap.tail_bytes } : null;
         // A head from before peer tokens: agents shared one token and presented it to each other.
         this.peerToken = res.peer_token ?? this.opts.token;
         if (res.warning) this.log.warn(res.warning);

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { AgentEvent, LogChunk, LogStream, ReportRequest, ReportResponse, TaskRef } from '../shared/protocol/index.js';
-import { LogBuffer } from './logBuffer.js';
+import { LogBuffer, type LogCap } from './logBuffer.js';
 
 type ExitInfo = Omit<Extract<AgentEvent, { type: 'exited' }>, 'seq' | 'type' | 'task_id' | 'attempt' | 'log_bytes'>;
 
@@ -24,6 +24,8 @@ export class Outbox {
    * longer, so that a short task's start and exit travel in one report.
    */
   onChange: ((urgency: Urgency) => void) | null = null;
+  /** The head's log cap, as it said when this agent registered (attempts started later keep no more). */
+  logCap: LogCap | null = null;
 
   constructor(
     private readonly spoolDir: string,
@@ -39,7 +41,7 @@ export class Outbox {
     const k = key(ref);
     let entry = this.buffers.get(k);
     if (!entry) {
-      entry = { ref, buf: new LogBuffer(this.spoolPathOf(ref), this.maxMemoryPerTask) };
+      entry = { ref, buf: new LogBuffer(this.spoolPathOf(ref), this.maxMemoryPerTask, this.logCap) };
       this.buffers.set(k, entry);
     }
     return entry.buf;
@@ -74,7 +76,15 @@ export class Outbox {
     const numbered = new Set(this.events.filter((e) => e.type === 'exited').map((e) => key(e)));
     const add = (ref: TaskRef, buf: LogBuffer, limit: number): void => {
       for (const p of buf.read(limit)) {
-        logs.push({ task_id: ref.task_id, attempt: ref.attempt, offset: p.offset, stream: p.stream, data: p.data.toString('base64'), captured_at: p.time });
+        logs.push({
+          task_id: ref.task_id,
+          attempt: ref.attempt,
+          offset: p.offset,
+          ...(p.skipped > 0 ? { skipped: p.skipped } : {}),
+          stream: p.stream,
+          data: p.data.toString('base64'),
+          captured_at: p.time,
+        });
         budget -= p.data.length;
       }
     };

@@ -76,6 +76,7 @@ export class AgentHub {
       heartbeat_interval_ms: this.opts.heartbeatIntervalMs,
       lease_ms: this.opts.leaseMs,
       poll_wait_ms: this.opts.pollWaitMs,
+      ...(this.logs.cap ? { log_cap: { max_job_bytes: this.logs.cap.maxJobBytes, tail_bytes: this.logs.cap.tailBytes } } : {}),
     };
   }
 
@@ -91,7 +92,16 @@ export class AgentHub {
       }
       const data = Buffer.from(chunk.data, 'base64');
       // A full disk fails the whole report (507): nothing of it is acknowledged, the agent resends.
-      const size = this.logs.appendAt(t.jobId, t.idx, t.attempt, t.logStart + chunk.offset, data, chunk.stream, chunk.captured_at);
+      let at = t.logStart + chunk.offset;
+      if (chunk.skipped) {
+        const held = this.logs.skipAt(t.jobId, t.idx, t.attempt, at, chunk.skipped);
+        if (held < at + chunk.skipped) {
+          acks.push({ task_id: chunk.task_id, attempt: chunk.attempt, offset: held - t.logStart, stale: false });
+          continue;
+        }
+        at += chunk.skipped;
+      }
+      const size = this.logs.appendAt(t.jobId, t.idx, t.attempt, at, data, chunk.stream, chunk.captured_at);
       acks.push({ task_id: chunk.task_id, attempt: chunk.attempt, offset: size - t.logStart, stale: false });
     }
     if (req.injob) this.injob.counted(nodeId, req.injob);

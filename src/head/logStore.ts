@@ -5,6 +5,7 @@ import type { Logger } from '../shared/log.js';
 import type { LogStream } from '../shared/protocol/index.js';
 import { cutBack, mib, storageError, writeAll } from './logIo.js';
 import { DroppedTail } from './logTail.js';
+import { LogStreams } from './logStreams.js';
 import { LogTimes, type TimeMark } from './logTimes.js';
 
 export interface LogSegment {
@@ -12,11 +13,6 @@ export interface LogSegment {
   data: Buffer;
 }
 
-interface StreamRange {
-  offset: number;
-  length: number;
-  stream: LogStream;
-}
 
 interface JobLogState {
   /** Bytes in all of the job's log files. */
@@ -52,7 +48,7 @@ const CAPPED_FILE = 'capped';
  */
 export class LogStore {
   private readonly sizes = new Map<string, number>();
-  private readonly ranges = new Map<string, StreamRange[]>();
+  private readonly streams = new LogStreams();
   private readonly jobs = new Map<string, JobLogState>();
   private readonly watchers = new Map<string, Set<LogWatcher>>();
   private readonly tails: DroppedTail;
@@ -178,6 +174,32 @@ export class LogStore {
     return this.drop(jobId, idx, attempt, kept, fresh.subarray(room));
   }
 
+  /** The cap agents are told of, so that what they hold for an absent head is bounded too (null: no cap). */
+  get cap(): LogStoreOptions | null {
+    return this.opts.maxJobBytes > 0 ? this.opts : null;
+  }
+
+  /**
+   * An agent dropped `n` bytes of an attempt's output from absolute position `at`, past the cap,
+   * while this head was away. Recorded as dropped output (the job is capped if it was not:
+   * the cap may have been raised since the agent heard it). Returns the position held, as appendAt.
+   */
+  skipAt(jobId: string, idx: number, attempt: number, at: number, n: number): number {
+    if (!this.jobState(jobId).capped) {
+      const size = this.size(jobId, idx);
+      if (at > size) return size;
+      if (at + n <= size) return at + n;
+      this.capJob(jobId);
+    }
+    const file = this.tailPath(jobId, idx);
+    this.marker(jobId, idx, file);
+    try {
+      return this.tails.skip(file, attempt, at, n);
+    } catch (err) {
+      throw storageError(err, `output of job ${jobId}`);
+    }
+  }
+
   private capJob(jobId: string): void {
     const job = this.jobState(jobId);
     if (job.capped) return;
@@ -193,22 +215,26 @@ export class LogStore {
   /** Past the cap: remember the bytes (for the attempt's tail), write nothing but a first marker. */
   private drop(jobId: string, idx: number, attempt: number, at: number, data: Buffer): number {
     const file = this.tailPath(jobId, idx);
-    if (!fs.existsSync(file)) {
-      const size = this.size(jobId, idx);
-      const nl = size > 0 && !this.endsWithNewline(jobId, idx, size) ? '\n' : '';
-      this.write(jobId, idx, size, Buffer.from(nl), 'stdout');
-      this.appendSystem(
-        jobId,
-        idx,
-        `[raysub] log cap reached: a job keeps at most ${mib(this.opts.maxJobBytes)} of output (--max-log-size); ` +
-          `further output is dropped, except the last ${mib(this.opts.tailBytes)} of each attempt, added when it ends`,
-      );
-    }
+    this.marker(jobId, idx, file);
     try {
       return this.tails.add(file, attempt, at, data);
     } catch (err) {
       throw storageError(err, `output of job ${jobId}`);
     }
+  }
+
+  /** The first time a task's output is dropped: end its last line and say so. */
+  private marker(jobId: string, idx: number, tailFile: string): void {
+    if (fs.existsSync(tailFile)) return;
+    const size = this.size(jobId, idx);
+    const nl = size > 0 && !this.endsWithNewline(jobId, idx, size) ? '\n' : '';
+    this.write(jobId, idx, size, Buffer.from(nl), 'stdout');
+    this.appendSystem(
+      jobId,
+      idx,
+      `[raysub] log cap reached: a job keeps at most ${mib(this.opts.maxJobBytes)} of output (--max-log-size); ` +
+        `further output is dropped, except the last ${mib(this.opts.tailBytes)} of each attempt, added when it ends`,
+    );
   }
 
   private endsWithNewline(jobId: string, idx: number, size: number): boolean {
@@ -262,7 +288,7 @@ export class LogStore {
       const fd = fs.openSync(this.logPath(jobId, idx), 'a', 0o600);
       try {
         writeAll(fd, data);
-        if (stream !== 'stdout') this.appendRange(jobId, idx, { offset: at, length: data.length, stream });
+        if (stream !== 'stdout') this.streams.add(this.streamsPath(jobId, idx), { offset: at, length: data.length, stream });
         this.times.mark(this.timesPath(jobId, idx), at, time);
       } catch (err) {
         cutBack(fd, at);
@@ -274,7 +300,7 @@ export class LogStore {
       // If the cut failed, bytes of this chunk may remain: the size is read again from the file,
       // and the agent's resend (from what was acknowledged) skips them as already held.
       this.sizes.delete(this.key(jobId, idx));
-      this.ranges.delete(this.key(jobId, idx));
+      this.streams.forget(this.streamsPath(jobId, idx));
       this.times.forget(this.timesPath(jobId, idx));
       this.jobs.delete(jobId);
       throw storageError(err, `output of job ${jobId}`);
@@ -284,47 +310,6 @@ export class LogStore {
     this.jobState(jobId).bytes += data.length;
     this.notify(jobId, idx);
     return size;
-  }
-
-  private appendRange(jobId: string, idx: number, r: StreamRange): void {
-    const fd = fs.openSync(this.streamsPath(jobId, idx), 'a', 0o600);
-    const before = fs.fstatSync(fd).size;
-    try {
-      writeAll(fd, Buffer.from(`${r.offset} ${r.length} ${r.stream}\n`));
-    } catch (err) {
-      cutBack(fd, before);
-      throw err;
-    } finally {
-      fs.closeSync(fd);
-    }
-    const list = this.ranges.get(this.key(jobId, idx));
-    if (list) this.addRange(list, r);
-  }
-
-  private addRange(list: StreamRange[], r: StreamRange): void {
-    const last = list[list.length - 1];
-    if (last && last.stream === r.stream && last.offset + last.length === r.offset) last.length += r.length;
-    else list.push(r);
-  }
-
-  private streamRanges(jobId: string, idx: number): StreamRange[] {
-    const key = this.key(jobId, idx);
-    const cached = this.ranges.get(key);
-    if (cached) return cached;
-    const list: StreamRange[] = [];
-    let text: string;
-    try {
-      text = fs.readFileSync(this.streamsPath(jobId, idx), 'utf8');
-    } catch {
-      text = '';
-    }
-    for (const line of text.split('\n')) {
-      const [o, l, s] = line.split(' ');
-      if (o === undefined || l === undefined || (s !== 'stderr' && s !== 'system')) continue;
-      this.addRange(list, { offset: Number(o), length: Number(l), stream: s });
-    }
-    this.remember(this.ranges, key, list);
-    return list;
   }
 
   /** Read bytes [from, from + max) of a task's log, split by stream. */
@@ -349,7 +334,7 @@ export class LogStore {
     const stop = from + got;
     const segments: LogSegment[] = [];
     let pos = from;
-    for (const r of this.streamRanges(jobId, idx)) {
+    for (const r of this.streams.ranges(this.streamsPath(jobId, idx))) {
       if (r.offset + r.length <= pos || r.offset >= stop) continue;
       if (r.offset > pos) segments.push({ stream: 'stdout', data: buf.subarray(pos - from, r.offset - from) });
       const rEnd = Math.min(stop, r.offset + r.length);
@@ -364,11 +349,10 @@ export class LogStore {
   /** Delete a job's logs; its followers are told. */
   removeJob(jobId: string): void {
     const dir = this.jobDir(jobId);
-    for (const map of [this.sizes, this.ranges]) {
-      for (const key of [...map.keys()]) if (key.startsWith(`${jobId}/`)) map.delete(key);
-    }
+    for (const key of [...this.sizes.keys()]) if (key.startsWith(`${jobId}/`)) this.sizes.delete(key);
     this.jobs.delete(jobId);
     this.times.forget(dir + path.sep);
+    this.streams.forget(dir + path.sep);
     fs.rmSync(dir, { recursive: true, force: true });
     this.notify(jobId, null);
   }

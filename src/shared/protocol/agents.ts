@@ -65,6 +65,12 @@ export const registerResponseSchema = z.object({
   peer_token: z.string().optional(),
   /** Something the agent's operator should hear (a deprecated credential...). */
   warning: z.string().optional(),
+  /**
+   * The head's log cap: it keeps the first `max_job_bytes` of a job's output and the last
+   * `tail_bytes` of each attempt's output past that, so an agent holding an attempt's output
+   * while the head is away need keep no more (absent: no cap, keep everything).
+   */
+  log_cap: z.object({ max_job_bytes: z.number().int().positive(), tail_bytes: z.number().int().min(0) }).optional(),
 });
 export type RegisterResponse = z.infer<typeof registerResponseSchema>;
 
@@ -145,6 +151,11 @@ export const logChunkSchema = z.object({
   task_id: z.string(),
   attempt: z.number().int(),
   offset: z.number().int().min(0),
+  /**
+   * Bytes from `offset` on that the agent dropped, past the head's log cap, while the head was
+   * away (the head would have dropped them too); `data` starts after them.
+   */
+  skipped: z.number().int().min(0).optional(),
   stream: logStreamSchema,
   /** base64: output is bytes, not necessarily UTF-8 */
   data: z.string(),
