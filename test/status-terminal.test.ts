@@ -201,11 +201,16 @@ describe('start-up', () => {
     expect(heavy(traceModules(['--input-type=module', '-e', "await import('ink')"]).modules).length).toBeGreaterThan(0);
   });
 
-  it('`job list --json` loads neither the packer\'s libraries (tar, ignore) nor ink, react or SQLite', async () => {
+  it('`job list --json` loads neither the packer\'s libraries (tar, ignore) nor ink, react or SQLite, nor undici whole', async () => {
     const head = await startHead({ numCpus: 1 });
     const traced = traceModules([cliPath, 'job', 'list', '--limit', '100', '--json', '--address', head.url, '--token-file', path.join(head.dataDir, 'token')]);
     expect(traced.modules.some((m) => m.includes('/dist/client/packer.js'))).toBe(true); // the trace sees the module that would load them
     expect(traced.modules.filter((m) => /\/node_modules\/(tar|ignore|ink|react|better-sqlite3)\//.test(m))).toEqual([]);
+    // The call loads the parts of undici it uses, not undici's main module (fetch, WebSocket,
+    // mocks, caches: most of its files), which the trace sees whenever something imports it.
+    expect(traced.modules.some((m) => m.includes('/dist/shared/undici.js'))).toBe(true);
+    expect(traced.modules.filter((m) => m.includes('/node_modules/undici/'))).toEqual([]);
+    expect(traceModules(['--input-type=module', '-e', "await import('undici')"]).modules.some((m) => m.includes('/node_modules/undici/index.js'))).toBe(true);
   });
 
   it('loads ink only for the live view: plain `raysub status` does not', async () => {

@@ -4,10 +4,11 @@
  */
 import crypto from 'node:crypto';
 import tls from 'node:tls';
-import { Agent, buildConnector, request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { z } from 'zod';
 import { RaysubError, isErrorCode } from './errors.js';
 import { describeZodError } from './protocol/common.js';
+import { Agent, buildConnector, request, type Connector } from './undici.js';
 
 export interface CallOptions {
   body?: unknown;
@@ -44,7 +45,7 @@ export function createDispatcher(opts: DispatcherOptions = {}): Dispatcher {
  * Accept exactly one certificate, whatever chain or names it has: the handshake proves the peer
  * holds its key, and nothing is sent before the comparison.
  */
-function pinnedConnector(pem: string): buildConnector.connector {
+function pinnedConnector(pem: string): Connector {
   const pinned = new crypto.X509Certificate(pem).fingerprint256;
   // No session resumption: a resumed session does not present the certificate again.
   const base = buildConnector({ rejectUnauthorized: false, maxCachedSessions: 0 });
