@@ -8,11 +8,11 @@ import { guarded } from '../../shared/boundary.js';
 import type { Logger } from '../../shared/log.js';
 import { returnId, type Usage } from '../../shared/protocol/index.js';
 import { fromUnits } from '../../shared/resources.js';
-import { executeMessage } from './execute.js';
+import { sendTask } from './execute.js';
 import { takeFromUsage, type Holding, type NodeLedger } from './ledger.js';
-import { placeTask, type PlaceContext } from './taskPlacement.js';
+import { placeTask, shapeKey, taskShape, type PlaceContext } from './taskPlacement.js';
 import type { JobState} from './jobState.js';
-import { depError, enqueueByDepth, type ExecutorHooks, retriesLeft, shapeKey, type Task, type WorkerProc } from './jobState.js';
+import { depError, enqueueByDepth, type ExecutorHooks, retriesLeft, type Task, type WorkerProc } from './jobState.js';
 import { cancelledValue, errorValue, type ObjValue } from './objects.js';
 import { WorkerSlots } from './slots.js';
 import type { LaunchDeps } from './workerLaunch.js';
@@ -73,7 +73,7 @@ export class Executor {
   private queueKey(task: Task): string {
     // Tasks of a placement group wait for their bundle, not for the node: a queue of their own.
     const p = task.spec.placement;
-    return shapeKey(task.lang, task.spec.resources, []) + (p && 'group' in p ? `|pg:${task.job.jobId}:${p.group}` : '');
+    return taskShape(task) + (p && 'group' in p ? `|pg:${task.job.jobId}:${p.group}` : '');
   }
 
   private queueOf(task: Task): Task[] {
@@ -110,7 +110,7 @@ export class Executor {
           }
           if (d.kind === 'run') {
             // It fits: it also needs room for its worker, else it waits holding nothing.
-            const shape = shapeKey(task.lang, task.spec.resources, []);
+            const shape = taskShape(task);
             if (!this.slots.canRun(shape, task.spec.kind === 'actor_create', task.job.workers, () => this.hooks.allWorkers(), (w) => this.retire(w))) {
               this.ledger.release(d.holding);
               break;
@@ -144,7 +144,8 @@ export class Executor {
       task.dispatched = true;
     }
     if (task.spec.kind === 'actor_create') return this.actors.create(task);
-    const key = shapeKey(task.lang, task.spec.resources, task.holding?.gpuIds ?? []);
+    const gpuIds = task.holding?.gpuIds ?? [];
+    const key = gpuIds.length > 0 ? shapeKey(task.lang, task.spec.resources, gpuIds) : taskShape(task);
     let spare: WorkerProc | null = null;
     for (const w of job.workers) {
       if (w.key !== key || w.actorId !== null) continue;
@@ -255,14 +256,12 @@ export class Executor {
     void this.send(w, task);
   }
 
-  /** Write a task to its worker (resolved once written, or failed for want of its arguments). */
+  /**
+   * Write a task to its worker (resolved once written, or failed for want of its arguments). A
+   * task whose arguments are all in memory here is written at once.
+   */
   send(w: WorkerProc, task: Task): Promise<void> {
-    return executeMessage(task, w).then(
-      guarded(this.log, 'sending a task to its worker', ({ header, payload }: Awaited<ReturnType<typeof executeMessage>>) => w.conn?.send(header, payload)),
-      guarded(this.log, 'failing a task whose arguments are lost', (err: unknown) =>
-        this.result(w, task, { ok: false, error: taskError('ObjectLostError', `an argument could not be fetched: ${(err as Error).message}`, task) }, Buffer.alloc(0)),
-      ),
-    );
+    return sendTask(w, task, this.log, (err) => this.result(w, task, { ok: false, error: taskError('ObjectLostError', `an argument could not be fetched: ${err.message}`, task) }, Buffer.alloc(0)));
   }
 
   /** The task (or actor call) with this id that a worker runs now, if it runs one. */

@@ -4,7 +4,7 @@
  * protocol's schema, and its payload is either streamed to disk (a large object) or held in memory
  * counted against the job's share until the frame has been handled.
  */
-import { clientMessageSchema, type ClientMessage } from '../../shared/protocol/index.js';
+import { parseClientMessage, type ClientMessage } from '../../shared/protocol/index.js';
 import { formatBytes } from '../../shared/resources.js';
 import type { JobBudget } from './budget.js';
 import type { Conn } from './conn.js';
@@ -55,7 +55,7 @@ export class Intake implements FrameHandler<ClientMessage> {
   }
 
   route(header: unknown, payloadBytes: number): { msg: ClientMessage; stream: PayloadStream | null } {
-    const parsed = clientMessageSchema.safeParse(header);
+    const parsed = parseClientMessage(header);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       throw new FrameError('INVALID_MESSAGE', `bad message: ${issue ? `${issue.path.join('.') || 'header'}: ${issue.message}` : 'unknown'}`);

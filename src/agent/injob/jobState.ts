@@ -52,6 +52,8 @@ export interface Task {
   bundle?: Bundle;
   /** Objects it holds in this node's store until it is done (its arguments). */
   pinned?: readonly string[];
+  /** Its resource shape without GPU ids (shapeKey), computed once. */
+  shape?: string;
   /** How deep it is nested: 0 for a task of a job's own process (or placed by the head), its submitter's depth + 1 for a task's. */
   depth?: number;
 }
@@ -123,14 +125,6 @@ export interface Actor {
   final: boolean;
   /** When its current process was started (restarts are spaced). */
   startedAt: number;
-}
-
-export function shapeKey(lang: Lang, req: TaskRequest, gpuIds: readonly number[]): string {
-  const custom = Object.entries(req.custom)
-    .sort(([a], [b]) => a.localeCompare(b))
-    .map(([k, v]) => `${k}=${v}`)
-    .join(',');
-  return `${lang}|${req.cpus}|${req.gpus}|${req.memory}|${custom}|${gpuIds.join(',')}`;
 }
 
 /** Whether a task (or actor call) may run again after this attempt (`max_retries`; -1: always). */

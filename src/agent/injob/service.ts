@@ -4,7 +4,7 @@
  * owners), and the other agents (peers.ts).
  */
 import fs from 'node:fs';
-import { guarded, runGuarded } from '../../shared/boundary.js';
+import { guarded } from '../../shared/boundary.js';
 import {
   returnId,
   type Assignment,
@@ -17,6 +17,7 @@ import {
 } from '../../shared/protocol/index.js';
 import type { Logger } from '../../shared/log.js';
 import type { Outbox } from '../outbox.js';
+import { acceptTask } from './accept.js';
 import { Clients, taskCost } from './clients.js';
 import { Control } from './control.js';
 import { Executor } from './executor.js';
@@ -25,8 +26,9 @@ import { NodeLedger, type Holding } from './ledger.js';
 import { MAX_RELAYED_INLINE_BYTES } from './limits.js';
 import { workerOutput } from './workerOutput.js';
 import { closeShmPool, openShmPool, type ShmPool } from './objectDirs.js';
-import { errorValue, fromRelay, type ObjValue } from './objects.js';
+import { fromRelay, type ObjValue } from './objects.js';
 import { Peers } from './peers.js';
+import { othersFree } from './taskPlacement.js';
 import { Relay } from './relay.js';
 import { injobEnv, type LaunchDeps } from './workerLaunch.js';
 import { injobDirOf } from '../workspace.js';
@@ -82,7 +84,7 @@ export class InjobService {
         this.d.wake();
       },
       output: (job, stream, data) => this.output(job, stream, data),
-      remoteFree: () => Object.entries(this.free).filter(([id]) => id !== this.me()).map(([, f]) => ({ ...f, gpus: [...f.gpus], custom: { ...f.custom } })),
+      remoteFree: () => othersFree(this.free, this.me()),
       allWorkers: () => [...this.jobs.values()].flatMap((j) => [...j.workers]),
       waiting: () => {
         // The head's view of other nodes comes with each report's answer; while tasks wait here
@@ -102,7 +104,7 @@ export class InjobService {
       executor: this.executor,
       log: d.log,
       me: () => this.me(),
-      accept: (t) => this.accept(t),
+      accept: (t) => acceptTask(t, { executor: this.executor, log: d.log, toHead: (x) => this.toHead(x) }),
       kill: (job, actorId, owner, restart) => this.control.kill(job, actorId, owner, restart),
       request: (conn, reqId, call, payload) => this.control.request(conn, reqId, call, payload),
       release: (job, objects, actors) => this.control.release(job, objects, actors),
@@ -174,41 +176,6 @@ export class InjobService {
       this.ledger.release(h);
       this.executor.pump();
     });
-  }
-
-  /** Resolve a task's arguments, keep one submitter's actor calls in order, then run or relay it. */
-  private accept(task: Task): void {
-    const { job, spec } = task;
-    job.live.set(spec.id, task);
-    pinArgs(task);
-    const deps = (): Promise<void> =>
-      Promise.all(spec.deps.map(async (d) => task.deps.set(d.id, await job.objects.whenReady(d.id, d.owner)))).then(() => undefined);
-    if (spec.kind === 'actor_call') {
-      const aid = spec.actor_id ?? '';
-      const prev = job.callChains.get(aid) ?? Promise.resolve();
-      const next = prev.then(async () => {
-        await deps();
-        const home = job.actors.has(aid) ? 'local' : await (job.actorHome.get(aid) ?? Promise.resolve('remote' as const));
-        if (home === 'local') this.executor.actors.call(task);
-        else this.toHead(task);
-      });
-      job.callChains.set(aid, next.catch((err: unknown) => this.internalError(task, err)));
-      return;
-    }
-    if (spec.kind === 'actor_create') {
-      let decide: (h: 'local' | 'remote') => void = () => undefined;
-      job.actorHome.set(spec.actor_id ?? spec.id, new Promise((r) => (decide = r)));
-      task.decide = decide;
-    }
-    deps()
-      .then(() => this.executor.enqueue(task))
-      .catch((err: unknown) => this.internalError(task, err));
-  }
-
-  /** Something went wrong in the agent while handling a task: the task fails saying so, and the agent goes on. */
-  private internalError(task: Task, err: unknown): void {
-    this.d.log.error({ err, job: task.job.jobId, task: task.spec.name }, 'in-job task failed inside the agent');
-    runGuarded(this.d.log, 'failing a task', () => this.executor.finish(task, errorValue('AgentError', `the agent could not run ${task.spec.name}: ${(err as Error).message}`, task.spec.name)));
   }
 
   /** The task leaves this agent's hands (done here, or handed on): what it held of the job's share goes back. */

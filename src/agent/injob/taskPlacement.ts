@@ -8,8 +8,8 @@
  * jobs' tasks of the same shape go ahead of them). A task in a placement group takes from its
  * bundle's reservation, never from the node's free resources.
  */
-import type { Usage } from '../../shared/protocol/index.js';
-import { toUnits } from '../../shared/resources.js';
+import type { Lang, Usage } from '../../shared/protocol/index.js';
+import { toUnits, type TaskRequest } from '../../shared/resources.js';
 import { fitsUsage, type Holding, type NodeLedger } from './ledger.js';
 import type { Bundle, JobState, Task } from './jobState.js';
 
@@ -79,4 +79,28 @@ function capacityAsUsage(h: Holding): Usage {
   const custom: Record<string, number> = {};
   for (const [k, v] of Object.entries(h.req.custom)) custom[k] = toUnits(v);
   return { cpus: toUnits(h.req.cpus), memory: h.req.memory, gpus: Array.from(gpus, (x) => x ?? 0), custom };
+}
+
+/** Other nodes' free resources as the head last told, as copies placement may take from (none on a node alone). */
+export function othersFree(free: Record<string, Usage>, me: string): Usage[] {
+  const out: Usage[] = [];
+  for (const id in free) {
+    const f = free[id];
+    if (id !== me && f) out.push({ ...f, gpus: [...f.gpus], custom: { ...f.custom } });
+  }
+  return out;
+}
+
+/** A resource shape (and GPUs): a worker only runs tasks that asked for exactly what its limits are. */
+export function shapeKey(lang: Lang, req: TaskRequest, gpuIds: readonly number[]): string {
+  const custom = Object.entries(req.custom)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+  return `${lang}|${req.cpus}|${req.gpus}|${req.memory}|${custom}|${gpuIds.join(',')}`;
+}
+
+/** A task's resource shape without GPU ids, computed once per task. */
+export function taskShape(task: Task): string {
+  return (task.shape ??= shapeKey(task.lang, task.spec.resources, []));
 }

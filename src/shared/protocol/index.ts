@@ -7,6 +7,7 @@ export * from './nodes.js';
 export * from './schedules.js';
 export * from './injobBase.js';
 export * from './injob.js';
+export * from './injobFast.js';
 export * from './injobRequests.js';
 export * from './tokens.js';
 export * from './dashboard.js';
