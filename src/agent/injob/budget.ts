@@ -20,11 +20,14 @@ export class JobBudget {
     private readonly onOver: (why: string) => void,
   ) {}
 
-  /** Hold `bytes` more in memory for `what`; false (and the job is over its share) if that passes the limit. */
-  hold(bytes: number, what: string): boolean {
+  /**
+   * Hold `bytes` more in memory for `what` (a function: described only when refused); false (and
+   * the job is over its share) if that passes the limit.
+   */
+  hold(bytes: number, what: string | (() => string)): boolean {
     if (this.over) return false;
     if (this.held + bytes > this.heldLimit) {
-      return this.exceeded(`${what} would make the agent hold ${formatBytes(this.held + bytes)} of memory for this job; its share is ${formatBytes(this.heldLimit)}`);
+      return this.exceeded(`${typeof what === 'string' ? what : what()} would make the agent hold ${formatBytes(this.held + bytes)} of memory for this job; its share is ${formatBytes(this.heldLimit)}`);
     }
     this.held += bytes;
     return true;

@@ -116,7 +116,7 @@ export class Clients implements IntakeHooks {
           // Asked once is answered once: asking again for the same id adds nothing.
           if (conn.asked.has(r.id)) continue;
           conn.asked.add(r.id);
-          void job.objects.whenReady(r.id, r.owner).then(guarded(this.d.log, 'answering a get', (v: ObjValue) => this.push(conn, r.id, v, true)));
+          job.objects.onReady(r.id, r.owner, guarded(this.d.log, 'answering a get', (v: ObjValue) => this.push(conn, r.id, v, true)));
         }
         return;
       case 'result': {
@@ -164,9 +164,9 @@ export class Clients implements IntakeHooks {
       // Each task keeps its own copy, so the frame's buffer goes once read (allocUnsafe and copy:
       // about twice as quick as Buffer.from for a small task's arguments).
       const args = specs.length > 1 ? copyOf(slice) : slice;
-      if (!job.budget.hold(taskCost(args), `task ${spec.name}`)) throw new FrameError('LIMIT_EXCEEDED', job.budget.over ?? 'over the job share');
+      if (!job.budget.hold(taskCost(args), () => `task ${spec.name}`)) throw new FrameError('LIMIT_EXCEEDED', job.budget.over ?? 'over the job share');
       job.objects.claim(spec.id);
-      void job.objects.whenReady(spec.id, '').then(guarded(this.d.log, 'answering a submission', (v: ObjValue) => this.push(conn, spec.id, v, false)));
+      job.objects.onReady(spec.id, '', guarded(this.d.log, 'answering a submission', (v: ObjValue) => this.push(conn, spec.id, v, false)));
       const task: Task = { job, spec, args, lang: conn.lang, attempt: 1, origin: 'local', ownerNode: this.d.me(), deps: new Map(), holding: null, worker: null, dispatched: false, charged: taskCost(args), depth };
       if (spec.kind === 'task') job.counts.pending++;
       this.d.accept(task);
@@ -193,6 +193,8 @@ function waitingWorker(job: JobState, id: string | undefined): Task['worker'] {
 
 /** The first id of `specs` (task ids, and new actors' ids) this job already uses, or that repeats. */
 function takenId(job: JobState, specs: readonly SubmitSpec[]): string | null {
+  const one = specs.length === 1 ? specs[0] : undefined;
+  if (one && one.kind !== 'actor_create') return job.objects.free(one.id) ? null : one.id;
   const seen = new Set<string>();
   const actors = new Set<string>();
   for (const s of specs) {

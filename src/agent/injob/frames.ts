@@ -104,7 +104,15 @@ export class FrameReader<M> {
   private consume(chunk: Buffer): void {
     let at = 0;
     while (at < chunk.length && !this.broken) {
-      const take = Math.min(this.need - this.got, chunk.length - at);
+      const need = this.need;
+      if (this.got === 0 && this.stage !== 'payload' && chunk.length - at >= need) {
+        // The whole prefix or header is in this chunk: read where it is, nothing collected.
+        at += need;
+        if (this.stage === 'prefix') this.prefix(chunk.readUInt32BE(at - 8), chunk.readUInt32BE(at - 4));
+        else this.header(chunk.toString('utf8', at - need, at));
+        continue;
+      }
+      const take = Math.min(need - this.got, chunk.length - at);
       const piece = chunk.subarray(at, at + take);
       at += take;
       this.got += take;
@@ -124,29 +132,36 @@ export class FrameReader<M> {
   private advance(): void {
     if (this.stage === 'prefix') {
       const p = this.collected();
-      const hlen = p.readUInt32BE(0);
-      this.payloadBytes = p.readUInt32BE(4);
-      if (hlen === 0) throw new FrameError('INVALID_FRAME', 'a frame needs a header');
-      this.handler.admit(hlen, this.payloadBytes);
-      this.stage = 'header';
-      this.need = hlen;
-      return;
+      return this.prefix(p.readUInt32BE(0), p.readUInt32BE(4));
     }
-    if (this.stage === 'header') {
-      const raw = this.collected();
-      let header: unknown;
-      try {
-        header = JSON.parse(raw.toString('utf8'));
-      } catch {
-        throw new FrameError('INVALID_FRAME', 'the header is not JSON');
-      }
-      const routed = this.handler.route(header, this.payloadBytes);
-      this.msg = routed.msg;
-      this.stream = routed.stream;
-      this.stage = 'payload';
-      this.need = this.payloadBytes;
-      if (this.need > 0) return;
+    if (this.stage === 'header') return this.header(this.collected().toString('utf8'));
+    this.complete();
+  }
+
+  private prefix(hlen: number, payloadBytes: number): void {
+    this.payloadBytes = payloadBytes;
+    if (hlen === 0) throw new FrameError('INVALID_FRAME', 'a frame needs a header');
+    this.handler.admit(hlen, payloadBytes);
+    this.stage = 'header';
+    this.need = hlen;
+  }
+
+  private header(text: string): void {
+    let header: unknown;
+    try {
+      header = JSON.parse(text);
+    } catch {
+      throw new FrameError('INVALID_FRAME', 'the header is not JSON');
     }
+    const routed = this.handler.route(header, this.payloadBytes);
+    this.msg = routed.msg;
+    this.stream = routed.stream;
+    this.stage = 'payload';
+    this.need = this.payloadBytes;
+    if (this.need === 0) this.complete();
+  }
+
+  private complete(): void {
     const streamed = this.stream !== null;
     const payload = streamed ? Buffer.alloc(0) : this.collected();
     this.got = 0;

@@ -36,22 +36,27 @@ export class Intake implements FrameHandler<ClientMessage> {
   ) {}
 
   /** The most one frame from this connection may be: its sender's memory limit, if it has one. */
-  private frameLimit(): { bytes: number; why: string } {
-    if (!this.conn.role) return { bytes: MAX_HELLO_BYTES, why: 'before its hello' };
-    const job = this.conn.job;
+  private frameLimit(): number {
+    if (!this.conn.role) return MAX_HELLO_BYTES;
     // A task's `memory=` is logical (its worker has the job's memory limit): the job's limit bounds its frames.
-    const mem = job.memory;
-    if (mem > 0) return { bytes: Math.min(mem, MAX_PAYLOAD_BYTES), why: `from a process limited to ${formatBytes(mem)}` };
-    return { bytes: MAX_PAYLOAD_BYTES, why: 'from any process' };
+    const mem = this.conn.job.memory;
+    return mem > 0 ? Math.min(mem, MAX_PAYLOAD_BYTES) : MAX_PAYLOAD_BYTES;
+  }
+
+  /** Why frameLimit() is what it is (described only for a frame refused). */
+  private limitWhy(): string {
+    if (!this.conn.role) return 'before its hello';
+    const mem = this.conn.job.memory;
+    return mem > 0 ? `from a process limited to ${formatBytes(mem)}` : 'from any process';
   }
 
   admit(headerBytes: number, payloadBytes: number): void {
     const limit = this.frameLimit();
-    if (!this.conn.role && headerBytes + payloadBytes > limit.bytes) throw new FrameError('INVALID_FRAME', `a frame of ${formatBytes(headerBytes + payloadBytes)} ${limit.why}`);
+    if (!this.conn.role && headerBytes + payloadBytes > limit) throw new FrameError('INVALID_FRAME', `a frame of ${formatBytes(headerBytes + payloadBytes)} ${this.limitWhy()}`);
     if (headerBytes > MAX_HEADER_BYTES) this.over(`a frame header of ${formatBytes(headerBytes)}: headers are at most ${formatBytes(MAX_HEADER_BYTES)}`);
     const total = 8 + headerBytes + payloadBytes;
-    if (total > limit.bytes) this.over(`a frame of ${formatBytes(total)} ${limit.why} (no frame may be larger than its sender's memory limit, nor than ${formatBytes(MAX_PAYLOAD_BYTES)})`);
-    this.hold(headerBytes * HEADER_COST_FACTOR, `a frame header of ${formatBytes(headerBytes)}`);
+    if (total > limit) this.over(`a frame of ${formatBytes(total)} ${this.limitWhy()} (no frame may be larger than its sender's memory limit, nor than ${formatBytes(MAX_PAYLOAD_BYTES)})`);
+    this.hold(headerBytes * HEADER_COST_FACTOR, () => `a frame header of ${formatBytes(headerBytes)}`);
   }
 
   route(header: unknown, payloadBytes: number): { msg: ClientMessage; stream: PayloadStream | null } {
@@ -66,7 +71,7 @@ export class Intake implements FrameHandler<ClientMessage> {
     if (declared !== null && declared !== payloadBytes) throw new FrameError('INVALID_MESSAGE', `the message declares ${declared} payload bytes; the frame carries ${payloadBytes}`);
     this.hooks.check(this.conn, msg, payloadBytes);
     const stream = payloadBytes > 0 ? this.hooks.stream(this.conn, msg, payloadBytes) : null;
-    if (!stream) this.hold(payloadBytes, `a ${msg.t} frame of ${formatBytes(payloadBytes)}`);
+    if (!stream) this.hold(payloadBytes, () => `a ${msg.t} frame of ${formatBytes(payloadBytes)}`);
     return { msg, stream };
   }
 
@@ -86,7 +91,7 @@ export class Intake implements FrameHandler<ClientMessage> {
     this.charged = 0;
   }
 
-  private hold(bytes: number, what: string): void {
+  private hold(bytes: number, what: () => string): void {
     // Before its hello a connection is nobody's: its (small) frames are not the job's to pay for.
     if (!this.conn.role) return;
     if (!this.conn.job.budget.hold(bytes, what)) throw new FrameError('LIMIT_EXCEEDED', this.conn.job.budget.over ?? 'over the job share');

@@ -7,22 +7,19 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import { injobSizes, type ErrorInfo, type InjobErrorName, type RelayValue } from '../../shared/protocol/index.js';
+import { injobSizes, type RelayValue } from '../../shared/protocol/index.js';
 import { formatBytes } from '../../shared/resources.js';
 import type { JobBudget } from './budget.js';
 import type { PayloadStream } from './frames.js';
 import { ENTRY_COST } from './limits.js';
 import type { JobObjectDirs } from './objectDirs.js';
+import { errorValue, type ObjValue } from './objectValues.js';
 
 export { objectPath } from './objectDirs.js';
+export { cancelledValue, errorValue, fromRelay, type ObjValue } from './objectValues.js';
 
 /** Values above this stay in the store of the agent that made them and are fetched on demand. */
 export const INLINE_LIMIT = injobSizes.INLINE_LIMIT;
-
-export type ObjValue =
-  | { kind: 'inline'; data: Buffer }
-  | { kind: 'file'; node: string; size: number }
-  | { kind: 'error'; error: ErrorInfo; data: Buffer };
 
 interface Entry {
   value: ObjValue | null;
@@ -224,8 +221,17 @@ export class ObjectTable {
 
   /** The value once ready; for an object owned elsewhere, asks its owner. */
   whenReady(id: string, owner: string): Promise<ObjValue> {
+    const v = this.entries.get(id)?.value;
+    return v ? Promise.resolve(v) : new Promise((resolve) => this.onReady(id, owner, resolve));
+  }
+
+  /**
+   * `then` called with the value once ready (now, if it is), without a promise: `then` must not
+   * throw (wrap it in an error boundary). For an object owned elsewhere, asks its owner.
+   */
+  onReady(id: string, owner: string, then: (v: ObjValue) => void): void {
     const e = this.entries.get(id);
-    if (e?.value) return Promise.resolve(e.value);
+    if (e?.value) return then(e.value);
     if (!e && owner && owner !== this.nodeId()) {
       this.entry(id);
       this.askOwner(owner, id)
@@ -235,7 +241,7 @@ export class ObjectTable {
         )
         .catch((err: unknown) => this.resolve(id, lostValue(id, err)));
     }
-    return new Promise((resolve) => this.entry(id).waiters.push(resolve));
+    this.entry(id).waiters.push(then);
   }
 
   /**
@@ -373,22 +379,6 @@ export class ObjectTable {
     this.entries.clear();
     this.dirs.remove();
   }
-}
-
-export function fromRelay(v: RelayValue): ObjValue {
-  if (v.kind === 'inline') return { kind: 'inline', data: Buffer.from(v.data, 'base64') };
-  if (v.kind === 'file') return { kind: 'file', node: v.node, size: v.size };
-  return { kind: 'error', error: v.error, data: Buffer.from(v.data, 'base64') };
-}
-
-/** A failed object made by raysub itself (not a task's own exception): its type is one of the contract's in-job error names. */
-export function errorValue(type: InjobErrorName, message: string, task: string): ObjValue {
-  return { kind: 'error', error: { type, message, traceback: '', task }, data: Buffer.alloc(0) };
-}
-
-/** The object of a task that was cancelled (TaskCancelledError where it is read). */
-export function cancelledValue(task: { spec: { name: string } }): ObjValue {
-  return errorValue('TaskCancelledError', `${task.spec.name} was cancelled`, task.spec.name);
 }
 
 function overValue(id: string, budget: JobBudget): ObjValue {
