@@ -47,20 +47,35 @@ export class FrameError extends Error {
   }
 }
 
+/** Payloads up to this size are copied into the frame's one buffer (one write, instead of a write of several buffers). */
+const COPIED_PAYLOAD_BYTES = 16 * 1024;
+
+/** A frame's bytes: one buffer for a small frame, else its prefix and header, then the payload's own buffers (not copied). */
 export function encodeFrame(header: unknown, payload?: Buffer | readonly Buffer[]): Buffer[] {
-  const h = Buffer.from(JSON.stringify(header));
-  const parts = payload === undefined ? [] : Buffer.isBuffer(payload) ? [payload] : [...payload];
-  const plen = parts.reduce((n, b) => n + b.length, 0);
-  const prefix = Buffer.allocUnsafe(8);
-  prefix.writeUInt32BE(h.length, 0);
-  prefix.writeUInt32BE(plen, 4);
-  return [prefix, h, ...parts];
+  const json = JSON.stringify(header);
+  const hlen = Buffer.byteLength(json);
+  const parts = payload === undefined ? [] : Buffer.isBuffer(payload) ? [payload] : payload;
+  let plen = 0;
+  for (const b of parts) plen += b.length;
+  const small = plen <= COPIED_PAYLOAD_BYTES;
+  const head = Buffer.allocUnsafe(8 + hlen + (small ? plen : 0));
+  head.writeUInt32BE(hlen, 0);
+  head.writeUInt32BE(plen, 4);
+  head.write(json, 8, 'utf8');
+  if (!small) return [head, ...parts];
+  let at = 8 + hlen;
+  for (const b of parts) at += b.copy(head, at);
+  return [head];
 }
 
-/** Queue a frame on the socket (its bytes are referenced, not copied). */
+/** Queue a frame on the socket (a large payload's bytes are referenced, not copied). */
 export function writeFrame(sock: Socket, header: unknown, payload?: Buffer | readonly Buffer[]): void {
   const parts = encodeFrame(header, payload);
   if (sock.destroyed) return;
+  if (parts.length === 1) {
+    sock.write(parts[0] as Buffer);
+    return;
+  }
   sock.cork();
   for (const p of parts) sock.write(p);
   sock.uncork();
