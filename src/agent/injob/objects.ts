@@ -21,6 +21,13 @@ export { cancelledValue, errorValue, fromRelay, type ObjValue } from './objectVa
 /** Values above this stay in the store of the agent that made them and are fetched on demand. */
 export const INLINE_LIMIT = injobSizes.INLINE_LIMIT;
 
+/**
+ * On a value whose bytes a table already counted, that table (a property, not a WeakSet: one per
+ * object made, and a weak collection's entries cost the garbage collector on every pass).
+ */
+const COUNTED = Symbol('counted by');
+type Marked = ObjValue & { [COUNTED]?: ObjectTable };
+
 interface Entry {
   value: ObjValue | null;
   waiters: ((v: ObjValue) => void)[];
@@ -31,8 +38,6 @@ interface Entry {
 export class ObjectTable {
   private readonly entries = new Map<string, Entry>();
   private readonly fetching = new Map<string, Promise<string>>();
-  /** Values whose bytes are already counted against the job (made by `store`). */
-  private readonly counted = new WeakSet<ObjValue>();
   /** Objects tasks here wait for or run with, and how many such tasks. */
   private readonly pins = new Map<string, number>();
   /** Objects their owner no longer refers to: freed once ready and unpinned. */
@@ -103,7 +108,7 @@ export class ObjectTable {
     if (data.length <= INLINE_LIMIT && this.budget.fits(data.length)) {
       this.budget.hold(data.length, 'an inline object');
       const v: ObjValue = { kind: 'inline', data };
-      this.counted.add(v);
+      this.mark(v);
       return v;
     }
     if (!this.budget.store(data.length, `an object of ${formatBytes(data.length)}`)) return overValue(id, this.budget);
@@ -118,7 +123,7 @@ export class ObjectTable {
       return errorValue('ObjectLostError', `object ${id} could not be stored on node ${this.nodeId()}: ${(err as Error).message}`, '');
     }
     const v: ObjValue = { kind: 'file', node: this.nodeId(), size: data.length };
-    this.counted.add(v);
+    this.mark(v);
     return v;
   }
 
@@ -162,7 +167,7 @@ export class ObjectTable {
       },
       value: () => {
         const v: ObjValue = { kind: 'file', node: this.nodeId(), size };
-        this.counted.add(v);
+        this.mark(v);
         return v;
       },
     };
@@ -186,8 +191,13 @@ export class ObjectTable {
       return errorValue('ObjectLostError', `object ${id} could not be taken from the file its process wrote: ${(err as Error).message}`, '');
     }
     const v: ObjValue = { kind: 'file', node: this.nodeId(), size };
-    this.counted.add(v);
+    this.mark(v);
     return v;
+  }
+
+  /** `v`'s bytes are counted against this job (made by `store`, a writer or `adopt`): resolving it counts nothing more. */
+  private mark(v: ObjValue): void {
+    (v as Marked)[COUNTED] = this;
   }
 
   private tmpPath(file: string): string {
@@ -198,7 +208,7 @@ export class ObjectTable {
   resolve(id: string, value: ObjValue): void {
     const e = this.entry(id);
     if (e.value) return;
-    e.value = this.counted.has(value) ? value : this.admit(id, value);
+    e.value = (value as Marked)[COUNTED] === this ? value : this.admit(id, value);
     const waiters = e.waiters;
     e.waiters = [];
     for (const w of waiters) w(e.value);
