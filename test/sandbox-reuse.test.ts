@@ -196,6 +196,70 @@ if ${leave ? 'True' : 'False'}:
     expect(other.ns).not.toBe(a.ns);
   });
 
+  it("never gives a task a sandbox whose cgroup still holds the memory of objects a task before it left in its job's store", async (ctx) => {
+    const { launcher, workDir } = await reusingLauncher(ctx);
+    // The agent's shared-memory object store: a tmpfs directory with one directory per job in it.
+    if (!fs.existsSync('/dev/shm') || fs.statfsSync('/dev/shm').type !== 0x01021994) {
+      console.warn(`skipping "${ctx.task.name}": /dev/shm is not a tmpfs here`);
+      ctx.skip();
+    }
+    const store = fs.mkdtempSync('/dev/shm/raysub-reuse-test-');
+    onTestFinished(() => fs.rmSync(store, { recursive: true, force: true }));
+    launcher.addJobRoot?.(store);
+    /** One task of `job` with a 256 MiB limit and its job's store directory bound writable. */
+    const run = async (job: string, line: string): Promise<{ out: string; exit: WorkerExit }> => {
+      const key = `${job}.0.1`;
+      const cwd = path.join(workDir, 'tasks', job, key);
+      const objects = path.join(store, job);
+      fs.mkdirSync(cwd, { recursive: true });
+      fs.mkdirSync(objects, { recursive: true, mode: 0o1777 });
+      fs.chmodSync(objects, 0o1777);
+      const w = await launcher.launch({
+        key,
+        group: job,
+        argv: ['/bin/sh', '-c', line],
+        cwd,
+        env: { PATH: '/usr/bin:/bin', OBJECTS: objects },
+        resources: { cpus: 0, gpus: 0, memory: 256 * MiB, custom: {} },
+        gpuIds: [],
+        network: 'host',
+        readOnlyPaths: [],
+        writablePaths: [objects],
+      });
+      let out = '';
+      w.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      w.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      const ended = new Promise<void>((resolve) => w.stdout.once('end', resolve));
+      const exit = await w.exited;
+      await ended;
+      fs.rmSync(cwd, { recursive: true, force: true });
+      return { out, exit };
+    };
+    const ns = 'readlink /proc/self/ns/pid';
+    const touch150 = `python3 -c "b = bytearray(150 << 20); b[::4096] = b'x' * len(b[::4096]); print('allocated')"`;
+
+    // A task of job A leaves a little in its store: the sandbox is served again, to job B.
+    const small = await run('job-a', `${ns}; head -c 1000000 /dev/zero > "$OBJECTS/small"`);
+    expect(small.exit).toMatchObject({ code: 0, oom: false });
+    const next = await run('job-b', ns);
+    expect(next.out).toBe(small.out);
+
+    // A task of job A leaves 200 MB in its store, which stays while job A runs on.
+    const big = await run('job-a', `${ns}; head -c 200000000 /dev/zero > "$OBJECTS/big"`);
+    expect(big.exit).toMatchObject({ code: 0, oom: false });
+    expect(fs.statSync(path.join(store, 'job-a', 'big')).size).toBe(200_000_000);
+    // Job B's next task gets the 256 MiB it asked for: 150 of them fit, in a sandbox of its own.
+    const after = await run('job-b', `${ns}; ${touch150}`);
+    expect(after.exit, after.out).toMatchObject({ code: 0, oom: false });
+    expect(after.out).toContain('allocated');
+    expect(after.out.split('\n')[0]).not.toBe(big.out.trim());
+    // And so does job A's own next task.
+    const own = await run('job-a', `${ns}; head -c 200000000 /dev/zero > "$OBJECTS/big2"; ${ns}`);
+    expect(own.exit).toMatchObject({ code: 0, oom: false });
+    const ownNext = await run('job-a', `${ns}; ${touch150}`);
+    expect(ownNext.exit, ownNext.out).toMatchObject({ code: 0, oom: false });
+  });
+
   it("never gives a task's output to the task before it in the same sandbox, however late that one's output is read", async (ctx) => {
     const { launcher, workDir } = await reusingLauncher(ctx);
     let n = 0;

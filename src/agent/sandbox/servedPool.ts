@@ -7,7 +7,8 @@
  * /tmp and /dev/shm and removes IPC objects and message queues; the task's directory is new, and
  * for a task of another job the job directories bound are that job's (native/binds.c); limits
  * are set again. A sandbox whose task was stopped, timed out or hit its memory limit is never
- * reused, nor one idle for IDLE_MS. docs/sandbox.md has what tasks share.
+ * reused, nor one whose task left shared memory charged to it (LEFT_MEMORY_MAX), nor one idle
+ * for IDLE_MS. docs/sandbox.md has what tasks share.
  */
 import fs from 'node:fs';
 import net from 'node:net';
@@ -38,6 +39,9 @@ export const IDLE_MS = 2000;
 export const OUTPUT_END_MS = 1000;
 /** Served sandboxes kept waiting at most (each holds a uid, cgroups and three processes). */
 export const MAX_IDLE = 8;
+
+/** Shared memory a task may leave charged to its sandbox's cgroup (its job's objects) and the sandbox still serve the next task. */
+export const LEFT_MEMORY_MAX = 4 * 2 ** 20;
 
 /** A sandbox whose raysub-init runs one task after another. */
 export interface ServedSandbox {
@@ -172,6 +176,16 @@ export class ServedPool {
     return !(this.d.settings.uids?.keys?.holders().has(sb.uid) ?? false);
   }
 
+  /**
+   * Its task left no more than LEFT_MEMORY_MAX of shared memory charged to its cgroup. Objects a
+   * task wrote into its job's store stay charged to the cgroup of the sandbox that wrote them
+   * (the kernel charges tmpfs pages to their first writer), so the next task there, of any job,
+   * would start with them counted against its own memory limit.
+   */
+  private leftNoMemory(sb: ServedSandbox): boolean {
+    return (sb.cgroup?.sharedMemory() ?? 0) <= LEFT_MEMORY_MAX;
+  }
+
   /** Keep a served sandbox for the next task with its key, for IDLE_MS. */
   private park(sb: ServedSandbox): void {
     if (this.d.closed()) {
@@ -297,7 +311,7 @@ export class ServedPool {
       try {
         await release(this.d.settings, r);
       } finally {
-        if (m && !stopped && !oom && sb.key !== null) this.park(sb);
+        if (m && !stopped && !oom && sb.key !== null && this.leftNoMemory(sb)) this.park(sb);
         else this.discardLater(sb);
       }
       return { code, signal: sig, oom, ...(usage ? { usage } : {}) };

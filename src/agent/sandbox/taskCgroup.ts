@@ -96,6 +96,22 @@ export class TaskCgroup {
     return { cpuS: usec !== null ? usec / 1e6 : ns !== null ? ns / 1e9 : null, peakMemory: peak };
   }
 
+  /**
+   * Bytes of tmpfs and shared memory charged to this cgroup (memory.stat's `shmem`, v1 or v2):
+   * pages its processes first touched in a tmpfs that outlives them, such as their job's object
+   * store. They stay charged here after the processes are gone. Null where no hierarchy counts it.
+   */
+  sharedMemory(): number | null {
+    const dir = this.dirs.get('memory') ?? (this.v2Memory ? this.dirs.get('unified') : undefined);
+    if (!dir) return null;
+    try {
+      const v = Number(/^shmem\s+(\d+)/m.exec(read(dir, 'memory.stat'))?.[1]);
+      return Number.isFinite(v) ? v : null;
+    } catch {
+      return null;
+    }
+  }
+
   /** Start the memory high-water mark again (a reused sandbox's next task); false where it cannot be. */
   resetPeak(): boolean {
     const memV1 = this.dirs.get('memory');
