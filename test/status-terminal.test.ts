@@ -211,6 +211,10 @@ describe('start-up', () => {
     expect(traced.modules.some((m) => m.includes('/dist/shared/undici.js'))).toBe(true);
     expect(traced.modules.filter((m) => m.includes('/node_modules/undici/'))).toEqual([]);
     expect(traceModules(['--input-type=module', '-e', "await import('undici')"]).modules.some((m) => m.includes('/node_modules/undici/index.js'))).toBe(true);
+    // Nor does a head or an agent (its peers' client included), whose every module stays loaded.
+    const servers = traceModules(['--input-type=module', '-e', "await import('./dist/head/index.js'); await import('./dist/agent/index.js')"]).modules;
+    expect(servers.some((m) => m.includes('/dist/agent/injob/peer.js'))).toBe(true);
+    expect(servers.filter((m) => m.includes('/node_modules/undici/'))).toEqual([]);
   });
 
   it('loads ink only for the live view: plain `raysub status` does not', async () => {

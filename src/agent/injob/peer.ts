@@ -9,10 +9,11 @@ import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { pipeline } from 'node:stream/promises';
-import { Agent, request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { freeRequestSchema, jobIdSchema, objectIdSchema, parseWith, refsRequestSchema, refsResponseSchema, type RefsResponse } from '../../shared/protocol/index.js';
 import { runGuarded } from '../../shared/boundary.js';
 import type { Logger } from '../../shared/log.js';
+import { Agent, request } from '../../shared/undici.js';
 
 /** A refs request names at most 10,000 ids of at most 64 characters. */
 const MAX_REFS_BODY = 1024 * 1024;
@@ -131,6 +132,7 @@ export class PeerClient {
 
   async fetchObject(base: string, job: string, id: string, dest: string): Promise<void> {
     const res = await request(`${base}/v1/jobs/${encodeURIComponent(job)}/objects/${encodeURIComponent(id)}`, {
+      method: 'GET',
       dispatcher: this.dispatcher,
       headers: { authorization: `Bearer ${this.token()}` },
     });
