@@ -91,8 +91,9 @@ export class Clients implements IntakeHooks {
   frame(conn: JobConn, f: Frame<ClientMessage>): void {
     const msg = f.msg;
     const job = conn.job;
-    const upload = this.uploads.get(conn);
-    this.uploads.delete(conn);
+    // Only a frame whose payload went to a stream has an upload (most frames do not: no lookup).
+    const upload = f.streamed ? this.uploads.get(conn) : undefined;
+    if (f.streamed) this.uploads.delete(conn);
     switch (msg.t) {
       case 'hello': {
         conn.welcome(msg.role, msg.lang);
