@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { JobBudget } from '../src/agent/injob/budget.js';
+import { ENTRY_COST } from '../src/agent/injob/limits.js';
 import { JobObjectDirs, openShmPool, closeShmPool } from '../src/agent/injob/objectDirs.js';
 import { ObjectTable, type ObjValue } from '../src/agent/injob/objects.js';
 import { silentLogger } from '../src/shared/log.js';
@@ -52,6 +53,24 @@ describe('the object table', () => {
     expect(t.pool.used).toBe(600 * KiB);
     expect(t.objects.filePath('c')).toBe(path.join(t.dirs.disk, 'c'));
     expect(t.dirs.paths).toEqual([t.dirs.shm, t.dirs.disk]);
+  });
+
+  it('counts a value once in the table that made it, and again in another table it is resolved into', () => {
+    const a = table(10 * 1024 * KiB);
+    const b = table(10 * 1024 * KiB);
+    const v = a.put('x', 50 * KiB);
+    // Made (and counted) by a: resolving it there again counts nothing more; b has not counted it, and does.
+    a.objects.resolve('x', v);
+    b.objects.claim('x');
+    b.objects.resolve('x', v);
+    expect([a.budget.held, b.budget.held]).toEqual([ENTRY_COST + 50 * KiB, ENTRY_COST + 50 * KiB]);
+    // A value from elsewhere (another agent, the head) is counted where it is resolved.
+    b.objects.claim('y');
+    b.objects.resolve('y', { kind: 'inline', data: Buffer.alloc(10 * KiB) });
+    expect(b.budget.held).toBe(2 * ENTRY_COST + 60 * KiB);
+    a.objects.release(['x']);
+    b.objects.release(['x', 'y']);
+    expect([a.budget.held, b.budget.held]).toEqual([0, 0]);
   });
 
   it('gives back everything an object took when its owner drops it, and only once no task needs it', () => {

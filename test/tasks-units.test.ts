@@ -41,6 +41,25 @@ describe('job socket frames', () => {
     }
   });
 
+  it('writes a small frame as one buffer and a large one with its payload referenced, not copied; both read back whole or split', () => {
+    const small = encodeFrame({ t: 'ü✓', s: 'é' }, [Buffer.from('ab'), Buffer.from('c')]);
+    expect(small).toHaveLength(1);
+    const large = Buffer.alloc(16 * 1024 + 1, 7);
+    const big = encodeFrame({ t: 'big' }, large);
+    expect(big).toHaveLength(2);
+    expect(big[1]).toBe(large);
+    const bytes = Buffer.concat([...small, ...big, ...encodeFrame({ t: 'none' })]);
+    for (const step of [1, 5, 8 + 30, bytes.length]) {
+      const { r, got } = reader();
+      for (let i = 0; i < bytes.length; i += step) r.push(bytes.subarray(i, i + step));
+      expect(got).toEqual([
+        [{ t: 'ü✓', s: 'é' }, 'abc', false],
+        [{ t: 'big' }, large.toString(), false],
+        [{ t: 'none' }, '', false],
+      ]);
+    }
+  });
+
   it('streams the payloads its handler routes to a stream, never holding them', () => {
     const bytes = Buffer.concat([...encodeFrame({ t: 'big' }, Buffer.from('0123456789')), ...encodeFrame({ t: 'small' }, Buffer.from('ab'))]);
     const { r, got, streamed } = reader({ stream: (m) => (m as { t: string }).t === 'big' });
