@@ -111,6 +111,36 @@ describe('bad input gets a clear error and loses nothing', () => {
     await stillServing(head);
   });
 
+  it('refuses JSON nested past 100 levels on every route with a body, never with a 500, and keeps serving', async () => {
+    const head = await startHead({ numCpus: 1 });
+    const nest = (n: number): string => '{"a":'.repeat(n) + '1' + '}'.repeat(n);
+    const list = (n: number): string => '['.repeat(n) + ']'.repeat(n);
+    const deep = 20_000;
+    const bodies: [string, 'POST' | 'PUT', string][] = [
+      ['/api/jobs/', 'POST', `{"entrypoint":"echo","runtime_env":{"config":${nest(deep)}}}`],
+      ['/api/jobs/', 'POST', `{"entrypoint":"echo","runtime_env":{"env_vars":${list(deep)}}}`],
+      ['/api/jobs/', 'POST', `{"entrypoint":"echo","metadata":${nest(deep)}}`],
+      ['/api/schedules', 'POST', `{"name":"deep","cron":"* * * * *","job":{"entrypoint":"echo","runtime_env":{"config":${nest(deep)}}}}`],
+      ['/api/schedules/deep', 'PUT', `{"cron":"* * * * *","job":{"entrypoint":"echo","runtime_env":{"config":${nest(deep)}}}}`],
+      ['/api/agents/register', 'POST', `{"name":"deep","totals":${nest(deep)}}`],
+      ['/api/tokens', 'POST', `{"kind":"user","name":${list(deep)}}`],
+    ];
+    for (const [p, method, body] of bodies) {
+      const res = await http(head, method, p, body);
+      expect(res.status, `${method} ${p}: ${res.text.slice(0, 200)}`).toBe(400);
+      expect(res.json.error?.code).toBe('INVALID_JSON');
+      expect(res.json.error?.message).toContain('100 levels');
+    }
+    // Nesting within the bound (the body, runtime_env, config and 97 more) reaches the route's own checks.
+    const shallow = await http(head, 'POST', '/api/jobs/', `{"entrypoint":"echo","runtime_env":{"config":${nest(97)}}}`);
+    expect(shallow.status).toBe(400);
+    expect(shallow.json.error?.code).toBe('INVALID_RUNTIME_ENV');
+    await stillServing(head);
+    const jobs = await http(head, 'GET', '/api/jobs/');
+    expect(jobs.status).toBe(200);
+    expect(jobs.json).toEqual([]);
+  });
+
   it('refuses oversized and hostile packages before storing anything', async () => {
     const head = await startHead({ numCpus: 1, args: ['--max-package-size', '4K'] });
     const packagesDir = path.join(head.dataDir, 'packages');

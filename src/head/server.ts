@@ -1,6 +1,7 @@
 import websocket from '@fastify/websocket';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import { RaysubError, toRaysubError } from '../shared/errors.js';
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../shared/jsonDepth.js';
 import type { HttpLimits } from '../shared/httpLimits.js';
 import type { Access, Principal } from './auth.js';
 import type { SessionRow } from './db/index.js';
@@ -70,6 +71,13 @@ export async function buildServer(ctx: HeadContext, opts: ServerOptions): Promis
     const { principal, session } = identify(req, access, ctx.auth, ctx.dashboard.sessions);
     req.principal = principal;
     req.session = session;
+  });
+
+  // A body nested past any request's need is refused before a handler recurses into it.
+  app.addHook('preValidation', async (req) => {
+    if (nestsDeeperThan(req.body, MAX_JSON_DEPTH)) {
+      throw new RaysubError('INVALID_JSON', `request body nests objects and arrays more than ${MAX_JSON_DEPTH} levels deep`);
+    }
   });
 
   app.setErrorHandler((err, req, reply) => {
