@@ -102,6 +102,14 @@ print(json.dumps(out))`,
     expect(sync.frames_out).toBeLessThanOrEqual(2);
     expect(sync.writes).toBeLessThanOrEqual(2);
 
+    // Each result is read by the thread waiting on it, each call by the actor's main thread waiting
+    // for it: not by a reader thread that hands it over (all of them, before).
+    const own = c.get('own_reads') as { driver_waiter: number; driver_background: number; actor_waiter: number; actor_background: number };
+    expect(own.driver_waiter + own.driver_background).toBeGreaterThanOrEqual(50);
+    expect(own.driver_waiter, JSON.stringify(own)).toBeGreaterThan(own.driver_background);
+    expect(own.actor_waiter + own.actor_background).toBeGreaterThanOrEqual(49);
+    expect(own.actor_waiter, JSON.stringify(own)).toBeGreaterThan(own.actor_background);
+
     // [submission, its release] right after the loop above, then after 0.3 s idle: one frame each.
     expect((c.get('flusher') as { sent: number[] }).sent).toEqual([1, 1, 1, 1]);
 
@@ -109,5 +117,7 @@ print(json.dumps(out))`,
     const early = c.get('early_error') as { raised: string | null; seconds: number };
     expect(early.raised).toMatch(/early/);
     expect(early.seconds).toBeLessThan(6);
+
+    expect(c.get('interrupted')).toEqual({ interrupted: true, then: 1, next: 5 });
   }, 240_000);
 });

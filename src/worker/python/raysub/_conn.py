@@ -1,22 +1,20 @@
 """The connection of one process (a job's entrypoint or a worker) to its agent's job socket.
 
-Frames are `[u32 header length][u32 payload length][JSON header][payload]`, big-endian. A reader
-thread files results as they arrive; submissions are buffered and sent in batches (after a couple
-of milliseconds, at a size threshold, or before anything waits on a result)."""
+Frames (see `_frames`) are read by whichever thread waits for them: a thread waiting on a result (or,
+in a worker, for its next task) reads the socket itself when no other thread does, so a frame does
+not pass through another thread first (a wake-up and a hand-over of the interpreter lock each way);
+a background thread reads whenever nobody waits. Submissions are buffered and sent in batches
+(after a couple of milliseconds, at a size threshold, or before anything waits on a result)."""
 
 import collections
 import json
-import queue
-import os
 import socket
-import struct
 import threading
 import time
 
-from . import _schema
-from ._contract import AGENT_MESSAGE, SIZES
-
-_PREFIX = struct.Struct(">II")
+from ._contract import SIZES
+from ._frames import PREFIX as _PREFIX, FrameReader  # noqa: F401 - FrameReader is used from here by tests
+from ._receive import Receiving
 FLUSH_AFTER_S = 0.002
 FLUSH_AWAKE_ROUNDS = 25
 FLUSH_AT_TASKS = 500
@@ -29,79 +27,20 @@ SMALL_FRAME_BYTES = 64 * 1024
 _encode_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
-class FrameReader:
-    """Reads frames from a socket through a buffer: one `recv` brings in as many frames as have
-    arrived (a task's execute, a batch of results), not three per frame. A large payload is read
-    straight into its own buffer."""
-
-    CHUNK = 256 * 1024
-
-    def __init__(self, sock):
-        self.sock = sock
-        self.buf = bytearray()
-        self.at = 0
-        # Frames and bytes read (for tests that count what a task costs on the wire).
-        self.frames = 0
-        self.bytes = 0
-
-    def _fill(self, n):
-        """At least `n` unread bytes in the buffer."""
-        while len(self.buf) - self.at < n:
-            if self.at:
-                del self.buf[:self.at]
-                self.at = 0
-            chunk = self.sock.recv(max(self.CHUNK, n - len(self.buf)))
-            if not chunk:
-                raise ConnectionError("the agent closed the connection")
-            self.buf += chunk
-
-    def _take(self, n):
-        self._fill(n)
-        at = self.at
-        self.at = at + n
-        return bytes(self.buf[at:at + n])
-
-    def _payload(self, n):
-        have = len(self.buf) - self.at
-        if have >= n or n <= self.CHUNK:
-            return self._take(n)
-        out = bytearray(n)
-        out[:have] = self.buf[self.at:]
-        self.buf = bytearray()
-        self.at = 0
-        view = memoryview(out)
-        got = have
-        while got < n:
-            k = self.sock.recv_into(view[got:], n - got)
-            if k == 0:
-                raise ConnectionError("the agent closed the connection")
-            got += k
-        return bytes(out)
-
-    def read(self):
-        self._fill(8)
-        hlen, plen = _PREFIX.unpack_from(self.buf, self.at)
-        self.at += 8
-        self._fill(hlen)
-        at = self.at
-        self.at = at + hlen
-        header = json.loads(self.buf[at:at + hlen])
-        try:
-            _schema.check(AGENT_MESSAGE, header)
-        except _schema.SchemaError as e:
-            raise ConnectionError("the agent sent a message this library does not understand (%s): are the agent and this library the same version?" % e) from None
-        payload = self._payload(plen) if plen else b""
-        self.frames += 1
-        self.bytes += 8 + hlen + plen
-        return header, payload
-
-
-class Connection:
+class Connection(Receiving):
     def __init__(self, path, token, role, worker_id=None):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.connect(path)
         self.send_lock = threading.Lock()
-        self.cond = threading.Condition()
+        lock = threading.RLock()
+        self.cond = threading.Condition(lock)
+        # Who reads the socket now (a waiting thread's ident, "background", or None), how many
+        # threads wait in `wait`, and when a waiting thread last stopped reading.
+        self._reading = None
+        self._waiters = 0
+        self._last_read = 0.0
+        self._background = threading.Condition(lock)
+        self.read_by = {"waiter": 0, "background": 0}
         # id -> (state, payload, extra): state is value | path | error | remote
         self.objects = {}
         self.requested = set()
@@ -111,9 +50,8 @@ class Connection:
         # Results other than values that came (errors, values held elsewhere): see _objects._await.
         self.notable = 0
         self.closed = None
-        # In a worker, execute messages queue here (set before the reader starts: one may come at once;
-        # a SimpleQueue hands one to the main thread in about half the time of a Queue).
-        self.tasks = queue.SimpleQueue() if role == "worker" else None
+        # In a worker, execute messages queue here (see `next_task`).
+        self.tasks = collections.deque() if role == "worker" else None
         # Frames, bytes and writes sent (for tests that count what a task costs on the wire).
         self.sent_frames = self.sent_bytes = self.sent_writes = 0
         hello = {"t": "hello", "token": token, "role": role, "lang": "python"}
@@ -142,7 +80,7 @@ class Connection:
         self._flush_wanted = threading.Event()
         # The flusher sleeps on _flush_wanted only while idle; awake, it looks every FLUSH_AFTER_S.
         self._flusher_idle = True
-        self._reader = threading.Thread(target=self._read_loop, name="raysub-reader", daemon=True)
+        self._reader = threading.Thread(target=self._background_read, name="raysub-reader", daemon=True)
         self._reader.start()
         self._flusher = threading.Thread(target=self._flush_loop, name="raysub-flusher", daemon=True)
         self._flusher.start()
@@ -267,60 +205,14 @@ class Connection:
 
     # ---- results ---------------------------------------------------------------------------
 
-    def _read_loop(self):
-        try:
-            while True:
-                header, payload = self.reader.read()
-                t = header.get("t")
-                if t == "resolved":
-                    at = 0
-                    ready = []
-                    with self.cond:
-                        for item in header["items"]:
-                            n = item["len"] if item["state"] in ("value", "error") else 0
-                            data = payload[at:at + n]
-                            at += n
-                            if item["state"] != "value" and item["state"] != "path":
-                                # An error, or a value held elsewhere: waiters look at every ref again.
-                                self.notable += 1
-                            if item["id"] in self._gone:
-                                self._gone.discard(item["id"])
-                            else:
-                                self.objects[item["id"]] = (item["state"], data, item.get("path") or item.get("error"))
-                            ready.extend(self.watchers.pop(item["id"], ()))
-                        self.cond.notify_all()
-                    for cb in ready:
-                        cb()
-                elif t == "execute" and self.tasks is not None:
-                    self.tasks.put((header["task"], payload))
-                elif t == "reply":
-                    with self.cond:
-                        waiter = self._replies.get(header.get("req_id"))
-                        if waiter is not None:
-                            waiter.append((header, payload))
-                        self.cond.notify_all()
-                elif t == "cancel" and self.on_cancel is not None:
-                    self.on_cancel(header.get("task_id"), bool(header.get("force")))
-                elif t == "error":
-                    raise ConnectionError("the agent closed this connection: %s: %s" % (header["code"], header["message"]))
-        except (OSError, ConnectionError, ValueError) as e:
-            with self.cond:
-                self.closed = e
-                self.cond.notify_all()
-                waiting = [cb for cbs in self.watchers.values() for cb in cbs]
-                self.watchers.clear()
-            for cb in waiting:
-                cb()
-            self._flush_wanted.set()
-            if self.tasks is not None:
-                self.tasks.put(None)
-
     def watch(self, ref, callback):
         """Run `callback` once the agent has said how `ref` stands (at once if it has)."""
         with self.cond:
             now = ref.id in self.objects or self.closed is not None
             if not now:
                 self.watchers.setdefault(ref.id, []).append(callback)
+                # The background reader reads for it at once, not after a moment.
+                self._background.notify()
         if now:
             callback()
         elif ref.id not in self.owned:
@@ -362,7 +254,7 @@ class Connection:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise RaySystemError("the agent did not answer %s in %ss" % (op, timeout))
-                    self.cond.wait(left)
+                    self.wait(left)
                 return box[0]
         finally:
             with self.cond:
@@ -381,7 +273,10 @@ class Connection:
             self.flush()
         except OSError:
             pass
-        self.closed = self.closed or ConnectionError("shut down")
+        with self.cond:
+            self.closed = self.closed or ConnectionError("shut down")
+            self.cond.notify_all()
+            self._background.notify_all()
         self._flush_wanted.set()
         try:
             self.sock.shutdown(socket.SHUT_RDWR)

@@ -103,7 +103,7 @@ def _await(c, refs, need, timeout, local, stop_on_error=False):
                 if not blocked:
                     blocked = True
                     _context.blocked()
-                c.cond.wait(left if left is not None else 1.0)
+                c.wait(left)
         return True
     finally:
         if blocked:

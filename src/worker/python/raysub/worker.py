@@ -201,7 +201,7 @@ def main():
     w = Worker(conn)
     while True:
         try:
-            item = conn.tasks.get()
+            item = conn.next_task()
         except TaskCancelled:
             continue  # a cancellation that came after its task ended
         if item is None:
