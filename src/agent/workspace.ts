@@ -12,6 +12,7 @@ import { packageNameOfUri } from '../shared/protocol/packages.js';
 import { remotePackageOf, unfetchedMessage, unfetchedScheme } from '../shared/remotePackages.js';
 import { fileOp } from './files/index.js';
 import type { HeadLink } from './headLink.js';
+import { LingeringDirs } from './lingeringDirs.js';
 import { PackageCache, type PackageCacheOptions, type PackageLease } from './packageCache.js';
 
 export type { PackageLease } from './packageCache.js';
@@ -29,6 +30,7 @@ export class Workspace {
   readonly tasksDir: string;
   readonly spoolDir: string;
   readonly packages: PackageCache;
+  private readonly groupDirs: LingeringDirs;
 
   constructor(
     readonly root: string,
@@ -40,6 +42,7 @@ export class Workspace {
     this.unpackedDir = path.join(root, 'unpacked');
     this.tasksDir = tasksDirOf(root);
     this.spoolDir = path.join(root, 'spool');
+    this.groupDirs = new LingeringDirs(GROUP_DIR_LINGER_MS, removeIfEmpty, log);
     for (const d of [root, this.tasksDir, this.spoolDir]) fs.mkdirSync(d, { recursive: true, mode: 0o711 });
     // Leftovers of a previous run of this agent belong to attempts the head has since fenced.
     for (const d of [this.tasksDir, this.spoolDir]) {
@@ -93,13 +96,7 @@ export class Workspace {
     if (parent === this.tasksDir) return;
     // A group's directory outlives its last task a while: the job's next task here may reuse a
     // sandbox that has this very directory bound (a new one would be another inode).
-    setTimeout(() => {
-      try {
-        fs.rmdirSync(parent);
-      } catch {
-        // in use again, or gone
-      }
-    }, GROUP_DIR_LINGER_MS).unref();
+    this.groupDirs.touch(parent);
   }
 
   private async removeNow(dir: string): Promise<void> {
@@ -123,7 +120,16 @@ export class Workspace {
   }
 
   close(): void {
+    this.groupDirs.close();
     this.packages.close();
+  }
+}
+
+function removeIfEmpty(dir: string): void {
+  try {
+    fs.rmdirSync(dir);
+  } catch {
+    // in use again, or gone
   }
 }
 
