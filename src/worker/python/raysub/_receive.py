@@ -47,9 +47,12 @@ class Receiving:
             self._reading = None
             self._waiters -= 1
             self._last_read = time.monotonic()
-            # Another waiting thread reads next (or, after a moment, the background reader).
+            # Another waiting thread reads next; else the background reader, at once if a callback
+            # waits on a frame, after a moment otherwise.
             if self._waiters:
                 self.cond.notify_all()
+            elif self.watchers:
+                self._background.notify()
 
     def next_task(self):
         """In a worker: the next task the agent sends, waiting for it (None once the connection
