@@ -130,8 +130,9 @@ describe('status --watch on an 80x24 terminal', () => {
     expect(await term.exited).toBe(0);
     // Without a terminal, all of it: successes too, newest end first.
     const plain = await runCli(['status'], { env: head.env });
-    // ok-1 and ok-2 run at once: whichever ended last comes first.
-    const [first, second] = (await Promise.all(['ok-1', 'ok-2'].map((id) => c.getJob(id)))).sort((a, b) => (b.end_time ?? 0) - (a.end_time ?? 0));
+    // ok-1 and ok-2 run at once: whichever ended last comes first; ending in the same millisecond
+    // (one report of the agent can carry both), the list's order stands: the newer submission first.
+    const [first, second] = (await Promise.all(['ok-2', 'ok-1'].map((id) => c.getJob(id)))).sort((a, b) => (b.end_time ?? 0) - (a.end_time ?? 0));
     expect(plain.stdout).toMatch(new RegExp(String.raw`Recent successes\nJOB +ENDED +TOOK +TASKS +ENTRYPOINT\n${first?.submission_id} +\S+ ago .*\n${second?.submission_id} `));
     expect(plain.stdout).toMatch(/Schedules due next\n/);
     for (const id of ['sweep', ...Array.from({ length: 6 }, (_, i) => `waits-${i}`)]) await c.stopJob(id);
