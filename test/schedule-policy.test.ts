@@ -69,6 +69,22 @@ describe('schedule concurrency policies', () => {
     await windDown(head, 'single');
   });
 
+  it('allow: at most 100 runs of a schedule are active at once; past them a run is skipped, not queued', async () => {
+    const head = await startHead({ numCpus: 1 });
+    // Held jobs never start: every run stays active, as runs that wait for capacity would.
+    await head.client.createSchedule({ name: 'pile', cron: '0 0 1 1 *', job: { entrypoint: 'true', raysub: { hold: true } } });
+    for (let i = 0; i < 100; i++) expect((await head.client.triggerSchedule('pile', `pile-${i}`)).action).toBe('started');
+    const past = await head.client.triggerSchedule('pile', 'pile-100');
+    expect(past).toMatchObject({ action: 'skipped', job_id: null, detail: '100 runs still active: a schedule runs at most 100 at once' });
+    const held = await head.client.listJobs({ schedule: 'pile', status: ['PENDING'], limit: 1000 });
+    expect(held.jobs).toHaveLength(100);
+    // Once one is done, the next run starts again.
+    await head.client.stopJob('pile-0');
+    await waitFor(async () => (await head.client.getJob('pile-0')).status === 'STOPPED', { what: 'pile-0 to stop' });
+    expect((await head.client.triggerSchedule('pile', 'pile-101')).action).toBe('started');
+    await windDown(head, 'pile');
+  });
+
   it('replace: the next run stops the active one and takes its place', async () => {
     const head = await startHead({ numCpus: 2 });
     await create(head, 'latest', '*/2 * * * * *', 'replace', ['sleep', '60']);

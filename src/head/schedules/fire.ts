@@ -28,6 +28,13 @@ export function runMetadata(name: string, scheduledAt: number): Record<string, s
   return { raysub_schedule: name, raysub_scheduled_at: new Date(scheduledAt).toISOString() };
 }
 
+/**
+ * Runs of one schedule active (PENDING or RUNNING) at once at most, whatever its policy: past
+ * them a due time is skipped. Without a bound, an `allow` schedule firing every second whose jobs
+ * cannot start (held, waiting for capacity) would queue 86,400 jobs a day, forever.
+ */
+export const MAX_ACTIVE_RUNS = 100;
+
 export function fireRun(repo: SchedulesRepo, jobs: JobService, req: FireRequest): number {
   const { row, scheduledAt, trigger, now } = req;
   const name = row.name;
@@ -36,6 +43,9 @@ export function fireRun(repo: SchedulesRepo, jobs: JobService, req: FireRequest)
   if (row.concurrency === 'forbid' && active.length > 0) {
     const ids = active.map((j) => j.id).join(', ');
     return repo.insertRun({ ...base, action: 'skipped', job_id: null, replaced: '[]', detail: `concurrency policy forbid: ${ids} still running` });
+  }
+  if (row.concurrency === 'allow' && active.length >= MAX_ACTIVE_RUNS) {
+    return repo.insertRun({ ...base, action: 'skipped', job_id: null, replaced: '[]', detail: `${active.length} runs still active: a schedule runs at most ${MAX_ACTIVE_RUNS} at once` });
   }
   const replaced: string[] = [];
   if (row.concurrency === 'replace') {
