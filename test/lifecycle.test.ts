@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { isAlive, runCli, startHead, tempDir, waitFor, workingDir } from './helpers/cluster.js';
+import { isAlive, runCli, spawnCli, startHead, tempDir, waitFor, workingDir } from './helpers/cluster.js';
 
 describe('running a head', () => {
   it('starts in the background, serves the local CLI without flags, refuses a second head, and stops', async () => {
@@ -46,5 +46,36 @@ describe('running a head', () => {
     expect(job.status).toBe('SUCCEEDED');
     expect(await again.client.getLogs('kept')).toBe('kept\n');
     await waitFor(async () => (await again.client.nodes()).filter((n) => n.state === 'ALIVE').length === 1);
+  });
+
+  it('answers a signal that comes while it starts by stopping cleanly once started, not by dying half-way', async () => {
+    const dataDir = tempDir('raysub-early-signal-');
+    const start = (): ReturnType<typeof spawnCli> => spawnCli(['start', '--head', '--port', '0', '--data-dir', dataDir, '--num-cpus', '1', '--log-level', 'info']);
+    const head = start();
+    // The head listens (and writes head.json) before its embedded agent has started: signal then.
+    await waitFor(() => head.output().includes('head listening'), { what: 'the head to listen', timeoutMs: 60_000 });
+    head.proc.kill('SIGTERM');
+    const r = await head.result;
+    expect(r.code, r.stderr.slice(-2000)).toBe(0);
+    expect(r.stderr).toMatch(/SIGTERM received( while starting)?; shutting down/);
+    expect(r.stderr).toContain('head stopped');
+    expect(fs.existsSync(path.join(dataDir, 'head.json'))).toBe(false);
+    // Everything it took was given back: the same data dir starts again.
+    const again = start();
+    await waitFor(() => again.output().includes('node registered'), { what: 'the head to start again', timeoutMs: 60_000 });
+    again.proc.kill('SIGTERM');
+    expect((await again.result).code).toBe(0);
+  });
+
+  it('stops an agent still waiting for its head at the first signal', async () => {
+    const workDir = tempDir('raysub-early-agent-');
+    // A port nothing listens on: the agent keeps retrying its registration.
+    const agent = spawnCli(['start', '--address', 'http://127.0.0.1:9', '--work-dir', workDir, '--num-cpus', '1', '--log-level', 'info'], { env: { RAYSUB_TOKEN: 'x'.repeat(32) } });
+    await waitFor(() => agent.output().includes('cannot register with the head yet'), { what: 'the agent to wait for its head', timeoutMs: 60_000 });
+    agent.proc.kill('SIGTERM');
+    const r = await agent.result;
+    expect(r.code, r.stderr.slice(-2000)).toBe(0);
+    expect(r.stderr).toContain('SIGTERM received while starting');
+    expect(r.stderr).toContain('agent stopped');
   });
 });

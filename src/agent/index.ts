@@ -125,6 +125,7 @@ class Agent implements RunningAgent {
   async start(): Promise<void> {
     await this.injob.start(await localAddressFor(this.head.address));
     await this.register(this.lastId);
+    if (this.stop.signal.aborted) return; // stopped while starting: close() takes down what start-up set up
     this.state = 'running';
     this.loops = [this.pollLoop(), this.reportLoop()];
   }
@@ -322,6 +323,11 @@ class Agent implements RunningAgent {
     await this.close();
   }
 
+  /** Stop waiting for the head to take a registration (a signal during start-up); close() follows. */
+  abortStart(): void {
+    if (this.state === 'starting') this.stop.abort();
+  }
+
   async close(): Promise<void> {
     if (this.state === 'closing' || this.state === 'closed') return;
     this.state = 'closing';
@@ -342,7 +348,8 @@ class Agent implements RunningAgent {
   }
 }
 
-export async function startAgent(opts: AgentOptions, logger?: Logger): Promise<RunningAgent> {
+/** Start an agent; `signal` stops a start-up still waiting for the head (the agent is returned closed). */
+export async function startAgent(opts: AgentOptions, logger?: Logger, signal?: AbortSignal): Promise<RunningAgent> {
   const log = logger ?? createLogger('raysub-agent', opts.logLevel);
   containUnhandledRejections(log);
   if (opts.token === '') throw new RaysubError('USAGE', 'the agent needs a token');
@@ -371,8 +378,11 @@ export async function startAgent(opts: AgentOptions, logger?: Logger): Promise<R
       disk.close();
       unlock();
     };
-    await agent.start();
-    disk.start();
+    const abort = agent.abortStart.bind(agent);
+    signal?.addEventListener('abort', abort, { once: true });
+    await (signal?.aborted ? Promise.resolve() : agent.start()).finally(() => signal?.removeEventListener('abort', abort));
+    if (signal?.aborted) await agent.close();
+    else disk.start();
     return agent;
   } catch (err) {
     // Refused for good (a token, certificate or name problem): give back what start-up took.

@@ -12,32 +12,54 @@ export interface StartCommandFlags extends StartFlags {
 }
 
 /**
- * The first SIGINT/SIGTERM runs `first` (drain, then close); a second one runs `now` (close at
- * once, killing what runs) or, without it, exits the process.
+ * SIGINT/SIGTERM from the moment it is called: the first runs `first` (drain, then close) once
+ * `run` has what to close; a second one runs `now` (close at once, killing what runs) or, without
+ * it, exits the process. A signal during start-up (the embedded agent mounting its object store,
+ * a service manager stopping what it just started) is answered when start-up ends, so what was
+ * set up is taken down again instead of left behind by a process killed half-way.
  */
-function runUntilSignalled(first: () => Promise<void>, now?: () => Promise<void>): Promise<number> {
-  return new Promise((resolve) => {
-    let stopping = false;
-    const onSignal = (signal: NodeJS.Signals): void => {
-      if (stopping) {
-        process.stderr.write(`raysub: ${signal} again; stopping now\n`);
-        if (!now) process.exit(EXIT.STOPPED);
-        void now().finally(() => process.exit(EXIT.STOPPED));
-        return;
-      }
-      stopping = true;
-      process.stderr.write(`raysub: ${signal} received; shutting down (send it again to stop now)\n`);
-      first().then(
-        () => resolve(EXIT.OK),
-        (err: unknown) => {
-          process.stderr.write(`raysub: error while shutting down: ${(err as Error).message}\n`);
-          resolve(EXIT.INTERNAL);
-        },
-      );
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
+function untilSignalled(duringStartUp?: () => void): { run(first: () => Promise<void>, now?: () => Promise<void>): Promise<number> } {
+  let received: NodeJS.Signals | null = null;
+  let handlers: { first: () => Promise<void>; now?: () => Promise<void>; resolve: (code: number) => void } | null = null;
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (!handlers) return;
+    const { first, resolve } = handlers;
+    if (!received) process.stderr.write(`raysub: ${signal} received; shutting down (send it again to stop now)\n`);
+    stopping = true;
+    first().then(
+      () => resolve(EXIT.OK),
+      (err: unknown) => {
+        process.stderr.write(`raysub: error while shutting down: ${(err as Error).message}\n`);
+        resolve(EXIT.INTERNAL);
+      },
+    );
+  };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping || received) {
+      process.stderr.write(`raysub: ${signal} again; stopping now\n`);
+      const now = handlers?.now;
+      if (!now) process.exit(EXIT.STOPPED);
+      void now().finally(() => process.exit(EXIT.STOPPED));
+      return;
+    }
+    if (handlers) stop(signal);
+    else {
+      received = signal;
+      duringStartUp?.();
+      process.stderr.write(`raysub: ${signal} received while starting; shutting down once what started is up (send it again to stop now)\n`);
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    run(first, now) {
+      return new Promise((resolve) => {
+        handlers = { first, now, resolve };
+        if (received) stop(received);
+      });
+    },
+  };
 }
 
 async function waitForHeadFile(dataDir: string, pid: number, logFile: string, timeoutMs: number): Promise<string> {
@@ -83,6 +105,7 @@ export async function startCommand(flags: StartCommandFlags, argv: string[]): Pr
       process.stdout.write(`Token: ${layout.token}. Stop it with: raysub stop${flags.dataDir ? ` --data-dir ${flags.dataDir}` : ''}\n`);
       return EXIT.OK;
     }
+    const signals = untilSignalled();
     const { startHead, isLoopbackHost } = await import('../../head/index.js');
     const head = await startHead(opts);
     process.stderr.write(`raysub head listening at ${head.url}\n`);
@@ -91,15 +114,19 @@ export async function startCommand(flags: StartCommandFlags, argv: string[]): Pr
     }
     process.stderr.write(`  data dir: ${head.dataDir} (token in ${dataDirLayout(head.dataDir).token})\n`);
     if (head.agent) process.stderr.write(`  local agent: ${head.agent.nodeName} (sandbox: ${head.agent.launcher.mode})\n`);
-    return runUntilSignalled(() => head.close());
+    return signals.run(() => head.close());
   }
   if (flags.detach) throw new RaysubError('USAGE', '--detach is only for --head; run agents under your service manager');
   const opts = agentOptionsFrom(flags);
   for (const w of opts.warnings) process.stderr.write(`raysub: warning: ${w}\n`);
+  // An agent may wait long for its head at start-up: a signal then stops the wait.
+  const starting = new AbortController();
+  const signals = untilSignalled(() => starting.abort());
   const { startAgent } = await import('../../agent/index.js');
-  const agent = await startAgent(opts);
+  const agent = await startAgent(opts, undefined, starting.signal);
+  if (starting.signal.aborted) return signals.run(() => agent.close());
   process.stderr.write(`raysub agent ${agent.nodeName} connected to ${opts.address} (sandbox: ${agent.launcher.mode})\n`);
-  return runUntilSignalled(
+  return signals.run(
     () => agent.drain(),
     () => agent.close(),
   );
