@@ -166,16 +166,9 @@ sys.stdout.flush()
 time.sleep(120)
 `,
     });
-    expect((await runCli(['job', 'submit', '--no-wait', '--submission-id', 'talker', '--working-dir', dir, '--', 'python3', 'talk.py'], { env: head.env })).code).toBe(0);
-    const taskDir = await waitFor(() => findFile(path.join(mnt, 'agent'), 'started'), { what: 'the task to start', timeoutMs: 60_000 });
+    const taskDir = await startTalker(head, mnt, dir);
     // The head goes quiet: the task's output waits on the agent's disk.
-    process.kill(head.pid, 'SIGSTOP');
-    let resumed = false;
-    const resume = (): void => {
-      if (!resumed) process.kill(head.pid, 'SIGCONT');
-      resumed = true;
-    };
-    onTestFinished(resume);
+    const resume = pauseHead(head.pid);
     fs.writeFileSync(path.join(path.dirname(taskDir), 'go'), '');
     await waitFor(() => !fs.existsSync(taskDir), { what: 'the talker to be evicted', timeoutMs: 90_000 });
     resume();
@@ -205,15 +198,8 @@ while not os.path.exists("end"):
 `,
     });
     const before = (await readDisk(mnt)).freeBytes;
-    expect((await runCli(['job', 'submit', '--no-wait', '--submission-id', 'talker', '--working-dir', dir, '--', 'python3', 'talk.py'], { env: head.env })).code).toBe(0);
-    const taskDir = await waitFor(() => findFile(path.join(mnt, 'agent'), 'started'), { what: 'the task to start', timeoutMs: 60_000 });
-    process.kill(head.pid, 'SIGSTOP');
-    let resumed = false;
-    const resume = (): void => {
-      if (!resumed) process.kill(head.pid, 'SIGCONT');
-      resumed = true;
-    };
-    onTestFinished(resume);
+    const taskDir = await startTalker(head, mnt, dir);
+    const resume = pauseHead(head.pid);
     // 300 MiB of output on a 160 MiB disk while the head is away: the agent holds the head's 1 MiB
     // and the last bytes, so the task is neither evicted nor stopped.
     fs.writeFileSync(path.join(path.dirname(taskDir), 'go'), '');
@@ -230,6 +216,24 @@ while not os.path.exists("end"):
     expect(logs.trimEnd().endsWith(String(300 * 1024 - 1))).toBe(true);
   });
 });
+
+/** Submit `talk.py` of `dir` as job `talker`; returns its task directory once it has started. */
+async function startTalker(head: Awaited<ReturnType<typeof startHead>>, mnt: string, dir: string): Promise<string> {
+  expect((await runCli(['job', 'submit', '--no-wait', '--submission-id', 'talker', '--working-dir', dir, '--', 'python3', 'talk.py'], { env: head.env })).code).toBe(0);
+  return waitFor(() => findFile(path.join(mnt, 'agent'), 'started'), { what: 'the task to start', timeoutMs: 60_000 });
+}
+
+/** Stop the head (SIGSTOP) until the returned function, or the test's end, resumes it. */
+function pauseHead(pid: number): () => void {
+  process.kill(pid, 'SIGSTOP');
+  let resumed = false;
+  const resume = (): void => {
+    if (!resumed) process.kill(pid, 'SIGCONT');
+    resumed = true;
+  };
+  onTestFinished(resume);
+  return resume;
+}
 
 /** The path of the first file named `name` under `root`, or null. */
 function findFile(root: string, name: string): string | null {

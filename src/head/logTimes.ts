@@ -5,18 +5,21 @@
  * agent's clock that does is held at the previous mark) and never lie in the future of the head's
  * clock, so a reader can look a time up by bisection.
  */
-import fs from 'node:fs';
-import { cutBack, writeAll } from './logIo.js';
+import { SideFiles } from './logIo.js';
 
 export interface TimeMark {
   offset: number;
   time: number;
 }
 
-const CACHE_LIMIT = 512;
-
 export class LogTimes {
-  private readonly cache = new Map<string, TimeMark[]>();
+  private readonly files = new SideFiles<TimeMark>((line, marks) => {
+    const [o, t] = line.split(' ').map(Number);
+    if (o === undefined || t === undefined || !Number.isSafeInteger(o) || !Number.isSafeInteger(t)) return;
+    // A mark left by a write that was cut back (a full disk) may repeat an offset: the later one holds.
+    while (marks.length && (marks[marks.length - 1] as TimeMark).offset >= o) marks.pop();
+    marks.push({ offset: o, time: t });
+  });
 
   /** Record that the bytes written at `offset` were captured at `time` (clamped as the file requires). */
   mark(file: string, offset: number, time: number): void {
@@ -24,45 +27,18 @@ export class LogTimes {
     const last = marks[marks.length - 1];
     const t = Math.max(last?.time ?? 0, Math.min(Math.floor(time), Date.now()));
     if (last && last.time === t) return;
-    const fd = fs.openSync(file, 'a', 0o600);
-    const before = fs.fstatSync(fd).size;
-    try {
-      writeAll(fd, Buffer.from(`${offset} ${t}\n`));
-    } catch (err) {
-      cutBack(fd, before);
-      throw err;
-    } finally {
-      fs.closeSync(fd);
-    }
+    this.files.append(file, `${offset} ${t}\n`);
     marks.push({ offset, time: t });
   }
 
   /** The file's marks, in offset order. */
   marks(file: string): TimeMark[] {
-    const cached = this.cache.get(file);
-    if (cached) return cached;
-    const marks: TimeMark[] = [];
-    let text: string;
-    try {
-      text = fs.readFileSync(file, 'utf8');
-    } catch {
-      text = '';
-    }
-    for (const line of text.split('\n')) {
-      const [o, t] = line.split(' ').map(Number);
-      if (o === undefined || t === undefined || !Number.isSafeInteger(o) || !Number.isSafeInteger(t)) continue;
-      // A mark left by a write that was cut back (a full disk) may repeat an offset: the later one holds.
-      while (marks.length && (marks[marks.length - 1] as TimeMark).offset >= o) marks.pop();
-      marks.push({ offset: o, time: t });
-    }
-    this.cache.set(file, marks);
-    if (this.cache.size > CACHE_LIMIT) this.cache.delete(this.cache.keys().next().value as string);
-    return marks;
+    return this.files.entries(file);
   }
 
   /** Forget what is cached for files under `prefix` (a job's logs were removed, or a write failed). */
   forget(prefix: string): void {
-    for (const key of [...this.cache.keys()]) if (key.startsWith(prefix)) this.cache.delete(key);
+    this.files.forget(prefix);
   }
 }
 
