@@ -13,7 +13,7 @@ const POLICY = { starvationMs: 60_000, unschedulableGraceMs: 60_000 };
 
 interface Row {
   name: string;
-  nodes: Record<string, NodeSpec & { draining?: boolean }>;
+  nodes: Record<string, NodeSpec & { draining?: boolean; unhealthy?: string }>;
   /** Jobs placed by a pass at T0 before the others are submitted. */
   running?: [id: string, spec: JobSpec][];
   jobs: [id: string, spec: JobSpec][];
@@ -105,6 +105,20 @@ const rows: Row[] = [
     nodes: { big: { cpus: 8, draining: true }, small: { cpus: 1 } },
     jobs: [['j', { cpus: 1, parallel: 2 }]],
     placed: { j: ['small'] },
+  },
+  {
+    name: 'an unhealthy node (its work dir takes no writes) gets nothing new',
+    nodes: { big: { cpus: 8, unhealthy: "work dir not writable: EROFS: read-only file system, open '/w/tasks/.probe'" }, small: { cpus: 1 } },
+    jobs: [['j', { cpus: 1, parallel: 2 }]],
+    placed: { j: ['small'] },
+    waits: { j: /^needs 1 CPUs?; largest free: 0 on small$/ },
+  },
+  {
+    name: 'with every node unhealthy a job waits (never UNSCHEDULABLE) and says why',
+    nodes: { a: { cpus: 4, unhealthy: "work dir not writable: ENOSPC: no space left on device, open '/w/tasks/.probe'" } },
+    jobs: [['j', { cpus: 1 }]],
+    placed: {},
+    waits: { j: /^needs 1 CPU; no node takes work now \(a is unhealthy: work dir not writable: ENOSPC: no space left on device/ },
   },
   {
     name: 'spreads: the node left with the most free CPUs',
@@ -206,6 +220,7 @@ describe('placement', () => {
     for (const [name, spec] of Object.entries(row.nodes)) {
       const id = addNode(rig, name, spec, T0);
       if (spec.draining) rig.engine.drainNode(id);
+      if (spec.unhealthy) rig.engine.setUnhealthy(id, { reason: spec.unhealthy, since: T0 });
     }
     for (const [id, spec] of row.running ?? []) addJob(rig, id, spec, T0);
     if (row.running) rig.engine.schedule(undefined, T0);
@@ -232,6 +247,38 @@ describe('placement', () => {
     if (!job) throw new Error('no live job');
     const choice = placeInjob(rig.engine.view, job, { cpus: 4, gpus: 0, memory: 0, custom: {} });
     expect(choice.kind === 'placed' ? rig.engine.view.node(choice.nodeId)?.name : choice.kind).toBe('w1');
+  });
+
+  it('gives an unhealthy node work again once its agent says it is healthy, but never lifts an operator\'s cordon', () => {
+    const rig = engineOnTempDb();
+    const a = addNode(rig, 'a', { cpus: 4 }, T0);
+    const b = addNode(rig, 'b', { cpus: 4 }, T0);
+    addJob(rig, 'j', { cpus: 1, parallel: 2 }, T0);
+    const sick = { reason: "work dir not writable: EROFS: read-only file system, open '/w/tasks/.probe'", since: T0 };
+    rig.engine.setUnhealthy(a, sick);
+    rig.engine.setUnhealthy(b, sick);
+    rig.engine.setCordon('b', true, T0);
+    const placed = (): Record<string, string[]> => describePass(rig, planPlacements(rig.engine.view, { ...POLICY, now: T0, unplaceableSince: new Map() })).placed;
+    const job = rig.engine.view.job('j');
+    if (!job) throw new Error('no live job');
+    const injob = (): string => {
+      const c = placeInjob(rig.engine.view, job, { cpus: 1, gpus: 0, memory: 0, custom: {} });
+      return c.kind === 'placed' ? (rig.engine.view.node(c.nodeId)?.name ?? '?') : c.kind;
+    };
+    expect([placed(), injob()]).toEqual([{}, 'wait']);
+    // Both agents' probes pass: a takes work at once; b stays cordoned until the operator lifts it.
+    rig.engine.setUnhealthy(a, null);
+    rig.engine.setUnhealthy(b, null);
+    expect([placed(), injob()]).toEqual([{ j: ['a', 'a'] }, 'a']);
+    expect(rig.engine.view.node(b)).toMatchObject({ draining: true, unhealthy: null });
+    rig.engine.setCordon('b', false, T0);
+    expect(placed().j?.sort()).toEqual(['a', 'b']);
+    // A cordoned node that turns unhealthy and recovers is still cordoned.
+    rig.engine.setCordon('a', true, T0);
+    rig.engine.setUnhealthy(a, sick);
+    rig.engine.setUnhealthy(a, null);
+    expect(rig.engine.view.node(a)).toMatchObject({ draining: true, unhealthy: null });
+    expect(placed()).toEqual({ j: ['b', 'b'] });
   });
 
   it('gives new work only to nodes that contacted this head since it started', () => {

@@ -5,14 +5,14 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { AgentEvent, ExitOutcome } from '../src/shared/protocol/index.js';
-import { retryOf, verdictOf, type VerdictJob } from '../src/head/verdict.js';
+import { retryOf, verdictOf, type AttemptOutcome, type VerdictJob } from '../src/head/verdict.js';
 import { addJob, addNode, engineOnTempDb, type EngineRig } from './helpers/head.js';
 import { killsFor } from '../src/head/placement.js';
 
 const T0 = 1_800_000_000_000;
 const job = (o: Partial<VerdictJob> = {}): VerdictJob => ({ stopRequested: false, failedTask: null, timeoutS: 30, maxRetries: 2, retryBackoffS: 1, ...o });
 
-type End = [outcome: ExitOutcome | 'lost', exitCode: number | null, signal: string | null, message: string | null];
+type End = [outcome: AttemptOutcome, exitCode: number | null, signal: string | null, message: string | null];
 
 describe('verdicts', () => {
   const rows: [name: string, j: VerdictJob, end: End, state: string, errorType: string | null, retryable: boolean, message: string | RegExp | null][] = [
@@ -23,6 +23,8 @@ describe('verdicts', () => {
     ['an OOM kill, retryable', job(), ['oom', null, 'SIGKILL', null], 'FAILED', 'OOM_KILLED', true, /more memory/],
     ['an eviction for disk pressure, retryable', job(), ['evicted', null, 'SIGKILL', 'evicted: the node\'s disk had 1 MiB free'], 'FAILED', 'DISK_PRESSURE', true, /evicted: the node's disk/],
     ['a lost node, retryable', job(), ['lost', null, null, 'node a stopped sending heartbeats'], 'FAILED', 'NODE_LOST', true, 'node a stopped sending heartbeats'],
+    ['a node fault (its work dir takes no writes), retryable', job(), ['node_fault', null, null, "node n1 could not prepare the task (could not copy the working dir): EROFS: read-only file system, mkdir '/w/tasks/j'"], 'FAILED', 'NODE_UNHEALTHY', true, /^node n1 could not prepare the task .*EROFS: read-only file system, mkdir '\/w\/tasks\/j'$/],
+    ['a node fault while stopping is STOPPED', job({ stopRequested: true }), ['node_fault', null, null, 'EIO'], 'STOPPED', 'STOPPED_BY_USER', false, 'stopped by the user'],
     ['a timeout is not retried', job(), ['timeout', null, null, null], 'FAILED', 'TIMEOUT', false, 'timed out after 30s'],
     ['a runtime env setup failure is not retried', job(), ['setup_failed', null, null, 'pip said no'], 'FAILED', 'RUNTIME_ENV_SETUP_FAILED', false, 'pip said no'],
     ['a missing sandbox is not retried', job(), ['sandbox_unavailable', null, null, null], 'FAILED', 'SANDBOX_UNAVAILABLE', false, /sandbox/],
@@ -60,7 +62,7 @@ describe('verdicts', () => {
 });
 
 let seq = 0;
-function exited(taskId: string, attempt: number, at: number, outcome: ExitOutcome, exitCode: number | null): AgentEvent {
+function exited(taskId: string, attempt: number, at: number, outcome: ExitOutcome, exitCode: number | null): Extract<AgentEvent, { type: 'exited' }> {
   return { seq: ++seq, type: 'exited', task_id: taskId, attempt, at, outcome, exit_code: exitCode, signal: null, message: null, log_bytes: 0 };
 }
 function started(taskId: string, attempt: number, at: number): AgentEvent {
@@ -131,6 +133,37 @@ describe('verdicts applied by the engine', () => {
     expect(rig.store.tasks.get('j', 0)).toMatchObject({ state: 'ASSIGNED', attempt: 2, node_id: other });
     rig.engine.nodeLost(other, 'node n2 shut down', T0 + 3000);
     expect(rig.store.jobs.get('j')).toMatchObject({ status: 'FAILED', error_type: 'NODE_LOST', message: 'job failed: node n2 shut down' });
+  });
+
+  it('retries an attempt its node could not prepare (a node fault) on another node, and fails it as NODE_UNHEALTHY when no retry is left', () => {
+    seq = 0;
+    const rig = engineOnTempDb();
+    const n1 = addNode(rig, 'n1', { cpus: 4 }, T0);
+    const n2 = addNode(rig, 'n2', { cpus: 1 }, T0);
+    addJob(rig, 'j', { cpus: 1, maxRetries: 1, retryBackoffS: 0 }, T0);
+    rig.engine.schedule(undefined, T0);
+    expect(rig.store.tasks.get('j', 0)).toMatchObject({ state: 'ASSIGNED', node_id: n1 });
+    const why = (node: string): string => `node ${node} could not prepare the task (could not copy the working dir): EROFS: read-only file system, mkdir '/w/tasks/j'`;
+    // As the agent hub applies a report: the node's condition first, then its events.
+    rig.engine.setUnhealthy(n1, { reason: `work dir not writable: EROFS: read-only file system, open '/w/tasks/.probe'`, since: T0 + 100 });
+    rig.engine.applyReport(n1, [{ ...exited('j:0', 1, T0 + 100, 'setup_failed', null), message: why('n1'), fault: 'node' }], null, T0 + 100);
+    expect(rig.store.tasks.get('j', 0)).toMatchObject({ state: 'PENDING', error_type: 'NODE_UNHEALTHY' });
+    rig.engine.schedule(undefined, T0 + 200);
+    // n1 has more free CPUs, but it is unhealthy: the retry goes to n2.
+    expect(rig.store.tasks.get('j', 0)).toMatchObject({ state: 'ASSIGNED', attempt: 2, node_id: n2 });
+    seq = 0; // each agent numbers its own events
+    rig.engine.applyReport(n2, [{ ...exited('j:0', 2, T0 + 300, 'setup_failed', null), message: why('n2'), fault: 'node' }], null, T0 + 300);
+    expect(rig.store.jobs.get('j')).toMatchObject({ status: 'FAILED', error_type: 'NODE_UNHEALTHY', message: `job failed: ${why('n2')}` });
+    expect(rig.store.tasks.attemptsOfJob('j').map((a) => [a.attempt, a.outcome, a.error_type])).toEqual([
+      [1, 'node_fault', 'NODE_UNHEALTHY'],
+      [2, 'node_fault', 'NODE_UNHEALTHY'],
+    ]);
+  });
+
+  it('keeps a setup failure without a node fault (any agent that predates them) the job\'s own: RUNTIME_ENV_SETUP_FAILED, not retried', () => {
+    const { rig, node } = running({ maxRetries: 3 });
+    rig.engine.applyReport(node, [{ ...exited('j:0', 1, T0 + 100, 'setup_failed', null), message: 'pip said no' }], null, T0 + 100);
+    expect(rig.store.jobs.get('j')).toMatchObject({ status: 'FAILED', error_type: 'RUNTIME_ENV_SETUP_FAILED' });
   });
 
   it('stops a job in any state', () => {

@@ -62,7 +62,7 @@ describe('raysub status', () => {
     expect(Object.keys(view).sort()).toEqual(['address', 'nodes', 'pending', 'recent_failures', 'recent_successes', 'running', 'schedules', 'time']);
     expect(view.recent_successes).toEqual([]);
     expect(view.nodes).toEqual([
-      { name: 'node-1', state: 'ALIVE', cpus: { used: 1, total: 2 }, gpus: { used: 0, total: 0 }, memory: { used: 0, total: 4 * 1024 ** 3 }, running_tasks: 1, sandbox: expect.any(String) as unknown },
+      { name: 'node-1', state: 'ALIVE', cpus: { used: 1, total: 2 }, gpus: { used: 0, total: 0 }, memory: { used: 0, total: 4 * 1024 ** 3 }, running_tasks: 1, sandbox: expect.any(String) as unknown, reason: null },
     ]);
     expect(view.running).toEqual([{ submission_id: 'busy', entrypoint: 'sleep 120', started_at: expect.any(Number) as unknown, age_s: expect.any(Number) as unknown, tasks: 1, progress: '1', schedule: null }]);
     expect(view.pending).toEqual([

@@ -49,7 +49,6 @@ const FINISHED_KEPT = 10_000;
 const MAX_CONCURRENT_LAUNCHES = 8;
 const refKey = (r: TaskRef): string => `${r.task_id}#${r.attempt}`;
 
-
 class Agent implements RunningAgent {
   private state: AgentState = 'starting';
   private id = '';
@@ -92,6 +91,7 @@ class Agent implements RunningAgent {
     this.name = opts.nodeNameGiven ? opts.nodeName : (saved?.name ?? opts.nodeName);
     this.lastId = saved?.name === this.name ? saved.node_id : undefined;
     outbox.onChange = (urgency) => this.wakeReporter(urgency === 'exit' ? 0 : urgency === 'output' ? OUTPUT_BATCH_MS : START_BATCH_MS);
+    workspace.health.onChange = () => this.wakeReporter(0);
     this.envCache = new EnvCache(path.join(opts.workDir, 'envs'), opts.cacheLimitBytes, log.child({ component: 'envs' }));
     this.injob = new InjobService({
       workDir: opts.workDir,
@@ -142,6 +142,7 @@ class Agent implements RunningAgent {
             totals: this.totals,
             sandbox: { mode: this.launcher.mode, detail: this.launcher.detail, cgroups: this.launcher.cgroups, limits: [...this.launcher.limits] },
             previous_node_id: previous,
+            unhealthy: this.workspace.health.unhealthy,
           },
           this.stop.signal,
         );
@@ -152,7 +153,8 @@ class Agent implements RunningAgent {
         // A head from before peer tokens: agents shared one token and presented it to each other.
         this.peerToken = res.peer_token ?? this.opts.token;
         if (res.warning) this.log.warn(res.warning);
-        writeNodeFile(this.opts.workDir, { name: this.name, node_id: this.id });
+        // A work dir that takes no writes (reported as unhealthy) must not undo the registration.
+        try { writeNodeFile(this.opts.workDir, { name: this.name, node_id: this.id }); } catch (err) { this.log.warn({ err: toRaysubError(err).message }, 'could not keep the node id in the work dir'); }
         this.log.info({ nodeId: this.id, name: this.name, totals: this.totals }, 'registered with the head');
         return;
       } catch (err) {
@@ -266,7 +268,7 @@ class Agent implements RunningAgent {
       }
       try {
         await this.reregistering;
-        const req = { ...this.outbox.build(MAX_REPORT_BYTES, this.known()), usage: this.envCache.usage(), injob: this.injob.report() };
+        const req = { ...this.outbox.build(MAX_REPORT_BYTES, this.known()), usage: this.envCache.usage(), injob: this.injob.report(), unhealthy: this.workspace.health.unhealthy };
         const res = await this.head.report(this.id, req, this.stop.signal).catch((err: unknown) => {
           this.injob.reportFailed();
           throw err;
@@ -378,6 +380,7 @@ export async function startAgent(opts: AgentOptions, logger?: Logger, signal?: A
       disk.close();
       unlock();
     };
+    await workspace.health.check(); // registers unhealthy if the work dir takes no writes already
     const abort = agent.abortStart.bind(agent);
     signal?.addEventListener('abort', abort, { once: true });
     await (signal?.aborted ? Promise.resolve() : agent.start()).finally(() => signal?.removeEventListener('abort', abort));

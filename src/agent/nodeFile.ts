@@ -51,7 +51,13 @@ export function lockWorkDir(workDir: string): () => void {
   for (let tries = 0; tries < 2; tries++) {
     try {
       fs.writeFileSync(file, `${process.pid} ${os.hostname()}\n`, { flag: 'wx', mode: 0o600 });
-      return () => fs.rmSync(file, { force: true });
+      return () => {
+        try {
+          fs.rmSync(file, { force: true });
+        } catch {
+          // a work dir that takes no writes any more: the next start finds the lock's process gone
+        }
+      };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const pid = Number(fs.readFileSync(file, 'utf8').split(' ')[0]);

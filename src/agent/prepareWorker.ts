@@ -16,6 +16,8 @@ export class SetupError extends Error {
   constructor(
     readonly outcome: Extract<ExitOutcome, 'setup_failed' | 'sandbox_unavailable' | 'spawn_failed'>,
     message: string,
+    /** The node is at fault, not the job (its work dir could not be written): the task may run elsewhere. */
+    readonly nodeFault = false,
   ) {
     super(message);
   }
@@ -60,15 +62,21 @@ export async function prepareWorker(deps: PrepareDeps, a: Assignment, o: { key: 
     if (o.signal.aborted) throw err;
     throw new SetupError('setup_failed', `${what}${toRaysubError(err).message}`);
   };
+  // Fetching and copying happen in the node's work dir: a failure there may be the node's, not the job's.
+  const inWorkDir = (what: string) => async (err: unknown): Promise<never> => {
+    const fault = o.signal.aborted ? null : await deps.workspace.faultOf(err, o.key, o.group);
+    if (fault !== null && !o.signal.aborted) throw new SetupError('setup_failed', `node ${deps.nodeName} could not prepare the task (${what}): ${fault}`, true);
+    return setup(`${what}: `)(err);
+  };
   // The job's package on the head, or the remote archive its runtime env names.
   const workingDir = workingDirUri(a.job.working_dir_package, a.job.runtime_env);
   const source = workingDir
-    ? await deps.workspace.acquireUri(workingDir, 'working_dir', o.signal).catch(setup(`could not fetch working dir ${a.job.working_dir_package ?? redactUrl(workingDir)}: `))
+    ? await deps.workspace.acquireUri(workingDir, 'working_dir', o.signal).catch(inWorkDir(`could not fetch working dir ${a.job.working_dir_package ?? redactUrl(workingDir)}`))
     : null;
   let dir: string;
   try {
     if (o.signal.aborted) throw new Error('aborted');
-    dir = await deps.workspace.createTaskDir(o.key, source?.dir ?? null, o.group).catch(setup('could not copy the working dir: '));
+    dir = await deps.workspace.createTaskDir(o.key, source?.dir ?? null, o.group).catch(inWorkDir('could not copy the working dir'));
   } finally {
     source?.release();
   }

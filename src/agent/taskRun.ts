@@ -140,6 +140,11 @@ export class TaskRun {
     } catch (err) {
       if (this.killReason) {
         this.finish(this.killReason === 'timeout' ? 'timeout' : 'killed', null, null, this.killReason === 'timeout' ? `timed out after ${a.timeout_s}s during setup` : 'stopped during setup');
+      } else if (err instanceof SetupError && err.nodeFault) {
+        // The node's fault (its work dir is not writable), not the job's: the head may retry it elsewhere.
+        const sick = this.deps.workspace.health.unhealthy ? '; the node takes no new work until its work dir takes writes again' : '';
+        this.system(`${err.message}${sick}`);
+        this.finish(err.outcome, null, null, err.message, undefined, 'node');
       } else if (err instanceof SetupError) {
         this.system(`${err.outcome === 'setup_failed' ? 'runtime env setup failed' : 'could not start'}: ${err.message}`);
         this.finish(err.outcome, null, null, err.message);
@@ -201,9 +206,9 @@ export class TaskRun {
     return 'exited';
   }
 
-  private finish(outcome: ExitOutcome, code: number | null, signal: string | null, message: string | null, usage?: AttemptUsage): void {
+  private finish(outcome: ExitOutcome, code: number | null, signal: string | null, message: string | null, usage?: AttemptUsage, fault?: 'node'): void {
     this.state = 'exited';
-    this.deps.outbox.exited(this.ref, { at: Date.now(), outcome, exit_code: code, signal, message, ...(usage ? { usage } : {}) });
+    this.deps.outbox.exited(this.ref, { at: Date.now(), outcome, exit_code: code, signal, message, ...(usage ? { usage } : {}), ...(fault ? { fault } : {}) });
   }
 }
 

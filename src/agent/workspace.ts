@@ -14,6 +14,7 @@ import { fileOp } from './files/index.js';
 import type { HeadLink } from './headLink.js';
 import { LingeringDirs } from './lingeringDirs.js';
 import { PackageCache, type PackageCacheOptions, type PackageLease } from './packageCache.js';
+import { nodeFaultOf, WorkDirHealth } from './workDirHealth.js';
 
 export type { PackageLease } from './packageCache.js';
 
@@ -30,6 +31,8 @@ export class Workspace {
   readonly tasksDir: string;
   readonly spoolDir: string;
   readonly packages: PackageCache;
+  /** Whether the work dir takes writes (the node reports itself unhealthy while it does not). */
+  readonly health: WorkDirHealth;
   private readonly groupDirs: LingeringDirs;
 
   constructor(
@@ -43,6 +46,7 @@ export class Workspace {
     this.tasksDir = tasksDirOf(root);
     this.spoolDir = path.join(root, 'spool');
     this.groupDirs = new LingeringDirs(GROUP_DIR_LINGER_MS, removeIfEmpty, log);
+    this.health = new WorkDirHealth(this.tasksDir, log.child({ component: 'health' }));
     for (const d of [root, this.tasksDir, this.spoolDir]) fs.mkdirSync(d, { recursive: true, mode: 0o711 });
     // Leftovers of a previous run of this agent belong to attempts the head has since fenced.
     for (const d of [this.tasksDir, this.spoolDir]) {
@@ -89,6 +93,22 @@ export class Workspace {
     return dir;
   }
 
+  /**
+   * Whether `err`, a failure to fetch a package into this work dir or to make the task directory
+   * `key` (under `group`'s), is the node's fault and not the job's: the file system refuses, one of
+   * the agent's own directories is missing or denied, or the work dir fails a probe made now (which
+   * also reports the node unhealthy). The description names the errno and path, or null.
+   */
+  async faultOf(err: unknown, key: string, group: string | null): Promise<string | null> {
+    const groupDir = group === null ? this.tasksDir : path.join(this.tasksDir, group);
+    const own = [this.root, this.tasksDir, this.packagesDir, this.unpackedDir, groupDir, path.join(groupDir, key)];
+    const fault = nodeFaultOf(err, own);
+    const reason = (await this.health.check()) ? null : (this.health.unhealthy?.reason ?? null);
+    // The probe says what is wrong when the error itself misleads (a recursive mkdir on a
+    // read-only file system fails with ENOENT).
+    return fault !== null && reason !== null ? `${fault} (${reason})` : (fault ?? reason);
+  }
+
   /** Remove a task's directory in the background. */
   removeTaskDir(dir: string): void {
     this.removeLater(dir);
@@ -120,6 +140,7 @@ export class Workspace {
   }
 
   close(): void {
+    this.health.close();
     this.groupDirs.close();
     this.packages.close();
   }

@@ -33,6 +33,11 @@ function NodeCard({ node, now }: { node: NodeInfo; now: number }) {
         {node.hostname} · sandbox <strong>{node.sandbox.mode}</strong>
         {node.sandbox.cgroups ? ' with cgroups' : ''} · {node.running_tasks} running task{node.running_tasks === 1 ? '' : 's'} · seen {formatAgo(node.last_seen_at, now)}
       </p>
+      {node.unhealthy && (node.state === 'ALIVE' || node.state === 'DRAINING') && (
+        <p class="error">
+          Unhealthy, takes no new work (noticed {formatAgo(node.unhealthy.since, now)}): {node.unhealthy.reason}
+        </p>
+      )}
       {node.state === 'ALIVE' || node.state === 'DRAINING' ? (
         <>
           <Meter label="CPUs" used={t.num_cpus - f.num_cpus} total={t.num_cpus} />

@@ -70,6 +70,8 @@ export class AgentHub {
   register(req: RegisterRequest, credential: string, replacing: readonly string[]): RegisterResponse {
     const now = Date.now();
     const id = this.engine.registerNode({ name: req.node_name, credential, hostname: req.hostname, totals: req.totals, sandbox: req.sandbox }, replacing, now);
+    // Before the scheduling pass the registration asked for: an unhealthy node gets nothing.
+    if (req.unhealthy) this.engine.setUnhealthy(id, req.unhealthy);
     this.log.info({ nodeId: id, name: req.node_name, totals: req.totals, sandbox: req.sandbox.mode }, 'node registered');
     return {
       node_id: id,
@@ -83,6 +85,8 @@ export class AgentHub {
   /** Deliver logs, then events (each applied at most once), and answer with acks and kill orders. */
   report(nodeId: string, req: ReportRequest): ReportResponse {
     this.engine.renewLease(nodeId);
+    // First: a node-fault exit in this report must not have its retry placed back here.
+    this.engine.setUnhealthy(nodeId, req.unhealthy ?? null);
     const acks: LogAck[] = [];
     for (const chunk of req.logs) {
       const t = this.engine.view.task(chunk.task_id);
@@ -224,6 +228,7 @@ export class AgentHub {
         running_tasks: n?.running.size ?? 0,
         usage: JSON.parse(row.usage) as Record<string, unknown>,
         cordoned: Boolean(row.cordoned),
+        ...(n?.unhealthy ? { unhealthy: { ...n.unhealthy } } : {}),
       };
     });
   }

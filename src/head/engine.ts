@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events';
 import { RaysubError } from '../shared/errors.js';
 import { newNodeId } from '../shared/ids.js';
 import type { Logger } from '../shared/log.js';
-import type { AgentEvent, JobErrorType, NodeTotals, SandboxMode, Usage } from '../shared/protocol/index.js';
+import type { AgentEvent, JobErrorType, NodeCondition, NodeTotals, SandboxMode, Usage } from '../shared/protocol/index.js';
 import type { TaskRequest } from '../shared/resources.js';
 import type { NewJob, Store } from './db/index.js';
 import type { LogStore } from './logStore.js';
@@ -180,7 +180,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       }
       return true;
     }
-    this.settler.endAttempt(task, ev.outcome, ev.exit_code, ev.signal, ev.message, ev.at, ev.usage);
+    this.settler.endAttempt(task, ev.fault === 'node' ? 'node_fault' : ev.outcome, ev.exit_code, ev.signal, ev.message, ev.at, ev.usage);
     return true;
   }
 
@@ -259,6 +259,23 @@ export class Engine extends EventEmitter<EngineEvents> {
       this.requestSchedule();
     }
     return node;
+  }
+
+  /**
+   * What the node's agent reports keeps it from new work (its work dir failed a probe), or null:
+   * healthy again, which the agent's own probe decides (no operator's uncordon needed, and an
+   * operator's cordon stays as it is either way).
+   */
+  setUnhealthy(nodeId: string, condition: NodeCondition | null): void {
+    const node = this.live.nodes.get(nodeId);
+    if (!node) return;
+    const was = node.unhealthy;
+    node.unhealthy = condition;
+    if (condition && was?.reason !== condition.reason) this.log.warn({ nodeId, name: node.name, reason: condition.reason }, 'node unhealthy: it takes no new work');
+    if (!condition && was) {
+      this.log.info({ nodeId, name: node.name }, 'node healthy again');
+      this.requestSchedule();
+    }
   }
 
   /** Take no new work on this node; what runs there finishes. */

@@ -71,7 +71,7 @@ export class InjobHub {
     engine.on('stopping', (jobId) => this.jobStopping(jobId));
     engine.on('nodeLost', (nodeId) => this.nodeLost(nodeId));
     this.directory = new InjobDirectory({
-      nodes: () => this.engine.view.nodeList().filter((n) => !n.draining).map((n) => ({ id: n.id, free: n.free })),
+      nodes: () => this.engine.view.nodeList().filter((n) => !n.draining && n.unhealthy === null).map((n) => ({ id: n.id, free: n.free })),
       hold: (nodeId, k, req, gpuIds) => this.engine.holdInjob(nodeId, k, req, gpuIds),
       release: (nodeId, k) => this.engine.releaseInjob(nodeId, k),
       bundle: (g, index, reserve) => {

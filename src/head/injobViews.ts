@@ -30,7 +30,7 @@ export function nodeImbalance(view: LiveView, nodeId: string): string | null {
 export function freeView(view: LiveView): Record<string, Usage> {
   const out: Record<string, Usage> = {};
   for (const n of view.nodeList()) {
-    if (!n.draining) out[n.id] = { cpus: n.free.cpus, memory: n.free.memory, gpus: [...n.free.gpus], custom: { ...n.free.custom }, tasks: n.free.tasks };
+    if (!n.draining && n.unhealthy === null) out[n.id] = { cpus: n.free.cpus, memory: n.free.memory, gpus: [...n.free.gpus], custom: { ...n.free.custom }, tasks: n.free.tasks };
   }
   return out;
 }

@@ -2,7 +2,8 @@
  * Placement: which pending task goes to which node, now. Pure functions of the live view, the
  * time and the policy; the engine applies what they decide.
  *
- * A node takes new work when it is alive, not draining, has contacted this head since it started,
+ * A node takes new work when it is alive, not draining (nor cordoned), not unhealthy (its agent
+ * reports its work dir unwritable), has contacted this head since it started,
  * offers what the job's sandbox settings require, and has a task slot and the resources free.
  * Order: higher priority first, then older job, then task index. A task that does not fit is
  * skipped so smaller tasks behind it can use what is free (backfilling). To keep a large task
@@ -59,14 +60,19 @@ export function missingOn(node: NodeView, job: JobView): string | null {
   return null;
 }
 
+/** Whether the node takes new work at all: not draining or cordoned, not unhealthy, heard from since the head started. */
+export function takesWork(node: NodeView): boolean {
+  return !node.draining && node.unhealthy === null && node.contacted;
+}
+
 /** Whether the node takes new work for this job (resources aside). */
 function open(node: NodeView, job: JobView): boolean {
-  return !node.draining && node.contacted && missingOn(node, job) === null;
+  return takesWork(node) && missingOn(node, job) === null;
 }
 
 export function planPlacements(state: LiveView, policy: PlacementPolicy): SchedulingPass {
   const { now } = policy;
-  const nodes = state.nodeList().filter((n) => !n.draining && n.contacted);
+  const nodes = state.nodeList().filter(takesWork);
   const free = new Map<string, Capacity>(nodes.map((n) => [n.id, cloneCapacity(n.free)]));
   const reserved = new Map<string, string>(); // node id -> task id holding the reservation
   const pass: SchedulingPass = { placements: [], reasons: [], unplaceable: new Map(), fail: [], nextWakeAt: null };
@@ -210,7 +216,9 @@ export function waitReason(state: LiveView, job: JobView, free?: ReadonlyMap<str
   if (nodes.length === 0) {
     if (all.some((n) => !n.contacted)) return `${needs}; waiting for nodes to reconnect after the head restarted`;
     const lacking = all.map((n) => missingOn(n, job)).find((m) => m !== null);
-    return lacking ? `needs ${lacking}; no node that has one takes work now` : `${needs}; every node is draining`;
+    if (lacking) return `needs ${lacking}; no node that has one takes work now`;
+    const sick = all.find((n) => n.unhealthy !== null);
+    return sick?.unhealthy ? `${needs}; no node takes work now (${sick.name} is unhealthy: ${sick.unhealthy.reason})` : `${needs}; every node is draining`;
   }
   let largest: { name: string; cap: ReadonlyCapacity } | null = null;
   for (const n of nodes) {

@@ -25,6 +25,7 @@ export function rayErrorType(type: JobErrorType | null, exitCode: number | null)
     case 'NODE_LOST':
       return 'JOB_SUPERVISOR_ACTOR_DIED';
     case 'SANDBOX_UNAVAILABLE':
+    case 'NODE_UNHEALTHY':
       return 'JOB_SUPERVISOR_ACTOR_START_FAILURE';
     case 'TIMEOUT':
     case 'DISK_PRESSURE':

@@ -6,13 +6,13 @@
  */
 import os from 'node:os';
 import { RaysubError } from '../shared/errors.js';
-import type { AttemptUsage, ExitOutcome, JobErrorType, JobStatus } from '../shared/protocol/index.js';
+import type { AttemptUsage, JobErrorType, JobStatus } from '../shared/protocol/index.js';
 import type { Store } from './db/index.js';
 import type { EngineEvents } from './events.js';
 import type { LogStore } from './logStore.js';
 import { lastLines, rayFailureMessage, rayHeader } from './rayVocabulary.js';
 import type { LiveJob, LiveState, LiveTask } from './state.js';
-import { retryOf, verdictOf, type Verdict } from './verdict.js';
+import { retryOf, verdictOf, type AttemptOutcome, type Verdict } from './verdict.js';
 import { dependencyFailure, dependencyVerdict } from './dependencies.js';
 
 const MESSAGE_TAIL_BYTES = 2000;
@@ -40,7 +40,7 @@ export class Settler {
     private readonly hooks: SettlerHooks,
   ) {}
 
-  endAttempt(task: LiveTask, outcome: ExitOutcome | 'lost', code: number | null, signal: string | null, message: string | null, at: number, usage?: AttemptUsage): void {
+  endAttempt(task: LiveTask, outcome: AttemptOutcome, code: number | null, signal: string | null, message: string | null, at: number, usage?: AttemptUsage): void {
     const job = this.live.jobs.get(task.jobId);
     if (!job) return;
     const exitCode = exitCodeOf(code, signal);

@@ -5,7 +5,7 @@
  * through the LiveView interface, whose types are read-only.
  */
 import { capacityFromTotals, applyPlacement, cloneCapacity, type Capacity, type TaskRequest } from '../shared/resources.js';
-import type { NodeTotals, RuntimeEnv, SandboxMode, TaskState, Usage } from '../shared/protocol/index.js';
+import type { NodeCondition, NodeTotals, RuntimeEnv, SandboxMode, TaskState, Usage } from '../shared/protocol/index.js';
 import { LOCAL_AGENT_CREDENTIAL } from './auth.js';
 import { parseArraySpec } from '../shared/arraySpec.js';
 import type { JobRow, NodeRow, Store, TaskRow } from './db/index.js';
@@ -45,10 +45,7 @@ export interface LiveJob {
   arrayIndices: number[] | null;
 }
 
-export interface Dependency {
-  id: string;
-  any: boolean;
-}
+export interface Dependency { id: string; any: boolean }
 
 export interface LiveTask {
   id: string; // "<job-id>:<index>"
@@ -82,6 +79,8 @@ export interface LiveNode {
   head: boolean;
   leaseUntil: number;
   draining: boolean;
+  /** Its agent reports it unhealthy (its work dir failed a probe): no new work until that passes. */
+  unhealthy: NodeCondition | null;
   /**
    * The agent has registered or reported to this head process. Nodes loaded from the database at
    * start-up may be gone: they get no new work until they show themselves.
@@ -342,6 +341,7 @@ export class LiveState implements LiveView {
       leaseUntil,
       // An agent that drains (shutting down) or a name an operator cordoned: no new work.
       draining: row.state === 'DRAINING' || Boolean(row.cordoned),
+      unhealthy: null,
       contacted,
       running: new Set(),
       injob: { usage: null, held: new Map() },

@@ -20,9 +20,15 @@ export interface VerdictJob {
   readonly retryBackoffS: number;
 }
 
+/**
+ * How an attempt ended, as the head records it: what its agent reported, `lost` (its node was
+ * declared lost) or `node_fault` (its agent could not prepare it for a fault of the node's own).
+ */
+export type AttemptOutcome = ExitOutcome | 'lost' | 'node_fault';
+
 export interface AttemptEnd {
   taskIdx: number;
-  outcome: ExitOutcome | 'lost';
+  outcome: AttemptOutcome;
   exitCode: number | null;
   signal: string | null;
   message: string | null;
@@ -49,6 +55,9 @@ export function verdictOf(job: VerdictJob, end: AttemptEnd): Verdict {
       return { state: 'FAILED', errorType: 'DISK_PRESSURE', message: message ?? "killed to keep its node's disk from filling", retryable: true };
     case 'lost':
       return { state: 'FAILED', errorType: 'NODE_LOST', message: message ?? 'its node was lost', retryable: true };
+    case 'node_fault':
+      // Nothing of the job ran: the node is to blame, and another node may do.
+      return { state: 'FAILED', errorType: 'NODE_UNHEALTHY', message: message ?? 'its node could not prepare it', retryable: true };
     case 'timeout':
       return { state: 'FAILED', errorType: 'TIMEOUT', message: message ?? `timed out after ${job.timeoutS}s`, retryable: false };
     case 'setup_failed':

@@ -32,6 +32,7 @@ export function statusColor(p: Palette, status: string): string {
       return p.green(status);
     case 'FAILED':
     case 'LOST':
+    case 'UNHEALTHY':
       return p.red(status);
     case 'STOPPED':
     case 'PENDING':

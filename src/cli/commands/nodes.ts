@@ -38,6 +38,8 @@ export async function nodesCommand(ctx: CliContext, flags: { json?: boolean }): 
   for (const n of nodes) {
     if (n.state === 'ALIVE' || n.state === 'DRAINING') {
       if (n.sandbox.mode !== 'bwrap' || !n.sandbox.cgroups) ctx.out.write(`${n.node_name}: ${n.sandbox.detail}\n`);
+      // Unhealthy: it takes no new work until its agent's probe of its work dir passes again.
+      if (n.unhealthy) ctx.out.write(`${n.node_name}: unhealthy (noticed ${formatAge(now - n.unhealthy.since)} ago), takes no new work: ${n.unhealthy.reason}\n`);
     }
   }
   if (nodes.some((n) => n.state === 'LOST')) ctx.err.write('LOST nodes are forgotten a day after they were last seen (now: raysub node forget NAME).\n');

@@ -44,6 +44,17 @@ export type SandboxInfo = z.infer<typeof sandboxInfoSchema>;
 export const NODE_NAME_RULE = 'a node name is 1-128 letters, digits, ".", "_" or "-", starting with a letter or digit';
 export const nodeNameSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, NODE_NAME_RULE);
 
+/**
+ * Why a live node takes no new work: its agent found its work dir unwritable (a probe that creates,
+ * writes, syncs and removes a small file failed). It holds until a probe succeeds again.
+ */
+export const nodeConditionSchema = z.object({
+  reason: z.string().max(2000),
+  /** Since when (ms since the epoch). */
+  since: z.number().int().min(0),
+});
+export type NodeCondition = z.infer<typeof nodeConditionSchema>;
+
 export const registerRequestSchema = z.object({
   node_name: nodeNameSchema,
   hostname: z.string().max(256),
@@ -53,6 +64,8 @@ export const registerRequestSchema = z.object({
   sandbox: sandboxInfoSchema,
   /** A previous node id, when the agent re-registers after the head declared it lost. */
   previous_node_id: z.string().optional(),
+  /** The node is unhealthy already (absent: healthy, and from agents that predate it). */
+  unhealthy: nodeConditionSchema.optional(),
 });
 export type RegisterRequest = z.infer<typeof registerRequestSchema>;
 
@@ -140,6 +153,11 @@ export const agentEventSchema = z.discriminatedUnion('type', [
     log_bytes: z.number().int().min(0),
     /** What the attempt's cgroups counted (absent: nothing ran; a null counter: no cgroup counts it on this node). */
     usage: attemptUsageSchema.optional(),
+    /**
+     * `node`: the attempt failed for a fault of the node, not the job's (its work dir could not be
+     * written); nothing of the job ran. A head that predates it reads only `outcome` (setup_failed).
+     */
+    fault: z.literal('node').optional(),
   }),
 ]);
 export type AgentEvent = z.infer<typeof agentEventSchema>;
@@ -171,6 +189,8 @@ export const reportRequestSchema = z.object({
   usage: z.object({ cache_bytes: z.number().optional() }).passthrough().optional(),
   /** The in-job task API's traffic (absent from agents that predate it). */
   injob: injobReportSchema.optional(),
+  /** Present while the node is unhealthy: it takes no new work (absent: healthy). */
+  unhealthy: nodeConditionSchema.optional(),
 });
 export type ReportRequest = z.infer<typeof reportRequestSchema>;
 

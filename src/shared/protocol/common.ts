@@ -23,6 +23,8 @@ export const jobErrorTypeSchema = z.enum([
   /** Its agent killed it: the node's disk fell below its floor and it held the most of it. */
   'DISK_PRESSURE',
   'NODE_LOST',
+  /** Its node could not prepare it (its work dir is not writable: read-only, full, I/O errors); nothing of it ran. */
+  'NODE_UNHEALTHY',
   'STOPPED_BY_USER',
   'SANDBOX_UNAVAILABLE',
   /** Its in-job traffic went over a limit (docs/tasks.md, "Limits"). */

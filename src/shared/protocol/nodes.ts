@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { nodeTotalsSchema, sandboxInfoSchema } from './agents.js';
+import { nodeConditionSchema, nodeTotalsSchema, sandboxInfoSchema } from './agents.js';
 
 export const nodeStateSchema = z.enum(['ALIVE', 'LOST', 'DRAINING', 'GONE']);
 export type NodeState = z.infer<typeof nodeStateSchema>;
@@ -19,6 +19,8 @@ export const nodeInfoSchema = z.object({
   usage: z.record(z.string(), z.unknown()),
   /** An operator cordoned the node (`raysub node cordon|drain`): it takes no new work. */
   cordoned: z.boolean().optional(),
+  /** Its agent reports it unhealthy (its work dir is not writable): it takes no new work until that passes. */
+  unhealthy: nodeConditionSchema.optional(),
 });
 export type NodeInfo = z.infer<typeof nodeInfoSchema>;
 

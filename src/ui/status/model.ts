@@ -25,7 +25,8 @@ export interface Use {
 export interface StatusView {
   address: string;
   time: number;
-  nodes: { name: string; state: string; cpus: Use; gpus: Use; memory: Use; running_tasks: number; sandbox: string }[];
+  /** `reason`: why a live node takes no new work though it is alive (it is unhealthy), else null. */
+  nodes: { name: string; state: string; cpus: Use; gpus: Use; memory: Use; running_tasks: number; sandbox: string; reason: string | null }[];
   /** `progress`: an array job's tasks, "3/10 running, 7 queued" (one task: its count, "1"). */
   running: { submission_id: string; entrypoint: string; started_at: number | null; age_s: number; tasks: number; progress: string; schedule: string | null }[];
   pending: { submission_id: string; entrypoint: string; created_at: number; age_s: number; position: number | null; reason: string }[];
@@ -53,9 +54,10 @@ export function taskProgress(j: Pick<JobDetails, 'raysub'>): string {
 const byEnd = (jobs: readonly JobDetails[], n: number): JobDetails[] => [...jobs].sort((a, b) => (b.end_time ?? 0) - (a.end_time ?? 0)).slice(0, n);
 const ageS = (from: number | null, now: number) => (from === null ? 0 : Math.max(0, Math.round((now - from) / 1000)));
 
-/** A node's state as an operator reads it: a cordoned live node is CORDONED. */
-export function nodeStateLabel(n: Pick<NodeInfo, 'state' | 'cordoned'>): string {
-  return n.cordoned && n.state !== 'LOST' && n.state !== 'GONE' ? 'CORDONED' : n.state;
+/** A node's state as an operator reads it: a cordoned live node is CORDONED, else an unhealthy one UNHEALTHY. */
+export function nodeStateLabel(n: Pick<NodeInfo, 'state' | 'cordoned' | 'unhealthy'>): string {
+  if (n.state === 'LOST' || n.state === 'GONE') return n.state;
+  return n.cordoned ? 'CORDONED' : n.unhealthy ? 'UNHEALTHY' : n.state;
 }
 
 export function buildStatusView(d: StatusData): StatusView {
@@ -78,6 +80,7 @@ export function buildStatusView(d: StatusData): StatusView {
         memory: { used: alive ? n.totals.memory - n.free.memory : 0, total: n.totals.memory },
         running_tasks: n.running_tasks,
         sandbox: n.sandbox.mode,
+        reason: alive && n.unhealthy ? `unhealthy: ${n.unhealthy.reason}` : null,
       })),
     running: d.running.map((j) => ({
       submission_id: j.submission_id,

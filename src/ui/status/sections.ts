@@ -86,11 +86,15 @@ export function statusSections(v: StatusView, c: Palette, opts: SectionOptions =
       max: 50,
       priority: 3,
       none: 'no nodes',
-      render: (rows) =>
-        renderTable(
-          ['NODE', 'STATE', 'CPU', 'GPU', 'MEMORY', 'TASKS', 'SANDBOX'],
-          (rows as StatusView['nodes']).map((n) => [n.name, statusColor(c, n.state), use(n.cpus, num, bars), use(n.gpus, num, bars), use(n.memory, formatBytes, bars), String(n.running_tasks), n.sandbox]),
-        ),
+      render: (rows) => {
+        const nodes = rows as StatusView['nodes'];
+        // Why a node takes no work, in a column of its own only when one has a reason.
+        const why = nodes.some((n) => n.reason !== null);
+        return renderTable(
+          ['NODE', 'STATE', 'CPU', 'GPU', 'MEMORY', 'TASKS', 'SANDBOX', ...(why ? ['REASON'] : [])],
+          nodes.map((n) => [n.name, statusColor(c, n.state), use(n.cpus, num, bars), use(n.gpus, num, bars), use(n.memory, formatBytes, bars), String(n.running_tasks), n.sandbox, ...(why ? [n.reason ?? '-'] : [])]),
+        );
+      },
     },
     {
       title: `Running (${v.running.length})`,
