@@ -3,8 +3,8 @@
  * it could not prepare fails as the node's fault (NODE_UNHEALTHY, retried elsewhere as its
  * retries allow), the node reports itself unhealthy with the reason and gets no new work, and it
  * takes work again by itself once a probe of its work dir passes. The decision in process; end to
- * end on an agent whose work dir is a small tmpfs the test remounts read-only (needs root: the test
- * says so and skips otherwise).
+ * end on an agent whose work dir is a small tmpfs the test remounts read-only, or fills to its last
+ * inode (needs root: the test says so and skips otherwise).
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -84,14 +84,14 @@ describe('node faults, in process', () => {
 });
 
 /** A small tmpfs of the test's own, or null (the test is skipped, saying why) where it cannot mount one. */
-function smallDisk(ctx: TestContext): string | null {
+function smallDisk(ctx: TestContext, options = 'size=64m'): string | null {
   if (process.getuid?.() !== 0) {
     console.warn(`skipping "${ctx.task.name}": mounting a small tmpfs for the agent's work dir needs root`);
     return null;
   }
   const mnt = tempDir('raysub-rodisk-');
   try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64m,mode=0711', 'tmpfs', mnt]);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `${options},mode=0711`, 'tmpfs', mnt]);
   } catch (err) {
     console.warn(`skipping "${ctx.task.name}": cannot mount a tmpfs (${(err as Error).message.split('\n')[0]})`);
     return null;
@@ -174,5 +174,41 @@ describe('a node whose work dir takes no writes, end to end', () => {
     expect(third.status, await head.client.getLogs('third')).toBe('SUCCEEDED');
     expect((await head.client.getJob('third')).raysub.tasks?.[0]?.attempts.map((a) => [a.node_name, a.error_type])).toEqual([[sick, null]]);
     expect((await runCli(['nodes'], { env: head.env })).stdout).not.toContain('UNHEALTHY');
+  });
+
+  it('a node out of inodes: the task is retried elsewhere as NODE_UNHEALTHY (ENOSPC), and the node is back once files are freed', { timeout: 180_000 }, async (ctx) => {
+    const mnt = smallDisk(ctx, 'size=64m,nr_inodes=4000');
+    if (mnt === null) return ctx.skip();
+    const head = await startHead({ localAgent: false });
+    const sick = unique('full');
+    const well = unique('well');
+    // The disk guard is off: this is about a work dir that takes no new files, not a task filling it.
+    await startAgent(head, { name: sick, numCpus: 4, workDir: path.join(mnt, 'agent'), args: ['--min-free-disk', '0'] });
+    await startAgent(head, { name: well, numCpus: 1 });
+    // Something else takes every inode left.
+    const filler = path.join(mnt, 'filler');
+    fs.mkdirSync(filler);
+    for (let i = 0; i < 10_000; i++) {
+      try {
+        fs.writeFileSync(path.join(filler, String(i)), '');
+      } catch (err) {
+        expect((err as NodeJS.ErrnoException).code).toBe('ENOSPC');
+        break;
+      }
+    }
+    const dir = workingDir({ 'hello.py': 'print("hello from the job")\n' });
+    const run = await runCli(['job', 'submit', '--no-wait', '--submission-id', 'full', '--max-retries', '1', '--retry-backoff', '0', '--working-dir', dir, '--', 'python3', 'hello.py'], { env: head.env });
+    expect(run.code).toBe(0);
+    const job = await head.client.waitForJob('full', { timeoutMs: 90_000 });
+    expect(job.status, await head.client.getLogs('full')).toBe('SUCCEEDED');
+    const attempts = (await head.client.getJob('full')).raysub.tasks?.[0]?.attempts ?? [];
+    expect(attempts.map((a) => [a.node_name, a.outcome, a.error_type])).toEqual([
+      [sick, 'node_fault', 'NODE_UNHEALTHY'],
+      [well, 'exited', null],
+    ]);
+    expect(attempts[0]?.message).toMatch(/ENOSPC: no space left on device/);
+    expect((await head.client.nodes()).find((n) => n.node_name === sick)?.unhealthy?.reason).toMatch(/^work dir not writable: ENOSPC: no space left on device, open '.*\.probe-/);
+    fs.rmSync(filler, { recursive: true });
+    await waitFor(async () => (await head.client.nodes()).find((n) => n.node_name === sick && n.unhealthy === undefined), { what: 'the node to be healthy again', timeoutMs: 30_000 });
   });
 });
