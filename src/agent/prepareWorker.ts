@@ -65,7 +65,8 @@ export async function prepareWorker(deps: PrepareDeps, a: Assignment, o: { key: 
   // Fetching and copying happen in the node's work dir: a failure there may be the node's, not the job's.
   const inWorkDir = (what: string) => async (err: unknown): Promise<never> => {
     const fault = o.signal.aborted ? null : await deps.workspace.faultOf(err, o.key, o.group);
-    if (fault !== null && !o.signal.aborted) throw new SetupError('setup_failed', `node ${deps.nodeName} could not prepare the task (${what}): ${fault}`, true);
+    // Bounded well under what an exit event may carry (paths and a probe's finding).
+    if (fault !== null && !o.signal.aborted) throw new SetupError('setup_failed', `node ${deps.nodeName} could not prepare the task (${what}): ${fault}`.slice(0, 8000), true);
     return setup(`${what}: `)(err);
   };
   // The job's package on the head, or the remote archive its runtime env names.
