@@ -1,7 +1,8 @@
 import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
-import { reportResponseSchema, pollResponseSchema, type AgentEvent, type Assignment, type ReportRequest } from '../src/shared/protocol/index.js';
-import { startHead, waitFor, type TestHead } from './helpers/cluster.js';
+import { Outbox } from '../src/agent/outbox.js';
+import { reportRequestSchema, reportResponseSchema, pollResponseSchema, type AgentEvent, type Assignment, type ReportRequest } from '../src/shared/protocol/index.js';
+import { startHead, tempDir, waitFor, type TestHead } from './helpers/cluster.js';
 
 /** A hand-driven agent: the protocol as the head sees it, with answers we can choose to "lose". */
 async function post(head: TestHead, p: string, body: unknown): Promise<unknown> {
@@ -66,5 +67,20 @@ describe('agent protocol', () => {
       return j.status === 'SUCCEEDED' ? j : null;
     });
     expect(job.raysub?.tasks?.map((t) => t.attempts.length)).toEqual([1, 1]);
+  });
+
+  it("cuts an exit's message to what a report may carry, keeping its beginning and its end", () => {
+    const outbox = new Outbox(tempDir(), 1024);
+    const long = 'start ' + 'x'.repeat(100_000) + ' the end';
+    outbox.exited({ task_id: 't', attempt: 1 }, { at: Date.now(), outcome: 'setup_failed', exit_code: null, signal: null, message: long });
+    outbox.exited({ task_id: 'u', attempt: 1 }, { at: Date.now(), outcome: 'exited', exit_code: 0, signal: null, message: 'short' });
+    // The head checks every report against the schema: a report it refuses would be resent until the node is lost.
+    const report = reportRequestSchema.parse(outbox.build(1 << 20, []));
+    const messages = report.events.map((e) => (e.type === 'exited' ? e.message : null));
+    const cut = messages.find((m) => m?.startsWith('start ')) ?? '';
+    expect(cut.length).toBeLessThanOrEqual(16_000);
+    expect(cut.endsWith(' the end')).toBe(true);
+    expect(cut).toMatch(/\[\.\.\. \d+ characters cut \.\.\.\]/);
+    expect(messages).toContain('short');
   });
 });

@@ -8,6 +8,15 @@ export type Urgency = 'exit' | 'output' | 'start';
 
 const key = (ref: TaskRef): string => `${ref.task_id}#${ref.attempt}`;
 
+/** At most this much of an exit's message travels (the protocol takes 20,000 characters). */
+const MAX_MESSAGE = 16_000;
+
+function bounded(message: string | null): string | null {
+  if (message === null || message.length <= MAX_MESSAGE) return message;
+  // 12,000 of the beginning, 3,900 of the end, and a note of what went between them.
+  return `${message.slice(0, 12_000)} [... ${message.length - 15_900} characters cut ...] ${message.slice(-3_900)}`;
+}
+
 /**
  * Everything the agent owes the head: events (numbered, resent until acknowledged) and output
  * (resent from the acknowledged offset). A task's exit event is numbered only once all of its
@@ -59,7 +68,9 @@ export class Outbox {
 
   exited(ref: TaskRef, info: ExitInfo): void {
     this.buffer(ref);
-    this.exits.set(key(ref), { ref, info });
+    // A report the head refuses is resent until the node is declared lost: whatever a message
+    // says, it must fit the protocol's bound.
+    this.exits.set(key(ref), { ref, info: { ...info, message: bounded(info.message) } });
     this.onChange?.('exit');
   }
 
