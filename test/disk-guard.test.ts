@@ -4,14 +4,14 @@
  * work dir is a small tmpfs of its own (mounting one needs root: the test says so and skips
  * otherwise); the decision itself in process.
  */
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it, onTestFinished, type TestContext } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { pressureOf, readDisk } from '../src/agent/diskGuard.js';
 import { headOptionsFrom } from '../src/shared/config.js';
-import { runCli, startAgent, startHead, tempDir, waitFor, workingDir } from './helpers/cluster.js';
+import { runCli, startAgent, startHead, waitFor, workingDir } from './helpers/cluster.js';
 import { unique } from './helpers/sandbox.js';
+import { smallDisk } from './helpers/smallDisk.js';
 
 const MiB = 1024 * 1024;
 
@@ -87,28 +87,9 @@ time.sleep(4)
 print("ok", flush=True)
 `;
 
-/** A 160 MiB tmpfs for an agent's work dir, unmounted when the test ends; null (having said why) where none can be mounted. */
-function smallDisk(ctx: TestContext): string | null {
-  if (process.getuid?.() !== 0) {
-    console.warn(`skipping "${ctx.task.name}": mounting a small tmpfs for the agent's work dir needs root`);
-    return null;
-  }
-  const mnt = tempDir('raysub-disk-');
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=160m,mode=0711', 'tmpfs', mnt]);
-  } catch (err) {
-    console.warn(`skipping "${ctx.task.name}": cannot mount a tmpfs (${(err as Error).message.split('\n')[0]})`);
-    return null;
-  }
-  onTestFinished(() => {
-    execFileSync('umount', ['-l', mnt]);
-  });
-  return mnt;
-}
-
 describe('disk pressure, end to end', () => {
   it('kills the task filling the disk (DISK_PRESSURE), spares the one beside it, and the node keeps serving', { timeout: 180_000 }, async (ctx) => {
-    const mnt = smallDisk(ctx);
+    const mnt = smallDisk(ctx, 'size=160m');
     if (mnt === null) return ctx.skip();
     const head = await startHead({ localAgent: false });
     const node = unique('disk');
@@ -148,7 +129,7 @@ describe('disk pressure, end to end', () => {
   });
 
   it('counts the output an agent keeps for a task while its head is away', { timeout: 180_000 }, async (ctx) => {
-    const mnt = smallDisk(ctx);
+    const mnt = smallDisk(ctx, 'size=160m');
     if (mnt === null) return ctx.skip();
     // No log cap: the agent must keep all of it, and the disk guard counts it.
     const head = await startHead({ localAgent: false, args: ['--max-log-size', '0'] });
@@ -179,7 +160,7 @@ time.sleep(120)
   });
 
   it('keeps no more of a task\'s output for an absent head than the head would keep', { timeout: 180_000 }, async (ctx) => {
-    const mnt = smallDisk(ctx);
+    const mnt = smallDisk(ctx, 'size=160m');
     if (mnt === null) return ctx.skip();
     const head = await startHead({ localAgent: false, args: ['--max-log-size', '1M'] });
     await startAgent(head, { name: unique('capped'), numCpus: 2, workDir: path.join(mnt, 'agent'), args: ['--min-free-disk', '48M'] });

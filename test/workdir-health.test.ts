@@ -9,7 +9,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it, onTestFinished, type TestContext } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { z } from 'zod';
 import { agentEventSchema, registerRequestSchema, reportRequestSchema } from '../src/shared/protocol/index.js';
 import { RaysubError } from '../src/shared/errors.js';
@@ -17,6 +17,7 @@ import { createLogger } from '../src/shared/log.js';
 import { nodeFaultOf, WorkDirHealth } from '../src/agent/workDirHealth.js';
 import { runCli, startAgent, startHead, tempDir, waitFor, workingDir } from './helpers/cluster.js';
 import { unique } from './helpers/sandbox.js';
+import { smallDisk } from './helpers/smallDisk.js';
 
 const errno = (code: string, syscall: string, p: string, message?: string): NodeJS.ErrnoException =>
   Object.assign(new Error(message ?? `${code}: failed, ${syscall} '${p}'`), { code, syscall, path: p });
@@ -83,25 +84,6 @@ describe('node faults, in process', () => {
   });
 });
 
-/** A small tmpfs of the test's own, or null (the test is skipped, saying why) where it cannot mount one. */
-function smallDisk(ctx: TestContext, options = 'size=64m'): string | null {
-  if (process.getuid?.() !== 0) {
-    console.warn(`skipping "${ctx.task.name}": mounting a small tmpfs for the agent's work dir needs root`);
-    return null;
-  }
-  const mnt = tempDir('raysub-rodisk-');
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `${options},mode=0711`, 'tmpfs', mnt]);
-  } catch (err) {
-    console.warn(`skipping "${ctx.task.name}": cannot mount a tmpfs (${(err as Error).message.split('\n')[0]})`);
-    return null;
-  }
-  onTestFinished(() => {
-    execFileSync('umount', ['-l', mnt]);
-  });
-  return mnt;
-}
-
 const remount = (mnt: string, mode: 'ro' | 'rw'): void => void execFileSync('mount', ['-o', `remount,${mode}`, mnt], { stdio: 'pipe' });
 const tryRemount = (mnt: string, mode: 'ro' | 'rw'): boolean => {
   try {
@@ -114,7 +96,7 @@ const tryRemount = (mnt: string, mode: 'ro' | 'rw'): boolean => {
 
 describe('a node whose work dir takes no writes, end to end', () => {
   it('retries the task it could not prepare on the healthy node, shows why it is unhealthy, places nothing there, and takes work again once writable', { timeout: 180_000 }, async (ctx) => {
-    const mnt = smallDisk(ctx);
+    const mnt = smallDisk(ctx, 'size=64m');
     if (mnt === null) return ctx.skip();
     const head = await startHead({ localAgent: false });
     const sick = unique('sick');
